@@ -1,0 +1,65 @@
+// Writing outputs so that a failed or killed run never leaves a half-written file.
+//
+// OutputFile writes to a temporary file next to the destination and renames it over the
+// destination on commit(); if it is destroyed uncommitted (an exception unwound past it),
+// the temporary is removed. SIGINT/SIGTERM also remove pending temporaries.
+// ByteSink is what serializers write to, so one serializer can fill a file or a buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ep {
+
+class ByteSink {
+public:
+    virtual ~ByteSink() = default;
+    virtual void write(std::span<const std::byte> bytes) = 0;
+    [[nodiscard]] virtual uint64_t position() const = 0;
+    void write(std::string_view s) { write(std::as_bytes(std::span(s.data(), s.size()))); }
+    void write_zeros(size_t n);
+};
+
+class BufferSink final : public ByteSink {
+public:
+    void write(std::span<const std::byte> bytes) override;
+    using ByteSink::write;
+    [[nodiscard]] uint64_t position() const override { return buffer_.size(); }
+    [[nodiscard]] std::vector<std::byte>& buffer() { return buffer_; }
+
+private:
+    std::vector<std::byte> buffer_;
+};
+
+class OutputFile final : public ByteSink {
+public:
+    explicit OutputFile(std::filesystem::path destination);
+    ~OutputFile() override;
+    OutputFile(const OutputFile&) = delete;
+    OutputFile& operator=(const OutputFile&) = delete;
+
+    void write(std::span<const std::byte> bytes) override;
+    using ByteSink::write;
+    [[nodiscard]] uint64_t position() const override { return position_; }
+    // Flushes, syncs and renames the temporary over the destination.
+    void commit();
+    [[nodiscard]] const std::filesystem::path& destination() const { return destination_; }
+
+private:
+    void flush_buffer();
+    void write_raw(const std::byte* p, size_t size);
+    std::filesystem::path destination_;
+    std::filesystem::path temporary_;
+    int fd_ = -1;
+    uint64_t position_ = 0;
+    std::vector<std::byte> buffer_;
+    bool committed_ = false;
+    int slot_ = -1;  // entry in the signal handler's list of temporaries
+};
+
+}  // namespace ep

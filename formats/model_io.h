@@ -1,0 +1,28 @@
+// Loading and saving a Model by file type, so callers do not care which format it is.
+#pragma once
+
+#include <filesystem>
+
+#include "compressor/ir/ir.h"
+#include "formats/onnx_io.h"
+
+namespace ep {
+
+enum class FileFormat : uint8_t { Onnx, Safetensors, Unknown };
+
+// By extension (.onnx, .safetensors); falls back to sniffing the first bytes.
+[[nodiscard]] FileFormat detect_format(const std::filesystem::path& path);
+
+// Throws InputError naming the file when it is missing, unreadable or malformed.
+[[nodiscard]] Model load_model(const std::filesystem::path& path);
+
+struct SaveOptions {
+    OnnxWriteOptions onnx;
+};
+
+// The output's format comes from its extension; throws InputError for an unknown one
+// or when the model cannot be expressed in it (a graph with nodes as safetensors).
+void save_model(const Model& model, const std::filesystem::path& path,
+                const SaveOptions& options = {});
+
+}  // namespace ep

@@ -1,0 +1,28 @@
+// safetensors read and write, byte-exact to the specification:
+//   8 bytes: N, little-endian u64, the header's length
+//   N bytes: a JSON object {"TENSOR": {"dtype": "F32", "shape": [..],
+//            "data_offsets": [BEGIN, END]}, ..., "__metadata__": {"k": "v"}}
+//   the rest: the data buffer; offsets are relative to its start.
+// The reader memory-maps the file and returns tensors as views; it rejects headers over
+// 100 MB, offsets out of range or overlapping, and dtype x shape that disagrees with
+// the byte range. A checkpoint is a Model whose graph holds only initializers, and
+// whose metadata is __metadata__.
+#pragma once
+
+#include <filesystem>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compressor/ir/ir.h"
+
+namespace ep {
+
+[[nodiscard]] Model read_safetensors(const std::filesystem::path& path);
+
+// Writes model.graph.initializers (in name order, as the Python package does) and
+// model.metadata as __metadata__. Atomic.
+void write_safetensors(const Model& model, const std::filesystem::path& path);
+
+}  // namespace ep

