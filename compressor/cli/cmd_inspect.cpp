@@ -1,9 +1,35 @@
+// edgepack inspect FILE [--json] [--tensors]
+#include <iostream>
+
 #include "compressor/cli/commands.h"
-#include "compressor/ir/error.h"
+#include "compressor/inspect.h"
+#include "formats/model_io.h"
 
 namespace ep::cli {
+
 void add_inspect_command(CLI::App& app, std::function<int()>& action) {
-    auto* cmd = app.add_subcommand("inspect", "Describe a model file");
-    cmd->callback([&action] { action = [] { throw InternalError("inspect is not built yet"); return 3; }; });
+    struct Args {
+        std::string file;
+        bool json = false;
+        bool tensors = false;
+    };
+    auto args = std::make_shared<Args>();
+    auto* cmd = app.add_subcommand("inspect", "Describe a model file (.onnx, .safetensors)");
+    cmd->add_option("FILE", args->file, "Model file")->required();
+    cmd->add_flag("--json", args->json, "Print one JSON object (schema: docs/inspect.md)");
+    cmd->add_flag("--tensors", args->tensors,
+                  "One entry per tensor: name, dtype, shape, bytes, fraction of zeros");
+    cmd->callback([args, &action] {
+        action = [args] {
+            Model model = load_model(args->file);
+            InspectOptions options;
+            options.tensors = args->tensors;
+            auto report = inspect_model(model, args->file, options);
+            if (args->json) std::cout << report.dump(2) << "\n";
+            else std::cout << render_inspect_text(report);
+            return 0;
+        };
+    });
 }
+
 }  // namespace ep::cli

@@ -1,0 +1,26 @@
+// `edgepack inspect`: what a model file holds, as a JSON object with a stable, versioned
+// schema (docs/inspect.md) and as text for a terminal. The text is rendered from the JSON,
+// so both always say the same thing.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compressor/ir/ir.h"
+
+namespace ep {
+
+inline constexpr const char* kInspectSchema = "edgepack.inspect/1";
+
+struct InspectOptions {
+    bool tensors = false;  // one entry per tensor (name, dtype, shape, bytes, zero fraction)
+    size_t largest = 10;   // how many of the largest tensors to list
+};
+
+[[nodiscard]] nlohmann::json inspect_model(const Model& model, const std::filesystem::path& file,
+                                           const InspectOptions& options = {});
+[[nodiscard]] std::string render_inspect_text(const nlohmann::json& report);
+
+}  // namespace ep
