@@ -1,0 +1,97 @@
+// Typed dispatch and N-ary broadcasting loops shared by the elementwise kernels.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "runtime-check/kernel.h"
+
+namespace ep::rt {
+
+// Calls fn(T{}) with the C++ type that stores `dtype` (f16/bf16 as uint16_t: use the
+// float-compute helpers below for those).
+template <typename Fn>
+void dispatch_numeric(const OpContext& ctx, DType dtype, Fn&& fn) {
+    switch (dtype) {
+        case DType::F32: return fn(float{});
+        case DType::F64: return fn(double{});
+        case DType::I64: return fn(int64_t{});
+        case DType::I32: return fn(int32_t{});
+        case DType::I16: return fn(int16_t{});
+        case DType::I8: return fn(int8_t{});
+        case DType::U64: return fn(uint64_t{});
+        case DType::U32: return fn(uint32_t{});
+        case DType::U16: return fn(uint16_t{});
+        case DType::U8: return fn(uint8_t{});
+        default: ctx.fail(cat("dtype ", dtype_name(dtype), " is not supported here"));
+    }
+}
+
+// Broadcast geometry of an elementwise op: the output shape, and per input the stride
+// (in elements) of each output dimension. Dimensions are collapsed where possible.
+struct Broadcast {
+    std::vector<int64_t> shape;                 // output shape (uncollapsed)
+    std::vector<int64_t> dims;                  // collapsed output dims
+    std::vector<std::vector<int64_t>> strides;  // per input, per collapsed dim
+    int64_t count = 1;
+};
+
+[[nodiscard]] Broadcast make_broadcast(const OpContext& ctx, std::span<const Tensor* const> inputs);
+
+// Calls fn(out_index, in_offsets...) for every output element in row-major order, split
+// over threads by output rows; each output index is visited once.
+template <size_t N, typename Fn>
+void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn) {
+    if (bc.count == 0) return;
+    const size_t rank = bc.dims.size();
+    const int64_t inner = rank ? bc.dims[rank - 1] : 1;
+    const int64_t outer = inner ? bc.count / inner : 0;
+    parallel_for(options, outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
+                 [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+            std::array<int64_t, N> base{};
+            int64_t rem = row;
+            for (size_t d = rank - 1; d-- > 0;) {
+                int64_t idx = rem % bc.dims[d];
+                rem /= bc.dims[d];
+                for (size_t k = 0; k < N; ++k) base[k] += idx * bc.strides[k][d];
+            }
+            std::array<int64_t, N> step{};
+            for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
+            int64_t out = row * inner;
+            for (int64_t j = 0; j < inner; ++j) {
+                std::array<int64_t, N> off;
+                for (size_t k = 0; k < N; ++k) off[k] = base[k] + j * step[k];
+                fn(out + j, off);
+            }
+        }
+    });
+}
+
+// Reads element i of a float-family tensor (f32/f64/f16/bf16) as float.
+inline float load_float(DType dt, const std::byte* p, int64_t i) {
+    switch (dt) {
+        case DType::F32: { float v; std::memcpy(&v, p + i * 4, 4); return v; }
+        case DType::F64: { double v; std::memcpy(&v, p + i * 8, 8); return static_cast<float>(v); }
+        case DType::F16: { uint16_t v; std::memcpy(&v, p + i * 2, 2); return half_to_float(v); }
+        case DType::BF16: { uint16_t v; std::memcpy(&v, p + i * 2, 2); return bf16_to_float(v); }
+        default: return 0.0f;
+    }
+}
+
+inline void store_float(DType dt, std::byte* p, int64_t i, float v) {
+    switch (dt) {
+        case DType::F32: std::memcpy(p + i * 4, &v, 4); break;
+        case DType::F64: { double d = v; std::memcpy(p + i * 8, &d, 8); break; }
+        case DType::F16: { uint16_t h = float_to_half(v); std::memcpy(p + i * 2, &h, 2); break; }
+        case DType::BF16: { uint16_t h = float_to_bf16(v); std::memcpy(p + i * 2, &h, 2); break; }
+        default: break;
+    }
+}
+
+[[nodiscard]] inline bool is_float(DType dt) {
+    return dt == DType::F32 || dt == DType::F64 || dt == DType::F16 || dt == DType::BF16;
+}
+
+}  // namespace ep::rt

@@ -1,0 +1,60 @@
+// The reference executor: runs a Model's graph on the CPU with the kernels in
+// op_registry.cpp. It is edgepack's oracle: calibration, validation and the device
+// runtime all go through it.
+//
+// At construction it checks every node (including subgraphs) against the registry and
+// reports all unsupported ops at once (InputError, exit 2), before anything runs. A run
+// executes nodes in topological order, frees each intermediate value after its last use,
+// and records the peak bytes of live intermediates (the arena peak).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "compressor/ir/ir.h"
+#include "runtime-check/kernel.h"
+
+namespace ep::rt {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+struct RunStats {
+    uint64_t peak_arena_bytes = 0;  // peak bytes of live intermediate values
+    uint64_t nodes_run = 0;
+};
+
+class Executor {
+public:
+    Executor(Model model, ExecOptions options);
+
+    // Graph inputs that are not initializers, i.e. what a caller must feed.
+    [[nodiscard]] const std::vector<ValueInfo>& inputs() const { return feeds_; }
+    [[nodiscard]] const std::vector<ValueInfo>& outputs() const { return model_.graph.outputs; }
+    [[nodiscard]] const Model& model() const { return model_; }
+
+    // Runs the graph; `fetch` names extra intermediate values to return besides the
+    // graph outputs (for per-layer comparisons). Throws InputError on a missing or
+    // mistyped input.
+    [[nodiscard]] NamedTensors run(const NamedTensors& inputs,
+                                   const std::vector<std::string>& fetch = {});
+    [[nodiscard]] const RunStats& last_stats() const { return stats_; }
+
+private:
+    struct Scope;
+    std::vector<Tensor> run_graph(const Graph& graph, Scope& scope,
+                                  const std::vector<std::string>& fetch, NamedTensors* fetched);
+
+    Model model_;
+    ExecOptions options_;
+    std::vector<ValueInfo> feeds_;
+    RunStats stats_;
+    uint64_t live_bytes_ = 0;
+};
+
+// Every (domain, op_type) the runtime implements, sorted, for docs and the conformance runner.
+[[nodiscard]] std::vector<std::string> supported_ops();
+
+}  // namespace ep::rt

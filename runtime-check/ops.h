@@ -1,0 +1,98 @@
+// Kernel functions of the reference runtime; the registry (op_registry.cpp) maps
+// ONNX op types to them. Each is a plain reference implementation.
+#pragma once
+
+#include "runtime-check/kernel.h"
+
+namespace ep::rt {
+
+void op_abs(OpContext& c);
+void op_add(OpContext& c);
+void op_and(OpContext& c);
+void op_arg_max(OpContext& c);
+void op_arg_min(OpContext& c);
+void op_average_pool(OpContext& c);
+void op_batch_normalization(OpContext& c);
+void op_cast(OpContext& c);
+void op_ceil(OpContext& c);
+void op_clip(OpContext& c);
+void op_concat(OpContext& c);
+void op_constant(OpContext& c);
+void op_constant_of_shape(OpContext& c);
+void op_conv(OpContext& c);
+void op_conv_transpose(OpContext& c);
+void op_cos(OpContext& c);
+void op_div(OpContext& c);
+void op_elu(OpContext& c);
+void op_equal(OpContext& c);
+void op_erf(OpContext& c);
+void op_exp(OpContext& c);
+void op_expand(OpContext& c);
+void op_flatten(OpContext& c);
+void op_floor(OpContext& c);
+void op_gather(OpContext& c);
+void op_gelu(OpContext& c);
+void op_gemm(OpContext& c);
+void op_global_average_pool(OpContext& c);
+void op_global_max_pool(OpContext& c);
+void op_greater(OpContext& c);
+void op_greater_or_equal(OpContext& c);
+void op_hard_sigmoid(OpContext& c);
+void op_hard_swish(OpContext& c);
+void op_identity(OpContext& c);
+void op_if(OpContext& c);
+void op_layer_normalization(OpContext& c);
+void op_leaky_relu(OpContext& c);
+void op_less(OpContext& c);
+void op_less_or_equal(OpContext& c);
+void op_log(OpContext& c);
+void op_log_softmax(OpContext& c);
+void op_matmul(OpContext& c);
+void op_max(OpContext& c);
+void op_max_pool(OpContext& c);
+void op_mean(OpContext& c);
+void op_min(OpContext& c);
+void op_mod(OpContext& c);
+void op_mul(OpContext& c);
+void op_neg(OpContext& c);
+void op_not(OpContext& c);
+void op_or(OpContext& c);
+void op_pad(OpContext& c);
+void op_pow(OpContext& c);
+void op_range(OpContext& c);
+void op_reciprocal(OpContext& c);
+void op_reduce_l1(OpContext& c);
+void op_reduce_l2(OpContext& c);
+void op_reduce_log_sum(OpContext& c);
+void op_reduce_log_sum_exp(OpContext& c);
+void op_reduce_max(OpContext& c);
+void op_reduce_mean(OpContext& c);
+void op_reduce_min(OpContext& c);
+void op_reduce_prod(OpContext& c);
+void op_reduce_sum(OpContext& c);
+void op_reduce_sum_square(OpContext& c);
+void op_relu(OpContext& c);
+void op_reshape(OpContext& c);
+void op_round(OpContext& c);
+void op_shape(OpContext& c);
+void op_sigmoid(OpContext& c);
+void op_sign(OpContext& c);
+void op_sin(OpContext& c);
+void op_size(OpContext& c);
+void op_slice(OpContext& c);
+void op_softmax(OpContext& c);
+void op_softplus(OpContext& c);
+void op_split(OpContext& c);
+void op_sqrt(OpContext& c);
+void op_squeeze(OpContext& c);
+void op_sub(OpContext& c);
+void op_sum(OpContext& c);
+void op_tanh(OpContext& c);
+void op_tile(OpContext& c);
+void op_top_k(OpContext& c);
+void op_transpose(OpContext& c);
+void op_unsqueeze(OpContext& c);
+void op_where(OpContext& c);
+void op_xor(OpContext& c);
+
+}  // namespace ep::rt

@@ -1,0 +1,444 @@
+// MatMul, Gemm, Conv, ConvTranspose and pooling, in float32 (f16/bf16/f64 inputs are
+// converted to f32 and back: the reference runtime computes these in f32).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "runtime-check/elementwise.h"
+#include "runtime-check/gemm.h"
+#include "runtime-check/ops.h"
+
+namespace ep::rt {
+namespace {
+
+// The input as a float32 tensor (shares bytes when it already is one).
+Tensor as_f32(const OpContext& c, const Tensor& t) {
+    if (t.dtype == DType::F32) return t;
+    if (!is_float(t.dtype)) c.fail(cat("expected a float input, found ", dtype_name(t.dtype)));
+    Tensor f = make_tensor(DType::F32, t.shape);
+    auto out = f.mutable_values<float>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
+    return f;
+}
+
+Tensor from_f32(Tensor f, DType dt) {
+    if (dt == DType::F32) return f;
+    Tensor t = make_tensor(dt, f.shape);
+    auto in = f.values<float>();
+    for (size_t i = 0; i < in.size(); ++i) store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
+    return t;
+}
+
+struct ConvGeometry {
+    int64_t n, c_in, c_out, group;
+    std::vector<int64_t> in_spatial, kernel, out_spatial, strides, dilations, pads_begin, pads_end;
+};
+
+// Resolves pads (explicit or auto_pad) and output sizes for Conv/pooling.
+void resolve_spatial(const OpContext& c, ConvGeometry& g, bool ceil_mode, bool transposed,
+                     const std::vector<int64_t>& output_padding = {}) {
+    size_t s = g.in_spatial.size();
+    g.strides = c.node.attr_ints("strides");
+    g.dilations = c.node.attr_ints("dilations");
+    std::vector<int64_t> pads = c.node.attr_ints("pads");
+    if (g.strides.empty()) g.strides.assign(s, 1);
+    if (g.dilations.empty()) g.dilations.assign(s, 1);
+    if (pads.empty()) pads.assign(2 * s, 0);
+    if (g.strides.size() != s || g.dilations.size() != s || pads.size() != 2 * s)
+        c.fail("strides, dilations or pads do not match the spatial rank");
+    std::string auto_pad = "NOTSET";
+    if (const Attribute* a = c.node.attr("auto_pad")) auto_pad = a->s;
+    g.pads_begin.assign(s, 0);
+    g.pads_end.assign(s, 0);
+    g.out_spatial.assign(s, 0);
+    for (size_t i = 0; i < s; ++i) {
+        int64_t in = g.in_spatial[i], k = (g.kernel[i] - 1) * g.dilations[i] + 1, st = g.strides[i];
+        if (st <= 0 || g.dilations[i] <= 0) c.fail("strides and dilations must be positive");
+        if (transposed) {
+            int64_t op = output_padding.empty() ? 0 : output_padding[i];
+            if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+                int64_t out = in * st;
+                int64_t total = std::max<int64_t>(0, st * (in - 1) + op + k - out);
+                g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+                g.pads_end[i] = total - g.pads_begin[i];
+                g.out_spatial[i] = out;
+            } else {
+                g.pads_begin[i] = pads[i];
+                g.pads_end[i] = pads[i + s];
+                g.out_spatial[i] = st * (in - 1) + op + k - g.pads_begin[i] - g.pads_end[i];
+            }
+            continue;
+        }
+        if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+            int64_t out = (in + st - 1) / st;
+            int64_t total = std::max<int64_t>(0, (out - 1) * st + k - in);
+            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+            g.pads_end[i] = total - g.pads_begin[i];
+            g.out_spatial[i] = out;
+        } else {
+            if (auto_pad == "NOTSET") {
+                g.pads_begin[i] = pads[i];
+                g.pads_end[i] = pads[i + s];
+            }
+            int64_t span = in + g.pads_begin[i] + g.pads_end[i] - k;
+            if (span < 0) c.fail(cat("kernel larger than padded input on spatial axis ", i));
+            int64_t out = ceil_mode ? (span + st - 1) / st + 1 : span / st + 1;
+            // With ceil_mode the last window must start inside the input or left padding.
+            if (ceil_mode && (out - 1) * st >= in + g.pads_begin[i]) --out;
+            g.out_spatial[i] = out;
+        }
+    }
+}
+
+int64_t product(const std::vector<int64_t>& v) {
+    int64_t p = 1;
+    for (int64_t d : v) p *= d;
+    return p;
+}
+
+}  // namespace
+
+void op_matmul(OpContext& c) {
+    const Tensor& a0 = c.input(0);
+    const Tensor& b0 = c.input(1);
+    if (!is_float(a0.dtype)) c.fail(cat("MatMul on ", dtype_name(a0.dtype), " is not supported"));
+    Tensor a = as_f32(c, a0), b = as_f32(c, b0);
+    std::vector<int64_t> as = a.shape, bs = b.shape;
+    bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
+    if (as.empty() || bs.empty()) c.fail("MatMul inputs must have rank >= 1");
+    if (a_vec) as.insert(as.begin(), 1);
+    if (b_vec) bs.push_back(1);
+    int64_t m = as[as.size() - 2], k = as.back(), k2 = bs[bs.size() - 2], n = bs.back();
+    if (k != k2) c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape), " cannot be multiplied"));
+    std::vector<int64_t> a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+    std::vector<int64_t> batch = broadcast_shapes(c, a_batch, b_batch);
+    auto a_str = broadcast_strides(a_batch, batch), b_str = broadcast_strides(b_batch, batch);
+    std::vector<int64_t> out_shape = batch;
+    if (!a_vec) out_shape.push_back(m);
+    if (!b_vec) out_shape.push_back(n);
+    Tensor y = make_tensor(DType::F32, out_shape);
+    int64_t batches = product(batch);
+    const float* pa = a.values<float>().data();
+    const float* pb = b.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    for (int64_t bi = 0; bi < batches; ++bi) {
+        int64_t ao = 0, bo = 0, rem = bi;
+        for (size_t d = batch.size(); d-- > 0;) {
+            int64_t idx = rem % batch[d];
+            rem /= batch[d];
+            ao += idx * a_str[d];
+            bo += idx * b_str[d];
+        }
+        MatrixView av{pa + ao * m * k, m, k, k, false};
+        MatrixView bv{pb + bo * k * n, k, n, n, false};
+        gemm_f32(c.options, av, bv, py + bi * m * n, n, false);
+    }
+    c.outputs.push_back(from_f32(std::move(y), a0.dtype));
+}
+
+void op_gemm(OpContext& c) {
+    const Tensor& a0 = c.input(0);
+    Tensor a = as_f32(c, a0), b = as_f32(c, c.input(1));
+    if (a.shape.size() != 2 || b.shape.size() != 2) c.fail("Gemm inputs must be 2-D");
+    bool ta = c.node.attr_int("transA", 0) != 0, tb = c.node.attr_int("transB", 0) != 0;
+    float alpha = c.node.attr_float("alpha", 1.0f), beta = c.node.attr_float("beta", 1.0f);
+    int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
+    int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
+    if (k != kb) c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape), " do not match for Gemm"));
+    Tensor y = make_tensor(DType::F32, {m, n});
+    MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
+    MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
+    float* py = y.mutable_values<float>().data();
+    gemm_f32(c.options, av, bv, py, n, false);
+    if (alpha != 1.0f)
+        for (int64_t i = 0; i < m * n; ++i) py[i] *= alpha;
+    if (c.has_input(2) && beta != 0.0f) {
+        Tensor bias = as_f32(c, *c.inputs[2]);
+        std::vector<int64_t> out_shape{m, n};
+        if (broadcast_shapes(c, bias.shape, out_shape) != out_shape) c.fail("C does not broadcast to [M, N]");
+        auto st = broadcast_strides(bias.shape, out_shape);
+        const float* pc = bias.values<float>().data();
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) py[i * n + j] += beta * pc[i * st[0] + j * st[1]];
+    }
+    c.outputs.push_back(from_f32(std::move(y), a0.dtype));
+}
+
+void op_conv(OpContext& c) {
+    const Tensor& x0 = c.input(0);
+    Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
+    if (x.shape.size() < 3 || w.shape.size() != x.shape.size()) c.fail("Conv expects X [N, C, ...] and W [M, C/group, ...] of the same rank");
+    ConvGeometry g;
+    g.n = x.shape[0];
+    g.c_in = x.shape[1];
+    g.c_out = w.shape[0];
+    g.group = c.node.attr_int("group", 1);
+    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
+    g.kernel.assign(w.shape.begin() + 2, w.shape.end());
+    if (std::vector<int64_t> ks = c.node.attr_ints("kernel_shape"); !ks.empty() && ks != g.kernel) c.fail("kernel_shape does not match W");
+    if (g.group <= 0 || g.c_in % g.group || g.c_out % g.group || w.shape[1] != g.c_in / g.group)
+        c.fail(cat("channels: X has ", g.c_in, ", W ", shape_string(w.shape), ", group ", g.group));
+    resolve_spatial(c, g, false, false);
+    size_t s = g.in_spatial.size();
+    int64_t out_pixels = product(g.out_spatial), in_pixels = product(g.in_spatial), kernel_size = product(g.kernel);
+    int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group;
+    int64_t col_rows = cin_g * kernel_size;
+    std::vector<int64_t> out_shape{g.n, g.c_out};
+    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    Tensor y = make_tensor(DType::F32, out_shape);
+    const float* px = x.values<float>().data();
+    const float* pw = w.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    std::vector<float> col(static_cast<size_t>(col_rows * out_pixels));
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
+    bool pointwise = kernel_size == 1 && product(g.strides) == 1 &&
+                     std::all_of(g.pads_begin.begin(), g.pads_begin.end(), [](int64_t p) { return p == 0; }) &&
+                     std::all_of(g.pads_end.begin(), g.pads_end.end(), [](int64_t p) { return p == 0; });
+    for (int64_t b = 0; b < g.n; ++b) {
+        for (int64_t gi = 0; gi < g.group; ++gi) {
+            const float* xin = px + (b * g.c_in + gi * cin_g) * in_pixels;
+            const float* colp = xin;
+            if (!pointwise) {
+                // im2col: rows (channel, kernel offset), columns output pixels.
+                parallel_for(c.options, col_rows, 4, [&](int64_t r0, int64_t r1) {
+                    std::vector<int64_t> kidx(s), oidx(s);
+                    for (int64_t r = r0; r < r1; ++r) {
+                        int64_t ch = r / kernel_size, kr = r % kernel_size;
+                        for (size_t d = s; d-- > 0;) { kidx[d] = kr % g.kernel[d]; kr /= g.kernel[d]; }
+                        float* dst = col.data() + r * out_pixels;
+                        const float* src = xin + ch * in_pixels;
+                        std::fill(oidx.begin(), oidx.end(), 0);
+                        for (int64_t o = 0; o < out_pixels; ++o) {
+                            int64_t off = 0;
+                            bool inside = true;
+                            for (size_t d = 0; d < s; ++d) {
+                                int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+                                if (pos < 0 || pos >= g.in_spatial[d]) { inside = false; break; }
+                                off += pos * in_strides[d];
+                            }
+                            dst[o] = inside ? src[off] : 0.0f;
+                            for (size_t d = s; d-- > 0;) {
+                                if (++oidx[d] < g.out_spatial[d]) break;
+                                oidx[d] = 0;
+                            }
+                        }
+                    }
+                });
+                colp = col.data();
+            }
+            MatrixView wv{pw + gi * cout_g * col_rows, cout_g, col_rows, col_rows, false};
+            MatrixView cv{colp, col_rows, out_pixels, out_pixels, false};
+            gemm_f32(c.options, wv, cv, py + (b * g.c_out + gi * cout_g) * out_pixels, out_pixels, false);
+        }
+    }
+    if (c.has_input(2)) {
+        Tensor bias = as_f32(c, *c.inputs[2]);
+        if (bias.element_count() != g.c_out) c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
+        auto pb = bias.values<float>();
+        for (int64_t b = 0; b < g.n; ++b)
+            for (int64_t o = 0; o < g.c_out; ++o) {
+                float* row = py + (b * g.c_out + o) * out_pixels;
+                for (int64_t p = 0; p < out_pixels; ++p) row[p] += pb[static_cast<size_t>(o)];
+            }
+    }
+    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+}
+
+void op_conv_transpose(OpContext& c) {
+    const Tensor& x0 = c.input(0);
+    Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
+    if (x.shape.size() < 3 || w.shape.size() != x.shape.size()) c.fail("ConvTranspose expects X [N, C, ...] and W [C, M/group, ...]");
+    ConvGeometry g;
+    g.n = x.shape[0];
+    g.c_in = x.shape[1];
+    g.group = c.node.attr_int("group", 1);
+    if (g.group <= 0 || w.shape[0] != g.c_in || g.c_in % g.group) c.fail("channel counts do not match");
+    g.c_out = w.shape[1] * g.group;
+    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
+    g.kernel.assign(w.shape.begin() + 2, w.shape.end());
+    size_t s = g.in_spatial.size();
+    std::vector<int64_t> output_padding = c.node.attr_ints("output_padding");
+    resolve_spatial(c, g, false, true, output_padding);
+    if (std::vector<int64_t> os = c.node.attr_ints("output_shape"); !os.empty()) {
+        std::vector<int64_t> spatial(os.end() - static_cast<int64_t>(s), os.end());
+        for (size_t i = 0; i < s; ++i) {
+            int64_t k = (g.kernel[i] - 1) * g.dilations[i] + 1;
+            int64_t op = output_padding.empty() ? 0 : output_padding[i];
+            int64_t total = g.strides[i] * (g.in_spatial[i] - 1) + op + k - spatial[i];
+            std::string auto_pad = c.node.attr("auto_pad") ? c.node.attr("auto_pad")->s : "NOTSET";
+            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+            g.pads_end[i] = total - g.pads_begin[i];
+            g.out_spatial[i] = spatial[i];
+        }
+    }
+    int64_t in_pixels = product(g.in_spatial), out_pixels = product(g.out_spatial), kernel_size = product(g.kernel);
+    int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group;
+    std::vector<int64_t> out_shape{g.n, g.c_out};
+    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    Tensor y = make_tensor(DType::F32, out_shape);
+    const float* px = x.values<float>().data();
+    const float* pw = w.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    std::vector<int64_t> out_strides(s, 1);
+    for (size_t i = s - 1; i > 0; --i) out_strides[i - 1] = out_strides[i] * g.out_spatial[i];
+    // col[cout_g*kernel, in_pixels] = W_g^T [cout_g*kernel, cin_g] * X_g [cin_g, in_pixels]; then col2im.
+    std::vector<float> col(static_cast<size_t>(cout_g * kernel_size * in_pixels));
+    for (int64_t b = 0; b < g.n; ++b)
+        for (int64_t gi = 0; gi < g.group; ++gi) {
+            MatrixView wv{pw + gi * cin_g * cout_g * kernel_size, cout_g * kernel_size, cin_g, cout_g * kernel_size, true};
+            MatrixView xv{px + (b * g.c_in + gi * cin_g) * in_pixels, cin_g, in_pixels, in_pixels, false};
+            gemm_f32(c.options, wv, xv, col.data(), in_pixels, false);
+            float* yout = py + (b * g.c_out + gi * cout_g) * out_pixels;
+            // col2im: per output channel, sequential over (kernel offset, input pixel) for determinism.
+            parallel_for(c.options, cout_g, 1, [&](int64_t o0, int64_t o1) {
+                std::vector<int64_t> kidx(s), iidx(s);
+                for (int64_t oc = o0; oc < o1; ++oc)
+                    for (int64_t kr = 0; kr < kernel_size; ++kr) {
+                        int64_t rem = kr;
+                        for (size_t d = s; d-- > 0;) { kidx[d] = rem % g.kernel[d]; rem /= g.kernel[d]; }
+                        const float* src = col.data() + (oc * kernel_size + kr) * in_pixels;
+                        std::fill(iidx.begin(), iidx.end(), 0);
+                        for (int64_t p = 0; p < in_pixels; ++p) {
+                            int64_t off = 0;
+                            bool inside = true;
+                            for (size_t d = 0; d < s; ++d) {
+                                int64_t pos = iidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+                                if (pos < 0 || pos >= g.out_spatial[d]) { inside = false; break; }
+                                off += pos * out_strides[d];
+                            }
+                            if (inside) yout[oc * out_pixels + off] += src[p];
+                            for (size_t d = s; d-- > 0;) {
+                                if (++iidx[d] < g.in_spatial[d]) break;
+                                iidx[d] = 0;
+                            }
+                        }
+                    }
+            });
+        }
+    if (c.has_input(2)) {
+        Tensor bias = as_f32(c, *c.inputs[2]);
+        auto pb = bias.values<float>();
+        for (int64_t b = 0; b < g.n; ++b)
+            for (int64_t o = 0; o < g.c_out; ++o)
+                for (int64_t p = 0; p < out_pixels; ++p) py[(b * g.c_out + o) * out_pixels + p] += pb[static_cast<size_t>(o)];
+    }
+    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+}
+
+namespace {
+
+void pool(OpContext& c, bool is_max) {
+    const Tensor& x0 = c.input(0);
+    Tensor x = as_f32(c, x0);
+    if (x.shape.size() < 3) c.fail("pooling expects X [N, C, ...]");
+    ConvGeometry g;
+    g.n = x.shape[0];
+    g.c_in = g.c_out = x.shape[1];
+    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
+    g.kernel = c.node.attr_ints("kernel_shape");
+    if (g.kernel.size() != g.in_spatial.size()) c.fail("kernel_shape does not match the spatial rank");
+    bool ceil_mode = c.node.attr_int("ceil_mode", 0) != 0;
+    bool count_pad = c.node.attr_int("count_include_pad", 0) != 0;
+    resolve_spatial(c, g, ceil_mode, false);
+    size_t s = g.in_spatial.size();
+    int64_t in_pixels = product(g.in_spatial), out_pixels = product(g.out_spatial), kernel_size = product(g.kernel);
+    std::vector<int64_t> out_shape{g.n, g.c_in};
+    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    Tensor y = make_tensor(DType::F32, out_shape);
+    Tensor indices = make_tensor(DType::I64, out_shape);
+    bool want_indices = is_max && c.node.outputs.size() > 1 && !c.node.outputs[1].empty();
+    int64_t storage_order = c.node.attr_int("storage_order", 0);
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
+    const float* px = x.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    int64_t* pi = indices.mutable_values<int64_t>().data();
+    parallel_for(c.options, g.n * g.c_in, 1, [&](int64_t p0, int64_t p1) {
+        std::vector<int64_t> oidx(s), kidx(s);
+        for (int64_t plane = p0; plane < p1; ++plane) {
+            const float* src = px + plane * in_pixels;
+            std::fill(oidx.begin(), oidx.end(), 0);
+            for (int64_t o = 0; o < out_pixels; ++o) {
+                float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+                int64_t best = -1, count = 0;
+                for (int64_t kr = 0; kr < kernel_size; ++kr) {
+                    int64_t rem = kr;
+                    for (size_t d = s; d-- > 0;) { kidx[d] = rem % g.kernel[d]; rem /= g.kernel[d]; }
+                    int64_t off = 0;
+                    bool inside = true, in_padded = true;
+                    for (size_t d = 0; d < s; ++d) {
+                        int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+                        if (pos < 0 || pos >= g.in_spatial[d]) inside = false;
+                        if (pos >= g.in_spatial[d] + g.pads_end[d]) in_padded = false;
+                        off += pos * in_strides[d];
+                    }
+                    if (!inside) {
+                        if (!is_max && count_pad && in_padded) ++count;
+                        continue;
+                    }
+                    float v = src[off];
+                    if (is_max) {
+                        if (v > acc || best < 0) { acc = v; best = off; }
+                    } else {
+                        acc += v;
+                        ++count;
+                    }
+                }
+                if (!is_max) acc = count ? acc / static_cast<float>(count) : 0.0f;
+                py[plane * out_pixels + o] = acc;
+                if (want_indices) {
+                    int64_t flat = best;
+                    if (storage_order == 1 && s == 2) {
+                        int64_t h = best / g.in_spatial[1], w = best % g.in_spatial[1];
+                        flat = w * g.in_spatial[0] + h;
+                    }
+                    pi[plane * out_pixels + o] = plane * in_pixels + flat;
+                }
+                for (size_t d = s; d-- > 0;) {
+                    if (++oidx[d] < g.out_spatial[d]) break;
+                    oidx[d] = 0;
+                }
+            }
+        }
+    });
+    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+    if (want_indices) c.outputs.push_back(std::move(indices));
+}
+
+void global_pool(OpContext& c, bool is_max) {
+    const Tensor& x0 = c.input(0);
+    Tensor x = as_f32(c, x0);
+    if (x.shape.size() < 2) c.fail("expects X [N, C, ...]");
+    int64_t planes = x.shape[0] * x.shape[1], pixels = x.element_count() / std::max<int64_t>(planes, 1);
+    std::vector<int64_t> out_shape{x.shape[0], x.shape[1]};
+    out_shape.resize(x.shape.size(), 1);
+    Tensor y = make_tensor(DType::F32, out_shape);
+    const float* px = x.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    parallel_for(c.options, planes, 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const float* src = px + p * pixels;
+            if (is_max) {
+                float m = -std::numeric_limits<float>::infinity();
+                for (int64_t i = 0; i < pixels; ++i) m = std::max(m, src[i]);
+                py[p] = m;
+            } else {
+                double sum = 0;
+                for (int64_t i = 0; i < pixels; ++i) sum += src[i];
+                py[p] = static_cast<float>(sum / static_cast<double>(pixels));
+            }
+        }
+    });
+    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+}
+
+}  // namespace
+
+void op_max_pool(OpContext& c) { pool(c, true); }
+void op_average_pool(OpContext& c) { pool(c, false); }
+void op_global_average_pool(OpContext& c) { global_pool(c, false); }
+void op_global_max_pool(OpContext& c) { global_pool(c, true); }
+
+}  // namespace ep::rt
