@@ -1,9 +1,48 @@
+// The one explicit list of passes (no static initialisers): a new pass adds its factory
+// declaration and one row to kPasses, in the order `edgepack` lists them.
 #include "passes/registry.h"
 
 namespace ep {
 
-// TODO(foundation): the explicit list of passes is filled in by the passes themselves.
-std::unique_ptr<Pass> create_pass(std::string_view) { return nullptr; }
-std::vector<std::string_view> pass_names() { return {}; }
+// Factories, one per pass file.
+std::unique_ptr<Pass> make_promote_constants_pass();  // passes/promote_constants.cpp
+std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.cpp
+
+namespace {
+
+struct PassEntry {
+    std::string_view name;
+    std::unique_ptr<Pass> (*make)();
+};
+
+constexpr PassEntry kPasses[] = {
+    {"promote-constants", make_promote_constants_pass},
+    {"fold-batchnorm", make_fold_batchnorm_pass},
+};
+
+}  // namespace
+
+std::string_view pass_kind_name(PassKind kind) {
+    switch (kind) {
+        case PassKind::Cleanup: return "cleanup";
+        case PassKind::Quantization: return "quantization";
+        case PassKind::Pruning: return "pruning";
+        case PassKind::Merge: return "merge";
+        case PassKind::Evaluation: return "evaluation";
+    }
+    return "unknown";
+}
+
+std::unique_ptr<Pass> create_pass(std::string_view name) {
+    for (const auto& entry : kPasses)
+        if (entry.name == name) return entry.make();
+    return nullptr;
+}
+
+std::vector<std::string_view> pass_names() {
+    std::vector<std::string_view> names;
+    for (const auto& entry : kPasses) names.push_back(entry.name);
+    return names;
+}
 
 }  // namespace ep
