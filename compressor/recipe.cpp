@@ -1,0 +1,520 @@
+// Recipe loading and validation (contract in recipe.h).
+//
+// Order: read the file, parse JSON (rejecting duplicate keys and absurd nesting), apply
+// --set overrides, then validate the whole document against the schema: the top-level keys
+// below, and for each pass entry its OptionSpecs from the registry. Nothing runs and no
+// model is loaded until the recipe is known to be good.
+#include "compressor/recipe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "compressor/ir/error.h"
+#include "passes/pass.h"
+#include "passes/registry.h"
+
+namespace ep {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxNesting = 64;                // deeper JSON is hostile, not a recipe
+constexpr size_t kMaxRecipeBytes = 16u << 20;  // 16 MB
+
+const std::vector<std::string>& top_level_keys() {
+    static const std::vector<std::string> keys{"description", "model", "passes", "output",
+                                               "onnx"};
+    return keys;
+}
+
+std::vector<OptionSpec> onnx_specs() {
+    return {{"external_data", OptionType::String, "auto",
+             "write tensors to a .data file next to the model: auto (only past 2 GB), always, "
+             "never",
+             {"auto", "always", "never"}},
+            {"external_threshold", OptionType::Int, 1024,
+             "bytes: smaller tensors stay inside the .onnx file", {}, 0, 9.2e18}};
+}
+
+// The fields every pass entry accepts besides its own options.
+std::vector<OptionSpec> common_pass_specs() {
+    return {{"include", OptionType::StringList, json::array({"*"}),
+             "globs selecting the tensors/nodes the pass applies to", {}},
+            {"exclude", OptionType::StringList, json::array(),
+             "globs removing tensors/nodes from the selection", {}}};
+}
+
+std::string type_name(const json& v) {
+    switch (v.type()) {
+        case json::value_t::null: return "null";
+        case json::value_t::boolean: return "boolean";
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned:
+        case json::value_t::number_float: return "number";
+        case json::value_t::string: return "string";
+        case json::value_t::array: return "list";
+        case json::value_t::object: return "object";
+        default: return "value";
+    }
+}
+
+std::string quoted_list(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += cat(out.empty() ? "" : ", ", n);
+    return out;
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& message) {
+    throw InputError(cat(path, ": ", message));
+}
+
+// Checks one value against its spec; normalises integral floats to integers.
+void check_option(const OptionSpec& spec, json& v, const std::string& path) {
+    auto expect = [&](const char* what) {
+        fail(path, cat("expected ", what, ", found ", type_name(v)));
+    };
+    switch (spec.type) {
+        case OptionType::Bool:
+            if (!v.is_boolean()) expect("true or false");
+            return;
+        case OptionType::Int: {
+            if (v.is_number_float()) {
+                double d = v.get<double>();
+                if (std::floor(d) != d || std::fabs(d) > 9.0e18)
+                    fail(path, cat("expected an integer, found ", v.dump()));
+                v = static_cast<int64_t>(d);
+            }
+            if (v.is_number_unsigned() && v.get<uint64_t>() > 9'000'000'000'000'000'000ull)
+                fail(path, cat(v.dump(), " is above the maximum ", spec.max));
+            if (!v.is_number_integer()) expect("an integer");
+            auto i = v.get<int64_t>();
+            if (static_cast<double>(i) < spec.min)
+                fail(path, cat(i, " is below the minimum ", static_cast<int64_t>(spec.min)));
+            if (static_cast<double>(i) > spec.max)
+                fail(path, cat(i, " is above the maximum ", static_cast<int64_t>(spec.max)));
+            return;
+        }
+        case OptionType::Number: {
+            if (!v.is_number()) expect("a number");
+            double d = v.get<double>();
+            if (d < spec.min) fail(path, cat(v.dump(), " is below the minimum ", spec.min));
+            if (d > spec.max) fail(path, cat(v.dump(), " is above the maximum ", spec.max));
+            return;
+        }
+        case OptionType::String: {
+            if (!v.is_string()) expect("a string");
+            if (spec.choices.empty()) return;
+            auto s = v.get<std::string>();
+            if (std::find(spec.choices.begin(), spec.choices.end(), s) != spec.choices.end())
+                return;
+            fail(path, cat("'", s, "' is not one of ", quoted_list(spec.choices),
+                           did_you_mean(s, spec.choices)));
+        }
+        case OptionType::StringList: {
+            if (!v.is_array()) expect("a list of strings");
+            for (size_t i = 0; i < v.size(); ++i)
+                if (!v[i].is_string())
+                    fail(cat(path, "[", i, "]"),
+                         cat("expected a string, found ", type_name(v[i])));
+            return;
+        }
+    }
+}
+
+// Validates an object against specs: unknown keys are errors with did-you-mean, missing
+// keys get their defaults. `extra` names keys accepted without a spec (e.g. "pass").
+json check_object(const json& object, const std::vector<OptionSpec>& specs,
+                  const std::string& path, const char* unknown_what,
+                  const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> names = extra;
+    for (const auto& s : specs) names.push_back(s.name);
+    json out = json::object();
+    for (const auto& [key, value] : object.items()) {
+        if (std::find(extra.begin(), extra.end(), key) != extra.end()) continue;
+        auto spec = std::find_if(specs.begin(), specs.end(),
+                                 [&](const OptionSpec& s) { return s.name == key; });
+        std::string field = path.empty() ? key : cat(path, ".", key);
+        if (spec == specs.end()) {
+            auto hint = did_you_mean(key, names);
+            fail(field, cat(unknown_what, hint.empty() ? cat(" (valid: ", quoted_list(names),
+                                                             ")")
+                                                       : hint));
+        }
+        json v = value;
+        check_option(*spec, v, field);
+        out[key] = std::move(v);
+    }
+    for (const auto& s : specs)
+        if (!out.contains(s.name)) out[s.name] = s.default_value;
+    return out;
+}
+
+std::string required_string(const json& doc, const char* key) {
+    if (!doc.contains(key)) fail(key, "missing (required)");
+    const json& v = doc.at(key);
+    if (!v.is_string()) fail(key, cat("expected a string, found ", type_name(v)));
+    auto s = v.get<std::string>();
+    if (s.empty()) fail(key, "expected a file path, found an empty string");
+    return s;
+}
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
+    std::filesystem::path path(p);
+    if (path.is_relative()) path = base / path;
+    return std::filesystem::absolute(path).lexically_normal();
+}
+
+PassConfig check_pass_entry(const json& entry, size_t index) {
+    std::string path = cat("passes[", index, "]");
+    if (!entry.is_object())
+        fail(path, cat("expected an object {\"pass\": NAME, ...}, found ", type_name(entry)));
+    std::vector<std::string> known;
+    for (auto n : pass_names()) known.emplace_back(n);
+    if (!entry.contains("pass"))
+        fail(path, cat("missing \"pass\" (the pass name: one of ", quoted_list(known), ")"));
+    const json& name_value = entry.at("pass");
+    if (!name_value.is_string())
+        fail(path + ".pass", cat("expected a string, found ", type_name(name_value)));
+    auto name = name_value.get<std::string>();
+    auto pass = create_pass(name);
+    if (!pass) {
+        auto hint = did_you_mean(name, known);
+        fail(path + ".pass",
+             cat("unknown pass '", name, "'",
+                 hint.empty() ? cat(" (known passes: ", quoted_list(known), ")") : hint));
+    }
+    auto specs = common_pass_specs();
+    for (auto& s : pass->option_specs()) specs.push_back(std::move(s));
+    PassConfig config;
+    config.name = name;
+    config.path = path;
+    config.options = check_object(entry, specs, path, "unknown option", {"pass"});
+    return config;
+}
+
+Recipe validate(json doc, const std::string& what, const std::filesystem::path& base_dir) {
+    Recipe r;
+    r.what = what;
+    r.base_dir = base_dir;
+    if (!doc.is_object())
+        fail("recipe", cat("expected a JSON object at the top level, found ", type_name(doc)));
+    for (const auto& [key, value] : doc.items()) {
+        (void)value;
+        const auto& keys = top_level_keys();
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+            auto hint = did_you_mean(key, keys);
+            fail(key, cat("unknown key", hint.empty() ? cat(" (valid: ", quoted_list(keys),
+                                                            ")")
+                                                      : hint));
+        }
+    }
+    if (doc.contains("description")) {
+        if (!doc["description"].is_string())
+            fail("description", cat("expected a string, found ", type_name(doc["description"])));
+        r.description = doc["description"].get<std::string>();
+    }
+    r.model = resolve(base_dir, required_string(doc, "model"));
+    if (doc.contains("passes")) {
+        const json& passes = doc["passes"];
+        if (!passes.is_array())
+            fail("passes", cat("expected a list of pass entries, found ", type_name(passes)));
+        for (size_t i = 0; i < passes.size(); ++i)
+            r.passes.push_back(check_pass_entry(passes[i], i));
+    }
+    if (doc.contains("output")) {
+        auto out = required_string(doc, "output");
+        r.output = resolve(base_dir, out);
+        check_output_extension(*r.output, "output");
+    }
+    if (doc.contains("onnx")) {
+        if (!doc["onnx"].is_object())
+            fail("onnx", cat("expected an object, found ", type_name(doc["onnx"])));
+        json onnx = check_object(doc["onnx"], onnx_specs(), "onnx", "unknown key");
+        auto mode = onnx["external_data"].get<std::string>();
+        r.onnx.external = mode == "always"  ? ExternalData::Always
+                          : mode == "never" ? ExternalData::Never
+                                            : ExternalData::Auto;
+        r.onnx.external_threshold = onnx["external_threshold"].get<uint64_t>();
+    }
+    // Last, so that every schema error is reported even when the model is missing too.
+    std::error_code ec;
+    if (!std::filesystem::exists(r.model, ec))
+        fail("model", cat("file not found: ", r.model.string()));
+    r.document = std::move(doc);
+    return r;
+}
+
+// Parses JSON, rejecting duplicate keys (JSON would silently keep one) and deep nesting.
+json parse_json(std::string_view text) {
+    if (std::all_of(text.begin(), text.end(),
+                    [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }))
+        throw InputError("empty file, expected a JSON object with at least \"model\"");
+    std::vector<std::set<std::string>> keys;  // one set per open object
+    std::string duplicate;
+    auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+        if (depth > kMaxNesting)
+            throw InputError(cat("invalid JSON: nested deeper than ", kMaxNesting, " levels"));
+        switch (event) {
+            case json::parse_event_t::object_start: keys.emplace_back(); break;
+            case json::parse_event_t::object_end:
+                if (!keys.empty()) keys.pop_back();
+                break;
+            case json::parse_event_t::key:
+                if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+                    duplicate.empty())
+                    duplicate = parsed.get<std::string>();
+                break;
+            default: break;
+        }
+        return true;
+    };
+    json doc;
+    try {
+        doc = json::parse(text.begin(), text.end(), callback);
+    } catch (const json::parse_error& e) {
+        // Line and column of the byte where parsing stopped.
+        size_t line = 1, column = 1;
+        size_t end = std::min(e.byte > 0 ? e.byte - 1 : 0, text.size());
+        for (size_t i = 0; i < end; ++i) {
+            if (text[i] == '\n') {
+                ++line;
+                column = 1;
+            } else {
+                ++column;
+            }
+        }
+        std::string detail = e.what();
+        auto col = detail.find("column ");
+        auto colon = col == std::string::npos ? detail.find("]") : detail.find(": ", col);
+        if (colon != std::string::npos) detail = detail.substr(colon + 2);
+        if (detail.empty()) detail = e.what();
+        throw InputError(cat("invalid JSON at line ", line, ", column ", column, ": ", detail));
+    }
+    if (!duplicate.empty())
+        throw InputError(cat("duplicate key '", duplicate, "' (JSON keeps only one of them)"));
+    return doc;
+}
+
+// One step of an override path: a key or a [index].
+struct PathStep {
+    bool is_index = false;
+    std::string key;
+    size_t index = 0;
+};
+
+std::vector<PathStep> parse_path(std::string_view path) {
+    std::vector<PathStep> steps;
+    size_t i = 0;
+    auto bad = [&](const std::string& why) { throw InputError(cat("bad path '", path, "': ", why)); };
+    if (path.empty()) bad("empty");
+    while (i < path.size()) {
+        size_t start = i;
+        while (i < path.size() && path[i] != '.' && path[i] != '[' && path[i] != ']') ++i;
+        if (i == start) bad(cat("expected a field name at character ", start + 1));
+        steps.push_back({false, std::string(path.substr(start, i - start)), 0});
+        while (i < path.size() && path[i] == '[') {
+            size_t close = path.find(']', i);
+            if (close == std::string_view::npos) bad("'[' without ']'");
+            auto digits = path.substr(i + 1, close - i - 1);
+            if (digits.empty() || digits.size() > 9 ||
+                !std::all_of(digits.begin(), digits.end(),
+                             [](char c) { return c >= '0' && c <= '9'; }))
+                bad(cat("'[", digits, "]' is not an index"));
+            steps.push_back({true, {}, static_cast<size_t>(std::stoul(std::string(digits)))});
+            i = close + 1;
+        }
+        if (i < path.size()) {
+            if (path[i] != '.') bad(cat("unexpected '", path[i], "' at character ", i + 1));
+            ++i;
+            if (i == path.size()) bad("ends with '.'");
+        }
+    }
+    return steps;
+}
+
+// Follows the remaining steps into existing lists (e.g. passes[0].include[1]).
+json& descend_lists(json& node, const std::vector<PathStep>& steps, size_t from,
+                    std::string& where) {
+    json* cur = &node;
+    for (size_t k = from; k < steps.size(); ++k) {
+        const auto& s = steps[k];
+        if (!s.is_index) fail(cat(where, ".", s.key), "unknown field");
+        if (!cur->is_array()) fail(where, cat("is a ", type_name(*cur), ", not a list"));
+        if (s.index >= cur->size())
+            fail(cat(where, "[", s.index, "]"),
+                 cat("index out of range (", where, " has ", cur->size(), " elements)"));
+        where = cat(where, "[", s.index, "]");
+        cur = &(*cur)[s.index];
+    }
+    return *cur;
+}
+
+}  // namespace
+
+void apply_override(json& doc, std::string_view assignment) {
+    auto eq = assignment.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+        throw InputError("expected PATH=VALUE, e.g. passes[0].include=[\"*.weight\"]");
+    auto steps = parse_path(assignment.substr(0, eq));
+    std::string text(assignment.substr(eq + 1));
+    json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) value = text;
+
+    if (!doc.is_object()) throw InputError("the recipe is not a JSON object");
+    if (steps[0].is_index) fail("recipe", "cannot index the top level");
+    const std::string& top = steps[0].key;
+    const auto& keys = top_level_keys();
+    if (std::find(keys.begin(), keys.end(), top) == keys.end())
+        fail(top, cat("unknown key", did_you_mean(top, keys)));
+    std::string where = top;
+
+    if (top == "passes") {
+        if (steps.size() == 1) {
+            doc["passes"] = std::move(value);
+            return;
+        }
+        if (!steps[1].is_index) fail(cat("passes.", steps[1].key), "passes is a list: use passes[N]");
+        if (!doc.contains("passes") || !doc["passes"].is_array())
+            fail("passes", doc.contains("passes") ? "is not a list" : "the recipe has no passes");
+        json& passes = doc["passes"];
+        size_t n = steps[1].index;
+        where = cat("passes[", n, "]");
+        if (n >= passes.size())
+            fail(where, cat("index out of range (the recipe has ", passes.size(), " pass",
+                            passes.size() == 1 ? "" : "es", ")"));
+        json& entry = passes[n];
+        if (steps.size() == 2) {
+            entry = std::move(value);
+            return;
+        }
+        if (steps[2].is_index) fail(where, "is a pass entry, not a list");
+        if (!entry.is_object()) fail(where, cat("is a ", type_name(entry), ", not an object"));
+        const std::string& key = steps[2].key;
+        std::vector<std::string> names{"pass", "include", "exclude"};
+        bool known_pass = false;
+        if (entry.contains("pass") && entry["pass"].is_string()) {
+            if (auto pass = create_pass(entry["pass"].get<std::string>())) {
+                known_pass = true;
+                for (const auto& s : pass->option_specs()) names.push_back(s.name);
+            }
+        }
+        where = cat(where, ".", key);
+        // An entry whose pass is unknown is reported by validation; allow fixing "pass".
+        if (std::find(names.begin(), names.end(), key) == names.end() && (known_pass || key != "pass"))
+            fail(where, cat("unknown option", did_you_mean(key, names)));
+        if (steps.size() == 3) {
+            entry[key] = std::move(value);
+            return;
+        }
+        if (!entry.contains(key)) fail(where, "not set in the recipe, cannot index it");
+        descend_lists(entry[key], steps, 3, where) = std::move(value);
+        return;
+    }
+    if (top == "onnx") {
+        if (steps.size() == 1) {
+            doc["onnx"] = std::move(value);
+            return;
+        }
+        if (steps[1].is_index) fail("onnx", "is an object, not a list");
+        if (doc.contains("onnx") && !doc["onnx"].is_object()) fail("onnx", "is not an object");
+        std::vector<std::string> names;
+        for (const auto& s : onnx_specs()) names.push_back(s.name);
+        const std::string& key = steps[1].key;
+        where = cat("onnx.", key);
+        if (std::find(names.begin(), names.end(), key) == names.end())
+            fail(where, cat("unknown key", did_you_mean(key, names)));
+        if (steps.size() > 2) fail(where, "takes a single value");
+        doc["onnx"][key] = std::move(value);
+        return;
+    }
+    if (steps.size() > 1) fail(where, "takes a single value");
+    doc[top] = std::move(value);
+}
+
+void check_output_extension(const std::filesystem::path& path, const std::string& what) {
+    auto ext = path.extension().string();
+    if (ext == ".onnx" || ext == ".safetensors") return;
+    throw InputError(cat(what, ": unknown output format '", ext.empty() ? path.filename().string() : ext,
+                         "' (expected .onnx or .safetensors): ", path.string()));
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+    // Optimal string alignment: three rows suffice.
+    std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+        }
+        std::swap(prev2, prev);
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+std::optional<std::string> nearest_name(std::string_view name,
+                                        const std::vector<std::string>& candidates) {
+    if (name.size() > 256) return std::nullopt;  // not a typo; keep the cost bounded
+    std::optional<std::string> best;
+    size_t best_distance = SIZE_MAX;
+    for (const auto& c : candidates) {
+        size_t d = edit_distance(name, c);
+        if (d < best_distance) {
+            best_distance = d;
+            best = c;
+        }
+    }
+    if (!best) return std::nullopt;
+    // Close means: at most 2 edits, or at most a third of the longer name; never a
+    // rewrite of the whole name.
+    size_t longer = std::max(name.size(), best->size());
+    bool close = best_distance > 0 && best_distance < name.size() &&
+                 (best_distance <= 2 || best_distance * 3 <= longer);
+    if (!close) return std::nullopt;
+    return best;
+}
+
+std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates) {
+    auto best = nearest_name(name, candidates);
+    return best ? cat("; did you mean ", *best, "?") : std::string();
+}
+
+Recipe parse_recipe(std::string_view text, const std::string& what,
+                    const std::filesystem::path& base_dir,
+                    const std::vector<std::string>& overrides) {
+    return with_context(what, [&] {
+        json doc = parse_json(text);
+        for (const auto& o : overrides)
+            with_context(cat("--set ", o), [&] { apply_override(doc, o); });
+        return validate(std::move(doc), what, base_dir);
+    });
+}
+
+Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+    std::string what = file.string();
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) throw InputError(cat(what, ": no such file"));
+    if (std::filesystem::is_directory(file, ec))
+        throw InputError(cat(what, ": is a directory, expected a recipe .json file"));
+    auto size = std::filesystem::file_size(file, ec);
+    if (ec) throw InputError(cat(what, ": cannot read: ", ec.message()));
+    if (size > kMaxRecipeBytes)
+        throw InputError(cat(what, ": ", size, " bytes is too large for a recipe (limit ",
+                             kMaxRecipeBytes, ")"));
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw InputError(cat(what, ": cannot open for reading"));
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto base = std::filesystem::absolute(file).parent_path();
+    return parse_recipe(text.str(), what, base, overrides);
+}
+
+}  // namespace ep

@@ -1,0 +1,80 @@
+// Recipes: the JSON file that says what `edgepack compress` does.
+//
+//   {
+//     "description": "optional free text",
+//     "model": "in.onnx",                     // required; relative to the recipe's directory
+//     "passes": [ {"pass": "promote-constants"},
+//                 {"pass": "fold-batchnorm", "include": ["*"], "exclude": []} ],
+//     "output": "out.onnx",                   // .onnx or .safetensors; `-o` overrides it
+//     "onnx": {"external_data": "auto", "external_threshold": 1024}
+//   }
+//
+// The loader checks everything before anything runs: unknown keys and options (with the
+// nearest valid name when one is close), wrong types, values outside a pass's choices or
+// range, unknown passes, missing model files, invalid JSON (with line and column),
+// duplicate keys. Every problem is an InputError "<recipe file>: <field path>: <what is
+// wrong>", e.g. "r.json: passes[1].group_sise: unknown option; did you mean group_size?".
+// Options get their defaults filled in, so a pass's configure() sees every option.
+//
+// Overrides (`--set PATH=VALUE`) are applied to the document before validation. PATH is a
+// field path as the messages print it (`output`, `onnx.external_data`, `passes[0].include`,
+// `passes[1].threshold`); VALUE is parsed as JSON, or taken as a string when it is not
+// JSON. A path outside the schema or an index out of range is an InputError.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/onnx_io.h"
+
+namespace ep {
+
+// One pass entry, validated.
+struct PassConfig {
+    std::string name;        // "fold-batchnorm"
+    std::string path;        // "passes[1]": where it is in the recipe, for messages
+    nlohmann::json options;  // every option of the pass (defaults filled in), include, exclude
+};
+
+struct Recipe {
+    std::string what;                // the recipe file as the user named it, for messages
+    std::filesystem::path base_dir;  // relative paths in the recipe are relative to this
+    std::string description;
+    std::filesystem::path model;                  // absolute; the file exists
+    std::optional<std::filesystem::path> output;  // absolute; unset when the recipe has none
+    std::vector<PassConfig> passes;
+    OnnxWriteOptions onnx;
+    nlohmann::json document;  // the recipe after overrides
+};
+
+// Reads, overrides and validates a recipe file. Throws InputError naming the file and field.
+[[nodiscard]] Recipe load_recipe(const std::filesystem::path& file,
+                                 const std::vector<std::string>& overrides = {});
+
+// The same from text: `what` names it in messages, relative paths resolve against base_dir.
+[[nodiscard]] Recipe parse_recipe(std::string_view text, const std::string& what,
+                                  const std::filesystem::path& base_dir,
+                                  const std::vector<std::string>& overrides = {});
+
+// Applies one "PATH=VALUE" override to a recipe document. Throws InputError (without the
+// file name) for a malformed assignment, a path outside the schema or an index out of range.
+void apply_override(nlohmann::json& document, std::string_view assignment);
+
+// Throws InputError "<what>: unknown output format '.x' (expected .onnx or .safetensors)".
+void check_output_extension(const std::filesystem::path& path, const std::string& what);
+
+// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
+[[nodiscard]] size_t edit_distance(std::string_view a, std::string_view b);
+// The candidate closest to `name`, when it is close enough to be a likely typo.
+[[nodiscard]] std::optional<std::string> nearest_name(std::string_view name,
+                                                      const std::vector<std::string>& candidates);
+// "; did you mean X?" for a close candidate, else "".
+[[nodiscard]] std::string did_you_mean(std::string_view name,
+                                       const std::vector<std::string>& candidates);
+
+}  // namespace ep
