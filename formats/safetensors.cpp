@@ -224,6 +224,9 @@ Model read_mapped(const std::shared_ptr<const MappedFile>& file) {
                           static_cast<size_t>(header_size));
     if (text.empty() || text.front() != '{')
         throw InputError("header must be a JSON object starting with '{'");
+    // nlohmann's lexer takes a NUL byte for the end of input; JSON allows none anywhere.
+    if (auto nul = text.find('\0'); nul != std::string_view::npos)
+        throw InputError(cat("header is not valid JSON: NUL byte at header offset ", nul));
     json header = parse_header(text);
     if (!header.is_object()) throw InputError("header must be a JSON object");
 
