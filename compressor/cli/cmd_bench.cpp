@@ -1,0 +1,67 @@
+// edgepack bench MODEL [--threads N] [--warmup W] [--runs R] [--shape NAME=dims] [--json]
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "compressor/cli/commands.h"
+#include "formats/model_io.h"
+#include "runtime-check/benchmark.h"
+#include "runtime-check/synthetic_inputs.h"
+
+namespace ep::cli {
+
+void add_bench_command(CLI::App& app, std::function<int()>& action) {
+    struct Args {
+        std::string model;
+        int threads = 1, warmup = 3, runs = 20;
+        uint64_t seed = 0;
+        std::vector<std::string> shapes;
+        bool json = false;
+    };
+    auto args = std::make_shared<Args>();
+    auto* cmd = app.add_subcommand("bench", "Measure load time, latency and memory of a model in the reference runtime");
+    cmd->add_option("MODEL", args->model, "Model file (.onnx)")->required();
+    cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
+    cmd->add_option("--warmup", args->warmup, "Untimed runs first")->check(CLI::Range(0, 100000));
+    cmd->add_option("--runs", args->runs, "Timed runs")->check(CLI::Range(1, 1000000));
+    cmd->add_option("--seed", args->seed, "Seed of the random inputs");
+    cmd->add_option("--shape", args->shapes, "NAME=D0,D1,... for inputs with symbolic dimensions (default 1)");
+    cmd->add_flag("--json", args->json, "Print one JSON object");
+    cmd->callback([args, &action] {
+        action = [args] {
+            auto t0 = std::chrono::steady_clock::now();
+            rt::Executor executor(load_model(args->model), {args->threads});
+            double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            rt::ShapeOverrides overrides;
+            for (const auto& s : args->shapes) rt::parse_shape_override(s, overrides);
+            auto inputs = rt::synthetic_inputs(executor, args->seed, overrides);
+            auto r = rt::benchmark(executor, inputs, {args->warmup, args->runs});
+            uint64_t rss = rt::peak_resident_bytes();
+            if (args->json) {
+                nlohmann::json inputs_json = nlohmann::json::object();
+                for (const auto& [name, t] : inputs) inputs_json[name] = t.shape;
+                nlohmann::json j = {
+                    {"model", args->model}, {"threads", args->threads}, {"warmup", args->warmup},
+                    {"runs", args->runs}, {"inputs", inputs_json}, {"load_ms", load_ms},
+                    {"latency_ms", {{"min", r.latency.min}, {"p50", r.latency.p50}, {"p95", r.latency.p95},
+                                    {"p99", r.latency.p99}, {"mean", r.latency.mean}, {"max", r.latency.max}}},
+                    {"throughput_per_s", r.throughput_per_s}, {"peak_rss_bytes", rss},
+                    {"peak_arena_bytes", r.peak_arena_bytes}};
+                std::cout << j.dump(2) << "\n";
+            } else {
+                std::printf("model        %s\nthreads      %d\nload         %.2f ms\n", args->model.c_str(),
+                            args->threads, load_ms);
+                std::printf("latency ms   min %.3f  p50 %.3f  p95 %.3f  p99 %.3f  mean %.3f  (%d runs)\n",
+                            r.latency.min, r.latency.p50, r.latency.p95, r.latency.p99, r.latency.mean, args->runs);
+                std::printf("throughput   %.1f runs/s\npeak memory  %.1f MiB resident, %.1f MiB arena\n",
+                            r.throughput_per_s, static_cast<double>(rss) / (1 << 20),
+                            static_cast<double>(r.peak_arena_bytes) / (1 << 20));
+            }
+            return 0;
+        };
+    });
+}
+
+}  // namespace ep::cli

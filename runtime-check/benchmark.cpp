@@ -1,0 +1,53 @@
+#include "runtime-check/benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <string>
+
+namespace ep::rt {
+
+LatencyStats latency_stats(std::vector<double> s) {
+    LatencyStats st;
+    if (s.empty()) return st;
+    std::sort(s.begin(), s.end());
+    auto rank = [&](double p) {  // nearest-rank percentile
+        size_t k = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(s.size())));
+        return s[std::clamp<size_t>(k, 1, s.size()) - 1];
+    };
+    st.min = s.front();
+    st.max = s.back();
+    st.p50 = rank(50);
+    st.p95 = rank(95);
+    st.p99 = rank(99);
+    st.mean = std::accumulate(s.begin(), s.end(), 0.0) / static_cast<double>(s.size());
+    return st;
+}
+
+BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const BenchOptions& options) {
+    if (options.runs < 1) throw InputError("--runs must be at least 1");
+    for (int i = 0; i < options.warmup; ++i) (void)executor.run(inputs);
+    BenchResult r;
+    for (int i = 0; i < options.runs; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto out = executor.run(inputs);
+        auto t1 = std::chrono::steady_clock::now();
+        r.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        r.peak_arena_bytes = std::max(r.peak_arena_bytes, executor.last_stats().peak_arena_bytes);
+    }
+    r.latency = latency_stats(r.latencies_ms);
+    r.throughput_per_s = r.latency.mean > 0 ? 1000.0 / r.latency.mean : 0;
+    return r;
+}
+
+uint64_t peak_resident_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+
+}  // namespace ep::rt

@@ -1,0 +1,34 @@
+// Latency benchmark of the reference runtime: warm-up runs, then timed runs of the same
+// inputs; percentiles by nearest rank over the timed runs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime-check/executor.h"
+
+namespace ep::rt {
+
+struct BenchOptions {
+    int warmup = 3;
+    int runs = 20;
+};
+
+struct LatencyStats {
+    double min = 0, p50 = 0, p95 = 0, p99 = 0, mean = 0, max = 0;  // milliseconds
+};
+
+struct BenchResult {
+    std::vector<double> latencies_ms;  // in run order
+    LatencyStats latency;
+    double throughput_per_s = 0;  // runs per second (1000 / mean)
+    uint64_t peak_arena_bytes = 0;
+};
+
+[[nodiscard]] LatencyStats latency_stats(std::vector<double> samples_ms);
+[[nodiscard]] BenchResult benchmark(Executor& executor, const NamedTensors& inputs,
+                                    const BenchOptions& options);
+// Peak resident set size of this process so far (VmHWM), in bytes.
+[[nodiscard]] uint64_t peak_resident_bytes();
+
+}  // namespace ep::rt
