@@ -824,9 +824,10 @@ void Writer::node(const Node& n, onnx::NodeProto& p) {
 }
 
 void Writer::graph(const Graph& g, onnx::GraphProto& p) {
+    // Initializers first, then node attribute tensors: the data file's order.
+    for (const auto& t : g.initializers) tensor(t, *p.add_initializer());
     for (const auto& n : g.nodes) node(n, *p.add_node());
     if (!g.name.empty()) p.set_name(g.name);
-    for (const auto& t : g.initializers) tensor(t, *p.add_initializer());
     for (const auto& s : g.opaque_sparse_initializers)
         parse_opaque(*p.add_sparse_initializer(), s, "SparseTensorProto");
     if (!g.doc_string.empty()) p.set_doc_string(g.doc_string);
