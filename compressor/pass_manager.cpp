@@ -166,7 +166,7 @@ void dump_nodes(const Graph& g, const std::string& indent, std::string& out) {
     for (const auto& n : g.nodes) {
         out += cat(indent, n.domain.empty() ? "" : n.domain + ".", n.op_type, "(", n.name, "): ");
         for (size_t i = 0; i < n.inputs.size(); ++i) out += cat(i ? ", " : "", n.inputs[i]);
-        out += " -> ";
+        out += n.inputs.empty() ? "-> " : " -> ";
         for (size_t i = 0; i < n.outputs.size(); ++i) out += cat(i ? ", " : "", n.outputs[i]);
         out += "\n";
         for (const auto& a : n.attributes)

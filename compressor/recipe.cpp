@@ -378,11 +378,12 @@ void apply_override(json& doc, std::string_view assignment) {
             return;
         }
         if (!steps[1].is_index) fail(cat("passes.", steps[1].key), "passes is a list: use passes[N]");
-        if (!doc.contains("passes") || !doc["passes"].is_array())
-            fail("passes", doc.contains("passes") ? "is not a list" : "the recipe has no passes");
-        json& passes = doc["passes"];
         size_t n = steps[1].index;
         where = cat("passes[", n, "]");
+        if (!doc.contains("passes"))
+            fail(where, "index out of range (the recipe has no \"passes\")");
+        if (!doc["passes"].is_array()) fail("passes", "is not a list");
+        json& passes = doc["passes"];
         if (n >= passes.size())
             fail(where, cat("index out of range (the recipe has ", passes.size(), " pass",
                             passes.size() == 1 ? "" : "es", ")"));

@@ -201,8 +201,8 @@ private:
                     if (!value.tensor) {
                         d.reason = value.problem;
                     } else if (value.tensor->element_count() < min_elements_) {
-                        d.reason = cat(value.tensor->element_count(),
-                                       " elements < min_elements ", min_elements_);
+                        d.reason = cat("fewer than min_elements (", min_elements_,
+                                       ") elements");
                     } else {
                         d.tensor = std::move(value.tensor);
                         taken.insert(d.value);
