@@ -9,16 +9,55 @@
 
 namespace ep::rt {
 
-struct Executor::Scope {
-    const Scope* parent = nullptr;
-    std::unordered_map<std::string, Tensor> values;
+// A value a step reads: a slot of the frame `depth` levels up (0 = the step's own graph).
+struct Ref {
+    int32_t depth = 0;
+    int32_t slot = -1;
+};
 
-    [[nodiscard]] const Tensor* find(const std::string& name) const {
-        for (const Scope* s = this; s; s = s->parent) {
-            auto it = s->values.find(name);
-            if (it != s->values.end()) return &it->second;
+struct Executor::Plan {
+    struct Step {
+        const Node* node = nullptr;
+        KernelFn kernel = nullptr;
+        int64_t opset = 0;
+        std::vector<Ref> inputs;  // slot -1: a missing optional input
+        std::vector<int32_t> outputs;
+        std::vector<int32_t> free_after;  // local slots whose last reader is this step
+    };
+    const Graph* graph = nullptr;
+    const Plan* parent = nullptr;
+    std::unordered_map<std::string, int32_t> slot_of;
+    std::vector<std::string> slot_names;
+    std::vector<std::pair<int32_t, const Tensor*>> initializers;
+    std::vector<int32_t> input_slots;
+    std::vector<Ref> output_refs;
+    std::vector<Step> steps;
+    std::unordered_map<const Graph*, std::unique_ptr<Plan>> subplans;
+
+    int32_t add_slot(const std::string& name) {
+        auto [it, inserted] = slot_of.emplace(name, static_cast<int32_t>(slot_names.size()));
+        if (inserted) slot_names.push_back(name);
+        return it->second;
+    }
+    [[nodiscard]] std::optional<Ref> resolve(const std::string& name) const {
+        int32_t depth = 0;
+        for (const Plan* p = this; p; p = p->parent, ++depth) {
+            auto it = p->slot_of.find(name);
+            if (it != p->slot_of.end()) return Ref{depth, it->second};
         }
-        return nullptr;
+        return std::nullopt;
+    }
+};
+
+struct Executor::Frame {
+    std::vector<Tensor> values;        // values computed in this frame
+    std::vector<const Tensor*> ptr;    // per slot: into `values` or an initializer; null when freed
+    const Frame* parent = nullptr;
+
+    [[nodiscard]] const Tensor* get(Ref r) const {
+        const Frame* f = this;
+        for (int32_t d = 0; d < r.depth && f; ++d) f = f->parent;
+        return f ? f->ptr[static_cast<size_t>(r.slot)] : nullptr;
     }
 };
 
@@ -132,6 +171,76 @@ bool declared_matches(const ValueInfo& info, const Tensor& t, std::string& why) 
 
 }  // namespace
 
+namespace {
+
+using Plan = Executor::Plan;
+
+// Slots of `plan` that steps of `sub` (a subgraph `level` levels below) read.
+void collect_captures(const Plan& sub, int32_t level, std::vector<int32_t>& out) {
+    for (const auto& step : sub.steps) {
+        for (const auto& r : step.inputs)
+            if (r.slot >= 0 && r.depth == level) out.push_back(r.slot);
+    }
+    for (const auto& r : sub.output_refs)
+        if (r.depth == level) out.push_back(r.slot);
+    for (const auto& [g, subsub] : sub.subplans) collect_captures(*subsub, level + 1, out);
+}
+
+std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan* parent) {
+    auto plan = std::make_unique<Plan>();
+    plan->graph = &graph;
+    plan->parent = parent;
+    for (const auto& t : graph.initializers) plan->initializers.emplace_back(plan->add_slot(t.name), &t);
+    for (const auto& v : graph.inputs) plan->input_slots.push_back(plan->add_slot(v.name));
+    std::vector<bool> no_free;
+    for (const auto& node : graph.nodes) {
+        Plan::Step step;
+        step.node = &node;
+        step.kernel = find_kernel(node.domain, node.op_type);
+        step.opset = model.opset(node.domain);
+        for (const auto& in : node.inputs) {
+            if (in.empty()) {
+                step.inputs.push_back({0, -1});
+                continue;
+            }
+            auto ref = plan->resolve(in);
+            if (!ref) throw InputError(cat("node ", node.label(), ": input '", in, "' is not produced by any earlier node, input or initializer"));
+            step.inputs.push_back(*ref);
+        }
+        for (const auto& attr : node.attributes)
+            for (const auto& sub : attr.graphs) plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
+        for (const auto& out : node.outputs) step.outputs.push_back(out.empty() ? -1 : plan->add_slot(out));
+        plan->steps.push_back(std::move(step));
+    }
+    for (const auto& v : graph.outputs) {
+        auto ref = plan->resolve(v.name);
+        if (!ref) throw InputError(cat("graph output '", v.name, "' is never produced"));
+        plan->output_refs.push_back(*ref);
+    }
+    // Last reader of every local slot; initializers and outputs are never freed.
+    std::vector<int64_t> last(plan->slot_names.size(), -1);
+    for (size_t i = 0; i < plan->steps.size(); ++i) {
+        const auto& step = plan->steps[i];
+        for (const auto& r : step.inputs)
+            if (r.slot >= 0 && r.depth == 0) last[static_cast<size_t>(r.slot)] = static_cast<int64_t>(i);
+        std::vector<int32_t> captured;
+        for (const auto& attr : step.node->attributes)
+            for (const auto& sub : attr.graphs) collect_captures(*plan->subplans.at(&sub), 1, captured);
+        for (int32_t s : captured) last[static_cast<size_t>(s)] = static_cast<int64_t>(i);
+    }
+    std::vector<bool> keep(plan->slot_names.size(), false);
+    for (const auto& [slot, t] : plan->initializers) keep[static_cast<size_t>(slot)] = true;
+    for (const auto& r : plan->output_refs)
+        if (r.depth == 0) keep[static_cast<size_t>(r.slot)] = true;
+    for (size_t s = 0; s < last.size(); ++s)
+        if (last[s] >= 0 && !keep[s]) plan->steps[static_cast<size_t>(last[s])].free_after.push_back(static_cast<int32_t>(s));
+    return plan;
+}
+
+}  // namespace
+
+Executor::~Executor() = default;
+
 Executor::Executor(Model model, ExecOptions options)
     : model_(std::move(model)), options_(options) {
     if (model_.graph.nodes.empty() && model_.format == SourceFormat::Safetensors)
@@ -152,13 +261,17 @@ Executor::Executor(Model model, ExecOptions options)
     for (const auto& t : model_.graph.initializers) initializers.insert(t.name);
     for (const auto& v : model_.graph.inputs)
         if (!initializers.count(v.name)) feeds_.push_back(v);
+    plan_ = compile(model_, model_.graph, nullptr);
 }
 
 NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
     stats_ = {};
     live_bytes_ = 0;
-    Scope scope;
-    for (const auto& t : model_.graph.initializers) scope.values.emplace(t.name, t);
+    const Plan& plan = *plan_;
+    Frame frame;
+    frame.values.resize(plan.slot_names.size());
+    frame.ptr.assign(plan.slot_names.size(), nullptr);
+    for (const auto& [slot, t] : plan.initializers) frame.ptr[static_cast<size_t>(slot)] = t;
     for (const auto& [name, tensor] : inputs) {
         auto it = std::find_if(feeds_.begin(), feeds_.end(),
                                [&](const ValueInfo& v) { return v.name == name; });
@@ -170,93 +283,89 @@ NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::st
         }
         std::string why;
         if (!declared_matches(*it, tensor, why)) throw InputError(cat("input '", name, "': ", why));
-        scope.values.insert_or_assign(name, tensor);
+        auto slot = static_cast<size_t>(plan.slot_of.at(name));
+        frame.values[slot] = tensor;
+        frame.ptr[slot] = &frame.values[slot];
     }
     for (const auto& v : feeds_)
-        if (!scope.values.count(v.name))
+        if (!frame.ptr[static_cast<size_t>(plan.slot_of.at(v.name))])
             throw InputError(cat("input '", v.name, "' is required but was not given"));
-    NamedTensors fetched;
-    auto outputs = run_graph(model_.graph, scope, fetch, &fetched);
+    std::vector<bool> keep(plan.slot_names.size(), false);
+    for (const auto& name : fetch)
+        if (auto it = plan.slot_of.find(name); it != plan.slot_of.end()) keep[static_cast<size_t>(it->second)] = true;
+    auto outputs = run_plan(plan, frame, &keep);
     NamedTensors result;
     for (size_t i = 0; i < outputs.size(); ++i)
         result.emplace_back(model_.graph.outputs[i].name, std::move(outputs[i]));
-    for (auto& f : fetched) result.push_back(std::move(f));
+    for (const auto& name : fetch)
+        if (auto it = plan.slot_of.find(name); it != plan.slot_of.end())
+            if (const Tensor* t = frame.ptr[static_cast<size_t>(it->second)]) result.emplace_back(name, *t);
     return result;
 }
 
-std::vector<Tensor> Executor::run_graph(const Graph& graph, Scope& scope,
-                                        const std::vector<std::string>& fetch,
-                                        NamedTensors* fetched) {
-    // Last node index reading each value defined in this graph's scope.
-    std::unordered_map<std::string, size_t> last_use;
-    for (size_t i = 0; i < graph.nodes.size(); ++i) {
-        std::vector<std::string> reads;
-        collect_reads(graph.nodes[i], reads);
-        for (const auto& r : reads) last_use[r] = i;
-    }
-    std::unordered_set<std::string> keep(fetch.begin(), fetch.end());
-    for (const auto& v : graph.outputs) keep.insert(v.name);
-
-    SubgraphRunner runner = [this, &scope](const Graph& sub, std::span<const Tensor> args) {
-        Scope inner;
-        inner.parent = &scope;
-        if (args.size() > sub.inputs.size())
-            throw InputError(cat("subgraph '", sub.name, "' takes ", sub.inputs.size(),
+std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std::vector<bool>* keep) {
+    SubgraphRunner runner = [this, &plan, &frame](const Graph& sub, std::span<const Tensor> args) {
+        const Plan& sp = *plan.subplans.at(&sub);
+        if (args.size() > sp.input_slots.size())
+            throw InputError(cat("subgraph '", sub.name, "' takes ", sp.input_slots.size(),
                                  " inputs, given ", args.size()));
-        for (size_t i = 0; i < args.size(); ++i) inner.values.insert_or_assign(sub.inputs[i].name, args[i]);
-        for (const auto& t : sub.initializers) inner.values.emplace(t.name, t);
-        return run_graph(sub, inner, {}, nullptr);
+        Frame inner;
+        inner.parent = &frame;
+        inner.values.resize(sp.slot_names.size());
+        inner.ptr.assign(sp.slot_names.size(), nullptr);
+        for (const auto& [slot, t] : sp.initializers) inner.ptr[static_cast<size_t>(slot)] = t;
+        for (size_t i = 0; i < args.size(); ++i) {
+            auto slot = static_cast<size_t>(sp.input_slots[i]);
+            inner.values[slot] = args[i];
+            inner.ptr[slot] = &inner.values[slot];
+        }
+        return run_plan(sp, inner, nullptr);
     };
-
-    for (size_t i = 0; i < graph.nodes.size(); ++i) {
-        const Node& node = graph.nodes[i];
-        OpContext ctx{node, {}, {}, options_, model_.opset(node.domain), &runner};
-        ctx.inputs.reserve(node.inputs.size());
-        for (const auto& in : node.inputs) {
-            if (in.empty()) {
+    for (const auto& step : plan.steps) {
+        const Node& node = *step.node;
+        OpContext ctx{node, {}, {}, options_, step.opset, &runner};
+        ctx.inputs.reserve(step.inputs.size());
+        for (size_t k = 0; k < step.inputs.size(); ++k) {
+            if (step.inputs[k].slot < 0) {
                 ctx.inputs.push_back(nullptr);
                 continue;
             }
-            const Tensor* t = scope.find(in);
-            if (!t) throw InputError(cat("node ", node.label(), ": input '", in, "' has no value"));
+            const Tensor* t = frame.get(step.inputs[k]);
+            if (!t) throw InternalError(cat("node ", node.label(), ": input '", node.inputs[k], "' has no value"));
             ctx.inputs.push_back(t);
         }
-        with_context(cat("node ", node.label(), " (", node.op_type, ")"), [&] {
-            find_kernel(node.domain, node.op_type)(ctx);
-        });
+        try {
+            step.kernel(ctx);
+        } catch (const Error& e) {
+            throw Error(e.code(), cat("node ", node.label(), " (", node.op_type, "): ", e.what()));
+        }
         ++stats_.nodes_run;
-        if (ctx.outputs.size() > node.outputs.size())
+        if (ctx.outputs.size() > step.outputs.size())
             throw InternalError(cat("node ", node.label(), ": kernel produced ", ctx.outputs.size(),
-                                    " outputs, the node names ", node.outputs.size()));
+                                    " outputs, the node names ", step.outputs.size()));
         for (size_t k = 0; k < ctx.outputs.size(); ++k) {
-            if (node.outputs[k].empty()) continue;
-            ctx.outputs[k].name = node.outputs[k];
+            int32_t slot = step.outputs[k];
+            if (slot < 0) continue;
             live_bytes_ += tensor_bytes(ctx.outputs[k]);
-            scope.values.insert_or_assign(node.outputs[k], std::move(ctx.outputs[k]));
+            auto s = static_cast<size_t>(slot);
+            frame.values[s] = std::move(ctx.outputs[k]);
+            frame.ptr[s] = &frame.values[s];
         }
         stats_.peak_arena_bytes = std::max(stats_.peak_arena_bytes, live_bytes_);
-        // Free values whose last reader was this node (never graph outputs or fetches,
-        // never values of enclosing scopes or initializers).
-        std::vector<std::string> reads;
-        collect_reads(node, reads);
-        for (const auto& r : reads) {
-            if (last_use[r] != i || keep.count(r)) continue;
-            auto it = scope.values.find(r);
-            if (it == scope.values.end() || graph.find_initializer(r)) continue;
-            if (scope.parent == nullptr && model_.graph.find_initializer(r)) continue;
-            live_bytes_ -= std::min(live_bytes_, tensor_bytes(it->second));
-            scope.values.erase(it);
+        for (int32_t slot : step.free_after) {
+            auto s = static_cast<size_t>(slot);
+            if ((keep && (*keep)[s]) || frame.ptr[s] != &frame.values[s]) continue;
+            live_bytes_ -= std::min(live_bytes_, tensor_bytes(frame.values[s]));
+            frame.values[s] = Tensor{};
+            frame.ptr[s] = nullptr;
         }
     }
     std::vector<Tensor> outputs;
-    for (const auto& v : graph.outputs) {
-        const Tensor* t = scope.find(v.name);
-        if (!t) throw InputError(cat("graph output '", v.name, "' was never produced"));
+    for (size_t i = 0; i < plan.output_refs.size(); ++i) {
+        const Tensor* t = frame.get(plan.output_refs[i]);
+        if (!t) throw InputError(cat("graph output '", plan.graph->outputs[i].name, "' was never produced"));
         outputs.push_back(*t);
     }
-    if (fetched)
-        for (const auto& name : fetch)
-            if (const Tensor* t = scope.find(name)) fetched->emplace_back(name, *t);
     return outputs;
 }
 

@@ -5,10 +5,12 @@
 // At construction it checks every node (including subgraphs) against the registry and
 // reports all unsupported ops at once (InputError, exit 2), before anything runs. A run
 // executes nodes in topological order, frees each intermediate value after its last use,
-// and records the peak bytes of live intermediates (the arena peak).
+// and records the peak bytes of live intermediates (the arena peak). The graph is compiled
+// once into a plan of steps over numbered value slots, so a run does no name lookups.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -42,14 +44,20 @@ public:
                                    const std::vector<std::string>& fetch = {});
     [[nodiscard]] const RunStats& last_stats() const { return stats_; }
 
+    ~Executor();
+    Executor(const Executor&) = delete;
+    Executor& operator=(const Executor&) = delete;
+
+    struct Plan;   // the compiled graph (executor.cpp)
+    struct Frame;  // one run's values
+
 private:
-    struct Scope;
-    std::vector<Tensor> run_graph(const Graph& graph, Scope& scope,
-                                  const std::vector<std::string>& fetch, NamedTensors* fetched);
+    std::vector<Tensor> run_plan(const Plan& plan, Frame& frame, const std::vector<bool>* keep);
 
     Model model_;
     ExecOptions options_;
     std::vector<ValueInfo> feeds_;
+    std::unique_ptr<Plan> plan_;  // the main graph's; subgraph plans hang off it
     RunStats stats_;
     uint64_t live_bytes_ = 0;
 };
