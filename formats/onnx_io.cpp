@@ -100,6 +100,8 @@ public:
           what_(std::move(what)) {}
 
     Model model(onnx::ModelProto& p);
+    // A lone TensorProto (ONNX test data files); external data resolves against base_dir.
+    Tensor lone_tensor(onnx::TensorProto& p) { return tensor(p, "tensor '" + p.name() + "'"); }
 
 private:
     template <typename... Args>
@@ -946,6 +948,16 @@ Model read_onnx(const std::filesystem::path& path) {
         proto = parse_model(file->bytes(), path.string());
     }  // the model file's pages are not needed once parsed
     return Reader(path.parent_path(), path.string()).model(proto);
+}
+
+Tensor read_onnx_tensor(const std::filesystem::path& path) {
+    auto file = MappedFile::open(path);
+    auto bytes = file->bytes();
+    onnx::TensorProto proto;
+    if (bytes.size() > static_cast<size_t>(INT32_MAX) ||
+        !proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+        throw InputError(cat(path.string(), ": not a valid ONNX TensorProto (protobuf parse failed)"));
+    return Reader(path.parent_path(), path.string()).lone_tensor(proto);
 }
 
 void write_onnx(const Model& model, const std::filesystem::path& path,

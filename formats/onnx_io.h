@@ -25,6 +25,9 @@ namespace ep {
                                     const std::filesystem::path& base_dir,
                                     const std::string& what);
 
+// Reads one serialized TensorProto (the ONNX test-data files input_0.pb, output_0.pb).
+[[nodiscard]] Tensor read_onnx_tensor(const std::filesystem::path& path);
+
 enum class ExternalData : uint8_t { Auto, Always, Never };
 
 struct OnnxWriteOptions {

@@ -52,7 +52,7 @@ void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn
         for (int64_t row = begin; row < end; ++row) {
             std::array<int64_t, N> base{};
             int64_t rem = row;
-            for (size_t d = rank - 1; d-- > 0;) {
+            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
                 int64_t idx = rem % bc.dims[d];
                 rem /= bc.dims[d];
                 for (size_t k = 0; k < N; ++k) base[k] += idx * bc.strides[k][d];

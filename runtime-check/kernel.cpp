@@ -13,7 +13,7 @@ const Tensor& OpContext::input(size_t i) const {
 }
 
 void OpContext::fail(const std::string& what) const {
-    throw InputError(cat("node ", node.label(), " (", node.op_type, "): ", what));
+    throw InputError(what);  // the executor adds "node NAME (OP): "
 }
 
 Tensor make_tensor(DType dtype, std::vector<int64_t> shape) {

@@ -268,7 +268,9 @@ void op_conv_transpose(OpContext& c) {
             int64_t op = output_padding.empty() ? 0 : output_padding[i];
             int64_t total = g.strides[i] * (g.in_spatial[i] - 1) + op + k - spatial[i];
             std::string auto_pad = c.node.attr("auto_pad") ? c.node.attr("auto_pad")->s : "NOTSET";
-            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+            // Floor division, as the ONNX reference: a negative total pads the end with zeros.
+            int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? half : total - half;
             g.pads_end[i] = total - g.pads_begin[i];
             g.out_spatial[i] = spatial[i];
         }
@@ -329,9 +331,29 @@ void op_conv_transpose(OpContext& c) {
 
 namespace {
 
+// 8-bit integer inputs of MaxPool: every value is exact in f32, so pool there and convert back.
+Tensor int8_to_f32(const Tensor& t) {
+    Tensor f = make_tensor(DType::F32, t.shape);
+    auto out = f.mutable_values<float>();
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = t.dtype == DType::U8 ? static_cast<float>(t.values<uint8_t>()[i]) : static_cast<float>(t.values<int8_t>()[i]);
+    return f;
+}
+
+Tensor f32_to_int8(const Tensor& f, DType dt) {
+    Tensor t = make_tensor(dt, f.shape);
+    auto in = f.values<float>();
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (dt == DType::U8) t.mutable_values<uint8_t>()[i] = static_cast<uint8_t>(in[i]);
+        else t.mutable_values<int8_t>()[i] = static_cast<int8_t>(in[i]);
+    }
+    return t;
+}
+
 void pool(OpContext& c, bool is_max) {
     const Tensor& x0 = c.input(0);
-    Tensor x = as_f32(c, x0);
+    bool int8 = is_max && (x0.dtype == DType::U8 || x0.dtype == DType::I8);
+    Tensor x = int8 ? int8_to_f32(x0) : as_f32(c, x0);
     if (x.shape.size() < 3) c.fail("pooling expects X [N, C, ...]");
     ConvGeometry g;
     g.n = x.shape[0];
@@ -403,7 +425,7 @@ void pool(OpContext& c, bool is_max) {
             }
         }
     });
-    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+    c.outputs.push_back(int8 ? f32_to_int8(y, x0.dtype) : from_f32(std::move(y), x0.dtype));
     if (want_indices) c.outputs.push_back(std::move(indices));
 }
 

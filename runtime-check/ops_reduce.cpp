@@ -236,6 +236,43 @@ void op_batch_normalization(OpContext& c) {
     Tensor y = make_tensor(x.dtype, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
+    bool training = c.opset >= 14 && c.node.attr_int("training_mode", 0) != 0;
+    if (training) {
+        // Normalize with this batch's statistics (population variance) and return the
+        // updated running statistics: running = input_running * momentum + batch * (1 - momentum).
+        double momentum = c.node.attr_float("momentum", 0.9f);
+        Tensor run_mean = make_tensor(DType::F32, {ch}), run_var = make_tensor(DType::F32, {ch});
+        const std::vector<float> in_mean = mean, in_var = var;
+        for (int64_t k = 0; k < ch; ++k) {
+            double sum = 0, sq = 0, count = static_cast<double>(n * pixels);
+            for (int64_t b = 0; b < n; ++b)
+                for (int64_t i = 0; i < pixels; ++i) sum += load_float(x.dtype, in, (b * ch + k) * pixels + i);
+            double m = sum / count;
+            for (int64_t b = 0; b < n; ++b)
+                for (int64_t i = 0; i < pixels; ++i) {
+                    double d = load_float(x.dtype, in, (b * ch + k) * pixels + i) - m;
+                    sq += d * d;
+                }
+            double v = sq / count;
+            auto kk = static_cast<size_t>(k);
+            mean[kk] = static_cast<float>(m);
+            var[kk] = static_cast<float>(v);
+            run_mean.mutable_values<float>()[kk] = static_cast<float>(in_mean[kk] * momentum + m * (1 - momentum));
+            run_var.mutable_values<float>()[kk] = static_cast<float>(in_var[kk] * momentum + v * (1 - momentum));
+        }
+        for (int64_t p = 0; p < n * ch; ++p) {
+            size_t k = static_cast<size_t>(p % ch);
+            double inv = 1.0 / std::sqrt(static_cast<double>(var[k]) + eps);
+            for (int64_t i = 0; i < pixels; ++i) {
+                int64_t idx = p * pixels + i;
+                store_float(x.dtype, out, idx, static_cast<float>((load_float(x.dtype, in, idx) - mean[k]) * inv * scale[k] + bias[k]));
+            }
+        }
+        c.outputs.push_back(std::move(y));
+        c.outputs.push_back(std::move(run_mean));
+        c.outputs.push_back(std::move(run_var));
+        return;
+    }
     parallel_for(c.options, n * ch, 4, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             size_t k = static_cast<size_t>(p % ch);

@@ -3,6 +3,7 @@
 // ConstantOfShape, Range. They move element bytes; only Cast and Range compute.
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstring>
 #include <limits>
 
@@ -39,7 +40,7 @@ void strided_copy(const OpContext& c, const std::byte* in, std::byte* out, size_
     parallel_for(c.options, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, inner)), [&](int64_t b, int64_t e) {
         for (int64_t row = b; row < e; ++row) {
             int64_t off = base, rem = row;
-            for (size_t d = rank - 1; d-- > 0;) {
+            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
                 off += (rem % out_shape[d]) * in_strides[d];
                 rem /= out_shape[d];
             }
@@ -111,17 +112,20 @@ void op_cast(OpContext& c) {
         if (x.dtype == DType::String) {
             for (int64_t i = 0; i < n; ++i) {
                 double v = std::strtod(x.strings[static_cast<size_t>(i)].c_str(), nullptr);
-                if (is_float(*to)) store_float(*to, y.data.mutable_bytes().data(), i, static_cast<float>(v));
+                if (*to == DType::F64) y.mutable_values<double>()[static_cast<size_t>(i)] = v;
+                else if (is_float(*to)) store_float(*to, y.data.mutable_bytes().data(), i, static_cast<float>(v));
                 else dispatch_numeric(c, *to, [&](auto tag) { y.mutable_values<decltype(tag)>()[static_cast<size_t>(i)] = static_cast<decltype(tag)>(v); });
             }
         } else {
-            Tensor f = x;
+            // Shortest text that reads back to the same value (as numpy prints float32).
             for (int64_t i = 0; i < n; ++i) {
-                double v = is_float(x.dtype) ? load_float(x.dtype, x.data.bytes().data(), i) : 0.0;
-                if (!is_float(x.dtype)) dispatch_numeric(c, x.dtype, [&](auto tag) { v = static_cast<double>(x.values<decltype(tag)>()[static_cast<size_t>(i)]); });
                 char buf[64];
-                std::snprintf(buf, sizeof buf, "%g", v);
-                y.strings[static_cast<size_t>(i)] = buf;
+                std::to_chars_result r{};
+                if (x.dtype == DType::F64) r = std::to_chars(buf, buf + sizeof buf, x.values<double>()[static_cast<size_t>(i)]);
+                else if (is_float(x.dtype)) r = std::to_chars(buf, buf + sizeof buf, load_float(x.dtype, x.data.bytes().data(), i));
+                else if (x.dtype == DType::Bool) r = std::to_chars(buf, buf + sizeof buf, static_cast<int>(x.values<uint8_t>()[static_cast<size_t>(i)]));
+                else dispatch_numeric(c, x.dtype, [&](auto tag) { r = std::to_chars(buf, buf + sizeof buf, x.values<decltype(tag)>()[static_cast<size_t>(i)]); });
+                y.strings[static_cast<size_t>(i)].assign(buf, r.ptr);
             }
         }
         c.outputs.push_back(std::move(y));
