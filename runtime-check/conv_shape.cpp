@@ -1,0 +1,99 @@
+#include "runtime-check/conv_shape.h"
+
+#include <string>
+
+#include "compressor/ir/checked.h"
+
+namespace ep::rt {
+
+int64_t ConvShape::in_pixels() const {
+    int64_t p = 1;
+    for (int64_t d : in) p *= d;
+    return p;
+}
+
+int64_t ConvShape::out_pixels() const {
+    int64_t p = 1;
+    for (int64_t d : out) p *= d;
+    return p;
+}
+
+int64_t ConvShape::kernel_size() const {
+    int64_t p = 1;
+    for (int64_t d : kernel) p *= d;
+    return p;
+}
+
+std::vector<int64_t> ConvShape::output_shape() const {
+    std::vector<int64_t> s{n, c_out};
+    s.insert(s.end(), out.begin(), out.end());
+    return s;
+}
+
+ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
+                     const std::vector<int64_t>& w_shape) {
+    if (x_shape.size() < 3 || w_shape.size() != x_shape.size())
+        c.fail(cat("expects X [N, C, ...] and W [M, C/group, ...] of the same rank >= 3, found ",
+                   shape_string(x_shape), " and ", shape_string(w_shape)));
+    ConvShape g;
+    size_t s = x_shape.size() - 2;
+    g.n = x_shape[0];
+    g.c_in = x_shape[1];
+    g.c_out = w_shape[0];
+    g.group = c.node.attr_int("group", 1);
+    g.in.assign(x_shape.begin() + 2, x_shape.end());
+    g.kernel.assign(w_shape.begin() + 2, w_shape.end());
+    if (std::vector<int64_t> ks = c.node.attr_ints("kernel_shape"); !ks.empty() && ks != g.kernel)
+        c.fail(cat("kernel_shape ", shape_string(ks), " does not match W ", shape_string(w_shape)));
+    if (g.group <= 0 || g.c_in % g.group != 0 || g.c_out % g.group != 0 ||
+        w_shape[1] != g.c_in / g.group)
+        c.fail(cat("channels do not match: X ", shape_string(x_shape), ", W ",
+                   shape_string(w_shape), ", group ", g.group));
+    for (int64_t k : g.kernel)
+        if (k <= 0) c.fail(cat("kernel ", shape_string(g.kernel), " has an empty dimension"));
+    if (!checked_element_count(x_shape) || !checked_element_count(w_shape))
+        c.fail("input shapes are too large");
+    g.strides = c.node.attr_ints("strides");
+    g.dilations = c.node.attr_ints("dilations");
+    std::vector<int64_t> pads = c.node.attr_ints("pads");
+    if (g.strides.empty()) g.strides.assign(s, 1);
+    if (g.dilations.empty()) g.dilations.assign(s, 1);
+    if (pads.empty()) pads.assign(2 * s, 0);
+    if (g.strides.size() != s || g.dilations.size() != s || pads.size() != 2 * s)
+        c.fail(cat("strides, dilations or pads do not match the spatial rank ", s));
+    std::string auto_pad = "NOTSET";
+    if (const Attribute* a = c.node.attr("auto_pad")) auto_pad = a->s;
+    if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" &&
+        auto_pad != "SAME_LOWER")
+        c.fail(
+            cat("auto_pad '", auto_pad, "' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"));
+    g.pads_begin.assign(s, 0);
+    g.pads_end.assign(s, 0);
+    g.out.assign(s, 0);
+    for (size_t i = 0; i < s; ++i) {
+        int64_t st = g.strides[i], dil = g.dilations[i];
+        if (st <= 0 || dil <= 0) c.fail("strides and dilations must be positive");
+        if (pads[i] < 0 || pads[i + s] < 0) c.fail("pads must not be negative");
+        int64_t k = (g.kernel[i] - 1) * dil + 1;
+        if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+            int64_t out = (g.in[i] + st - 1) / st;
+            int64_t total = std::max<int64_t>(0, (out - 1) * st + k - g.in[i]);
+            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+            g.pads_end[i] = total - g.pads_begin[i];
+            g.out[i] = out;
+            continue;
+        }
+        if (auto_pad == "NOTSET") {
+            g.pads_begin[i] = pads[i];
+            g.pads_end[i] = pads[i + s];
+        }
+        int64_t span = g.in[i] + g.pads_begin[i] + g.pads_end[i] - k;
+        if (span < 0)
+            c.fail(cat("the kernel (", k, " with dilation) is larger than the padded input (",
+                       g.in[i] + g.pads_begin[i] + g.pads_end[i], ") on spatial axis ", i));
+        g.out[i] = span / st + 1;
+    }
+    return g;
+}
+
+}  // namespace ep::rt
