@@ -1,4 +1,9 @@
-// edgepack bench MODEL [--threads N] [--warmup W] [--runs R] [--shape NAME=dims] [--json]
+// edgepack bench MODEL [--threads N] [--warmup W] [--runs R] [--shape NAME=dims]
+//                     [--input NAME=FILE.npy] [--json]
+// Inputs given with --input are used as they are; every other model input is synthesized
+// (seeded, see synthetic_inputs.h). The JSON object also lists every timed run's latency
+// (`latencies_ms`, in run order) so a driver script can pool runs across invocations.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -8,6 +13,7 @@
 #include "compressor/cli/commands.h"
 #include "formats/model_io.h"
 #include "runtime-check/benchmark.h"
+#include "runtime-check/npy.h"
 #include "runtime-check/synthetic_inputs.h"
 
 namespace ep::cli {
@@ -17,7 +23,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
         std::string model;
         int threads = 1, warmup = 3, runs = 20;
         uint64_t seed = 0;
-        std::vector<std::string> shapes;
+        std::vector<std::string> shapes, inputs;
         bool json = false;
     };
     auto args = std::make_shared<Args>();
@@ -28,6 +34,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_option("--runs", args->runs, "Timed runs")->check(CLI::Range(1, 1000000));
     cmd->add_option("--seed", args->seed, "Seed of the random inputs");
     cmd->add_option("--shape", args->shapes, "NAME=D0,D1,... for inputs with symbolic dimensions (default 1)");
+    cmd->add_option("--input,-i", args->inputs, "NAME=FILE.npy: use these values for an input (else random)");
     cmd->add_flag("--json", args->json, "Print one JSON object");
     cmd->callback([args, &action] {
         action = [args] {
@@ -37,6 +44,16 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
             rt::ShapeOverrides overrides;
             for (const auto& s : args->shapes) rt::parse_shape_override(s, overrides);
             auto inputs = rt::synthetic_inputs(executor, args->seed, overrides);
+            for (const auto& spec : args->inputs) {
+                auto eq = spec.find('=');
+                if (eq == std::string::npos || eq == 0)
+                    throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
+                std::string name = spec.substr(0, eq);
+                auto it = std::find_if(inputs.begin(), inputs.end(), [&](const auto& p) { return p.first == name; });
+                if (it == inputs.end()) throw InputError(cat("--input '", spec, "': the model has no input '", name, "'"));
+                it->second = read_npy(spec.substr(eq + 1));
+                it->second.name = name;
+            }
             auto r = rt::benchmark(executor, inputs, {args->warmup, args->runs});
             uint64_t rss = rt::peak_resident_bytes();
             if (args->json) {
@@ -48,7 +65,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                     {"latency_ms", {{"min", r.latency.min}, {"p50", r.latency.p50}, {"p95", r.latency.p95},
                                     {"p99", r.latency.p99}, {"mean", r.latency.mean}, {"max", r.latency.max}}},
                     {"throughput_per_s", r.throughput_per_s}, {"peak_rss_bytes", rss},
-                    {"peak_arena_bytes", r.peak_arena_bytes}};
+                    {"peak_arena_bytes", r.peak_arena_bytes}, {"latencies_ms", r.latencies_ms}};
                 std::cout << j.dump(2) << "\n";
             } else {
                 std::printf("model        %s\nthreads      %d\nload         %.2f ms\n", args->model.c_str(),
