@@ -1,0 +1,305 @@
+// Tensor comparison metrics (definitions in metrics.h and docs/validate.md). Everything
+// is accumulated in double, sequentially, in sample and row-major order.
+#include "runtime-check/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+namespace ep::rt {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+template <typename T>
+void append_as_doubles(const Tensor& t, std::vector<double>& out) {
+    auto bytes = t.data.bytes();
+    size_t n = bytes.size() / sizeof(T);
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        T v;
+        std::memcpy(&v, bytes.data() + i * sizeof(T), sizeof(T));
+        out.push_back(static_cast<double>(v));
+    }
+}
+
+bool rows_are_probabilities(std::span<const double> values, int64_t classes) {
+    for (double v : values)
+        if (!(v >= 0.0 && v <= 1.0)) return false;  // also rejects NaN
+    size_t c = static_cast<size_t>(classes);
+    for (size_t r = 0; r + c <= values.size(); r += c) {
+        double sum = 0;
+        for (size_t i = 0; i < c; ++i) sum += values[r + i];
+        if (std::abs(sum - 1.0) > kProbabilitySumTolerance) return false;
+    }
+    return true;
+}
+
+// log-sum-exp of a row; nullopt when the row has no finite maximum.
+std::optional<double> log_sum_exp(std::span<const double> x) {
+    double m = -kInf;
+    for (double v : x) {
+        if (std::isnan(v)) return std::nullopt;
+        m = std::max(m, v);
+    }
+    if (!std::isfinite(m)) return std::nullopt;
+    double s = 0;
+    for (double v : x) s += std::exp(v - m);
+    return m + std::log(s);
+}
+
+}  // namespace
+
+const char* class_input_name(ClassInput kind) {
+    switch (kind) {
+        case ClassInput::Logits: return "logits";
+        case ClassInput::Probabilities: return "probabilities";
+        case ClassInput::Mixed: return "mixed";
+    }
+    return "?";
+}
+
+std::vector<double> tensor_as_doubles(const Tensor& t, const std::string& what) {
+    std::vector<double> out;
+    if (t.data.size() != t.expected_bytes())
+        throw InputError(cat(what, ": ", t.data.size(), " bytes of data for ", dtype_name(t.dtype),
+                             " ", shape_string(t.shape)));
+    switch (t.dtype) {
+        case DType::F64: append_as_doubles<double>(t, out); break;
+        case DType::F32: append_as_doubles<float>(t, out); break;
+        case DType::F16:
+        case DType::BF16: {
+            auto f = t.to_floats();
+            out.assign(f.begin(), f.end());
+            break;
+        }
+        case DType::I64: append_as_doubles<int64_t>(t, out); break;
+        case DType::I32: append_as_doubles<int32_t>(t, out); break;
+        case DType::I16: append_as_doubles<int16_t>(t, out); break;
+        case DType::I8: append_as_doubles<int8_t>(t, out); break;
+        case DType::U64: append_as_doubles<uint64_t>(t, out); break;
+        case DType::U32: append_as_doubles<uint32_t>(t, out); break;
+        case DType::U16: append_as_doubles<uint16_t>(t, out); break;
+        case DType::U8:
+        case DType::Bool: append_as_doubles<uint8_t>(t, out); break;
+        default:
+            throw InputError(cat(what, ": cannot compare ", dtype_name(t.dtype),
+                                 " values (numeric tensors only)"));
+    }
+    return out;
+}
+
+double kl_from_logits(std::span<const double> p, std::span<const double> q) {
+    auto lp = log_sum_exp(p), lq = log_sum_exp(q);
+    if (!lp || !lq) return kInf;
+    double kl = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+        double log_p = p[i] - *lp;
+        double prob = std::exp(log_p);
+        if (prob == 0.0) continue;  // 0 * log 0 = 0
+        kl += prob * (log_p - (q[i] - *lq));
+    }
+    return std::isnan(kl) ? kInf : kl;
+}
+
+double kl_from_probabilities(std::span<const double> p, std::span<const double> q) {
+    double kl = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+        double a = std::max(p[i], kProbabilityEpsilon), b = std::max(q[i], kProbabilityEpsilon);
+        kl += a * (std::log(a) - std::log(b));
+    }
+    return std::isnan(kl) ? kInf : kl;
+}
+
+int64_t argmax(std::span<const double> row) {
+    int64_t best = 0;
+    bool found = false;
+    for (size_t i = 0; i < row.size(); ++i) {
+        if (std::isnan(row[i])) continue;
+        if (!found || row[i] > row[static_cast<size_t>(best)]) {
+            best = static_cast<int64_t>(i);
+            found = true;
+        }
+    }
+    return best;
+}
+
+std::vector<int64_t> top_k(std::span<const double> row, int64_t k) {
+    std::vector<int64_t> idx(row.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    auto key = [&](int64_t i) {
+        double v = row[static_cast<size_t>(i)];
+        return std::isnan(v) ? -kInf : v;
+    };
+    k = std::clamp<int64_t>(k, 0, static_cast<int64_t>(row.size()));
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+        double va = key(a), vb = key(b);
+        return va > vb || (va == vb && a < b);
+    });
+    idx.resize(static_cast<size_t>(k));
+    return idx;
+}
+
+double percentile(std::span<const double> sorted, double fraction) {
+    if (sorted.empty()) return 0;
+    if (fraction <= 0) return sorted.front();
+    if (fraction >= 1) return sorted.back();
+    double p = fraction * static_cast<double>(sorted.size() - 1);
+    auto ip = static_cast<size_t>(p);
+    p -= static_cast<double>(ip);
+    double lo = sorted[ip], hi = sorted[std::min(ip + 1, sorted.size() - 1)];
+    if (p == 0.0 || lo == hi) return lo;  // keeps +inf from turning into NaN
+    return (1 - p) * lo + p * hi;
+}
+
+Estimate mean_and_uncertainty(std::span<const double> values) {
+    Estimate e;
+    if (values.empty()) return e;
+    double n = static_cast<double>(values.size());
+    double sum = 0;
+    for (double v : values) sum += v;
+    e.value = sum / n;
+    if (values.size() < 2 || !std::isfinite(e.value)) return e;
+    double ss = 0;
+    for (double v : values) ss += (v - e.value) * (v - e.value);
+    e.uncertainty = std::sqrt(ss / n / (n - 1));
+    return e;
+}
+
+TensorComparator::TensorComparator(std::string name, bool class_metrics)
+    : name_(std::move(name)), class_metrics_(class_metrics) {}
+
+void TensorComparator::set_labels(std::span<const int64_t> labels, std::string labels_source) {
+    labels_ = labels;
+    labels_source_ = std::move(labels_source);
+    labels_set_ = true;
+}
+
+void TensorComparator::add(const Tensor& reference, const Tensor& candidate) {
+    std::string what = cat("tensor '", name_, "' (sample ", samples_, ")");
+    if (reference.shape != candidate.shape)
+        throw InputError(cat(what, ": the reference gives ", shape_string(reference.shape),
+                             ", the candidate ", shape_string(candidate.shape)));
+    auto ref = tensor_as_doubles(reference, cat(what, " of the reference"));
+    auto cand = tensor_as_doubles(candidate, cat(what, " of the candidate"));
+    if (samples_ == 0) {
+        dtype_ = reference.dtype;
+        shape_ = reference.shape;
+    }
+    ++samples_;
+    elements_ += ref.size();
+    for (size_t i = 0; i < ref.size(); ++i) {
+        double r = ref[i], c = cand[i];
+        if (!std::isfinite(r) || !std::isfinite(c)) {
+            bool same = (std::isnan(r) && std::isnan(c)) || r == c;
+            if (!same) ++nonfinite_mismatches_;
+            continue;
+        }
+        double d = r - c;
+        max_abs_ = std::max(max_abs_, std::abs(d));
+        sum_abs_ += std::abs(d);
+        sum_rr_ += r * r;
+        sum_cc_ += c * c;
+        sum_rc_ += r * c;
+        sum_dd_ += d * d;
+        ++finite_elements_;
+    }
+
+    bool class_axis = class_metrics_ && traits(reference.dtype).kind == DTypeKind::Float &&
+                      reference.shape.size() >= 2 && reference.shape.back() >= 2;
+    if (samples_ == 1) classes_ = class_axis ? reference.shape.back() : 0;
+    if (classes_ > 0) {
+        if (!class_axis || reference.shape.back() != classes_)
+            throw InputError(cat(what, ": the class axis has ", reference.shape.back(),
+                                 " entries, earlier samples had ", classes_));
+        add_class_rows(ref, cand, reference.shape);
+    }
+}
+
+void TensorComparator::add_class_rows(std::span<const double> ref, std::span<const double> cand,
+                                      std::span<const int64_t> /*shape*/) {
+    bool probabilities = rows_are_probabilities(ref, classes_);
+    (probabilities ? saw_probabilities_ : saw_logits_) = true;
+    size_t c = static_cast<size_t>(classes_);
+    int64_t k = std::min(kTopK, classes_);
+    for (size_t r = 0; r + c <= ref.size(); r += c) {
+        auto p = ref.subspan(r, c), q = cand.subspan(r, c);
+        size_t row = kl_values_.size();
+        kl_values_.push_back(probabilities ? kl_from_probabilities(p, q) : kl_from_logits(p, q));
+        int64_t a = argmax(p), b = argmax(q);
+        if (a == b) ++same_top1_;
+        auto ta = top_k(p, k), tb = top_k(q, k);
+        int64_t overlap = 0;
+        for (int64_t x : ta) overlap += std::count(tb.begin(), tb.end(), x) > 0 ? 1 : 0;
+        topk_overlap_ += static_cast<double>(overlap) / static_cast<double>(k);
+        if (labels_set_ && row < labels_.size()) {
+            int64_t label = labels_[row];
+            if (label < 0 || label >= classes_)
+                throw InputError(cat(labels_source_, ": label ", row, " is ", label, ", tensor '",
+                                     name_, "' has ", classes_, " classes"));
+            if (a == label) ++correct_reference_;
+            if (b == label) ++correct_candidate_;
+        }
+    }
+}
+
+TensorMetrics TensorComparator::finish() const {
+    TensorMetrics m;
+    m.name = name_;
+    m.dtype = dtype_;
+    m.shape = shape_;
+    m.samples = samples_;
+    m.elements = elements_;
+    m.nonfinite_mismatches = nonfinite_mismatches_;
+    m.max_abs_error = nonfinite_mismatches_ ? kInf : max_abs_;
+    m.mean_abs_error = finite_elements_ ? sum_abs_ / static_cast<double>(finite_elements_) : 0.0;
+    if (sum_rr_ == 0.0 && sum_cc_ == 0.0)
+        m.cosine_similarity = 1.0;
+    else if (sum_rr_ == 0.0 || sum_cc_ == 0.0)
+        m.cosine_similarity = 0.0;
+    else
+        m.cosine_similarity = sum_rc_ / (std::sqrt(sum_rr_) * std::sqrt(sum_cc_));
+    m.sqnr_db = sum_dd_ == 0.0 ? kInf : 10.0 * std::log10(sum_rr_ / sum_dd_);
+
+    if (classes_ > 0) {
+        ClassMetrics cm;
+        cm.classes = classes_;
+        cm.rows = kl_values_.size();
+        cm.input = saw_logits_ && saw_probabilities_ ? ClassInput::Mixed
+                   : saw_probabilities_              ? ClassInput::Probabilities
+                                                     : ClassInput::Logits;
+        cm.kl.mean = mean_and_uncertainty(kl_values_);
+        std::vector<double> sorted = kl_values_;
+        std::sort(sorted.begin(), sorted.end());
+        cm.kl.min = sorted.empty() ? 0 : sorted.front();
+        cm.kl.p01 = percentile(sorted, 0.01);
+        cm.kl.p05 = percentile(sorted, 0.05);
+        cm.kl.p10 = percentile(sorted, 0.10);
+        cm.kl.median = percentile(sorted, 0.50);
+        cm.kl.p90 = percentile(sorted, 0.90);
+        cm.kl.p95 = percentile(sorted, 0.95);
+        cm.kl.p99 = percentile(sorted, 0.99);
+        cm.kl.p999 = percentile(sorted, 0.999);
+        cm.kl.max = sorted.empty() ? 0 : sorted.back();
+        double n = static_cast<double>(cm.rows);
+        if (cm.rows > 0) {
+            double p = static_cast<double>(same_top1_) / n;
+            cm.same_top1.value = 100.0 * p;
+            cm.same_top1.uncertainty = cm.rows > 1 ? 100.0 * std::sqrt(p * (1 - p) / (n - 1)) : 0.0;
+            cm.topk_agreement = 100.0 * topk_overlap_ / n;
+        }
+        cm.top_k = std::min(kTopK, classes_);
+        if (labels_set_ && cm.rows > 0 && cm.rows == labels_.size()) {
+            cm.labelled = true;
+            cm.accuracy_reference = 100.0 * static_cast<double>(correct_reference_) / n;
+            cm.accuracy_candidate = 100.0 * static_cast<double>(correct_candidate_) / n;
+            cm.accuracy_drop = cm.accuracy_reference - cm.accuracy_candidate;
+        }
+        m.classes = cm;
+    }
+    return m;
+}
+
+}  // namespace ep::rt
