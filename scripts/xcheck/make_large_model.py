@@ -5,8 +5,9 @@
 
 OUT_DIR/large.onnx is a chain of MatMuls, X [1, rows] -> W0 [rows, cols] -> W1 [cols, rows]
 -> ..., whose weights live in OUT_DIR/large.onnx.data (external data, 4096-byte aligned
-offsets). Weights are seeded standard-normal values scaled by 1/sqrt(fan_in), generated
-and written 1024 rows at a time, so memory stays near one chunk. The defaults give five
+offsets). Each weight is a seeded standard-normal block of 1024 rows scaled by
+1/sqrt(fan_in), repeated with a different constant added per 1024-row chunk, written one
+chunk at a time, so memory stays near one chunk. The defaults give five
 512 MiB weights: 2.5 GiB of data. Prints a JSON line with the sizes.
 """
 import argparse
@@ -38,14 +39,16 @@ def main():
     with open(os.path.join(args.out_dir, data_name), "wb") as data:
         for layer in range(args.layers):
             rows, cols = (args.rows, args.cols) if layer % 2 == 0 else (args.cols, args.rows)
+            # One seeded random block per layer, shifted by a per-chunk constant: every
+            # chunk differs (a misplaced range shows) at the cost of one add per value.
             rng = np.random.default_rng(args.seed + layer)
-            scale = np.float32(1.0 / np.sqrt(rows))
+            base = rng.standard_normal((CHUNK_ROWS, cols), dtype=np.float32)
+            base *= np.float32(1.0 / np.sqrt(rows))
             offset = (offset + ALIGN - 1) // ALIGN * ALIGN
             data.seek(offset)
-            for begin in range(0, rows, CHUNK_ROWS):
+            for chunk, begin in enumerate(range(0, rows, CHUNK_ROWS)):
                 n = min(CHUNK_ROWS, rows - begin)
-                block = rng.standard_normal((n, cols), dtype=np.float32)
-                block *= scale
+                block = base[:n] + np.float32(1e-3 * (chunk + 1))
                 data.write(block.tobytes())
             length = rows * cols * 4
             name = f"w{layer}"
