@@ -1,9 +1,16 @@
-// edgepack run MODEL --input NAME=FILE.npy ... [--out DIR] [--threads N]
-// Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy.
+// edgepack run MODEL [--input NAME=FILE.npy ... | --data DIR | --samples N [--seed S]
+//                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
+// Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
+// (characters outside [A-Za-z0-9._-] become '_').
+//   --input: one run; outputs go to OUT/.
+//   --data DIR / --samples N: one run per sample (compressor/dataset.h says what DIR may
+//   hold); sample k's outputs go to OUT/sample_K/, K zero-padded to the width of the last
+//   index so the folders sort in sample order (and can be read back with --data OUT).
 #include <filesystem>
 #include <iostream>
 
 #include "compressor/cli/commands.h"
+#include "compressor/dataset.h"
 #include "formats/model_io.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -11,13 +18,14 @@
 namespace ep::cli {
 namespace {
 
-// Output names become file names: characters outside [A-Za-z0-9._-] become '_'.
-std::string safe_file_name(const std::string& name) {
-    std::string out = name;
-    for (auto& ch : out)
-        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-')) ch = '_';
-    if (out.empty() || out == "." || out == "..") out = "_" + out;
-    return out;
+void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    for (const auto& [name, tensor] : outputs) {
+        auto path = dir / (safe_file_name(name) + ".npy");
+        write_npy(tensor, path);
+        std::cerr << name << ": " << dtype_name(tensor.dtype) << " " << shape_string(tensor.shape)
+                  << " -> " << path.string() << "\n";
+    }
 }
 
 }  // namespace
@@ -26,13 +34,30 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     struct Args {
         std::string model;
         std::vector<std::string> inputs;
+        std::string data;
+        uint64_t samples = 0;
+        uint64_t seed = 0;
+        std::vector<std::string> shapes;
         std::string out = ".";
         int threads = 1;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("run", "Run a model with the reference runtime");
     cmd->add_option("MODEL", args->model, "Model file (.onnx)")->required();
-    cmd->add_option("--input,-i", args->inputs, "NAME=FILE.npy, once per model input");
+    auto* input = cmd->add_option("--input,-i", args->inputs, "NAME=FILE.npy, once per model input");
+    auto* data = cmd->add_option("--data", args->data,
+                                 "Directory of samples: .npz files, NAME.npy / input_0.pb files, "
+                                 "or folders of them; outputs go to OUT/sample_K/");
+    auto* samples = cmd->add_option("--samples", args->samples,
+                                    "Run N seeded random samples (outputs in OUT/sample_K/)")
+                        ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
+    cmd->add_option("--seed", args->seed, "Seed of the random samples (sample k uses seed+k)")
+        ->needs(samples);
+    cmd->add_option("--shape", args->shapes,
+                    "NAME=D0,D1,...: shape of a random input (symbolic dimensions default to 1)")
+        ->needs(samples);
+    input->excludes(data)->excludes(samples);
+    data->excludes(samples);
     cmd->add_option("--out", args->out, "Directory for OUTPUT_NAME.npy files (created)");
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
     cmd->callback([args, &action] {
@@ -40,20 +65,31 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             rt::ExecOptions options;
             options.threads = args->threads;
             rt::Executor executor(load_model(args->model), options);
-            rt::NamedTensors feeds;
-            for (const auto& spec : args->inputs) {
-                auto eq = spec.find('=');
-                if (eq == std::string::npos || eq == 0)
-                    throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
-                feeds.emplace_back(spec.substr(0, eq), read_npy(spec.substr(eq + 1)));
+            if (args->data.empty() && args->samples == 0) {
+                rt::NamedTensors feeds;
+                for (const auto& spec : args->inputs) {
+                    auto eq = spec.find('=');
+                    if (eq == std::string::npos || eq == 0)
+                        throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
+                    feeds.emplace_back(spec.substr(0, eq), read_npy(spec.substr(eq + 1)));
+                }
+                write_outputs(executor.run(feeds), args->out);
+                return 0;
             }
-            auto outputs = executor.run(feeds);
-            std::filesystem::create_directories(args->out);
-            for (const auto& [name, tensor] : outputs) {
-                auto path = std::filesystem::path(args->out) / (safe_file_name(name) + ".npy");
-                write_npy(tensor, path);
-                std::cerr << name << ": " << dtype_name(tensor.dtype) << " " << shape_string(tensor.shape)
-                          << " -> " << path.string() << "\n";
+            DataSource source;
+            source.data = args->data;
+            source.samples = args->samples;
+            source.seed = args->seed;
+            for (const auto& spec : args->shapes) rt::parse_shape_override(spec, source.shapes);
+            Dataset dataset(executor, source);
+            std::cerr << "inputs: " << dataset.describe() << "\n";
+            size_t width = std::to_string(dataset.size() - 1).size();
+            for (size_t k = 0; k < dataset.size(); ++k) {
+                std::string index = std::to_string(k);
+                index.insert(0, width - index.size(), '0');
+                auto dir = std::filesystem::path(args->out) / ("sample_" + index);
+                std::cerr << "sample " << k << " (" << dataset.sample_name(k) << ")\n";
+                write_outputs(executor.run(dataset.load(k)), dir);
             }
             return 0;
         };
