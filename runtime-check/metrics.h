@@ -100,6 +100,7 @@ public:
     void add(const Tensor& reference, const Tensor& candidate);
 
     [[nodiscard]] TensorMetrics finish() const;
+    [[nodiscard]] const std::string& name() const { return name_; }
     [[nodiscard]] uint64_t class_rows() const { return kl_values_.size(); }
     [[nodiscard]] bool has_class_axis() const { return classes_ > 0; }
 

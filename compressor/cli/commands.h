@@ -11,5 +11,6 @@ void add_inspect_command(CLI::App& app, std::function<int()>& action);
 void add_compress_command(CLI::App& app, std::function<int()>& action);
 void add_run_command(CLI::App& app, std::function<int()>& action);
 void add_bench_command(CLI::App& app, std::function<int()>& action);
+void add_validate_command(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ep::cli

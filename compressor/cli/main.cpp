@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     ep::cli::add_compress_command(app, action);
     ep::cli::add_run_command(app, action);
     ep::cli::add_bench_command(app, action);
+    ep::cli::add_validate_command(app, action);
     try {
         try {
             app.parse(argc, argv);

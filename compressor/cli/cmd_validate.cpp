@@ -1,0 +1,73 @@
+// edgepack validate --reference A --candidate B [--data DIR | --samples N [--seed S]
+//                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
+//                   [--json FILE]
+// Compares a candidate model with a reference on the same inputs (compressor/validate.h):
+// the text report goes to stdout, progress to stderr, the JSON object to FILE.
+#include <iostream>
+
+#include "compressor/cli/commands.h"
+#include "compressor/ir/output_file.h"
+#include "compressor/validate.h"
+
+namespace ep::cli {
+
+void add_validate_command(CLI::App& app, std::function<int()>& action) {
+    struct Args {
+        std::string reference, candidate, data, labels, json;
+        uint64_t samples = 4;
+        uint64_t seed = 0;
+        std::vector<std::string> shapes;
+        bool per_layer = false;
+        int threads = 1;
+    };
+    auto args = std::make_shared<Args>();
+    auto* cmd = app.add_subcommand(
+        "validate",
+        "Compare a candidate model with a reference on the same inputs: per output max/mean "
+        "absolute error, cosine similarity, SQNR; for class outputs KL divergence of the softmax "
+        "distributions (llama.cpp-style statistics), same top-1 and top-5 agreement; with --labels "
+        "both accuracies and the drop. Also the distillation-loss evaluation: teacher = "
+        "--reference, student = --candidate, KL(teacher || student).");
+    cmd->add_option("--reference", args->reference, "Reference (teacher) model")->required();
+    cmd->add_option("--candidate", args->candidate, "Candidate (student) model")->required();
+    auto* data = cmd->add_option("--data", args->data,
+                                 "Directory of samples: .npz files (one per sample or batch), "
+                                 "NAME.npy / input_0.pb files, or folders of them");
+    auto* samples = cmd->add_option("--samples", args->samples,
+                                    "Without --data: N seeded random samples (default 4)")
+                        ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
+    auto* seed = cmd->add_option("--seed", args->seed, "Seed of the random samples (sample k uses seed+k)");
+    auto* shape = cmd->add_option("--shape", args->shapes,
+                                  "NAME=D0,D1,...: shape of a random input (symbolic dimensions default to 1)");
+    data->excludes(samples)->excludes(seed)->excludes(shape);
+    cmd->add_option("--labels", args->labels,
+                    ".npy of int32/int64 class indices, one per output row in sample order");
+    cmd->add_flag("--per-layer", args->per_layer,
+                  "Also compare every intermediate tensor both graphs share by name; rank by SQNR");
+    cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
+    cmd->add_option("--json", args->json, "Write the report as one JSON object to FILE");
+    cmd->callback([args, &action] {
+        action = [args] {
+            ValidateOptions options;
+            options.reference = args->reference;
+            options.candidate = args->candidate;
+            options.data.data = args->data;
+            options.data.samples = args->samples;
+            options.data.seed = args->seed;
+            for (const auto& spec : args->shapes) rt::parse_shape_override(spec, options.data.shapes);
+            options.labels = args->labels;
+            options.per_layer = args->per_layer;
+            options.threads = args->threads;
+            auto report = validate_models(options, &std::cerr);
+            if (!args->json.empty()) {
+                OutputFile out(args->json);
+                out.write(report.dump(2) + "\n");
+                out.commit();
+            }
+            std::cout << render_validate_text(report, options.per_layer_text);
+            return 0;
+        };
+    });
+}
+
+}  // namespace ep::cli

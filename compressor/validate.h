@@ -1,0 +1,41 @@
+// `edgepack validate`: run a reference and a candidate model through the reference runtime
+// on the same inputs and compare them, output by output (runtime-check/metrics.h), and
+// optionally every intermediate tensor the two graphs share by name (--per-layer). With
+// labels, each model's accuracy and the drop. This is also edgepack's distillation-loss
+// evaluation: teacher = reference, student = candidate; the KL block is KL(teacher || student).
+//
+// The result is one JSON object (schema edgepack.validate/1, docs/validate.md); the text
+// report is rendered from it, so both always say the same thing. Non-finite numbers are
+// written as the strings "inf", "-inf", "nan" (JSON has no such numbers).
+#pragma once
+
+#include <filesystem>
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compressor/dataset.h"
+
+namespace ep {
+
+inline constexpr const char* kValidateSchema = "edgepack.validate/1";
+
+struct ValidateOptions {
+    std::filesystem::path reference;
+    std::filesystem::path candidate;
+    DataSource data;
+    std::filesystem::path labels;  // .npy of int32/int64 class indices; empty: none
+    bool per_layer = false;
+    int threads = 1;
+    size_t per_layer_text = 10;  // layers listed in the text report (JSON has all)
+};
+
+// Runs the comparison; `progress` (may be null) gets one line per sample.
+[[nodiscard]] nlohmann::json validate_models(const ValidateOptions& options,
+                                             std::ostream* progress = nullptr);
+
+[[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
+                                               size_t per_layer_rows = 10);
+
+}  // namespace ep
