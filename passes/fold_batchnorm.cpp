@@ -24,7 +24,8 @@
 // are float initializers of this graph (not graph inputs: those can be overridden at run
 // time) with matching channel counts; var + eps > 0. Weights or biases that another node
 // also uses are copied to a new initializer ("<name>_bnfold") instead of being changed in
-// place. BN parameters left unused afterwards are removed.
+// place. A created bias is named "<weights>_bias". BN parameters left unused afterwards are
+// removed.
 //
 // Selection: include/exclude match the BatchNormalization node's name. The pass does not
 // look through Constant nodes: run promote-constants first on models that store weights
@@ -445,8 +446,10 @@ private:
         return {};
     }
 
+    // `base` when no value has that name yet, else base_bnfold, base_bnfold1, ...
     std::string fresh_name(const std::string& base, std::unordered_set<std::string>& taken) {
-        std::string name = base + "_bnfold";
+        std::string name = base;
+        if (taken.count(name)) name = base + "_bnfold";
         for (int k = 1; taken.count(name); ++k) name = cat(base, "_bnfold", k);
         taken.insert(name);
         return name;
