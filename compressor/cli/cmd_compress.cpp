@@ -8,6 +8,7 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/compress.h"
+#include "passes/registry.h"
 
 namespace ep::cli {
 
@@ -26,6 +27,13 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("compress", "Run a recipe: load the model, run its passes, "
                                                "write the output (docs/recipes.md)");
     cmd->add_option("RECIPE", args->recipe, "Recipe .json file")->required();
+    std::string footer = "Passes:";
+    for (auto name : pass_names()) {
+        auto pass = create_pass(name);
+        footer += "\n  " + std::string(name) + " (" + std::string(pass_kind_name(pass->kind())) +
+                  "): " + std::string(pass->description());
+    }
+    cmd->footer(footer);
     cmd->add_flag("--dry-run", args->dry_run,
                   "Load the model, print what each pass would do, write nothing");
     cmd->add_option("--set", args->overrides,
