@@ -244,8 +244,8 @@ Model read_mapped(const std::shared_ptr<const MappedFile>& file) {
                                      type_of(value)));
             for (const auto& [mkey, mvalue] : value.items()) {
                 if (!mvalue.is_string())
-                    throw InputError(cat("__metadata__ '", mkey, "': value must be a string, found ",
-                                         type_of(mvalue)));
+                    throw InputError(cat("__metadata__ '", mkey,
+                                         "': value must be a string, found ", type_of(mvalue)));
                 model.metadata.emplace_back(mkey, mvalue.get<std::string>());
             }
             continue;

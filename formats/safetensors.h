@@ -5,7 +5,8 @@
 //   the rest: the data buffer; offsets are relative to its start.
 // The reader memory-maps the file and returns tensors as views (in data-offset order);
 // it rejects headers over 100 MB, offsets out of range, overlapping or leaving gaps,
-// duplicate keys, unknown dtypes, and dtype x shape that disagrees with the byte range. A checkpoint is a Model whose graph holds only initializers, and
+// duplicate keys, unknown dtypes, and dtype x shape that disagrees with the byte range.
+// A checkpoint is a Model whose graph holds only initializers, and
 // whose metadata is __metadata__.
 #pragma once
 

@@ -52,7 +52,8 @@ Model sample_model() {
     Model m;
     uint32_t seed = 1;
     auto add = [&](std::string name, DType dtype, std::vector<int64_t> shape) {
-        m.graph.initializers.push_back(make_tensor(std::move(name), dtype, std::move(shape), seed++));
+        m.graph.initializers.push_back(
+            make_tensor(std::move(name), dtype, std::move(shape), seed++));
     };
     add("w.f32", DType::F32, {3, 5});
     add("w.f16", DType::F16, {4, 3});
@@ -70,6 +71,8 @@ Model sample_model() {
     add("spectrum.c64", DType::C64, {3});
     add("w.f8e4m3", DType::F8E4M3FN, {6});
     add("w.f8e5m2", DType::F8E5M2, {2, 2});
+    add("w.f8e4m3fnuz", DType::F8E4M3FNUZ, {3});
+    add("w.f8e5m2fnuz", DType::F8E5M2FNUZ, {1, 5});
     add("scalar.f32", DType::F32, {});
     add("scalar.i64", DType::I64, {});
     add("empty.f32", DType::F32, {0, 3});
@@ -113,7 +116,7 @@ TEST_CASE("safetensors: every tensor the Python package writes reads back identi
     test::TempDir dir;
     auto file = dir / "python.safetensors";
     json report = oracle("st_make.py", {file.string()});
-    REQUIRE(report.at("tensors").size() == 22);
+    REQUIRE(report.at("tensors").size() == 24);
 
     Model m = read_safetensors(file);
     CHECK(m.format == SourceFormat::Safetensors);
@@ -128,7 +131,7 @@ TEST_CASE("safetensors: every tensor the Python package writes reads back identi
     CHECK(m.graph.initializers.front().name == "u64.codes");
     CHECK(m.graph.initializers.back().name == "bool.mask");
     // The same through the format-agnostic entry point.
-    CHECK(load_model(file).graph.initializers.size() == 22);
+    CHECK(load_model(file).graph.initializers.size() == 24);
 }
 
 TEST_CASE("safetensors: rewriting a Python-written file reproduces it byte for byte",
@@ -213,10 +216,11 @@ TEST_CASE("safetensors: output is deterministic and independent of tensor order"
 }
 
 TEST_CASE("safetensors: random models round-trip through write and read", "[safetensors]") {
-    const std::vector<DType> dtypes = {DType::F64, DType::F32,  DType::F16,      DType::BF16,
-                                       DType::I64, DType::I32,  DType::I16,      DType::I8,
-                                       DType::U64, DType::U32,  DType::U16,      DType::U8,
-                                       DType::Bool, DType::C64, DType::F8E4M3FN, DType::F8E5M2};
+    const std::vector<DType> dtypes = {
+        DType::F64, DType::F32, DType::F16, DType::BF16, DType::I64, DType::I32,
+        DType::I16, DType::I8, DType::U64, DType::U32, DType::U16, DType::U8,
+        DType::Bool, DType::C64, DType::F8E4M3FN, DType::F8E5M2, DType::F8E4M3FNUZ,
+        DType::F8E5M2FNUZ};
     test::TempDir dir;
     std::mt19937 rng(7);
     for (int round = 0; round < 40; ++round) {

@@ -204,7 +204,8 @@ TEST_CASE("safetensors hostile: shape with more dimensions than any framework al
 TEST_CASE("safetensors hostile: offsets out of range", "[safetensors][hostile]") {
     expect_rejected("offsets_out_of_range",
                     safetensors_file("{" + entry("w", "F32", "[4]", "[0,16]") + "}", kEightBytes),
-                    "tensor 'w': data_offsets [0,16] run past the end of the data buffer (8 bytes)");
+                    "tensor 'w': data_offsets [0,16] run past the end of the data buffer "
+                    "(8 bytes)");
 }
 
 TEST_CASE("safetensors hostile: offsets beyond 2^64", "[safetensors][hostile]") {

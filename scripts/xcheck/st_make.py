@@ -44,6 +44,8 @@ def tensors():
                          .astype(np.complex64)),
         "f8e4m3.weight": ("float8_e4m3fn", bits(np.uint8, (6,))),
         "f8e5m2.weight": ("float8_e5m2", bits(np.uint8, (2, 2))),
+        "f8e4m3fnuz.weight": ("float8_e4m3fnuz", bits(np.uint8, (3,))),
+        "f8e5m2fnuz.weight": ("float8_e5m2fnuz", bits(np.uint8, (1, 5))),
         "scalar.f32": ("float32", np.array(3.5, dtype=np.float32)),
         "scalar.i64": ("int64", np.array(-7, dtype=np.int64)),
         "empty.f32": ("float32", np.zeros((0, 3), dtype=np.float32)),
@@ -74,7 +76,8 @@ def main():
     names = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
              "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
              "uint16": "U16", "uint32": "U32", "uint64": "U64", "bool": "BOOL",
-             "complex64": "C64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2"}
+             "complex64": "C64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+             "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ"}
     with safe_open(args.out, framework="numpy") as f:
         order = list(f.offset_keys())
     report = {
