@@ -725,6 +725,7 @@ void Writer::tensor(const Tensor& t, onnx::TensorProto& p) {
         return;
     }
     p.set_raw_data(reinterpret_cast<const char*>(t.data.bytes().data()), size);
+    if (t.data.is_view()) t.data.file()->release(t.data.file_offset(), size);  // copied now
 }
 
 void Writer::value_type(const ValueType& v, onnx::TypeProto& p) {
@@ -992,7 +993,13 @@ void write_onnx(const Model& model, const std::filesystem::path& path,
 
     onnx::ModelProto proto;
     Writer writer(external, options.external_threshold, location);
-    writer.model(model, proto);
+    try {
+        writer.model(model, proto);
+    } catch (const InputError& e) {
+        throw InputError(cat(what, ": ", e.what()));
+    } catch (const InternalError& e) {
+        throw InternalError(cat(what, ": ", e.what()));
+    }
     size_t proto_size = proto.ByteSizeLong();
     if (proto_size > kProtobufLimit)
         throw InputError(cat(what, ": the serialized model would be ", proto_size,

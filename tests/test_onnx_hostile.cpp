@@ -284,3 +284,28 @@ TEST_CASE("hostile ONNX: a bad tensor deep inside an If branch's Constant", "[on
     check_refused(write_model(dir, m),
                   {"tensor 'inner'", "node 'inner_const'", "raw_data has 7 bytes"});
 }
+
+TEST_CASE("hostile ONNX: a model file over protobuf's 2 GB limit", "[onnx][hostile]") {
+    test::TempDir dir;
+    // Sparse: 2.2 GB of apparent size, no disk or memory used; it must be refused by size
+    // before protobuf sees it.
+    test::write_file(dir / "huge.onnx", "");
+    fs::resize_file(dir / "huge.onnx", 2'200'000'000);
+    check_refused(dir / "huge.onnx", {"over protobuf's 2 GB limit"});
+}
+
+TEST_CASE("hostile ONNX: subgraphs nested deeper than protobuf's recursion limit",
+          "[onnx][hostile]") {
+    test::TempDir dir;
+    auto m = base_model();
+    onnx::GraphProto* g = m.mutable_graph();
+    for (int depth = 0; depth < 200; ++depth) {
+        auto* node = g->add_node();
+        node->set_op_type("If");
+        auto* a = node->add_attribute();
+        a->set_name("then_branch");
+        a->set_type(onnx::AttributeProto::GRAPH);
+        g = a->mutable_g();
+    }
+    check_refused(write_model(dir, m), {"not a valid ONNX model (protobuf parse failed)"});
+}

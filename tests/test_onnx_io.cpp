@@ -585,6 +585,15 @@ TEST_CASE("external data tensors are views of one mapping; misaligned ranges are
     add("a", 4, "", "16");  // offset defaults to 0
     add("b", 2, "64", "");  // length defaults to dtype x shape
     add("c", 2, "130", "8");
+    // A sparse initializer whose values are external: kept opaque, so its data is read in.
+    auto* sparse = g->add_sparse_initializer();
+    sparse->add_dims(10);
+    sparse->mutable_values()->CopyFrom(g->initializer(1));
+    sparse->mutable_values()->set_name("sparse_values");
+    sparse->mutable_indices()->set_data_type(7);
+    sparse->mutable_indices()->add_dims(2);
+    sparse->mutable_indices()->add_int64_data(3);
+    sparse->mutable_indices()->add_int64_data(7);
     test::write_file(dir / "m.onnx", mp.SerializeAsString());
 
     Model m = read_onnx(dir / "m.onnx");
@@ -600,6 +609,13 @@ TEST_CASE("external data tensors are views of one mapping; misaligned ranges are
     CHECK(ta.to_floats() == std::vector<float>{1, 2, 3, 4});
     CHECK(tb.to_floats() == std::vector<float>{-1, 0.5f});
     CHECK(tc.to_floats() == std::vector<float>{7, 8});
+
+    REQUIRE(m.graph.opaque_sparse_initializers.size() == 1);
+    onnx::SparseTensorProto sparse_back;
+    REQUIRE(sparse_back.ParseFromString(m.graph.opaque_sparse_initializers[0]));
+    CHECK(sparse_back.values().data_location() == onnx::TensorProto::DEFAULT);
+    CHECK(sparse_back.values().external_data_size() == 0);
+    CHECK(sparse_back.values().raw_data() == data.substr(64, 8));
 }
 
 TEST_CASE("ExternalData::Always writes large tensors to one 64-byte aligned data file", "[onnx]") {
@@ -681,8 +697,9 @@ TEST_CASE("a failed ONNX write leaves no files behind", "[onnx]") {
     test::TempDir dir;
     Model bad = sized_model({25, 500});
     bad.graph.initializers[1].shape = {499};  // bytes no longer match dtype x shape
-    CHECK_THROWS_WITH(write_onnx(bad, dir / "bad.onnx", opts(ExternalData::Always, 16, "")),
-                      Catch::Contains("'t1'") && Catch::Contains("needs 1996 bytes"));
+    CHECK_THROWS_WITH(
+        write_onnx(bad, dir / "bad.onnx", opts(ExternalData::Always, 16, "")),
+        Catch::Contains("bad.onnx: tensor 't1'") && Catch::Contains("needs 1996 bytes"));
     CHECK(files_in(dir.path()).empty());
 
     Model m = sized_model({25});
