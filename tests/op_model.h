@@ -1,0 +1,109 @@
+// One-node models built in memory and run through rt::Executor: how the kernel tests
+// call a registered kernel exactly as a loaded model would (registry lookup, attribute
+// parsing, validation), without writing ONNX files.
+#pragma once
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compressor/ir/ir.h"
+#include "runtime-check/executor.h"
+
+namespace ep::test {
+
+struct OneNode {
+    std::string op_type;
+    std::string domain;
+    int64_t opset = 17;
+    std::vector<std::pair<std::string, Tensor>> feeds;      // graph inputs, fed at run time
+    std::vector<std::pair<std::string, Tensor>> constants;  // initializers
+    std::vector<std::string> inputs;                        // node inputs in order; "" = missing
+    std::vector<std::string> outputs{"y"};
+    std::vector<Attribute> attributes;
+};
+
+inline Attribute int_attr(std::string name, int64_t v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Int;
+    a.i = v;
+    return a;
+}
+
+inline Attribute ints_attr(std::string name, std::vector<int64_t> v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Ints;
+    a.ints = std::move(v);
+    return a;
+}
+
+inline Attribute float_attr(std::string name, float v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Float;
+    a.f = v;
+    return a;
+}
+
+inline Attribute string_attr(std::string name, std::string v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::String;
+    a.s = std::move(v);
+    return a;
+}
+
+inline Model make_model(const OneNode& spec) {
+    Model model;
+    model.opset_imports.push_back({"", spec.opset});
+    if (!spec.domain.empty()) model.opset_imports.push_back({spec.domain, 1});
+    Node node;
+    node.name = spec.op_type;
+    node.op_type = spec.op_type;
+    node.domain = spec.domain;
+    node.inputs = spec.inputs;
+    node.outputs = spec.outputs;
+    node.attributes = spec.attributes;
+    model.graph.nodes.push_back(node);
+    for (const auto& [name, t] : spec.feeds) model.graph.inputs.push_back(ValueInfo{name, {}, {}});
+    for (const auto& [name, t] : spec.constants) {
+        Tensor c = t;
+        c.name = name;
+        model.graph.initializers.push_back(std::move(c));
+    }
+    for (const auto& name : spec.outputs) model.graph.outputs.push_back(ValueInfo{name, {}, {}});
+    return model;
+}
+
+// Runs the node with `threads` worker threads; returns the outputs in order.
+inline std::vector<Tensor> run_node(const OneNode& spec, int threads) {
+    rt::Executor exec(make_model(spec), rt::ExecOptions{threads});
+    rt::NamedTensors feeds;
+    for (const auto& [name, t] : spec.feeds) feeds.emplace_back(name, t);
+    std::vector<Tensor> out;
+    for (auto& [name, t] : exec.run(feeds)) out.push_back(std::move(t));
+    return out;
+}
+
+// Uniform f32 values in [lo, hi) from a fixed seed.
+inline Tensor random_f32(std::vector<int64_t> shape, uint32_t seed, float lo = -1.0f,
+                         float hi = 1.0f) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = dist(rng);
+    return make_f32_tensor("", std::move(shape), v);
+}
+
+inline bool same_bytes(const Tensor& a, const Tensor& b) {
+    return a.dtype == b.dtype && a.shape == b.shape && a.data.size() == b.data.size() &&
+           std::memcmp(a.data.bytes().data(), b.data.bytes().data(), a.data.size()) == 0;
+}
+
+}  // namespace ep::test
