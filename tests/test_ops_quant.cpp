@@ -1,0 +1,357 @@
+// Quantized operators and Resize against ONNX Runtime on one-node models written by
+// scripts/xcheck/op_cases.py (where ONNX Runtime has no kernel for a case, or departs
+// from the ONNX spec and conformance data, the onnx reference evaluator is the oracle;
+// each such case says why in the script). Plus: bit-identical results at 1, 2 and 3
+// threads on sizes that split across threads, and the messages malformed nodes get.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/model_io.h"
+#include "op_model.h"
+#include "runtime-check/npy.h"
+#include "support.h"
+
+using namespace ep;
+using test::OneNode;
+
+namespace {
+
+// Every element as double; 4-bit types unpacked (low nibble first).
+std::vector<double> as_doubles(const Tensor& t) {
+    const std::byte* p = t.data.bytes().data();
+    std::vector<double> v(static_cast<size_t>(t.element_count()));
+    for (size_t i = 0; i < v.size(); ++i) {
+        auto rd = [&](auto tag) {
+            decltype(tag) x;
+            std::memcpy(&x, p + i * sizeof(x), sizeof(x));
+            return static_cast<double>(x);
+        };
+        switch (t.dtype) {
+            case DType::F32:
+                v[i] = rd(float{});
+                break;
+            case DType::F64:
+                v[i] = rd(double{});
+                break;
+            case DType::F16:
+                v[i] = half_to_float(static_cast<uint16_t>(rd(uint16_t{})));
+                break;
+            case DType::I8:
+                v[i] = rd(int8_t{});
+                break;
+            case DType::U8:
+                v[i] = rd(uint8_t{});
+                break;
+            case DType::I16:
+                v[i] = rd(int16_t{});
+                break;
+            case DType::U16:
+                v[i] = rd(uint16_t{});
+                break;
+            case DType::I32:
+                v[i] = rd(int32_t{});
+                break;
+            case DType::I64:
+                v[i] = rd(int64_t{});
+                break;
+            case DType::U4:
+            case DType::I4: {
+                int nib = (static_cast<uint8_t>(p[i / 2]) >> ((i % 2) * 4)) & 0xF;
+                v[i] = t.dtype == DType::I4 ? ((nib ^ 8) - 8) : nib;
+                break;
+            }
+            default:
+                FAIL("unexpected dtype " << dtype_name(t.dtype));
+        }
+    }
+    return v;
+}
+
+// The dtype an expected .npy holds for our output dtype (4-bit arrive as 8-bit).
+DType npy_dtype_for(DType ours) {
+    if (ours == DType::I4) return DType::I8;
+    if (ours == DType::U4) return DType::U8;
+    return ours;
+}
+
+// Runs every case of one op_cases.py group; returns how many were checked.
+int check_group(const std::string& group) {
+    test::TempDir dir;
+    auto gen = test::run_oracle("op_cases.py", {dir.path().string(), "--group", group});
+    INFO(gen.out << gen.err);
+    REQUIRE(gen.exit_code == 0);
+    std::vector<std::filesystem::path> cases;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        if (e.is_directory()) cases.push_back(e.path());
+    std::sort(cases.begin(), cases.end());
+    for (const auto& c : cases) {
+        INFO("case " << c.filename().string()
+                     << " (regenerate: scripts/xcheck/op_cases.py DIR --group " << group << ")");
+        auto meta = nlohmann::json::parse(test::read_file(c / "case.json"));
+        Model model = load_model(c / "model.onnx");
+        rt::NamedTensors feeds;
+        for (size_t i = 0; i < meta["inputs"].size(); ++i)
+            feeds.emplace_back(meta["inputs"][i].get<std::string>(),
+                               read_npy(c / ("input_" + std::to_string(i) + ".npy")));
+        rt::Executor one(model, rt::ExecOptions{1});
+        rt::Executor two(model, rt::ExecOptions{2});
+        rt::NamedTensors got = one.run(feeds), got2 = two.run(feeds);
+        REQUIRE(got.size() == meta["outputs"].size());
+        const double atol = meta["atol"], rtol = meta["rtol"], int_tol = meta["int_tol"];
+        for (size_t i = 0; i < got.size(); ++i) {
+            const Tensor& y = got[i].second;
+            INFO("output " << got[i].first << " " << dtype_name(y.dtype) << " "
+                           << shape_string(y.shape));
+            CHECK(test::same_bytes(y, got2[i].second));
+            Tensor want = read_npy(c / ("expected_" + std::to_string(i) + ".npy"));
+            CHECK(npy_dtype_for(y.dtype) == want.dtype);
+            CHECK(y.shape == want.shape);
+            if (y.element_count() != want.element_count()) continue;
+            std::vector<double> a = as_doubles(y), b = as_doubles(want);
+            bool integral = traits(want.dtype).kind != DTypeKind::Float;
+            double worst = 0;
+            size_t at = 0;
+            for (size_t k = 0; k < a.size(); ++k) {
+                double tol = integral ? int_tol : atol + rtol * std::abs(b[k]);
+                double excess = std::abs(a[k] - b[k]) - tol;
+                if (excess > worst || std::isnan(a[k]) != std::isnan(b[k])) {
+                    worst = std::isnan(excess) ? 1e300 : excess;
+                    at = k;
+                }
+            }
+            INFO("element " << at << ": got " << a[at] << ", expected " << b[at]);
+            CHECK(worst <= 0);
+        }
+    }
+    return static_cast<int>(cases.size());
+}
+
+// The message of the error running the node raises; it must be a bad-input error (exit 2).
+std::string error_of(const OneNode& spec) {
+    try {
+        (void)test::run_node(spec, 1);
+    } catch (const Error& e) {
+        if (e.code() != ExitCode::BadInput) return std::string("(not bad input) ") + e.what();
+        return e.what();
+    }
+    return "(no error)";
+}
+
+Tensor u8_tensor(std::vector<int64_t> shape, std::vector<uint8_t> v) {
+    Tensor t;
+    t.dtype = DType::U8;
+    t.shape = std::move(shape);
+    std::vector<std::byte> b(v.size());
+    std::memcpy(b.data(), v.data(), v.size());
+    t.data = TensorData::owned(std::move(b));
+    return t;
+}
+
+Tensor i64_tensor(std::vector<int64_t> shape, std::vector<int64_t> v) {
+    Tensor t;
+    t.dtype = DType::I64;
+    t.shape = std::move(shape);
+    std::vector<std::byte> b(v.size() * 8);
+    std::memcpy(b.data(), v.data(), b.size());
+    t.data = TensorData::owned(std::move(b));
+    return t;
+}
+
+Tensor filled(DType dt, std::vector<int64_t> shape, uint32_t seed) {
+    Tensor t = rt::make_tensor(dt, std::move(shape));
+    auto bytes = t.data.mutable_bytes();
+    std::mt19937 rng(seed);
+    for (auto& b : bytes) b = static_cast<std::byte>(rng() & 0xFF);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear and the integer ops match ONNX "
+    "Runtime",
+    "[runtime][quant][oracle]") {
+    CHECK(check_group("quant") >= 45);
+}
+
+TEST_CASE("MatMulNBits (com.microsoft) matches ONNX Runtime at accuracy level 0",
+          "[runtime][quant][oracle]") {
+    CHECK(check_group("nbits") >= 10);
+}
+
+TEST_CASE("Resize matches ONNX Runtime and the ONNX reference", "[runtime][resize][oracle]") {
+    CHECK(check_group("resize") >= 50);
+}
+
+TEST_CASE("quantized kernels and Resize are bit-identical at 1, 2 and 3 threads",
+          "[runtime][quant]") {
+    std::vector<OneNode> nodes;
+    {
+        OneNode n;  // 4-bit output with an odd count: thread chunks must not split a byte
+        n.op_type = "QuantizeLinear";
+        n.opset = 21;
+        n.feeds = {{"x", test::random_f32({3, 33335}, 1, -4, 4)}};
+        n.constants = {{"s", test::random_f32({3, 2084}, 2, 0.1f, 0.5f)}};
+        n.inputs = {"x", "s"};
+        n.attributes = {test::int_attr("axis", 1), test::int_attr("block_size", 16),
+                        test::int_attr("output_dtype", 22)};  // int4
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;
+        n.op_type = "DynamicQuantizeLinear";
+        n.feeds = {{"x", test::random_f32({517, 1031}, 3, -3, 5)}};
+        n.inputs = {"x"};
+        n.outputs = {"y", "s", "z"};
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;
+        n.op_type = "DequantizeLinear";
+        n.opset = 21;
+        n.constants = {{"x", filled(DType::U4, {1000, 130}, 4)},
+                       {"s", test::random_f32({1000, 5}, 5, 0.01f, 0.1f)},
+                       {"z", filled(DType::U4, {1000, 5}, 6)}};
+        n.inputs = {"x", "s", "z"};
+        n.attributes = {test::int_attr("axis", 1), test::int_attr("block_size", 32)};
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;  // K = 300: a partial last block; N = 97: a partial last column tile
+        n.op_type = "MatMulNBits";
+        n.domain = "com.microsoft";
+        const int64_t k = 300, nn = 97, bs = 32, kb = (k + bs - 1) / bs;
+        n.feeds = {{"a", test::random_f32({2, 70, k}, 7)}};
+        n.constants = {{"b", filled(DType::U8, {nn, kb, bs / 2}, 8)},
+                       {"s", test::random_f32({nn * kb}, 9, 0.01f, 0.1f)},
+                       {"z", filled(DType::U8, {nn, (kb + 1) / 2}, 10)},
+                       {"bias", test::random_f32({nn}, 11)}};
+        n.inputs = {"a", "b", "s", "z", "", "bias"};
+        n.attributes = {test::int_attr("K", k), test::int_attr("N", nn), test::int_attr("bits", 4),
+                        test::int_attr("block_size", bs)};
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;
+        n.op_type = "QLinearConv";
+        n.opset = 10;
+        n.feeds = {{"x", filled(DType::U8, {2, 16, 33, 35}, 12)}};
+        n.constants = {{"xs", test::random_f32({}, 13, 0.01f, 0.02f)},
+                       {"xz", u8_tensor({}, {128})},
+                       {"w", filled(DType::U8, {70, 8, 3, 3}, 14)},
+                       {"ws", test::random_f32({70}, 15, 0.001f, 0.01f)},
+                       {"wz", u8_tensor({}, {127})},
+                       {"ys", test::random_f32({}, 16, 0.5f, 1.0f)},
+                       {"yz", u8_tensor({}, {120})}};
+        n.inputs = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"};
+        n.attributes = {test::int_attr("group", 2), test::ints_attr("pads", {1, 1, 1, 1})};
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;
+        n.op_type = "QLinearMatMul";
+        n.opset = 10;
+        n.feeds = {{"a", filled(DType::U8, {3, 65, 129}, 17)}};
+        n.constants = {{"as", test::random_f32({}, 18, 0.01f, 0.02f)},
+                       {"az", u8_tensor({}, {3})},
+                       {"b", filled(DType::U8, {129, 131}, 19)},
+                       {"bs", test::random_f32({131}, 20, 0.01f, 0.02f)},
+                       {"bz", filled(DType::U8, {131}, 21)},
+                       {"ys", test::random_f32({}, 22, 2.0f, 3.0f)},
+                       {"yz", u8_tensor({}, {9})}};
+        n.inputs = {"a", "as", "az", "b", "bs", "bz", "ys", "yz"};
+        nodes.push_back(n);
+    }
+    {
+        OneNode n;
+        n.op_type = "Resize";
+        n.opset = 19;
+        n.feeds = {{"x", test::random_f32({2, 3, 61, 67}, 23)}};
+        n.constants = {{"sizes", i64_tensor({4}, {2, 3, 130, 31})}};
+        n.inputs = {"x", "", "", "sizes"};
+        n.attributes = {test::string_attr("mode", "cubic"), test::int_attr("antialias", 1)};
+        nodes.push_back(n);
+    }
+    for (const auto& n : nodes) {
+        INFO(n.op_type);
+        std::vector<Tensor> one = test::run_node(n, 1);
+        for (int threads : {2, 3}) {
+            std::vector<Tensor> more = test::run_node(n, threads);
+            REQUIRE(one.size() == more.size());
+            for (size_t i = 0; i < one.size(); ++i) CHECK(test::same_bytes(one[i], more[i]));
+        }
+    }
+}
+
+TEST_CASE("malformed quantized and Resize nodes fail with a message naming the node",
+          "[runtime][quant]") {
+    using Catch::Matchers::Contains;
+    OneNode q;
+    q.op_type = "QuantizeLinear";
+    q.feeds = {{"x", test::random_f32({2, 3, 4}, 1)}};
+    q.constants = {{"s", test::random_f32({4}, 2, 0.1f, 0.2f)}};
+    q.inputs = {"x", "s"};
+    q.attributes = {test::int_attr("axis", 1)};
+    CHECK_THAT(error_of(q), Contains("QuantizeLinear") &&
+                                Contains("per-axis scale must be 1-D with 3 elements"));
+
+    q.opset = 21;
+    q.constants = {{"s", test::random_f32({2, 3, 4}, 2, 0.1f, 0.2f)}};
+    q.attributes = {test::int_attr("axis", 2), test::int_attr("block_size", 3)};
+    CHECK_THAT(error_of(q), Contains("blocked scale must have shape [2, 3, 2]"));
+
+    q.constants = {{"s", test::random_f32({}, 2, 0.1f, 0.2f)},
+                   {"z", rt::make_tensor(DType::F8E4M3FN, {})}};
+    q.inputs = {"x", "s", "z"};
+    q.attributes = {};
+    CHECK_THAT(error_of(q), Contains("float8 quantization is not supported"));
+
+    OneNode nb;
+    nb.op_type = "MatMulNBits";
+    nb.domain = "com.microsoft";
+    nb.feeds = {{"a", test::random_f32({2, 64}, 3)}};
+    nb.constants = {{"b", filled(DType::U8, {8, 2, 15}, 4)}, {"s", test::random_f32({16}, 5)}};
+    nb.inputs = {"a", "b", "s"};
+    nb.attributes = {test::int_attr("K", 64), test::int_attr("N", 8), test::int_attr("bits", 4),
+                     test::int_attr("block_size", 32)};
+    CHECK_THAT(error_of(nb), Contains("B must be uint8 [N, k_blocks, blob_size] = [8, 2, 16]"));
+    nb.attributes[2] = test::int_attr("bits", 3);
+    CHECK_THAT(error_of(nb), Contains("bits = 3 is not supported"));
+    nb.attributes[2] = test::int_attr("bits", 4);
+    nb.attributes[3] = test::int_attr("block_size", 24);
+    CHECK_THAT(error_of(nb), Contains("block_size = 24 must be a power of two"));
+
+    OneNode r;
+    r.op_type = "Resize";
+    r.opset = 18;
+    r.feeds = {{"x", test::random_f32({1, 1, 4, 4}, 6)}};
+    r.constants = {{"scales", test::random_f32({4}, 7, 1.0f, 2.0f)},
+                   {"sizes", i64_tensor({4}, {1, 1, 8, 8})}};
+    r.inputs = {"x", "", "scales", "sizes"};
+    CHECK_THAT(error_of(r), Contains("Resize") && Contains("only one of scales and sizes"));
+    r.inputs = {"x", "", "scales"};
+    r.attributes = {test::int_attr("antialias", 1)};
+    CHECK_THAT(error_of(r), Contains("antialias applies to linear and cubic modes only"));
+    r.attributes = {test::string_attr("coordinate_transformation_mode", "edge")};
+    CHECK_THAT(error_of(r), Contains("coordinate_transformation_mode 'edge' is not one of"));
+    r.attributes = {};
+    r.constants = {{"scales", test::random_f32({3}, 7, 1.0f, 2.0f)}};
+    CHECK_THAT(error_of(r), Contains("scales must have 4 elements, found 3"));
+
+    OneNode qc;
+    qc.op_type = "QLinearConv";
+    qc.opset = 10;
+    qc.feeds = {{"x", filled(DType::U8, {1, 2, 5, 5}, 8)}};
+    qc.constants = {{"xs", test::random_f32({}, 9, 0.1f, 0.2f)},
+                    {"xz", u8_tensor({}, {1})},
+                    {"w", filled(DType::U8, {3, 2, 3, 3}, 10)},
+                    {"ws", test::random_f32({2}, 11, 0.1f, 0.2f)},
+                    {"wz", u8_tensor({}, {1})},
+                    {"ys", test::random_f32({}, 12, 0.1f, 0.2f)},
+                    {"yz", u8_tensor({}, {1})}};
+    qc.inputs = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"};
+    CHECK_THAT(error_of(qc), Contains("w_scale must be a scalar or have 3 elements"));
+}
