@@ -7,7 +7,6 @@
 
 #include "runtime-check/elementwise.h"
 #include "runtime-check/ops.h"
-#include "runtime-check/vec_math.h"
 
 namespace ep::rt {
 namespace {
@@ -153,42 +152,6 @@ void softmax(OpContext& c, bool log) {
     Tensor y = make_tensor(x.dtype, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
-    if (x.dtype == DType::F32) {
-        // Rows gathered into a buffer (in place when contiguous), exp vectorized, the sum
-        // accumulated in double in index order.
-        const float* px = x.values<float>().data();
-        float* py = y.mutable_values<float>().data();
-        parallel_for(c.options, outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)),
-                     [&](int64_t r0, int64_t r1) {
-            std::vector<float> buf(inner == 1 ? 0 : static_cast<size_t>(n));
-            for (int64_t r = r0; r < r1; ++r) {
-                const int64_t o = r / inner, i = r % inner;
-                const int64_t base = o * n * inner + i;
-                float* row = inner == 1 ? py + base : buf.data();
-                float m = -std::numeric_limits<float>::infinity();
-                for (int64_t k = 0; k < n; ++k) m = std::max(m, px[base + k * inner]);
-                for (int64_t k = 0; k < n; ++k) row[k] = px[base + k * inner] - m;
-                if (log) {
-                    std::vector<float> e(static_cast<size_t>(n));
-                    exp_f32(row, e.data(), n);
-                    double sum = 0;
-                    for (int64_t k = 0; k < n; ++k) sum += e[static_cast<size_t>(k)];
-                    const float ls = static_cast<float>(std::log(sum));
-                    for (int64_t k = 0; k < n; ++k) row[k] -= ls;
-                } else {
-                    exp_f32(row, row, n);
-                    double sum = 0;
-                    for (int64_t k = 0; k < n; ++k) sum += row[k];
-                    const float inv = static_cast<float>(1.0 / sum);
-                    for (int64_t k = 0; k < n; ++k) row[k] *= inv;
-                }
-                if (inner != 1)
-                    for (int64_t k = 0; k < n; ++k) py[base + k * inner] = row[k];
-            }
-        });
-        c.outputs.push_back(std::move(y));
-        return;
-    }
     parallel_for(c.options, outer * inner, 16, [&](int64_t r0, int64_t r1) {
         std::vector<float> buf(static_cast<size_t>(n));
         for (int64_t r = r0; r < r1; ++r) {
@@ -310,18 +273,11 @@ void op_batch_normalization(OpContext& c) {
         c.outputs.push_back(std::move(run_var));
         return;
     }
-    const bool f32 = x.dtype == DType::F32;
-    parallel_for(c.options, n * ch, std::max<int64_t>(1, 16384 / std::max<int64_t>(pixels, 1)), [&](int64_t p0, int64_t p1) {
+    parallel_for(c.options, n * ch, 4, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             size_t k = static_cast<size_t>(p % ch);
             float s = static_cast<float>(scale[k] / std::sqrt(static_cast<double>(var[k]) + eps));
             float b = bias[k] - mean[k] * s;
-            if (f32) {
-                const float* src = reinterpret_cast<const float*>(in) + p * pixels;
-                float* dst = reinterpret_cast<float*>(out) + p * pixels;
-                for (int64_t i = 0; i < pixels; ++i) dst[i] = src[i] * s + b;
-                continue;
-            }
             for (int64_t i = 0; i < pixels; ++i) {
                 int64_t idx = p * pixels + i;
                 store_float(x.dtype, out, idx, load_float(x.dtype, in, idx) * s + b);
