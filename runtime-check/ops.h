@@ -104,4 +104,38 @@ void op_unsqueeze(OpContext& c);
 void op_where(OpContext& c);
 void op_xor(OpContext& c);
 
+// ops_more.cpp
+void op_acos(OpContext& c);
+void op_acosh(OpContext& c);
+void op_asin(OpContext& c);
+void op_asinh(OpContext& c);
+void op_atan(OpContext& c);
+void op_atanh(OpContext& c);
+void op_cast_like(OpContext& c);
+void op_celu(OpContext& c);
+void op_cosh(OpContext& c);
+void op_cum_sum(OpContext& c);
+void op_depth_to_space(OpContext& c);
+void op_dropout(OpContext& c);
+void op_eye_like(OpContext& c);
+void op_gather_elements(OpContext& c);
+void op_gather_nd(OpContext& c);
+void op_hardmax(OpContext& c);
+void op_instance_normalization(OpContext& c);
+void op_is_inf(OpContext& c);
+void op_is_nan(OpContext& c);
+void op_non_zero(OpContext& c);
+void op_one_hot(OpContext& c);
+void op_prelu(OpContext& c);
+void op_scatter_elements(OpContext& c);
+void op_scatter_nd(OpContext& c);
+void op_selu(OpContext& c);
+void op_shrink(OpContext& c);
+void op_sinh(OpContext& c);
+void op_softsign(OpContext& c);
+void op_space_to_depth(OpContext& c);
+void op_tan(OpContext& c);
+void op_thresholded_relu(OpContext& c);
+void op_trilu(OpContext& c);
+
 }  // namespace ep::rt
