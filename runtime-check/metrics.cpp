@@ -260,7 +260,8 @@ TensorMetrics TensorComparator::finish() const {
     else if (sum_rr_ == 0.0 || sum_cc_ == 0.0)
         m.cosine_similarity = 0.0;
     else
-        m.cosine_similarity = sum_rc_ / (std::sqrt(sum_rr_) * std::sqrt(sum_cc_));
+        m.cosine_similarity =
+            std::clamp(sum_rc_ / (std::sqrt(sum_rr_) * std::sqrt(sum_cc_)), -1.0, 1.0);
     m.sqnr_db = sum_dd_ == 0.0 ? kInf : 10.0 * std::log10(sum_rr_ / sum_dd_);
 
     if (classes_ > 0) {

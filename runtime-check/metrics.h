@@ -4,7 +4,8 @@
 // For every tensor pair (same name, same shape in each sample):
 //   max_abs_error      max |r - c|
 //   mean_abs_error     sum |r - c| / elements
-//   cosine_similarity  sum r*c / (sqrt(sum r^2) * sqrt(sum c^2))   (1 when both are all zero)
+//   cosine_similarity  sum r*c / (sqrt(sum r^2) * sqrt(sum c^2)), clamped to [-1, 1]
+//                      (1 when both are all zero, 0 when one is)
 //   sqnr_db            10 * log10(sum r^2 / sum (r - c)^2)          (+inf when equal)
 // Pairs where a value is NaN or infinite are left out of those sums; pairs that differ
 // there are counted (nonfinite_mismatches) and make max_abs_error infinite.
