@@ -438,6 +438,33 @@ void op_resize(OpContext& c) {
         for (int64_t k = 0; k < d; ++k) outer *= shape[static_cast<size_t>(k)];
         for (int64_t k = d + 1; k < rank; ++k) inner *= shape[static_cast<size_t>(k)];
         std::vector<double> next(static_cast<size_t>(outer * t.out * inner));
+        if (inner == 1) {
+            // The last axis: one output element per tap set.
+            parallel_for(
+                c.options, outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(t.out, 1)),
+                [&](int64_t o0, int64_t o1) {
+                    for (int64_t o = o0; o < o1; ++o) {
+                        const double* src = cur.data() + o * t.in;
+                        double* dst = next.data() + o * t.out;
+                        for (int64_t j = 0; j < t.out; ++j) {
+                            if (t.extrapolated[static_cast<size_t>(j)]) {
+                                dst[j] = at.extrapolation;
+                                continue;
+                            }
+                            double acc = 0.0;
+                            for (int64_t k = 0; k < t.n; ++k) {
+                                const double w = t.weight[static_cast<size_t>(j * t.n + k)];
+                                if (w != 0.0)
+                                    acc += w * src[t.index[static_cast<size_t>(j * t.n + k)]];
+                            }
+                            dst[j] = acc;
+                        }
+                    }
+                });
+            cur = std::move(next);
+            shape[static_cast<size_t>(d)] = t.out;
+            continue;
+        }
         parallel_for(c.options, outer * t.out,
                      std::max<int64_t>(1, 4096 / std::max<int64_t>(inner, 1)),
                      [&](int64_t r0, int64_t r1) {
@@ -450,11 +477,12 @@ void op_resize(OpContext& c) {
                              }
                              std::fill(dst, dst + inner, 0.0);
                              for (int64_t k = 0; k < t.n; ++k) {
-                                 double w = t.weight[static_cast<size_t>(j * t.n + k)];
+                                 const double w = t.weight[static_cast<size_t>(j * t.n + k)];
                                  if (w == 0.0) continue;
                                  const double* src =
                                      cur.data() +
                                      (o * t.in + t.index[static_cast<size_t>(j * t.n + k)]) * inner;
+#pragma omp simd
                                  for (int64_t i = 0; i < inner; ++i) dst[i] += w * src[i];
                              }
                          }
