@@ -70,10 +70,15 @@ ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
     g.pads_begin.assign(s, 0);
     g.pads_end.assign(s, 0);
     g.out.assign(s, 0);
+    // Attributes come from the file: bound them so no size below can overflow.
+    constexpr int64_t kMaxAttr = int64_t{1} << 31;
     for (size_t i = 0; i < s; ++i) {
         int64_t st = g.strides[i], dil = g.dilations[i];
         if (st <= 0 || dil <= 0) c.fail("strides and dilations must be positive");
         if (pads[i] < 0 || pads[i + s] < 0) c.fail("pads must not be negative");
+        if (st > kMaxAttr || dil > kMaxAttr || pads[i] > kMaxAttr || pads[i + s] > kMaxAttr ||
+            g.kernel[i] > kMaxAttr || g.in[i] > kMaxAttr)
+            c.fail(cat("strides, dilations, pads or sizes on spatial axis ", i, " exceed 2^31"));
         int64_t k = (g.kernel[i] - 1) * dil + 1;
         if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
             int64_t out = (g.in[i] + st - 1) / st;
@@ -93,6 +98,7 @@ ConvShape conv_shape(const OpContext& c, const std::vector<int64_t>& x_shape,
                        g.in[i] + g.pads_begin[i] + g.pads_end[i], ") on spatial axis ", i));
         g.out[i] = span / st + 1;
     }
+    if (!checked_element_count(g.output_shape())) c.fail("the output shape is too large");
     return g;
 }
 

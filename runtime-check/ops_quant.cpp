@@ -761,7 +761,10 @@ Tensor int_conv(const OpContext& c, const ConvShape& g, const Tensor& x, int32_t
             rem /= g.kernel[d];
         }
     }
-    std::vector<int16_t> im2row(static_cast<size_t>(out_pixels * rows));
+    auto im2row_count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
+    if (!im2row_count || *im2row_count > (uint64_t{1} << 36))
+        c.fail(cat("the patch matrix (", out_pixels, " output pixels x ", rows, ") is too large"));
+    std::vector<int16_t> im2row(static_cast<size_t>(*im2row_count));
     std::vector<int16_t> w_adj(static_cast<size_t>(cout_g * rows));
     for (int64_t b = 0; b < g.n; ++b)
         for (int64_t gi = 0; gi < g.group; ++gi) {

@@ -88,6 +88,8 @@ std::vector<double> kernel_weights(const ResizeAttrs& at, double r, double scale
                 cubic_weight(1 - r, at.cubic_a), cubic_weight(2 - r, at.cubic_a)};
     double s = std::min(scale, 1.0);
     double support = at.mode == Mode::Linear ? 1.0 : 2.0;
+    // The stretched kernel spans 2 * support / s taps: refuse absurd ones.
+    if (!(s * (1 << 20) > support)) return {};
     auto start = static_cast<int64_t>(std::floor(-support / s) + 1);
     int64_t count = 2 - 2 * start;
     std::vector<double> w(static_cast<size_t>(count));
@@ -155,6 +157,9 @@ AxisTaps make_taps(const OpContext& c, const ResizeAttrs& at, int64_t in, int64_
                        "align_corners, asymmetric, tf_crop_and_resize"));
         }
         if (!std::isfinite(x)) c.fail(cat("coordinate ", x, " for output ", j, " is not finite"));
+        // Far outside the input every tap clamps to the same edge element: bound x so the
+        // index arithmetic below cannot overflow.
+        x = std::clamp(x, -1e15, 1e15);
         if (at.mode == Mode::Nearest) {
             t.index.push_back(std::clamp<int64_t>(nearest_index(at.nearest, x, scale), 0, in - 1));
             t.weight.push_back(1.0);
@@ -164,6 +169,7 @@ AxisTaps make_taps(const OpContext& c, const ResizeAttrs& at, int64_t in, int64_
         bool whole = x == f;
         double r = whole ? 1.0 : x - f;
         std::vector<double> w = kernel_weights(at, r, scale);
+        if (w.empty()) c.fail(cat("antialias with scale ", scale, " would need over 2^20 taps"));
         auto n = static_cast<int64_t>(w.size());
         if (j == 0) t.n = n;
         int64_t base = static_cast<int64_t>(f) - n / 2 + (whole ? 0 : 1);
@@ -355,7 +361,10 @@ void op_resize(OpContext& c) {
             for (int64_t a : axes) {
                 auto d = static_cast<size_t>(a);
                 scale[d] = s;
-                out_shape[d] = static_cast<int64_t>(s * static_cast<double>(x.shape[d]) + 0.5);
+                const double o = s * static_cast<double>(x.shape[d]) + 0.5;
+                if (!(o < static_cast<double>(std::numeric_limits<int32_t>::max())))
+                    c.fail(cat("output size ", o, " on axis ", d, " is out of range"));
+                out_shape[d] = static_cast<int64_t>(o);
                 out_w[d] = s * static_cast<double>(x.shape[d]);
             }
         }
@@ -429,7 +438,17 @@ void op_resize(OpContext& c) {
         return;
     }
 
-    // Linear / cubic: resize one axis at a time in double.
+    // Linear / cubic: resize one axis at a time in double. Every intermediate is bounded
+    // like an output before anything is allocated.
+    {
+        std::vector<int64_t> s = x.shape;
+        for (int64_t d : resized) {
+            s[static_cast<size_t>(d)] = out_shape[static_cast<size_t>(d)];
+            auto n = checked_element_count(s);
+            if (!n || *n > (uint64_t{1} << 36))
+                c.fail(cat("an intermediate of shape ", shape_string(s), " is too large"));
+        }
+    }
     std::vector<double> cur = to_doubles(c, x);
     std::vector<int64_t> shape = x.shape;
     for (int64_t d : resized) {

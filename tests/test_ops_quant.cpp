@@ -355,6 +355,22 @@ TEST_CASE("malformed quantized and Resize nodes fail with a message naming the n
                     {"yz", u8_tensor({}, {1})}};
     qc.inputs = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"};
     CHECK_THAT(error_of(qc), Contains("w_scale must be a scalar or have 3 elements"));
+
+    // Hostile attributes and sizes fail cleanly instead of overflowing or allocating.
+    OneNode ci;
+    ci.op_type = "ConvInteger";
+    ci.opset = 10;
+    ci.feeds = {{"x", filled(DType::U8, {1, 2, 5, 5}, 13)}};
+    ci.constants = {{"w", filled(DType::U8, {3, 2, 3, 3}, 14)}};
+    ci.inputs = {"x", "w"};
+    ci.attributes = {test::ints_attr("pads", {int64_t{1} << 40, 0, 0, 0})};
+    CHECK_THAT(error_of(ci), Contains("exceed 2^31"));
+    ci.attributes = {test::ints_attr("strides", {1, 0})};
+    CHECK_THAT(error_of(ci), Contains("strides and dilations must be positive"));
+
+    r.constants = {{"sizes", i64_tensor({4}, {1, 1, int64_t{1} << 40, int64_t{1} << 40})}};
+    r.inputs = {"x", "", "", "sizes"};
+    CHECK_THAT(error_of(r), Contains("is too large"));
 }
 
 TEST_CASE("MatMulNBits with g_idx takes each k's scale and zero point from block g_idx[k]",
