@@ -1,7 +1,10 @@
 // Float GEMM used by MatMul, Gemm and Conv: C[M,N] = A[M,K] * B[K,N] (+ C when accumulate).
-// Rows of C are split into fixed blocks of kRowBlock, independent of the thread count,
-// and each block is one Eigen product: the arithmetic per element is the same for any
-// number of threads, so results are bit-identical.
+//
+// With the AVX2 kernels (simd.h) every element of C is one FMA chain over k in order, so
+// the tiles can be cut for the thread count without changing a bit. The portable
+// fallback (Eigen) splits rows of C into fixed blocks of kRowBlock, independent of the
+// thread count, each one Eigen product: also bit-identical for any number of threads.
+// Small products run on the calling thread only (kGemmParallelWork).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +14,8 @@
 namespace ep::rt {
 
 inline constexpr int64_t kRowBlock = 64;
+// Multiply-adds below which a product (or a chunk of one) is not worth another thread.
+inline constexpr int64_t kGemmParallelWork = int64_t{1} << 17;
 
 struct MatrixView {
     const float* data;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime-check/conv2d.h"
 #include "runtime-check/elementwise.h"
 #include "runtime-check/gemm.h"
 #include "runtime-check/ops.h"
@@ -89,6 +90,23 @@ void resolve_spatial(const OpContext& c, ConvGeometry& g, bool ceil_mode, bool t
             g.out_spatial[i] = out;
         }
     }
+}
+
+// The 1-D or 2-D window of a resolved geometry (1-D as height 1).
+Window2D window_2d(const ConvGeometry& g) {
+    Window2D w{};
+    const size_t s = g.in_spatial.size();
+    const size_t x = s - 1;
+    w.iw = g.in_spatial[x], w.kw = g.kernel[x], w.ow = g.out_spatial[x];
+    w.sw = g.strides[x], w.dw = g.dilations[x], w.pw = g.pads_begin[x], w.pw_end = g.pads_end[x];
+    if (s == 2) {
+        w.ih = g.in_spatial[0], w.kh = g.kernel[0], w.oh = g.out_spatial[0];
+        w.sh = g.strides[0], w.dh = g.dilations[0], w.ph = g.pads_begin[0], w.ph_end = g.pads_end[0];
+    } else {
+        w.ih = w.kh = w.oh = w.sh = w.dh = 1;
+        w.ph = w.ph_end = 0;
+    }
+    return w;
 }
 
 int64_t product(const std::vector<int64_t>& v) {
@@ -190,6 +208,18 @@ void op_conv(OpContext& c) {
     const float* px = x.values<float>().data();
     const float* pw = w.values<float>().data();
     float* py = y.mutable_values<float>().data();
+    Tensor bias;
+    if (c.has_input(2)) {
+        bias = as_f32(c, *c.inputs[2]);
+        if (bias.element_count() != g.c_out) c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
+    }
+    if (s <= 2) {
+        conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, window_2d(g)}, px, pw,
+                   c.has_input(2) ? bias.values<float>().data() : nullptr, py);
+        c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+        return;
+    }
+    // Generic N-d path: im2col with per-element index arithmetic, then GEMM.
     std::vector<float> col(static_cast<size_t>(col_rows * out_pixels));
     std::vector<int64_t> in_strides(s, 1);
     for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
@@ -234,8 +264,6 @@ void op_conv(OpContext& c) {
         }
     }
     if (c.has_input(2)) {
-        Tensor bias = as_f32(c, *c.inputs[2]);
-        if (bias.element_count() != g.c_out) c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
         auto pb = bias.values<float>();
         for (int64_t b = 0; b < g.n; ++b)
             for (int64_t o = 0; o < g.c_out; ++o) {
@@ -369,13 +397,18 @@ void pool(OpContext& c, bool is_max) {
     std::vector<int64_t> out_shape{g.n, g.c_in};
     out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
     Tensor y = make_tensor(DType::F32, out_shape);
-    Tensor indices = make_tensor(DType::I64, out_shape);
     bool want_indices = is_max && c.node.outputs.size() > 1 && !c.node.outputs[1].empty();
     int64_t storage_order = c.node.attr_int("storage_order", 0);
     std::vector<int64_t> in_strides(s, 1);
     for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
     const float* px = x.values<float>().data();
     float* py = y.mutable_values<float>().data();
+    if (s <= 2 && !want_indices) {
+        pool2d_f32(c.options, g.n * g.c_in, window_2d(g), is_max, count_pad, px, py);
+        c.outputs.push_back(int8 ? f32_to_int8(y, x0.dtype) : from_f32(std::move(y), x0.dtype));
+        return;
+    }
+    Tensor indices = make_tensor(DType::I64, want_indices ? out_shape : std::vector<int64_t>{0});
     int64_t* pi = indices.mutable_values<int64_t>().data();
     parallel_for(c.options, g.n * g.c_in, 1, [&](int64_t p0, int64_t p1) {
         std::vector<int64_t> oidx(s), kidx(s);
@@ -439,7 +472,7 @@ void global_pool(OpContext& c, bool is_max) {
     Tensor y = make_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     float* py = y.mutable_values<float>().data();
-    parallel_for(c.options, planes, 8, [&](int64_t p0, int64_t p1) {
+    parallel_for(c.options, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(pixels, 1)), [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             const float* src = px + p * pixels;
             if (is_max) {
@@ -447,8 +480,14 @@ void global_pool(OpContext& c, bool is_max) {
                 for (int64_t i = 0; i < pixels; ++i) m = std::max(m, src[i]);
                 py[p] = m;
             } else {
-                double sum = 0;
-                for (int64_t i = 0; i < pixels; ++i) sum += src[i];
+                // Four interleaved double sums (element i goes to sum i % 4), added in a
+                // fixed order: independent chains instead of one long dependency.
+                double s4[4] = {0, 0, 0, 0};
+                int64_t i = 0;
+                for (; i + 4 <= pixels; i += 4)
+                    for (int j = 0; j < 4; ++j) s4[j] += src[i + j];
+                for (int j = 0; i < pixels; ++i, ++j) s4[j] += src[i];
+                const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
                 py[p] = static_cast<float>(sum / static_cast<double>(pixels));
             }
         }

@@ -1,0 +1,236 @@
+#include "runtime-check/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "runtime-check/gemm.h"
+#include "runtime-check/simd.h"
+
+namespace ep::rt {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Portable depthwise plane (same contract as SimdKernels::depthwise_plane): row-wise
+// updates the compiler vectorizes, each element summed in (ky, kx) order.
+void depthwise_plane_portable(const DepthwisePlane& p) {
+    for (int64_t y = 0; y < p.oh; ++y) {
+        float* out = p.out + y * p.ow;
+        std::fill(out, out + p.ow, p.bias);
+        for (int64_t ky = 0; ky < p.kh; ++ky)
+            for (int64_t kx = 0; kx < p.kw; ++kx) {
+                const float w = p.w[ky * p.kw + kx];
+                const float* src = p.in + (y * p.sh + ky * p.dh) * p.in_stride + kx * p.dw;
+                for (int64_t x = 0; x < p.ow; ++x) out[x] += w * src[x];
+            }
+    }
+}
+
+// Zero-padded copy of one input plane: rows [-ph, rows - ph), columns [-pw, cols - pw).
+void pad_plane(const float* src, const Window2D& g, int64_t rows, int64_t stride, float* dst) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float* d = dst + r * stride;
+        const int64_t iy = r - g.ph;
+        if (iy < 0 || iy >= g.ih) {
+            std::fill(d, d + stride, 0.0f);
+            continue;
+        }
+        const int64_t left = std::min(g.pw, stride);
+        std::fill(d, d + left, 0.0f);
+        const int64_t n = std::clamp<int64_t>(stride - g.pw, 0, g.iw);
+        std::memcpy(d + left, src + iy * g.iw, static_cast<size_t>(n) * sizeof(float));
+        std::fill(d + left + n, d + stride, 0.0f);
+    }
+}
+
+void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
+               const float* bias, float* y) {
+    const Window2D& g = s.win;
+    const int64_t mult = s.c_out / s.group;  // output channels per input channel
+    const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
+    // Padded plane: every row and column any window touches, plus 8 floats of slack.
+    const int64_t rows = std::max(g.ih + g.ph, (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    const int64_t cols = std::max(g.iw + g.pw, (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    const int64_t stride = cols + 8;
+    const auto plane_fn = simd_kernels().depthwise_plane ? simd_kernels().depthwise_plane : depthwise_plane_portable;
+    const int64_t work = std::max<int64_t>(1, out_plane * taps);
+    parallel_for(options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
+        // Fully written by pad_plane before use: no need to zero it.
+        std::unique_ptr<float[]> padded(new float[static_cast<size_t>(rows * stride)]);
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t b = p / s.group, ci = p % s.group;
+            pad_plane(x + (b * s.c_in + ci) * in_plane, g, rows, stride, padded.get());
+            for (int64_t mi = 0; mi < mult; ++mi) {
+                const int64_t co = ci * mult + mi;
+                float* out = y + (b * s.c_out + co) * out_plane;
+                const float b0 = bias ? bias[co] : 0.0f;
+                const float* wk = w + co * taps;
+                if (g.sw == 1) {
+                    plane_fn({padded.get(), stride, wk, g.kh, g.kw, g.sh, g.dh, g.dw, b0, out, g.oh, g.ow});
+                    continue;
+                }
+                for (int64_t oy = 0; oy < g.oh; ++oy)
+                    for (int64_t ox = 0; ox < g.ow; ++ox) {
+                        float acc = b0;
+                        for (int64_t ky = 0; ky < g.kh; ++ky) {
+                            const float* row = padded.get() + (oy * g.sh + ky * g.dh) * stride + ox * g.sw;
+                            for (int64_t kx = 0; kx < g.kw; ++kx) acc += wk[ky * g.kw + kx] * row[kx * g.dw];
+                        }
+                        out[oy * g.ow + ox] = acc;
+                    }
+            }
+        }
+    });
+}
+
+// col[(c * kh + ky) * kw + kx][oy * ow + ox] = X[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw].
+void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, const float* x, float* col) {
+    const int64_t taps = g.kh * g.kw, out_plane = g.oh * g.ow;
+    parallel_for(options, channels * taps, std::max<int64_t>(1, kGemmParallelWork / 8 / std::max<int64_t>(out_plane, 1)),
+                 [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t c = r / taps, ky = (r % taps) / g.kw, kx = r % g.kw;
+            const float* src = x + c * g.ih * g.iw;
+            float* dst = col + r * out_plane;
+            const int64_t x0 = kx * g.dw - g.pw;
+            // Columns ox with 0 <= ox*sw + x0 < iw.
+            const int64_t lo = std::min(g.ow, x0 >= 0 ? 0 : ceil_div(-x0, g.sw));
+            const int64_t hi = std::max(lo, std::min(g.ow, g.iw - x0 <= 0 ? 0 : ceil_div(g.iw - x0, g.sw)));
+            for (int64_t oy = 0; oy < g.oh; ++oy) {
+                float* d = dst + oy * g.ow;
+                const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
+                if (iy < 0 || iy >= g.ih) {
+                    std::fill(d, d + g.ow, 0.0f);
+                    continue;
+                }
+                const float* s = src + iy * g.iw + x0;
+                std::fill(d, d + lo, 0.0f);
+                if (g.sw == 1) {
+                    std::memcpy(d + lo, s + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+                } else {
+                    for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox * g.sw];
+                }
+                std::fill(d + hi, d + g.ow, 0.0f);
+            }
+        }
+    });
+}
+
+}  // namespace
+
+void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
+                const float* bias, float* y) {
+    const Window2D& g = s.win;
+    const int64_t cin_g = s.c_in / s.group, cout_g = s.c_out / s.group;
+    const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
+    if (cin_g == 1 && taps > 1) return depthwise(options, s, x, w, bias, y);
+    const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
+                           g.oh == g.ih && g.ow == g.iw;
+    const int64_t k = cin_g * taps;
+    // im2col writes every element: allocated without zeroing.
+    std::unique_ptr<float[]> col(pointwise ? nullptr : new float[static_cast<size_t>(k * out_plane)]);
+    for (int64_t b = 0; b < s.n; ++b)
+        for (int64_t gi = 0; gi < s.group; ++gi) {
+            const float* xin = x + (b * s.c_in + gi * cin_g) * in_plane;
+            float* out = y + (b * s.c_out + gi * cout_g) * out_plane;
+            if (bias)
+                for (int64_t o = 0; o < cout_g; ++o)
+                    std::fill(out + o * out_plane, out + (o + 1) * out_plane, bias[gi * cout_g + o]);
+            const float* cols = xin;
+            if (!pointwise) {
+                im2col(options, g, cin_g, xin, col.get());
+                cols = col.get();
+            }
+            MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
+            MatrixView cv{cols, k, out_plane, out_plane, false};
+            gemm_f32(options, wv, cv, out, out_plane, bias != nullptr);
+        }
+}
+
+void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, bool is_max,
+                bool count_include_pad, const float* x, float* y) {
+    const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow;
+    // Kernel offsets [lo, hi) that land inside the input for an output position, and the
+    // count of offsets inside the padded input (for count_include_pad).
+    struct Range {
+        int64_t lo, hi, padded;
+    };
+    auto ranges = [](int64_t out, int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe) {
+        std::vector<Range> r(static_cast<size_t>(out));
+        for (int64_t o = 0; o < out; ++o) {
+            const int64_t start = o * s - pb;
+            Range& q = r[static_cast<size_t>(o)];
+            q.lo = std::min(k, start >= 0 ? 0 : ceil_div(-start, d));
+            q.hi = std::max(q.lo, std::min(k, in - start <= 0 ? 0 : ceil_div(in - start, d)));
+            q.padded = std::min(k, in + pe - start <= 0 ? 0 : ceil_div(in + pe - start, d));
+        }
+        return r;
+    };
+    const std::vector<Range> rows = ranges(g.oh, g.ih, g.kh, g.sh, g.dh, g.ph, g.ph_end);
+    const std::vector<Range> cols = ranges(g.ow, g.iw, g.kw, g.sw, g.dw, g.pw, g.pw_end);
+    const int64_t work = std::max<int64_t>(1, out_plane * g.kh * g.kw);
+    auto full = [](const std::vector<Range>& r, int64_t k) {
+        return std::all_of(r.begin(), r.end(), [k](const Range& q) { return q.lo == 0 && q.hi == k; });
+    };
+    if (is_max && g.kh == 2 && g.kw == 2 && full(rows, 2) && full(cols, 2)) {
+        // Common 2x2 max pool with every window inside: same comparisons, no bounds.
+        parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p)
+                for (int64_t oy = 0; oy < g.oh; ++oy) {
+                    const float* r0 = x + p * in_plane + (oy * g.sh - g.ph) * g.iw - g.pw;
+                    const float* r1 = r0 + g.dh * g.iw;
+                    float* dst = y + p * out_plane + oy * g.ow;
+                    for (int64_t ox = 0; ox < g.ow; ++ox) {
+                        const int64_t x0 = ox * g.sw, x1 = x0 + g.dw;
+                        float acc = r0[x0];
+                        acc = r0[x1] > acc ? r0[x1] : acc;
+                        acc = r1[x0] > acc ? r1[x0] : acc;
+                        acc = r1[x1] > acc ? r1[x1] : acc;
+                        dst[ox] = acc;
+                    }
+                }
+        });
+        return;
+    }
+    parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const float* src = x + p * in_plane;
+            float* dst = y + p * out_plane;
+            for (int64_t oy = 0; oy < g.oh; ++oy) {
+                const Range& ry = rows[static_cast<size_t>(oy)];
+                const int64_t y0 = oy * g.sh - g.ph;
+                for (int64_t ox = 0; ox < g.ow; ++ox) {
+                    const Range& rx = cols[static_cast<size_t>(ox)];
+                    const int64_t x0 = ox * g.sw - g.pw;
+                    float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+                    if (is_max && ry.lo < ry.hi && rx.lo < rx.hi) {
+                        // Start from the first element, then a branch-free max that keeps
+                        // the running value when either side is NaN (a NaN first wins).
+                        acc = src[(y0 + ry.lo * g.dh) * g.iw + x0 + rx.lo * g.dw];
+                        for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
+                            const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
+                            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) {
+                                const float v = row[kx * g.dw];
+                                acc = v > acc ? v : acc;
+                            }
+                        }
+                    } else if (!is_max) {
+                        for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
+                            const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
+                            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) acc += row[kx * g.dw];
+                        }
+                        const int64_t count = count_include_pad ? ry.padded * rx.padded
+                                                                : (ry.hi - ry.lo) * (rx.hi - rx.lo);
+                        acc = count ? acc / static_cast<float>(count) : 0.0f;
+                    }
+                    dst[oy * g.ow + ox] = acc;
+                }
+            }
+        }
+    });
+}
+
+}  // namespace ep::rt

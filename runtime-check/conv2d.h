@@ -1,0 +1,49 @@
+// Fast float32 paths of Conv and pooling for 1-D and 2-D inputs (1-D runs as 2-D with
+// height 1); op_conv and the pooling ops use them and keep their generic N-d loops for
+// other ranks.
+//
+//   Y[n, m, y, x] = B[m] + sum_{c in group(m), ky, kx} W[m, c, ky, kx]
+//                          * X[n, c, y * sh - ph + ky * dh, x * sw - pw + kx * dw]
+//   (X is 0 outside the input).
+// Paths: depthwise (one input channel per group) runs directly over a zero-padded copy
+// of each input plane; 1x1 convolutions without stride or padding are one GEMM per group
+// on X itself; everything else is im2col (one row per (channel, ky, kx), filled with
+// memcpy when sw = 1) followed by a GEMM. The bias is the starting value of every sum.
+// Work is split over planes or GEMM tiles; every output element is computed by the same
+// operations in the same order for any thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime-check/kernel.h"
+
+namespace ep::rt {
+
+struct Window2D {
+    int64_t ih, iw;          // input size
+    int64_t kh, kw;          // kernel size
+    int64_t oh, ow;          // output size
+    int64_t sh, sw;          // strides
+    int64_t dh, dw;          // dilations
+    int64_t ph, pw;          // pads at the beginning
+    int64_t ph_end, pw_end;  // pads at the end
+};
+
+struct Conv2DShape {
+    int64_t n, c_in, c_out, group;
+    Window2D win;
+};
+
+// X [N, C_in, ih, iw], W [C_out, C_in / group, kh, kw], bias [C_out] or null,
+// Y [N, C_out, oh, ow] (fully written).
+void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
+                const float* bias, float* y);
+
+// Max or average pooling of `planes` planes (N * C) without an index output.
+// Average divides by the count of window positions inside the input, or inside the
+// padded input when count_include_pad. A window entirely in the padding gives -inf (max)
+// or 0 (average).
+void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& win, bool is_max,
+                bool count_include_pad, const float* x, float* y);
+
+}  // namespace ep::rt

@@ -1,0 +1,26 @@
+// Chooses the kernel table once, at first use, from the CPU's features.
+#include "runtime-check/simd.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ep::rt {
+namespace {
+
+SimdKernels choose() {
+    SimdKernels table;
+    const char* isa = std::getenv("EDGEPACK_ISA");
+    if (isa && std::strcmp(isa, "baseline") == 0) return table;
+    SimdKernels avx2;
+    if (fill_avx2_kernels(avx2)) return avx2;
+    return table;
+}
+
+}  // namespace
+
+const SimdKernels& simd_kernels() {
+    static const SimdKernels table = choose();
+    return table;
+}
+
+}  // namespace ep::rt

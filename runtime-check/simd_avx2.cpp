@@ -1,0 +1,359 @@
+// AVX2 + FMA kernels for x86-64, entered through the table in simd.h.
+//
+// Compiled with per-function target attributes, not with -mavx2 for the file: the rest of
+// the binary stays baseline x86-64, and no inline function from a header gets an AVX2
+// body that the linker could hand to other callers. So this file uses only raw pointers,
+// intrinsics and its own internal functions inside the AVX2 code.
+//
+// GEMM: C tile = A B (+ C) with a 6x16 register micro-tile (12 accumulators of 8 floats).
+// B is read in panels of 16 columns: packed (kGemmKc rows x 16, zero padded) when it is
+// transposed or when the tile has many rows, read in place otherwise. Each C element is
+// one FMA chain over k in order starting from C or 0: tile cuts and K blocking do not
+// change the result, so any split over threads gives the same bits.
+#include "runtime-check/simd.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#define EP_AVX2 __attribute__((target("avx2,fma")))
+
+namespace ep::rt {
+namespace {
+
+constexpr int kMr = 6;
+constexpr int kNr = 16;
+// A non-transposed B is read in place (no packing) by tiles of at most kDirectRows rows,
+// or when it is small enough to stay in cache (kDirectFloats, counting its stride).
+constexpr int64_t kDirectRows = 12;
+constexpr int64_t kDirectFloats = 64 * 1024;
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// C[mr x nr] = (accumulate ? C : 0) + A[mr x kc] * B[kc x 16]. Row i of A at a + i*lda;
+// row k of B at b + k*ldb with 16 readable floats (only the first nr are used).
+EP_AVX2 void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+    const float* a0 = a;
+    const float* a1 = a + (mr > 1 ? lda : 0);
+    const float* a2 = a + (mr > 2 ? 2 * lda : 0);
+    const float* a3 = a + (mr > 3 ? 3 * lda : 0);
+    const float* a4 = a + (mr > 4 ? 4 * lda : 0);
+    const float* a5 = a + (mr > 5 ? 5 * lda : 0);
+    const bool full = mr == kMr && nr == kNr;
+    alignas(32) float tmp[kMr * kNr];
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (accumulate) {
+        const float* src = c;
+        int64_t ld = ldc;
+        if (!full) {
+            std::memset(tmp, 0, sizeof(tmp));
+            for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < nr; ++j) tmp[i * kNr + j] = c[i * ldc + j];
+            src = tmp;
+            ld = kNr;
+        }
+        c00 = _mm256_loadu_ps(src), c01 = _mm256_loadu_ps(src + 8);
+        c10 = _mm256_loadu_ps(src + ld), c11 = _mm256_loadu_ps(src + ld + 8);
+        c20 = _mm256_loadu_ps(src + 2 * ld), c21 = _mm256_loadu_ps(src + 2 * ld + 8);
+        c30 = _mm256_loadu_ps(src + 3 * ld), c31 = _mm256_loadu_ps(src + 3 * ld + 8);
+        c40 = _mm256_loadu_ps(src + 4 * ld), c41 = _mm256_loadu_ps(src + 4 * ld + 8);
+        c50 = _mm256_loadu_ps(src + 5 * ld), c51 = _mm256_loadu_ps(src + 5 * ld + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const float* bk = b + k * ldb;
+        __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+        __m256 x = _mm256_broadcast_ss(a0 + k);
+        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + k);
+        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + k);
+        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + k);
+        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + k);
+        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + k);
+        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    float* dst = full ? c : tmp;
+    int64_t ld = full ? ldc : kNr;
+    _mm256_storeu_ps(dst, c00), _mm256_storeu_ps(dst + 8, c01);
+    _mm256_storeu_ps(dst + ld, c10), _mm256_storeu_ps(dst + ld + 8, c11);
+    _mm256_storeu_ps(dst + 2 * ld, c20), _mm256_storeu_ps(dst + 2 * ld + 8, c21);
+    _mm256_storeu_ps(dst + 3 * ld, c30), _mm256_storeu_ps(dst + 3 * ld + 8, c31);
+    _mm256_storeu_ps(dst + 4 * ld, c40), _mm256_storeu_ps(dst + 4 * ld + 8, c41);
+    _mm256_storeu_ps(dst + 5 * ld, c50), _mm256_storeu_ps(dst + 5 * ld + 8, c51);
+    if (!full)
+        for (int i = 0; i < mr; ++i)
+            for (int j = 0; j < nr; ++j) c[i * ldc + j] = tmp[i * kNr + j];
+}
+
+// One panel: B[k0 : k0+kc, j0 : j0+w) as kc rows of 16 floats (zero padded beyond w).
+EP_AVX2 void pack_panel(const GemmTile& t, int64_t k0, int64_t kc, int64_t j0, int64_t w, float* dst) {
+    if (!t.b_transposed) {
+        const float* src = t.b + k0 * t.ldb + j0;
+        if (w == kNr) {
+            for (int64_t k = 0; k < kc; ++k) {
+                _mm256_storeu_ps(dst + k * kNr, _mm256_loadu_ps(src + k * t.ldb));
+                _mm256_storeu_ps(dst + k * kNr + 8, _mm256_loadu_ps(src + k * t.ldb + 8));
+            }
+        } else {
+            for (int64_t k = 0; k < kc; ++k) {
+                int64_t j = 0;
+                for (; j < w; ++j) dst[k * kNr + j] = src[k * t.ldb + j];
+                for (; j < kNr; ++j) dst[k * kNr + j] = 0.0f;
+            }
+        }
+        return;
+    }
+    // Transposed: element (k, j) is b[j * ldb + k].
+    for (int64_t j = 0; j < kNr; ++j) {
+        if (j < w) {
+            const float* src = t.b + (j0 + j) * t.ldb + k0;
+            for (int64_t k = 0; k < kc; ++k) dst[k * kNr + j] = src[k];
+        } else {
+            for (int64_t k = 0; k < kc; ++k) dst[k * kNr + j] = 0.0f;
+        }
+    }
+}
+
+EP_AVX2 void gemm_tile_avx2(const GemmTile& t, float* pack) {
+    const bool direct = !t.b_transposed && (t.m1 - t.m0 <= kDirectRows || t.k * t.ldb <= kDirectFloats);
+    for (int64_t n0 = t.n0; n0 < t.n1; n0 += kGemmNc) {
+        const int64_t nc = min64(kGemmNc, t.n1 - n0);
+        // K blocks of equal size (at most kGemmKc): no short last block.
+        const int64_t kstep = (t.k + (t.k + kGemmKc - 1) / kGemmKc - 1) / ((t.k + kGemmKc - 1) / kGemmKc);
+        for (int64_t k0 = 0; k0 < t.k; k0 += kstep) {
+            const int64_t kc = min64(kstep, t.k - k0);
+            const bool acc = t.accumulate || k0 > 0;
+            if (!direct)
+                for (int64_t p = 0; p * kNr < nc; ++p)
+                    pack_panel(t, k0, kc, n0 + p * kNr, min64(kNr, nc - p * kNr), pack + p * kc * kNr);
+            for (int64_t m0 = t.m0; m0 < t.m1; m0 += kGemmMc) {
+                const int64_t m1 = min64(t.m1, m0 + kGemmMc);
+                for (int64_t p = 0; p * kNr < nc; ++p) {
+                    const int64_t j = n0 + p * kNr;
+                    const int nr = static_cast<int>(min64(kNr, nc - p * kNr));
+                    const float* bp = pack + p * kc * kNr;
+                    int64_t ldb = kNr;
+                    if (direct) {
+                        if (nr == kNr) {
+                            bp = t.b + k0 * t.ldb + j;
+                            ldb = t.ldb;
+                        } else {
+                            pack_panel(t, k0, kc, j, nr, pack);
+                            bp = pack;
+                        }
+                    }
+                    for (int64_t i = m0; i < m1; i += kMr) {
+                        const int mr = static_cast<int>(min64(kMr, m1 - i));
+                        micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr, acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Sum of the 8 lanes in a fixed order.
+EP_AVX2 inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);                      // (0+4) (1+5) (2+6) (3+7)
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));             // (0+4+2+6) (1+5+3+7)
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    return _mm_cvtss_f32(s);
+}
+
+// An R x J block of C[i, j] = (C +) sum_k A[i, k] * B[j, k] for B stored [N, K]. Per
+// element: one 8-lane partial sum over k in blocks of 8 (lane k % 8), the lanes added in
+// a fixed order, then the tail in order; so the block shape does not change the bits.
+template <int R, int J>
+EP_AVX2 inline void gemm_dot_block(const GemmTile& t, int64_t i0, int64_t j0) {
+    const int64_t k8 = t.k / 8 * 8;
+    const float* a[R];
+    const float* b[J];
+    for (int r = 0; r < R; ++r) a[r] = t.a + (i0 + r) * t.lda;
+    for (int c = 0; c < J; ++c) b[c] = t.b + (j0 + c) * t.ldb;
+    __m256 s[R][J];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < J; ++c) s[r][c] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < k8; k += 8) {
+        __m256 bv[J];
+        for (int c = 0; c < J; ++c) bv[c] = _mm256_loadu_ps(b[c] + k);
+        for (int r = 0; r < R; ++r) {
+            const __m256 av = _mm256_loadu_ps(a[r] + k);
+            for (int c = 0; c < J; ++c) s[r][c] = _mm256_fmadd_ps(av, bv[c], s[r][c]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < J; ++c) {
+            float sum = hsum(s[r][c]);
+            for (int64_t k = k8; k < t.k; ++k) sum = __builtin_fmaf(a[r][k], b[c][k], sum);
+            float* out = t.c + (i0 + r) * t.ldc + j0 + c;
+            *out = t.accumulate ? *out + sum : sum;
+        }
+}
+
+template <int R>
+EP_AVX2 void gemm_dot_rows(const GemmTile& t, int64_t i0) {
+    constexpr int J = R <= 2 ? 4 : 2;
+    int64_t j = t.n0;
+    for (; j + J <= t.n1; j += J) gemm_dot_block<R, J>(t, i0, j);
+    for (; j < t.n1; ++j) gemm_dot_block<R, 1>(t, i0, j);
+}
+
+EP_AVX2 void gemm_dot_avx2(const GemmTile& t) {
+    for (int64_t i = t.m0; i < t.m1; i += 4) {
+        switch (min64(4, t.m1 - i)) {
+            case 4: gemm_dot_rows<4>(t, i); break;
+            case 3: gemm_dot_rows<3>(t, i); break;
+            case 2: gemm_dot_rows<2>(t, i); break;
+            default: gemm_dot_rows<1>(t, i); break;
+        }
+    }
+}
+
+// N (1..4) vectors of 8 outputs of one depthwise output row, from x on: independent FMA
+// chains over the taps in (ky, kx) order; only the first `valid` outputs are stored.
+template <int N>
+EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* rows, float* out, int64_t valid) {
+    __m256 acc[N];
+    for (int v = 0; v < N; ++v) acc[v] = _mm256_set1_ps(p.bias);
+    const float* wk = p.w;
+    for (int64_t ky = 0; ky < p.kh; ++ky) {
+        const float* src = rows + ky * p.dh * p.in_stride;
+        for (int64_t kx = 0; kx < p.kw; ++kx, ++wk) {
+            const __m256 w = _mm256_broadcast_ss(wk);
+            const float* s = src + kx * p.dw;
+            for (int v = 0; v < N; ++v) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8 * v), acc[v]);
+        }
+    }
+    if (valid == 8 * N) {
+        for (int v = 0; v < N; ++v) _mm256_storeu_ps(out + 8 * v, acc[v]);
+        return;
+    }
+    alignas(32) float tmp[8 * N];
+    for (int v = 0; v < N; ++v) _mm256_store_ps(tmp + 8 * v, acc[v]);
+    for (int64_t i = 0; i < valid; ++i) out[i] = tmp[i];
+}
+
+EP_AVX2 void depthwise_plane_avx2(const DepthwisePlane& p) {
+    for (int64_t y = 0; y < p.oh; ++y) {
+        const float* rows = p.in + y * p.sh * p.in_stride;
+        float* out = p.out + y * p.ow;
+        for (int64_t x = 0; x < p.ow; x += 32) {
+            const int64_t valid = min64(32, p.ow - x);
+            switch ((valid + 7) / 8) {
+                case 4: depthwise_chunk<4>(p, rows + x, out + x, valid); break;
+                case 3: depthwise_chunk<3>(p, rows + x, out + x, valid); break;
+                case 2: depthwise_chunk<2>(p, rows + x, out + x, valid); break;
+                default: depthwise_chunk<1>(p, rows + x, out + x, valid); break;
+            }
+        }
+    }
+}
+
+// exp of 8 floats, Cephes' expf scheme: n = floor(x log2 e + 1/2), r = x - n ln 2 (in two
+// parts), exp(r) by a degree-5 polynomial, times 2^n built in the exponent bits. Inputs
+// below -87 give 0, above 88 (where 2^n would overflow the exponent) and NaN are
+// redone by the scalar library.
+EP_AVX2 inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 v = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    v = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
+    v = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), v);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 z = _mm256_mul_ps(v, v);
+    p = _mm256_fmadd_ps(p, z, _mm256_add_ps(v, _mm256_set1_ps(1.0f)));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    return _mm256_andnot_ps(under, r);  // 0 where x < -87
+}
+
+EP_AVX2 void exp_avx2(const float* x, float* y, int64_t n) {
+    const __m256 hi = _mm256_set1_ps(88.0f);
+    for (int64_t i = 0; i < n; i += 8) {
+        const int64_t len = min64(8, n - i);
+        alignas(32) float in[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        __m256 v;
+        if (len == 8) {
+            v = _mm256_loadu_ps(x + i);
+        } else {
+            for (int64_t j = 0; j < len; ++j) in[j] = x[i + j];
+            v = _mm256_load_ps(in);
+        }
+        const __m256 e = exp8(v);
+        // Lanes above 88 or NaN (unordered compare): the scalar library.
+        const __m256 special = _mm256_or_ps(_mm256_cmp_ps(v, hi, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        if (len == 8 && !_mm256_movemask_ps(special)) {
+            _mm256_storeu_ps(y + i, e);
+            continue;
+        }
+        alignas(32) float out[8];
+        _mm256_store_ps(in, v);
+        _mm256_store_ps(out, e);
+        for (int64_t j = 0; j < len; ++j) y[i + j] = in[j] <= 88.0f ? out[j] : __builtin_expf(in[j]);
+    }
+}
+
+// y = 1 / (1 + e) for x >= 0 and e / (1 + e) below, with e = exp(-|x|); NaN stays NaN.
+EP_AVX2 void sigmoid_avx2(const float* x, float* y, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n; i += 8) {
+        const int64_t len = min64(8, n - i);
+        alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        __m256 v;
+        if (len == 8) {
+            v = _mm256_loadu_ps(x + i);
+        } else {
+            for (int64_t j = 0; j < len; ++j) buf[j] = x[i + j];
+            v = _mm256_load_ps(buf);
+        }
+        const __m256 e = exp8(_mm256_or_ps(v, sign));  // exp(-|x|), in (0, 1]
+        const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        __m256 out = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+        out = _mm256_blendv_ps(out, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        if (len == 8) {
+            _mm256_storeu_ps(y + i, out);
+        } else {
+            _mm256_store_ps(buf, out);
+            for (int64_t j = 0; j < len; ++j) y[i + j] = buf[j];
+        }
+    }
+}
+
+}  // namespace
+
+bool fill_avx2_kernels(SimdKernels& table) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+    table.name = "avx2";
+    table.gemm_tile = gemm_tile_avx2;
+    table.gemm_dot = gemm_dot_avx2;
+    table.depthwise_plane = depthwise_plane_avx2;
+    table.exp = exp_avx2;
+    table.sigmoid = sigmoid_avx2;
+    return true;
+}
+
+}  // namespace ep::rt
+
+#else
+
+namespace ep::rt {
+bool fill_avx2_kernels(SimdKernels&) { return false; }
+}  // namespace ep::rt
+
+#endif
