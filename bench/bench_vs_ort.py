@@ -126,7 +126,8 @@ def main():
                        "edgepack_p50_ms": ep, "ort_p50_ms": ox, "ratio": ep / ox,
                        "edgepack_min_ms": min(ep_ms), "ort_min_ms": min(ort_ms), "runs": len(ep_ms)}
                 rows.append(row)
-                print(f"{name:18s} t={threads}  edgepack {ep:9.3f} ms  ort {ox:9.3f} ms  ratio {ep / ox:6.2f}",
+                print(f"{name:18s} t={threads}  edgepack {ep:9.3f} ms  ort {ox:9.3f} ms  ratio {ep / ox:6.2f}"
+                      f"  (min {min(ep_ms):.3f} / {min(ort_ms):.3f} = {min(ep_ms) / min(ort_ms):.2f})",
                       file=sys.stderr, flush=True)
 
     print()

@@ -1,6 +1,8 @@
 // Typed dispatch and N-ary broadcasting loops shared by the elementwise kernels.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -65,6 +67,33 @@ void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn
                 for (size_t k = 0; k < N; ++k) off[k] = base[k] + j * step[k];
                 fn(out + j, off);
             }
+        }
+    });
+}
+
+// Calls fn(out_begin, in_offsets, in_steps, count) for each row of the collapsed
+// broadcast: output elements out_begin + j and input k's elements in_offsets[k] +
+// j * in_steps[k] for j in [0, count). A step is 1 (the input has the dimension) or 0
+// (broadcast), so a loop over a row vectorizes. Rows are split over threads.
+template <size_t N, typename Fn>
+void for_each_broadcast_row(const ExecOptions& options, const Broadcast& bc, Fn&& fn) {
+    if (bc.count == 0) return;
+    const size_t rank = bc.dims.size();
+    const int64_t inner = rank ? bc.dims[rank - 1] : 1;
+    const int64_t outer = inner ? bc.count / inner : 0;
+    std::array<int64_t, N> step{};
+    for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
+    parallel_for(options, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
+                 [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+            std::array<int64_t, N> base{};
+            int64_t rem = row;
+            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
+                int64_t idx = rem % bc.dims[d];
+                rem /= bc.dims[d];
+                for (size_t k = 0; k < N; ++k) base[k] += idx * bc.strides[k][d];
+            }
+            fn(row * inner, base, step, inner);
         }
     });
 }

@@ -7,6 +7,7 @@
 
 #include "runtime-check/elementwise.h"
 #include "runtime-check/ops.h"
+#include "runtime-check/vec_math.h"
 
 namespace ep::rt {
 namespace {
@@ -61,6 +62,28 @@ void reduce(OpContext& c, Reduce kind) {
     int64_t red_count = 1;
     for (int64_t d : red_dims) red_count *= d;
     bool float_io = is_float(x.dtype);
+    // Fast path: float32 Sum/Mean over a contiguous suffix of the axes (e.g. the last axis
+    // of a normalization). Same double sum in the same index order as the general loop.
+    bool suffix = !red_dims.empty();
+    for (size_t d = 0, seen = 0; d < rank; ++d) {
+        if (g.reduced[d]) seen = 1;
+        else if (seen && x.shape[d] != 1) suffix = false;
+    }
+    if (suffix && x.dtype == DType::F32 && (kind == Reduce::Sum || kind == Reduce::Mean) && red_count > 0) {
+        const float* in = x.values<float>().data();
+        float* out = y.mutable_values<float>().data();
+        parallel_for(c.options, out_count, std::max<int64_t>(1, 16384 / red_count), [&](int64_t o0, int64_t o1) {
+            for (int64_t o = o0; o < o1; ++o) {
+                const float* src = in + o * red_count;
+                double acc = 0;
+                for (int64_t r = 0; r < red_count; ++r) acc += src[r];
+                if (kind == Reduce::Mean) acc /= static_cast<double>(red_count);
+                out[o] = static_cast<float>(acc);
+            }
+        });
+        c.outputs.push_back(std::move(y));
+        return;
+    }
     auto run = [&](auto load, auto store) {
         parallel_for(c.options, out_count, 64, [&](int64_t o0, int64_t o1) {
             std::vector<int64_t> ridx(red_dims.size());
@@ -152,6 +175,50 @@ void softmax(OpContext& c, bool log) {
     Tensor y = make_tensor(x.dtype, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
+    if (x.dtype == DType::F32 && n > 0) {
+        // Rows gathered into a buffer (in place when contiguous), exp vectorized, the sum
+        // accumulated in double.
+        const float* px = x.values<float>().data();
+        float* py = y.mutable_values<float>().data();
+        parallel_for(c.options, outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)),
+                     [&](int64_t r0, int64_t r1) {
+            std::vector<float> buf(static_cast<size_t>(inner == 1 ? 0 : n)), e(static_cast<size_t>(log ? n : 0));
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t o = r / inner, i = r % inner;
+                const int64_t base = o * n * inner + i;
+                float* row = inner == 1 ? py + base : buf.data();
+                for (int64_t k = 0; k < n; ++k) row[k] = px[base + k * inner];
+                // Four interleaved partial maxima / sums (element k in partial k % 4),
+                // combined in a fixed order: short dependency chains, same bits every run.
+                const float inf = std::numeric_limits<float>::infinity();
+                float m4[4] = {-inf, -inf, -inf, -inf};
+                int64_t k4 = 0;
+                for (; k4 + 4 <= n; k4 += 4)
+                    for (int j = 0; j < 4; ++j) m4[j] = std::max(m4[j], row[k4 + j]);
+                for (int j = 0; k4 + j < n; ++j) m4[j] = std::max(m4[j], row[k4 + j]);
+                const float m = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+                for (int64_t k = 0; k < n; ++k) row[k] -= m;
+                float* ex = log ? e.data() : row;
+                exp_f32(row, ex, n);
+                double s4[4] = {0, 0, 0, 0};
+                for (k4 = 0; k4 + 4 <= n; k4 += 4)
+                    for (int j = 0; j < 4; ++j) s4[j] += ex[k4 + j];
+                for (int j = 0; k4 + j < n; ++j) s4[j] += ex[k4 + j];
+                const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+                if (log) {
+                    const float ls = static_cast<float>(std::log(sum));
+                    for (int64_t k = 0; k < n; ++k) row[k] -= ls;
+                } else {
+                    const float inv = static_cast<float>(1.0 / sum);
+                    for (int64_t k = 0; k < n; ++k) row[k] *= inv;
+                }
+                if (inner != 1)
+                    for (int64_t k = 0; k < n; ++k) py[base + k * inner] = row[k];
+            }
+        });
+        c.outputs.push_back(std::move(y));
+        return;
+    }
     parallel_for(c.options, outer * inner, 16, [&](int64_t r0, int64_t r1) {
         std::vector<float> buf(static_cast<size_t>(n));
         for (int64_t r = r0; r < r1; ++r) {
@@ -273,11 +340,18 @@ void op_batch_normalization(OpContext& c) {
         c.outputs.push_back(std::move(run_var));
         return;
     }
-    parallel_for(c.options, n * ch, 4, [&](int64_t p0, int64_t p1) {
+    const bool f32 = x.dtype == DType::F32;
+    parallel_for(c.options, n * ch, std::max<int64_t>(1, 16384 / std::max<int64_t>(pixels, 1)), [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             size_t k = static_cast<size_t>(p % ch);
             float s = static_cast<float>(scale[k] / std::sqrt(static_cast<double>(var[k]) + eps));
             float b = bias[k] - mean[k] * s;
+            if (f32) {
+                const float* src = reinterpret_cast<const float*>(in) + p * pixels;
+                float* dst = reinterpret_cast<float*>(out) + p * pixels;
+                for (int64_t i = 0; i < pixels; ++i) dst[i] = src[i] * s + b;
+                continue;
+            }
             for (int64_t i = 0; i < pixels; ++i) {
                 int64_t idx = p * pixels + i;
                 store_float(x.dtype, out, idx, load_float(x.dtype, in, idx) * s + b);
