@@ -341,9 +341,67 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
         std::vector<int64_t> idx = unravel(i, shape);
         double x1 = av[static_cast<size_t>(broadcast_index(idx, a.shape))];
         double x2 = bv[static_cast<size_t>(broadcast_index(idx, b.shape))];
-        y[static_cast<size_t>(i)] = op == BinaryOp::Add ? x1 + x2 : x1 * x2;
+        double v = 0;
+        switch (op) {
+            case BinaryOp::Add:
+                v = x1 + x2;
+                break;
+            case BinaryOp::Sub:
+                v = x1 - x2;
+                break;
+            case BinaryOp::Mul:
+                v = x1 * x2;
+                break;
+            case BinaryOp::Div:
+                v = x1 / x2;
+                break;
+        }
+        y[static_cast<size_t>(i)] = v;
     }
     return to_tensor(shape, y);
+}
+
+Tensor unary(UnaryOp op, const Tensor& x) {
+    std::vector<double> v = values_of(x, "X");
+    const double pi = 3.14159265358979323846;
+    for (double& e : v) {
+        switch (op) {
+            case UnaryOp::Exp:
+                e = std::exp(e);
+                break;
+            case UnaryOp::Log:
+                e = std::log(e);
+                break;
+            case UnaryOp::Sqrt:
+                e = std::sqrt(e);
+                break;
+            case UnaryOp::Reciprocal:
+                e = 1.0 / e;
+                break;
+            case UnaryOp::Tanh:
+                e = std::tanh(e);
+                break;
+            case UnaryOp::Sigmoid:
+                e = 1.0 / (1.0 + std::exp(-e));
+                break;
+            case UnaryOp::Erf:
+                e = std::erf(e);
+                break;
+            case UnaryOp::Gelu:
+                e = 0.5 * e * (1.0 + std::erf(e / std::sqrt(2.0)));
+                break;
+            case UnaryOp::GeluTanh:
+                e = 0.5 * e * (1.0 + std::tanh(std::sqrt(2.0 / pi) * (e + 0.044715 * e * e * e)));
+                break;
+            case UnaryOp::Relu:
+                e = e > 0 ? e : 0.0;
+                break;
+            case UnaryOp::HardSwish:
+                e = e * std::clamp(e / 6.0 + 0.5, 0.0, 1.0);
+                break;
+        }
+    }
+    return to_tensor(x.shape, v);
 }
 
 Tensor abs(const Tensor& t) {

@@ -13,7 +13,9 @@
 //   B[m]) softmax     Y = exp(x - max) / sum exp(x - max) along one axis (log: x - max - log sum)
 //   layer_norm  Y = (x - mean) / sqrt(var + eps) * scale + bias over axes [axis, rank)
 //   batch_norm  Y = (x - mean[c]) / sqrt(var[c] + eps) * scale[c] + bias[c]   (inference)
-//   binary      Y = A op B with numpy broadcasting (op: add, mul)
+//   binary      Y = A op B with numpy broadcasting (op: add, sub, mul, div)
+//   unary       Y = f(X) for exp, log, sqrt, reciprocal, tanh, sigmoid, erf, gelu (erf and
+//               tanh forms), relu, hard_swish: the libm function in double
 // Shape errors throw InputError naming what did not match.
 #pragma once
 
@@ -52,8 +54,23 @@ struct ConvParams {
 [[nodiscard]] Tensor batch_norm(const Tensor& x, const Tensor& scale, const Tensor& bias,
                                 const Tensor& mean, const Tensor& var, double eps);
 
-enum class BinaryOp { Add, Mul };
+enum class BinaryOp { Add, Sub, Mul, Div };
 [[nodiscard]] Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+
+enum class UnaryOp {
+    Exp,
+    Log,
+    Sqrt,
+    Reciprocal,
+    Tanh,
+    Sigmoid,
+    Erf,
+    Gelu,
+    GeluTanh,
+    Relu,
+    HardSwish
+};
+[[nodiscard]] Tensor unary(UnaryOp op, const Tensor& x);
 
 // The same tensor with every element replaced by its absolute value: the reference of
 // |A| |B| gives the magnitude sum_k |a_ik b_kj| that bounds float32 rounding error.

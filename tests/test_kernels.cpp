@@ -8,7 +8,11 @@
 //    where mag = the reference run on |inputs| (sum of |a_i b_i| terms, + |bias|) and K
 //    the number of terms: the classic float32 summation error bound (any order, FMA or
 //    not), so a correct kernel always passes and a missing or doubled term never does;
-//  - Add and Mul: exact (one float operation, the same rounding as the double reference);
+//  - Add, Sub, Mul, Div: exact (one float operation; rounding the exact double result to
+//    float gives the same bits);
+//  - unary math (Exp, Log, Sqrt, Tanh, Sigmoid, Erf, Gelu, ...): |fast - libm in double|
+//    <= 1e-6 * |ref| + 1e-7 * max(1, |x|) (a few float ulps; the absolute part covers
+//    results that cancel to near 0, such as Gelu of a negative x);
 //  - Softmax, LayerNormalization, BatchNormalization: 1e-5 relative + 1e-6 absolute.
 // Every kernel is called through a one-node model and rt::Executor, as a model would.
 #include <cmath>
@@ -358,7 +362,7 @@ TEST_CASE("BatchNormalization (inference) per channel", "[kernels][norm]") {
                   1e-6);
 }
 
-TEST_CASE("Add and Mul broadcast exactly like the reference", "[kernels][elementwise]") {
+TEST_CASE("Add, Sub, Mul and Div broadcast exactly like the reference", "[kernels][elementwise]") {
     const int64_t n = GENERATE(1, 3, 31, 63, 64, 65, 255);
     struct Shapes {
         std::vector<int64_t> a, b;
@@ -372,14 +376,61 @@ TEST_CASE("Add and Mul broadcast exactly like the reference", "[kernels][element
         {{}, {3, n}},  // scalar
         {{4, n, 3}, {4, 1, 3}},
     }));
-    const bool mul = GENERATE(false, true);
-    INFO((mul ? "Mul " : "Add ") << shape_string(shapes.a) << " and " << shape_string(shapes.b));
+    const auto op = GENERATE(values<std::pair<const char*, rt::ref::BinaryOp>>({
+        {"Add", rt::ref::BinaryOp::Add},
+        {"Sub", rt::ref::BinaryOp::Sub},
+        {"Mul", rt::ref::BinaryOp::Mul},
+        {"Div", rt::ref::BinaryOp::Div},
+    }));
+    INFO(op.first << " " << shape_string(shapes.a) << " and " << shape_string(shapes.b));
     Tensor a = test::random_f32(shapes.a, seed_of({n, 91}));
-    Tensor b = test::random_f32(shapes.b, seed_of({n, 92}));
+    Tensor b = test::random_f32(shapes.b, seed_of({n, 92}), 0.5f, 2.0f);  // no division by ~0
     OneNode node;
-    node.op_type = mul ? "Mul" : "Add";
+    node.op_type = op.first;
     node.feeds = {{"a", a}, {"b", b}};
     node.inputs = {"a", "b"};
-    require_equal(run_threads(node),
-                  rt::ref::binary(mul ? rt::ref::BinaryOp::Mul : rt::ref::BinaryOp::Add, a, b));
+    require_equal(run_threads(node), rt::ref::binary(op.second, a, b));
+}
+
+TEST_CASE("unary math matches libm in double within a few ulps", "[kernels][elementwise]") {
+    struct Unary {
+        const char* op;
+        rt::ref::UnaryOp ref;
+        float lo, hi;
+        const char* approximate;  // Gelu's attribute, or nullptr
+    };
+    using U = rt::ref::UnaryOp;
+    const auto u = GENERATE(values<Unary>({
+        {"Exp", U::Exp, -20.0f, 20.0f, nullptr},
+        {"Log", U::Log, 1e-3f, 1e3f, nullptr},
+        {"Sqrt", U::Sqrt, 0.0f, 1e4f, nullptr},
+        {"Reciprocal", U::Reciprocal, 0.1f, 10.0f, nullptr},
+        {"Tanh", U::Tanh, -10.0f, 10.0f, nullptr},
+        {"Sigmoid", U::Sigmoid, -30.0f, 30.0f, nullptr},
+        {"Erf", U::Erf, -4.0f, 4.0f, nullptr},
+        {"Gelu", U::Gelu, -6.0f, 6.0f, nullptr},
+        {"Gelu", U::GeluTanh, -6.0f, 6.0f, "tanh"},
+        {"Relu", U::Relu, -1.0f, 1.0f, nullptr},
+        {"HardSwish", U::HardSwish, -5.0f, 5.0f, nullptr},
+    }));
+    const int64_t n = GENERATE(1, 3, 31, 63, 64, 65, 255, 100003);
+    INFO(u.op << (u.approximate ? " (tanh)" : "") << " on " << n << " values in [" << u.lo << ", "
+              << u.hi << ")");
+    Tensor x = test::random_f32({n}, seed_of({n, 101}), u.lo, u.hi);
+    OneNode node;
+    node.op_type = u.op;
+    node.opset = 20;
+    node.feeds = {{"x", x}};
+    node.inputs = {"x"};
+    if (u.approximate) node.attributes = {test::string_attr("approximate", u.approximate)};
+    Tensor got = run_threads(node), ref = rt::ref::unary(u.ref, x);
+    auto g = got.values<float>(), r = ref.values<float>(), xv = x.values<float>();
+    for (size_t i = 0; i < g.size(); ++i) {
+        const double tol = 1e-6 * std::abs(static_cast<double>(r[i])) +
+                           1e-7 * std::max(1.0, std::abs(static_cast<double>(xv[i])));
+        if (!(std::abs(static_cast<double>(g[i]) - r[i]) <= tol)) {
+            INFO("x = " << xv[i] << ": got " << g[i] << ", reference " << r[i]);
+            REQUIRE(std::abs(static_cast<double>(g[i]) - r[i]) <= tol);
+        }
+    }
 }
