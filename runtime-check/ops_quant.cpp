@@ -11,8 +11,16 @@
 //                     (wrap-around: the ONNX contract lets only the 32-bit accumulation overflow)
 //   QLinear*          y = saturate(round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zp),
 //                     with the multiplier and product in f32 as ONNX Runtime computes them
-//   MatMulNBits       Y = A * dequant(B)^T + bias, B [N, k_blocks, blob] with blocks of
-//                     `block_size` codes along K, each (q - zp) * scale
+//   MatMulNBits       Y = A * dequant(B)^T + bias, B uint8 [N, k_blocks, blob] holding
+//                     `block_size` codes of `bits` (2, 4 or 8) along K per block, low bits
+//                     first; W[n, k] = (q - zp) * scale of block g_idx[k] (default k /
+//                     block_size). Zero points: packed uint8 [N, ceil(k_blocks * bits / 8)],
+//                     float [N, k_blocks], or absent = 2^(bits - 1). Computed in f32 for
+//                     every accuracy_level (ONNX Runtime's level 0).
+//
+// The integer products run as exact int16 dot products (8-bit values minus their zero
+// points fit int16; no partial sum can overflow before it is widened), so they do not
+// depend on summation order.
 //
 // Scales and zero points are per tensor (one element), per axis (1-D along `axis`), or
 // blocked (opset 21 `block_size`: same rank as x, ceil(x.shape[axis] / block_size) along
@@ -25,7 +33,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-
 #include <tuple>
 #include <utility>
 
