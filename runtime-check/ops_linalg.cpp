@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "compressor/ir/checked.h"
 #include "runtime-check/conv2d.h"
 #include "runtime-check/elementwise.h"
 #include "runtime-check/gemm.h"
@@ -53,9 +54,16 @@ void resolve_spatial(const OpContext& c, ConvGeometry& g, bool ceil_mode, bool t
     g.pads_begin.assign(s, 0);
     g.pads_end.assign(s, 0);
     g.out_spatial.assign(s, 0);
+    // Attributes come from the file: bound them so that no size below can overflow.
+    constexpr int64_t kMaxAttr = int64_t{1} << 31;
     for (size_t i = 0; i < s; ++i) {
+        if (g.strides[i] <= 0 || g.dilations[i] <= 0) c.fail("strides and dilations must be positive");
+        if (g.kernel[i] <= 0) c.fail(cat("kernel size ", g.kernel[i], " on spatial axis ", i, " is not positive"));
+        if (pads[i] < 0 || pads[i + s] < 0) c.fail("pads must not be negative");
+        if (g.strides[i] > kMaxAttr || g.dilations[i] > kMaxAttr || pads[i] > kMaxAttr || pads[i + s] > kMaxAttr ||
+            g.kernel[i] > kMaxAttr || g.in_spatial[i] > kMaxAttr)
+            c.fail(cat("strides, dilations, pads or sizes on spatial axis ", i, " exceed 2^31"));
         int64_t in = g.in_spatial[i], k = (g.kernel[i] - 1) * g.dilations[i] + 1, st = g.strides[i];
-        if (st <= 0 || g.dilations[i] <= 0) c.fail("strides and dilations must be positive");
         if (transposed) {
             int64_t op = output_padding.empty() ? 0 : output_padding[i];
             if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
@@ -213,8 +221,18 @@ void op_conv(OpContext& c) {
         bias = as_f32(c, *c.inputs[2]);
         if (bias.element_count() != g.c_out) c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
     }
+    // Scratch of the fast path (im2col matrix or a padded plane) and of the N-d path.
+    const Window2D win = s <= 2 ? window_2d(g) : Window2D{};
+    // Every window lies inside the padded input, so a padded plane is at most that big.
+    const uint64_t plane_rows = s <= 2 ? static_cast<uint64_t>(win.ih + win.ph + win.ph_end) : 0;
+    const uint64_t plane_cols = s <= 2 ? static_cast<uint64_t>(win.iw + win.pw + win.pw_end + 8) : 0;
+    auto col_floats = checked_mul(static_cast<uint64_t>(col_rows), static_cast<uint64_t>(out_pixels));
+    auto plane_floats = checked_mul(plane_rows, plane_cols);
+    constexpr uint64_t kMaxScratch = uint64_t{1} << 34;  // floats
+    if (!col_floats || *col_floats > kMaxScratch || !plane_floats || *plane_floats > kMaxScratch)
+        c.fail(cat("the patch matrix (", col_rows, " x ", out_pixels, ") or padded plane is too large"));
     if (s <= 2) {
-        conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, window_2d(g)}, px, pw,
+        conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, win}, px, pw,
                    c.has_input(2) ? bias.values<float>().data() : nullptr, py);
         c.outputs.push_back(from_f32(std::move(y), x0.dtype));
         return;
