@@ -99,6 +99,25 @@ void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, con
             // Columns ox with 0 <= ox*sw + x0 < iw.
             const int64_t lo = std::min(g.ow, x0 >= 0 ? 0 : ceil_div(-x0, g.sw));
             const int64_t hi = std::max(lo, std::min(g.ow, g.iw - x0 <= 0 ? 0 : ceil_div(g.iw - x0, g.sw)));
+            if (g.sh == 1 && g.sw == 1 && g.ow == g.iw) {
+                // Unit strides and rows as wide as the input: the valid rows are one shifted
+                // contiguous copy of the plane; then the out-of-range columns are zeroed.
+                const int64_t oy_lo = std::clamp<int64_t>(g.ph - ky * g.dh, 0, g.oh);
+                const int64_t oy_hi = std::clamp<int64_t>(g.ih + g.ph - ky * g.dh, oy_lo, g.oh);
+                std::fill(dst, dst + oy_lo * g.ow, 0.0f);
+                std::fill(dst + oy_hi * g.ow, dst + out_plane, 0.0f);
+                if (oy_lo < oy_hi && lo < hi) {
+                    const float* s = src + (oy_lo - g.ph + ky * g.dh) * g.iw + x0;
+                    const int64_t first = oy_lo * g.ow + lo, last = (oy_hi - 1) * g.ow + hi;
+                    std::memcpy(dst + first, s + lo, static_cast<size_t>(last - first) * sizeof(float));
+                }
+                for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
+                    float* d = dst + oy * g.ow;
+                    std::fill(d, d + lo, 0.0f);
+                    std::fill(d + hi, d + g.ow, 0.0f);
+                }
+                continue;
+            }
             for (int64_t oy = 0; oy < g.oh; ++oy) {
                 float* d = dst + oy * g.ow;
                 const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
@@ -109,7 +128,7 @@ void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, con
                 const float* s = src + iy * g.iw + x0;
                 std::fill(d, d + lo, 0.0f);
                 if (g.sw == 1) {
-                    std::memcpy(d + lo, s + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+                    for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox];  // short rows: no memcpy call
                 } else {
                     for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox * g.sw];
                 }
@@ -126,7 +145,7 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
     const Window2D& g = s.win;
     const int64_t cin_g = s.c_in / s.group, cout_g = s.c_out / s.group;
     const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
-    if (cin_g == 1 && taps > 1) return depthwise(options, s, x, w, bias, y);
+    if (cin_g == 1 && cout_g == 1 && taps > 1) return depthwise(options, s, x, w, bias, y);
     const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
                            g.oh == g.ih && g.ow == g.iw;
     const int64_t k = cin_g * taps;

@@ -5,8 +5,8 @@
 //   Y[n, m, y, x] = B[m] + sum_{c in group(m), ky, kx} W[m, c, ky, kx]
 //                          * X[n, c, y * sh - ph + ky * dh, x * sw - pw + kx * dw]
 //   (X is 0 outside the input).
-// Paths: depthwise (one input channel per group) runs directly over a zero-padded copy
-// of each input plane; 1x1 convolutions without stride or padding are one GEMM per group
+// Paths: depthwise (one input and one output channel per group) runs directly over a
+// zero-padded copy of each input plane; 1x1 convolutions without stride or padding are one GEMM per group
 // on X itself; everything else is im2col (one row per (channel, ky, kx), filled with
 // memcpy when sw = 1) followed by a GEMM. The bias is the starting value of every sum.
 // Work is split over planes or GEMM tiles; every output element is computed by the same

@@ -34,7 +34,7 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // C[mr x nr] = (accumulate ? C : 0) + A[mr x kc] * B[kc x 16]. Row i of A at a + i*lda;
 // row k of B at b + k*ldb with 16 readable floats (only the first nr are used).
-EP_AVX2 void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+EP_AVX2 void micro_6x16_full(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                         float* c, int64_t ldc, int mr, int nr, bool accumulate) {
     const float* a0 = a;
     const float* a1 = a + (mr > 1 ? lda : 0);
@@ -91,6 +91,57 @@ EP_AVX2 void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b,
     if (!full)
         for (int i = 0; i < mr; ++i)
             for (int j = 0; j < nr; ++j) c[i * ldc + j] = tmp[i * kNr + j];
+}
+
+// The same for panels at most 8 columns wide (6 accumulators).
+EP_AVX2 void micro_6x8(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                       float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+    const float* a0 = a;
+    const float* a1 = a + (mr > 1 ? lda : 0);
+    const float* a2 = a + (mr > 2 ? 2 * lda : 0);
+    const float* a3 = a + (mr > 3 ? 3 * lda : 0);
+    const float* a4 = a + (mr > 4 ? 4 * lda : 0);
+    const float* a5 = a + (mr > 5 ? 5 * lda : 0);
+    const bool full = mr == kMr && nr == 8;
+    alignas(32) float tmp[kMr * 8];
+    __m256 c0, c1, c2, c3, c4, c5;
+    if (accumulate) {
+        const float* src = c;
+        int64_t ld = ldc;
+        if (!full) {
+            std::memset(tmp, 0, sizeof(tmp));
+            for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < nr; ++j) tmp[i * 8 + j] = c[i * ldc + j];
+            src = tmp;
+            ld = 8;
+        }
+        c0 = _mm256_loadu_ps(src), c1 = _mm256_loadu_ps(src + ld), c2 = _mm256_loadu_ps(src + 2 * ld);
+        c3 = _mm256_loadu_ps(src + 3 * ld), c4 = _mm256_loadu_ps(src + 4 * ld), c5 = _mm256_loadu_ps(src + 5 * ld);
+    } else {
+        c0 = c1 = c2 = c3 = c4 = c5 = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_loadu_ps(b + k * ldb);
+        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k), b0, c0);
+        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + k), b0, c1);
+        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + k), b0, c2);
+        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + k), b0, c3);
+        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + k), b0, c4);
+        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + k), b0, c5);
+    }
+    float* dst = full ? c : tmp;
+    const int64_t ld = full ? ldc : 8;
+    _mm256_storeu_ps(dst, c0), _mm256_storeu_ps(dst + ld, c1), _mm256_storeu_ps(dst + 2 * ld, c2);
+    _mm256_storeu_ps(dst + 3 * ld, c3), _mm256_storeu_ps(dst + 4 * ld, c4), _mm256_storeu_ps(dst + 5 * ld, c5);
+    if (!full)
+        for (int i = 0; i < mr; ++i)
+            for (int j = 0; j < nr; ++j) c[i * ldc + j] = tmp[i * 8 + j];
+}
+
+EP_AVX2 inline void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                               float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+    if (nr <= 8) micro_6x8(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
+    else micro_6x16_full(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
 }
 
 // One panel: B[k0 : k0+kc, j0 : j0+w) as kc rows of 16 floats (zero padded beyond w).
@@ -169,20 +220,26 @@ EP_AVX2 inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// An R x J block of C[i, j] = (C +) sum_k A[i, k] * B[j, k] for B stored [N, K]. Per
-// element: one 8-lane partial sum over k in blocks of 8 (lane k % 8), the lanes added in
-// a fixed order, then the tail in order; so the block shape does not change the bits.
+// C[i, j] = (C +) sum_k A[i, k] * B[j, k] for B stored [N, K] and a few rows. Per
+// element: one 8-lane partial sum over k in steps of 8 (lane k % 8), the lanes added in a
+// fixed order, then the tail k >= K/8*8 in order. The partial lanes live in `part`
+// between K blocks, so A's block stays in L1 while B streams once; neither the block
+// shape nor the K blocking changes the bits.
+constexpr int64_t kDotKb = 1024;  // K block: 4 rows of A x 4 KiB
+constexpr int64_t kDotNb = 64;    // columns per chunk (partial lanes: 4 x 64 x 8 floats)
+
 template <int R, int J>
-EP_AVX2 inline void gemm_dot_block(const GemmTile& t, int64_t i0, int64_t j0) {
-    const int64_t k8 = t.k / 8 * 8;
+EP_AVX2 inline void gemm_dot_block(const GemmTile& t, int64_t i0, int64_t j0, int64_t k0, int64_t k1,
+                                   float* part, int64_t part_ld) {
     const float* a[R];
     const float* b[J];
     for (int r = 0; r < R; ++r) a[r] = t.a + (i0 + r) * t.lda;
     for (int c = 0; c < J; ++c) b[c] = t.b + (j0 + c) * t.ldb;
     __m256 s[R][J];
     for (int r = 0; r < R; ++r)
-        for (int c = 0; c < J; ++c) s[r][c] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < k8; k += 8) {
+        for (int c = 0; c < J; ++c)
+            s[r][c] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(part + (r * part_ld + c) * 8);
+    for (int64_t k = k0; k < k1; k += 8) {
         __m256 bv[J];
         for (int c = 0; c < J; ++c) bv[c] = _mm256_loadu_ps(b[c] + k);
         for (int r = 0; r < R; ++r) {
@@ -191,20 +248,33 @@ EP_AVX2 inline void gemm_dot_block(const GemmTile& t, int64_t i0, int64_t j0) {
         }
     }
     for (int r = 0; r < R; ++r)
-        for (int c = 0; c < J; ++c) {
-            float sum = hsum(s[r][c]);
-            for (int64_t k = k8; k < t.k; ++k) sum = __builtin_fmaf(a[r][k], b[c][k], sum);
-            float* out = t.c + (i0 + r) * t.ldc + j0 + c;
-            *out = t.accumulate ? *out + sum : sum;
-        }
+        for (int c = 0; c < J; ++c) _mm256_storeu_ps(part + (r * part_ld + c) * 8, s[r][c]);
 }
 
 template <int R>
 EP_AVX2 void gemm_dot_rows(const GemmTile& t, int64_t i0) {
     constexpr int J = R <= 2 ? 4 : 2;
-    int64_t j = t.n0;
-    for (; j + J <= t.n1; j += J) gemm_dot_block<R, J>(t, i0, j);
-    for (; j < t.n1; ++j) gemm_dot_block<R, 1>(t, i0, j);
+    const int64_t k8 = t.k / 8 * 8;
+    alignas(32) float part[4 * kDotNb * 8];
+    for (int64_t n0 = t.n0; n0 < t.n1; n0 += kDotNb) {
+        const int64_t n1 = min64(t.n1, n0 + kDotNb), w = n1 - n0;
+        for (int64_t k0 = 0; k0 < k8 || k0 == 0; k0 += kDotKb) {
+            const int64_t k1 = min64(k8, k0 + kDotKb);
+            int64_t j = n0;
+            for (; j + J <= n1; j += J) gemm_dot_block<R, J>(t, i0, j, k0, k1, part + (j - n0) * 8, w);
+            for (; j < n1; ++j) gemm_dot_block<R, 1>(t, i0, j, k0, k1, part + (j - n0) * 8, w);
+            if (k1 >= k8) break;
+        }
+        for (int r = 0; r < R; ++r)
+            for (int64_t j = n0; j < n1; ++j) {
+                float sum = hsum(_mm256_loadu_ps(part + (r * w + (j - n0)) * 8));
+                const float* ar = t.a + (i0 + r) * t.lda;
+                const float* bj = t.b + j * t.ldb;
+                for (int64_t k = k8; k < t.k; ++k) sum = __builtin_fmaf(ar[k], bj[k], sum);
+                float* out = t.c + (i0 + r) * t.ldc + j;
+                *out = t.accumulate ? *out + sum : sum;
+            }
+    }
 }
 
 EP_AVX2 void gemm_dot_avx2(const GemmTile& t) {
