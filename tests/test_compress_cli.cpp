@@ -109,7 +109,7 @@ TEST_CASE("compress: --dry-run prints the plan and writes nothing", "[compress][
                         std::filesystem::directory_iterator()) == 2);
 }
 
-TEST_CASE("compress: the smallest recipe rewrites the model; --set and -o pick the output",
+TEST_CASE("compress: the smallest recipe rewrites the model, --set and -o pick the output",
           "[compress][real]") {
     auto model = test::shared_models() / "mnist" / "mnist-cnn.onnx";
     EP_REQUIRE_FILE_OR_SKIP(model);

@@ -139,7 +139,7 @@ TEST_CASE("same top-1, top-5 agreement and accuracy against labels", "[metrics]"
     CHECK(rt::argmax(std::vector<double>{std::nan(""), 2, 5, 5}) == 2);
 }
 
-TEST_CASE("samples accumulate in order; labels span all of them", "[metrics]") {
+TEST_CASE("samples accumulate in order, labels span all of them", "[metrics]") {
     std::vector<int64_t> labels{1, 0, 0};
     rt::TensorComparator c("y", true);
     c.set_labels(labels, "labels.npy");
@@ -162,7 +162,7 @@ TEST_CASE("samples accumulate in order; labels span all of them", "[metrics]") {
     CHECK_FALSE(d.finish().classes->labelled);
 }
 
-TEST_CASE("comparison errors name the tensor; non-finite values are counted", "[metrics]") {
+TEST_CASE("comparison errors name the tensor, non-finite values are counted", "[metrics]") {
     rt::TensorComparator c("logits", true);
     try {
         c.add(f32({2, 3}, {0, 0, 0, 0, 0, 0}), f32({3, 2}, {0, 0, 0, 0, 0, 0}));

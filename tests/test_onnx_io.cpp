@@ -552,7 +552,7 @@ TEST_CASE("typed TensorProto fields read as the same little-endian bytes as raw_
     }
 }
 
-TEST_CASE("external data tensors are views of one mapping; misaligned ranges are copied",
+TEST_CASE("external data tensors are views of one mapping, misaligned ranges are copied",
           "[onnx]") {
     test::TempDir dir;
     // weights.bin: a at 0 (4 floats), b at 64 (2 floats), c at 130 (misaligned for f32).

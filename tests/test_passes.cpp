@@ -781,7 +781,7 @@ TEST_CASE("the pass manager prefixes pass errors with the recipe path and pass n
     }
 }
 
-TEST_CASE("--verify-each names the pass that broke the graph; threads reach the pass",
+TEST_CASE("pass manager: --verify-each names the pass that broke the graph, threads reach the pass",
           "[passes][pass-manager]") {
     Model model = conv_bn_model(2, 3, 1, 1, true, 1);
     PassManager pm;

@@ -154,7 +154,7 @@ TEST_CASE("recipe error: missing model, missing model file, missing output exten
                                  ".onnx or .safetensors)"));
 }
 
-TEST_CASE("recipe error: invalid JSON reports line and column; empty and duplicate keys",
+TEST_CASE("recipe error: invalid JSON reports line and column, empty and duplicate keys",
           "[recipe]") {
     RecipeDir d;
     CHECK_THAT(d.error("{\"model\": \"m.onnx\",\n  \"passes\": [}"),
@@ -169,7 +169,7 @@ TEST_CASE("recipe error: invalid JSON reports line and column; empty and duplica
                Catch::Contains("nested deeper than 64 levels"));
 }
 
-TEST_CASE("--set overrides values by path, parsing JSON or taking a string", "[recipe]") {
+TEST_CASE("recipe overrides: --set overrides values by path, parsing JSON or taking a string", "[recipe]") {
     RecipeDir d;
     Recipe r = d.parse(kTwoPasses, {R"(passes[0].include=["*.weight"])", "output=x.onnx",
                                     "passes[0].min_elements=16", "onnx.external_data=never",
@@ -195,7 +195,7 @@ TEST_CASE("--set overrides values by path, parsing JSON or taking a string", "[r
           "recipe.json: passes[0].min_elements: expected an integer, found string");
 }
 
-TEST_CASE("--set on a path outside the schema is an error with did-you-mean", "[recipe]") {
+TEST_CASE("recipe overrides: --set on a path outside the schema is an error with did-you-mean", "[recipe]") {
     RecipeDir d;
     CHECK(d.error(kTwoPasses, {"modle=m.onnx"}) ==
           "recipe.json: --set modle=m.onnx: modle: unknown key; did you mean model?");
@@ -217,7 +217,7 @@ TEST_CASE("--set on a path outside the schema is an error with did-you-mean", "[
                Catch::Contains("passes[0]: index out of range (the recipe has no \"passes\")"));
 }
 
-TEST_CASE("edit distance counts transpositions as one edit; suggestions only when close",
+TEST_CASE("edit distance counts transpositions as one edit, suggestions only when close",
           "[recipe]") {
     CHECK(edit_distance("model", "modle") == 1);
     CHECK(edit_distance("group_size", "group_sise") == 1);
