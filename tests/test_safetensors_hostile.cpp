@@ -174,7 +174,7 @@ TEST_CASE("safetensors hostile: non-integer shape", "[safetensors][hostile]") {
                     "dimensions must be non-negative integers, found the non-integer number");
 }
 
-TEST_CASE("safetensors hostile: shape overflow [2^40, 2^40]", "[safetensors][hostile]") {
+TEST_CASE("safetensors hostile: shape overflow 2^40 x 2^40", "[safetensors][hostile]") {
     expect_rejected(
         "shape_overflow",
         safetensors_file("{" + entry("w", "F32", "[1099511627776,1099511627776]", "[0,8]") + "}",
