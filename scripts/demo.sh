@@ -22,4 +22,13 @@ echo "== edgepack inspect $out"
 "$ep" inspect "$out"
 echo
 echo "== ONNX Runtime: original vs cleaned, same seeded inputs"
-.venv/bin/python scripts/xcheck/ort_compare.py "$model" "$out" --mode tol --rtol 1e-4
+.venv/bin/python scripts/xcheck/ort_compare.py "$model" "$out" --mode tol --rtol 1e-4 \
+  --shape x=4,3,48,192 --samples 3 > build/demo/ort_compare.json
+.venv/bin/python - build/demo/ort_compare.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for name, o in r["outputs"].items():
+    print(f"{name}: max |diff| / max |reference| = {o['rel']:.2e} (limit 1e-4)")
+print("verdict: the cleaned model computes the same as the original" if r["ok"] else "verdict: OUTPUTS DIFFER")
+sys.exit(0 if r["ok"] else 1)
+PY
