@@ -16,7 +16,7 @@ void OpContext::fail(const std::string& what) const {
     throw InputError(what);  // the executor adds "node NAME (OP): "
 }
 
-Tensor make_tensor(DType dtype, std::vector<int64_t> shape) {
+Tensor make_uninitialized_tensor(DType dtype, std::vector<int64_t> shape) {
     Tensor t;
     t.dtype = dtype;
     t.shape = std::move(shape);
@@ -28,7 +28,16 @@ Tensor make_tensor(DType dtype, std::vector<int64_t> shape) {
     auto bytes = storage_bytes(dtype, n);
     if (!bytes || *bytes > (uint64_t{1} << 40))
         throw InputError(cat(dtype_name(dtype), " ", shape_string(t.shape), " is too large"));
-    t.data = TensorData::owned(std::vector<std::byte>(*bytes));
+    t.data = TensorData::uninitialized(static_cast<size_t>(*bytes));
+    return t;
+}
+
+Tensor make_tensor(DType dtype, std::vector<int64_t> shape) {
+    Tensor t = make_uninitialized_tensor(dtype, std::move(shape));
+    if (dtype != DType::String) {
+        auto bytes = t.data.mutable_bytes();
+        if (!bytes.empty()) std::memset(bytes.data(), 0, bytes.size());
+    }
     return t;
 }
 

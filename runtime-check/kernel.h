@@ -43,8 +43,10 @@ struct OpContext {
     [[noreturn]] void fail(const std::string& what) const;
 };
 
-// A zero-filled tensor of the given dtype and shape.
+// A zero-filled tensor of the given dtype and shape (data 64-byte aligned).
 [[nodiscard]] Tensor make_tensor(DType dtype, std::vector<int64_t> shape);
+// The same without the zero fill, for kernels that write every element of the output.
+[[nodiscard]] Tensor make_uninitialized_tensor(DType dtype, std::vector<int64_t> shape);
 // Reads an integer tensor (i32/i64) as int64 values.
 [[nodiscard]] std::vector<int64_t> read_ints(const OpContext& ctx, const Tensor& t);
 // Reads a scalar-ish (one element) float or int tensor as double.

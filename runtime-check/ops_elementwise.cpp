@@ -45,7 +45,7 @@ template <typename F>
 void unary_float(OpContext& ctx, F f) {
     const Tensor& x = ctx.input(0);
     if (!is_float(x.dtype)) ctx.fail(cat("expected a float input, found ", dtype_name(x.dtype)));
-    Tensor y = make_tensor(x.dtype, x.shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
     int64_t n = x.element_count();
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
@@ -70,7 +70,7 @@ template <typename F>
 void unary_numeric(OpContext& ctx, F f) {
     const Tensor& x = ctx.input(0);
     if (is_float(x.dtype)) return unary_float(ctx, f);
-    Tensor y = make_tensor(x.dtype, x.shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
     dispatch_numeric(ctx, x.dtype, [&](auto tag) {
         using T = decltype(tag);
         auto xi = x.values<T>();
@@ -92,7 +92,7 @@ void binary_arith(OpContext& ctx, F f) {
         ctx.fail(cat("input dtypes differ: ", dtype_name(a.dtype), " and ", dtype_name(b.dtype)));
     std::array<const Tensor*, 2> ins{&a, &b};
     Broadcast bc = make_broadcast(ctx, ins);
-    Tensor y = make_tensor(a.dtype, bc.shape);
+    Tensor y = make_uninitialized_tensor(a.dtype, bc.shape);
     if (is_float(a.dtype) && (a.dtype == b.dtype || is_float(b.dtype))) {
         const std::byte* pa = a.data.bytes().data();
         const std::byte* pb = b.data.bytes().data();
@@ -283,7 +283,7 @@ void op_cos(OpContext& c) { unary_float(c, [](auto x) { return std::cos(x); }); 
 void op_sigmoid(OpContext& c) {
     const Tensor& x = c.input(0);
     if (x.dtype == DType::F32) {
-        Tensor y = make_tensor(x.dtype, x.shape);
+        Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
         const float* in = x.values<float>().data();
         float* out = y.mutable_values<float>().data();
         parallel_for(c.options, x.element_count(), 16384, [&](int64_t b, int64_t e) { sigmoid_f32(in + b, out + b, e - b); });

@@ -18,7 +18,7 @@ namespace {
 Tensor as_f32(const OpContext& c, const Tensor& t) {
     if (t.dtype == DType::F32) return t;
     if (!is_float(t.dtype)) c.fail(cat("expected a float input, found ", dtype_name(t.dtype)));
-    Tensor f = make_tensor(DType::F32, t.shape);
+    Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
     auto out = f.mutable_values<float>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
     return f;
@@ -26,7 +26,7 @@ Tensor as_f32(const OpContext& c, const Tensor& t) {
 
 Tensor from_f32(Tensor f, DType dt) {
     if (dt == DType::F32) return f;
-    Tensor t = make_tensor(dt, f.shape);
+    Tensor t = make_uninitialized_tensor(dt, f.shape);
     auto in = f.values<float>();
     for (size_t i = 0; i < in.size(); ++i) store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
     return t;
@@ -143,7 +143,7 @@ void op_matmul(OpContext& c) {
     std::vector<int64_t> out_shape = batch;
     if (!a_vec) out_shape.push_back(m);
     if (!b_vec) out_shape.push_back(n);
-    Tensor y = make_tensor(DType::F32, out_shape);
+    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     int64_t batches = product(batch);
     const float* pa = a.values<float>().data();
     const float* pb = b.values<float>().data();
@@ -172,7 +172,7 @@ void op_gemm(OpContext& c) {
     int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
     int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
     if (k != kb) c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape), " do not match for Gemm"));
-    Tensor y = make_tensor(DType::F32, {m, n});
+    Tensor y = make_uninitialized_tensor(DType::F32, {m, n});
     MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
     MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
     float* py = y.mutable_values<float>().data();
@@ -212,7 +212,7 @@ void op_conv(OpContext& c) {
     int64_t col_rows = cin_g * kernel_size;
     std::vector<int64_t> out_shape{g.n, g.c_out};
     out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
-    Tensor y = make_tensor(DType::F32, out_shape);
+    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     const float* pw = w.values<float>().data();
     float* py = y.mutable_values<float>().data();
@@ -379,7 +379,7 @@ namespace {
 
 // 8-bit integer inputs of MaxPool: every value is exact in f32, so pool there and convert back.
 Tensor int8_to_f32(const Tensor& t) {
-    Tensor f = make_tensor(DType::F32, t.shape);
+    Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
     auto out = f.mutable_values<float>();
     for (size_t i = 0; i < out.size(); ++i)
         out[i] = t.dtype == DType::U8 ? static_cast<float>(t.values<uint8_t>()[i]) : static_cast<float>(t.values<int8_t>()[i]);
@@ -387,7 +387,7 @@ Tensor int8_to_f32(const Tensor& t) {
 }
 
 Tensor f32_to_int8(const Tensor& f, DType dt) {
-    Tensor t = make_tensor(dt, f.shape);
+    Tensor t = make_uninitialized_tensor(dt, f.shape);
     auto in = f.values<float>();
     for (size_t i = 0; i < in.size(); ++i) {
         if (dt == DType::U8) t.mutable_values<uint8_t>()[i] = static_cast<uint8_t>(in[i]);
@@ -414,7 +414,7 @@ void pool(OpContext& c, bool is_max) {
     int64_t in_pixels = product(g.in_spatial), out_pixels = product(g.out_spatial), kernel_size = product(g.kernel);
     std::vector<int64_t> out_shape{g.n, g.c_in};
     out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
-    Tensor y = make_tensor(DType::F32, out_shape);
+    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     bool want_indices = is_max && c.node.outputs.size() > 1 && !c.node.outputs[1].empty();
     int64_t storage_order = c.node.attr_int("storage_order", 0);
     std::vector<int64_t> in_strides(s, 1);
@@ -487,7 +487,7 @@ void global_pool(OpContext& c, bool is_max) {
     int64_t planes = x.shape[0] * x.shape[1], pixels = x.element_count() / std::max<int64_t>(planes, 1);
     std::vector<int64_t> out_shape{x.shape[0], x.shape[1]};
     out_shape.resize(x.shape.size(), 1);
-    Tensor y = make_tensor(DType::F32, out_shape);
+    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     float* py = y.mutable_values<float>().data();
     parallel_for(c.options, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(pixels, 1)), [&](int64_t p0, int64_t p1) {

@@ -48,7 +48,7 @@ void reduce(OpContext& c, Reduce kind) {
     bool noop = c.node.attr_int("noop_with_empty_axes", 0) != 0;
     if (noop && axes.empty()) { c.outputs.push_back(x); return; }
     ReduceGeometry g = reduce_geometry(c, x, axes, false);
-    Tensor y = make_tensor(x.dtype, keepdims ? g.out_shape : g.out_shape_nok);
+    Tensor y = make_uninitialized_tensor(x.dtype, keepdims ? g.out_shape : g.out_shape_nok);
     int64_t out_count = y.element_count();
     size_t rank = x.shape.size();
     // Output index -> base offset; reduced index space enumerated in row-major order.
@@ -172,7 +172,7 @@ void softmax(OpContext& c, bool log) {
             (d < axis ? outer : n) *= dim;
         }
     }
-    Tensor y = make_tensor(x.dtype, x.shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
     if (x.dtype == DType::F32 && n > 0) {
@@ -300,7 +300,7 @@ void op_batch_normalization(OpContext& c) {
     for (auto* v : {&scale, &bias, &mean, &var})
         if (static_cast<int64_t>(v->size()) != ch) c.fail(cat("scale/B/mean/var must have ", ch, " elements"));
     double eps = c.node.attr_float("epsilon", 1e-5f);
-    Tensor y = make_tensor(x.dtype, x.shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
     bool training = c.opset >= 14 && c.node.attr_int("training_mode", 0) != 0;
@@ -379,8 +379,8 @@ void op_layer_normalization(OpContext& c) {
     };
     expand(scale, "scale");
     expand(bias, "B");
-    Tensor y = make_tensor(x.dtype, x.shape);
-    Tensor mean_t = make_tensor(DType::F32, {outer}), inv_t = make_tensor(DType::F32, {outer});
+    Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
+    Tensor mean_t = make_uninitialized_tensor(DType::F32, {outer}), inv_t = make_uninitialized_tensor(DType::F32, {outer});
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
     float* pm = mean_t.mutable_values<float>().data();

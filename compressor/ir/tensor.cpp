@@ -1,6 +1,7 @@
 #include "tensor.h"
 
 #include <cstring>
+#include <new>
 
 #include "checked.h"
 
@@ -23,14 +24,26 @@ TensorData TensorData::view(std::shared_ptr<const MappedFile> file, size_t offse
     return d;
 }
 
+TensorData TensorData::uninitialized(size_t size) {
+    constexpr std::align_val_t kAlign{64};
+    TensorData d;
+    d.block_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(::operator new[](size, kAlign)),
+                                            [](std::byte* p) { ::operator delete[](p, kAlign); });
+    d.ptr_ = d.block_.get();
+    d.size_ = size;
+    return d;
+}
+
 std::span<std::byte> TensorData::mutable_bytes() {
-    if (!owned_ || owned_.use_count() > 1) {
-        auto copy = std::make_shared<std::vector<std::byte>>(ptr_, ptr_ + size_);
-        owned_ = std::move(copy);
-        file_.reset();
-        file_offset_ = 0;
-        ptr_ = owned_->data();
-    }
+    if (block_ && block_.use_count() == 1) return {block_.get(), size_};
+    if (!block_ && owned_ && owned_.use_count() == 1) return {owned_->data(), owned_->size()};
+    // A view, or bytes shared with another tensor: copy first.
+    auto copy = std::make_shared<std::vector<std::byte>>(ptr_, ptr_ + size_);
+    owned_ = std::move(copy);
+    block_.reset();
+    file_.reset();
+    file_offset_ = 0;
+    ptr_ = owned_->data();
     return {owned_->data(), owned_->size()};
 }
 

@@ -23,6 +23,9 @@ class TensorData {
 public:
     TensorData() = default;
     [[nodiscard]] static TensorData owned(std::vector<std::byte> bytes);
+    // `size` owned bytes, 64-byte aligned and NOT initialized: for writers that fill
+    // every byte (kernel outputs). Copy-on-write as for owned().
+    [[nodiscard]] static TensorData uninitialized(size_t size);
     // A view of [offset, offset+size) of `file`; the caller has checked the range.
     [[nodiscard]] static TensorData view(std::shared_ptr<const MappedFile> file, size_t offset,
                                          size_t size);
@@ -40,6 +43,7 @@ public:
 
 private:
     std::shared_ptr<std::vector<std::byte>> owned_;
+    std::shared_ptr<std::byte[]> block_;  // storage of uninitialized()
     std::shared_ptr<const MappedFile> file_;
     size_t file_offset_ = 0;
     const std::byte* ptr_ = nullptr;
