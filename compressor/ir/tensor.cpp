@@ -1,7 +1,7 @@
 #include "tensor.h"
 
+#include <cstdint>
 #include <cstring>
-#include <new>
 
 #include "checked.h"
 
@@ -25,17 +25,19 @@ TensorData TensorData::view(std::shared_ptr<const MappedFile> file, size_t offse
 }
 
 TensorData TensorData::uninitialized(size_t size) {
-    constexpr std::align_val_t kAlign{64};
+    // One allocation for the count and the bytes (not value-initialized); the data starts
+    // at the first 64-byte boundary inside it.
+    constexpr size_t kAlign = 64;
     TensorData d;
-    d.block_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(::operator new[](size, kAlign)),
-                                            [](std::byte* p) { ::operator delete[](p, kAlign); });
-    d.ptr_ = d.block_.get();
+    d.block_ = std::make_shared_for_overwrite<std::byte[]>(size + kAlign - 1);
+    auto addr = reinterpret_cast<uintptr_t>(d.block_.get());
+    d.ptr_ = d.block_.get() + ((kAlign - addr % kAlign) % kAlign);
     d.size_ = size;
     return d;
 }
 
 std::span<std::byte> TensorData::mutable_bytes() {
-    if (block_ && block_.use_count() == 1) return {block_.get(), size_};
+    if (block_ && block_.use_count() == 1) return {const_cast<std::byte*>(ptr_), size_};
     if (!block_ && owned_ && owned_.use_count() == 1) return {owned_->data(), owned_->size()};
     // A view, or bytes shared with another tensor: copy first.
     auto copy = std::make_shared<std::vector<std::byte>>(ptr_, ptr_ + size_);
