@@ -203,32 +203,6 @@ void compare(OpContext& ctx, F f) {
     const Tensor& b = ctx.input(1);
     if (a.dtype != b.dtype)
         ctx.fail(cat("input dtypes differ: ", dtype_name(a.dtype), " and ", dtype_name(b.dtype)));
-    if (a.dtype == DType::F32 && b.dtype == DType::F32) {
-        // Common float32 cases without the broadcast machinery: equal shapes, or one side
-        // a single element of no higher rank than the other.
-        const bool same = a.shape == b.shape;
-        const bool b_scalar = !same && b.element_count() == 1 && b.shape.size() <= a.shape.size();
-        const bool a_scalar = !same && !b_scalar && a.element_count() == 1 && a.shape.size() <= b.shape.size();
-        if (same || a_scalar || b_scalar) {
-            Tensor y = make_uninitialized_tensor(DType::F32, a_scalar ? b.shape : a.shape);
-            const float* xa = a.values<float>().data();
-            const float* xb = b.values<float>().data();
-            float* yo = y.mutable_values<float>().data();
-            parallel_for(ctx.options, y.element_count(), 32768, [&](int64_t i0, int64_t i1) {
-                if (same) {
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], xb[i]);
-                } else if (b_scalar) {
-                    const float vb = xb[0];
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], vb);
-                } else {
-                    const float va = xa[0];
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(va, xb[i]);
-                }
-            });
-            ctx.outputs.push_back(std::move(y));
-            return;
-        }
-    }
     std::array<const Tensor*, 2> ins{&a, &b};
     Broadcast bc = make_broadcast(ctx, ins);
     Tensor y = make_tensor(DType::Bool, bc.shape);
