@@ -32,7 +32,8 @@ std::string zip_error_text(int code) {
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // "f32 [batch_size, 1, 28, 28]" for a declared input type.
@@ -50,7 +51,8 @@ std::string declared_string(const ValueInfo& info) {
         }
         dims += "]";
     }
-    return cat(info.type->elem == DType::Undefined ? "any" : dtype_name(info.type->elem), " ", dims);
+    return cat(info.type->elem == DType::Undefined ? "any" : dtype_name(info.type->elem), " ",
+               dims);
 }
 
 // Why `t` cannot feed `info`; empty when it can.
@@ -137,19 +139,23 @@ rt::NamedTensors read_npz(const fs::path& path) {
         zip_stat_init(&st);
         if (zip_stat_index(raw, static_cast<zip_uint64_t>(i), 0, &st) != 0 ||
             !(st.valid & ZIP_STAT_NAME) || !(st.valid & ZIP_STAT_SIZE))
-            throw InputError(cat(file, ": member ", i, ": cannot read its entry: ", zip_strerror(raw)));
+            throw InputError(
+                cat(file, ": member ", i, ": cannot read its entry: ", zip_strerror(raw)));
         std::string name = st.name;
         std::string what = cat(file, ": member '", name, "'");
         if (!ends_with(name, ".npy") || name.size() == 4)
             throw InputError(cat(what, ": not a .npy array (an .npz holds KEY.npy members only)"));
         std::string key = name.substr(0, name.size() - 4);
-        if (!keys.insert(key).second) throw InputError(cat(what, ": key '", key, "' appears twice"));
+        if (!keys.insert(key).second)
+            throw InputError(cat(what, ": key '", key, "' appears twice"));
         if (st.size > kMaxMemberBytes)
-            throw InputError(cat(what, ": declares ", st.size, " bytes (limit ", kMaxMemberBytes, ")"));
+            throw InputError(
+                cat(what, ": declares ", st.size, " bytes (limit ", kMaxMemberBytes, ")"));
 
         zip_file_t* zf = zip_fopen_index(raw, static_cast<zip_uint64_t>(i), 0);
         if (!zf) throw InputError(cat(what, ": cannot open: ", zip_strerror(raw)));
-        std::unique_ptr<zip_file_t, void (*)(zip_file_t*)> member(zf, [](zip_file_t* f) { zip_fclose(f); });
+        std::unique_ptr<zip_file_t, void (*)(zip_file_t*)> member(
+            zf, [](zip_file_t* f) { zip_fclose(f); });
         std::vector<std::byte> bytes;
         bytes.reserve(static_cast<size_t>(std::min<uint64_t>(st.size, uint64_t{64} << 20)));
         std::vector<std::byte> chunk(kReadChunk);
@@ -163,8 +169,8 @@ rt::NamedTensors read_npz(const fs::path& path) {
             bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
         }
         if (bytes.size() != st.size)
-            throw InputError(cat(what, ": inflates to ", bytes.size(), " bytes, the archive declares ",
-                                 st.size));
+            throw InputError(cat(what, ": inflates to ", bytes.size(),
+                                 " bytes, the archive declares ", st.size));
         Tensor t = parse_npy(bytes, what);
         t.name = key;
         out.emplace_back(key, std::move(t));
@@ -179,7 +185,8 @@ Dataset::Dataset(const rt::Executor& model, DataSource source)
         kind_ = DataKind::Random;
         if (source_.samples == 0) throw InputError("--samples must be at least 1");
         for (const auto& [name, dims] : source_.shapes)
-            if (std::none_of(feeds.begin(), feeds.end(), [&](const ValueInfo& v) { return v.name == name; }))
+            if (std::none_of(feeds.begin(), feeds.end(),
+                             [&](const ValueInfo& v) { return v.name == name; }))
                 throw InputError(cat("--shape ", name, ": the model has no input '", name,
                                      "' (inputs: ", input_list(feeds), ")"));
         count_ = source_.samples;
@@ -189,39 +196,48 @@ Dataset::Dataset(const rt::Executor& model, DataSource source)
         throw InputError("--shape applies to random inputs (--samples) only, not to --data");
     const fs::path& dir = source_.data;
     if (!is_dir(dir))
-        throw InputError(cat(dir.string(), ": --data must be a directory (of .npz files, of input "
-                                           "files NAME.npy / input_0.pb, or of folders of them)"));
-    entries_ = sorted_entries(dir, [](const fs::path& p) { return p.extension() == ".npz" && is_file(p); });
+        throw InputError(cat(dir.string(),
+                             ": --data must be a directory (of .npz files, of input "
+                             "files NAME.npy / input_0.pb, or of folders of them)"));
+    entries_ = sorted_entries(
+        dir, [](const fs::path& p) { return p.extension() == ".npz" && is_file(p); });
     if (!entries_.empty()) {
         kind_ = DataKind::Npz;
     } else if (holds_inputs(dir, feeds)) {
         kind_ = DataKind::InputFolder;
         entries_ = {dir};
     } else {
-        entries_ = sorted_entries(dir, [&](const fs::path& p) { return is_dir(p) && holds_inputs(p, feeds); });
+        entries_ = sorted_entries(
+            dir, [&](const fs::path& p) { return is_dir(p) && holds_inputs(p, feeds); });
         if (entries_.empty())
-            throw InputError(cat(dir.string(), ": holds no .npz files, no input files (",
-                                 feeds.empty() ? std::string("NAME") : safe_file_name(feeds[0].name),
-                                 ".npy or input_0.pb) and no folders of them"));
+            throw InputError(
+                cat(dir.string(), ": holds no .npz files, no input files (",
+                    feeds.empty() ? std::string("NAME") : safe_file_name(feeds[0].name),
+                    ".npy or input_0.pb) and no folders of them"));
         kind_ = DataKind::SampleFolders;
     }
     count_ = entries_.size();
 }
 
 std::string Dataset::sample_name(size_t i) const {
-    if (kind_ == DataKind::Random) return cat("random sample ", i, " (seed ", source_.seed + i, ")");
-    return kind_ == DataKind::InputFolder ? entries_.at(i).string() : entries_.at(i).filename().string();
+    if (kind_ == DataKind::Random)
+        return cat("random sample ", i, " (seed ", source_.seed + i, ")");
+    return kind_ == DataKind::InputFolder ? entries_.at(i).string()
+                                          : entries_.at(i).filename().string();
 }
 
 std::string Dataset::describe() const {
     switch (kind_) {
         case DataKind::Random:
-            return cat(count_, " random sample", count_ == 1 ? "" : "s", " (seed ", source_.seed, ")");
+            return cat(count_, " random sample", count_ == 1 ? "" : "s", " (seed ", source_.seed,
+                       ")");
         case DataKind::Npz:
             return cat(count_, " .npz file", count_ == 1 ? "" : "s", " in ", source_.data.string());
-        case DataKind::InputFolder: return cat("the input files in ", source_.data.string());
+        case DataKind::InputFolder:
+            return cat("the input files in ", source_.data.string());
         case DataKind::SampleFolders:
-            return cat(count_, " sample folder", count_ == 1 ? "" : "s", " in ", source_.data.string());
+            return cat(count_, " sample folder", count_ == 1 ? "" : "s", " in ",
+                       source_.data.string());
     }
     return {};
 }
@@ -263,7 +279,8 @@ rt::NamedTensors Dataset::load_folder(const fs::path& dir) const {
         return sample;
     }
     for (const auto& v : feeds) {
-        for (const fs::path& file : {dir / (safe_file_name(v.name) + ".npy"), dir / (v.name + ".npy")}) {
+        for (const fs::path& file :
+             {dir / (safe_file_name(v.name) + ".npy"), dir / (v.name + ".npy")}) {
             if (!is_file(file)) continue;
             Tensor t = read_npy(file);
             t.name = v.name;
@@ -281,20 +298,24 @@ void Dataset::check_sample(rt::NamedTensors& sample, const std::string& where) c
     for (const auto& [name, tensor] : sample) {
         std::string member = kind_ == DataKind::Npz ? cat(where, ": member '", name, ".npy'")
                                                     : cat(where, ": input '", name, "'");
-        auto it = std::find_if(feeds.begin(), feeds.end(), [&](const ValueInfo& v) { return v.name == name; });
+        auto it = std::find_if(feeds.begin(), feeds.end(),
+                               [&](const ValueInfo& v) { return v.name == name; });
         if (it == feeds.end())
-            throw InputError(cat(member, ": the model has no input '", name, "' (inputs: ",
-                                 input_list(feeds), ")"));
+            throw InputError(cat(member, ": the model has no input '", name,
+                                 "' (inputs: ", input_list(feeds), ")"));
         if (!seen.insert(name).second) throw InputError(cat(member, ": given twice"));
-        if (auto why = mismatch(*it, tensor); !why.empty()) throw InputError(cat(member, ": ", why));
+        if (auto why = mismatch(*it, tensor); !why.empty())
+            throw InputError(cat(member, ": ", why));
     }
     for (const auto& v : feeds)
         if (!seen.count(v.name))
-            throw InputError(cat(where, ": input '", v.name, "' (", declared_string(v), ") is missing"));
+            throw InputError(
+                cat(where, ": input '", v.name, "' (", declared_string(v), ") is missing"));
     // Feed order, so every consumer sees the same arrangement.
     std::stable_sort(sample.begin(), sample.end(), [&](const auto& a, const auto& b) {
         auto pos = [&](const std::string& n) {
-            return std::find_if(feeds.begin(), feeds.end(), [&](const ValueInfo& v) { return v.name == n; }) -
+            return std::find_if(feeds.begin(), feeds.end(),
+                                [&](const ValueInfo& v) { return v.name == n; }) -
                    feeds.begin();
         };
         return pos(a.first) < pos(b.first);

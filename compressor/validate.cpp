@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <map>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -62,10 +60,14 @@ std::vector<int64_t> read_labels(const fs::path& path) {
 
 const char* kind_name(DataKind k) {
     switch (k) {
-        case DataKind::Npz: return "npz";
-        case DataKind::InputFolder: return "input-folder";
-        case DataKind::SampleFolders: return "sample-folders";
-        case DataKind::Random: return "random";
+        case DataKind::Npz:
+            return "npz";
+        case DataKind::InputFolder:
+            return "input-folder";
+        case DataKind::SampleFolders:
+            return "sample-folders";
+        case DataKind::Random:
+            return "random";
     }
     return "?";
 }
@@ -91,26 +93,27 @@ json output_json(const rt::TensorMetrics& m) {
     }
     const auto& c = *m.classes;
     const auto& kl = c.kl;
-    json cj = {{"classes", c.classes},
-               {"rows", c.rows},
-               {"input", rt::class_input_name(c.input)},
-               {"kl_divergence",
-                {{"mean", number(kl.mean.value)},
-                 {"mean_uncertainty", number(kl.mean.uncertainty)},
-                 {"min", number(kl.min)},
-                 {"p01", number(kl.p01)},
-                 {"p05", number(kl.p05)},
-                 {"p10", number(kl.p10)},
-                 {"median", number(kl.median)},
-                 {"p90", number(kl.p90)},
-                 {"p95", number(kl.p95)},
-                 {"p99", number(kl.p99)},
-                 {"p999", number(kl.p999)},
-                 {"max", number(kl.max)}}},
-               {"same_top1", {{"percent", c.same_top1.value}, {"uncertainty", c.same_top1.uncertainty}}},
-               {"top_k", c.top_k},
-               {"topk_agreement", c.topk_agreement},
-               {"accuracy", nullptr}};
+    json cj = {
+        {"classes", c.classes},
+        {"rows", c.rows},
+        {"input", rt::class_input_name(c.input)},
+        {"kl_divergence",
+         {{"mean", number(kl.mean.value)},
+          {"mean_uncertainty", number(kl.mean.uncertainty)},
+          {"min", number(kl.min)},
+          {"p01", number(kl.p01)},
+          {"p05", number(kl.p05)},
+          {"p10", number(kl.p10)},
+          {"median", number(kl.median)},
+          {"p90", number(kl.p90)},
+          {"p95", number(kl.p95)},
+          {"p99", number(kl.p99)},
+          {"p999", number(kl.p999)},
+          {"max", number(kl.max)}}},
+        {"same_top1", {{"percent", c.same_top1.value}, {"uncertainty", c.same_top1.uncertainty}}},
+        {"top_k", c.top_k},
+        {"topk_agreement", c.topk_agreement},
+        {"accuracy", nullptr}};
     if (c.labelled)
         cj["accuracy"] = {{"reference", c.accuracy_reference},
                           {"candidate", c.accuracy_candidate},
@@ -171,10 +174,10 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
         if (!reference_outputs.count(v.name))
             not_compared.push_back({{"name", v.name}, {"reason", "output of the candidate only"}});
     if (outputs.empty())
-        throw InputError(cat("the reference and the candidate share no output name (reference: ",
-                             reference.outputs().empty() ? "" : reference.outputs()[0].name,
-                             ", ...; candidate: ",
-                             candidate.outputs().empty() ? "" : candidate.outputs()[0].name, ", ...)"));
+        throw InputError(cat(
+            "the reference and the candidate share no output name (reference: ",
+            reference.outputs().empty() ? "" : reference.outputs()[0].name, ", ...; candidate: ",
+            candidate.outputs().empty() ? "" : candidate.outputs()[0].name, ", ...)"));
 
     std::vector<int64_t> labels;
     if (!options.labels.empty()) {
@@ -196,7 +199,9 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
     }
 
     for (size_t k = 0; k < dataset.size(); ++k) {
-        if (progress) *progress << "sample " << k + 1 << "/" << dataset.size() << ": " << dataset.sample_name(k) << "\n";
+        if (progress)
+            *progress << "sample " << k + 1 << "/" << dataset.size() << ": "
+                      << dataset.sample_name(k) << "\n";
         rt::NamedTensors feeds = dataset.load(k);
         rt::NamedTensors cand_feeds;
         for (const auto& f : feeds)
@@ -251,15 +256,17 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
     for (const auto& comparator : outputs) {
         auto m = comparator.finish();
         if (m.classes && m.classes->labelled && !labelled) labelled = m;
-        if (m.classes) rows_seen += cat(rows_seen.empty() ? "" : ", ", "'", m.name, "': ", m.classes->rows);
+        if (m.classes)
+            rows_seen += cat(rows_seen.empty() ? "" : ", ", "'", m.name, "': ", m.classes->rows);
         outs.push_back(output_json(m));
     }
     report["outputs"] = outs;
     if (!options.labels.empty()) {
         if (!labelled)
-            throw InputError(cat(options.labels.string(), ": ", labels.size(),
-                                 " labels, but no output with a class axis has that many rows (",
-                                 rows_seen.empty() ? "no output has a class axis" : "rows: " + rows_seen, ")"));
+            throw InputError(
+                cat(options.labels.string(), ": ", labels.size(),
+                    " labels, but no output with a class axis has that many rows (",
+                    rows_seen.empty() ? "no output has a class axis" : "rows: " + rows_seen, ")"));
         report["accuracy_output"] = labelled->name;
         report["accuracy_reference"] = labelled->classes->accuracy_reference;
         report["accuracy_candidate"] = labelled->classes->accuracy_candidate;
@@ -286,7 +293,8 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
             j["order"] = order;
             ranked.push_back(j);
         }
-        report["per_layer"] = {{"shared", layers.size()}, {"layers", ranked}, {"not_compared", failed}};
+        report["per_layer"] = {
+            {"shared", layers.size()}, {"layers", ranked}, {"not_compared", failed}};
     } else {
         report["per_layer"] = nullptr;
     }
@@ -313,11 +321,12 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
     out += cat("reference: ", report["reference"].get<std::string>(), "\n");
     out += cat("candidate: ", report["candidate"].get<std::string>(), "\n");
     out += cat("inputs:    ", report["inputs"]["description"].get<std::string>(), "\n");
-    if (report["labels"].is_string()) out += cat("labels:    ", report["labels"].get<std::string>(), "\n");
+    if (report["labels"].is_string())
+        out += cat("labels:    ", report["labels"].get<std::string>(), "\n");
 
     for (const auto& o : report["outputs"]) {
-        out += cat("\noutput '", o["name"].get<std::string>(), "' ", o["dtype"].get<std::string>(), " ",
-                   shape_of(o["shape"]), " (", o["samples"].get<uint64_t>(), " samples, ",
+        out += cat("\noutput '", o["name"].get<std::string>(), "' ", o["dtype"].get<std::string>(),
+                   " ", shape_of(o["shape"]), " (", o["samples"].get<uint64_t>(), " samples, ",
                    o["elements"].get<uint64_t>(), " values)\n");
         out += "  max |error|       : " + fmt("%.6e", read_number(o["max_abs_error"])) + "\n";
         out += "  mean |error|      : " + fmt("%.6e", read_number(o["mean_abs_error"])) + "\n";
@@ -332,10 +341,12 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
         auto line = [&](const char* label, const char* key) {
             out += cat(label, fmt("%10.6f", read_number(kl[key])), "\n");
         };
-        out += cat("\n====== KL divergence statistics: '", o["name"].get<std::string>(), "', ",
-                   c["rows"].get<uint64_t>(), " rows of ", c["classes"].get<int64_t>(), " classes (",
-                   c["input"].get<std::string>() == "logits" ? "softmax of logits" : c["input"].get<std::string>(),
-                   ") ======\n");
+        out +=
+            cat("\n====== KL divergence statistics: '", o["name"].get<std::string>(), "', ",
+                c["rows"].get<uint64_t>(), " rows of ", c["classes"].get<int64_t>(), " classes (",
+                c["input"].get<std::string>() == "logits" ? "softmax of logits"
+                                                          : c["input"].get<std::string>(),
+                ") ======\n");
         out += "Mean    KLD: " + fmt("%10.6f", read_number(kl["mean"])) + " ± " +
                fmt("%10.6f", read_number(kl["mean_uncertainty"])) + "\n";
         line("Maximum KLD: ", "max");
@@ -351,8 +362,9 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
         out += "\n====== Token probability statistics ======\n";
         out += "Same top p: " + fmt("%6.3f", c["same_top1"]["percent"].get<double>()) + " ± " +
                fmt("%5.3f", c["same_top1"]["uncertainty"].get<double>()) + " %\n";
-        out += cat("Same top ", c["top_k"].get<int64_t>(), ": ", fmt("%6.3f", c["topk_agreement"].get<double>()),
-                   " %  (mean overlap of the top-", c["top_k"].get<int64_t>(), " sets)\n");
+        out += cat("Same top ", c["top_k"].get<int64_t>(), ": ",
+                   fmt("%6.3f", c["topk_agreement"].get<double>()), " %  (mean overlap of the top-",
+                   c["top_k"].get<int64_t>(), " sets)\n");
         if (!c["accuracy"].is_null()) {
             const auto& a = c["accuracy"];
             out += cat("\n====== Accuracy against ", report["labels"].get<std::string>(), " (",
@@ -363,7 +375,8 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
         }
     }
     for (const auto& n : report["not_compared"])
-        out += cat("\nnot compared: '", n["name"].get<std::string>(), "' (", n["reason"].get<std::string>(), ")\n");
+        out += cat("\nnot compared: '", n["name"].get<std::string>(), "' (",
+                   n["reason"].get<std::string>(), ")\n");
 
     if (!report["per_layer"].is_null()) {
         const auto& pl = report["per_layer"];
@@ -375,11 +388,12 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
             const auto& l = pl["layers"][i];
             out += fmt("%10.2f", read_number(l["sqnr_db"])) + "  " +
                    fmt("%10.6f", read_number(l["cosine_similarity"])) + "  " +
-                   fmt("%12.4e", read_number(l["max_abs_error"])) + "  " + l["name"].get<std::string>() +
-                   " " + shape_of(l["shape"]) + "\n";
+                   fmt("%12.4e", read_number(l["max_abs_error"])) + "  " +
+                   l["name"].get<std::string>() + " " + shape_of(l["shape"]) + "\n";
         }
         for (const auto& n : pl["not_compared"])
-            out += cat("  not compared: '", n["name"].get<std::string>(), "': ", n["reason"].get<std::string>(), "\n");
+            out += cat("  not compared: '", n["name"].get<std::string>(),
+                       "': ", n["reason"].get<std::string>(), "\n");
     }
     return out;
 }

@@ -54,9 +54,12 @@ std::optional<double> log_sum_exp(std::span<const double> x) {
 
 const char* class_input_name(ClassInput kind) {
     switch (kind) {
-        case ClassInput::Logits: return "logits";
-        case ClassInput::Probabilities: return "probabilities";
-        case ClassInput::Mixed: return "mixed";
+        case ClassInput::Logits:
+            return "logits";
+        case ClassInput::Probabilities:
+            return "probabilities";
+        case ClassInput::Mixed:
+            return "mixed";
     }
     return "?";
 }
@@ -67,23 +70,43 @@ std::vector<double> tensor_as_doubles(const Tensor& t, const std::string& what) 
         throw InputError(cat(what, ": ", t.data.size(), " bytes of data for ", dtype_name(t.dtype),
                              " ", shape_string(t.shape)));
     switch (t.dtype) {
-        case DType::F64: append_as_doubles<double>(t, out); break;
-        case DType::F32: append_as_doubles<float>(t, out); break;
+        case DType::F64:
+            append_as_doubles<double>(t, out);
+            break;
+        case DType::F32:
+            append_as_doubles<float>(t, out);
+            break;
         case DType::F16:
         case DType::BF16: {
             auto f = t.to_floats();
             out.assign(f.begin(), f.end());
             break;
         }
-        case DType::I64: append_as_doubles<int64_t>(t, out); break;
-        case DType::I32: append_as_doubles<int32_t>(t, out); break;
-        case DType::I16: append_as_doubles<int16_t>(t, out); break;
-        case DType::I8: append_as_doubles<int8_t>(t, out); break;
-        case DType::U64: append_as_doubles<uint64_t>(t, out); break;
-        case DType::U32: append_as_doubles<uint32_t>(t, out); break;
-        case DType::U16: append_as_doubles<uint16_t>(t, out); break;
+        case DType::I64:
+            append_as_doubles<int64_t>(t, out);
+            break;
+        case DType::I32:
+            append_as_doubles<int32_t>(t, out);
+            break;
+        case DType::I16:
+            append_as_doubles<int16_t>(t, out);
+            break;
+        case DType::I8:
+            append_as_doubles<int8_t>(t, out);
+            break;
+        case DType::U64:
+            append_as_doubles<uint64_t>(t, out);
+            break;
+        case DType::U32:
+            append_as_doubles<uint32_t>(t, out);
+            break;
+        case DType::U16:
+            append_as_doubles<uint16_t>(t, out);
+            break;
         case DType::U8:
-        case DType::Bool: append_as_doubles<uint8_t>(t, out); break;
+        case DType::Bool:
+            append_as_doubles<uint8_t>(t, out);
+            break;
         default:
             throw InputError(cat(what, ": cannot compare ", dtype_name(t.dtype),
                                  " values (numeric tensors only)"));

@@ -62,9 +62,9 @@ struct ClassMetrics {
     uint64_t rows = 0;
     ClassInput input = ClassInput::Logits;
     KlStatistics kl;
-    Estimate same_top1;          // percent of rows whose argmax agree
-    int64_t top_k = 0;           // min(5, classes)
-    double topk_agreement = 0;   // percent: mean |topk(r) ∩ topk(c)| / k
+    Estimate same_top1;         // percent of rows whose argmax agree
+    int64_t top_k = 0;          // min(5, classes)
+    double topk_agreement = 0;  // percent: mean |topk(r) ∩ topk(c)| / k
     // With labels covering exactly these rows:
     bool labelled = false;
     double accuracy_reference = 0;  // percent

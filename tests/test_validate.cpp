@@ -25,16 +25,24 @@ double num(const json& j) {
     return j.get<double>();
 }
 
-json read_json(const std::filesystem::path& p) { return json::parse(test::read_file(p)); }
+json read_json(const std::filesystem::path& p) {
+    return json::parse(test::read_file(p));
+}
 
-std::filesystem::path mnist_dir() { return test::shared_models() / "mnist"; }
+std::filesystem::path mnist_dir() {
+    return test::shared_models() / "mnist";
+}
 
 // Converts the first `limit` MNIST test images (0: all) to DIR/data/*.npz + DIR/labels.npy.
 void make_mnist_data(const test::TempDir& dir, int limit) {
     std::vector<std::string> args{(mnist_dir() / "t10k-images-idx3-ubyte.gz").string(),
                                   (mnist_dir() / "t10k-labels-idx1-ubyte.gz").string(),
-                                  (dir / "data").string(), "--labels-out",
-                                  (dir / "labels.npy").string(), "--batch", "1000", "--compressed"};
+                                  (dir / "data").string(),
+                                  "--labels-out",
+                                  (dir / "labels.npy").string(),
+                                  "--batch",
+                                  "1000",
+                                  "--compressed"};
     if (limit) {
         args.push_back("--limit");
         args.push_back(std::to_string(limit));
@@ -50,7 +58,8 @@ Model tiny_model(float scale, const std::string& output = "output") {
     m.opset_imports = {{"", 17}};
     ValueType t;
     t.elem = DType::F32;
-    t.shape = std::vector<Dim>{{std::nullopt, "batch_size", ""}, {1, "", ""}, {28, "", ""}, {28, "", ""}};
+    t.shape =
+        std::vector<Dim>{{std::nullopt, "batch_size", ""}, {1, "", ""}, {28, "", ""}, {28, "", ""}};
     m.graph.inputs.push_back({"input", t, ""});
     m.graph.outputs.push_back({output, std::nullopt, ""});
     float s[1] = {scale};
@@ -75,23 +84,26 @@ void make_dataset_cases(const test::TempDir& dir) {
 
 }  // namespace
 
-TEST_CASE("validate --labels on the MNIST test set: 99.06% top-1, as ONNX Runtime", "[validate][real]") {
+TEST_CASE("validate --labels on the MNIST test set: 99.06% top-1, as ONNX Runtime",
+          "[validate][real]") {
     auto model = mnist_dir() / "mnist-cnn.onnx";
     EP_REQUIRE_FILE_OR_SKIP(model);
     EP_REQUIRE_FILE_OR_SKIP(mnist_dir() / "t10k-images-idx3-ubyte.gz");
     test::TempDir dir;
     make_mnist_data(dir, 0);
-    auto ort = test::run_oracle("validate_oracle.py", {"--reference", model.string(), "--candidate",
-                                                       model.string(), "--data", (dir / "data").string(),
-                                                       "--labels", (dir / "labels.npy").string()});
+    auto ort =
+        test::run_oracle("validate_oracle.py",
+                         {"--reference", model.string(), "--candidate", model.string(), "--data",
+                          (dir / "data").string(), "--labels", (dir / "labels.npy").string()});
     INFO(ort.err);
     REQUIRE(ort.exit_code == 0);
     json oracle = json::parse(ort.out);
     CHECK(oracle["accuracy_reference"].get<double>() == Approx(99.06).margin(1e-9));
 
-    auto r = test::run_edgepack({"validate", "--reference", model.string(), "--candidate", model.string(),
-                                 "--data", (dir / "data").string(), "--labels", (dir / "labels.npy").string(),
-                                 "--threads", "2", "--json", (dir / "report.json").string()});
+    auto r = test::run_edgepack({"validate", "--reference", model.string(), "--candidate",
+                                 model.string(), "--data", (dir / "data").string(), "--labels",
+                                 (dir / "labels.npy").string(), "--threads", "2", "--json",
+                                 (dir / "report.json").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json report = read_json(dir / "report.json");
@@ -122,7 +134,8 @@ TEST_CASE("validate --labels on the MNIST test set: 99.06% top-1, as ONNX Runtim
     CHECK_THAT(r.out, Catch::Contains("SQNR              : inf dB"));
 }
 
-TEST_CASE("validate on a perturbed MNIST matches numpy metrics from ONNX Runtime outputs", "[validate][real]") {
+TEST_CASE("validate on a perturbed MNIST matches numpy metrics from ONNX Runtime outputs",
+          "[validate][real]") {
     auto model_path = mnist_dir() / "mnist-cnn.onnx";
     EP_REQUIRE_FILE_OR_SKIP(model_path);
     EP_REQUIRE_FILE_OR_SKIP(mnist_dir() / "t10k-images-idx3-ubyte.gz");
@@ -137,19 +150,21 @@ TEST_CASE("validate on a perturbed MNIST matches numpy metrics from ONNX Runtime
     for (size_t i = 3 * 128; i < 4 * 128; ++i) values[i] *= 0.7f;
     save_model(model, dir / "perturbed.onnx");
 
-    auto ort = test::run_oracle("validate_oracle.py",
-                                {"--reference", model_path.string(), "--candidate", (dir / "perturbed.onnx").string(),
-                                 "--data", (dir / "data").string(), "--labels", (dir / "labels.npy").string()});
+    auto ort = test::run_oracle(
+        "validate_oracle.py",
+        {"--reference", model_path.string(), "--candidate", (dir / "perturbed.onnx").string(),
+         "--data", (dir / "data").string(), "--labels", (dir / "labels.npy").string()});
     INFO(ort.err);
     REQUIRE(ort.exit_code == 0);
     json oracle = json::parse(ort.out);
     const auto& o = oracle["outputs"]["output"];
     const auto& oc = o["classes"];
 
-    auto r = test::run_edgepack({"validate", "--reference", model_path.string(), "--candidate",
-                                 (dir / "perturbed.onnx").string(), "--data", (dir / "data").string(),
-                                 "--labels", (dir / "labels.npy").string(), "--per-layer", "--threads", "2",
-                                 "--json", (dir / "report.json").string()});
+    auto r =
+        test::run_edgepack({"validate", "--reference", model_path.string(), "--candidate",
+                            (dir / "perturbed.onnx").string(), "--data", (dir / "data").string(),
+                            "--labels", (dir / "labels.npy").string(), "--per-layer", "--threads",
+                            "2", "--json", (dir / "report.json").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json report = read_json(dir / "report.json");
@@ -165,18 +180,24 @@ TEST_CASE("validate on a perturbed MNIST matches numpy metrics from ONNX Runtime
     CHECK(num(ec["kl_divergence"]["p99"]) == Approx(oc["kl_p99"].get<double>()).epsilon(1e-4));
     CHECK(num(ec["kl_divergence"]["max"]) == Approx(oc["kl_max"].get<double>()).epsilon(1e-4));
     CHECK(num(ec["kl_divergence"]["median"]) == Approx(oc["kl_median"].get<double>()).margin(1e-9));
-    CHECK(ec["same_top1"]["percent"].get<double>() == Approx(oc["same_top1"].get<double>()).margin(1e-9));
+    CHECK(ec["same_top1"]["percent"].get<double>() ==
+          Approx(oc["same_top1"].get<double>()).margin(1e-9));
     CHECK(ec["same_top1"]["uncertainty"].get<double>() ==
           Approx(oc["same_top1_uncertainty"].get<double>()).margin(1e-9));
     CHECK(ec["same_top1"]["percent"].get<double>() < 100.0);
-    CHECK(ec["topk_agreement"].get<double>() == Approx(oc["topk_agreement"].get<double>()).margin(1e-9));
-    CHECK(num(e["cosine_similarity"]) == Approx(o["cosine_similarity"].get<double>()).epsilon(1e-9));
+    CHECK(ec["topk_agreement"].get<double>() ==
+          Approx(oc["topk_agreement"].get<double>()).margin(1e-9));
+    CHECK(num(e["cosine_similarity"]) ==
+          Approx(o["cosine_similarity"].get<double>()).epsilon(1e-9));
     CHECK(num(e["sqnr_db"]) == Approx(num(o["sqnr_db"])).margin(1e-3));
     CHECK(num(e["max_abs_error"]) == Approx(o["max_abs_error"].get<double>()).epsilon(1e-4));
     CHECK(num(e["mean_abs_error"]) == Approx(o["mean_abs_error"].get<double>()).epsilon(1e-4));
-    CHECK(report["accuracy_reference"].get<double>() == Approx(oracle["accuracy_reference"].get<double>()).margin(1e-9));
-    CHECK(report["accuracy_candidate"].get<double>() == Approx(oracle["accuracy_candidate"].get<double>()).margin(1e-9));
-    CHECK(report["accuracy_drop"].get<double>() == Approx(oracle["accuracy_drop"].get<double>()).margin(1e-9));
+    CHECK(report["accuracy_reference"].get<double>() ==
+          Approx(oracle["accuracy_reference"].get<double>()).margin(1e-9));
+    CHECK(report["accuracy_candidate"].get<double>() ==
+          Approx(oracle["accuracy_candidate"].get<double>()).margin(1e-9));
+    CHECK(report["accuracy_drop"].get<double>() ==
+          Approx(oracle["accuracy_drop"].get<double>()).margin(1e-9));
     // Only the last layer changed: every shared intermediate is bit-identical.
     const auto& layers = report["per_layer"]["layers"];
     CHECK(report["per_layer"]["shared"].get<size_t>() == layers.size());
@@ -184,7 +205,8 @@ TEST_CASE("validate on a perturbed MNIST matches numpy metrics from ONNX Runtime
     for (const auto& l : layers) CHECK(std::isinf(num(l["sqnr_db"])));
 }
 
-TEST_CASE("validate --per-layer ranks the layers after a perturbation worst first", "[validate][real]") {
+TEST_CASE("validate --per-layer ranks the layers after a perturbation worst first",
+          "[validate][real]") {
     auto model_path = mnist_dir() / "mnist-cnn.onnx";
     EP_REQUIRE_FILE_OR_SKIP(model_path);
     test::TempDir dir;
@@ -208,8 +230,8 @@ TEST_CASE("validate --per-layer ranks the layers after a perturbation worst firs
         CHECK(s >= previous);
         previous = s;
         std::string name = l["name"];
-        bool before_conv2 = name.find("conv1") != std::string::npos || name == "/relu/Relu_output_0" ||
-                            name == "/pool/MaxPool_output_0";
+        bool before_conv2 = name.find("conv1") != std::string::npos ||
+                            name == "/relu/Relu_output_0" || name == "/pool/MaxPool_output_0";
         INFO(name);
         CHECK(std::isinf(s) == (before_conv2 || name.find("Constant") != std::string::npos));
     }
@@ -221,8 +243,9 @@ TEST_CASE("validate on stories260k with seeded random token ids", "[validate][re
     auto model = test::shared_models() / "stories260k/model.onnx";
     EP_REQUIRE_FILE_OR_SKIP(model);
     test::TempDir dir;
-    auto r = test::run_edgepack({"validate", "--reference", model.string(), "--candidate", model.string(),
-                                 "--samples", "4", "--seed", "1", "--json", (dir / "a.json").string()});
+    auto r = test::run_edgepack({"validate", "--reference", model.string(), "--candidate",
+                                 model.string(), "--samples", "4", "--seed", "1", "--json",
+                                 (dir / "a.json").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json a = read_json(dir / "a.json");
@@ -238,9 +261,9 @@ TEST_CASE("validate on stories260k with seeded random token ids", "[validate][re
     CHECK(std::isinf(num(out["sqnr_db"])));
 
     // A longer sequence through --shape: 8 tokens per sample, a row per token.
-    auto s = test::run_edgepack({"validate", "--reference", model.string(), "--candidate", model.string(),
-                                 "--samples", "2", "--seed", "1", "--shape", "input_ids=1,8", "--json",
-                                 (dir / "b.json").string()});
+    auto s = test::run_edgepack({"validate", "--reference", model.string(), "--candidate",
+                                 model.string(), "--samples", "2", "--seed", "1", "--shape",
+                                 "input_ids=1,8", "--json", (dir / "b.json").string()});
     INFO(s.err);
     REQUIRE(s.exit_code == 0);
     json b = read_json(dir / "b.json");
@@ -248,14 +271,15 @@ TEST_CASE("validate on stories260k with seeded random token ids", "[validate][re
     CHECK(b["inputs"]["shapes"]["input_ids"] == std::vector<int64_t>{1, 8});
 }
 
-TEST_CASE("run --data accepts .npz files, .npy and ONNX test-data folders, and sample folders", "[validate][dataset]") {
+TEST_CASE("run --data accepts .npz files, .npy and ONNX test-data folders, and sample folders",
+          "[validate][dataset]") {
     test::TempDir dir;
     make_dataset_cases(dir);
     save_model(tiny_model(2.0f), dir / "tiny.onnx");
     auto model = (dir / "tiny.onnx").string();
     auto cases = dir / "cases";
-    auto one = test::run_edgepack({"run", model, "--input", "input=" + (cases / "x.npy").string(), "--out",
-                                   (dir / "one").string()});
+    auto one = test::run_edgepack({"run", model, "--input", "input=" + (cases / "x.npy").string(),
+                                   "--out", (dir / "one").string()});
     INFO(one.err);
     REQUIRE(one.exit_code == 0);
     Tensor all = read_npy(dir / "one" / "output.npy");
@@ -272,24 +296,26 @@ TEST_CASE("run --data accepts .npz files, .npy and ONNX test-data folders, and s
         const char* dir;
         std::vector<std::pair<int64_t, int64_t>> samples;  // row ranges of x, per sample
     };
-    for (const Form& f : {Form{"npz", {{0, 2}, {2, 3}}}, Form{"npy", {{0, 3}}}, Form{"pb", {{0, 3}}},
-                          Form{"sets", {{0, 2}, {2, 3}}}}) {
+    for (const Form& f : {Form{"npz", {{0, 2}, {2, 3}}}, Form{"npy", {{0, 3}}},
+                          Form{"pb", {{0, 3}}}, Form{"sets", {{0, 2}, {2, 3}}}}) {
         DYNAMIC_SECTION(f.dir) {
             auto out = dir / (std::string("out_") + f.dir);
-            auto r = test::run_edgepack({"run", model, "--data", (cases / "good" / f.dir).string(), "--out",
-                                         out.string()});
+            auto r = test::run_edgepack(
+                {"run", model, "--data", (cases / "good" / f.dir).string(), "--out", out.string()});
             INFO(r.err);
             REQUIRE(r.exit_code == 0);
             for (size_t k = 0; k < f.samples.size(); ++k) {
                 Tensor t = read_npy(out / ("sample_" + std::to_string(k)) / "output.npy");
                 CHECK(values(t) == rows(f.samples[k].first, f.samples[k].second));
             }
-            CHECK_FALSE(std::filesystem::exists(out / ("sample_" + std::to_string(f.samples.size()))));
+            CHECK_FALSE(
+                std::filesystem::exists(out / ("sample_" + std::to_string(f.samples.size()))));
         }
     }
 }
 
-TEST_CASE("hostile .npz files are exit-2 answers naming the file and member", "[validate][dataset]") {
+TEST_CASE("hostile .npz files are exit-2 answers naming the file and member",
+          "[validate][dataset]") {
     test::TempDir dir;
     make_dataset_cases(dir);
     save_model(tiny_model(1.0f), dir / "tiny.onnx");
@@ -298,20 +324,23 @@ TEST_CASE("hostile .npz files are exit-2 answers naming the file and member", "[
         const char* name;
         const char* message;
     };
-    for (const Case& c : {Case{"bad_zip", "not a readable .npz (zip) archive"},
-                          Case{"truncated", "not a readable .npz (zip) archive"},
-                          Case{"not_npy", "member 'input.txt': not a .npy array"},
-                          Case{"bad_npy", "member 'input.npy': .npy header"},
-                          Case{"corrupt", "member 'input.npy': cannot inflate"},
-                          Case{"wrong_dtype", "member 'input.npy': expected f32 [batch_size, 1, 28, 28], found f64"},
-                          Case{"wrong_rank", "member 'input.npy': expected f32 [batch_size, 1, 28, 28], found f32 [3, 28, 28]"},
-                          Case{"wrong_dim", "found f32 [2, 3, 28, 28]"},
-                          Case{"unknown_key", "member 'image.npy': the model has no input 'image'"},
-                          Case{"missing_input", "input 'input' (f32 [batch_size, 1, 28, 28]) is missing"}}) {
+    for (const Case& c :
+         {Case{"bad_zip", "not a readable .npz (zip) archive"},
+          Case{"truncated", "not a readable .npz (zip) archive"},
+          Case{"not_npy", "member 'input.txt': not a .npy array"},
+          Case{"bad_npy", "member 'input.npy': .npy header"},
+          Case{"corrupt", "member 'input.npy': cannot inflate"},
+          Case{"wrong_dtype",
+               "member 'input.npy': expected f32 [batch_size, 1, 28, 28], found f64"},
+          Case{"wrong_rank",
+               "member 'input.npy': expected f32 [batch_size, 1, 28, 28], found f32 [3, 28, 28]"},
+          Case{"wrong_dim", "found f32 [2, 3, 28, 28]"},
+          Case{"unknown_key", "member 'image.npy': the model has no input 'image'"},
+          Case{"missing_input", "input 'input' (f32 [batch_size, 1, 28, 28]) is missing"}}) {
         DYNAMIC_SECTION(c.name) {
             auto file = dir / "cases" / "hostile" / c.name / "s.npz";
-            auto r = test::run_edgepack({"validate", "--reference", model, "--candidate", model, "--data",
-                                         file.parent_path().string()});
+            auto r = test::run_edgepack({"validate", "--reference", model, "--candidate", model,
+                                         "--data", file.parent_path().string()});
             CHECK(r.exit_code == 2);
             CHECK_THAT(r.err, Catch::Contains(file.string() + ": "));
             CHECK_THAT(r.err, Catch::Contains(c.message));
@@ -335,25 +364,30 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
     auto r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "2",
                                  "--labels", (dir / "five.npy").string()});
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.err, Catch::Contains("5 labels, but no output with a class axis has that many rows"));
+    CHECK_THAT(r.err,
+               Catch::Contains("5 labels, but no output with a class axis has that many rows"));
     CHECK_THAT(r.err, Catch::Contains("'output': 56"));
 
     float f[2] = {0, 1};
     write_npy(make_f32_tensor("l", {2}, f), dir / "float.npy");
-    r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--labels", (dir / "float.npy").string()});
+    r = test::run_edgepack(
+        {"validate", "--reference", a, "--candidate", b, "--labels", (dir / "float.npy").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("labels must be int32 or int64"));
 
-    r = test::run_edgepack({"validate", "--reference", a, "--candidate", (dir / "c.onnx").string()});
+    r = test::run_edgepack(
+        {"validate", "--reference", a, "--candidate", (dir / "c.onnx").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("share no output name"));
 
-    r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--data", (dir / "missing").string()});
+    r = test::run_edgepack(
+        {"validate", "--reference", a, "--candidate", b, "--data", (dir / "missing").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("--data must be a directory"));
 
     std::filesystem::create_directories(dir / "empty");
-    r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--data", (dir / "empty").string()});
+    r = test::run_edgepack(
+        {"validate", "--reference", a, "--candidate", b, "--data", (dir / "empty").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("holds no .npz files"));
 
@@ -362,8 +396,8 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
     CHECK_THAT(r.err, Catch::Contains("--shape nope: the model has no input 'nope'"));
 
     // A candidate that differs: KL > 0 on random inputs, same top-1 (a positive scale).
-    r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3", "--seed", "2",
-                            "--json", (dir / "r.json").string()});
+    r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3",
+                            "--seed", "2", "--json", (dir / "r.json").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json report = read_json(dir / "r.json");
@@ -373,8 +407,9 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
     CHECK(c["rows"] == 84);
     CHECK(report.find("accuracy_reference") == report.end());
     // Deterministic: the same run gives the same bytes.
-    auto again = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3", "--seed",
-                                     "2", "--threads", "2", "--json", (dir / "r2.json").string()});
+    auto again =
+        test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3",
+                            "--seed", "2", "--threads", "2", "--json", (dir / "r2.json").string()});
     REQUIRE(again.exit_code == 0);
     CHECK(test::read_file(dir / "r.json") == test::read_file(dir / "r2.json"));
     CHECK(again.out == r.out);

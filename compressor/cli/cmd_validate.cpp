@@ -36,9 +36,11 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
     auto* samples = cmd->add_option("--samples", args->samples,
                                     "Without --data: N seeded random samples (default 4)")
                         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
-    auto* seed = cmd->add_option("--seed", args->seed, "Seed of the random samples (sample k uses seed+k)");
-    auto* shape = cmd->add_option("--shape", args->shapes,
-                                  "NAME=D0,D1,...: shape of a random input (symbolic dimensions default to 1)");
+    auto* seed =
+        cmd->add_option("--seed", args->seed, "Seed of the random samples (sample k uses seed+k)");
+    auto* shape = cmd->add_option(
+        "--shape", args->shapes,
+        "NAME=D0,D1,...: shape of a random input (symbolic dimensions default to 1)");
     data->excludes(samples)->excludes(seed)->excludes(shape);
     cmd->add_option("--labels", args->labels,
                     ".npy of int32/int64 class indices, one per output row in sample order");
@@ -54,7 +56,8 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.data.data = args->data;
             options.data.samples = args->samples;
             options.data.seed = args->seed;
-            for (const auto& spec : args->shapes) rt::parse_shape_override(spec, options.data.shapes);
+            for (const auto& spec : args->shapes)
+                rt::parse_shape_override(spec, options.data.shapes);
             options.labels = args->labels;
             options.per_layer = args->per_layer;
             options.threads = args->threads;
