@@ -62,14 +62,16 @@ def ort_session(path, threads):
 
 
 def ort_round(sess, feeds, warmup, runs):
+    """Wall-clock and process CPU milliseconds of each timed run."""
     for _ in range(warmup):
         sess.run(None, feeds)
-    out = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         sess.run(None, feeds)
-        out.append((time.perf_counter() - t0) * 1000.0)
-    return out
+        wall.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
+    return wall, cpu
 
 
 def edgepack_round(binary, model, files, threads, warmup, runs):
@@ -80,7 +82,8 @@ def edgepack_round(binary, model, files, threads, warmup, runs):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
-    return json.loads(r.stdout)["latencies_ms"]
+    j = json.loads(r.stdout)
+    return j["latencies_ms"], j["cpu_ms"]
 
 
 def main():
@@ -116,18 +119,25 @@ def main():
                 files[k] = f
             for threads in args.threads:
                 sess = ort_session(path, threads)
-                ep_ms, ort_ms = [], []
+                ep_ms, ort_ms, ep_cpu, ort_cpu = [], [], [], []
                 for _ in range(args.rounds):
-                    ep_ms += edgepack_round(args.edgepack, path, files, threads, args.warmup, args.runs)
-                    ort_ms += ort_round(sess, feeds, args.warmup, args.runs)
+                    wall, cpu = edgepack_round(args.edgepack, path, files, threads, args.warmup, args.runs)
+                    ep_ms += wall
+                    ep_cpu += cpu
+                    wall, cpu = ort_round(sess, feeds, args.warmup, args.runs)
+                    ort_ms += wall
+                    ort_cpu += cpu
                 del sess
                 ep, ox = statistics.median(ep_ms), statistics.median(ort_ms)
+                ec, oc = statistics.median(ep_cpu), statistics.median(ort_cpu)
                 row = {"model": name, "threads": threads, "inputs": {k: list(v.shape) for k, v in feeds.items()},
                        "edgepack_p50_ms": ep, "ort_p50_ms": ox, "ratio": ep / ox,
-                       "edgepack_min_ms": min(ep_ms), "ort_min_ms": min(ort_ms), "runs": len(ep_ms)}
+                       "edgepack_min_ms": min(ep_ms), "ort_min_ms": min(ort_ms),
+                       "edgepack_cpu_p50_ms": ec, "ort_cpu_p50_ms": oc, "runs": len(ep_ms)}
                 rows.append(row)
                 print(f"{name:18s} t={threads}  edgepack {ep:9.3f} ms  ort {ox:9.3f} ms  ratio {ep / ox:6.2f}"
-                      f"  (min {min(ep_ms):.3f} / {min(ort_ms):.3f} = {min(ep_ms) / min(ort_ms):.2f})",
+                      f"  (min {min(ep_ms):.3f} / {min(ort_ms):.3f} = {min(ep_ms) / min(ort_ms):.2f};"
+                      f" cpu {ec:.3f} / {oc:.3f} = {ec / oc:.2f})",
                       file=sys.stderr, flush=True)
 
     print()

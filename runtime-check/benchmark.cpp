@@ -3,11 +3,21 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <fstream>
 #include <numeric>
 #include <string>
 
 namespace ep::rt {
+namespace {
+
+double process_cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+
+}  // namespace
 
 LatencyStats latency_stats(std::vector<double> s) {
     LatencyStats st;
@@ -31,9 +41,11 @@ BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const Benc
     for (int i = 0; i < options.warmup; ++i) (void)executor.run(inputs);
     BenchResult r;
     for (int i = 0; i < options.runs; ++i) {
+        double c0 = process_cpu_ms();
         auto t0 = std::chrono::steady_clock::now();
         auto out = executor.run(inputs);
         auto t1 = std::chrono::steady_clock::now();
+        r.cpu_ms.push_back(process_cpu_ms() - c0);
         r.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         r.peak_arena_bytes = std::max(r.peak_arena_bytes, executor.last_stats().peak_arena_bytes);
     }

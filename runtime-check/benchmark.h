@@ -20,6 +20,9 @@ struct LatencyStats {
 
 struct BenchResult {
     std::vector<double> latencies_ms;  // in run order
+    // Process CPU time of each timed run (all threads), in run order: on a busy machine
+    // the wall-clock latency includes time spent waiting for a CPU, this does not.
+    std::vector<double> cpu_ms;
     LatencyStats latency;
     double throughput_per_s = 0;  // runs per second (1000 / mean)
     uint64_t peak_arena_bytes = 0;

@@ -2,7 +2,8 @@
 //                     [--input NAME=FILE.npy] [--json]
 // Inputs given with --input are used as they are; every other model input is synthesized
 // (seeded, see synthetic_inputs.h). The JSON object also lists every timed run's latency
-// (`latencies_ms`, in run order) so a driver script can pool runs across invocations.
+// (`latencies_ms`, in run order) so a driver script can pool runs across invocations, and
+// each run's process CPU time (`cpu_ms`).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -65,7 +66,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                     {"latency_ms", {{"min", r.latency.min}, {"p50", r.latency.p50}, {"p95", r.latency.p95},
                                     {"p99", r.latency.p99}, {"mean", r.latency.mean}, {"max", r.latency.max}}},
                     {"throughput_per_s", r.throughput_per_s}, {"peak_rss_bytes", rss},
-                    {"peak_arena_bytes", r.peak_arena_bytes}, {"latencies_ms", r.latencies_ms}};
+                    {"peak_arena_bytes", r.peak_arena_bytes}, {"latencies_ms", r.latencies_ms}, {"cpu_ms", r.cpu_ms}};
                 std::cout << j.dump(2) << "\n";
             } else {
                 std::printf("model        %s\nthreads      %d\nload         %.2f ms\n", args->model.c_str(),
