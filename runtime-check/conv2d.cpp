@@ -15,72 +15,79 @@ namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Portable depthwise plane (same contract as SimdKernels::depthwise_plane): row-wise
-// updates the compiler vectorizes, each element summed in (ky, kx) order.
+// updates the compiler vectorizes, each element summed in tap order.
 void depthwise_plane_portable(const DepthwisePlane& p) {
     for (int64_t y = 0; y < p.oh; ++y) {
         float* out = p.out + y * p.ow;
         std::fill(out, out + p.ow, p.bias);
-        for (int64_t ky = 0; ky < p.kh; ++ky)
-            for (int64_t kx = 0; kx < p.kw; ++kx) {
-                const float w = p.w[ky * p.kw + kx];
-                const float* src = p.in + (y * p.sh + ky * p.dh) * p.in_stride + kx * p.dw;
-                for (int64_t x = 0; x < p.ow; ++x) out[x] += w * src[x];
-            }
+        const float* origin = p.in + y * p.row_step;
+        for (int64_t t = 0; t < p.ntaps; ++t) {
+            const float w = p.w[t];
+            const float* src = origin + p.taps[t];
+            for (int64_t x = 0; x < p.ow; ++x) out[x] += w * src[x];
+        }
     }
 }
 
-// Zero-padded copy of one input plane: rows [-ph, rows - ph), columns [-pw, cols - pw).
-void pad_plane(const float* src, const Window2D& g, int64_t rows, int64_t stride, float* dst) {
-    for (int64_t r = 0; r < rows; ++r) {
-        float* d = dst + r * stride;
-        const int64_t iy = r - g.ph;
-        if (iy < 0 || iy >= g.ih) {
-            std::fill(d, d + stride, 0.0f);
-            continue;
+// Layout of the zero-padded copy of an input plane that the depthwise kernel reads with
+// unit stride: the padded columns are split into sw phase planes (phase q holds padded
+// columns q, q + sw, q + 2 sw, ...), so output column x of tap kx reads phase
+// (kx dw) % sw at index x + (kx dw) / sw.
+struct PhasePlanes {
+    int64_t rows, cols, phases, stride, plane;  // stride: floats per row; plane: per phase
+
+    explicit PhasePlanes(const Window2D& g)
+        : rows(std::max(g.ih + g.ph, (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1)),
+          cols(std::max(g.iw + g.pw, (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1)),
+          phases(g.sw),
+          // Rows readable 8 floats past the last index any output uses.
+          stride(ceil_div(cols, g.sw) + 8),
+          plane(rows * stride) {}
+
+    [[nodiscard]] int64_t floats() const { return phases * plane; }
+
+    // Fills every float of dst (slack included) from one input plane.
+    void fill(const float* src, const Window2D& g, float* dst) const {
+        std::fill(dst, dst + floats(), 0.0f);
+        for (int64_t iy = 0; iy < g.ih; ++iy) {
+            const float* s = src + iy * g.iw;
+            const int64_t r = iy + g.ph;
+            if (phases == 1) {
+                std::memcpy(dst + r * stride + g.pw, s, static_cast<size_t>(g.iw) * sizeof(float));
+                continue;
+            }
+            for (int64_t ix = 0; ix < g.iw; ++ix) {
+                const int64_t c = ix + g.pw;
+                dst[(c % phases) * plane + r * stride + c / phases] = s[ix];
+            }
         }
-        const int64_t left = std::min(g.pw, stride);
-        std::fill(d, d + left, 0.0f);
-        const int64_t n = std::clamp<int64_t>(stride - g.pw, 0, g.iw);
-        std::memcpy(d + left, src + iy * g.iw, static_cast<size_t>(n) * sizeof(float));
-        std::fill(d + left + n, d + stride, 0.0f);
     }
-}
+};
 
 void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
                const float* bias, float* y) {
     const Window2D& g = s.win;
     const int64_t mult = s.c_out / s.group;  // output channels per input channel
-    const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
-    // Padded plane: every row and column any window touches, plus 8 floats of slack.
-    const int64_t rows = std::max(g.ih + g.ph, (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
-    const int64_t cols = std::max(g.iw + g.pw, (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
-    const int64_t stride = cols + 8;
+    const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, ntaps = g.kh * g.kw;
+    const PhasePlanes layout(g);
+    std::vector<int64_t> taps(static_cast<size_t>(ntaps));
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t c = kx * g.dw;
+            taps[static_cast<size_t>(ky * g.kw + kx)] = (c % g.sw) * layout.plane + ky * g.dh * layout.stride + c / g.sw;
+        }
     const auto plane_fn = simd_kernels().depthwise_plane ? simd_kernels().depthwise_plane : depthwise_plane_portable;
-    const int64_t work = std::max<int64_t>(1, out_plane * taps);
+    const int64_t work = std::max<int64_t>(1, out_plane * ntaps);
     parallel_for(options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
-        // Fully written by pad_plane before use: no need to zero it.
-        std::unique_ptr<float[]> padded(new float[static_cast<size_t>(rows * stride)]);
+        // Fully written by fill() before use: no need to zero it here.
+        std::unique_ptr<float[]> padded(new float[static_cast<size_t>(layout.floats())]);
         for (int64_t p = p0; p < p1; ++p) {
             const int64_t b = p / s.group, ci = p % s.group;
-            pad_plane(x + (b * s.c_in + ci) * in_plane, g, rows, stride, padded.get());
+            layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded.get());
             for (int64_t mi = 0; mi < mult; ++mi) {
                 const int64_t co = ci * mult + mi;
-                float* out = y + (b * s.c_out + co) * out_plane;
-                const float b0 = bias ? bias[co] : 0.0f;
-                const float* wk = w + co * taps;
-                if (g.sw == 1) {
-                    plane_fn({padded.get(), stride, wk, g.kh, g.kw, g.sh, g.dh, g.dw, b0, out, g.oh, g.ow});
-                    continue;
-                }
-                for (int64_t oy = 0; oy < g.oh; ++oy)
-                    for (int64_t ox = 0; ox < g.ow; ++ox) {
-                        float acc = b0;
-                        for (int64_t ky = 0; ky < g.kh; ++ky) {
-                            const float* row = padded.get() + (oy * g.sh + ky * g.dh) * stride + ox * g.sw;
-                            for (int64_t kx = 0; kx < g.kw; ++kx) acc += wk[ky * g.kw + kx] * row[kx * g.dw];
-                        }
-                        out[oy * g.ow + ox] = acc;
-                    }
+                plane_fn({padded.get(), g.sh * layout.stride, taps.data(), ntaps, w + co * ntaps,
+                          bias ? bias[co] : 0.0f, y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
             }
         }
     });

@@ -38,16 +38,17 @@ inline constexpr int64_t kGemmMc = 96;   // M block of a tile (multiple of the 6
 // Floats of packing buffer a tile needs.
 inline constexpr int64_t kGemmPackFloats = kGemmKc * kGemmNc;
 
-// One output plane of a depthwise convolution with horizontal stride 1, over a
-// zero-padded input plane:
-//   out[y][x] = bias + sum_{ky, kx} w[ky * kw + kx] * in[(y * sh + ky * dh) * in_stride + x + kx * dw]
-// summed in (ky, kx) order. Rows of `in` must be readable 8 floats past the last x used
-// (x rounded up to a multiple of 8).
+// One output plane of a depthwise convolution over a zero-padded input laid out so that
+// every tap reads consecutive floats (conv2d.cpp's phase planes):
+//   out[y][x] = bias + sum_t w[t] * in[y * row_step + taps[t] + x]
+// summed in tap order. `in` must be readable 8 floats past the last index used (x
+// rounded up to a multiple of 8).
 struct DepthwisePlane {
     const float* in;
-    int64_t in_stride;
+    int64_t row_step;
+    const int64_t* taps;
+    int64_t ntaps;
     const float* w;
-    int64_t kh, kw, sh, dh, dw;
     float bias;
     float* out;
     int64_t oh, ow;

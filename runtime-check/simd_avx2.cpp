@@ -289,19 +289,15 @@ EP_AVX2 void gemm_dot_avx2(const GemmTile& t) {
 }
 
 // N (1..4) vectors of 8 outputs of one depthwise output row, from x on: independent FMA
-// chains over the taps in (ky, kx) order; only the first `valid` outputs are stored.
+// chains over the taps in order; only the first `valid` outputs are stored.
 template <int N>
-EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* rows, float* out, int64_t valid) {
+EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* origin, float* out, int64_t valid) {
     __m256 acc[N];
     for (int v = 0; v < N; ++v) acc[v] = _mm256_set1_ps(p.bias);
-    const float* wk = p.w;
-    for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const float* src = rows + ky * p.dh * p.in_stride;
-        for (int64_t kx = 0; kx < p.kw; ++kx, ++wk) {
-            const __m256 w = _mm256_broadcast_ss(wk);
-            const float* s = src + kx * p.dw;
-            for (int v = 0; v < N; ++v) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8 * v), acc[v]);
-        }
+    for (int64_t t = 0; t < p.ntaps; ++t) {
+        const __m256 w = _mm256_broadcast_ss(p.w + t);
+        const float* s = origin + p.taps[t];
+        for (int v = 0; v < N; ++v) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8 * v), acc[v]);
     }
     if (valid == 8 * N) {
         for (int v = 0; v < N; ++v) _mm256_storeu_ps(out + 8 * v, acc[v]);
@@ -314,7 +310,7 @@ EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* rows, 
 
 EP_AVX2 void depthwise_plane_avx2(const DepthwisePlane& p) {
     for (int64_t y = 0; y < p.oh; ++y) {
-        const float* rows = p.in + y * p.sh * p.in_stride;
+        const float* rows = p.in + y * p.row_step;
         float* out = p.out + y * p.ow;
         for (int64_t x = 0; x < p.ow; x += 32) {
             const int64_t valid = min64(32, p.ow - x);

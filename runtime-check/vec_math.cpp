@@ -24,23 +24,28 @@ constexpr float kExpLow = -87.0f;
 void exp_f32(const float* x, float* y, int64_t n) {
     if (auto fast = simd_kernels().exp) return fast(x, y, n);
     // Eigen vectorizes plain coefficient-wise expressions but not select(), so the
-    // underflow and NaN fix-ups are a separate loop (which the compiler vectorizes).
-    // Blocks through a copy so that y may be x.
+    // underflow and NaN fix-ups are a separate loop. Blocks go through aligned buffers
+    // padded to whole packets: Eigen then uses its packet exp for every element (it
+    // would switch to scalar std::exp for an unaligned head or a ragged tail, which
+    // would make an element's bits depend on where a thread's chunk starts). y may be x.
     constexpr int64_t kBlock = 256;
-    float in[kBlock];
+    alignas(64) float in[kBlock];
+    alignas(64) float ex[kBlock];
     bool under[kBlock];
     for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
         const int64_t len = std::min(kBlock, n - i0);
-        float* out = y + i0;
+        const int64_t padded = (len + 15) / 16 * 16;
         for (int64_t i = 0; i < len; ++i) {
             const float v = x[i0 + i];
             under[i] = v < kExpLow;
             in[i] = under[i] ? kExpLow : v;
         }
-        Map(out, len) = ConstMap(in, len).exp();
+        for (int64_t i = len; i < padded; ++i) in[i] = 0.0f;
+        Map(ex, padded) = ConstMap(in, padded).exp();
+        float* out = y + i0;
         for (int64_t i = 0; i < len; ++i) {
-            out[i] = under[i] ? 0.0f : out[i];
-            out[i] = in[i] != in[i] ? in[i] : out[i];  // NaN in, NaN out
+            const float e = under[i] ? 0.0f : ex[i];
+            out[i] = in[i] != in[i] ? in[i] : e;  // NaN in, NaN out
         }
     }
 }
