@@ -148,7 +148,7 @@ void op_matmul(OpContext& c) {
     const float* pa = a.values<float>().data();
     const float* pb = b.values<float>().data();
     float* py = y.mutable_values<float>().data();
-    for (int64_t bi = 0; bi < batches; ++bi) {
+    auto one_batch = [&](const ExecOptions& options, int64_t bi) {
         int64_t ao = 0, bo = 0, rem = bi;
         for (size_t d = batch.size(); d-- > 0;) {
             int64_t idx = rem % batch[d];
@@ -158,7 +158,19 @@ void op_matmul(OpContext& c) {
         }
         MatrixView av{pa + ao * m * k, m, k, k, false};
         MatrixView bv{pb + bo * k * n, k, n, n, false};
-        gemm_f32(c.options, av, bv, py + bi * m * n, n, false);
+        gemm_f32(options, av, bv, py + bi * m * n, n, false);
+    };
+    const int64_t batch_work = m * n * k;
+    if (batches > 1 && c.options.threads > 1 && batch_work < 2 * kGemmParallelWork) {
+        // Many small products (attention heads): one thread per batch range; each product
+        // is computed exactly as on one thread.
+        const ExecOptions single{};
+        parallel_for(c.options, batches, std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(batch_work, 1)),
+                     [&](int64_t b0, int64_t b1) {
+            for (int64_t bi = b0; bi < b1; ++bi) one_batch(single, bi);
+        });
+    } else {
+        for (int64_t bi = 0; bi < batches; ++bi) one_batch(c.options, bi);
     }
     c.outputs.push_back(from_f32(std::move(y), a0.dtype));
 }

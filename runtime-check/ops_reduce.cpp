@@ -7,6 +7,7 @@
 
 #include "runtime-check/elementwise.h"
 #include "runtime-check/ops.h"
+#include "runtime-check/simd.h"
 #include "runtime-check/vec_math.h"
 
 namespace ep::rt {
@@ -188,6 +189,12 @@ void softmax(OpContext& c, bool log) {
                 const int64_t base = o * n * inner + i;
                 float* row = inner == 1 ? py + base : buf.data();
                 for (int64_t k = 0; k < n; ++k) row[k] = px[base + k * inner];
+                if (!log && simd_kernels().softmax_row) {
+                    simd_kernels().softmax_row(row, row, n);
+                    if (inner != 1)
+                        for (int64_t k = 0; k < n; ++k) py[base + k * inner] = row[k];
+                    continue;
+                }
                 // Four interleaved partial maxima / sums (element k in partial k % 4),
                 // combined in a fixed order: short dependency chains, same bits every run.
                 const float inf = std::numeric_limits<float>::infinity();

@@ -66,6 +66,9 @@ struct SimdKernels {
     void (*exp)(const float* x, float* y, int64_t n) = nullptr;
     // y[i] = sigmoid(x[i]) (y may be x), as vec_math.h's sigmoid_f32.
     void (*sigmoid)(const float* x, float* y, int64_t n) = nullptr;
+    // One softmax row (n >= 1): y = exp(x - max) / sum, the sum accumulated in double
+    // (y may be x). NaN anywhere gives NaN.
+    void (*softmax_row)(const float* x, float* y, int64_t n) = nullptr;
 };
 
 [[nodiscard]] const SimdKernels& simd_kernels();

@@ -400,6 +400,63 @@ EP_AVX2 void sigmoid_avx2(const float* x, float* y, int64_t n) {
     }
 }
 
+EP_AVX2 void softmax_row_avx2(const float* x, float* y, int64_t n) {
+    // Max: exact, so the lane order does not matter; NaN is caught by the sum below.
+    __m256 m8 = _mm256_set1_ps(-__builtin_inff()), nan8 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        m8 = _mm256_max_ps(m8, v);
+        nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m8);
+    float m = lanes[0];
+    for (int j = 1; j < 8; ++j) m = lanes[j] > m ? lanes[j] : m;
+    bool special = _mm256_movemask_ps(nan8) != 0;
+    for (; i < n; ++i) {
+        m = x[i] > m ? x[i] : m;
+        special = special || x[i] != x[i];
+    }
+    // exp(x - max) and its sum in two 4-lane double accumulators (lanes fixed by index).
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(y + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (i < n) {
+        alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; i + j < n; ++j) buf[j] = x[i + j] - m;
+        __m256 e = exp8(_mm256_load_ps(buf));
+        // Lanes past the end must not count.
+        alignas(32) float eb[8];
+        _mm256_store_ps(eb, e);
+        for (int64_t j = n - i; j < 8; ++j) eb[j] = 0.0f;
+        for (int64_t j = 0; i + j < n; ++j) y[i + j] = eb[j];
+        e = _mm256_load_ps(eb);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    alignas(32) double d[8];
+    _mm256_store_pd(d, s0);
+    _mm256_store_pd(d + 4, s1);
+    const double sum = ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
+    // x - max is NaN for a NaN input, or for a row of infinities of one sign: exp8 would
+    // clamp it, so redo such rows as the definition says.
+    special = special || m == __builtin_inff() || m == -__builtin_inff();
+    if (special) {
+        for (i = 0; i < n; ++i) y[i] = __builtin_nanf("");
+        return;
+    }
+    const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    const float invs = static_cast<float>(1.0 / sum);
+    for (; i < n; ++i) y[i] *= invs;
+}
+
 }  // namespace
 
 bool fill_avx2_kernels(SimdKernels& table) {
@@ -411,6 +468,7 @@ bool fill_avx2_kernels(SimdKernels& table) {
     table.depthwise_plane = depthwise_plane_avx2;
     table.exp = exp_avx2;
     table.sigmoid = sigmoid_avx2;
+    table.softmax_row = softmax_row_avx2;
     return true;
 }
 
