@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "compressor/ir/checked.h"
+#include "runtime-check/thread_pool.h"
 
 namespace ep::rt {
 
@@ -118,12 +119,11 @@ void parallel_for(const ExecOptions& options, int64_t n, int64_t min_chunk,
         return;
     }
     int64_t per = (n + chunks - 1) / chunks;
-    // Each chunk is a fixed range, so the result does not depend on scheduling.
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
-    for (int64_t c = 0; c < chunks; ++c) {
+    // Each chunk is a fixed range, so the result does not depend on which thread runs it.
+    ThreadPool::instance().run(chunks, static_cast<int>(chunks - 1), [&](int64_t c) {
         int64_t b = c * per, e = std::min(n, b + per);
         if (b < e) fn(b, e);
-    }
+    });
 }
 
 }  // namespace ep::rt

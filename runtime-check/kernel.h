@@ -65,7 +65,9 @@ struct OpContext {
 [[nodiscard]] int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
 
 // Splits [0, n) into contiguous chunks over the configured threads and calls
-// fn(begin, end) for each; each index is handled exactly once.
+// fn(begin, end) for each; each index is handled exactly once. The chunks depend only on
+// n, min_chunk and options.threads; the calling thread runs chunks too (thread_pool.h),
+// so a pool thread the OS has not scheduled yet never holds the call up.
 void parallel_for(const ExecOptions& options, int64_t n, int64_t min_chunk,
                   const std::function<void(int64_t, int64_t)>& fn);
 
