@@ -26,30 +26,93 @@ Tensor reshaped(const Tensor& x, std::vector<int64_t> shape) {
     return y;
 }
 
-// Generic strided copy: out[idx] = in[sum(idx_d * in_strides_d) + base].
+// n elements of `width` bytes: dst[j] = src[j * stride] (stride in elements, 0 repeats
+// one element). Typed loops for the common widths, so short rows cost no memcpy calls.
+template <typename T>
+void gather_typed(std::byte* dst, const std::byte* src, int64_t stride, int64_t n) {
+    auto* d = reinterpret_cast<T*>(dst);
+    for (int64_t j = 0; j < n; ++j) std::memcpy(d + j, src + static_cast<size_t>(j * stride) * sizeof(T), sizeof(T));
+}
+
+void gather_elements(std::byte* dst, const std::byte* src, int64_t stride, int64_t n, size_t width) {
+    if (stride == 1 && n * static_cast<int64_t>(width) > 64) {
+        std::memcpy(dst, src, static_cast<size_t>(n) * width);
+        return;
+    }
+    switch (width) {
+        case 1: return gather_typed<uint8_t>(dst, src, stride, n);
+        case 2: return gather_typed<uint16_t>(dst, src, stride, n);
+        case 4: return gather_typed<uint32_t>(dst, src, stride, n);
+        case 8: return gather_typed<uint64_t>(dst, src, stride, n);
+        default:
+            for (int64_t j = 0; j < n; ++j)
+                std::memcpy(dst + static_cast<size_t>(j) * width, src + static_cast<size_t>(j * stride) * width, width);
+    }
+}
+
+// `rows` rows of `bytes` bytes: row r from src + r * src_step to dst + r * dst_step.
+template <size_t B>
+void copy_rows_fixed(std::byte* dst, size_t dst_step, const std::byte* src, size_t src_step, int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(dst + static_cast<size_t>(r) * dst_step, src + static_cast<size_t>(r) * src_step, B);
+}
+
+void copy_rows(std::byte* dst, size_t dst_step, const std::byte* src, size_t src_step, size_t bytes, int64_t rows) {
+    switch (bytes) {
+        case 0: return;
+        case 1: return copy_rows_fixed<1>(dst, dst_step, src, src_step, rows);
+        case 2: return copy_rows_fixed<2>(dst, dst_step, src, src_step, rows);
+        case 4: return copy_rows_fixed<4>(dst, dst_step, src, src_step, rows);
+        case 8: return copy_rows_fixed<8>(dst, dst_step, src, src_step, rows);
+        case 16: return copy_rows_fixed<16>(dst, dst_step, src, src_step, rows);
+        case 32: return copy_rows_fixed<32>(dst, dst_step, src, src_step, rows);
+        default:
+            for (int64_t r = 0; r < rows; ++r)
+                std::memcpy(dst + static_cast<size_t>(r) * dst_step, src + static_cast<size_t>(r) * src_step, bytes);
+    }
+}
+
+// Generic strided copy: out[idx] = in[sum(idx_d * in_strides_d) + base], out row-major.
+// Dimensions of size 1 are dropped and neighbours that are contiguous in the input are
+// merged first; rows of the innermost dimension are then walked with an odometer.
 void strided_copy(const OpContext& c, const std::byte* in, std::byte* out, size_t width,
                   std::span<const int64_t> out_shape, std::span<const int64_t> in_strides,
                   int64_t base) {
     int64_t count = 1;
     for (int64_t d : out_shape) count *= d;
     if (count == 0) return;
-    size_t rank = out_shape.size();
-    int64_t inner = rank ? out_shape[rank - 1] : 1;
-    int64_t inner_stride = rank ? in_strides[rank - 1] : 0;
-    int64_t rows = count / inner;
+    std::vector<int64_t> dims, strides;
+    for (size_t d = 0; d < out_shape.size(); ++d) {
+        if (out_shape[d] == 1) continue;
+        if (!dims.empty() && strides.back() == in_strides[d] * out_shape[d]) {
+            dims.back() *= out_shape[d];
+            strides.back() = in_strides[d];
+            continue;
+        }
+        dims.push_back(out_shape[d]);
+        strides.push_back(in_strides[d]);
+    }
+    const size_t rank = dims.size();
+    const int64_t inner = rank ? dims[rank - 1] : 1;
+    const int64_t inner_stride = rank ? strides[rank - 1] : 0;
+    const int64_t rows = count / inner;
     parallel_for(c.options, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, inner)), [&](int64_t b, int64_t e) {
+        // Index of row b in the outer dimensions, then incremented row by row.
+        std::vector<int64_t> idx(rank ? rank - 1 : 0, 0);
+        int64_t off = base, rem = b;
+        for (size_t d = idx.size(); d-- > 0;) {
+            idx[d] = rem % dims[d];
+            rem /= dims[d];
+            off += idx[d] * strides[d];
+        }
         for (int64_t row = b; row < e; ++row) {
-            int64_t off = base, rem = row;
-            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
-                off += (rem % out_shape[d]) * in_strides[d];
-                rem /= out_shape[d];
-            }
-            std::byte* dst = out + static_cast<size_t>(row * inner) * width;
-            if (inner_stride == 1) {
-                std::memcpy(dst, in + static_cast<size_t>(off) * width, static_cast<size_t>(inner) * width);
-            } else {
-                for (int64_t j = 0; j < inner; ++j)
-                    std::memcpy(dst + static_cast<size_t>(j) * width, in + static_cast<size_t>(off + j * inner_stride) * width, width);
+            gather_elements(out + static_cast<size_t>(row * inner) * width, in + static_cast<size_t>(off) * width,
+                            inner_stride, inner, width);
+            for (size_t d = idx.size(); d-- > 0;) {
+                off += strides[d];
+                if (++idx[d] < dims[d]) break;
+                off -= idx[d] * strides[d];
+                idx[d] = 0;
             }
         }
     });
@@ -276,10 +339,8 @@ void op_transpose(OpContext& c) {
         out_shape[i] = x.shape[static_cast<size_t>(perm[i])];
         strides[i] = in_strides[static_cast<size_t>(perm[i])];
     }
-    Tensor y = make_tensor(x.dtype, out_shape);
-    if (x.dtype == DType::String) {
-        c.fail("string tensors are not supported");
-    }
+    if (x.dtype == DType::String) c.fail("string tensors are not supported");
+    Tensor y = make_uninitialized_tensor(x.dtype, out_shape);
     strided_copy(c, x.data.bytes().data(), y.data.mutable_bytes().data(), elem_size(c, x.dtype), out_shape, strides, 0);
     c.outputs.push_back(std::move(y));
 }
@@ -299,7 +360,7 @@ void op_concat(OpContext& c) {
                 c.fail(cat("input ", i, " shape ", shape_string(t.shape), " does not match ", shape_string(first.shape)));
         shape[static_cast<size_t>(axis)] += t.shape[static_cast<size_t>(axis)];
     }
-    Tensor y = make_tensor(first.dtype, shape);
+    Tensor y = first.dtype == DType::String ? make_tensor(first.dtype, shape) : make_uninitialized_tensor(first.dtype, shape);
     int64_t outer = 1;
     for (int64_t d = 0; d < axis; ++d) outer *= shape[static_cast<size_t>(d)];
     if (first.dtype == DType::String) {
@@ -313,16 +374,29 @@ void op_concat(OpContext& c) {
         c.outputs.push_back(std::move(y));
         return;
     }
-    size_t w = elem_size(c, first.dtype);
+    if (outer == 0) {
+        c.outputs.push_back(std::move(y));
+        return;
+    }
+    // Each input is a column of `outer` blocks in the output rows.
+    const size_t w = elem_size(c, first.dtype);
+    size_t inner = w;
+    for (int64_t d = axis + 1; d < rank; ++d) inner *= static_cast<size_t>(shape[static_cast<size_t>(d)]);
+    std::vector<std::pair<const std::byte*, size_t>> parts;
+    for (size_t i = 0; i < c.input_count(); ++i) {
+        const Tensor& t = c.input(i);
+        parts.emplace_back(t.data.bytes().data(), static_cast<size_t>(t.shape[static_cast<size_t>(axis)]) * inner);
+    }
+    const size_t row = static_cast<size_t>(shape[static_cast<size_t>(axis)]) * inner;
     std::byte* out = y.data.mutable_bytes().data();
-    size_t pos = 0;
-    for (int64_t o = 0; o < outer; ++o)
-        for (size_t i = 0; i < c.input_count(); ++i) {
-            const Tensor& t = c.input(i);
-            size_t block = static_cast<size_t>(t.element_count() / std::max<int64_t>(outer, 1)) * w;
-            if (block) std::memcpy(out + pos, t.data.bytes().data() + static_cast<size_t>(o) * block, block);
+    parallel_for(c.options, outer, std::max<int64_t>(1, 65536 / static_cast<int64_t>(std::max<size_t>(row, 1))),
+                 [&](int64_t o0, int64_t o1) {
+        size_t pos = 0;
+        for (const auto& [src, block] : parts) {
+            copy_rows(out + static_cast<size_t>(o0) * row + pos, row, src + static_cast<size_t>(o0) * block, block, block, o1 - o0);
             pos += block;
         }
+    });
     c.outputs.push_back(std::move(y));
 }
 
@@ -345,15 +419,20 @@ void op_split(OpContext& c) {
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < axis; ++d) outer *= x.shape[static_cast<size_t>(d)];
     for (int64_t d = axis + 1; d < rank; ++d) inner *= x.shape[static_cast<size_t>(d)];
+    const size_t row = static_cast<size_t>(dim * inner) * w;
     int64_t start = 0;
     for (int64_t s : sizes) {
         std::vector<int64_t> shape = x.shape;
         shape[static_cast<size_t>(axis)] = s;
-        Tensor y = make_tensor(x.dtype, shape);
-        size_t block = static_cast<size_t>(s * inner) * w;
-        for (int64_t o = 0; o < outer; ++o)
-            if (block) std::memcpy(y.data.mutable_bytes().data() + static_cast<size_t>(o) * block,
-                        x.data.bytes().data() + (static_cast<size_t>(o * dim + start) * static_cast<size_t>(inner)) * w, block);
+        Tensor y = make_uninitialized_tensor(x.dtype, shape);
+        const size_t block = static_cast<size_t>(s * inner) * w;
+        if (block && outer) {
+            std::byte* dst = y.data.mutable_bytes().data();
+            const std::byte* src = x.data.bytes().data() + static_cast<size_t>(start * inner) * w;
+            parallel_for(c.options, outer, std::max<int64_t>(1, 65536 / static_cast<int64_t>(block)), [&](int64_t o0, int64_t o1) {
+                copy_rows(dst + static_cast<size_t>(o0) * block, block, src + static_cast<size_t>(o0) * row, row, block, o1 - o0);
+            });
+        }
         start += s;
         c.outputs.push_back(std::move(y));
     }
@@ -405,7 +484,7 @@ void op_slice(OpContext& c) {
         strides[static_cast<size_t>(d)] = in_strides[static_cast<size_t>(d)] * step[static_cast<size_t>(d)];
         base += begin[static_cast<size_t>(d)] * in_strides[static_cast<size_t>(d)];
     }
-    Tensor y = make_tensor(x.dtype, out_shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, out_shape);
     if (y.element_count() > 0)
         strided_copy(c, x.data.bytes().data(), y.data.mutable_bytes().data(), elem_size(c, x.dtype), out_shape, strides, base);
     c.outputs.push_back(std::move(y));
@@ -447,7 +526,7 @@ void op_expand(OpContext& c) {
     std::vector<int64_t> target = read_ints(c, c.input(1));
     std::vector<int64_t> shape = broadcast_shapes(c, x.shape, target);
     auto strides = broadcast_strides(x.shape, shape);
-    Tensor y = make_tensor(x.dtype, shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, shape);
     if (y.element_count() > 0)
         strided_copy(c, x.data.bytes().data(), y.data.mutable_bytes().data(), elem_size(c, x.dtype), shape, strides, 0);
     c.outputs.push_back(std::move(y));
@@ -469,7 +548,7 @@ void op_tile(OpContext& c) {
         strides2.push_back(in_strides[d]);
         out_shape[d] = x.shape[d] * repeats[d];
     }
-    Tensor y = make_tensor(x.dtype, out_shape);
+    Tensor y = make_uninitialized_tensor(x.dtype, out_shape);
     if (y.element_count() > 0)
         strided_copy(c, x.data.bytes().data(), y.data.mutable_bytes().data(), elem_size(c, x.dtype), shape2, strides2, 0);
     c.outputs.push_back(std::move(y));
