@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "runtime-check/kernel.h"
 
@@ -41,6 +42,39 @@ struct Broadcast {
 
 [[nodiscard]] Broadcast make_broadcast(const OpContext& ctx, std::span<const Tensor* const> inputs);
 
+// Walks the outer (all but the innermost) collapsed dimensions row by row from row
+// `begin`: base[k] is input k's offset of the row's first element.
+template <size_t N>
+struct BroadcastRows {
+    const Broadcast& bc;
+    size_t outer_rank;
+    std::array<int64_t, N> base{};
+    std::array<int64_t, 8> idx_small{};
+    std::vector<int64_t> idx_big;
+    int64_t* idx;
+
+    BroadcastRows(const Broadcast& b, int64_t begin) : bc(b), outer_rank(b.dims.empty() ? 0 : b.dims.size() - 1) {
+        if (outer_rank > idx_small.size()) idx_big.assign(outer_rank, 0);
+        idx = outer_rank > idx_small.size() ? idx_big.data() : idx_small.data();
+        int64_t rem = begin;
+        for (size_t d = outer_rank; d-- > 0;) {
+            idx[d] = rem % bc.dims[d];
+            rem /= bc.dims[d];
+            for (size_t k = 0; k < N; ++k) base[k] += idx[d] * bc.strides[k][d];
+        }
+    }
+    void next() {
+        for (size_t d = outer_rank; d-- > 0;) {
+            for (size_t k = 0; k < N; ++k) base[k] += bc.strides[k][d];
+            if (++idx[d] < bc.dims[d]) return;
+            for (size_t k = 0; k < N; ++k) base[k] -= idx[d] * bc.strides[k][d];
+            idx[d] = 0;
+        }
+    }
+    BroadcastRows(const BroadcastRows&) = delete;
+    BroadcastRows& operator=(const BroadcastRows&) = delete;
+};
+
 // Calls fn(out_index, in_offsets...) for every output element in row-major order, split
 // over threads by output rows; each output index is visited once.
 template <size_t N, typename Fn>
@@ -51,20 +85,14 @@ void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn
     const int64_t outer = inner ? bc.count / inner : 0;
     parallel_for(options, outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-            std::array<int64_t, N> base{};
-            int64_t rem = row;
-            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
-                int64_t idx = rem % bc.dims[d];
-                rem /= bc.dims[d];
-                for (size_t k = 0; k < N; ++k) base[k] += idx * bc.strides[k][d];
-            }
-            std::array<int64_t, N> step{};
-            for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
+        std::array<int64_t, N> step{};
+        for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
+        BroadcastRows<N> rows(bc, begin);
+        for (int64_t row = begin; row < end; ++row, rows.next()) {
             int64_t out = row * inner;
             for (int64_t j = 0; j < inner; ++j) {
                 std::array<int64_t, N> off;
-                for (size_t k = 0; k < N; ++k) off[k] = base[k] + j * step[k];
+                for (size_t k = 0; k < N; ++k) off[k] = rows.base[k] + j * step[k];
                 fn(out + j, off);
             }
         }
@@ -85,16 +113,8 @@ void for_each_broadcast_row(const ExecOptions& options, const Broadcast& bc, Fn&
     for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
     parallel_for(options, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-            std::array<int64_t, N> base{};
-            int64_t rem = row;
-            for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
-                int64_t idx = rem % bc.dims[d];
-                rem /= bc.dims[d];
-                for (size_t k = 0; k < N; ++k) base[k] += idx * bc.strides[k][d];
-            }
-            fn(row * inner, base, step, inner);
-        }
+        BroadcastRows<N> rows(bc, begin);
+        for (int64_t row = begin; row < end; ++row, rows.next()) fn(row * inner, rows.base, step, inner);
     });
 }
 

@@ -187,6 +187,10 @@ void softmax(OpContext& c, bool log) {
             for (int64_t r = r0; r < r1; ++r) {
                 const int64_t o = r / inner, i = r % inner;
                 const int64_t base = o * n * inner + i;
+                if (inner == 1 && !log && simd_kernels().softmax_row) {
+                    simd_kernels().softmax_row(px + base, py + base, n);  // contiguous row: no copy
+                    continue;
+                }
                 float* row = inner == 1 ? py + base : buf.data();
                 for (int64_t k = 0; k < n; ++k) row[k] = px[base + k * inner];
                 if (!log && simd_kernels().softmax_row) {
