@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -51,17 +52,28 @@ std::span<std::byte> TensorData::mutable_bytes() {
 
 int64_t Tensor::element_count() const {
     auto n = checked_element_count(shape);
-    if (!n) throw InputError(cat("tensor '", name, "': shape ", shape_string(shape),
-                                 " is negative or overflows"));
+    if (!n)
+        throw InputError(
+            cat("tensor '", name, "': shape ", shape_string(shape), " is negative or overflows"));
     return static_cast<int64_t>(*n);
 }
 
 uint64_t Tensor::expected_bytes() const {
+    if (is_encoded()) {
+        std::string what = cat("tensor '", name, "'");
+        check_encoding(encoding, what);
+        auto dims = encoded_dims(encoding, shape, what);
+        auto bytes = encoded_bytes(encoding, dims.rows, dims.cols);
+        if (!bytes)
+            throw InputError(
+                cat(what, ": ", encoding_name(encoding), " x ", shape_string(shape), " overflows"));
+        return *bytes;
+    }
     if (dtype == DType::String) return 0;
     auto bytes = storage_bytes(dtype, static_cast<uint64_t>(element_count()));
     if (!bytes)
-        throw InputError(cat("tensor '", name, "': ", dtype_name(dtype), " x ",
-                             shape_string(shape), " overflows"));
+        throw InputError(cat("tensor '", name, "': ", dtype_name(dtype), " x ", shape_string(shape),
+                             " overflows"));
     return *bytes;
 }
 
@@ -75,17 +87,21 @@ void Tensor::check_consistent() const {
     }
     uint64_t want = expected_bytes();
     if (data.size() != want)
-        throw InputError(cat("tensor '", name, "': ", dtype_name(dtype), " ",
-                             shape_string(shape), " needs ", want, " bytes, found ",
-                             data.size()));
+        throw InputError(
+            cat("tensor '", name,
+                "': ", is_encoded() ? encoding_name(encoding) : std::string(dtype_name(dtype)), " ",
+                shape_string(shape), " needs ", want, " bytes, found ", data.size()));
 }
 
 std::vector<float> Tensor::to_floats() const {
+    if (is_encoded()) return dequantize_tensor(*this);
     check_consistent();
     size_t n = static_cast<size_t>(element_count());
     std::vector<float> out(n);
     switch (dtype) {
-        case DType::F32: std::memcpy(out.data(), data.bytes().data(), n * 4); break;
+        case DType::F32:
+            std::memcpy(out.data(), data.bytes().data(), n * 4);
+            break;
         case DType::F64: {
             auto v = values<double>();
             for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
@@ -102,14 +118,20 @@ std::vector<float> Tensor::to_floats() const {
             break;
         }
         default:
-            throw InputError(cat("tensor '", name, "': expected a float tensor, found ",
-                                 dtype_name(dtype)));
+            throw InputError(
+                cat("tensor '", name, "': expected a float tensor, found ", dtype_name(dtype)));
     }
     return out;
 }
 
 double Tensor::zero_fraction() const {
     if (dtype == DType::String) return 0.0;
+    if (is_encoded()) {
+        auto v = to_floats();
+        if (v.empty()) return 0.0;
+        auto zeros = std::count(v.begin(), v.end(), 0.0f);
+        return static_cast<double>(zeros) / static_cast<double>(v.size());
+    }
     int bits = traits(dtype).bits;
     auto b = data.bytes();
     if (b.empty() || bits < 8) {

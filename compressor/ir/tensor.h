@@ -14,13 +14,14 @@
 #include <vector>
 
 #include "dtype.h"
+#include "encoding.h"
 #include "error.h"
 #include "mapped_file.h"
 
 namespace ep {
 
 class TensorData {
-public:
+  public:
     TensorData() = default;
     [[nodiscard]] static TensorData owned(std::vector<std::byte> bytes);
     // `size` owned bytes, 64-byte aligned and NOT initialized: for writers that fill
@@ -41,7 +42,7 @@ public:
     // Writable bytes; copies first if the data is a view or shared with another tensor.
     [[nodiscard]] std::span<std::byte> mutable_bytes();
 
-private:
+  private:
     std::shared_ptr<std::vector<std::byte>> owned_;
     std::shared_ptr<std::byte[]> block_;  // storage of uninitialized()
     std::shared_ptr<const MappedFile> file_;
@@ -57,7 +58,12 @@ struct Tensor {
     TensorData data;                   // packed element bytes (not for strings)
     std::vector<std::string> strings;  // elements of a DType::String tensor
     std::string doc_string;
+    // Quantized weights (encoding.h): when set, dtype is what the tensor dequantizes to
+    // (F32), shape its logical shape, and data the encoded rows. Kernels that do not read
+    // an encoding see such a tensor only after dequantize_tensor().
+    Encoding encoding;
 
+    [[nodiscard]] bool is_encoded() const { return !encoding.is_none(); }
     [[nodiscard]] int64_t element_count() const;  // product of shape (1 for a scalar)
     // Bytes the dtype and shape call for; throws InputError naming the tensor on overflow.
     [[nodiscard]] uint64_t expected_bytes() const;
@@ -74,7 +80,8 @@ struct Tensor {
         auto b = data.mutable_bytes();
         return {reinterpret_cast<T*>(b.data()), b.size() / sizeof(T)};
     }
-    // Elements as float, converting from f64/f32/f16/bf16; throws for other dtypes.
+    // Elements as float, converting from f64/f32/f16/bf16 or dequantizing an encoded
+    // tensor (in its logical layout); throws for other dtypes.
     [[nodiscard]] std::vector<float> to_floats() const;
     // Fraction of elements whose bytes are all zero (0 for empty tensors and strings).
     [[nodiscard]] double zero_fraction() const;

@@ -1,0 +1,369 @@
+#include "encoding.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "checked.h"
+#include "error.h"
+#include "tensor.h"
+
+namespace ep {
+namespace {
+
+constexpr std::array<QSchemeTraits, static_cast<size_t>(QScheme::Count_)> kSchemes{{
+    {QScheme::None, "none", 32, true, false, 0, 0},
+    {QScheme::Int8Channel, "int8", 8, true, false, -127, 127},
+    {QScheme::Int8Sym, "int8", 8, true, true, -127, 127},
+    {QScheme::Int8Asym, "int8", 8, false, true, 0, 255},
+    {QScheme::Int4Sym, "int4", 4, true, true, -8, 7},
+    {QScheme::Int4Asym, "int4", 4, false, true, 0, 15},
+}};
+static_assert([] {
+    for (size_t i = 0; i < kSchemes.size(); ++i)
+        if (static_cast<size_t>(kSchemes[i].scheme) != i) return false;
+    return true;
+}());
+
+bool valid_group(int g) {
+    return g == 32 || g == 64 || g == 128;
+}
+
+uint16_t scale_bits(const Encoding& e, float scale) {
+    return e.scale_dtype == DType::BF16 ? float_to_bf16(scale) : float_to_half(scale);
+}
+float scale_value(const Encoding& e, uint16_t bits) {
+    return e.scale_dtype == DType::BF16 ? bf16_to_float(bits) : half_to_float(bits);
+}
+
+// Offset of the codes inside a block (after d, and zero + reserved for asymmetric ones).
+size_t codes_offset(const Encoding& e) {
+    return traits(e.scheme).symmetric ? 2 : 4;
+}
+
+}  // namespace
+
+const QSchemeTraits& traits(QScheme scheme) {
+    auto i = static_cast<size_t>(scheme);
+    if (i >= kSchemes.size()) throw InternalError(cat("bad QScheme ", i));
+    return kSchemes[i];
+}
+
+std::string encoding_name(const Encoding& e) {
+    const auto& t = traits(e.scheme);
+    if (e.scheme == QScheme::None) return "none";
+    if (!t.grouped) return "int8c";
+    std::string s = cat(t.name, "g", e.group, t.symmetric ? "" : "a");
+    if (e.scale_dtype == DType::BF16) s += "-bf16";
+    return s;
+}
+
+std::optional<Encoding> encoding_from_name(std::string_view name) {
+    if (name == "none") return Encoding{};
+    if (name == "int8c") return Encoding{QScheme::Int8Channel, 0, DType::F32, 1};
+    Encoding e;
+    if (name.ends_with("-bf16")) {
+        e.scale_dtype = DType::BF16;
+        name.remove_suffix(5);
+    }
+    bool asym = name.ends_with("a");
+    if (asym) name.remove_suffix(1);
+    int bits = 0;
+    if (name.starts_with("int4g"))
+        bits = 4;
+    else if (name.starts_with("int8g"))
+        bits = 8;
+    else
+        return std::nullopt;
+    name.remove_prefix(5);
+    int g = 0;
+    for (char c : name) {
+        if (c < '0' || c > '9' || g > 1000) return std::nullopt;
+        g = g * 10 + (c - '0');
+    }
+    if (!valid_group(g)) return std::nullopt;
+    e.group = static_cast<uint16_t>(g);
+    e.scheme = bits == 4 ? (asym ? QScheme::Int4Asym : QScheme::Int4Sym)
+                         : (asym ? QScheme::Int8Asym : QScheme::Int8Sym);
+    return e;
+}
+
+void check_encoding(const Encoding& e, const std::string& what) {
+    auto i = static_cast<size_t>(e.scheme);
+    if (i >= kSchemes.size()) throw InputError(cat(what, ": unknown quantization scheme ", i));
+    if (e.scheme == QScheme::None) return;
+    if (e.axis > 1)
+        throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 or 1)"));
+    if (traits(e.scheme).grouped) {
+        if (!valid_group(e.group))
+            throw InputError(cat(what, ": group size ", e.group, " (expected 32, 64 or 128)"));
+        if (e.scale_dtype != DType::F16 && e.scale_dtype != DType::BF16)
+            throw InputError(
+                cat(what, ": group scales must be f16 or bf16, found ", dtype_name(e.scale_dtype)));
+    } else if (e.scale_dtype != DType::F32 || e.group != 0) {
+        throw InputError(cat(what, ": int8c has f32 scales and no group"));
+    }
+}
+
+size_t block_bytes(const Encoding& e) {
+    const auto& t = traits(e.scheme);
+    return codes_offset(e) + static_cast<size_t>(e.group) * t.bits / 8;
+}
+
+int64_t blocks_per_row(const Encoding& e, int64_t cols) {
+    return (cols + e.group - 1) / e.group;
+}
+
+uint64_t row_bytes(const Encoding& e, int64_t cols) {
+    return static_cast<uint64_t>(blocks_per_row(e, cols)) * block_bytes(e);
+}
+
+std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols) {
+    if (rows < 0 || cols < 0) return std::nullopt;
+    auto r = static_cast<uint64_t>(rows), c = static_cast<uint64_t>(cols);
+    if (e.scheme == QScheme::Int8Channel) {
+        auto codes = checked_mul(r, c);
+        if (!codes) return std::nullopt;
+        auto padded = checked_add(*codes, (4 - *codes % 4) % 4);
+        auto scales = checked_mul(r, uint64_t{4});
+        if (!padded || !scales) return std::nullopt;
+        return checked_add(*padded, *scales);
+    }
+    return checked_mul(r, row_bytes(e, cols));
+}
+
+double bits_per_weight(const Encoding& e, int64_t rows, int64_t cols) {
+    auto bytes = encoded_bytes(e, rows, cols);
+    double n = static_cast<double>(rows) * static_cast<double>(cols);
+    return bytes && n > 0 ? static_cast<double>(*bytes) * 8.0 / n : 0.0;
+}
+
+EncodedDims encoded_dims(const Encoding& e, std::span<const int64_t> shape,
+                         const std::string& what) {
+    if (shape.size() < 2)
+        throw InputError(cat(what, ": a quantized tensor needs at least 2 dimensions, found ",
+                             shape_string(shape)));
+    if (e.axis == 0) {
+        if (shape.size() != 2)
+            throw InputError(
+                cat(what, ": encoding axis 0 needs a 2-D tensor, found ", shape_string(shape)));
+        return {shape[1], shape[0]};
+    }
+    auto rest = checked_element_count(shape.subspan(1));
+    if (!rest) throw InputError(cat(what, ": shape ", shape_string(shape), " overflows"));
+    return {shape[0], static_cast<int64_t>(*rest)};
+}
+
+float round_scale(const Encoding& e, float scale) {
+    if (e.scale_dtype == DType::F32) return scale;
+    return scale_value(e, scale_bits(e, scale));
+}
+
+QParams choose_qparams(const Encoding& e, std::span<const float> values) {
+    const auto& t = traits(e.scheme);
+    QParams p;
+    if (t.symmetric) {
+        float m = 0.0f;  // the value of largest magnitude (first on ties)
+        for (float v : values)
+            if (std::fabs(v) > std::fabs(m)) m = v;
+        float d = e.scheme == QScheme::Int4Sym ? m / -8.0f : std::fabs(m) / 127.0f;
+        p.scale = round_scale(e, d);
+        return p;
+    }
+    float lo = 0.0f, hi = 0.0f;
+    for (float v : values) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+    }
+    float d = (hi - lo) / static_cast<float>(t.qmax);
+    p.scale = round_scale(e, d);
+    if (p.scale != 0.0f) {
+        float z = std::round(-lo / p.scale);
+        p.zero = static_cast<int>(std::clamp(z, 0.0f, static_cast<float>(t.qmax)));
+    }
+    return p;
+}
+
+int quantize_value(const Encoding& e, float x, const QParams& p) {
+    const auto& t = traits(e.scheme);
+    if (p.scale == 0.0f || !std::isfinite(x / p.scale)) return t.symmetric ? 0 : p.zero;
+    float q = std::round(x / p.scale) + static_cast<float>(p.zero);
+    return static_cast<int>(std::clamp(q, static_cast<float>(t.qmin), static_cast<float>(t.qmax)));
+}
+
+void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QParams> params,
+              std::span<std::byte> out) {
+    const auto& t = traits(e.scheme);
+    auto cols = static_cast<int64_t>(codes.size());
+    if (!t.grouped) {
+        // int8c: the row's codes only; the caller places the scale.
+        if (out.size() != codes.size()) throw InternalError("pack_row: int8c size");
+        for (size_t i = 0; i < codes.size(); ++i)
+            out[i] = static_cast<std::byte>(static_cast<int8_t>(codes[i]));
+        return;
+    }
+    int64_t nb = blocks_per_row(e, cols);
+    size_t bb = block_bytes(e), off = codes_offset(e);
+    if (out.size() != static_cast<size_t>(nb) * bb || params.size() != static_cast<size_t>(nb))
+        throw InternalError("pack_row: size");
+    std::memset(out.data(), 0, out.size());
+    for (int64_t b = 0; b < nb; ++b) {
+        auto* block = reinterpret_cast<uint8_t*>(out.data() + b * bb);
+        const QParams& p = params[static_cast<size_t>(b)];
+        uint16_t d = scale_bits(e, p.scale);
+        std::memcpy(block, &d, 2);
+        if (!t.symmetric) block[2] = static_cast<uint8_t>(p.zero);
+        uint8_t* qs = block + off;
+        for (int64_t i = 0; i < e.group; ++i) {
+            int64_t c = b * e.group + i;
+            // Padding past the row's end stores the code of 0.0.
+            int q = c < cols ? codes[static_cast<size_t>(c)] : (t.symmetric ? 0 : p.zero);
+            if (t.bits == 8) {
+                qs[i] = static_cast<uint8_t>(t.symmetric ? static_cast<uint8_t>(int8_t(q))
+                                                         : static_cast<uint8_t>(q));
+            } else {
+                auto nib = static_cast<uint8_t>((t.symmetric ? q + 8 : q) & 0xF);
+                qs[i / 2] |= static_cast<uint8_t>(i % 2 == 0 ? nib : nib << 4);
+            }
+        }
+    }
+}
+
+std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w, int64_t rows,
+                                    int64_t cols) {
+    const auto& t = traits(e.scheme);
+    auto total = encoded_bytes(e, rows, cols);
+    if (!total || w.size() != static_cast<size_t>(rows * cols))
+        throw InternalError("quantize_rtn: size");
+    std::vector<std::byte> out(*total);
+    std::vector<int> codes(static_cast<size_t>(cols));
+    if (!t.grouped) {
+        auto scale_at = static_cast<size_t>(*total - static_cast<uint64_t>(rows) * 4);
+        for (int64_t r = 0; r < rows; ++r) {
+            auto row = w.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
+            QParams p = choose_qparams(e, row);
+            for (int64_t c = 0; c < cols; ++c)
+                codes[static_cast<size_t>(c)] = quantize_value(e, row[static_cast<size_t>(c)], p);
+            pack_row(
+                e, codes, {},
+                std::span(out).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+            std::memcpy(out.data() + scale_at + static_cast<size_t>(r) * 4, &p.scale, 4);
+        }
+        return out;
+    }
+    int64_t nb = blocks_per_row(e, cols);
+    uint64_t rb = row_bytes(e, cols);
+    std::vector<QParams> params(static_cast<size_t>(nb));
+    for (int64_t r = 0; r < rows; ++r) {
+        auto row = w.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
+        for (int64_t b = 0; b < nb; ++b) {
+            int64_t c0 = b * e.group, c1 = std::min<int64_t>(cols, c0 + e.group);
+            auto group = row.subspan(static_cast<size_t>(c0), static_cast<size_t>(c1 - c0));
+            QParams p = choose_qparams(e, group);
+            params[static_cast<size_t>(b)] = p;
+            for (int64_t c = c0; c < c1; ++c)
+                codes[static_cast<size_t>(c)] = quantize_value(e, row[static_cast<size_t>(c)], p);
+        }
+        pack_row(e, codes, params,
+                 std::span(out).subspan(static_cast<size_t>(r) * rb, static_cast<size_t>(rb)));
+    }
+    return out;
+}
+
+QParams row_qparams(const Encoding& e, std::span<const std::byte> data, int64_t rows, int64_t cols,
+                    int64_t r, int64_t b) {
+    const auto& t = traits(e.scheme);
+    QParams p;
+    if (!t.grouped) {
+        uint64_t codes = static_cast<uint64_t>(rows * cols);
+        size_t at = static_cast<size_t>(codes + (4 - codes % 4) % 4 + static_cast<uint64_t>(r) * 4);
+        std::memcpy(&p.scale, data.data() + at, 4);
+        return p;
+    }
+    const auto* block =
+        reinterpret_cast<const uint8_t*>(data.data() + static_cast<size_t>(r) * row_bytes(e, cols) +
+                                         static_cast<size_t>(b) * block_bytes(e));
+    uint16_t d;
+    std::memcpy(&d, block, 2);
+    p.scale = scale_value(e, d);
+    if (!t.symmetric) p.zero = block[2];
+    return p;
+}
+
+int row_code(const Encoding& e, std::span<const std::byte> data, int64_t rows, int64_t cols,
+             int64_t r, int64_t c) {
+    (void)rows;
+    const auto& t = traits(e.scheme);
+    if (!t.grouped) return static_cast<int8_t>(data[static_cast<size_t>(r * cols + c)]);
+    int64_t b = c / e.group, i = c % e.group;
+    const auto* qs =
+        reinterpret_cast<const uint8_t*>(data.data() + static_cast<size_t>(r) * row_bytes(e, cols) +
+                                         static_cast<size_t>(b) * block_bytes(e) + codes_offset(e));
+    if (t.bits == 8) return t.symmetric ? static_cast<int8_t>(qs[i]) : qs[i];
+    int nib = (i % 2 == 0 ? qs[i / 2] : qs[i / 2] >> 4) & 0xF;
+    return t.symmetric ? nib - 8 : nib;
+}
+
+void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t rows, int64_t cols,
+                    int64_t r, float* out) {
+    const auto& t = traits(e.scheme);
+    if (!t.grouped) {
+        QParams p = row_qparams(e, data, rows, cols, r, 0);
+        for (int64_t c = 0; c < cols; ++c)
+            out[c] = dequantize_value(e, row_code(e, data, rows, cols, r, c), p);
+        return;
+    }
+    int64_t nb = blocks_per_row(e, cols);
+    for (int64_t b = 0; b < nb; ++b) {
+        QParams p = row_qparams(e, data, rows, cols, r, b);
+        int64_t c1 = std::min<int64_t>(cols, (b + 1) * e.group);
+        for (int64_t c = b * e.group; c < c1; ++c)
+            out[c] = dequantize_value(e, row_code(e, data, rows, cols, r, c), p);
+    }
+}
+
+std::vector<float> dequantize_tensor(const Tensor& t) {
+    check_encoding(t.encoding, cat("tensor '", t.name, "'"));
+    auto dims = encoded_dims(t.encoding, t.shape, cat("tensor '", t.name, "'"));
+    t.check_consistent();
+    auto data = t.data.bytes();
+    std::vector<float> out(static_cast<size_t>(dims.rows * dims.cols));
+    std::vector<float> row(static_cast<size_t>(dims.cols));
+    for (int64_t r = 0; r < dims.rows; ++r) {
+        dequantize_row(t.encoding, data, dims.rows, dims.cols, r, row.data());
+        if (t.encoding.axis == 0) {
+            // Stored row r is logical column r of [cols, rows].
+            for (int64_t c = 0; c < dims.cols; ++c)
+                out[static_cast<size_t>(c * dims.rows + r)] = row[static_cast<size_t>(c)];
+        } else {
+            std::copy(row.begin(), row.end(), out.begin() + r * dims.cols);
+        }
+    }
+    return out;
+}
+
+Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
+    std::string what = cat("tensor '", t.name, "'");
+    check_encoding(e, what);
+    auto dims = encoded_dims(e, t.shape, what);
+    std::vector<float> w = t.to_floats();
+    if (e.axis == 0) {
+        std::vector<float> tr(w.size());
+        for (int64_t r = 0; r < dims.rows; ++r)
+            for (int64_t c = 0; c < dims.cols; ++c)
+                tr[static_cast<size_t>(r * dims.cols + c)] =
+                    w[static_cast<size_t>(c * dims.rows + r)];
+        w.swap(tr);
+    }
+    Tensor out;
+    out.name = t.name;
+    out.dtype = DType::F32;
+    out.shape = t.shape;
+    out.doc_string = t.doc_string;
+    out.encoding = e;
+    out.data = TensorData::owned(quantize_rtn(e, w, dims.rows, dims.cols));
+    return out;
+}
+
+}  // namespace ep

@@ -1,0 +1,182 @@
+// Quantized weight encodings: how the bytes of a quantized tensor are laid out, and the
+// scalar reference quantizer that defines those bytes.
+//
+// An encoded tensor keeps its logical dtype (F32: what it dequantizes to) and logical
+// shape; `Tensor::encoding` says how its bytes are stored. The logical tensor is viewed as
+// a matrix of `rows` x `cols` where `cols` runs along the reduction axis (the axis groups
+// are taken along):
+//   axis 1 (default): rows = shape[0], cols = product of shape[1..]   (Gemm transB=1 [N,K],
+//                     Gather tables [V,D], Conv weights [O,I,kh,kw])
+//   axis 0 (2-D only): rows = shape[1], cols = shape[0]: stored row r is logical column r
+//                     (MatMul / Gemm transB=0 weights [K,N]: one row per output channel)
+// Rows are stored one after another; within a row the reduction axis is contiguous, so a
+// fused kernel reads one output channel's blocks in order (as ONNX Runtime's MatMulNBits).
+//
+// Schemes (x = the float weight, d = the block's scale rounded to its scale dtype, q = the
+// stored code; rounding is round-half-away-from-zero of x / d in float):
+//
+//   int8c     int8 per output channel, symmetric. Bits per weight: 8 + 32 / cols.
+//             Bytes: int8 q[rows][cols], zero-padded to a multiple of 4, then f32 d[rows].
+//             d = max|x| / 127 over the row; q = clamp(round(x / d), -127, 127); x' = d * q.
+//   int8gG    int8 group-wise symmetric, G in {32, 64, 128}: BlockInt8Sym<G> per group.
+//             d = max|x| / 127 over the group; q as for int8c. Bits: 8 + 16 / G.
+//   int8gGa   int8 group-wise asymmetric: BlockInt8Asym<G>; the range [min(x,0), max(x,0)]
+//             maps onto 0..255: d = (hi - lo) / 255, z = clamp(round(-lo / d), 0, 255),
+//             q = clamp(round(x / d) + z, 0, 255); x' = d * (q - z). Bits: 8 + 32 / G.
+//   int4gG    int4 group-wise symmetric: BlockInt4Sym<G>. m = the group's value of largest
+//             magnitude (first one on ties), d = m / -8, q = clamp(round(x / d), -8, 7),
+//             stored as the nibble q + 8 (low nibble = even element); x' = d * q (as
+//             llama.cpp's Q4_0, and ONNX Runtime's MatMulNBits with its default zero
+//             point 8). Bits: 4 + 16 / G.
+//   int4gGa   int4 group-wise asymmetric: BlockInt4Asym<G>; as int8gGa with 0..15.
+//             Bits: 4 + 32 / G.
+// A scale of 0 (an all-zero group) stores q = 0 (symmetric) or q = z = 0 (asymmetric).
+// Group scales are f16 (default) or bf16 (`Encoding::scale_dtype`). A row whose length is
+// not a multiple of G ends in a block padded with the code of 0.0 (x' = 0 there).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dtype.h"
+
+namespace ep {
+
+struct Tensor;
+
+enum class QScheme : uint8_t { None, Int8Channel, Int8Sym, Int8Asym, Int4Sym, Int4Asym, Count_ };
+
+struct QSchemeTraits {
+    QScheme scheme;
+    std::string_view name;  // "int4": the start of an encoding's name
+    int bits;               // bits per code
+    bool symmetric;
+    bool grouped;    // false: one f32 scale per row (int8c)
+    int qmin, qmax;  // code range: the signed range for symmetric schemes
+};
+
+[[nodiscard]] const QSchemeTraits& traits(QScheme scheme);
+
+struct Encoding {
+    QScheme scheme = QScheme::None;
+    uint16_t group = 0;              // elements per block (grouped schemes): 32, 64 or 128
+    DType scale_dtype = DType::F16;  // grouped: F16 or BF16; int8c: F32
+    uint8_t axis = 1;                // the reduction axis (see above): 0 or 1
+
+    [[nodiscard]] bool is_none() const { return scheme == QScheme::None; }
+    friend bool operator==(const Encoding&, const Encoding&) = default;
+};
+
+// Block layouts. `d` holds the scale's f16 or bf16 bits.
+template <int G>
+struct BlockInt4Sym {
+    uint16_t d;
+    uint8_t qs[G / 2];  // element 2i in the low nibble of qs[i], 2i+1 in the high nibble
+};
+template <int G>
+struct BlockInt4Asym {
+    uint16_t d;
+    uint8_t zero;      // 0..15
+    uint8_t reserved;  // 0
+    uint8_t qs[G / 2];
+};
+template <int G>
+struct BlockInt8Sym {
+    uint16_t d;
+    int8_t qs[G];
+};
+template <int G>
+struct BlockInt8Asym {
+    uint16_t d;
+    uint8_t zero;
+    uint8_t reserved;  // 0
+    uint8_t qs[G];
+};
+static_assert(sizeof(BlockInt4Sym<32>) == 18 && sizeof(BlockInt4Sym<64>) == 34 &&
+              sizeof(BlockInt4Sym<128>) == 66);
+static_assert(sizeof(BlockInt4Asym<32>) == 20 && sizeof(BlockInt4Asym<64>) == 36 &&
+              sizeof(BlockInt4Asym<128>) == 68);
+static_assert(sizeof(BlockInt8Sym<32>) == 34 && sizeof(BlockInt8Sym<64>) == 66 &&
+              sizeof(BlockInt8Sym<128>) == 130);
+static_assert(sizeof(BlockInt8Asym<32>) == 36 && sizeof(BlockInt8Asym<64>) == 68 &&
+              sizeof(BlockInt8Asym<128>) == 132);
+
+// "int4g32", "int4g32a", "int8c", "int8g64-bf16" ("none" for QScheme::None).
+[[nodiscard]] std::string encoding_name(const Encoding& e);
+// The inverse of encoding_name (axis is not part of the name: it is left at 1).
+[[nodiscard]] std::optional<Encoding> encoding_from_name(std::string_view name);
+// Throws InputError naming `what` when the encoding is not one of the schemes above.
+void check_encoding(const Encoding& e, const std::string& what);
+
+// Bytes of one block (grouped schemes).
+[[nodiscard]] size_t block_bytes(const Encoding& e);
+// Blocks per row (grouped schemes): ceil(cols / group).
+[[nodiscard]] int64_t blocks_per_row(const Encoding& e, int64_t cols);
+// Bytes of one stored row (grouped schemes).
+[[nodiscard]] uint64_t row_bytes(const Encoding& e, int64_t cols);
+// Bytes of an encoded rows x cols matrix; nullopt on overflow.
+[[nodiscard]] std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols);
+// Average storage bits per weight of a rows x cols matrix (scales and zero points included).
+[[nodiscard]] double bits_per_weight(const Encoding& e, int64_t rows, int64_t cols);
+
+// The stored matrix shape of a logical shape under an encoding (see the top of this file);
+// throws InputError naming `what` for an axis the shape does not allow.
+struct EncodedDims {
+    int64_t rows = 0, cols = 0;
+};
+[[nodiscard]] EncodedDims encoded_dims(const Encoding& e, std::span<const int64_t> shape,
+                                       const std::string& what);
+
+// --- The reference quantizer (scalar; defines the bytes) ---------------------------------
+
+// One group's quantization parameters. `scale` is already rounded to the scale dtype.
+struct QParams {
+    float scale = 0.0f;
+    int zero = 0;  // asymmetric schemes only
+};
+// Chooses the parameters for one group (or one int8c row) of values, as described above.
+[[nodiscard]] QParams choose_qparams(const Encoding& e, std::span<const float> values);
+// The code of x under p: signed for symmetric schemes (-8..7, -127..127), 0..qmax for
+// asymmetric ones.
+[[nodiscard]] int quantize_value(const Encoding& e, float x, const QParams& p);
+[[nodiscard]] inline float dequantize_value(const Encoding& e, int q, const QParams& p) {
+    (void)e;
+    return p.scale * static_cast<float>(q - p.zero);
+}
+// Rounds a scale to the encoding's scale dtype (f16 / bf16 / f32).
+[[nodiscard]] float round_scale(const Encoding& e, float scale);
+
+// Writes one row (cols values, the reduction axis) with the parameters of each group given
+// (params.size() == blocks_per_row; int8c: one entry) into `out` (row_bytes; for int8c
+// `out_codes` gets the cols codes and `out_scale` the scale). Used by GPTQ / AWQ, which
+// choose their own parameters.
+void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QParams> params,
+              std::span<std::byte> out);
+
+// Quantizes a rows x cols row-major float matrix (already in stored orientation: each row
+// one output channel, the reduction axis contiguous) with round-to-nearest.
+[[nodiscard]] std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w,
+                                                  int64_t rows, int64_t cols);
+
+// Dequantizes stored row r of an encoded matrix into cols floats.
+void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t rows, int64_t cols,
+                    int64_t r, float* out);
+// The group parameters of stored row r, block b (for exporters: scales and zero points).
+[[nodiscard]] QParams row_qparams(const Encoding& e, std::span<const std::byte> data, int64_t rows,
+                                  int64_t cols, int64_t r, int64_t b);
+// The code of element (r, c), as quantize_value returns it.
+[[nodiscard]] int row_code(const Encoding& e, std::span<const std::byte> data, int64_t rows,
+                           int64_t cols, int64_t r, int64_t c);
+
+// A whole encoded tensor back to floats in its logical layout (undoing axis 0).
+[[nodiscard]] std::vector<float> dequantize_tensor(const Tensor& t);
+// A float tensor (F32, or anything to_floats reads) quantized with RTN; the result keeps
+// the name and logical shape and carries `e` (with its axis).
+[[nodiscard]] Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e);
+
+}  // namespace ep
