@@ -11,6 +11,10 @@ SimdKernels choose() {
     SimdKernels table;
     const char* isa = std::getenv("EDGEPACK_ISA");
     if (isa && std::strcmp(isa, "baseline") == 0) return table;
+    if (!isa || std::strcmp(isa, "avx2") != 0) {
+        SimdKernels avx512;
+        if (fill_avx512_kernels(avx512)) return avx512;
+    }
     SimdKernels avx2;
     if (fill_avx2_kernels(avx2)) return avx2;
     return table;

@@ -4,7 +4,8 @@
 // code" (Eigen or plain loops).
 //
 // EDGEPACK_ISA=baseline in the environment forces the portable variants (to test or
-// benchmark them on a machine that has AVX2). The choice may change results in the last
+// benchmark them on a machine that has AVX2), EDGEPACK_ISA=avx2 the AVX2 table on a
+// machine that has AVX-512. The choice may change results in the last
 // bits (FMA rounds once), never their determinism: a given table gives the same bits for
 // any thread count and from run to run.
 #pragma once
@@ -74,7 +75,9 @@ struct SimdKernels {
 [[nodiscard]] const SimdKernels& simd_kernels();
 
 // Implementations per instruction set (simd_avx2.cpp); each returns false when it is
-// not compiled in or the CPU lacks the features.
+// not compiled in or the CPU lacks the features. The AVX-512 table is the AVX2 one with
+// some kernels blocked for 32 registers: it gives the same bits as the AVX2 table.
 [[nodiscard]] bool fill_avx2_kernels(SimdKernels& table);
+[[nodiscard]] bool fill_avx512_kernels(SimdKernels& table);
 
 }  // namespace ep::rt

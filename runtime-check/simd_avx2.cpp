@@ -211,82 +211,23 @@ EP_AVX2 void gemm_tile_avx2(const GemmTile& t, float* pack) {
     }
 }
 
-// Sum of the 8 lanes in a fixed order.
-EP_AVX2 inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);                      // (0+4) (1+5) (2+6) (3+7)
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));             // (0+4+2+6) (1+5+3+7)
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
+#define EP_DOT_TARGET EP_AVX2
+#define EP_DOT_J(R) ((R) <= 2 ? 4 : 2)  // 16 ymm registers
+namespace dot_avx2 {
+#include "runtime-check/simd_dot.inc"
+}  // namespace dot_avx2
+#undef EP_DOT_TARGET
+#undef EP_DOT_J
 
-// C[i, j] = (C +) sum_k A[i, k] * B[j, k] for B stored [N, K] and a few rows. Per
-// element: one 8-lane partial sum over k in steps of 8 (lane k % 8), the lanes added in a
-// fixed order, then the tail k >= K/8*8 in order. The partial lanes live in `part`
-// between K blocks, so A's block stays in L1 while B streams once; neither the block
-// shape nor the K blocking changes the bits.
-constexpr int64_t kDotKb = 1024;  // K block: 4 rows of A x 4 KiB
-constexpr int64_t kDotNb = 64;    // columns per chunk (partial lanes: 4 x 64 x 8 floats)
-
-template <int R, int J>
-EP_AVX2 inline void gemm_dot_block(const GemmTile& t, int64_t i0, int64_t j0, int64_t k0, int64_t k1,
-                                   float* part, int64_t part_ld) {
-    const float* a[R];
-    const float* b[J];
-    for (int r = 0; r < R; ++r) a[r] = t.a + (i0 + r) * t.lda;
-    for (int c = 0; c < J; ++c) b[c] = t.b + (j0 + c) * t.ldb;
-    __m256 s[R][J];
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < J; ++c)
-            s[r][c] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(part + (r * part_ld + c) * 8);
-    for (int64_t k = k0; k < k1; k += 8) {
-        __m256 bv[J];
-        for (int c = 0; c < J; ++c) bv[c] = _mm256_loadu_ps(b[c] + k);
-        for (int r = 0; r < R; ++r) {
-            const __m256 av = _mm256_loadu_ps(a[r] + k);
-            for (int c = 0; c < J; ++c) s[r][c] = _mm256_fmadd_ps(av, bv[c], s[r][c]);
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < J; ++c) _mm256_storeu_ps(part + (r * part_ld + c) * 8, s[r][c]);
-}
-
-template <int R>
-EP_AVX2 void gemm_dot_rows(const GemmTile& t, int64_t i0) {
-    constexpr int J = R <= 2 ? 4 : 2;
-    const int64_t k8 = t.k / 8 * 8;
-    alignas(32) float part[4 * kDotNb * 8];
-    for (int64_t n0 = t.n0; n0 < t.n1; n0 += kDotNb) {
-        const int64_t n1 = min64(t.n1, n0 + kDotNb), w = n1 - n0;
-        for (int64_t k0 = 0; k0 < k8 || k0 == 0; k0 += kDotKb) {
-            const int64_t k1 = min64(k8, k0 + kDotKb);
-            int64_t j = n0;
-            for (; j + J <= n1; j += J) gemm_dot_block<R, J>(t, i0, j, k0, k1, part + (j - n0) * 8, w);
-            for (; j < n1; ++j) gemm_dot_block<R, 1>(t, i0, j, k0, k1, part + (j - n0) * 8, w);
-            if (k1 >= k8) break;
-        }
-        for (int r = 0; r < R; ++r)
-            for (int64_t j = n0; j < n1; ++j) {
-                float sum = hsum(_mm256_loadu_ps(part + (r * w + (j - n0)) * 8));
-                const float* ar = t.a + (i0 + r) * t.lda;
-                const float* bj = t.b + j * t.ldb;
-                for (int64_t k = k8; k < t.k; ++k) sum = __builtin_fmaf(ar[k], bj[k], sum);
-                float* out = t.c + (i0 + r) * t.ldc + j;
-                *out = t.accumulate ? *out + sum : sum;
-            }
-    }
-}
-
-EP_AVX2 void gemm_dot_avx2(const GemmTile& t) {
-    for (int64_t i = t.m0; i < t.m1; i += 4) {
-        switch (min64(4, t.m1 - i)) {
-            case 4: gemm_dot_rows<4>(t, i); break;
-            case 3: gemm_dot_rows<3>(t, i); break;
-            case 2: gemm_dot_rows<2>(t, i); break;
-            default: gemm_dot_rows<1>(t, i); break;
-        }
-    }
-}
+// AVX-512VL: the same 8-float (ymm) arithmetic with 32 registers, so 4 rows x 4 columns
+// of accumulators fit: twice the loads in flight over B for 3-4 rows.
+#define EP_DOT_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl")))
+#define EP_DOT_J(R) 4
+namespace dot_avx512 {
+#include "runtime-check/simd_dot.inc"
+}  // namespace dot_avx512
+#undef EP_DOT_TARGET
+#undef EP_DOT_J
 
 // N (1..4) vectors of 8 outputs of one depthwise output row, from x on: independent FMA
 // chains over the taps in order; only the first `valid` outputs are stored.
@@ -464,11 +405,20 @@ bool fill_avx2_kernels(SimdKernels& table) {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
     table.name = "avx2";
     table.gemm_tile = gemm_tile_avx2;
-    table.gemm_dot = gemm_dot_avx2;
+    table.gemm_dot = dot_avx2::gemm_dot;
     table.depthwise_plane = depthwise_plane_avx2;
     table.exp = exp_avx2;
     table.sigmoid = sigmoid_avx2;
     table.softmax_row = softmax_row_avx2;
+    return true;
+}
+
+bool fill_avx512_kernels(SimdKernels& table) {
+    __builtin_cpu_init();
+    if (!fill_avx2_kernels(table) || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl"))
+        return false;
+    table.name = "avx512";
+    table.gemm_dot = dot_avx512::gemm_dot;
     return true;
 }
 
@@ -478,6 +428,7 @@ bool fill_avx2_kernels(SimdKernels& table) {
 
 namespace ep::rt {
 bool fill_avx2_kernels(SimdKernels&) { return false; }
+bool fill_avx512_kernels(SimdKernels&) { return false; }
 }  // namespace ep::rt
 
 #endif

@@ -101,3 +101,34 @@ TEST_CASE("GEMM dot-product path: few rows, B transposed, K across 1024-wide blo
     const int64_t n = GENERATE(1, 5, 64, 65, 130);
     check({m, k, n, false, true, false});
 }
+
+TEST_CASE("AVX-512 kernels give the AVX2 kernels' bytes", "[kernels][gemm-blocks]") {
+    rt::SimdKernels avx2, avx512;
+    if (!rt::fill_avx2_kernels(avx2) || !rt::fill_avx512_kernels(avx512)) {
+        WARN("this CPU has no AVX-512F/VL: nothing to compare");
+        return;
+    }
+    // The dot-product path (<= 4 rows per block, B stored [N, K]): 1, primes, the
+    // 8-float vector and its edges, the 1024-wide K block and the 64-column chunk.
+    const int64_t m = GENERATE(1, 2, 3, 4, 5, 7, 8);
+    const int64_t k = GENERATE(1, 7, 8, 9, 1023, 1024, 1025, 3136);
+    const int64_t n = GENERATE(1, 3, 4, 5, 63, 64, 65, 130);
+    const bool accumulate = GENERATE(false, true);
+    INFO("M " << m << " K " << k << " N " << n << " accumulate " << accumulate);
+    const uint32_t seed = static_cast<uint32_t>(m * 7919 + k * 31 + n);
+    auto a = random_floats(static_cast<size_t>(m * k), seed);
+    auto b = random_floats(static_cast<size_t>(n * k), seed + 1);
+    auto c0 = random_floats(static_cast<size_t>(m * n), seed + 2);
+    auto run_dot = [&](const rt::SimdKernels& table, int64_t n0, int64_t n1, std::vector<float>& c) {
+        rt::GemmTile t{a.data(), k, b.data(), k, true, c.data(), n, k, accumulate, 0, m, n0, n1};
+        table.gemm_dot(t);
+    };
+    std::vector<float> want = c0, got = c0, split = c0;
+    run_dot(avx2, 0, n, want);
+    run_dot(avx512, 0, n, got);
+    REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+    // Cut into column ranges as threads would: same bytes.
+    run_dot(avx512, 0, n / 2, split);
+    run_dot(avx512, n / 2, n, split);
+    REQUIRE(std::memcmp(want.data(), split.data(), want.size() * sizeof(float)) == 0);
+}
