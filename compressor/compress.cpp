@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ostream>
 
+#include "compressor/calibration_data.h"
 #include "compressor/ir/error.h"
 #include "formats/model_io.h"
 
@@ -62,7 +63,15 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     auto load_start = std::chrono::steady_clock::now();
     Model model = load_model(recipe.model);
     double load_seconds = seconds_since(load_start);
-    manager.check_needs(model, recipe.model.filename().string());
+    PassResources resources;
+    resources.calibration_data = recipe.calibration.has_value();
+    manager.check_needs(model, recipe.model.filename().string(), resources);
+    PassManagerOptions manager_options = options.manager;
+    std::unique_ptr<calib::DataProvider> calibration;
+    if (recipe.calibration) {
+        calibration = make_calibration_provider(*recipe.calibration, recipe.what);
+        manager_options.context.calibration = calibration.get();
+    }
 
     if (options.dry_run) {
         out << "plan: " << recipe.model.string() << " -> "
@@ -74,7 +83,7 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
         return 0;
     }
 
-    auto records = manager.run(model, options.manager, err);
+    auto records = manager.run(model, manager_options, err);
 
     if (progress) err << "edgepack: writing " << output->string() << "\n" << std::flush;
     auto save_start = std::chrono::steady_clock::now();
@@ -83,6 +92,13 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     if (output->has_parent_path()) std::filesystem::create_directories(output->parent_path(), ec);
     SaveOptions save;
     save.onnx = recipe.onnx;
+    if (output->extension() == ".epk") {  // provenance: what this file was made from
+        save.epk.provenance.source_file = recipe.model.filename().string();
+        save.epk.provenance.source_sha256 = sha256_file_hex(recipe.model);
+        save.epk.provenance.recipe_file = options.recipe.filename().string();
+        save.epk.provenance.recipe_sha256 = sha256_file_hex(options.recipe);
+        save.epk.provenance.recipe_overrides = options.overrides;
+    }
     save_model(model, *output, save);
     double save_seconds = seconds_since(save_start);
 

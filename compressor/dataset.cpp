@@ -7,6 +7,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <system_error>
@@ -195,10 +196,15 @@ Dataset::Dataset(const rt::Executor& model, DataSource source)
     if (!source_.shapes.empty())
         throw InputError("--shape applies to random inputs (--samples) only, not to --data");
     const fs::path& dir = source_.data;
+    if (is_file(dir) && dir.extension() == ".npy") {
+        open_tokens();
+        return;
+    }
     if (!is_dir(dir))
         throw InputError(cat(dir.string(),
                              ": --data must be a directory (of .npz files, of input "
-                             "files NAME.npy / input_0.pb, or of folders of them)"));
+                             "files NAME.npy / input_0.pb, or of folders of them) or a "
+                             "token-id .npy file"));
     entries_ = sorted_entries(
         dir, [](const fs::path& p) { return p.extension() == ".npz" && is_file(p); });
     if (!entries_.empty()) {
@@ -219,9 +225,33 @@ Dataset::Dataset(const rt::Executor& model, DataSource source)
     count_ = entries_.size();
 }
 
+void Dataset::open_tokens() {
+    const auto& feeds = model_.inputs();
+    const std::string file = source_.data.string();
+    if (feeds.size() != 1)
+        throw InputError(cat(file, ": a token-id .npy feeds a model with one input; this model "
+                             "takes ", feeds.size(), " (", input_list(feeds), ")"));
+    const ValueInfo& in = feeds[0];
+    if (in.type && in.type->is_tensor &&
+        ((in.type->elem != DType::Undefined && in.type->elem != DType::I64) ||
+         (in.type->shape && in.type->shape->size() != 2)))
+        throw InputError(cat(file, ": token ids feed an int64 [1, T] input; input '", in.name,
+                             "' is ", declared_string(in)));
+    tokens_ = read_npy(source_.data);
+    if (tokens_.dtype != DType::I64 || tokens_.shape.size() != 2)
+        throw InputError(cat(file, ": expected an int64 [S, T] array of token ids, found ",
+                             dtype_name(tokens_.dtype), " ", shape_string(tokens_.shape)));
+    if (tokens_.shape[0] < 1 || tokens_.shape[1] < 1)
+        throw InputError(cat(file, ": holds no token sequences (shape ",
+                             shape_string(tokens_.shape), ")"));
+    kind_ = DataKind::TokenSequences;
+    count_ = static_cast<size_t>(tokens_.shape[0]);
+}
+
 std::string Dataset::sample_name(size_t i) const {
     if (kind_ == DataKind::Random)
         return cat("random sample ", i, " (seed ", source_.seed + i, ")");
+    if (kind_ == DataKind::TokenSequences) return cat("sequence ", i);
     return kind_ == DataKind::InputFolder ? entries_.at(i).string()
                                           : entries_.at(i).filename().string();
 }
@@ -235,6 +265,9 @@ std::string Dataset::describe() const {
             return cat(count_, " .npz file", count_ == 1 ? "" : "s", " in ", source_.data.string());
         case DataKind::InputFolder:
             return cat("the input files in ", source_.data.string());
+        case DataKind::TokenSequences:
+            return cat(count_, " token sequence", count_ == 1 ? "" : "s", " of ",
+                       tokens_.shape[1], " in ", source_.data.string());
         case DataKind::SampleFolders:
             return cat(count_, " sample folder", count_ == 1 ? "" : "s", " in ",
                        source_.data.string());
@@ -248,6 +281,23 @@ rt::NamedTensors Dataset::load(size_t i) const {
         auto sample = rt::synthetic_inputs(model_, source_.seed + i, source_.shapes);
         check_sample(sample, cat("random sample ", i));
         return sample;
+    }
+    if (kind_ == DataKind::TokenSequences) {
+        const int64_t t = tokens_.shape[1];
+        auto all = tokens_.values<int64_t>();
+        std::vector<int64_t> row(all.begin() + static_cast<std::ptrdiff_t>(i) * t,
+                                 all.begin() + static_cast<std::ptrdiff_t>(i + 1) * t);
+        Tensor sample;
+        sample.name = model_.inputs()[0].name;
+        sample.dtype = DType::I64;
+        sample.shape = {1, t};
+        std::vector<std::byte> bytes(row.size() * sizeof(int64_t));
+        std::memcpy(bytes.data(), row.data(), bytes.size());
+        sample.data = TensorData::owned(std::move(bytes));
+        rt::NamedTensors out;
+        out.emplace_back(sample.name, std::move(sample));
+        check_sample(out, cat(source_.data.string(), ": sequence ", i));
+        return out;
     }
     if (kind_ == DataKind::Npz) {
         auto sample = read_npz(entries_[i]);

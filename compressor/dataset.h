@@ -13,6 +13,9 @@
 //   3. Sub-directories of DIR, in sorted name order, each holding inputs as in 2 (an ONNX
 //      test case's `test_data_set_0/`, ..., or the `sample_K/` folders `edgepack run`
 //      writes): one sample each.
+//   4. `--data FILE.npy` (a file, not a directory): token-id sequences for a language model
+//      with exactly one input of rank 2 ([1, T], int64): an [S, T] int64 array is S samples,
+//      sample s being row s as [1, T]. T must match the input's fixed length, if any.
 // Without DIR, `samples` seeded random samples come from rt::synthetic_inputs: sample k
 // uses seed `seed + k` (so sample 0 equals what `edgepack bench --seed S` feeds).
 //
@@ -38,7 +41,7 @@ struct DataSource {
     rt::ShapeOverrides shapes;   // --shape NAME=D0,D1,... (random only)
 };
 
-enum class DataKind : uint8_t { Npz, InputFolder, SampleFolders, Random };
+enum class DataKind : uint8_t { Npz, InputFolder, SampleFolders, Random, TokenSequences };
 
 class Dataset {
 public:
@@ -58,12 +61,14 @@ public:
 
 private:
     rt::NamedTensors load_folder(const std::filesystem::path& dir) const;
+    void open_tokens();
     void check_sample(rt::NamedTensors& sample, const std::string& where) const;
 
     const rt::Executor& model_;
     DataSource source_;
     DataKind kind_ = DataKind::Random;
     std::vector<std::filesystem::path> entries_;  // files or folders, sorted
+    Tensor tokens_;                               // TokenSequences: the [S, T] array
     size_t count_ = 0;
 };
 

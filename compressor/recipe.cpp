@@ -27,7 +27,7 @@ constexpr size_t kMaxRecipeBytes = 16u << 20;  // 16 MB
 
 const std::vector<std::string>& top_level_keys() {
     static const std::vector<std::string> keys{"description", "model", "passes", "output",
-                                               "onnx"};
+                                               "onnx", "calibration"};
     return keys;
 }
 
@@ -38,6 +38,15 @@ std::vector<OptionSpec> onnx_specs() {
              {"auto", "always", "never"}},
             {"external_threshold", OptionType::Int, 1024,
              "bytes: smaller tensors stay inside the .onnx file", {}, 0, 9.2e18}};
+}
+
+std::vector<OptionSpec> calibration_specs() {
+    return {{"data", OptionType::String, "",
+             "calibration inputs: a directory (as edgepack run --data) or a [S, T] token-id "
+             ".npy; empty: seeded random inputs", {}},
+            {"samples", OptionType::Int, 32, "samples to use (0 = all)", {}, 0, 1e9},
+            {"seed", OptionType::Int, 0, "chooses the samples (and random inputs)", {}, 0, 9e18},
+            {"max_samples", OptionType::Int, 128, "hard limit on samples", {}, 1, 1e9}};
 }
 
 // The fields every pass entry accepts besides its own options.
@@ -240,6 +249,28 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
                                             : ExternalData::Auto;
         r.onnx.external_threshold = onnx["external_threshold"].get<uint64_t>();
     }
+    if (doc.contains("calibration")) {
+        if (!doc["calibration"].is_object())
+            fail("calibration", cat("expected an object {\"data\": ..., \"samples\": N}, found ",
+                                    type_name(doc["calibration"])));
+        json c = check_object(doc["calibration"], calibration_specs(), "calibration",
+                              "unknown key");
+        CalibrationConfig cc;
+        auto data = c["data"].get<std::string>();
+        if (!data.empty()) {
+            cc.data = resolve(base_dir, data);
+            std::error_code ec;
+            if (!std::filesystem::exists(cc.data, ec))
+                fail("calibration.data", cat("not found: ", cc.data.string()));
+        }
+        cc.samples = c["samples"].get<uint64_t>();
+        cc.seed = c["seed"].get<uint64_t>();
+        cc.max_samples = c["max_samples"].get<uint64_t>();
+        if (cc.samples > cc.max_samples)
+            fail("calibration.samples", cat(cc.samples, " is above max_samples ",
+                                            cc.max_samples));
+        r.calibration = cc;
+    }
     // Last, so that every schema error is reported even when the model is missing too.
     std::error_code ec;
     if (!std::filesystem::exists(r.model, ec))
@@ -415,21 +446,22 @@ void apply_override(json& doc, std::string_view assignment) {
         descend_lists(entry[key], steps, 3, where) = std::move(value);
         return;
     }
-    if (top == "onnx") {
+    if (top == "onnx" || top == "calibration") {
         if (steps.size() == 1) {
-            doc["onnx"] = std::move(value);
+            doc[top] = std::move(value);
             return;
         }
-        if (steps[1].is_index) fail("onnx", "is an object, not a list");
-        if (doc.contains("onnx") && !doc["onnx"].is_object()) fail("onnx", "is not an object");
+        if (steps[1].is_index) fail(top, "is an object, not a list");
+        if (doc.contains(top) && !doc[top].is_object()) fail(top, "is not an object");
         std::vector<std::string> names;
-        for (const auto& s : onnx_specs()) names.push_back(s.name);
+        for (const auto& s : top == "onnx" ? onnx_specs() : calibration_specs())
+            names.push_back(s.name);
         const std::string& key = steps[1].key;
-        where = cat("onnx.", key);
+        where = cat(top, ".", key);
         if (std::find(names.begin(), names.end(), key) == names.end())
             fail(where, cat("unknown key", did_you_mean(key, names)));
         if (steps.size() > 2) fail(where, "takes a single value");
-        doc["onnx"][key] = std::move(value);
+        doc[top][key] = std::move(value);
         return;
     }
     if (steps.size() > 1) fail(where, "takes a single value");

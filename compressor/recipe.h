@@ -6,8 +6,15 @@
 //     "passes": [ {"pass": "promote-constants"},
 //                 {"pass": "fold-batchnorm", "include": ["*"], "exclude": []} ],
 //     "output": "out.onnx",                   // .onnx or .safetensors; `-o` overrides it
-//     "onnx": {"external_data": "auto", "external_threshold": 1024}
+//     "onnx": {"external_data": "auto", "external_threshold": 1024},
+//     "calibration": {"data": "calib/", "samples": 32, "seed": 0, "max_samples": 128}
 //   }
+// "calibration" (optional; passes such as quantize-weights with method gptq/awq need it):
+// `data` is what `edgepack run --data` takes (a directory of .npz files, input files or
+// sample folders) or an [S, T] int64 token-id .npy for a model with one [1, T] input;
+// without `data`, seeded random inputs. `samples`: how many to use (0 = all); when the
+// data holds more, a seeded choice (`seed`) of them, in data order. `max_samples` is the
+// hard limit: more samples is an error, so calibration cost stays bounded.
 //
 // The loader checks everything before anything runs: unknown keys and options (with the
 // nearest valid name when one is close), wrong types, values outside a pass's choices or
@@ -41,6 +48,13 @@ struct PassConfig {
     nlohmann::json options;  // every option of the pass (defaults filled in), include, exclude
 };
 
+struct CalibrationConfig {
+    std::filesystem::path data;  // absolute; empty: random samples
+    uint64_t samples = 32;       // 0: all
+    uint64_t seed = 0;
+    uint64_t max_samples = 128;
+};
+
 struct Recipe {
     std::string what;                // the recipe file as the user named it, for messages
     std::filesystem::path base_dir;  // relative paths in the recipe are relative to this
@@ -49,6 +63,7 @@ struct Recipe {
     std::optional<std::filesystem::path> output;  // absolute; unset when the recipe has none
     std::vector<PassConfig> passes;
     OnnxWriteOptions onnx;
+    std::optional<CalibrationConfig> calibration;
     nlohmann::json document;  // the recipe after overrides
 };
 

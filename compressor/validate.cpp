@@ -68,6 +68,8 @@ const char* kind_name(DataKind k) {
             return "sample-folders";
         case DataKind::Random:
             return "random";
+        case DataKind::TokenSequences:
+            return "token-sequences";
     }
     return "?";
 }

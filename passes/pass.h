@@ -18,6 +18,10 @@
 
 namespace ep {
 
+namespace calib {
+class DataProvider;  // calibration/calibration.h
+}
+
 enum class PassKind : uint8_t { Cleanup, Quantization, Pruning, Merge, Evaluation };
 [[nodiscard]] std::string_view pass_kind_name(PassKind kind);
 
@@ -59,6 +63,9 @@ struct [[nodiscard]] PassResult {
 struct PassContext {
     int threads = 1;
     bool verbose = false;
+    // The recipe's calibration data (set when the recipe has a "calibration" section);
+    // passes whose needs() include kNeedsCalibrationData may rely on it being non-null.
+    const calib::DataProvider* calibration = nullptr;
 };
 
 class Pass {

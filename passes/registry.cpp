@@ -7,6 +7,7 @@ namespace ep {
 // Factories, one per pass file.
 std::unique_ptr<Pass> make_promote_constants_pass();  // passes/promote_constants.cpp
 std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.cpp
+std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
 
 namespace {
 
@@ -18,6 +19,7 @@ struct PassEntry {
 constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
+    {"quantize-weights", make_quantize_weights_pass},
 };
 
 }  // namespace

@@ -1,0 +1,275 @@
+// GPTQ and AWQ (contract in solvers.h).
+#include "calibration/solvers.h"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "compressor/ir/error.h"
+
+namespace ep::calib {
+
+namespace {
+
+using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+// Parameters per stored row and block: params[r * nb + b] (int8c: nb = 1).
+int64_t groups_per_row(const Encoding& e, int64_t cols) {
+    return traits(e.scheme).grouped ? blocks_per_row(e, cols) : 1;
+}
+
+int64_t group_width(const Encoding& e, int64_t cols) {
+    return traits(e.scheme).grouped ? e.group : cols;
+}
+
+// The encoded bytes of rows x cols codes with their parameters (both layouts of encoding.h).
+std::vector<std::byte> pack_matrix(const Encoding& e, int64_t rows, int64_t cols,
+                                   const std::vector<int>& codes,
+                                   const std::vector<QParams>& params) {
+    auto total = encoded_bytes(e, rows, cols);
+    if (!total) throw InternalError("pack_matrix: size overflow");
+    std::vector<std::byte> out(*total);
+    const int64_t nb = groups_per_row(e, cols);
+    if (!traits(e.scheme).grouped) {
+        auto scale_at = static_cast<size_t>(*total - static_cast<uint64_t>(rows) * 4);
+        for (int64_t r = 0; r < rows; ++r) {
+            pack_row(e, std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
+                     {}, std::span(out).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+            float s = params[static_cast<size_t>(r)].scale;
+            std::memcpy(out.data() + scale_at + static_cast<size_t>(r) * 4, &s, 4);
+        }
+        return out;
+    }
+    const uint64_t rb = row_bytes(e, cols);
+    for (int64_t r = 0; r < rows; ++r)
+        pack_row(e, std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
+                 std::span(params).subspan(static_cast<size_t>(r * nb), static_cast<size_t>(nb)),
+                 std::span(out).subspan(static_cast<size_t>(r) * rb, static_cast<size_t>(rb)));
+    return out;
+}
+
+// Upper Cholesky factor of (H + lambda I)^-1, or false when a factorisation fails.
+bool inverse_cholesky(const MatrixD& h, double lambda, MatrixD& upper) {
+    const auto n = h.rows();
+    MatrixD damped = h;
+    damped.diagonal().array() += lambda;
+    Eigen::LLT<MatrixD> llt(damped);
+    if (llt.info() != Eigen::Success) return false;
+    MatrixD inv = llt.solve(MatrixD::Identity(n, n));
+    inv = (inv + inv.transpose()) * 0.5;  // exact symmetry for the second factorisation
+    Eigen::LLT<MatrixD> llt2(inv);
+    if (llt2.info() != Eigen::Success) return false;
+    upper = llt2.matrixU();
+    for (Eigen::Index i = 0; i < n; ++i)
+        if (!(upper(i, i) > 0.0) || !std::isfinite(upper(i, i))) return false;
+    return upper.allFinite();
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
+                         std::span<const double> hessian, const GptqOptions& options,
+                         const std::string& what) {
+    if (rows <= 0 || cols <= 0 || w.size() != static_cast<size_t>(rows * cols) ||
+        hessian.size() != static_cast<size_t>(cols * cols))
+        throw InternalError(cat("gptq: ", what, ": sizes"));
+    if (options.block_size <= 0) throw InternalError("gptq: block_size");
+    GptqResult result;
+
+    // Column permutation (act_order) and dead columns.
+    std::vector<int64_t> perm(static_cast<size_t>(cols));
+    std::iota(perm.begin(), perm.end(), int64_t{0});
+    auto diag = [&](int64_t c) { return hessian[static_cast<size_t>(c * cols + c)]; };
+    if (options.act_order)
+        std::stable_sort(perm.begin(), perm.end(),
+                         [&](int64_t a, int64_t b) { return diag(a) > diag(b); });
+
+    MatrixD h(cols, cols);
+    MatrixD wd(rows, cols);  // permuted columns, double
+    for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j < cols; ++j)
+            h(i, j) = hessian[static_cast<size_t>(perm[static_cast<size_t>(i)] * cols +
+                                                  perm[static_cast<size_t>(j)])];
+        for (int64_t r = 0; r < rows; ++r)
+            wd(r, i) = static_cast<double>(w[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])]);
+    }
+    if (!h.allFinite())
+        throw InputError(cat(what, ": the calibration Hessian has non-finite values (the ",
+                             "activations overflow); GPTQ cannot quantize this tensor"));
+    for (int64_t i = 0; i < cols; ++i)
+        if (h(i, i) == 0.0) {
+            h(i, i) = 1.0;
+            wd.col(i).setZero();
+            ++result.dead_columns;
+        }
+    const double mean_diag = h.diagonal().mean();
+
+    MatrixD u;
+    bool ok = false;
+    double damp = options.damp;
+    for (int attempt = 0; attempt <= 3; ++attempt) {
+        if (attempt > 0) {
+            damp *= 10.0;
+            ++result.retries;
+        }
+        if (inverse_cholesky(h, damp * mean_diag, u)) {
+            ok = true;
+            break;
+        }
+    }
+    if (!ok)
+        throw InputError(cat(what, ": GPTQ: the Cholesky factorisation of the damped Hessian ",
+                             "failed even with damp = ", damp, " (", result.retries,
+                             " retries, float64); the calibration activations for this ",
+                             "weight are degenerate: exclude it or quantize it with rtn"));
+    result.damp = damp;
+
+    // Group parameters, indexed by original column.
+    const int64_t nb = groups_per_row(e, cols);
+    const int64_t gw = group_width(e, cols);
+    std::vector<QParams> params(static_cast<size_t>(rows * nb));
+    std::vector<int> codes(static_cast<size_t>(rows * cols));
+    std::vector<float> buf(static_cast<size_t>(gw));
+    auto set_params = [&](int64_t r, int64_t b, auto&& value_of_col) {
+        int64_t c0 = b * gw, c1 = std::min(cols, c0 + gw);
+        for (int64_t c = c0; c < c1; ++c) buf[static_cast<size_t>(c - c0)] = value_of_col(c);
+        params[static_cast<size_t>(r * nb + b)] =
+            choose_qparams(e, std::span<const float>(buf.data(), static_cast<size_t>(c1 - c0)));
+    };
+    const bool static_groups = options.act_order || !traits(e.scheme).grouped;
+    if (static_groups)
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t b = 0; b < nb; ++b)
+                set_params(r, b, [&](int64_t c) {
+                    // dead columns were zeroed
+                    return diag(c) == 0.0 ? 0.0f : w[static_cast<size_t>(r * cols + c)];
+                });
+    // Position of each original column in the permuted order (dynamic groups only use
+    // the identity permutation).
+    const int64_t bs = options.block_size;
+    MatrixD err;
+    for (int64_t i1 = 0; i1 < cols; i1 += bs) {
+        const int64_t i2 = std::min(cols, i1 + bs), count = i2 - i1;
+        err.setZero(rows, count);
+        for (int64_t j = i1; j < i2; ++j) {
+            const int64_t orig = perm[static_cast<size_t>(j)];
+            if (!static_groups && orig % gw == 0)
+                for (int64_t r = 0; r < rows; ++r)
+                    set_params(r, orig / gw,
+                               [&](int64_t c) { return static_cast<float>(wd(r, c)); });
+            const double d = u(j, j);
+            for (int64_t r = 0; r < rows; ++r) {
+                const QParams& p = params[static_cast<size_t>(r * nb + orig / gw)];
+                const double x = wd(r, j);
+                int q = quantize_value(e, static_cast<float>(x), p);
+                codes[static_cast<size_t>(r * cols + orig)] = q;
+                double deq = static_cast<double>(dequantize_value(e, q, p));
+                double ej = (x - deq) / d;
+                result.loss += (x - deq) * (x - deq) / (2.0 * d * d);
+                err(r, j - i1) = ej;
+            }
+            if (j + 1 < i2)
+                wd.block(0, j + 1, rows, i2 - j - 1).noalias() -=
+                    err.col(j - i1) * u.block(j, j + 1, 1, i2 - j - 1);
+        }
+        if (i2 < cols)
+            wd.rightCols(cols - i2).noalias() -= err * u.block(i1, i2, count, cols - i2);
+    }
+    result.bytes = pack_matrix(e, rows, cols, codes, params);
+    return result;
+}
+
+namespace {
+
+// Q(W diag(s)) diag(s)^-1 of one matrix, as floats (rows x cols).
+std::vector<float> fake_quant_scaled(const Encoding& e, std::span<const float> w, int64_t rows,
+                                     int64_t cols, std::span<const float> s) {
+    std::vector<float> scaled(w.size());
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+            scaled[static_cast<size_t>(r * cols + c)] =
+                w[static_cast<size_t>(r * cols + c)] * s[static_cast<size_t>(c)];
+    auto bytes = quantize_rtn(e, scaled, rows, cols);
+    std::vector<float> out(w.size());
+    for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(e, bytes, rows, cols, r, out.data() + r * cols);
+        for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(r * cols + c)] /= s[static_cast<size_t>(c)];
+    }
+    return out;
+}
+
+}  // namespace
+
+AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int64_t cols,
+                     std::span<const float> x, int64_t x_rows, std::span<const double> abs_mean,
+                     int grid) {
+    if (grid < 1 || abs_mean.size() != static_cast<size_t>(cols) ||
+        x.size() != static_cast<size_t>(x_rows * cols))
+        throw InternalError("awq_search: sizes");
+    // Reference outputs X W^T per matrix (double accumulation).
+    auto outputs = [&](std::span<const float> wm, int64_t rows) {
+        std::vector<double> y(static_cast<size_t>(x_rows * rows));
+        for (int64_t i = 0; i < x_rows; ++i)
+            for (int64_t r = 0; r < rows; ++r) {
+                double acc = 0.0;
+                const float* xi = x.data() + i * cols;
+                const float* wr = wm.data() + r * cols;
+                for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(xi[c]) * wr[c];
+                y[static_cast<size_t>(i * rows + r)] = acc;
+            }
+        return y;
+    };
+    std::vector<std::vector<double>> ref;
+    for (const auto& m : matrices) ref.push_back(outputs(m.w, m.rows));
+
+    AwqResult best;
+    best.loss = INFINITY;
+    std::vector<float> s(static_cast<size_t>(cols));
+    for (int i = 0; i < grid; ++i) {
+        const double alpha = static_cast<double>(i) / grid;
+        double lo = INFINITY, hi = 0.0;
+        std::vector<double> raw(static_cast<size_t>(cols));
+        for (int64_t c = 0; c < cols; ++c) {
+            double v = std::pow(std::max(abs_mean[static_cast<size_t>(c)], 1e-12), alpha);
+            v = std::max(v, 1e-4);
+            raw[static_cast<size_t>(c)] = v;
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+        const double norm = std::sqrt(hi * lo);
+        for (int64_t c = 0; c < cols; ++c)
+            s[static_cast<size_t>(c)] =
+                static_cast<float>(std::max(raw[static_cast<size_t>(c)] / norm, 1e-4));
+        double loss = 0.0;
+        for (size_t m = 0; m < matrices.size(); ++m) {
+            auto q = fake_quant_scaled(e, matrices[m].w, matrices[m].rows, cols, s);
+            auto y = outputs(q, matrices[m].rows);
+            for (size_t k = 0; k < y.size(); ++k) {
+                double d = y[k] - ref[m][k];
+                loss += d * d;
+            }
+        }
+        if (i == 0) best.rtn_loss = loss;
+        if (loss < best.loss) {
+            best.loss = loss;
+            best.alpha = alpha;
+            best.scales = s;
+        }
+    }
+    return best;
+}
+
+std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w, int64_t rows,
+                                    int64_t cols, std::span<const float> scales) {
+    std::vector<float> scaled(w.size());
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+            scaled[static_cast<size_t>(r * cols + c)] =
+                w[static_cast<size_t>(r * cols + c)] * scales[static_cast<size_t>(c)];
+    return quantize_rtn(e, scaled, rows, cols);
+}
+
+}  // namespace ep::calib

@@ -1,0 +1,88 @@
+// GPTQ and AWQ: choose codes (GPTQ) or pre-scales (AWQ) for one weight matrix from
+// calibration statistics, writing bytes through encoding.h's pack_row so that the stored
+// format is exactly the reference definition.
+//
+// Both take the weight in STORED orientation (encoding.h): `rows` output channels of `cols`
+// values along the reduction axis, row-major (MatMul [K, N] weights are transposed first).
+//
+// GPTQ (Frantar et al. 2022, following AutoGPTQ's fasterquant):
+//   H (cols x cols, from calibration.h) ; dead columns (H[c][c] == 0): H[c][c] = 1, W[:, c] = 0
+//   act_order: columns visited in decreasing diag(H) (ties: lower index first)
+//   H += damp * mean(diag H) * I ; U = upper Cholesky factor of H^-1
+//   for each block of block_size columns: for each column j: quantize W[:, j] with its
+//   group's parameters, err = (w - q) / U[j][j], update the rest of the block with
+//   err * U[j][j+1..]; after the block, update the later columns with the block's errors
+//   (the lazy batch update).
+//   Group parameters: without act_order, chosen by choose_qparams from the CURRENT (already
+//   updated) weights of the group when its first column is reached (as AutoGPTQ without
+//   static_groups, but with the updates inside the block included). With act_order, they
+//   are chosen from the original weights before any update, in original column order (as
+//   AutoGPTQ's static_groups): the stored groups are runs of consecutive original columns,
+//   so groups in permuted order could not be stored. int8c: one parameter per row, chosen
+//   from the original row.
+//   Cholesky (of H, then of H^-1), all in double: on failure the damping is multiplied by
+//   10, up to 3 times; if it still fails the tensor is an error (InputError naming it),
+//   never an identity or RTN fallback.
+//   All arithmetic is in double, one thread, in a fixed order: bytes are deterministic.
+//
+// AWQ (Lin et al. 2023, following AutoAWQ's search): s = mean|x|^alpha per input channel,
+// normalised by sqrt(max(s) * min(s)) and floored at 1e-4, for alpha = i / grid,
+// i = 0..grid-1; the loss of alpha is sum over kept rows and all matrices sharing the
+// activation of ||X W^T - X (Q(W diag(s)) diag(s)^-1)^T||^2; the best alpha (first on ties)
+// wins. alpha = 0 gives s = 1, i.e. plain RTN, so the search is never worse than RTN on the
+// kept rows. The caller quantizes W diag(s) and applies 1/s to the activation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "compressor/ir/encoding.h"
+
+namespace ep::calib {
+
+struct GptqOptions {
+    double damp = 0.01;
+    int64_t block_size = 128;
+    bool act_order = false;
+};
+
+struct GptqResult {
+    std::vector<std::byte> bytes;  // the encoded matrix (encoded_bytes of rows x cols)
+    double damp = 0.0;             // the relative damping finally used
+    int retries = 0;               // how many times damping was increased
+    int64_t dead_columns = 0;
+    double loss = 0.0;             // sum over columns of ||w - q||^2 / (2 U[j][j]^2)
+};
+
+// `hessian` is cols x cols (row-major). `what` names the tensor in errors.
+[[nodiscard]] GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t rows,
+                                       int64_t cols, std::span<const double> hessian,
+                                       const GptqOptions& options, const std::string& what);
+
+struct AwqMatrix {
+    std::span<const float> w;  // rows x cols, stored orientation
+    int64_t rows = 0;
+};
+
+struct AwqResult {
+    std::vector<float> scales;  // cols values s (the weight is multiplied by s per column)
+    double alpha = 0.0;
+    double loss = 0.0;          // at the chosen alpha
+    double rtn_loss = 0.0;      // at alpha = 0 (s = 1)
+};
+
+// Searches alpha for the matrices that read the same activation (cols = its channels).
+// `x` holds `x_rows` kept rows of cols values; `abs_mean` the per-channel mean |x|.
+[[nodiscard]] AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices,
+                                   int64_t cols, std::span<const float> x, int64_t x_rows,
+                                   std::span<const double> abs_mean, int grid);
+
+// Round-to-nearest of W diag(s) (rows x cols): the bytes AWQ stores.
+[[nodiscard]] std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,
+                                                  int64_t rows, int64_t cols,
+                                                  std::span<const float> scales);
+
+}  // namespace ep::calib
