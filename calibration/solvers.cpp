@@ -209,31 +209,49 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
     if (grid < 1 || abs_mean.size() != static_cast<size_t>(cols) ||
         x.size() != static_cast<size_t>(x_rows * cols))
         throw InternalError("awq_search: sizes");
-    // Reference outputs X W^T per matrix (double accumulation).
+    // Outputs X W^T per matrix (float products, double error sums).
+    using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const MatF> xm(x.data(), x_rows, cols);
     auto outputs = [&](std::span<const float> wm, int64_t rows) {
-        std::vector<double> y(static_cast<size_t>(x_rows * rows));
-        for (int64_t i = 0; i < x_rows; ++i)
-            for (int64_t r = 0; r < rows; ++r) {
-                double acc = 0.0;
-                const float* xi = x.data() + i * cols;
-                const float* wr = wm.data() + r * cols;
-                for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(xi[c]) * wr[c];
-                y[static_cast<size_t>(i * rows + r)] = acc;
-            }
-        return y;
+        Eigen::Map<const MatF> wmat(wm.data(), rows, cols);
+        MatF y = xm * wmat.transpose();
+        return std::vector<double>(y.data(), y.data() + y.size());
     };
     std::vector<std::vector<double>> ref;
     for (const auto& m : matrices) ref.push_back(outputs(m.w, m.rows));
 
+    // Mean normalised weight magnitude per input channel (|w| / max |w| of its group).
+    std::vector<double> w_mean(static_cast<size_t>(cols), 0.0);
+    int64_t total_rows = 0;
+    const int64_t gw = traits(e.scheme).grouped ? e.group : cols;
+    for (const auto& m : matrices) {
+        for (int64_t r = 0; r < m.rows; ++r)
+            for (int64_t c0 = 0; c0 < cols; c0 += gw) {
+                int64_t c1 = std::min(cols, c0 + gw);
+                double mx = 0.0;
+                for (int64_t c = c0; c < c1; ++c)
+                    mx = std::max(mx, static_cast<double>(std::fabs(m.w[static_cast<size_t>(r * cols + c)])));
+                for (int64_t c = c0; c < c1; ++c)
+                    w_mean[static_cast<size_t>(c)] +=
+                        std::fabs(m.w[static_cast<size_t>(r * cols + c)]) / (mx + 1e-6);
+            }
+        total_rows += m.rows;
+    }
+    for (auto& v : w_mean) v /= static_cast<double>(std::max<int64_t>(total_rows, 1));
+
     AwqResult best;
     best.loss = INFINITY;
     std::vector<float> s(static_cast<size_t>(cols));
-    for (int i = 0; i < grid; ++i) {
-        const double alpha = static_cast<double>(i) / grid;
+    // Candidates: i < grid: s = x^a (a = i / grid; i = 0 is plain RTN); i >= grid: AutoAWQ's
+    // duo scaling s = x^a / w^(1-a).
+    for (int i = 0; i < 2 * grid; ++i) {
+        const bool duo = i >= grid;
+        const double alpha = static_cast<double>(i % grid) / grid;
         double lo = INFINITY, hi = 0.0;
         std::vector<double> raw(static_cast<size_t>(cols));
         for (int64_t c = 0; c < cols; ++c) {
             double v = std::pow(std::max(abs_mean[static_cast<size_t>(c)], 1e-12), alpha);
+            if (duo) v /= std::pow(w_mean[static_cast<size_t>(c)], 1.0 - alpha) + 1e-4;
             v = std::max(v, 1e-4);
             raw[static_cast<size_t>(c)] = v;
             lo = std::min(lo, v);
@@ -256,10 +274,67 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
         if (loss < best.loss) {
             best.loss = loss;
             best.alpha = alpha;
+            best.duo = duo;
             best.scales = s;
         }
     }
     return best;
+}
+
+std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows,
+                            int64_t cols, std::span<const float> x, int64_t x_rows, int grid,
+                            double max_shrink) {
+    std::vector<float> out(w.begin(), w.end());
+    const auto& t = traits(e.scheme);
+    const int64_t gw = t.grouped ? e.group : cols;
+    const int steps = std::max(1, static_cast<int>(max_shrink * grid));
+    std::vector<float> cand(static_cast<size_t>(gw)), best_vals(static_cast<size_t>(gw));
+    std::vector<double> dot_ref(static_cast<size_t>(x_rows));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c0 = 0; c0 < cols; c0 += gw) {
+            const int64_t n = std::min(cols, c0 + gw) - c0;
+            const float* wg = w.data() + r * cols + c0;
+            float lo = 0.0f, hi = 0.0f;
+            for (int64_t j = 0; j < n; ++j) {
+                lo = std::min(lo, wg[j]);
+                hi = std::max(hi, wg[j]);
+            }
+            float amax = std::max(-lo, hi);
+            for (int64_t i = 0; i < x_rows; ++i) {
+                double acc = 0.0;
+                for (int64_t j = 0; j < n; ++j)
+                    acc += static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) * wg[j];
+                dot_ref[static_cast<size_t>(i)] = acc;
+            }
+            double best_err = INFINITY;
+            for (int k = 0; k <= steps; ++k) {
+                const float ratio = 1.0f - static_cast<float>(k) / static_cast<float>(grid);
+                float clo = t.symmetric ? -amax * ratio : lo * ratio;
+                float chi = t.symmetric ? amax * ratio : hi * ratio;
+                for (int64_t j = 0; j < n; ++j) cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
+                std::span<const float> group(cand.data(), static_cast<size_t>(n));
+                QParams p = choose_qparams(e, group);
+                std::vector<float> deq(static_cast<size_t>(n));
+                for (int64_t j = 0; j < n; ++j)
+                    deq[static_cast<size_t>(j)] =
+                        dequantize_value(e, quantize_value(e, cand[static_cast<size_t>(j)], p), p);
+                double err = 0.0;
+                for (int64_t i = 0; i < x_rows; ++i) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < n; ++j)
+                        acc += static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) *
+                               deq[static_cast<size_t>(j)];
+                    double d = acc - dot_ref[static_cast<size_t>(i)];
+                    err += d * d;
+                }
+                if (err < best_err) {
+                    best_err = err;
+                    std::copy_n(cand.begin(), n, best_vals.begin());
+                }
+            }
+            std::copy_n(best_vals.begin(), n, out.begin() + r * cols + c0);
+        }
+    return out;
 }
 
 std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w, int64_t rows,

@@ -26,8 +26,9 @@
 //   All arithmetic is in double, one thread, in a fixed order: bytes are deterministic.
 //
 // AWQ (Lin et al. 2023, following AutoAWQ's search): s = mean|x|^alpha per input channel,
-// normalised by sqrt(max(s) * min(s)) and floored at 1e-4, for alpha = i / grid,
-// i = 0..grid-1; the loss of alpha is sum over kept rows and all matrices sharing the
+// or with AutoAWQ's duo scaling s = mean|x|^alpha / (w_mean^(1-alpha) + 1e-4) (w_mean: mean
+// over output rows of |w| / max |w| of its group), normalised by sqrt(max(s) * min(s)) and
+// floored at 1e-4, for alpha = i / grid, i = 0..grid-1 (2 * grid candidates); the loss of alpha is sum over kept rows and all matrices sharing the
 // activation of ||X W^T - X (Q(W diag(s)) diag(s)^-1)^T||^2; the best alpha (first on ties)
 // wins. alpha = 0 gives s = 1, i.e. plain RTN, so the search is never worse than RTN on the
 // kept rows. The caller quantizes W diag(s) and applies 1/s to the activation.
@@ -70,6 +71,7 @@ struct AwqMatrix {
 struct AwqResult {
     std::vector<float> scales;  // cols values s (the weight is multiplied by s per column)
     double alpha = 0.0;
+    bool duo = false;           // s = x^a / w^(1-a) (AutoAWQ's duo scaling) won
     double loss = 0.0;          // at the chosen alpha
     double rtn_loss = 0.0;      // at alpha = 0 (s = 1)
 };
@@ -79,6 +81,15 @@ struct AwqResult {
 [[nodiscard]] AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices,
                                    int64_t cols, std::span<const float> x, int64_t x_rows,
                                    std::span<const double> abs_mean, int grid);
+
+// AutoAWQ's clip search: for each row and group of `w` (already scaled, rows x cols),
+// the clipping range max|w| * (1 - k / grid), k = 0..max_shrink * grid (asymmetric: the
+// [min, max] range shrunk alike), that minimises sum over the rows of `x` (the activation
+// with 1/s applied) of (x_g . (w_g - Q(clip(w_g))))^2; returns the clipped weights (k = 0
+// keeps the group as it is, so clipping never loses on these rows).
+[[nodiscard]] std::vector<float> awq_clip(const Encoding& e, std::span<const float> w,
+                                          int64_t rows, int64_t cols, std::span<const float> x,
+                                          int64_t x_rows, int grid, double max_shrink);
 
 // Round-to-nearest of W diag(s) (rows x cols): the bytes AWQ stores.
 [[nodiscard]] std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,

@@ -120,6 +120,8 @@ public:
             {"act_order", OptionType::Bool, false,
              "gptq: visit columns in decreasing Hessian diagonal", {}},
             {"grid", OptionType::Int, 20, "awq: exponent grid points in [0, 1)", {}, 1, 1000},
+            {"clip", OptionType::Bool, true,
+             "awq: search a clipping range per group (AutoAWQ's auto_clip)", {}},
             {"awq_rows", OptionType::Int, 1024,
              "awq: calibration rows kept per activation for the grid search", {}, 1, 1 << 20},
         };
@@ -162,6 +164,7 @@ public:
         gptq_.act_order = o.value("act_order", false);
         grid_ = o.value("grid", 20);
         awq_rows_ = o.value("awq_rows", uint64_t{1024});
+        clip_ = o.value("clip", true);
     }
 
     std::vector<std::string> plan(const Model& model) const override {
@@ -311,8 +314,8 @@ private:
             if (!t) {
                 auto p = producers.find(name);
                 std::string from = p != producers.end()
-                                       ? cat("computed by ", g.nodes[p->second].op_type, " '",
-                                             g.nodes[p->second].label(), "'")
+                                       ? cat("an activation computed by ",
+                                             g.nodes[p->second].op_type)
                                        : (graph_inputs.count(name) ? "a graph input"
                                                                    : "not defined in the graph");
                 // Gather index tensors etc. are not weights: only report MatMul/Gemm/Conv.
@@ -511,21 +514,36 @@ private:
                 auto found = calib::awq_search(members[0]->encoding, mats, members[0]->k,
                                                st.kept, static_cast<int64_t>(st.kept_rows),
                                                st.abs_mean, grid_);
-                if (found.alpha > 0.0) ++better;
+                if (found.alpha > 0.0 || found.duo) ++better;
                 char buf[64];
-                std::snprintf(buf, sizeof buf, "%.2f", found.alpha);
+                std::snprintf(buf, sizeof buf, "%.2f%s", found.alpha, found.duo ? "d" : "");
                 alphas += cat(alphas.empty() ? "" : ", ", buf);
+                // The activation as the quantized weights see it (x / s), for the clip search.
+                const int64_t k = members[0]->k;
+                const auto clip_rows = std::min<int64_t>(static_cast<int64_t>(st.kept_rows), 256);
+                std::vector<float> xs(st.kept.begin(), st.kept.begin() + clip_rows * k);
+                for (int64_t i = 0; i < clip_rows; ++i)
+                    for (int64_t c = 0; c < k; ++c)
+                        xs[static_cast<size_t>(i * k + c)] /= found.scales[static_cast<size_t>(c)];
                 for (size_t m = 0; m < members.size(); ++m) {
                     const Tensor* t = model.graph.find_initializer(members[m]->name);
-                    replaced.push_back(encoded_tensor(
-                        *t, members[m]->encoding,
-                        calib::awq_quantize(members[m]->encoding, ws[m], members[m]->rows,
-                                            members[m]->k, found.scales)));
+                    const auto& e = members[m]->encoding;
+                    const int64_t rows = members[m]->rows;
+                    std::vector<float> scaled(ws[m].size());
+                    for (int64_t r = 0; r < rows; ++r)
+                        for (int64_t c = 0; c < k; ++c)
+                            scaled[static_cast<size_t>(r * k + c)] =
+                                ws[m][static_cast<size_t>(r * k + c)] *
+                                found.scales[static_cast<size_t>(c)];
+                    if (clip_)
+                        scaled = calib::awq_clip(e, scaled, rows, k, xs, clip_rows, grid_, 0.5);
+                    replaced.push_back(encoded_tensor(*t, e, quantize_rtn(e, scaled, rows, k)));
                 }
                 awq_scales[act] = std::move(found.scales);
             }
             result.summary.push_back(cat("awq: ", groups.size(), " activation scale vectors (",
-                                         better, " with alpha > 0; alphas ", alphas, ")"));
+                                         better, " other than s = 1; alpha per activation, d = ",
+                                         "duo scaling: ", alphas, ")", clip_ ? "; clip search" : ""));
         } else {
             int retried = 0;
             int64_t dead = 0;
@@ -655,6 +673,7 @@ private:
     calib::GptqOptions gptq_;
     int grid_ = 20;
     uint64_t awq_rows_ = 1024;
+    bool clip_ = true;
 };
 
 }  // namespace
