@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "runtime-check/op_registry.h"
+#include "runtime-check/qgemm.h"
 
 namespace ep::rt {
 
@@ -33,6 +34,11 @@ struct Executor::Plan {
     std::vector<Ref> output_refs;
     std::vector<Step> steps;
     std::unordered_map<const Graph*, std::unique_ptr<Plan>> subplans;
+    // Encoded initializers (by slot), and the float copies made for kernels that cannot
+    // read them (qgemm.h): one per tensor, made when the plan is compiled.
+    std::unordered_map<int32_t, const Tensor*> encoded;
+    std::unordered_map<const Tensor*, int32_t> dequantized_slot;
+    std::vector<std::unique_ptr<Tensor>> dequantized;
 
     int32_t add_slot(const std::string& name) {
         auto [it, inserted] = slot_of.emplace(name, static_cast<int32_t>(slot_names.size()));
@@ -186,11 +192,41 @@ void collect_captures(const Plan& sub, int32_t level, std::vector<int32_t>& out)
     for (const auto& [g, subsub] : sub.subplans) collect_captures(*subsub, level + 1, out);
 }
 
+// `ref` is input `index` of `node`. When it names an encoded initializer that the node's
+// kernel does not read natively, returns a slot of `plan` holding its dequantized copy.
+Ref dequantize_if_needed(Plan& plan, const Node& node, size_t index, Ref ref) {
+    const Plan* owner = &plan;
+    for (int32_t d = 0; d < ref.depth && owner; ++d) owner = owner->parent;
+    if (!owner) return ref;
+    auto it = owner->encoded.find(ref.slot);
+    if (it == owner->encoded.end() || kernel_reads_encoding(node, index, *it->second)) return ref;
+    const Tensor* t = it->second;
+    auto [at, inserted] = plan.dequantized_slot.emplace(t, -1);
+    if (inserted) {
+        auto copy = std::make_unique<Tensor>();
+        copy->name = t->name;
+        copy->shape = t->shape;
+        copy->dtype = DType::F32;
+        std::vector<float> values = dequantize_tensor(*t);
+        copy->data = TensorData::owned(std::vector<std::byte>(
+            reinterpret_cast<const std::byte*>(values.data()),
+            reinterpret_cast<const std::byte*>(values.data() + values.size())));
+        // A name no graph value can have: the slot is internal to this plan.
+        at->second = plan.add_slot(cat(t->name, "\x1f", "dequantized"));
+        plan.initializers.emplace_back(at->second, copy.get());
+        plan.dequantized.push_back(std::move(copy));
+    }
+    return Ref{0, at->second};
+}
+
 std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan* parent) {
     auto plan = std::make_unique<Plan>();
     plan->graph = &graph;
     plan->parent = parent;
-    for (const auto& t : graph.initializers) plan->initializers.emplace_back(plan->add_slot(t.name), &t);
+    for (const auto& t : graph.initializers) {
+        plan->initializers.emplace_back(plan->add_slot(t.name), &t);
+        if (t.is_encoded()) plan->encoded.emplace(plan->initializers.back().first, &t);
+    }
     for (const auto& v : graph.inputs) plan->input_slots.push_back(plan->add_slot(v.name));
     std::vector<bool> no_free;
     for (const auto& node : graph.nodes) {
@@ -205,7 +241,7 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
             }
             auto ref = plan->resolve(in);
             if (!ref) throw InputError(cat("node ", node.label(), ": input '", in, "' is not produced by any earlier node, input or initializer"));
-            step.inputs.push_back(*ref);
+            step.inputs.push_back(dequantize_if_needed(*plan, node, step.inputs.size(), *ref));
         }
         for (const auto& attr : node.attributes)
             for (const auto& sub : attr.graphs) plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
