@@ -10,6 +10,7 @@
 #include "runtime-check/elementwise.h"
 #include "runtime-check/gemm.h"
 #include "runtime-check/ops.h"
+#include "runtime-check/qgemm.h"
 
 namespace ep::rt {
 namespace {
@@ -129,6 +130,10 @@ void op_matmul(OpContext& c) {
     const Tensor& a0 = c.input(0);
     const Tensor& b0 = c.input(1);
     if (!is_float(a0.dtype)) c.fail(cat("MatMul on ", dtype_name(a0.dtype), " is not supported"));
+    if (b0.is_encoded()) {  // a quantized weight (qgemm.h)
+        c.outputs.push_back(from_f32(qmatmul(c, as_f32(c, a0), b0), a0.dtype));
+        return;
+    }
     Tensor a = as_f32(c, a0), b = as_f32(c, b0);
     std::vector<int64_t> as = a.shape, bs = b.shape;
     bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
@@ -188,7 +193,10 @@ void op_gemm(OpContext& c) {
     MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
     MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
     float* py = y.mutable_values<float>().data();
-    gemm_f32(c.options, av, bv, py, n, false);
+    if (b.is_encoded())  // a quantized weight (qgemm.h)
+        qgemm_f32(c, av, b, n, py, n);
+    else
+        gemm_f32(c.options, av, bv, py, n, false);
     if (alpha != 1.0f)
         for (int64_t i = 0; i < m * n; ++i) py[i] *= alpha;
     if (c.has_input(2) && beta != 0.0f) {

@@ -9,6 +9,7 @@
 
 #include "runtime-check/elementwise.h"
 #include "runtime-check/ops.h"
+#include "runtime-check/qgemm.h"
 
 namespace ep::rt {
 namespace {
@@ -491,6 +492,7 @@ void op_slice(OpContext& c) {
 }
 
 void op_gather(OpContext& c) {
+    if (c.input(0).is_encoded()) return gather_encoded(c);  // a quantized table (qgemm.h)
     const Tensor& data = c.input(0);
     const Tensor& indices = c.input(1);
     int64_t rank = static_cast<int64_t>(data.shape.size());
