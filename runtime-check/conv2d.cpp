@@ -118,11 +118,12 @@ void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, con
                     const int64_t first = oy_lo * g.ow + lo, last = (oy_hi - 1) * g.ow + hi;
                     std::memcpy(dst + first, s + lo, static_cast<size_t>(last - first) * sizeof(float));
                 }
-                for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
-                    float* d = dst + oy * g.ow;
-                    std::fill(d, d + lo, 0.0f);
-                    std::fill(d + hi, d + g.ow, 0.0f);
-                }
+                // Column by column: a store per row, not a (memset) call per row.
+                auto zero_column = [&](int64_t ox) {
+                    for (int64_t oy = oy_lo; oy < oy_hi; ++oy) dst[oy * g.ow + ox] = 0.0f;
+                };
+                for (int64_t ox = 0; ox < lo; ++ox) zero_column(ox);
+                for (int64_t ox = hi; ox < g.ow; ++ox) zero_column(ox);
                 continue;
             }
             for (int64_t oy = 0; oy < g.oh; ++oy) {
@@ -203,8 +204,13 @@ void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, b
     };
     if (is_max && g.kh == 2 && g.kw == 2 && full(rows, 2) && full(cols, 2)) {
         // Common 2x2 max pool with every window inside: same comparisons, no bounds.
+        const auto row_s2 = g.sw == 2 && g.dw == 1 ? simd_kernels().max_pool_2x2_s2 : nullptr;
         parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p)
+            for (int64_t p = p0; p < p1; ++p) {
+                if (row_s2) {
+                    row_s2(x + p * in_plane - g.ph * g.iw - g.pw, g.sh * g.iw, g.dh * g.iw, y + p * out_plane, g.oh, g.ow);
+                    continue;
+                }
                 for (int64_t oy = 0; oy < g.oh; ++oy) {
                     const float* r0 = x + p * in_plane + (oy * g.sh - g.ph) * g.iw - g.pw;
                     const float* r1 = r0 + g.dh * g.iw;
@@ -218,6 +224,7 @@ void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, b
                         dst[ox] = acc;
                     }
                 }
+            }
         });
         return;
     }

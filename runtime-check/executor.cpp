@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "runtime-check/op_registry.h"
+#include "runtime-check/ops.h"
 #include "runtime-check/qgemm.h"
 
 namespace ep::rt {
@@ -24,6 +25,9 @@ struct Executor::Plan {
         std::vector<Ref> inputs;  // slot -1: a missing optional input
         std::vector<int32_t> outputs;
         std::vector<int32_t> free_after;  // local slots whose last reader is this step
+        // A Relu whose input (a local slot) is last read here: runs in place on that
+        // value when the run does not keep it.
+        int32_t in_place_slot = -1;
     };
     const Graph* graph = nullptr;
     const Plan* parent = nullptr;
@@ -270,6 +274,15 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
         if (r.depth == 0) keep[static_cast<size_t>(r.slot)] = true;
     for (size_t s = 0; s < last.size(); ++s)
         if (last[s] >= 0 && !keep[s]) plan->steps[static_cast<size_t>(last[s])].free_after.push_back(static_cast<int32_t>(s));
+    for (size_t i = 0; i < plan->steps.size(); ++i) {
+        auto& step = plan->steps[i];
+        if (step.kernel != &op_relu || step.inputs.size() != 1 || step.outputs.size() != 1 ||
+            step.outputs[0] < 0 || step.inputs[0].depth != 0 || step.inputs[0].slot < 0)
+            continue;
+        const int32_t in = step.inputs[0].slot;
+        if (std::find(step.free_after.begin(), step.free_after.end(), in) != step.free_after.end())
+            step.in_place_slot = in;
+    }
     return plan;
 }
 
@@ -359,6 +372,23 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
     };
     for (const auto& step : plan.steps) {
         const Node& node = *step.node;
+        if (step.in_place_slot >= 0) {
+            auto s = static_cast<size_t>(step.in_place_slot);
+            Tensor& v = frame.values[s];
+            if (frame.ptr[s] == &v && !(keep && (*keep)[s]) && v.dtype == DType::F32 && !v.data.is_view()) {
+                // The input dies here: Relu over its bytes (copied first only if shared).
+                auto bytes = v.data.mutable_bytes();
+                relu_f32_in_place(options_, reinterpret_cast<float*>(bytes.data()),
+                                  static_cast<int64_t>(bytes.size() / sizeof(float)));
+                auto out = static_cast<size_t>(step.outputs[0]);
+                frame.values[out] = std::move(v);
+                frame.ptr[out] = &frame.values[out];
+                v = Tensor{};
+                frame.ptr[s] = nullptr;
+                ++stats_.nodes_run;
+                continue;
+            }
+        }
         OpContext ctx{node, {}, {}, options_, step.opset, &runner};
         ctx.inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {

@@ -323,6 +323,11 @@ void op_sigmoid(OpContext& c) {
     });
 }
 void op_relu(OpContext& c) { unary_numeric(c, [](auto x) { return x > 0 ? x : static_cast<decltype(x)>(0); }); }
+void relu_f32_in_place(const ExecOptions& options, float* x, int64_t n) {
+    parallel_for(options, n, 16384, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) x[i] = x[i] > 0 ? x[i] : 0.0f;
+    });
+}
 void op_leaky_relu(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 0.01f);
     unary_float(c, [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * x; });

@@ -63,6 +63,12 @@ struct SimdKernels {
     // over K for columns [n0, n1), each summed in a fixed lane order.
     void (*gemm_dot)(const GemmTile& t) = nullptr;
     void (*depthwise_plane)(const DepthwisePlane& p) = nullptr;
+    // One plane of a 2x2 max pool with horizontal stride 2 and every window inside:
+    // out[y][x] = max over r0[2x], r0[2x+1], r1[2x], r1[2x+1] with r0 = in + y * row_step
+    // and r1 = r0 + dy, taken in that order with acc = v > acc ? v : acc (a NaN first
+    // element wins, a later NaN is skipped).
+    void (*max_pool_2x2_s2)(const float* in, int64_t row_step, int64_t dy, float* out, int64_t oh,
+                            int64_t ow) = nullptr;
     // y[i] = exp(x[i]) (y may be x); 0 below -87, as vec_math.h's exp_f32.
     void (*exp)(const float* x, float* y, int64_t n) = nullptr;
     // y[i] = sigmoid(x[i]) (y may be x), as vec_math.h's sigmoid_f32.

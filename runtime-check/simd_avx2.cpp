@@ -265,6 +265,41 @@ EP_AVX2 void depthwise_plane_avx2(const DepthwisePlane& p) {
     }
 }
 
+EP_AVX2 inline void max_pool_row(const float* r0, const float* r1, float* out, int64_t ow) {
+    // Even and odd columns of 16 floats (the last block: only the first `valid` columns,
+    // masked loads that touch nothing past the row); shuffle works per 128-bit lane, so
+    // the 64-bit quarters are put back in order after it. max_ps(v, acc) is v > acc ? v : acc.
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    auto split = [lane](const float* p, int64_t valid, __m256& even, __m256& odd) EP_AVX2 {
+        __m256 lo, hi;
+        if (valid >= 16) {
+            lo = _mm256_loadu_ps(p);
+            hi = _mm256_loadu_ps(p + 8);
+        } else {
+            const __m256i n = _mm256_set1_epi32(static_cast<int>(valid));
+            lo = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(n, lane));
+            hi = _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_sub_epi32(n, _mm256_set1_epi32(8)), lane));
+        }
+        even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+        odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+    };
+    for (int64_t x = 0; x < ow; x += 8) {
+        const int64_t n = min64(8, ow - x);
+        __m256 e0, o0, e1, o1;
+        split(r0 + 2 * x, 2 * n, e0, o0);
+        split(r1 + 2 * x, 2 * n, e1, o1);
+        __m256 acc = _mm256_max_ps(o0, e0);
+        acc = _mm256_max_ps(e1, acc);
+        acc = _mm256_max_ps(o1, acc);
+        if (n == 8) _mm256_storeu_ps(out + x, acc);
+        else _mm256_maskstore_ps(out + x, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane), acc);
+    }
+}
+
+EP_AVX2 void max_pool_2x2_s2_avx2(const float* in, int64_t row_step, int64_t dy, float* out, int64_t oh, int64_t ow) {
+    for (int64_t y = 0; y < oh; ++y) max_pool_row(in + y * row_step, in + y * row_step + dy, out + y * ow, ow);
+}
+
 // exp of 8 floats, Cephes' expf scheme: n = floor(x log2 e + 1/2), r = x - n ln 2 (in two
 // parts), exp(r) by a degree-5 polynomial, times 2^n built in the exponent bits. Inputs
 // below -87 give 0, above 88 (where 2^n would overflow the exponent) and NaN are
@@ -407,6 +442,7 @@ bool fill_avx2_kernels(SimdKernels& table) {
     table.gemm_tile = gemm_tile_avx2;
     table.gemm_dot = dot_avx2::gemm_dot;
     table.depthwise_plane = depthwise_plane_avx2;
+    table.max_pool_2x2_s2 = max_pool_2x2_s2_avx2;
     table.exp = exp_avx2;
     table.sigmoid = sigmoid_avx2;
     table.softmax_row = softmax_row_avx2;
