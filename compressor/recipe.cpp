@@ -37,7 +37,11 @@ std::vector<OptionSpec> onnx_specs() {
              "never",
              {"auto", "always", "never"}},
             {"external_threshold", OptionType::Int, 1024,
-             "bytes: smaller tensors stay inside the .onnx file", {}, 0, 9.2e18}};
+             "bytes: smaller tensors stay inside the .onnx file", {}, 0, 9.2e18},
+            {"quantized", OptionType::String, "none",
+             "how to write quantized (encoded) weights: matmulnbits (com.microsoft::MatMulNBits), "
+             "qdq (opset-21 DequantizeLinear), none (refuse them)",
+             {"none", "matmulnbits", "qdq"}}};
 }
 
 std::vector<OptionSpec> calibration_specs() {
@@ -248,6 +252,7 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
                           : mode == "never" ? ExternalData::Never
                                             : ExternalData::Auto;
         r.onnx.external_threshold = onnx["external_threshold"].get<uint64_t>();
+        if (auto q = onnx["quantized"].get<std::string>(); q != "none") r.onnx.quantized = q;
     }
     if (doc.contains("calibration")) {
         if (!doc["calibration"].is_object())

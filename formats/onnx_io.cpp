@@ -48,6 +48,7 @@
 #include "compressor/ir/checked.h"
 #include "compressor/ir/mapped_file.h"
 #include "compressor/ir/output_file.h"
+#include "formats/onnx_quant_export.h"
 
 namespace ep {
 namespace {
@@ -964,6 +965,27 @@ Tensor read_onnx_tensor(const std::filesystem::path& path) {
 void write_onnx(const Model& model, const std::filesystem::path& path,
                 const OnnxWriteOptions& options) {
     const std::string what = path.string();
+    if (has_encoded_tensors(model)) {
+        if (options.quantized.empty() || options.quantized == "none") {
+            std::string first;
+            for_each_graph(model.graph, [&](const Graph& g) {
+                for (const auto& t : g.initializers)
+                    if (first.empty() && t.is_encoded())
+                        first = cat("tensor '", t.name, "' is ", encoding_name(t.encoding), "-encoded");
+            });
+            throw InputError(cat(what, ": ", first,
+                                 ": choose onnx.quantized = matmulnbits or qdq"));
+        }
+        Model plain;
+        try {
+            plain = export_quantized_onnx(model, options.quantized);
+        } catch (const InputError& e) {
+            throw InputError(cat(what, ": ", e.what()));
+        }
+        OnnxWriteOptions rest = options;
+        rest.quantized.clear();
+        return write_onnx(plain, path, rest);
+    }
     uint64_t total = 0;
     auto add = [&](const Tensor& t) { total += t.data.size(); };
     for_each_tensor_in(model.graph, add);

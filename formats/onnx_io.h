@@ -34,6 +34,9 @@ struct OnnxWriteOptions {
     ExternalData external = ExternalData::Auto;
     uint64_t external_threshold = 1024;  // bytes; smaller tensors stay inline
     std::string external_file;           // default: "<model file name>.data"
+    // How to write encoded (quantized) tensors (formats/onnx_quant_export.h): "matmulnbits"
+    // or "qdq"; empty: a model holding any is refused with an InputError naming it.
+    std::string quantized;
 };
 
 // Writes atomically: the model and its data file appear only when both are complete.
