@@ -27,7 +27,7 @@ Tensor make_tensor(std::string name, DType dtype, std::vector<int64_t> shape,
     t.dtype = dtype;
     t.shape = std::move(shape);
     std::vector<std::byte> b(bytes.size());
-    std::memcpy(b.data(), bytes.data(), bytes.size());
+    if (!bytes.empty()) std::memcpy(b.data(), bytes.data(), bytes.size());  // empty: null data
     t.data = TensorData::owned(std::move(b));
     return t;
 }
