@@ -1,10 +1,19 @@
 #include "runtime-check/qgemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "compressor/ir/checked.h"
+#include "runtime-check/simd.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define EP_QK_X86 1
+#define EP_QK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
 
 namespace ep::rt {
 namespace {
@@ -121,6 +130,8 @@ void small_m(const ExecOptions& options, const QMat& q, const float* a, int64_t 
     });
 }
 
+bool use_avx2();
+
 // More rows: fixed panels of kQPanel output channels; each panel is dequantized into a
 // thread-local [kQPanel, K] buffer (kQPanel * K floats per thread: 512 KiB at K = 4096)
 // and multiplied with the float GEMM on the calling thread (one thread per panel).
@@ -136,6 +147,12 @@ void panels(const ExecOptions& options, const QMat& q, const float* a, int64_t m
             const int64_t n0 = p * kQPanel, width = std::min(kQPanel, q.rows - n0);
             for (int64_t r = 0; r < width; ++r) {
                 float* row = w.data() + r * q.cols;
+#ifdef EP_QK_X86
+                if (use_avx2()) {
+                    dequant_row_avx2<S>(q, n0 + r, row);
+                    continue;
+                }
+#endif
                 for (int64_t b = 0; b < q.chunks; ++b) dequant_piece<S>(q, n0 + r, b, row + b * q.chunk);
             }
             MatrixView av{a, m, q.cols, lda, false};
@@ -145,9 +162,158 @@ void panels(const ExecOptions& options, const QMat& q, const float* a, int64_t m
     });
 }
 
+#ifdef EP_QK_X86
+// AVX2 + FMA + F16C variants (chosen unless simd.h runs the baseline table). They compute
+// the same dequantized weights (scale * float(code)) as dequant_piece, 32 at a time, and
+// the same 8-lane accumulation order (lane = element index mod 8) with fused multiply-adds.
+
+// The scale of row r's piece: int8c's f32 (blk null), else the block's f16 / bf16.
+EP_QK_AVX2 inline float piece_scale(const QMat& q, int64_t r, const uint8_t* blk) {
+    float s;
+    if (!blk) {
+        std::memcpy(&s, q.data + q.scales_at + static_cast<uint64_t>(r) * 4, 4);
+        return s;
+    }
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    if (q.e.scale_dtype != DType::BF16) return _cvtsh_ss(d);
+    const uint32_t bits = static_cast<uint32_t>(d) << 16;
+    std::memcpy(&s, &bits, 4);
+    return s;
+}
+
+// Elements [j, j + 32) of a full piece as four vectors of float(code - zero) * scale.
+template <QScheme S>
+EP_QK_AVX2 inline void deq32(const uint8_t* codes, int z, __m256 s, int64_t j, __m256 out[4]) {
+    if constexpr (S == QScheme::Int4Sym || S == QScheme::Int4Asym) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j / 2));
+        const __m128i mask = _mm_set1_epi8(0x0F), zz = _mm_set1_epi8(static_cast<char>(z));
+        const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        const __m128i c0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), zz);
+        const __m128i c1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), zz);
+        out[0] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c0)));
+        out[1] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c0, 8))));
+        out[2] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c1)));
+        out[3] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c1, 8))));
+    } else if constexpr (S == QScheme::Int8Asym) {
+        const __m256i zz = _mm256_set1_epi32(z);
+        for (int t = 0; t < 4; ++t) {
+            const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j + 8 * t));
+            out[t] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), zz)));
+        }
+    } else {  // signed int8 codes (int8c, int8 symmetric)
+        for (int t = 0; t < 4; ++t) {
+            const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j + 8 * t));
+            out[t] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
+        }
+    }
+}
+
+// Where piece b of row r keeps its codes, zero point and scale.
+template <QScheme S>
+EP_QK_AVX2 inline const uint8_t* piece_codes(const QMat& q, int64_t r, int64_t b, int& z, float& s) {
+    if constexpr (S == QScheme::Int8Channel) {
+        z = 0;
+        s = piece_scale(q, r, nullptr);
+        return q.data + r * q.cols + b * q.chunk;
+    } else {
+        const uint8_t* blk = q.data + static_cast<uint64_t>(r) * q.row_stride + static_cast<uint64_t>(b) * q.blk_bytes;
+        s = piece_scale(q, r, blk);
+        z = S == QScheme::Int4Sym ? 8 : (S == QScheme::Int8Sym ? 0 : blk[2]);
+        return blk + (S == QScheme::Int4Sym || S == QScheme::Int8Sym ? 2 : 4);
+    }
+}
+
+template <QScheme S>
+EP_QK_AVX2 void small_m_avx2(const QMat& q, const float* a, int64_t m, int64_t lda, float* y,
+                             int64_t ldy, int64_t n0, int64_t n1) {
+    alignas(32) float w[kInt8cChunk];
+    for (int64_t col = n0; col < n1; ++col) {
+        __m256 acc[kQSmallM];
+        for (auto& v : acc) v = _mm256_setzero_ps();
+        for (int64_t b = 0; b < q.chunks; ++b) {
+            const int64_t k0 = b * q.chunk, len = std::min(q.chunk, q.cols - k0);
+            if (len == q.chunk) {
+                int z;
+                float sf;
+                const uint8_t* codes = piece_codes<S>(q, col, b, z, sf);
+                const __m256 s = _mm256_set1_ps(sf);
+                for (int64_t j = 0; j < len; j += 32) {
+                    __m256 wv[4];
+                    deq32<S>(codes, z, s, j, wv);
+                    for (int64_t i = 0; i < m; ++i) {
+                        const float* ar = a + i * lda + k0 + j;
+                        for (int t = 0; t < 4; ++t)
+                            acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ar + 8 * t), wv[t], acc[i]);
+                    }
+                }
+                continue;
+            }
+            dequant_piece<S>(q, col, b, w);  // the padded last piece
+            int64_t t = 0;
+            for (; t + 8 <= len; t += 8)
+                for (int64_t i = 0; i < m; ++i)
+                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k0 + t), _mm256_load_ps(w + t), acc[i]);
+            if (t < len)
+                for (int64_t i = 0; i < m; ++i) {
+                    alignas(32) float lanes[8];
+                    _mm256_store_ps(lanes, acc[i]);
+                    for (int64_t u = t; u < len; ++u) lanes[u % 8] = std::fma(a[i * lda + k0 + u], w[u], lanes[u % 8]);
+                    acc[i] = _mm256_load_ps(lanes);
+                }
+        }
+        for (int64_t i = 0; i < m; ++i) {
+            alignas(32) float v[8];
+            _mm256_store_ps(v, acc[i]);
+            y[i * ldy + col] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+        }
+    }
+}
+
+// One stored row into `out` (cols floats), full pieces 32 at a time.
+template <QScheme S>
+EP_QK_AVX2 void dequant_row_avx2(const QMat& q, int64_t r, float* out) {
+    for (int64_t b = 0; b < q.chunks; ++b) {
+        const int64_t k0 = b * q.chunk;
+        if (q.cols - k0 < q.chunk) {
+            dequant_piece<S>(q, r, b, out + k0);
+            continue;
+        }
+        int z;
+        float sf;
+        const uint8_t* codes = piece_codes<S>(q, r, b, z, sf);
+        const __m256 s = _mm256_set1_ps(sf);
+        for (int64_t j = 0; j < q.chunk; j += 32) {
+            __m256 wv[4];
+            deq32<S>(codes, z, s, j, wv);
+            for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out + k0 + j + 8 * t, wv[t]);
+        }
+    }
+}
+#endif
+
+bool use_avx2() {
+#ifdef EP_QK_X86
+    static const bool yes = std::string_view(simd_kernels().name) != "baseline" &&
+                            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("f16c");
+    return yes;
+#else
+    return false;
+#endif
+}
+
 template <QScheme S>
 void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda, float* y,
          int64_t ldy) {
+#ifdef EP_QK_X86
+    if (use_avx2() && m <= kQSmallM) {
+        const int64_t min_chunk = std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
+        parallel_for(options, q.rows, min_chunk,
+                     [&](int64_t n0, int64_t n1) { small_m_avx2<S>(q, a, m, lda, y, ldy, n0, n1); });
+        return;
+    }
+#endif
     if (m <= kQSmallM)
         small_m<S>(options, q, a, m, lda, y, ldy);
     else
