@@ -83,7 +83,9 @@ struct Stored {
     int64_t rows = 0, cols = 0, blocks = 0;
     const QSchemeTraits* tr = nullptr;
 
-    [[nodiscard]] int code(int64_t r, int64_t c) const { return row_code(e, data, rows, cols, r, c); }
+    [[nodiscard]] int code(int64_t r, int64_t c) const {
+        return row_code(e, data, rows, cols, r, c);
+    }
     [[nodiscard]] QParams params(int64_t r, int64_t b) const {
         return row_qparams(e, data, rows, cols, r, b);
     }
@@ -178,14 +180,14 @@ void add_dequantize(const Tensor& t, Names& names, std::vector<Tensor>& inits,
     }
     const bool reshape = s.tr->grouped && !axis0 && t.shape.size() != 2;
     const std::string dq_out = reshape ? names.fresh(t.name + "_dequantized") : t.name;
-    nodes.push_back(make_node(names.fresh(t.name + "_DequantizeLinear"), "DequantizeLinear",
-                              dq_in, {dq_out}, attrs));
+    nodes.push_back(make_node(names.fresh(t.name + "_DequantizeLinear"), "DequantizeLinear", dq_in,
+                              {dq_out}, attrs));
     if (reshape) {
         const std::string shape_name = names.fresh(t.name + "_shape");
-        inits.push_back(values_tensor(shape_name, DType::I64,
-                                      {static_cast<int64_t>(t.shape.size())}, t.shape));
-        nodes.push_back(make_node(names.fresh(t.name + "_Reshape"), "Reshape",
-                                  {dq_out, shape_name}, {t.name}));
+        inits.push_back(
+            values_tensor(shape_name, DType::I64, {static_cast<int64_t>(t.shape.size())}, t.shape));
+        nodes.push_back(
+            make_node(names.fresh(t.name + "_Reshape"), "Reshape", {dq_out, shape_name}, {t.name}));
     }
 }
 
@@ -272,7 +274,8 @@ void axes_to_input(Node& node, const char* attr_name, size_t index, Names& names
     if (it == node.attributes.end()) return;
     std::vector<int64_t> v = it->ints;
     node.attributes.erase(it);
-    const std::string name = names.fresh(cat(node.name.empty() ? node.op_type : node.name, "_", attr_name));
+    const std::string name =
+        names.fresh(cat(node.name.empty() ? node.op_type : node.name, "_", attr_name));
     g.initializers.push_back(values_tensor(name, DType::I64, {static_cast<int64_t>(v.size())}, v));
     if (node.inputs.size() < index) node.inputs.resize(index);
     node.inputs.insert(node.inputs.begin() + static_cast<std::ptrdiff_t>(index), name);
@@ -285,10 +288,11 @@ void raise_opset(Model& m, int64_t target, Names& names) {
     if (src >= target) return;
     if (src != 0 && src < 11)
         throw InputError(cat("the model's opset is ", src, ": quantized ONNX export raises it to ",
-                             target, " (for DequantizeLinear blocks) and supports sources from opset 11"));
+                             target,
+                             " (for DequantizeLinear blocks) and supports sources from opset 11"));
     static const std::unordered_set<std::string> reduce18{
-        "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare",
-        "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"};
+        "ReduceMean", "ReduceMax", "ReduceMin",    "ReduceProd",     "ReduceSumSquare",
+        "ReduceL1",   "ReduceL2",  "ReduceLogSum", "ReduceLogSumExp"};
     for_each_graph(m.graph, [&](Graph& g) {
         for (auto& node : g.nodes) {
             if (!node.domain.empty() && node.domain != "ai.onnx") continue;
@@ -298,11 +302,15 @@ void raise_opset(Model& m, int64_t target, Names& names) {
                 axes_to_input(node, "axes", 1, names, g);
             if (src < 13 && op == "Split") axes_to_input(node, "split", 1, names, g);
             if (src < 12 && op == "Dropout")
-                std::erase_if(node.attributes, [](const Attribute& a) { return a.name == "ratio"; });
+                std::erase_if(node.attributes,
+                              [](const Attribute& a) { return a.name == "ratio"; });
             if (src < 13 && (op == "Softmax" || op == "LogSoftmax" || op == "Hardmax"))
-                throw InputError(cat("node ", node.label(), ": ", op, " changed meaning at opset 13; "
-                                     "the model's opset ", src, " cannot be raised to ", target,
-                                     " for quantized ONNX export (export the source at opset >= 13)"));
+                throw InputError(
+                    cat("node ", node.label(), ": ", op,
+                        " changed meaning at opset 13; "
+                        "the model's opset ",
+                        src, " cannot be raised to ", target,
+                        " for quantized ONNX export (export the source at opset >= 13)"));
         }
     });
     bool found = false;
@@ -353,18 +361,21 @@ Model export_quantized_onnx(const Model& model, const std::string& mode) {
                 continue;
             }
             auto w = nbits.find(it->first);
-            if (w == nbits.end()) w = nbits.emplace(it->first, add_nbits_weight(it->second, names, inits)).first;
+            if (w == nbits.end())
+                w = nbits.emplace(it->first, add_nbits_weight(it->second, names, inits)).first;
             const NBitsWeight& nw = w->second;
-            const bool has_c = node.op_type == "Gemm" && node.inputs.size() > 2 && !node.inputs[2].empty();
-            const std::string out = has_c ? names.fresh(node.outputs.at(0) + "_matmul") : node.outputs.at(0);
+            const bool has_c =
+                node.op_type == "Gemm" && node.inputs.size() > 2 && !node.inputs[2].empty();
+            const std::string out =
+                has_c ? names.fresh(node.outputs.at(0) + "_matmul") : node.outputs.at(0);
             std::vector<std::string> in{node.inputs[0], nw.b, nw.scales};
             if (!nw.zero_points.empty()) in.push_back(nw.zero_points);
             const std::string base = node.name.empty() ? node.outputs.at(0) : node.name;
-            nodes.push_back(make_node(names.fresh(base + "_MatMulNBits"), "MatMulNBits", in, {out},
-                                      {int_attr("K", nw.k), int_attr("N", nw.n),
-                                       int_attr("bits", nw.bits), int_attr("block_size", nw.block),
-                                       int_attr("accuracy_level", 0)},
-                                      kMs));
+            nodes.push_back(
+                make_node(names.fresh(base + "_MatMulNBits"), "MatMulNBits", in, {out},
+                          {int_attr("K", nw.k), int_attr("N", nw.n), int_attr("bits", nw.bits),
+                           int_attr("block_size", nw.block), int_attr("accuracy_level", 0)},
+                          kMs));
             if (has_c)
                 nodes.push_back(make_node(names.fresh(base + "_bias"), "Add", {out, node.inputs[2]},
                                           {node.outputs.at(0)}));

@@ -26,11 +26,11 @@ struct QMat {
     Encoding e;
     const uint8_t* data = nullptr;
     int64_t rows = 0, cols = 0;
-    int64_t chunk = 0;       // elements per dequantized piece: the group, or kInt8cChunk
-    int64_t chunks = 0;      // pieces per row
-    uint64_t row_stride = 0; // grouped: bytes per stored row
-    size_t blk_bytes = 0;    // grouped: bytes per block
-    uint64_t scales_at = 0;  // int8c: offset of the f32 scales
+    int64_t chunk = 0;        // elements per dequantized piece: the group, or kInt8cChunk
+    int64_t chunks = 0;       // pieces per row
+    uint64_t row_stride = 0;  // grouped: bytes per stored row
+    size_t blk_bytes = 0;     // grouped: bytes per block
+    uint64_t scales_at = 0;   // int8c: offset of the f32 scales
 };
 
 QMat qmat_of(const Tensor& w, const std::string& what) {
@@ -74,7 +74,8 @@ int64_t dequant_piece(const QMat& q, int64_t r, int64_t b, float* out) {
         for (int64_t j = 0; j < len; ++j) out[j] = s * static_cast<float>(codes[j]);
         return len;
     } else {
-        const uint8_t* blk = q.data + static_cast<uint64_t>(r) * q.row_stride + static_cast<uint64_t>(b) * q.blk_bytes;
+        const uint8_t* blk = q.data + static_cast<uint64_t>(r) * q.row_stride +
+                             static_cast<uint64_t>(b) * q.blk_bytes;
         const float s = load_scale(q.e, blk);
         if constexpr (S == QScheme::Int8Sym) {
             const auto* codes = reinterpret_cast<const int8_t*>(blk + 2);
@@ -103,7 +104,8 @@ int64_t dequant_piece(const QMat& q, int64_t r, int64_t b, float* out) {
 template <QScheme S>
 void small_m(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda,
              float* y, int64_t ldy) {
-    const int64_t min_chunk = std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
+    const int64_t min_chunk =
+        std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
     parallel_for(options, q.rows, min_chunk, [&](int64_t n0, int64_t n1) {
         alignas(64) float w[kInt8cChunk];
         for (int64_t col = n0; col < n1; ++col) {
@@ -124,7 +126,8 @@ void small_m(const ExecOptions& options, const QMat& q, const float* a, int64_t 
             }
             for (int64_t i = 0; i < m; ++i) {
                 const float* v = acc[i];
-                y[i * ldy + col] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+                y[i * ldy + col] =
+                    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
             }
         }
     });
@@ -141,25 +144,27 @@ void panels(const ExecOptions& options, const QMat& q, const float* a, int64_t m
     const int64_t count = (q.rows + kQPanel - 1) / kQPanel;
     const int64_t panel_work = std::max<int64_t>(1, kQPanel * q.cols * m);
     const ExecOptions single{};
-    parallel_for(options, count, std::max<int64_t>(1, kGemmParallelWork / panel_work), [&](int64_t p0, int64_t p1) {
-        std::vector<float> w(static_cast<size_t>(kQPanel * q.cols));
-        for (int64_t p = p0; p < p1; ++p) {
-            const int64_t n0 = p * kQPanel, width = std::min(kQPanel, q.rows - n0);
-            for (int64_t r = 0; r < width; ++r) {
-                float* row = w.data() + r * q.cols;
+    parallel_for(options, count, std::max<int64_t>(1, kGemmParallelWork / panel_work),
+                 [&](int64_t p0, int64_t p1) {
+                     std::vector<float> w(static_cast<size_t>(kQPanel * q.cols));
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const int64_t n0 = p * kQPanel, width = std::min(kQPanel, q.rows - n0);
+                         for (int64_t r = 0; r < width; ++r) {
+                             float* row = w.data() + r * q.cols;
 #ifdef EP_QK_X86
-                if (use_avx2()) {
-                    dequant_row_avx2<S>(q, n0 + r, row);
-                    continue;
-                }
+                             if (use_avx2()) {
+                                 dequant_row_avx2<S>(q, n0 + r, row);
+                                 continue;
+                             }
 #endif
-                for (int64_t b = 0; b < q.chunks; ++b) dequant_piece<S>(q, n0 + r, b, row + b * q.chunk);
-            }
-            MatrixView av{a, m, q.cols, lda, false};
-            MatrixView wv{w.data(), q.cols, width, q.cols, true};
-            gemm_f32(single, av, wv, y + n0, ldy, false);
-        }
-    });
+                             for (int64_t b = 0; b < q.chunks; ++b)
+                                 dequant_piece<S>(q, n0 + r, b, row + b * q.chunk);
+                         }
+                         MatrixView av{a, m, q.cols, lda, false};
+                         MatrixView wv{w.data(), q.cols, width, q.cols, true};
+                         gemm_f32(single, av, wv, y + n0, ldy, false);
+                     }
+                 });
 }
 
 #ifdef EP_QK_X86
@@ -199,7 +204,8 @@ EP_QK_AVX2 inline void deq32(const uint8_t* codes, int z, __m256 s, int64_t j, _
         const __m256i zz = _mm256_set1_epi32(z);
         for (int t = 0; t < 4; ++t) {
             const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j + 8 * t));
-            out[t] = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), zz)));
+            out[t] =
+                _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(v), zz)));
         }
     } else {  // signed int8 codes (int8c, int8 symmetric)
         for (int t = 0; t < 4; ++t) {
@@ -211,13 +217,15 @@ EP_QK_AVX2 inline void deq32(const uint8_t* codes, int z, __m256 s, int64_t j, _
 
 // Where piece b of row r keeps its codes, zero point and scale.
 template <QScheme S>
-EP_QK_AVX2 inline const uint8_t* piece_codes(const QMat& q, int64_t r, int64_t b, int& z, float& s) {
+EP_QK_AVX2 inline const uint8_t* piece_codes(const QMat& q, int64_t r, int64_t b, int& z,
+                                             float& s) {
     if constexpr (S == QScheme::Int8Channel) {
         z = 0;
         s = piece_scale(q, r, nullptr);
         return q.data + r * q.cols + b * q.chunk;
     } else {
-        const uint8_t* blk = q.data + static_cast<uint64_t>(r) * q.row_stride + static_cast<uint64_t>(b) * q.blk_bytes;
+        const uint8_t* blk = q.data + static_cast<uint64_t>(r) * q.row_stride +
+                             static_cast<uint64_t>(b) * q.blk_bytes;
         s = piece_scale(q, r, blk);
         z = S == QScheme::Int4Sym ? 8 : (S == QScheme::Int8Sym ? 0 : blk[2]);
         return blk + (S == QScheme::Int4Sym || S == QScheme::Int8Sym ? 2 : 4);
@@ -253,12 +261,14 @@ EP_QK_AVX2 void small_m_avx2(const QMat& q, const float* a, int64_t m, int64_t l
             int64_t t = 0;
             for (; t + 8 <= len; t += 8)
                 for (int64_t i = 0; i < m; ++i)
-                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k0 + t), _mm256_load_ps(w + t), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k0 + t),
+                                             _mm256_load_ps(w + t), acc[i]);
             if (t < len)
                 for (int64_t i = 0; i < m; ++i) {
                     alignas(32) float lanes[8];
                     _mm256_store_ps(lanes, acc[i]);
-                    for (int64_t u = t; u < len; ++u) lanes[u % 8] = std::fma(a[i * lda + k0 + u], w[u], lanes[u % 8]);
+                    for (int64_t u = t; u < len; ++u)
+                        lanes[u % 8] = std::fma(a[i * lda + k0 + u], w[u], lanes[u % 8]);
                     acc[i] = _mm256_load_ps(lanes);
                 }
         }
@@ -304,13 +314,15 @@ bool use_avx2() {
 }
 
 template <QScheme S>
-void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda, float* y,
-         int64_t ldy) {
+void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda,
+         float* y, int64_t ldy) {
 #ifdef EP_QK_X86
     if (use_avx2() && m <= kQSmallM) {
-        const int64_t min_chunk = std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
-        parallel_for(options, q.rows, min_chunk,
-                     [&](int64_t n0, int64_t n1) { small_m_avx2<S>(q, a, m, lda, y, ldy, n0, n1); });
+        const int64_t min_chunk =
+            std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
+        parallel_for(options, q.rows, min_chunk, [&](int64_t n0, int64_t n1) {
+            small_m_avx2<S>(q, a, m, lda, y, ldy, n0, n1);
+        });
         return;
     }
 #endif
@@ -332,7 +344,8 @@ bool kernel_reads_encoding(const Node& node, size_t input, const Tensor& weight)
     }
     if (node.op_type == "Gather") {
         const int64_t axis = node.attr_int("axis", 0);
-        return input == 0 && weight.encoding.axis == 1 && (axis == 0 || axis == -static_cast<int64_t>(rank));
+        return input == 0 && weight.encoding.axis == 1 &&
+               (axis == 0 || axis == -static_cast<int64_t>(rank));
     }
     return false;
 }
@@ -342,25 +355,33 @@ void qgemm_f32(const OpContext& c, const MatrixView& a, const Tensor& w, int64_t
     const QMat q = qmat_of(w, cat("weight '", w.name, "'"));
     if (q.cols != a.cols || q.rows != n)
         c.fail(cat("A has ", a.cols, " columns but the encoded weight '", w.name, "' ",
-                   shape_string(w.shape), " has ", q.rows, " output channels of ", q.cols, " (expected ", n, " of ", a.cols, ")"));
+                   shape_string(w.shape), " has ", q.rows, " output channels of ", q.cols,
+                   " (expected ", n, " of ", a.cols, ")"));
     std::vector<float> at;  // A made row-major when it is transposed
     const float* pa = a.data;
     int64_t lda = a.ld;
     if (a.transposed) {
         at.resize(static_cast<size_t>(a.rows * a.cols));
         for (int64_t i = 0; i < a.rows; ++i)
-            for (int64_t k = 0; k < a.cols; ++k) at[static_cast<size_t>(i * a.cols + k)] = a.data[k * a.ld + i];
+            for (int64_t k = 0; k < a.cols; ++k)
+                at[static_cast<size_t>(i * a.cols + k)] = a.data[k * a.ld + i];
         pa = at.data();
         lda = a.cols;
     }
     if (a.rows == 0 || q.rows == 0) return;
     switch (q.e.scheme) {
-        case QScheme::Int8Channel: return run<QScheme::Int8Channel>(c.options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int8Sym: return run<QScheme::Int8Sym>(c.options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int8Asym: return run<QScheme::Int8Asym>(c.options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int4Sym: return run<QScheme::Int4Sym>(c.options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int4Asym: return run<QScheme::Int4Asym>(c.options, q, pa, a.rows, lda, y, ldy);
-        default: c.fail(cat("weight '", w.name, "' has no encoding this kernel reads"));
+        case QScheme::Int8Channel:
+            return run<QScheme::Int8Channel>(c.options, q, pa, a.rows, lda, y, ldy);
+        case QScheme::Int8Sym:
+            return run<QScheme::Int8Sym>(c.options, q, pa, a.rows, lda, y, ldy);
+        case QScheme::Int8Asym:
+            return run<QScheme::Int8Asym>(c.options, q, pa, a.rows, lda, y, ldy);
+        case QScheme::Int4Sym:
+            return run<QScheme::Int4Sym>(c.options, q, pa, a.rows, lda, y, ldy);
+        case QScheme::Int4Asym:
+            return run<QScheme::Int4Asym>(c.options, q, pa, a.rows, lda, y, ldy);
+        default:
+            c.fail(cat("weight '", w.name, "' has no encoding this kernel reads"));
     }
 }
 
@@ -369,7 +390,8 @@ Tensor qmatmul(const OpContext& c, const Tensor& a, const Tensor& w) {
         c.fail(cat("encoded MatMul weight '", w.name, "' must be 2-D [K, N] encoded along axis 0"));
     const int64_t k = w.shape[0], n = w.shape[1];
     if (a.shape.empty() || a.shape.back() != k)
-        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(w.shape), " cannot be multiplied"));
+        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(w.shape),
+                   " cannot be multiplied"));
     const int64_t m = k == 0 ? 0 : a.element_count() / k;
     std::vector<int64_t> out_shape = a.shape;
     out_shape.back() = n;
@@ -395,7 +417,8 @@ void gather_encoded(OpContext& c) {
     std::vector<int64_t> idx = read_ints(c, indices);
     const int64_t rows = dims.rows;
     for (auto& i : idx) {
-        if (i < -rows || i >= rows) c.fail(cat("index ", i, " is out of range for dimension ", rows));
+        if (i < -rows || i >= rows)
+            c.fail(cat("index ", i, " is out of range for dimension ", rows));
         if (i < 0) i += rows;
     }
     std::vector<int64_t> shape = indices.shape;
@@ -404,11 +427,13 @@ void gather_encoded(OpContext& c) {
     float* out = y.mutable_values<float>().data();
     const auto bytes = data.data.bytes();
     const int64_t cols = dims.cols;
-    parallel_for(c.options, static_cast<int64_t>(idx.size()), std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)),
+    parallel_for(c.options, static_cast<int64_t>(idx.size()),
+                 std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)),
                  [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i)
-            dequantize_row(data.encoding, bytes, rows, cols, idx[static_cast<size_t>(i)], out + i * cols);
-    });
+                     for (int64_t i = i0; i < i1; ++i)
+                         dequantize_row(data.encoding, bytes, rows, cols,
+                                        idx[static_cast<size_t>(i)], out + i * cols);
+                 });
     c.outputs.push_back(std::move(y));
 }
 

@@ -63,9 +63,9 @@ TEST_CASE("encoded initializers run as their dequantized floats", "[qexec]") {
     Tensor ids;
     ids.dtype = DType::I64;
     ids.shape = {5};
-    ids.data = TensorData::owned(std::vector<std::byte>(
-        reinterpret_cast<const std::byte*>(idv.data()),
-        reinterpret_cast<const std::byte*>(idv.data() + idv.size())));
+    ids.data = TensorData::owned(
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(idv.data()),
+                               reinterpret_cast<const std::byte*>(idv.data() + idv.size())));
     const Tensor c = named(random_f32({N}, 4), "c");
     for (const char* scheme : {"int8c", "int4g32", "int4g32a", "int8g64", "int8g32a-bf16"}) {
         CAPTURE(scheme);
@@ -115,5 +115,55 @@ TEST_CASE("an encoded initializer feeding ops without native support is dequanti
     for (size_t i = 0; i < y.size(); ++i) {
         float expect = (xv[i] + deq[i]) + std::max(deq[i], 0.0f);
         REQUIRE(y[i] == expect);
+    }
+}
+
+TEST_CASE("If branches read encoded initializers of the outer graph", "[qexec]") {
+    // then: MatMul(x, w) (native); else: Add(x, w) (through a dequantized copy).
+    auto build = [](const Tensor& w) {
+        Model m;
+        m.opset_imports = {{"", 17}};
+        m.graph.initializers.push_back(w);
+        m.graph.inputs.push_back({"x", std::nullopt, ""});
+        ValueInfo cond{"cond", ValueType{}, ""};
+        cond.type->elem = DType::Bool;
+        cond.type->shape = std::vector<Dim>{};
+        m.graph.inputs.push_back(cond);
+        Graph then_g, else_g;
+        then_g.name = "then";
+        then_g.nodes.push_back(node_of("MatMul", {"x", "w"}, {"t_out"}));
+        then_g.outputs.push_back({"t_out", std::nullopt, ""});
+        else_g.name = "else";
+        else_g.nodes.push_back(node_of("Add", {"x", "w"}, {"e_out"}));
+        else_g.outputs.push_back({"e_out", std::nullopt, ""});
+        Node iff = node_of("If", {"cond"}, {"y"});
+        Attribute a_then, a_else;
+        a_then.name = "then_branch";
+        a_then.type = AttrType::Graph;
+        a_then.graphs.push_back(then_g);
+        a_else.name = "else_branch";
+        a_else.type = AttrType::Graph;
+        a_else.graphs.push_back(else_g);
+        iff.attributes = {a_then, a_else};
+        m.graph.nodes.push_back(iff);
+        m.graph.outputs.push_back({"y", std::nullopt, ""});
+        return m;
+    };
+    Encoding e = *encoding_from_name("int8g32a");
+    e.axis = 0;
+    Tensor w = quantize_tensor_rtn(named(random_f32({64, 64}, 21), "w"), e);
+    Tensor x = random_f32({64, 64}, 22);
+    for (bool c : {true, false}) {
+        Tensor cond;
+        cond.dtype = DType::Bool;
+        cond.data = TensorData::owned({std::byte{c ? uint8_t{1} : uint8_t{0}}});
+        rt::Executor qe(build(w), rt::ExecOptions{2});
+        rt::Executor fe(build(dequantized(w)), rt::ExecOptions{2});
+        Tensor got = qe.run({{"x", x}, {"cond", cond}}).at(0).second;
+        Tensor ref = fe.run({{"x", x}, {"cond", cond}}).at(0).second;
+        auto g = got.values<float>();
+        auto r = ref.values<float>();
+        REQUIRE(g.size() == r.size());
+        for (size_t i = 0; i < g.size(); ++i) REQUIRE(g[i] == Approx(r[i]).margin(1e-4));
     }
 }

@@ -16,9 +16,9 @@ using ep::test::same_bytes;
 
 namespace {
 
-const char* const kSchemes[] = {"int8c",    "int8g32",      "int8g64a",     "int4g32",
-                                "int4g64a", "int4g128",     "int8g128-bf16", "int4g32a-bf16",
-                                "int4g128a"};
+const char* const kSchemes[] = {"int8c",         "int8g32",       "int8g64a",
+                                "int4g32",       "int4g64a",      "int4g128",
+                                "int8g128-bf16", "int4g32a-bf16", "int4g128a"};
 
 Tensor dequantized(const Tensor& q) {
     auto values = dequantize_tensor(q);
@@ -100,14 +100,18 @@ TEST_CASE("quantized Gemm: transB 0 and 1, alpha, beta, C", "[kernels][qgemm]") 
             for (int64_t m : {1, 17}) {
                 const int64_t k = 172, n = 33;
                 CAPTURE(scheme, tb, m);
-                Tensor w = quantized(random_f32(tb ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n}, seed++),
-                                     scheme, static_cast<uint8_t>(tb));
+                Tensor w = quantized(
+                    random_f32(tb ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n},
+                               seed++),
+                    scheme, static_cast<uint8_t>(tb));
                 Tensor wf = dequantized(w);
                 Tensor a = random_f32({m, k}, seed++);
                 Tensor bias = random_f32({n}, seed++);
-                std::vector<Attribute> attrs{test::int_attr("transB", tb), test::float_attr("alpha", 0.75f),
+                std::vector<Attribute> attrs{test::int_attr("transB", tb),
+                                             test::float_attr("alpha", 0.75f),
                                              test::float_attr("beta", -1.5f)};
-                OneNode q{"Gemm", "", 17, {{"a", a}}, {{"w", w}, {"c", bias}}, {"a", "w", "c"}, {"y"}, attrs};
+                OneNode q{"Gemm",          "",    17,   {{"a", a}}, {{"w", w}, {"c", bias}},
+                          {"a", "w", "c"}, {"y"}, attrs};
                 OneNode f = q;
                 f.constants[0].second = wf;
                 Tensor got = run_node(q, 1).at(0), ref = run_node(f, 1).at(0);
@@ -122,7 +126,8 @@ TEST_CASE("quantized Gemm: transB 0 and 1, alpha, beta, C", "[kernels][qgemm]") 
 TEST_CASE("Gemm with transA reads a quantized weight", "[kernels][qgemm]") {
     Tensor w = quantized(random_f32({64, 9}, 31), "int8g32a", 0);
     Tensor a = random_f32({64, 5}, 32);  // transposed: [K, M]
-    OneNode q{"Gemm", "", 17, {{"a", a}}, {{"w", w}}, {"a", "w"}, {"y"}, {test::int_attr("transA", 1)}};
+    OneNode q{"Gemm",     "",         17,    {{"a", a}},
+              {{"w", w}}, {"a", "w"}, {"y"}, {test::int_attr("transA", 1)}};
     OneNode f = q;
     f.constants[0].second = dequantized(w);
     Tensor got = run_node(q, 1).at(0), ref = run_node(f, 1).at(0);
@@ -140,9 +145,9 @@ TEST_CASE("Gather from a quantized table returns the dequantized rows", "[kernel
         Tensor idx;
         idx.dtype = DType::I64;
         idx.shape = {2, 3};
-        idx.data = TensorData::owned(std::vector<std::byte>(
-            reinterpret_cast<const std::byte*>(ids.data()),
-            reinterpret_cast<const std::byte*>(ids.data() + ids.size())));
+        idx.data = TensorData::owned(
+            std::vector<std::byte>(reinterpret_cast<const std::byte*>(ids.data()),
+                                   reinterpret_cast<const std::byte*>(ids.data() + ids.size())));
         OneNode q{"Gather", "", 17, {{"i", idx}}, {{"w", table}}, {"w", "i"}};
         OneNode f = q;
         f.constants[0].second = dequantized(table);
@@ -158,8 +163,9 @@ TEST_CASE("Gather from a quantized table rejects an index out of range", "[kerne
     Tensor idx;
     idx.dtype = DType::I64;
     idx.shape = {1};
-    idx.data = TensorData::owned(std::vector<std::byte>(reinterpret_cast<const std::byte*>(ids.data()),
-                                                        reinterpret_cast<const std::byte*>(ids.data() + 1)));
+    idx.data = TensorData::owned(
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(ids.data()),
+                               reinterpret_cast<const std::byte*>(ids.data() + 1)));
     OneNode q{"Gather", "", 17, {{"i", idx}}, {{"w", table}}, {"w", "i"}};
     REQUIRE_THROWS_WITH(run_node(q, 1), Catch::Contains("index 5 is out of range"));
 }

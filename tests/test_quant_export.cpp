@@ -42,9 +42,9 @@ Tensor ids_tensor(std::vector<int64_t> v, std::vector<int64_t> shape) {
     Tensor t;
     t.dtype = DType::I64;
     t.shape = std::move(shape);
-    t.data = TensorData::owned(std::vector<std::byte>(
-        reinterpret_cast<const std::byte*>(v.data()),
-        reinterpret_cast<const std::byte*>(v.data() + v.size())));
+    t.data = TensorData::owned(
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(v.data()),
+                               reinterpret_cast<const std::byte*>(v.data() + v.size())));
     return t;
 }
 
@@ -70,7 +70,8 @@ Model small_model(const char* scheme) {
     it.shape = std::vector<Dim>{{4, "", ""}};
     m.graph.inputs.push_back({"ids", it, ""});
     m.graph.nodes.push_back(node_of("MatMul", {"x", "w1"}, {"h"}));
-    m.graph.nodes.push_back(node_of("Gemm", {"h", "w2", "c"}, {"g"}, {test::int_attr("transB", 1)}));
+    m.graph.nodes.push_back(
+        node_of("Gemm", {"h", "w2", "c"}, {"g"}, {test::int_attr("transB", 1)}));
     m.graph.nodes.push_back(node_of("Gemm", {"g", "w3"}, {"y"}, {test::float_attr("alpha", 0.5f)}));
     m.graph.nodes.push_back(node_of("Gather", {"table", "ids"}, {"e"}));
     ValueType ot;
@@ -137,18 +138,20 @@ TEST_CASE("quantized ONNX exports run in edgepack and ONNX Runtime like the enco
             write_onnx(m, path, o);
             Model back = read_onnx(path);
             REQUIRE(!has_encoded_tensors(back));
-            const bool has_nbits = std::any_of(back.graph.nodes.begin(), back.graph.nodes.end(),
-                                               [](const Node& n) { return n.op_type == "MatMulNBits"; });
+            const bool has_nbits =
+                std::any_of(back.graph.nodes.begin(), back.graph.nodes.end(),
+                            [](const Node& n) { return n.op_type == "MatMulNBits"; });
             REQUIRE(has_nbits == (std::string(mode) == "matmulnbits"));
             rt::Executor exec(back, rt::ExecOptions{2});
             auto got = exec.run({{"x", x}, {"ids", ids}});
             REQUIRE(got.size() == ref.size());
-            for (size_t i = 0; i < got.size(); ++i) REQUIRE(rel_diff(got[i].second, ref[i].second) < 1e-5);
+            for (size_t i = 0; i < got.size(); ++i)
+                REQUIRE(rel_diff(got[i].second, ref[i].second) < 1e-5);
             if (!ort) continue;
-            auto r = test::run_oracle("ort_quant_compare.py",
-                                      {path.string(), "--input", "x=" + (dir / "x.npy").string(),
-                                       "--input", "ids=" + (dir / "ids.npy").string(), "--ref",
-                                       ref_dir.string(), "--tol", "1e-5"});
+            auto r = test::run_oracle(
+                "ort_quant_compare.py",
+                {path.string(), "--input", "x=" + (dir / "x.npy").string(), "--input",
+                 "ids=" + (dir / "ids.npy").string(), "--ref", ref_dir.string(), "--tol", "1e-5"});
             INFO(r.out << r.err);
             REQUIRE(r.exit_code == 0);
         }
@@ -196,8 +199,9 @@ void cross_check(const std::filesystem::path& model, const std::string& pass_jso
         for (const auto& i : inputs) ep_args.insert(ep_args.end(), {"-i", i});
         r = test::run_edgepack(ep_args);
         REQUIRE(r.exit_code == 0);
-        o = test::run_oracle("ort_quant_compare.py",
-                             {"--diff", ep_dir.string(), (dir / (tag + "_ref")).string(), "--tol", "1e-5"});
+        o = test::run_oracle(
+            "ort_quant_compare.py",
+            {"--diff", ep_dir.string(), (dir / (tag + "_ref")).string(), "--tol", "1e-5"});
         INFO("edgepack on the export: " << o.out << o.err);
         REQUIRE(o.exit_code == 0);
     }
@@ -214,11 +218,14 @@ TEST_CASE("stories260k int4g32 / int4g32a / int8g32 exports match the .epk in OR
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 37 + 1) % 512);
     write_npy(ids_tensor(ids, {1, 40}), dir / "ids.npy");
     const std::vector<std::string> in{"input_ids=" + (dir / "ids.npy").string()};
-    cross_check(model, R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "symmetric": true})",
+    cross_check(model,
+                R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "symmetric": true})",
                 in, dir, "int4g32");
-    cross_check(model, R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "symmetric": false})",
+    cross_check(model,
+                R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "symmetric": false})",
                 in, dir, "int4g32a");
-    cross_check(model, R"({"pass": "quantize-weights", "bits": 8, "group_size": 32, "symmetric": true})",
+    cross_check(model,
+                R"({"pass": "quantize-weights", "bits": 8, "group_size": 32, "symmetric": true})",
                 in, dir, "int8g32");
 }
 
@@ -228,7 +235,8 @@ TEST_CASE("MNIST int4g32 (Gemm) + int8c (Conv) exports match the .epk in ORT",
     EP_REQUIRE_FILE_OR_SKIP(model);
     test::TempDir dir;
     write_npy(random_f32({4, 1, 28, 28}, 77, 0.0f, 1.0f), dir / "x.npy");
-    cross_check(model,
-                R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "conv": true, "min_elements": 0})",
-                {"input=" + (dir / "x.npy").string()}, dir, "mnist_int4");
+    cross_check(
+        model,
+        R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "conv": true, "min_elements": 0})",
+        {"input=" + (dir / "x.npy").string()}, dir, "mnist_int4");
 }
