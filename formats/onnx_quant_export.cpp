@@ -246,7 +246,9 @@ NBitsWeight add_nbits_weight(const Tensor& t, Names& names, std::vector<Tensor>&
 
 // Whether `node` (MatMul or Gemm) can become MatMulNBits with weight `w`.
 bool nbits_eligible(const Node& node, const Tensor& w) {
-    if (!node.domain.empty() || node.inputs.size() < 2 || w.shape.size() != 2) return false;
+    if (!node.domain.empty() || node.inputs.size() < 2 || node.outputs.empty() ||
+        node.outputs[0].empty() || w.shape.size() != 2)
+        return false;
     const auto& tr = traits(w.encoding.scheme);
     if (!tr.grouped) return false;
     if (node.op_type == "MatMul") return w.encoding.axis == 0;
