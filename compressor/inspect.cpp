@@ -70,6 +70,12 @@ std::string grouped(uint64_t n) {
     return s;
 }
 
+std::string bits_text(double bits) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", bits);
+    return buf;
+}
+
 std::string shape_text(const json& shape) {
     if (shape.is_null()) return "?";
     std::string s = "[";
@@ -82,17 +88,49 @@ std::string shape_text(const json& shape) {
     return s + "]";
 }
 
+// The storage encoding's name ("int4g32") for an encoded tensor, else the dtype's ("f32").
+std::string storage_name(const Tensor& t) {
+    return t.is_encoded() ? encoding_name(t.encoding) : std::string(dtype_name(t.dtype));
+}
+
+// Stored bits per element, scales and zero points included.
+double bits_of(const Tensor& t) {
+    if (t.is_encoded()) {
+        auto dims = encoded_dims(t.encoding, t.shape, t.name);
+        return bits_per_weight(t.encoding, dims.rows, dims.cols);
+    }
+    return traits(t.dtype).bits;
+}
+
 }  // namespace
 
 json inspect_model(const Model& model, const std::filesystem::path& file,
-                   const InspectOptions& options) {
+                   const InspectOptions& options, const EpkInfo* epk) {
     json r;
     r["schema"] = kInspectSchema;
     r["file"] = file.string();
     std::error_code ec;
     auto file_bytes = std::filesystem::file_size(file, ec);
     r["file_bytes"] = ec ? 0 : file_bytes;
-    r["format"] = model.format == SourceFormat::Onnx ? "onnx" : "safetensors";
+    const char* source_format = model.format == SourceFormat::Onnx ? "onnx" : "safetensors";
+    r["format"] = epk ? "epk" : source_format;
+    if (epk) {
+        const auto& p = epk->provenance;
+        r["epk"] = {{"format_version", epk->format_version},
+                    {"source_format", source_format},
+                    {"sha256", epk->sha256},
+                    {"checksum_verified", true},
+                    {"tensor_checksums_verified", epk->tensor_checksums_verified},
+                    {"manifest_bytes", epk->manifest_length},
+                    {"data_bytes", epk->data_length},
+                    {"provenance",
+                     {{"edgepack_version", p.edgepack_version},
+                      {"source_file", p.source_file},
+                      {"source_sha256", p.source_sha256},
+                      {"recipe_file", p.recipe_file},
+                      {"recipe_sha256", p.recipe_sha256},
+                      {"recipe_overrides", p.recipe_overrides}}}};
+    }
     if (model.format == SourceFormat::Onnx) {
         r["ir_version"] = model.ir_version;
         json opsets = json::array();
@@ -124,8 +162,26 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
         dtypes.push_back({{"dtype", dtype_name(dt)}, {"count", e[0]}, {"bytes", e[1]}, {"tensors", e[2]}});
     std::sort(dtypes.begin(), dtypes.end(),
               [](const json& a, const json& b) { return a["bytes"] > b["bytes"]; });
+    // By storage encoding: the encoding's name for encoded tensors, else the dtype's name.
+    std::map<std::string, std::array<uint64_t, 3>> by_encoding;
+    for (const auto& ref : tensors) {
+        const Tensor& t = *ref.tensor;
+        auto& e = by_encoding[storage_name(t)];
+        e[0] += static_cast<uint64_t>(t.element_count());
+        e[1] += t.dtype == DType::String ? 0 : t.data.size();
+        e[2] += 1;
+    }
+    json encodings = json::array();
+    for (const auto& [name, e] : by_encoding)
+        encodings.push_back({{"encoding", name},
+                             {"count", e[0]},
+                             {"bytes", e[1]},
+                             {"tensors", e[2]},
+                             {"bits_per_weight", e[0] ? 8.0 * double(e[1]) / double(e[0]) : 0.0}});
+    std::stable_sort(encodings.begin(), encodings.end(),
+                     [](const json& a, const json& b) { return a["bytes"] > b["bytes"]; });
     r["parameters"] = {{"count", total_count}, {"bytes", total_bytes}, {"tensors", tensors.size()},
-                       {"by_dtype", dtypes}};
+                       {"by_dtype", dtypes}, {"by_encoding", encodings}};
 
     std::map<std::pair<std::string, std::string>, uint64_t> ops;
     uint64_t node_count = 0, subgraphs = 0;
@@ -155,8 +211,11 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
                   {"shape", t.shape},
                   {"bytes", t.dtype == DType::String ? 0 : t.data.size()}};
         if (detail) {
-            j["zero_fraction"] = t.zero_fraction();
+            j["zero_fraction"] = t.is_encoded() ? 0.0 : t.zero_fraction();
             j["source"] = ref.source;
+            j["encoding"] = storage_name(t);
+            if (t.is_encoded()) j["axis"] = t.encoding.axis;
+            j["bits_per_weight"] = bits_of(t);
         }
         return j;
     };
@@ -184,19 +243,39 @@ std::string render_inspect_text(const json& r) {
         out << buf << value << "\n";
     };
     row("file", r["file"].get<std::string>() + " (" + human_bytes(r["file_bytes"]) + ")");
-    if (r["format"] == "onnx") {
+    if (r["format"] == "epk") {
+        const auto& e = r["epk"];
+        const auto& p = e["provenance"];
+        row("format", "epk version " + std::to_string(e["format_version"].get<uint32_t>()) +
+                          " (from " + e["source_format"].get<std::string>() + ")");
+        row("checksum", "sha256 " + e["sha256"].get<std::string>() + " verified" +
+                            (e["tensor_checksums_verified"].get<bool>()
+                                 ? ", tensor checksums verified"
+                                 : ""));
+        auto known = [](const json& v) {
+            std::string s = v.get<std::string>();
+            return s.empty() ? std::string("(not recorded)") : s;
+        };
+        row("source", known(p["source_file"]) + " sha256 " + known(p["source_sha256"]));
+        std::string recipe = known(p["recipe_file"]) + " sha256 " + known(p["recipe_sha256"]);
+        for (const auto& o : p["recipe_overrides"]) recipe += " --set " + o.get<std::string>();
+        row("recipe", recipe);
+        row("edgepack", known(p["edgepack_version"]));
+    }
+    if (r.contains("ir_version")) {
         std::string opsets;
         for (const auto& o : r["opsets"]) {
             if (!opsets.empty()) opsets += ", ";
             std::string d = o["domain"];
             opsets += (d.empty() ? "ai.onnx" : d) + " " + std::to_string(o["version"].get<int64_t>());
         }
-        row("format", "ONNX, IR version " + std::to_string(r["ir_version"].get<int64_t>()) +
-                          ", opsets: " + opsets);
+        row(r["format"] == "onnx" ? "format" : "graph",
+            "ONNX, IR version " + std::to_string(r["ir_version"].get<int64_t>()) +
+                ", opsets: " + opsets);
         std::string producer = r["producer"]["name"].get<std::string>() + " " +
                                r["producer"]["version"].get<std::string>();
         if (producer != " ") row("producer", producer);
-    } else {
+    } else if (r["format"] == "safetensors") {
         row("format", "safetensors");
     }
     for (const auto& [k, v] : r["metadata"].items()) row("metadata", k + " = " + v.get<std::string>());
@@ -210,7 +289,21 @@ std::string render_inspect_text(const json& r) {
                       human_bytes(d["bytes"]).c_str());
         out << buf << "\n";
     }
-    if (r["format"] == "onnx") {
+    bool any_encoded = false;
+    for (const auto& d : p["by_encoding"])
+        if (!dtype_from_name(d["encoding"].get<std::string>())) any_encoded = true;
+    if (any_encoded) {
+        out << "by encoding\n";
+        for (const auto& d : p["by_encoding"]) {
+            char buf[200];
+            std::snprintf(buf, sizeof buf, "  %-14s%s in %s tensors, %s, %.3f bits/weight",
+                          d["encoding"].get<std::string>().c_str(), grouped(d["count"]).c_str(),
+                          grouped(d["tensors"]).c_str(), human_bytes(d["bytes"]).c_str(),
+                          d["bits_per_weight"].get<double>());
+            out << buf << "\n";
+        }
+    }
+    if (r.contains("ir_version")) {
         std::string ops;
         for (const auto& o : r["op_types"]) {
             if (!ops.empty()) ops += ", ";
@@ -235,13 +328,16 @@ std::string render_inspect_text(const json& r) {
             << t["dtype"].get<std::string>() << " " << shape_text(t["shape"]) << "  "
             << human_bytes(t["bytes"]) << "\n";
     if (r.contains("tensors")) {
-        out << "tensors (name, dtype, shape, bytes, zeros)\n";
+        out << "tensors (name, dtype, shape, bytes, zeros, encoding, bits/weight)\n";
         for (const auto& t : r["tensors"]) {
             char zeros[32];
             std::snprintf(zeros, sizeof zeros, "%.2f%%", 100.0 * t["zero_fraction"].get<double>());
             out << "  " << t["name"].get<std::string>() << "  " << t["dtype"].get<std::string>()
                 << " " << shape_text(t["shape"]) << "  " << t["bytes"].get<uint64_t>() << "  "
-                << zeros << (t["source"] == "constant" ? "  (Constant node)" : "") << "\n";
+                << zeros << "  " << t["encoding"].get<std::string>()
+                << (t.contains("axis") ? " axis " + std::to_string(t["axis"].get<int>()) : "")
+                << "  " << bits_text(t["bits_per_weight"].get<double>())
+                << (t["source"] == "constant" ? "  (Constant node)" : "") << "\n";
         }
     }
     return out.str();

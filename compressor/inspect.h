@@ -9,18 +9,23 @@
 #include <nlohmann/json.hpp>
 
 #include "compressor/ir/ir.h"
+#include "formats/epk.h"
 
 namespace ep {
 
 inline constexpr const char* kInspectSchema = "edgepack.inspect/1";
 
 struct InspectOptions {
-    bool tensors = false;  // one entry per tensor (name, dtype, shape, bytes, zero fraction)
+    bool tensors = false;  // one entry per tensor (name, dtype, shape, bytes, zero fraction,
+                           // encoding, bits per weight)
     size_t largest = 10;   // how many of the largest tensors to list
 };
 
+// `epk`: the header and provenance of a .epk file the model was read from (read_epk);
+// the report then has format "epk" and an "epk" object (docs/inspect.md).
 [[nodiscard]] nlohmann::json inspect_model(const Model& model, const std::filesystem::path& file,
-                                           const InspectOptions& options = {});
+                                           const InspectOptions& options = {},
+                                           const EpkInfo* epk = nullptr);
 [[nodiscard]] std::string render_inspect_text(const nlohmann::json& report);
 
 }  // namespace ep

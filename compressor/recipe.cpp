@@ -475,9 +475,9 @@ void apply_override(json& doc, std::string_view assignment) {
 
 void check_output_extension(const std::filesystem::path& path, const std::string& what) {
     auto ext = path.extension().string();
-    if (ext == ".onnx" || ext == ".safetensors") return;
+    if (ext == ".onnx" || ext == ".safetensors" || ext == ".epk") return;
     throw InputError(cat(what, ": unknown output format '", ext.empty() ? path.filename().string() : ext,
-                         "' (expected .onnx or .safetensors): ", path.string()));
+                         "' (expected .onnx, .safetensors or .epk): ", path.string()));
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {

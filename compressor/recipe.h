@@ -80,7 +80,7 @@ struct Recipe {
 // file name) for a malformed assignment, a path outside the schema or an index out of range.
 void apply_override(nlohmann::json& document, std::string_view assignment);
 
-// Throws InputError "<what>: unknown output format '.x' (expected .onnx or .safetensors)".
+// Throws InputError "<what>: unknown output format '.x' (expected .onnx, .safetensors or .epk)".
 void check_output_extension(const std::filesystem::path& path, const std::string& what);
 
 // Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).

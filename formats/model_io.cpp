@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "formats/safetensors.h"
+#include "formats/safetensors_quant.h"
 
 namespace ep {
 
@@ -11,10 +12,14 @@ FileFormat detect_format(const std::filesystem::path& path) {
     for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (ext == ".onnx") return FileFormat::Onnx;
     if (ext == ".safetensors") return FileFormat::Safetensors;
-    // Sniff: safetensors starts with a u64 length and then '{'.
+    if (ext == ".epk") return FileFormat::Epk;
+    // Sniff: safetensors starts with a u64 length and then '{'; .epk with its magic.
     std::ifstream in(path, std::ios::binary);
     char head[9] = {};
-    if (in.read(head, 9) && head[8] == '{') return FileFormat::Safetensors;
+    if (in.read(head, 9)) {
+        if (head[8] == '{') return FileFormat::Safetensors;
+        if (has_epk_magic(std::as_bytes(std::span(head, 8)))) return FileFormat::Epk;
+    }
     return FileFormat::Unknown;
 }
 
@@ -26,11 +31,20 @@ Model load_model(const std::filesystem::path& path) {
         throw InputError(cat(path.string(), ": is a directory, expected a model file"));
     switch (detect_format(path)) {
         case FileFormat::Onnx: return read_onnx(path);
-        case FileFormat::Safetensors: return read_safetensors(path);
+        case FileFormat::Safetensors: {
+            Model model = read_safetensors(path);
+            try {
+                decode_safetensors_encodings(model);
+            } catch (const InputError& e) {
+                throw InputError(cat(path.string(), ": ", e.what()));
+            }
+            return model;
+        }
+        case FileFormat::Epk: return read_epk(path).model;
         case FileFormat::Unknown: break;
     }
     throw InputError(cat(path.string(),
-                         ": unknown model format (expected .onnx or .safetensors)"));
+                         ": unknown model format (expected .onnx, .safetensors or .epk)"));
 }
 
 void save_model(const Model& model, const std::filesystem::path& path,
@@ -42,10 +56,13 @@ void save_model(const Model& model, const std::filesystem::path& path,
             throw InputError(cat(path.string(), ": a model with ", model.graph.nodes.size(),
                                  " nodes cannot be written as safetensors (weights only); "
                                  "write .onnx"));
+        for (const Tensor& t : model.graph.initializers)
+            if (t.is_encoded()) return write_safetensors(encode_for_safetensors(model), path);
         return write_safetensors(model, path);
     }
+    if (ext == ".epk") return write_epk(model, path, options.epk);
     throw InputError(cat(path.string(), ": unknown output format '", ext,
-                         "' (expected .onnx or .safetensors)"));
+                         "' (expected .onnx, .safetensors or .epk)"));
 }
 
 }  // namespace ep

@@ -4,13 +4,14 @@
 #include <filesystem>
 
 #include "compressor/ir/ir.h"
+#include "formats/epk.h"
 #include "formats/onnx_io.h"
 
 namespace ep {
 
-enum class FileFormat : uint8_t { Onnx, Safetensors, Unknown };
+enum class FileFormat : uint8_t { Onnx, Safetensors, Epk, Unknown };
 
-// By extension (.onnx, .safetensors); falls back to sniffing the first bytes.
+// By extension (.onnx, .safetensors, .epk); falls back to sniffing the first bytes.
 [[nodiscard]] FileFormat detect_format(const std::filesystem::path& path);
 
 // Throws InputError naming the file when it is missing, unreadable or malformed.
@@ -18,10 +19,13 @@ enum class FileFormat : uint8_t { Onnx, Safetensors, Unknown };
 
 struct SaveOptions {
     OnnxWriteOptions onnx;
+    EpkWriteOptions epk;  // provenance recorded in a .epk
 };
 
 // The output's format comes from its extension; throws InputError for an unknown one
 // or when the model cannot be expressed in it (a graph with nodes as safetensors).
+// Encoded tensors go to safetensors as U8 + __metadata__ (formats/safetensors_quant.h),
+// and come back as encoded tensors from load_model.
 void save_model(const Model& model, const std::filesystem::path& path,
                 const SaveOptions& options = {});
 

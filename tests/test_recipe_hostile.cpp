@@ -43,7 +43,7 @@ TEST_CASE("hostile recipes exit 2 with a message naming the field", "[compress][
         {"passes not a list", R"({"model": "m.onnx", "passes": {"pass": "fold-batchnorm"}})", {},
          "r.json: passes: expected a list of pass entries, found object"},
         {"bad -o extension", R"({"model": "m.onnx"})", {"-o", (dir / "out.bin").string()},
-         "-o: unknown output format '.bin' (expected .onnx or .safetensors)"},
+         "-o: unknown output format '.bin' (expected .onnx, .safetensors or .epk)"},
         {"bad output extension in the recipe", R"({"model": "m.onnx", "output": "out.txt"})", {},
          "r.json: output: unknown output format '.txt'"},
         {"no output anywhere", R"({"model": "m.onnx"})", {},

@@ -29,7 +29,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("bench", "Measure load time, latency and memory of a model in the reference runtime");
-    cmd->add_option("MODEL", args->model, "Model file (.onnx)")->required();
+    cmd->add_option("MODEL", args->model, "Model file (.onnx or .epk)")->required();
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
     cmd->add_option("--warmup", args->warmup, "Untimed runs first")->check(CLI::Range(0, 100000));
     cmd->add_option("--runs", args->runs, "Timed runs")->check(CLI::Range(1, 1000000));

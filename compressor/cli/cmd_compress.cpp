@@ -43,7 +43,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         ->take_all()
         ->expected(1);
     cmd->add_option("-o,--output", args->output,
-                    "Output file (.onnx or .safetensors); overrides the recipe's output");
+                    "Output file (.onnx, .safetensors or .epk); overrides the recipe's output");
     cmd->add_flag("--time-passes", args->time_passes, "Print wall time and rewrites per pass");
     cmd->add_flag("--verify-each", args->verify_each,
                   "Check the model's structure after every pass");

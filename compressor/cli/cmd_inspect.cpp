@@ -14,17 +14,24 @@ void add_inspect_command(CLI::App& app, std::function<int()>& action) {
         bool tensors = false;
     };
     auto args = std::make_shared<Args>();
-    auto* cmd = app.add_subcommand("inspect", "Describe a model file (.onnx, .safetensors)");
+    auto* cmd = app.add_subcommand("inspect", "Describe a model file (.onnx, .safetensors, .epk)");
     cmd->add_option("FILE", args->file, "Model file")->required();
     cmd->add_flag("--json", args->json, "Print one JSON object (schema: docs/inspect.md)");
     cmd->add_flag("--tensors", args->tensors,
                   "One entry per tensor: name, dtype, shape, bytes, fraction of zeros");
     cmd->callback([args, &action] {
         action = [args] {
-            Model model = load_model(args->file);
             InspectOptions options;
             options.tensors = args->tensors;
-            auto report = inspect_model(model, args->file, options);
+            nlohmann::json report;
+            if (detect_format(args->file) == FileFormat::Epk) {
+                // Verified (whole file, and each tensor's checksum), with its provenance.
+                auto epk = read_epk(args->file, EpkReadOptions{.verify_tensor_checksums = true});
+                report = inspect_model(epk.model, args->file, options, &epk.info);
+            } else {
+                Model model = load_model(args->file);
+                report = inspect_model(model, args->file, options);
+            }
             if (args->json) std::cout << report.dump(2) << "\n";
             else std::cout << render_inspect_text(report);
             return 0;

@@ -43,7 +43,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("run", "Run a model with the reference runtime");
-    cmd->add_option("MODEL", args->model, "Model file (.onnx)")->required();
+    cmd->add_option("MODEL", args->model, "Model file (.onnx or .epk)")->required();
     auto* input =
         cmd->add_option("--input,-i", args->inputs, "NAME=FILE.npy, once per model input");
     auto* data = cmd->add_option("--data", args->data,
