@@ -94,14 +94,14 @@ void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x,
 }
 
 // col[(c * kh + ky) * kw + kx][oy * ow + ox] = X[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw].
-void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, const float* x, float* col) {
+void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, const float* x, float* col, int64_t ld) {
     const int64_t taps = g.kh * g.kw, out_plane = g.oh * g.ow;
     parallel_for(options, channels * taps, std::max<int64_t>(1, kGemmParallelWork / 8 / std::max<int64_t>(out_plane, 1)),
                  [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t c = r / taps, ky = (r % taps) / g.kw, kx = r % g.kw;
             const float* src = x + c * g.ih * g.iw;
-            float* dst = col + r * out_plane;
+            float* dst = col + r * ld;
             const int64_t x0 = kx * g.dw - g.pw;
             // Columns ox with 0 <= ox*sw + x0 < iw.
             const int64_t lo = std::min(g.ow, x0 >= 0 ? 0 : ceil_div(-x0, g.sw));
@@ -157,8 +157,13 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
     const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
                            g.oh == g.ih && g.ow == g.iw;
     const int64_t k = cin_g * taps;
-    // im2col writes every element: allocated without zeroing.
-    std::unique_ptr<float[]> col(pointwise ? nullptr : new float[static_cast<size_t>(k * out_plane)]);
+    // The patch matrix: rows of `ld` floats (a multiple of 16, 64-byte aligned, so that
+    // the GEMM's 16-float B loads never straddle cache lines); im2col writes every
+    // element the GEMM reads, so no zeroing.
+    const int64_t ld = pointwise ? out_plane : ceil_div(out_plane, 16) * 16;
+    std::unique_ptr<float[]> col_block(pointwise ? nullptr : new float[static_cast<size_t>(k * ld + 16)]);
+    float* col = col_block.get();
+    if (col) col += (64 - reinterpret_cast<uintptr_t>(col) % 64) % 64 / sizeof(float);
     for (int64_t b = 0; b < s.n; ++b)
         for (int64_t gi = 0; gi < s.group; ++gi) {
             const float* xin = x + (b * s.c_in + gi * cin_g) * in_plane;
@@ -168,11 +173,11 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
                     std::fill(out + o * out_plane, out + (o + 1) * out_plane, bias[gi * cout_g + o]);
             const float* cols = xin;
             if (!pointwise) {
-                im2col(options, g, cin_g, xin, col.get());
-                cols = col.get();
+                im2col(options, g, cin_g, xin, col, ld);
+                cols = col;
             }
             MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
-            MatrixView cv{cols, k, out_plane, out_plane, false};
+            MatrixView cv{cols, k, out_plane, ld, false};
             gemm_f32(options, wv, cv, out, out_plane, bias != nullptr);
         }
 }

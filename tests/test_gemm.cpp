@@ -132,3 +132,34 @@ TEST_CASE("AVX-512 kernels give the AVX2 kernels' bytes", "[kernels][gemm-blocks
     run_dot(avx512, n / 2, n, split);
     REQUIRE(std::memcmp(want.data(), split.data(), want.size() * sizeof(float)) == 0);
 }
+
+TEST_CASE("AVX-512 tile kernel (pairs of 16-column panels) gives the AVX2 kernel's bytes",
+          "[kernels][gemm-blocks]") {
+    rt::SimdKernels avx2, avx512;
+    if (!rt::fill_avx2_kernels(avx2) || !rt::fill_avx512_kernels(avx512)) {
+        WARN("this CPU has no AVX-512F/VL: nothing to compare");
+        return;
+    }
+    // Rows around the 6-row micro-tile and the 12-row in-place limit, columns around
+    // one and two 16-column panels and the 512 block, K around the 256 block; B in
+    // place, packed (many rows, large B) and transposed.
+    const int64_t m = GENERATE(1, 5, 6, 7, 13, 97);
+    const int64_t n = GENERATE(1, 15, 16, 17, 31, 32, 33, 48, 513);
+    const int64_t k = GENERATE(1, 9, 255, 257);
+    const bool tb = GENERATE(false, true);
+    const bool accumulate = GENERATE(false, true);
+    INFO("M " << m << " K " << k << " N " << n << " transB " << tb << " accumulate " << accumulate);
+    const uint32_t seed = static_cast<uint32_t>(m * 7919 + k * 31 + n + tb);
+    auto a = random_floats(static_cast<size_t>(m * k), seed);
+    auto b = random_floats(static_cast<size_t>(k * n), seed + 1);
+    auto c0 = random_floats(static_cast<size_t>(m * n), seed + 2);
+    std::vector<float> pack(static_cast<size_t>(rt::kGemmPackFloats));
+    auto run_tile = [&](const rt::SimdKernels& table, std::vector<float>& c) {
+        rt::GemmTile t{a.data(), k, b.data(), tb ? k : n, tb, c.data(), n, k, accumulate, 0, m, 0, n};
+        table.gemm_tile(t, pack.data());
+    };
+    std::vector<float> want = c0, got = c0;
+    run_tile(avx2, want);
+    run_tile(avx512, got);
+    REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+}
