@@ -169,3 +169,21 @@ TEST_CASE("Gather from a quantized table rejects an index out of range", "[kerne
     OneNode q{"Gather", "", 17, {{"i", idx}}, {{"w", table}}, {"w", "i"}};
     REQUIRE_THROWS_WITH(run_node(q, 1), Catch::Contains("index 5 is out of range"));
 }
+
+TEST_CASE("a quantized weight with truncated bytes is an input error naming it",
+          "[kernels][qgemm]") {
+    Tensor w = quantized(random_f32({64, 8}, 51), "int4g32", 0);
+    auto bytes = w.data.bytes();
+    w.data = TensorData::owned(std::vector<std::byte>(bytes.begin(), bytes.end() - 3));
+    Tensor a = random_f32({2, 64}, 52);
+    OneNode mm{"MatMul", "", 17, {{"a", a}}, {{"w", w}}, {"a", "w"}};
+    try {
+        (void)run_node(mm, 1);
+        FAIL("no error");
+    } catch (const Error& e) {
+        REQUIRE(e.code() == ExitCode::BadInput);
+        REQUIRE_THAT(e.what(), Catch::Contains("tensor 'w'"));
+    }
+    OneNode add{"Add", "", 17, {{"a", a}}, {{"w", w}}, {"a", "w"}};  // the dequantize-once path
+    REQUIRE_THROWS_WITH(run_node(add, 1), Catch::Contains("'w'"));
+}
