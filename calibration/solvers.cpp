@@ -209,16 +209,23 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
     if (grid < 1 || abs_mean.size() != static_cast<size_t>(cols) ||
         x.size() != static_cast<size_t>(x_rows * cols))
         throw InternalError("awq_search: sizes");
-    // Outputs X W^T per matrix (float products, double error sums).
-    using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    Eigen::Map<const MatF> xm(x.data(), x_rows, cols);
-    auto outputs = [&](std::span<const float> wm, int64_t rows) {
-        Eigen::Map<const MatF> wmat(wm.data(), rows, cols);
-        MatF y = xm * wmat.transpose();
-        return std::vector<double>(y.data(), y.data() + y.size());
+    // The loss ||X (W - Q)^T||^2 = sum over rows r of d_r^T G d_r with G = X^T X (double),
+    // so each candidate costs rows * cols^2 instead of x_rows * rows * cols.
+    Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(cols, cols);
+    {
+        using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        Eigen::Map<const MatF> xm(x.data(), x_rows, cols);
+        gram.selfadjointView<Eigen::Lower>().rankUpdate(xm.cast<double>().transpose());
+        gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+    }
+    auto loss_of = [&](std::span<const float> wm, const std::vector<float>& q, int64_t rows) {
+        Eigen::MatrixXd d(cols, rows);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c)
+                d(c, r) = static_cast<double>(wm[static_cast<size_t>(r * cols + c)]) -
+                          static_cast<double>(q[static_cast<size_t>(r * cols + c)]);
+        return (d.transpose() * gram).cwiseProduct(d.transpose()).sum();
     };
-    std::vector<std::vector<double>> ref;
-    for (const auto& m : matrices) ref.push_back(outputs(m.w, m.rows));
 
     // Mean normalised weight magnitude per input channel (|w| / max |w| of its group).
     std::vector<double> w_mean(static_cast<size_t>(cols), 0.0);
@@ -262,14 +269,8 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
             s[static_cast<size_t>(c)] =
                 static_cast<float>(std::max(raw[static_cast<size_t>(c)] / norm, 1e-4));
         double loss = 0.0;
-        for (size_t m = 0; m < matrices.size(); ++m) {
-            auto q = fake_quant_scaled(e, matrices[m].w, matrices[m].rows, cols, s);
-            auto y = outputs(q, matrices[m].rows);
-            for (size_t k = 0; k < y.size(); ++k) {
-                double d = y[k] - ref[m][k];
-                loss += d * d;
-            }
-        }
+        for (const auto& m : matrices)
+            loss += loss_of(m.w, fake_quant_scaled(e, m.w, m.rows, cols, s), m.rows);
         if (i == 0) best.rtn_loss = loss;
         if (loss < best.loss) {
             best.loss = loss;
