@@ -271,6 +271,7 @@ private:
     std::string common_problem(const Tensor& t) const {
         if (!selector_.selects(t.name)) return "not selected by include/exclude";
         if (t.is_encoded()) return cat("already encoded (", encoding_name(t.encoding), ")");
+        if (t.element_count() == 0) return "empty tensor";
         if (t.element_count() < min_elements_)
             return cat(t.element_count(), " elements, below min_elements ", min_elements_);
         return {};

@@ -10,13 +10,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "calibration/calibration.h"
 #include "calibration/solvers.h"
+#include "compressor/calibration_data.h"
 #include "compressor/ir/encoding.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "formats/model_io.h"
 #include "passes/registry.h"
+#include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
+#include "runtime-check/synthetic_inputs.h"
 #include "support.h"
 
 using namespace ep;
@@ -382,4 +386,104 @@ TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor, axis 
     CHECK_THROWS_WITH(manager.check_needs(original, "model.safetensors", res),
                       Catch::Contains("needs a graph of nodes, but model.safetensors is a "
                                       "safetensors checkpoint"));
+}
+
+namespace {
+
+// x [4, 64] -> Mul(x, g [64]) -> a; MatMul(a, Wq), MatMul(a, Wk) -> outputs;
+// Relu(x) -> b; MatMul(b, Wo) -> output. The Mul's constant can take AWQ's 1/s; the Relu
+// output cannot, so a Mul is inserted there.
+Model awq_model() {
+    Model m;
+    m.opset_imports = {{"", 17}};
+    ValueInfo x;
+    x.name = "x";
+    ValueType t;
+    t.elem = DType::F32;
+    t.shape = std::vector<Dim>{Dim{4, {}, {}}, Dim{64, {}, {}}};
+    x.type = t;
+    m.graph.inputs = {x};
+    auto g = random_values(64, 30, 0.3f);
+    for (auto& v : g) v = 1.0f + v;
+    m.graph.initializers.push_back(make_f32_tensor("g", {64}, g));
+    m.graph.initializers.push_back(make_f32_tensor("Wq", {64, 64}, random_values(4096, 31)));
+    m.graph.initializers.push_back(make_f32_tensor("Wk", {64, 32}, random_values(2048, 32)));
+    m.graph.initializers.push_back(make_f32_tensor("Wo", {64, 48}, random_values(3072, 33)));
+    auto& gr = m.graph;
+    gr.nodes.push_back(node("Mul", "norm", {"x", "g"}, {"a"}));
+    gr.nodes.push_back(node("MatMul", "q", {"a", "Wq"}, {"yq"}));
+    gr.nodes.push_back(node("MatMul", "k", {"a", "Wk"}, {"yk"}));
+    gr.nodes.push_back(node("Relu", "relu", {"x"}, {"b"}));
+    gr.nodes.push_back(node("MatMul", "o", {"b", "Wo"}, {"yo"}));
+    for (const char* o : {"yq", "yk", "yo"}) {
+        ValueInfo v;
+        v.name = o;
+        gr.outputs.push_back(v);
+    }
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("quantize-weights gptq and awq through the pass: calibrated, 1/s folded or inserted, "
+          "outputs close to float",
+          "[quantize][awq][gptq]") {
+    Model original = awq_model();
+    CalibrationConfig cc;  // seeded random inputs
+    cc.samples = 8;
+    auto provider = make_calibration_provider(cc, "r.json");
+    PassContext ctx;
+    ctx.calibration = provider.get();
+
+    rt::Executor ref_exec(original, {});
+    auto feeds = rt::synthetic_inputs(ref_exec, 99, {});
+    auto ref = ref_exec.run(feeds);
+
+    auto rel_error = [&](const Model& m) {
+        rt::Executor exec(m, {});
+        auto out = exec.run(feeds);
+        double num = 0.0, den = 0.0;
+        for (size_t o = 0; o < out.size(); ++o) {
+            auto a = ref[o].second.to_floats();
+            auto b = out[o].second.to_floats();
+            REQUIRE(a.size() == b.size());
+            for (size_t i = 0; i < a.size(); ++i) {
+                num += (a[i] - b[i]) * (a[i] - b[i]);
+                den += a[i] * a[i];
+            }
+        }
+        return std::sqrt(num / den);
+    };
+
+    Model rtn = original;
+    (void)configured({{"bits", 4}})->run(rtn, ctx);
+    double rtn_err = rel_error(rtn);
+
+    Model awq = original;
+    PassResult r = configured({{"bits", 4}, {"method", "awq"}})->run(awq, ctx);
+    CHECK(r.rewrites == 3);
+    CHECK(std::find(r.summary.begin(), r.summary.end(),
+                    "awq: 1/s folded into 1 per-channel Mul constant, 1 Mul node inserted") !=
+          r.summary.end());
+    CHECK(awq.graph.find_initializer("g")->to_floats() != original.graph.find_initializer("g")->to_floats());
+    CHECK(awq.graph.nodes.size() == original.graph.nodes.size() + 1);
+    CHECK(awq.graph.find_initializer("b_awq_inv") != nullptr);
+    CHECK(verify(awq).empty());
+    double awq_err = rel_error(awq);
+    CHECK(awq_err < 0.2);
+    CHECK(awq_err <= rtn_err * 1.05);
+
+    Model gptq = original;
+    PassResult rg = configured({{"bits", 4}, {"method", "gptq"}})->run(gptq, ctx);
+    CHECK(rg.rewrites == 3);
+    CHECK(rel_error(gptq) < 0.2);
+    WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq "
+                                        << rel_error(gptq));
+
+    // Without calibration data the pass refuses (the pass manager checks first in compress).
+    PassContext none;
+    Model m = original;
+    CHECK_THROWS_WITH(configured({{"method", "gptq"}})->run(m, none),
+                      Catch::Contains("needs calibration data"));
+    CHECK(m.graph.find_initializer("Wq")->is_encoded() == false);
 }
