@@ -885,7 +885,12 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
             const Tensor& t = table[i].tensor;
             if (t.dtype == DType::String) continue;
             Sha256 s;
-            s.update(t.data.bytes());
+            auto bytes = t.data.bytes();
+            for (size_t at = 0; at < bytes.size(); at += kChunk) {  // pages released as it goes
+                size_t n = std::min(kChunk, bytes.size() - at);
+                s.update(bytes.subspan(at, n));
+                file->release(t.data.file_offset() + at, n);
+            }
             if (hex(s.finish()) != hashes[i])
                 throw InputError(cat("tensor '", t.name, "': sha256 mismatch: the bytes hash to ",
                                      "another value than the table's ", hashes[i]));
