@@ -30,7 +30,7 @@ namespace ep::calib {
 
 // The samples of one calibration set, opened against one model.
 class SampleList {
-public:
+  public:
     virtual ~SampleList() = default;
     [[nodiscard]] virtual size_t size() const = 0;
     // Reads sample i (checked against the model's inputs); throws InputError naming the data.
@@ -40,7 +40,7 @@ public:
 };
 
 class DataProvider {
-public:
+  public:
     virtual ~DataProvider() = default;
     // The samples for `model` (the executor must outlive the list).
     [[nodiscard]] virtual std::unique_ptr<SampleList> open(const rt::Executor& model) const = 0;

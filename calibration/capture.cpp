@@ -37,8 +37,8 @@ void accumulate(Accumulator& acc, const CaptureRequest& req, const Tensor& t,
                 const std::string& where) {
     const int64_t k = req.k;
     if (!is_float(t.dtype))
-        throw InputError(cat(where, ": activation '", req.activation, "' is ",
-                             dtype_name(t.dtype), ", expected a float tensor"));
+        throw InputError(cat(where, ": activation '", req.activation, "' is ", dtype_name(t.dtype),
+                             ", expected a float tensor"));
     if (t.shape.empty() || t.shape.back() != k)
         throw InputError(cat(where, ": activation '", req.activation, "' has shape ",
                              shape_string(t.shape), "; expected the last dimension ", k,

@@ -36,8 +36,11 @@ std::vector<std::byte> pack_matrix(const Encoding& e, int64_t rows, int64_t cols
     if (!traits(e.scheme).grouped) {
         auto scale_at = static_cast<size_t>(*total - static_cast<uint64_t>(rows) * 4);
         for (int64_t r = 0; r < rows; ++r) {
-            pack_row(e, std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
-                     {}, std::span(out).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+            pack_row(
+                e,
+                std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
+                {},
+                std::span(out).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
             float s = params[static_cast<size_t>(r)].scale;
             std::memcpy(out.data() + scale_at + static_cast<size_t>(r) * 4, &s, 4);
         }
@@ -45,7 +48,8 @@ std::vector<std::byte> pack_matrix(const Encoding& e, int64_t rows, int64_t cols
     }
     const uint64_t rb = row_bytes(e, cols);
     for (int64_t r = 0; r < rows; ++r)
-        pack_row(e, std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
+        pack_row(e,
+                 std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
                  std::span(params).subspan(static_cast<size_t>(r * nb), static_cast<size_t>(nb)),
                  std::span(out).subspan(static_cast<size_t>(r) * rb, static_cast<size_t>(rb)));
     return out;
@@ -94,7 +98,8 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
             h(i, j) = hessian[static_cast<size_t>(perm[static_cast<size_t>(i)] * cols +
                                                   perm[static_cast<size_t>(j)])];
         for (int64_t r = 0; r < rows; ++r)
-            wd(r, i) = static_cast<double>(w[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])]);
+            wd(r, i) = static_cast<double>(
+                w[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])]);
     }
     if (!h.allFinite())
         throw InputError(cat(what, ": the calibration Hessian has non-finite values (the ",
@@ -175,8 +180,7 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
                 wd.block(0, j + 1, rows, i2 - j - 1).noalias() -=
                     err.col(j - i1) * u.block(j, j + 1, 1, i2 - j - 1);
         }
-        if (i2 < cols)
-            wd.rightCols(cols - i2).noalias() -= err * u.block(i1, i2, count, cols - i2);
+        if (i2 < cols) wd.rightCols(cols - i2).noalias() -= err * u.block(i1, i2, count, cols - i2);
     }
     result.bytes = pack_matrix(e, rows, cols, codes, params);
     return result;
@@ -196,7 +200,8 @@ std::vector<float> fake_quant_scaled(const Encoding& e, std::span<const float> w
     std::vector<float> out(w.size());
     for (int64_t r = 0; r < rows; ++r) {
         dequantize_row(e, bytes, rows, cols, r, out.data() + r * cols);
-        for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(r * cols + c)] /= s[static_cast<size_t>(c)];
+        for (int64_t c = 0; c < cols; ++c)
+            out[static_cast<size_t>(r * cols + c)] /= s[static_cast<size_t>(c)];
     }
     return out;
 }
@@ -237,7 +242,8 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
                 int64_t c1 = std::min(cols, c0 + gw);
                 double mx = 0.0;
                 for (int64_t c = c0; c < c1; ++c)
-                    mx = std::max(mx, static_cast<double>(std::fabs(m.w[static_cast<size_t>(r * cols + c)])));
+                    mx = std::max(
+                        mx, static_cast<double>(std::fabs(m.w[static_cast<size_t>(r * cols + c)])));
                 for (int64_t c = c0; c < c1; ++c)
                     w_mean[static_cast<size_t>(c)] +=
                         std::fabs(m.w[static_cast<size_t>(r * cols + c)]) / (mx + 1e-6);
@@ -282,9 +288,8 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
     return best;
 }
 
-std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows,
-                            int64_t cols, std::span<const float> x, int64_t x_rows, int grid,
-                            double max_shrink) {
+std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
+                            std::span<const float> x, int64_t x_rows, int grid, double max_shrink) {
     std::vector<float> out(w.begin(), w.end());
     const auto& t = traits(e.scheme);
     const int64_t gw = t.grouped ? e.group : cols;
@@ -312,7 +317,8 @@ std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t
                 const float ratio = 1.0f - static_cast<float>(k) / static_cast<float>(grid);
                 float clo = t.symmetric ? -amax * ratio : lo * ratio;
                 float chi = t.symmetric ? amax * ratio : hi * ratio;
-                for (int64_t j = 0; j < n; ++j) cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
+                for (int64_t j = 0; j < n; ++j)
+                    cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
                 std::span<const float> group(cand.data(), static_cast<size_t>(n));
                 QParams p = choose_qparams(e, group);
                 std::vector<float> deq(static_cast<size_t>(n));

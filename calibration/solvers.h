@@ -28,10 +28,11 @@
 // AWQ (Lin et al. 2023, following AutoAWQ's search): s = mean|x|^alpha per input channel,
 // or with AutoAWQ's duo scaling s = mean|x|^alpha / (w_mean^(1-alpha) + 1e-4) (w_mean: mean
 // over output rows of |w| / max |w| of its group), normalised by sqrt(max(s) * min(s)) and
-// floored at 1e-4, for alpha = i / grid, i = 0..grid-1 (2 * grid candidates); the loss of alpha is sum over kept rows and all matrices sharing the
-// activation of ||X W^T - X (Q(W diag(s)) diag(s)^-1)^T||^2; the best alpha (first on ties)
-// wins. alpha = 0 gives s = 1, i.e. plain RTN, so the search is never worse than RTN on the
-// kept rows. The caller quantizes W diag(s) and applies 1/s to the activation.
+// floored at 1e-4, for alpha = i / grid, i = 0..grid-1 (2 * grid candidates); the loss of alpha is
+// sum over kept rows and all matrices sharing the activation of ||X W^T - X (Q(W diag(s))
+// diag(s)^-1)^T||^2; the best alpha (first on ties) wins. alpha = 0 gives s = 1, i.e. plain RTN, so
+// the search is never worse than RTN on the kept rows. The caller quantizes W diag(s) and applies
+// 1/s to the activation.
 #pragma once
 
 #include <cstddef>
@@ -55,7 +56,7 @@ struct GptqResult {
     double damp = 0.0;             // the relative damping finally used
     int retries = 0;               // how many times damping was increased
     int64_t dead_columns = 0;
-    double loss = 0.0;             // sum over columns of ||w - q||^2 / (2 U[j][j]^2)
+    double loss = 0.0;  // sum over columns of ||w - q||^2 / (2 U[j][j]^2)
 };
 
 // `hessian` is cols x cols (row-major). `what` names the tensor in errors.
@@ -71,9 +72,9 @@ struct AwqMatrix {
 struct AwqResult {
     std::vector<float> scales;  // cols values s (the weight is multiplied by s per column)
     double alpha = 0.0;
-    bool duo = false;           // s = x^a / w^(1-a) (AutoAWQ's duo scaling) won
-    double loss = 0.0;          // at the chosen alpha
-    double rtn_loss = 0.0;      // at alpha = 0 (s = 1)
+    bool duo = false;       // s = x^a / w^(1-a) (AutoAWQ's duo scaling) won
+    double loss = 0.0;      // at the chosen alpha
+    double rtn_loss = 0.0;  // at alpha = 0 (s = 1)
 };
 
 // Searches alpha for the matrices that read the same activation (cols = its channels).
@@ -87,9 +88,9 @@ struct AwqResult {
 // [min, max] range shrunk alike), that minimises sum over the rows of `x` (the activation
 // with 1/s applied) of (x_g . (w_g - Q(clip(w_g))))^2; returns the clipped weights (k = 0
 // keeps the group as it is, so clipping never loses on these rows).
-[[nodiscard]] std::vector<float> awq_clip(const Encoding& e, std::span<const float> w,
-                                          int64_t rows, int64_t cols, std::span<const float> x,
-                                          int64_t x_rows, int grid, double max_shrink);
+[[nodiscard]] std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows,
+                                          int64_t cols, std::span<const float> x, int64_t x_rows,
+                                          int grid, double max_shrink);
 
 // Round-to-nearest of W diag(s) (rows x cols): the bytes AWQ stores.
 [[nodiscard]] std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,

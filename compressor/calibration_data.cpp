@@ -19,7 +19,7 @@ uint64_t splitmix64(uint64_t& state) {
 }
 
 class Samples final : public calib::SampleList {
-public:
+  public:
     Samples(const rt::Executor& model, const CalibrationConfig& config, const std::string& what)
         : dataset_(model, source(config)) {
         size_t have = dataset_.size();
@@ -28,8 +28,8 @@ public:
                           : std::min<size_t>(have, static_cast<size_t>(config.samples));
         if (want > config.max_samples)
             throw InputError(cat(what, ": calibration.samples: ", want, " samples (",
-                                 dataset_.describe(), ") is above max_samples ",
-                                 config.max_samples, "; set samples or max_samples"));
+                                 dataset_.describe(), ") is above max_samples ", config.max_samples,
+                                 "; set samples or max_samples"));
         index_.resize(have);
         std::iota(index_.begin(), index_.end(), size_t{0});
         if (want < have) {
@@ -41,16 +41,16 @@ public:
             index_.resize(want);
             std::sort(index_.begin(), index_.end());
         }
-        describe_ = want == have ? dataset_.describe()
-                                 : cat(want, " of ", dataset_.describe(), " (seed ",
-                                       config.seed, ")");
+        describe_ = want == have
+                        ? dataset_.describe()
+                        : cat(want, " of ", dataset_.describe(), " (seed ", config.seed, ")");
     }
 
     size_t size() const override { return index_.size(); }
     rt::NamedTensors load(size_t i) const override { return dataset_.load(index_.at(i)); }
     std::string describe() const override { return describe_; }
 
-private:
+  private:
     static DataSource source(const CalibrationConfig& config) {
         DataSource s;
         s.data = config.data;
@@ -65,7 +65,7 @@ private:
 };
 
 class Provider final : public calib::DataProvider {
-public:
+  public:
     Provider(CalibrationConfig config, std::string what)
         : config_(std::move(config)), what_(std::move(what)) {}
 
@@ -80,7 +80,7 @@ public:
                    config_.data.empty() ? std::string("random") : config_.data.string(), ")");
     }
 
-private:
+  private:
     CalibrationConfig config_;
     std::string what_;
 };

@@ -89,7 +89,7 @@ struct Analysis {
 };
 
 class QuantizeWeights final : public Pass {
-public:
+  public:
     std::string_view name() const override { return "quantize-weights"; }
     PassKind kind() const override { return PassKind::Quantization; }
     std::string_view description() const override {
@@ -102,28 +102,56 @@ public:
     std::vector<OptionSpec> option_specs() const override {
         return {
             {"bits", OptionType::Int, 4, "bits per weight: 4 or 8", {}, 4, 8},
-            {"group_size", OptionType::Int, 32,
+            {"group_size",
+             OptionType::Int,
+             32,
              "weights per scale along the reduction axis: 32, 64, 128; 0 = one scale per "
-             "output channel (int8 only)", {}, 0, 128},
+             "output channel (int8 only)",
+             {},
+             0,
+             128},
             {"symmetric", OptionType::Bool, true, "symmetric codes (false: with a zero point)", {}},
             {"scale_dtype", OptionType::String, "f16", "group scale dtype", {"f16", "bf16"}},
-            {"method", OptionType::String, "rtn",
+            {"method",
+             OptionType::String,
+             "rtn",
              "rtn (round to nearest), gptq or awq (both need calibration data)",
              {"rtn", "gptq", "awq"}},
             {"min_elements", OptionType::Int, 1024, "smaller tensors stay float", {}, 0, 9e18},
             {"conv", OptionType::Bool, false, "also Conv weights (int8 per output channel)", {}},
             {"embeddings", OptionType::Bool, false, "also Gather tables (embeddings)", {}},
-            {"damp", OptionType::Number, 0.01, "gptq: damping, relative to mean diag(H)", {}, 0,
+            {"damp",
+             OptionType::Number,
+             0.01,
+             "gptq: damping, relative to mean diag(H)",
+             {},
+             0,
              10},
-            {"block_size", OptionType::Int, 128, "gptq: columns per lazy-update block", {}, 1,
+            {"block_size",
+             OptionType::Int,
+             128,
+             "gptq: columns per lazy-update block",
+             {},
+             1,
              65536},
-            {"act_order", OptionType::Bool, false,
-             "gptq: visit columns in decreasing Hessian diagonal", {}},
+            {"act_order",
+             OptionType::Bool,
+             false,
+             "gptq: visit columns in decreasing Hessian diagonal",
+             {}},
             {"grid", OptionType::Int, 20, "awq: exponent grid points in [0, 1)", {}, 1, 1000},
-            {"clip", OptionType::Bool, true,
-             "awq: search a clipping range per group (AutoAWQ's auto_clip)", {}},
-            {"awq_rows", OptionType::Int, 1024,
-             "awq: calibration rows kept per activation for the grid search", {}, 1, 1 << 20},
+            {"clip",
+             OptionType::Bool,
+             true,
+             "awq: search a clipping range per group (AutoAWQ's auto_clip)",
+             {}},
+            {"awq_rows",
+             OptionType::Int,
+             1024,
+             "awq: calibration rows kept per activation for the grid search",
+             {},
+             1,
+             1 << 20},
         };
     }
 
@@ -136,18 +164,22 @@ public:
         if (bits != 4 && bits != 8)
             throw InputError(cat("bits: ", bits, " is not supported (expected 4 or 8)"));
         if (group != 0 && group != 32 && group != 64 && group != 128)
-            throw InputError(cat("group_size: ", group, " is not supported (expected 0, 32, 64 "
+            throw InputError(cat("group_size: ", group,
+                                 " is not supported (expected 0, 32, 64 "
                                  "or 128)"));
         if (group == 0) {
             if (bits != 8)
-                throw InputError("group_size: 0 (one scale per output channel) is int8 only; "
-                                 "use bits 8, or group_size 32, 64 or 128 for int4");
+                throw InputError(
+                    "group_size: 0 (one scale per output channel) is int8 only; "
+                    "use bits 8, or group_size 32, 64 or 128 for int4");
             if (!sym)
-                throw InputError("symmetric: int8 per output channel (group_size 0) is "
-                                 "symmetric only");
+                throw InputError(
+                    "symmetric: int8 per output channel (group_size 0) is "
+                    "symmetric only");
             if (sdt != "f16")
-                throw InputError("scale_dtype: int8 per output channel (group_size 0) stores "
-                                 "f32 scales; remove scale_dtype");
+                throw InputError(
+                    "scale_dtype: int8 per output channel (group_size 0) stores "
+                    "f32 scales; remove scale_dtype");
             encoding_ = {QScheme::Int8Channel, 0, DType::F32, 1};
         } else {
             QScheme s = bits == 8 ? (sym ? QScheme::Int8Sym : QScheme::Int8Asym)
@@ -178,16 +210,14 @@ public:
             before += c.old_bytes;
             after += c.new_bytes;
             std::string how;
-            if (method_ != "rtn")
-                how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
-            lines.push_back(cat("[", i + 1, "/", n, "] ", c.name, " ", shape_string(t->shape),
-                                " ", lower_dtype(t->dtype), " -> ", encoding_name(c.encoding),
-                                ", ", mib(c.old_bytes), " -> ", mib(c.new_bytes), how));
+            if (method_ != "rtn") how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
+            lines.push_back(cat("[", i + 1, "/", n, "] ", c.name, " ", shape_string(t->shape), " ",
+                                lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
+                                mib(c.old_bytes), " -> ", mib(c.new_bytes), how));
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
         lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize (", method_, "): ",
-                            mib(before), " -> ", mib(after), "; ", a.skipped.size(),
-                            " skipped"));
+                            mib(before), " -> ", mib(after), "; ", a.skipped.size(), " skipped"));
         return lines;
     }
 
@@ -213,21 +243,24 @@ public:
         }
         result.changed = result.rewrites > 0;
         result.shapes_still_valid = true;
-        result.summary.insert(
-            result.summary.begin(),
-            cat("quantized ", result.rewrites, " tensor", result.rewrites == 1 ? "" : "s",
-                " to ", encoding_name(encoding_), " with ", method_, ": ", mib(before), " -> ",
-                mib(after)));
+        result.summary.insert(result.summary.begin(),
+                              cat("quantized ", result.rewrites, " tensor",
+                                  result.rewrites == 1 ? "" : "s", " to ", encoding_name(encoding_),
+                                  " with ", method_, ": ", mib(before), " -> ", mib(after)));
         return result;
     }
 
-private:
+  private:
     static std::string_view role_name(Role r) {
         switch (r) {
-            case Role::MatMulB: return "MatMul";
-            case Role::GemmB: return "Gemm";
-            case Role::GatherTable: return "Gather";
-            case Role::ConvW: return "Conv";
+            case Role::MatMulB:
+                return "MatMul";
+            case Role::GemmB:
+                return "Gemm";
+            case Role::GatherTable:
+                return "Gather";
+            case Role::ConvW:
+                return "Conv";
         }
         return "?";
     }
@@ -314,11 +347,10 @@ private:
             const Tensor* t = g.find_initializer(name);
             if (!t) {
                 auto p = producers.find(name);
-                std::string from = p != producers.end()
-                                       ? cat("an activation computed by ",
-                                             g.nodes[p->second].op_type)
-                                       : (graph_inputs.count(name) ? "a graph input"
-                                                                   : "not defined in the graph");
+                std::string from =
+                    p != producers.end()
+                        ? cat("an activation computed by ", g.nodes[p->second].op_type)
+                        : (graph_inputs.count(name) ? "a graph input" : "not defined in the graph");
                 // Gather index tensors etc. are not weights: only report MatMul/Gemm/Conv.
                 a.skipped.push_back({name, cat("not an initializer (", from, ")")});
                 continue;
@@ -359,8 +391,8 @@ private:
                     break;
                 }
                 if (axis && (*axis != *ax || r != role)) {
-                    why = cat("used with two layouts (", role_name(role), " and ",
-                              role_name(r), " '", n.label(), "')");
+                    why = cat("used with two layouts (", role_name(role), " and ", role_name(r),
+                              " '", n.label(), "')");
                     break;
                 }
                 axis = ax;
@@ -368,8 +400,7 @@ private:
                 if ((r == Role::MatMulB || r == Role::GemmB) && !n.inputs.empty())
                     activation = n.inputs[0];
             }
-            bool matrix = role == Role::MatMulB || role == Role::GemmB ||
-                          role == Role::GatherTable;
+            bool matrix = role == Role::MatMulB || role == Role::GemmB || role == Role::GatherTable;
             if (why.empty() && matrix && t->shape.size() != 2)
                 why = cat("rank ", t->shape.size(), " ", role_name(role),
                           " operand (only 2-D weights are quantized)");
@@ -382,8 +413,8 @@ private:
             Candidate c;
             c.name = name;
             c.role = role;
-            c.encoding = role == Role::ConvW ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1}
-                                             : encoding_;
+            c.encoding =
+                role == Role::ConvW ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1} : encoding_;
             c.encoding.axis = *axis;
             auto dims = encoded_dims(c.encoding, t->shape, cat("tensor '", name, "'"));
             c.rows = dims.rows;
@@ -393,15 +424,13 @@ private:
             if (method_ != "rtn" && (role == Role::MatMulB || role == Role::GemmB)) {
                 const Node& n = g.nodes[us.front().node];
                 if (us.size() != 1) {
-                    a.skipped.push_back(
-                        {name, cat("read by ", us.size(), " nodes; ", method_,
-                                   " calibrates a weight with one activation")});
+                    a.skipped.push_back({name, cat("read by ", us.size(), " nodes; ", method_,
+                                                   " calibrates a weight with one activation")});
                     continue;
                 }
                 if (role == Role::GemmB && n.attr_int("transA", 0) != 0) {
-                    a.skipped.push_back(
-                        {name, cat("Gemm '", n.label(), "' has transA=1; ", method_,
-                                   " needs row activations")});
+                    a.skipped.push_back({name, cat("Gemm '", n.label(), "' has transA=1; ", method_,
+                                                   " needs row activations")});
                     continue;
                 }
                 if (activation.empty()) {
@@ -512,9 +541,9 @@ private:
                     ws.push_back(stored_floats(*model.graph.find_initializer(c->name), *c));
                 for (size_t m = 0; m < members.size(); ++m)
                     mats.push_back({ws[m], members[m]->rows});
-                auto found = calib::awq_search(members[0]->encoding, mats, members[0]->k,
-                                               st.kept, static_cast<int64_t>(st.kept_rows),
-                                               st.abs_mean, grid_);
+                auto found =
+                    calib::awq_search(members[0]->encoding, mats, members[0]->k, st.kept,
+                                      static_cast<int64_t>(st.kept_rows), st.abs_mean, grid_);
                 if (found.alpha > 0.0 || found.duo) ++better;
                 char buf[64];
                 std::snprintf(buf, sizeof buf, "%.2f%s", found.alpha, found.duo ? "d" : "");
@@ -542,9 +571,10 @@ private:
                 }
                 awq_scales[act] = std::move(found.scales);
             }
-            result.summary.push_back(cat("awq: ", groups.size(), " activation scale vectors (",
-                                         better, " other than s = 1; alpha per activation, d = ",
-                                         "duo scaling: ", alphas, ")", clip_ ? "; clip search" : ""));
+            result.summary.push_back(
+                cat("awq: ", groups.size(), " activation scale vectors (", better,
+                    " other than s = 1; alpha per activation, d = ", "duo scaling: ", alphas, ")",
+                    clip_ ? "; clip search" : ""));
         } else {
             int retried = 0;
             int64_t dead = 0;
@@ -658,10 +688,9 @@ private:
                 ++inserted;
             }
         }
-        result.summary.push_back(cat("awq: 1/s folded into ", folded,
-                                     " per-channel Mul constant", folded == 1 ? "" : "s", ", ",
-                                     inserted, " Mul node", inserted == 1 ? "" : "s",
-                                     " inserted"));
+        result.summary.push_back(cat("awq: 1/s folded into ", folded, " per-channel Mul constant",
+                                     folded == 1 ? "" : "s", ", ", inserted, " Mul node",
+                                     inserted == 1 ? "" : "s", " inserted"));
         if (inserted) result.shapes_still_valid = false;
     }
 

@@ -116,9 +116,10 @@ std::vector<std::byte> bytes_of(const Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("quantize-weights rtn encodes MatMul and Gemm weights in their layouts, bytes as the "
-          "reference quantizer",
-          "[quantize]") {
+TEST_CASE(
+    "quantize-weights rtn encodes MatMul and Gemm weights in their layouts, bytes as the "
+    "reference quantizer",
+    "[quantize]") {
     Model original = layouts_model();
     Model m = original;
     auto pass = configured({{"bits", 4}, {"group_size", 32}});
@@ -152,7 +153,8 @@ TEST_CASE("quantize-weights rtn encodes MatMul and Gemm weights in their layouts
     auto deq = m.graph.find_initializer("W1")->to_floats();
     auto orig = original.graph.find_initializer("W1")->to_floats();
     double worst = 0.0;
-    for (size_t i = 0; i < deq.size(); ++i) worst = std::max(worst, double(std::fabs(deq[i] - orig[i])));
+    for (size_t i = 0; i < deq.size(); ++i)
+        worst = std::max(worst, double(std::fabs(deq[i] - orig[i])));
     CHECK(worst < 0.6);  // |w| <~ 4.5 sigma: step <= 4.5/8, half a step < 0.3
 }
 
@@ -170,11 +172,9 @@ TEST_CASE("quantize-weights int8 per channel, include/exclude and min_elements",
     CHECK(m.graph.find_initializer("small")->encoding.axis == 0);
     CHECK(reason_of(r, "W2") == "not selected by include/exclude");
     // Running it again: already encoded tensors are skipped, nothing changes.
-    PassResult again = configured({{"bits", 8},
-                                   {"group_size", 0},
-                                   {"min_elements", 0},
-                                   {"exclude", {"W2"}}})
-                           ->run(m, ctx);
+    PassResult again =
+        configured({{"bits", 8}, {"group_size", 0}, {"min_elements", 0}, {"exclude", {"W2"}}})
+            ->run(m, ctx);
     CHECK(again.rewrites == 0);
     CHECK(reason_of(again, "W1") == "already encoded (int8c)");
 }
@@ -192,8 +192,7 @@ TEST_CASE("quantize-weights plan: one line per tensor with encodings and sizes",
     CHECK_FALSE(m.graph.find_initializer("W1")->is_encoded());  // plan changes nothing
 }
 
-TEST_CASE("quantize-weights rejects unusable option combinations naming the option",
-          "[quantize]") {
+TEST_CASE("quantize-weights rejects unusable option combinations naming the option", "[quantize]") {
     auto fails = [](const json& o, const std::string& text) {
         auto p = create_pass("quantize-weights");
         try {
@@ -203,7 +202,8 @@ TEST_CASE("quantize-weights rejects unusable option combinations naming the opti
             CHECK_THAT(e.what(), Catch::Contains(text));
         }
     };
-    fails({{"bits", 4}, {"group_size", 0}}, "group_size: 0 (one scale per output channel) is int8 only");
+    fails({{"bits", 4}, {"group_size", 0}},
+          "group_size: 0 (one scale per output channel) is int8 only");
     fails({{"bits", 8}, {"group_size", 0}, {"symmetric", false}}, "symmetric:");
     fails({{"bits", 6}}, "bits: 6 is not supported");
     fails({{"group_size", 48}}, "group_size: 48 is not supported");
@@ -242,9 +242,10 @@ TEST_CASE("quantize-weights rejects unusable option combinations naming the opti
     CHECK(over.calibration->samples == 16);
 }
 
-TEST_CASE("gptq with H = c * I gives the round-to-nearest bytes; on correlated activations it "
-          "beats RTN",
-          "[quantize][gptq]") {
+TEST_CASE(
+    "gptq with H = c * I gives the round-to-nearest bytes; on correlated activations it "
+    "beats RTN",
+    "[quantize][gptq]") {
     const int64_t rows = 24, cols = 96;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
     auto w = random_values(static_cast<size_t>(rows * cols), 11);
@@ -271,18 +272,21 @@ TEST_CASE("gptq with H = c * I gives the round-to-nearest bytes; on correlated a
     for (int64_t s = 0; s < n; ++s)
         for (int64_t i = 0; i < cols; ++i)
             for (int64_t j = 0; j < cols; ++j)
-                h[static_cast<size_t>(i * cols + j)] += 2.0 / n * x[static_cast<size_t>(s * cols + i)] *
+                h[static_cast<size_t>(i * cols + j)] += 2.0 / n *
+                                                        x[static_cast<size_t>(s * cols + i)] *
                                                         x[static_cast<size_t>(s * cols + j)];
     auto output_error = [&](const std::vector<std::byte>& bytes) {
         std::vector<float> q(static_cast<size_t>(rows * cols));
-        for (int64_t r0 = 0; r0 < rows; ++r0) dequantize_row(e, bytes, rows, cols, r0, q.data() + r0 * cols);
+        for (int64_t r0 = 0; r0 < rows; ++r0)
+            dequantize_row(e, bytes, rows, cols, r0, q.data() + r0 * cols);
         double err = 0.0;
         for (int64_t s = 0; s < n; ++s)
             for (int64_t r0 = 0; r0 < rows; ++r0) {
                 double d = 0.0;
                 for (int64_t k = 0; k < cols; ++k)
                     d += double(x[static_cast<size_t>(s * cols + k)]) *
-                         (w[static_cast<size_t>(r0 * cols + k)] - q[static_cast<size_t>(r0 * cols + k)]);
+                         (w[static_cast<size_t>(r0 * cols + k)] -
+                          q[static_cast<size_t>(r0 * cols + k)]);
                 err += d * d;
             }
         return err;
@@ -425,9 +429,10 @@ Model awq_model() {
 
 }  // namespace
 
-TEST_CASE("quantize-weights gptq and awq through the pass: calibrated, 1/s folded or inserted, "
-          "outputs close to float",
-          "[quantize][awq][gptq]") {
+TEST_CASE(
+    "quantize-weights gptq and awq through the pass: calibrated, 1/s folded or inserted, "
+    "outputs close to float",
+    "[quantize][awq][gptq]") {
     Model original = awq_model();
     CalibrationConfig cc;  // seeded random inputs
     cc.samples = 8;
@@ -465,7 +470,8 @@ TEST_CASE("quantize-weights gptq and awq through the pass: calibrated, 1/s folde
     CHECK(std::find(r.summary.begin(), r.summary.end(),
                     "awq: 1/s folded into 1 per-channel Mul constant, 1 Mul node inserted") !=
           r.summary.end());
-    CHECK(awq.graph.find_initializer("g")->to_floats() != original.graph.find_initializer("g")->to_floats());
+    CHECK(awq.graph.find_initializer("g")->to_floats() !=
+          original.graph.find_initializer("g")->to_floats());
     CHECK(awq.graph.nodes.size() == original.graph.nodes.size() + 1);
     CHECK(awq.graph.find_initializer("b_awq_inv") != nullptr);
     CHECK(verify(awq).empty());
@@ -478,7 +484,7 @@ TEST_CASE("quantize-weights gptq and awq through the pass: calibrated, 1/s folde
     CHECK(rg.rewrites == 3);
     CHECK(rel_error(gptq) < 0.2);
     WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq "
-                                        << rel_error(gptq));
+                                       << rel_error(gptq));
 
     // Without calibration data the pass refuses (the pass manager checks first in compress).
     PassContext none;
@@ -501,7 +507,8 @@ TEST_CASE("gptq codes match a numpy port of AutoGPTQ's fasterquant", "[quantize]
     for (int64_t s = 0; s < n; ++s)
         for (int64_t i = 0; i < cols; ++i)
             for (int64_t j = 0; j < cols; ++j)
-                h[static_cast<size_t>(i * cols + j)] += 2.0 / n * x[static_cast<size_t>(s * cols + i)] *
+                h[static_cast<size_t>(i * cols + j)] += 2.0 / n *
+                                                        x[static_cast<size_t>(s * cols + i)] *
                                                         x[static_cast<size_t>(s * cols + j)];
     calib::GptqOptions o;
     o.block_size = 64;  // groups of 32 inside blocks of 64: lazy updates across blocks
@@ -527,7 +534,8 @@ TEST_CASE("gptq codes match a numpy port of AutoGPTQ's fasterquant", "[quantize]
     int64_t same = 0;
     for (int64_t rr = 0; rr < rows; ++rr)
         for (int64_t c = 0; c < cols; ++c)
-            same += row_code(e, r.bytes, rows, cols, rr, c) == ref[static_cast<size_t>(rr * cols + c)];
+            same +=
+                row_code(e, r.bytes, rows, cols, rr, c) == ref[static_cast<size_t>(rr * cols + c)];
     // Different Cholesky/inverse routines round differently, which can flip a code at a
     // rounding tie and change the later updates a little: allow 1% of codes.
     CHECK(same >= rows * cols * 99 / 100);

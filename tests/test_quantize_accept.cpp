@@ -25,23 +25,24 @@ json read_json(const fs::path& p) {
     return json::parse(in);
 }
 
-fs::path stories() { return ep::test::shared_models() / "stories260k" / "model.onnx"; }
+fs::path stories() {
+    return ep::test::shared_models() / "stories260k" / "model.onnx";
+}
 
 // Samples `count` sequences of `length` tokens from stories260k with `seed` into `out`.
 void sample_tokens(const fs::path& out, int seed, int count, int length) {
-    auto r = ep::test::run_oracle("sample_tokens.py",
-                                  {stories().string(), out.string(), "--count",
-                                   std::to_string(count), "--length", std::to_string(length),
-                                   "--seed", std::to_string(seed)});
+    auto r = ep::test::run_oracle(
+        "sample_tokens.py", {stories().string(), out.string(), "--count", std::to_string(count),
+                             "--length", std::to_string(length), "--seed", std::to_string(seed)});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
 }
 
 json validate(const fs::path& reference, const fs::path& candidate,
               const std::vector<std::string>& data_args, const fs::path& report) {
-    std::vector<std::string> args{"validate", "--reference", reference.string(), "--candidate",
-                                  candidate.string(), "--threads", "2", "--json",
-                                  report.string()};
+    std::vector<std::string> args{"validate",    "--reference",      reference.string(),
+                                  "--candidate", candidate.string(), "--threads",
+                                  "2",           "--json",           report.string()};
     args.insert(args.end(), data_args.begin(), data_args.end());
     auto r = ep::test::run_edgepack(args);
     INFO(r.err);
@@ -59,8 +60,8 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
     EP_REQUIRE_FILE_OR_SKIP(stories());
     ep::test::TempDir dir;
     sample_tokens(dir / "t.npy", 5, 3, 12);
-    json report = validate(stories(), stories(), {"--data", (dir / "t.npy").string()},
-                           dir / "r.json");
+    json report =
+        validate(stories(), stories(), {"--data", (dir / "t.npy").string()}, dir / "r.json");
     CHECK(report["inputs"]["source"] == "token-sequences");
     CHECK(report["inputs"]["samples"] == 3);
     CHECK(report["outputs"][0]["classes"]["rows"] == 36);
@@ -75,9 +76,9 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
     REQUIRE(py.exit_code == 0);
     for (const char* bad : {"i32.npy", "flat.npy"}) {
         INFO(bad);
-        auto v = ep::test::run_edgepack({"validate", "--reference", stories().string(),
-                                         "--candidate", stories().string(), "--data",
-                                         (dir / bad).string()});
+        auto v =
+            ep::test::run_edgepack({"validate", "--reference", stories().string(), "--candidate",
+                                    stories().string(), "--data", (dir / bad).string()});
         CHECK(v.exit_code == 2);
         CHECK_THAT(v.err, Catch::Contains(bad) &&
                               Catch::Contains("expected an int64 [S, T] array of token ids"));
@@ -85,9 +86,8 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
     // A model with an image input cannot take token ids.
     auto mnist = ep::test::shared_models() / "mnist" / "mnist-cnn.onnx";
     if (fs::exists(mnist)) {
-        auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(),
-                                         "--candidate", mnist.string(), "--data",
-                                         (dir / "t.npy").string()});
+        auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
+                                         mnist.string(), "--data", (dir / "t.npy").string()});
         CHECK(v.exit_code == 2);
         CHECK_THAT(v.err, Catch::Contains("token ids feed an int64 [1, T] input"));
     }
@@ -153,10 +153,10 @@ TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt, int4 g32 drop <= 0.2 pt on t
         auto comp = ep::test::run_edgepack({"compress", recipe.string(), "-o", out.string()});
         INFO(comp.err);
         REQUIRE(comp.exit_code == 0);
-        json report = validate(model, out,
-                               {"--data", (dir / "data").string(), "--labels",
-                                (dir / "labels.npy").string()},
-                               dir / (std::string(c.name) + ".json"));
+        json report =
+            validate(model, out,
+                     {"--data", (dir / "data").string(), "--labels", (dir / "labels.npy").string()},
+                     dir / (std::string(c.name) + ".json"));
         double drop = report["accuracy_drop"].get<double>();
         WARN(c.name << ": accuracy " << report["accuracy_candidate"].get<double>() << "% (float "
                     << report["accuracy_reference"].get<double>() << "%), drop " << drop
