@@ -232,13 +232,19 @@ EP_QK_AVX2 inline const uint8_t* piece_codes(const QMat& q, int64_t r, int64_t b
     }
 }
 
-template <QScheme S>
-EP_QK_AVX2 void small_m_avx2(const QMat& q, const float* a, int64_t m, int64_t lda, float* y,
-                             int64_t ldy, int64_t n0, int64_t n1) {
+// M rows (1..kQSmallM, a template argument so the accumulators stay in registers). With
+// few rows one accumulator per row would be a chain of dependent FMAs, so each row keeps
+// NA = 4 / M accumulators: 8-float group g of a 32-weight step goes to accumulator g % NA;
+// they are added in a fixed order at the end.
+template <QScheme S, int M>
+EP_QK_AVX2 void small_m_avx2(const QMat& q, const float* a, int64_t lda, float* y, int64_t ldy,
+                             int64_t n0, int64_t n1) {
+    constexpr int NA = M == 1 ? 4 : (M == 2 ? 2 : 1);
     alignas(32) float w[kInt8cChunk];
     for (int64_t col = n0; col < n1; ++col) {
-        __m256 acc[kQSmallM];
-        for (auto& v : acc) v = _mm256_setzero_ps();
+        __m256 acc[M][NA];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm256_setzero_ps();
         for (int64_t b = 0; b < q.chunks; ++b) {
             const int64_t k0 = b * q.chunk, len = std::min(q.chunk, q.cols - k0);
             if (len == q.chunk) {
@@ -249,32 +255,38 @@ EP_QK_AVX2 void small_m_avx2(const QMat& q, const float* a, int64_t m, int64_t l
                 for (int64_t j = 0; j < len; j += 32) {
                     __m256 wv[4];
                     deq32<S>(codes, z, s, j, wv);
-                    for (int64_t i = 0; i < m; ++i) {
+                    for (int i = 0; i < M; ++i) {
                         const float* ar = a + i * lda + k0 + j;
                         for (int t = 0; t < 4; ++t)
-                            acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ar + 8 * t), wv[t], acc[i]);
+                            acc[i][t % NA] =
+                                _mm256_fmadd_ps(_mm256_loadu_ps(ar + 8 * t), wv[t], acc[i][t % NA]);
                     }
                 }
                 continue;
             }
-            dequant_piece<S>(q, col, b, w);  // the padded last piece
+            dequant_piece<S>(q, col, b, w);  // the padded last piece: accumulator 0
             int64_t t = 0;
             for (; t + 8 <= len; t += 8)
-                for (int64_t i = 0; i < m; ++i)
-                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k0 + t),
-                                             _mm256_load_ps(w + t), acc[i]);
+                for (int i = 0; i < M; ++i)
+                    acc[i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k0 + t),
+                                                _mm256_load_ps(w + t), acc[i][0]);
             if (t < len)
-                for (int64_t i = 0; i < m; ++i) {
+                for (int i = 0; i < M; ++i) {
                     alignas(32) float lanes[8];
-                    _mm256_store_ps(lanes, acc[i]);
+                    _mm256_store_ps(lanes, acc[i][0]);
                     for (int64_t u = t; u < len; ++u)
                         lanes[u % 8] = std::fma(a[i * lda + k0 + u], w[u], lanes[u % 8]);
-                    acc[i] = _mm256_load_ps(lanes);
+                    acc[i][0] = _mm256_load_ps(lanes);
                 }
         }
-        for (int64_t i = 0; i < m; ++i) {
+        for (int i = 0; i < M; ++i) {
+            __m256 sum = acc[i][0];
+            if constexpr (NA == 2) sum = _mm256_add_ps(acc[i][0], acc[i][1]);
+            if constexpr (NA == 4)
+                sum = _mm256_add_ps(_mm256_add_ps(acc[i][0], acc[i][1]),
+                                    _mm256_add_ps(acc[i][2], acc[i][3]));
             alignas(32) float v[8];
-            _mm256_store_ps(v, acc[i]);
+            _mm256_store_ps(v, sum);
             y[i * ldy + col] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
         }
     }
@@ -321,7 +333,16 @@ void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, i
         const int64_t min_chunk =
             std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
         parallel_for(options, q.rows, min_chunk, [&](int64_t n0, int64_t n1) {
-            small_m_avx2<S>(q, a, m, lda, y, ldy, n0, n1);
+            switch (m) {
+                case 1:
+                    return small_m_avx2<S, 1>(q, a, lda, y, ldy, n0, n1);
+                case 2:
+                    return small_m_avx2<S, 2>(q, a, lda, y, ldy, n0, n1);
+                case 3:
+                    return small_m_avx2<S, 3>(q, a, lda, y, ldy, n0, n1);
+                default:
+                    return small_m_avx2<S, 4>(q, a, lda, y, ldy, n0, n1);
+            }
         });
         return;
     }
