@@ -1,0 +1,266 @@
+// edgepack_qbench: micro-benchmarks of the quantized weight path (issue 4), not a test.
+// Built only with -DEDGEPACK_BUILD_BENCH=ON; bench/qgemv.sh drives it and compares with
+// ONNX Runtime. Each run prints one JSON object per line on stdout.
+//
+//   edgepack_qbench quantize [--rows R] [--cols C] [--reps N]
+//       RTN int4g32 quantization of a seeded R x C f32 matrix (default 4096 x 4096), single
+//       thread: quantize_rtn on the stored matrix, and quantize_tensor_rtn on the [C, R]
+//       MatMul weight encoded along axis 0 (what the quantize-weights pass calls, including
+//       its transpose). Reports weights/s (per thread: both are single-threaded).
+//   edgepack_qbench gemv --k K --n N [--threads T] [--reps N] [--copies C] [--dump DIR]
+//       Y[1, N] = x[1, K] * W^T with W int4g32 (stored N rows of K, the layout of a Gemm
+//       transB weight and of MatMulNBits) through rt::qgemm_f32 (the executor's kernel),
+//       and a read-only pass (sum of 64-bit words, same thread count and parallel_for
+//       split) over a buffer of the same byte size as the packed weight, interleaved rep by
+//       rep. --copies C cycles through C copies of the weight (and of the read buffer) so
+//       that C x size exceeds the last-level cache: the DRAM case; default 1 (the working set
+//       stays in L3 when it fits). --dump DIR writes w.bin (packed blocks), x.bin (f32) and
+//       y.bin (edgepack's f32 output) for the ORT side.
+// Times are wall-clock per call (steady_clock); min and median over --reps after 3 warm-ups.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compressor/ir/encoding.h"
+#include "compressor/ir/error.h"
+#include "runtime-check/kernel.h"
+#include "runtime-check/qgemm.h"
+
+using namespace ep;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Args {
+    std::string mode;
+    int64_t rows = 4096, cols = 4096, k = 4096, n = 4096;
+    int threads = 1, reps = 0, copies = 1;
+    std::string dump;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+    std::fprintf(stderr,
+                 "error: %s\nusage: edgepack_qbench quantize [--rows R] [--cols C] [--reps N]\n"
+                 "       edgepack_qbench gemv --k K --n N [--threads T] [--reps N] [--copies C] "
+                 "[--dump DIR]\n",
+                 why.c_str());
+    std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+    if (argc < 2) usage("missing mode");
+    Args a;
+    a.mode = argv[1];
+    for (int i = 2; i < argc; ++i) {
+        std::string f = argv[i];
+        if (i + 1 >= argc) usage(cat(f, " needs a value"));
+        std::string v = argv[++i];
+        auto num = [&] {
+            try {
+                return std::stoll(v);
+            } catch (...) {
+                usage(cat(f, ": expected an integer, got '", v, "'"));
+            }
+        };
+        if (f == "--rows") a.rows = num();
+        else if (f == "--cols") a.cols = num();
+        else if (f == "--k") a.k = num();
+        else if (f == "--n") a.n = num();
+        else if (f == "--threads") a.threads = static_cast<int>(num());
+        else if (f == "--reps") a.reps = static_cast<int>(num());
+        else if (f == "--copies") a.copies = static_cast<int>(num());
+        else if (f == "--dump") a.dump = v;
+        else usage(cat("unknown option ", f));
+    }
+    if (a.rows <= 0 || a.cols <= 0 || a.k <= 0 || a.n <= 0 || a.threads <= 0 || a.copies <= 0 ||
+        a.reps < 0)
+        usage("sizes, --threads and --copies must be positive");
+    return a;
+}
+
+std::vector<float> seeded(size_t count, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> v(count);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct Stats {
+    double min = 0, median = 0;
+};
+Stats stats(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return {v.front(), v[v.size() / 2]};
+}
+
+void write_file(const std::string& path, const void* p, size_t size) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(static_cast<const char*>(p), static_cast<std::streamsize>(size));
+    if (!f) throw InputError(cat("cannot write ", path));
+}
+
+int run_quantize(const Args& a) {
+    const Encoding e = *encoding_from_name("int4g32");
+    const auto w = seeded(static_cast<size_t>(a.rows * a.cols), 1);
+    const int reps = a.reps > 0 ? a.reps : 5;
+    const double weights = static_cast<double>(a.rows) * static_cast<double>(a.cols);
+
+    std::vector<double> t;
+    size_t sink = 0;
+    for (int r = 0; r < reps + 1; ++r) {
+        auto t0 = Clock::now();
+        auto bytes = quantize_rtn(e, w, a.rows, a.cols);
+        const double ms = ms_since(t0);
+        sink += static_cast<size_t>(bytes[static_cast<size_t>(r) % bytes.size()]);
+        if (r > 0) t.push_back(ms);
+    }
+    Stats s = stats(t);
+    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_rtn\", \"rows\": %lld, \"cols\": "
+                "%lld, \"ms_min\": %.3f, \"ms_median\": %.3f, \"weights_per_s\": %.4g, "
+                "\"sink\": %zu}\n",
+                static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
+                weights / (s.median * 1e-3), sink % 7);
+
+    // The pass path: a MatMul [K, N] weight (K = cols) encoded along axis 0.
+    Encoding e0 = e;
+    e0.axis = 0;
+    std::vector<float> kn(w.size());
+    for (int64_t r = 0; r < a.rows; ++r)
+        for (int64_t c = 0; c < a.cols; ++c)
+            kn[static_cast<size_t>(c * a.rows + r)] = w[static_cast<size_t>(r * a.cols + c)];
+    Tensor tw = make_f32_tensor("w", {a.cols, a.rows}, kn);
+    t.clear();
+    for (int r = 0; r < reps + 1; ++r) {
+        auto t0 = Clock::now();
+        Tensor q = quantize_tensor_rtn(tw, e0);
+        const double ms = ms_since(t0);
+        sink += static_cast<size_t>(q.data.bytes()[0]);
+        if (r > 0) t.push_back(ms);
+    }
+    s = stats(t);
+    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_tensor_rtn(axis 0)\", \"rows\": "
+                "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, \"weights_per_s\": "
+                "%.4g, \"sink\": %zu}\n",
+                static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
+                weights / (s.median * 1e-3), sink % 7);
+    return 0;
+}
+
+// Sum of the 64-bit words of buf (the read-only pass), split like the kernels split work.
+uint64_t read_pass(const rt::ExecOptions& opt, const uint64_t* buf, int64_t words) {
+    std::atomic<uint64_t> total{0};
+    constexpr int64_t kChunk = 4096;  // words per parallel_for index
+    const int64_t chunks = (words + kChunk - 1) / kChunk;
+    rt::parallel_for(opt, chunks, 16, [&](int64_t b, int64_t e) {
+        const uint64_t* p = buf + b * kChunk;
+        const int64_t len = std::min(words, e * kChunk) - b * kChunk;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int64_t i = 0;
+        for (; i + 4 <= len; i += 4) {
+            s0 += p[i];
+            s1 += p[i + 1];
+            s2 += p[i + 2];
+            s3 += p[i + 3];
+        }
+        for (; i < len; ++i) s0 += p[i];
+        total += s0 + s1 + s2 + s3;
+    });
+    return total.load();
+}
+
+int run_gemv(const Args& a) {
+    Encoding e = *encoding_from_name("int4g32");
+    e.axis = 1;  // logical [N, K] = stored: N rows of K
+    const auto wf = seeded(static_cast<size_t>(a.n * a.k), 2);
+    const auto x = seeded(static_cast<size_t>(a.k), 3);
+    Tensor w0 = quantize_tensor_rtn(make_f32_tensor("w", {a.n, a.k}, wf), e);
+    const auto wbytes = w0.data.bytes();
+    const size_t bytes = wbytes.size();
+
+    std::vector<Tensor> ws;
+    std::vector<std::vector<uint64_t>> bufs;
+    for (int c = 0; c < a.copies; ++c) {
+        Tensor t = w0;
+        t.data = TensorData::owned(std::vector<std::byte>(wbytes.begin(), wbytes.end()));
+        ws.push_back(std::move(t));
+        std::vector<uint64_t> b((bytes + 7) / 8);
+        std::memcpy(b.data(), wbytes.data(), bytes);
+        bufs.push_back(std::move(b));
+    }
+
+    rt::ExecOptions opt;
+    opt.threads = a.threads;
+    Node node;
+    node.name = "qbench";
+    node.op_type = "Gemm";
+    rt::OpContext ctx{node, {}, {}, opt};
+    const rt::MatrixView xa{x.data(), 1, a.k, a.k, false};
+    std::vector<float> y(static_cast<size_t>(a.n));
+
+    // About 0.3 s of GEMV per side unless --reps is given.
+    int reps = a.reps;
+    if (reps == 0) {
+        auto t0 = Clock::now();
+        rt::qgemm_f32(ctx, xa, ws[0], a.n, y.data(), a.n);
+        reps = std::clamp(static_cast<int>(300.0 / std::max(ms_since(t0), 1e-3)), 10, 2000);
+    }
+    std::vector<double> tg, tr;
+    uint64_t sink = 0;
+    for (int r = 0; r < reps + 3; ++r) {
+        const size_t c = static_cast<size_t>(r) % ws.size();
+        auto t0 = Clock::now();
+        rt::qgemm_f32(ctx, xa, ws[c], a.n, y.data(), a.n);
+        const double g = ms_since(t0);
+        t0 = Clock::now();
+        sink += read_pass(opt, bufs[c].data(), static_cast<int64_t>(bytes / 8));
+        const double rd = ms_since(t0);
+        if (r >= 3) {
+            tg.push_back(g);
+            tr.push_back(rd);
+        }
+    }
+    const Stats g = stats(tg), rd = stats(tr);
+    const double gb = static_cast<double>(bytes) * 1e-9;
+    std::printf("{\"kind\": \"gemv\", \"k\": %lld, \"n\": %lld, \"threads\": %d, \"copies\": %d, "
+                "\"bytes\": %zu, \"reps\": %d, \"gemv_ms_min\": %.4f, \"gemv_ms_median\": %.4f, "
+                "\"read_ms_min\": %.4f, \"read_ms_median\": %.4f, \"gemv_gbs\": %.3f, "
+                "\"read_gbs\": %.3f, \"sink\": %llu}\n",
+                static_cast<long long>(a.k), static_cast<long long>(a.n), a.threads, a.copies,
+                bytes, reps, g.min, g.median, rd.min, rd.median, gb / (g.median * 1e-3),
+                gb / (rd.median * 1e-3), static_cast<unsigned long long>(sink % 7));
+    if (!a.dump.empty()) {
+        write_file(a.dump + "/w.bin", wbytes.data(), bytes);
+        write_file(a.dump + "/x.bin", x.data(), x.size() * sizeof(float));
+        write_file(a.dump + "/y.bin", y.data(), y.size() * sizeof(float));
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Args a = parse(argc, argv);
+        if (a.mode == "quantize") return run_quantize(a);
+        if (a.mode == "gemv") return run_gemv(a);
+        usage(cat("unknown mode '", a.mode, "'"));
+    } catch (const InputError& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "internal error: %s\n", e.what());
+        return 1;
+    }
+}
