@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -32,6 +33,7 @@
 #include "compressor/ir/error.h"
 #include "runtime-check/kernel.h"
 #include "runtime-check/qgemm.h"
+#include "bench/q8_proto.h"
 
 using namespace ep;
 using Clock = std::chrono::steady_clock;
@@ -180,6 +182,7 @@ uint64_t read_pass(const rt::ExecOptions& opt, const uint64_t* buf, int64_t word
     return total.load();
 }
 
+
 int run_gemv(const Args& a) {
     Encoding e = *encoding_from_name("int4g32");
     e.axis = 1;  // logical [N, K] = stored: N rows of K
@@ -216,7 +219,10 @@ int run_gemv(const Args& a) {
         rt::qgemm_f32(ctx, xa, ws[0], a.n, y.data(), a.n);
         reps = std::clamp(static_cast<int>(300.0 / std::max(ms_since(t0), 1e-3)), 10, 2000);
     }
-    std::vector<double> tg, tr;
+    const bool q8 = (a.k % 32) == 0 && __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    std::vector<float> y8(static_cast<size_t>(a.n));
+    std::vector<double> tg, tr, t8;
     uint64_t sink = 0;
     for (int r = 0; r < reps + 3; ++r) {
         const size_t c = static_cast<size_t>(r) % ws.size();
@@ -226,20 +232,36 @@ int run_gemv(const Args& a) {
         t0 = Clock::now();
         sink += read_pass(opt, bufs[c].data(), static_cast<int64_t>(bytes / 8));
         const double rd = ms_since(t0);
+        double g8 = 0;
+        if (q8) {
+            t0 = Clock::now();
+            const bench::Q8Row xq = bench::quantize_q8(x);  // timed: part of the int8-activation GEMV
+            bench::gemv_q8_avx2(opt, ws[c].data.bytes().data(), a.n, a.k, xq, y8.data());
+            g8 = ms_since(t0);
+        }
         if (r >= 3) {
             tg.push_back(g);
             tr.push_back(rd);
+            t8.push_back(g8);
         }
     }
-    const Stats g = stats(tg), rd = stats(tr);
+    const Stats g = stats(tg), rd = stats(tr), g8 = stats(t8);
+    // Accuracy of the int8-activation prototype: max |y8 - y| / max |y| (y: f32 kernel).
+    double diff = 0, mag = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+        diff = std::max(diff, static_cast<double>(std::fabs(y8[i] - y[i])));
+        mag = std::max(mag, static_cast<double>(std::fabs(y[i])));
+    }
     const double gb = static_cast<double>(bytes) * 1e-9;
     std::printf("{\"kind\": \"gemv\", \"k\": %lld, \"n\": %lld, \"threads\": %d, \"copies\": %d, "
                 "\"bytes\": %zu, \"reps\": %d, \"gemv_ms_min\": %.4f, \"gemv_ms_median\": %.4f, "
                 "\"read_ms_min\": %.4f, \"read_ms_median\": %.4f, \"gemv_gbs\": %.3f, "
-                "\"read_gbs\": %.3f, \"sink\": %llu}\n",
+                "\"read_gbs\": %.3f, \"q8_ms_min\": %.4f, \"q8_ms_median\": %.4f, "
+                "\"q8_rel_diff\": %.3g, \"sink\": %llu}\n",
                 static_cast<long long>(a.k), static_cast<long long>(a.n), a.threads, a.copies,
                 bytes, reps, g.min, g.median, rd.min, rd.median, gb / (g.median * 1e-3),
-                gb / (rd.median * 1e-3), static_cast<unsigned long long>(sink % 7));
+                gb / (rd.median * 1e-3), q8 ? g8.min : -1.0, q8 ? g8.median : -1.0,
+                q8 ? diff / std::max(mag, 1e-30) : -1.0, static_cast<unsigned long long>(sink % 7));
     if (!a.dump.empty()) {
         write_file(a.dump + "/w.bin", wbytes.data(), bytes);
         write_file(a.dump + "/x.bin", x.data(), x.size() * sizeof(float));

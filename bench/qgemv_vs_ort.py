@@ -13,6 +13,8 @@ Prints two tables:
    Effective bandwidth = packed weight + scale bytes / median time. The two sides take turns
    (--rounds) so both see the same load; all timed calls of a side are pooled (median).
    ORT's level-0 output is checked against edgepack's (max relative difference printed).
+3. An int8-activation prototype GEMV that lives in bench/q8_proto.cpp (not in the runtime),
+   against ORT level 4, with the accuracy cost of both int8-activation paths.
 
 Usage: bench/qgemv_vs_ort.py --qbench BUILD/bench/edgepack_qbench [--threads 1 2]
        [--shapes 4096x4096,4096x11008] [--rounds 3] [--copies 1] [--no-quantize]
@@ -114,24 +116,32 @@ def main():
             for threads in a.threads:
                 sess = {lv: ort_session(p, threads) for lv, p in models.items()}
                 y0 = sess[0].run(None, {"x": x})[0]
-                rel = float(np.max(np.abs(y0 - y_ep)) / max(np.max(np.abs(y_ep)), 1e-30))
-                ep_g, ep_r, ort_t = [], [], {0: [], 4: []}
+                y4 = sess[4].run(None, {"x": x})[0]
+                scale = max(float(np.max(np.abs(y_ep))), 1e-30)
+                rel = float(np.max(np.abs(y0 - y_ep))) / scale
+                rel4 = float(np.max(np.abs(y4 - y_ep))) / scale
+                ep_g, ep_r, ep_q8, q8_rel, ort_t = [], [], [], 0.0, {0: [], 4: []}
                 for _ in range(a.rounds):
                     r = run_qbench(a.qbench, ["gemv", "--k", str(k), "--n", str(n),
                                               "--threads", str(threads), "--reps", str(a.reps),
                                               "--copies", str(a.copies)])[0]
                     ep_g.append(r["gemv_ms_median"])
                     ep_r.append(r["read_ms_median"])
+                    ep_q8.append(r["q8_ms_median"])
+                    q8_rel = r["q8_rel_diff"]
                     for lv in (0, 4):
                         ort_t[lv] += time_ort(sess[lv], x, a.reps)
                 gb = len(packed) * 1e-9
                 g, rd = statistics.median(ep_g), statistics.median(ep_r)
                 o0, o4 = statistics.median(ort_t[0]), statistics.median(ort_t[4])
+                q8 = statistics.median(ep_q8)
                 rows.append(dict(shape=f"{k}x{n}", threads=threads, mb=len(packed) / 2**20,
                                  ep_ms=g, ep_gbs=gb / (g * 1e-3), read_ms=rd,
                                  read_gbs=gb / (rd * 1e-3), pct=100 * rd / g, ort0_ms=o0,
                                  ort0_gbs=gb / (o0 * 1e-3), ort4_ms=o4,
-                                 ort4_gbs=gb / (o4 * 1e-3), r0=g / o0, r4=g / o4, rel=rel))
+                                 ort4_gbs=gb / (o4 * 1e-3), r0=g / o0, r4=g / o4, rel=rel,
+                                 rel4=rel4, q8_ms=q8, q8_gbs=gb / (q8 * 1e-3), q8r4=q8 / o4,
+                                 q8_rel=q8_rel))
 
     print(f"int4g32 GEMV, M = 1 (p50 ms, GB/s of packed weight + scales; copies={a.copies})")
     hdr = (f"{'shape KxN':<11} {'thr':>3} {'MiB':>5} | {'edgepack':>8} {'GB/s':>6} | "
@@ -145,6 +155,18 @@ def main():
               f"{r['ort0_ms']:7.3f} {r['ort0_gbs']:6.1f} {r['r0']:6.2f} | {r['ort4_ms']:7.3f} "
               f"{r['ort4_gbs']:6.1f} {r['r4']:6.2f} | {r['rel']:11.1e}")
     load1 = os.getloadavg()
+    print()
+    print("int8-activation prototype (bench/q8_proto.cpp, NOT the runtime: Q8_0-style x, AVX2 "
+          "maddubs) vs ORT accuracy_level 4;\nerror = max |y - y_f32| / max |y_f32|, y_f32 = "
+          "edgepack's f32-activation kernel")
+    hdr2 = (f"{'shape KxN':<11} {'thr':>3} | {'q8 proto':>8} {'GB/s':>6} {'% bw':>5} "
+            f"{'q8/l4':>6} | {'q8 error':>9} {'ORT l4 error':>12}")
+    print(hdr2)
+    print("-" * len(hdr2))
+    for r in rows:
+        print(f"{r['shape']:<11} {r['threads']:>3} | {r['q8_ms']:8.3f} {r['q8_gbs']:6.1f} "
+              f"{100 * r['read_ms'] / r['q8_ms']:4.0f}% {r['q8r4']:6.2f} | {r['q8_rel']:9.1e} "
+              f"{r['rel4']:12.1e}")
     print(f"\nload average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
           f"at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} on {os.cpu_count()} CPUs; "
           f"onnxruntime {ort.__version__}")
