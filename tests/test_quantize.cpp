@@ -117,7 +117,7 @@ std::vector<std::byte> bytes_of(const Tensor& t) {
 }  // namespace
 
 TEST_CASE(
-    "quantize-weights rtn encodes MatMul and Gemm weights in their layouts, bytes as the "
+    "quantize-weights rtn encodes MatMul and Gemm weights in their layouts with the bytes of the "
     "reference quantizer",
     "[quantize]") {
     Model original = layouts_model();
@@ -158,7 +158,7 @@ TEST_CASE(
     CHECK(worst < 0.6);  // |w| <~ 4.5 sigma: step <= 4.5/8, half a step < 0.3
 }
 
-TEST_CASE("quantize-weights int8 per channel, include/exclude and min_elements", "[quantize]") {
+TEST_CASE("quantize-weights int8 per channel with include/exclude and min_elements", "[quantize]") {
     Model m = layouts_model();
     auto pass = configured({{"bits", 8},
                             {"group_size", 0},
@@ -243,7 +243,7 @@ TEST_CASE("quantize-weights rejects unusable option combinations naming the opti
 }
 
 TEST_CASE(
-    "gptq with H = c * I gives the round-to-nearest bytes; on correlated activations it "
+    "gptq with H = c * I gives the round-to-nearest bytes and on correlated activations it "
     "beats RTN",
     "[quantize][gptq]") {
     const int64_t rows = 24, cols = 96;
@@ -356,7 +356,7 @@ TEST_CASE("awq search never loses to RTN on its rows and scales outlier channels
     CHECK(clipped.size() == w.size());
 }
 
-TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor, axis 1, rtn only",
+TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor with axis 1 and rtn only",
           "[quantize][real]") {
     auto path = test::shared_models() / "stories260k" / "model.safetensors";
     EP_REQUIRE_FILE_OR_SKIP(path);
@@ -430,7 +430,7 @@ Model awq_model() {
 }  // namespace
 
 TEST_CASE(
-    "quantize-weights gptq and awq through the pass: calibrated, 1/s folded or inserted, "
+    "quantize-weights gptq and awq through the pass: calibrated with 1/s folded or inserted and "
     "outputs close to float",
     "[quantize][awq][gptq]") {
     Model original = awq_model();

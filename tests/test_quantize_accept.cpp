@@ -93,7 +93,7 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
     }
 }
 
-TEST_CASE("stories260k: int8 KL <= 0.05; int4 g32 GPTQ and AWQ KL <= 0.85 x RTN",
+TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x RTN",
           "[quantize][acceptance][real]") {
     EP_REQUIRE_FILE_OR_SKIP(stories());
     ep::test::TempDir dir;
@@ -127,7 +127,7 @@ TEST_CASE("stories260k: int8 KL <= 0.05; int4 g32 GPTQ and AWQ KL <= 0.85 x RTN"
     CHECK(kl["int4-awq"] <= 0.85 * kl["int4-rtn"]);
 }
 
-TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt, int4 g32 drop <= 0.2 pt on the 10k test set",
+TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt and int4 g32 drop <= 0.2 pt on the 10k test set",
           "[quantize][acceptance][real]") {
     auto dir_models = ep::test::shared_models() / "mnist";
     auto model = dir_models / "mnist-cnn.onnx";
