@@ -32,9 +32,12 @@ json shape_json(const ValueInfo& v) {
     if (!v.type || !v.type->is_tensor || !v.type->shape) return nullptr;
     json dims = json::array();
     for (const auto& d : *v.type->shape) {
-        if (d.value) dims.push_back(*d.value);
-        else if (!d.param.empty()) dims.push_back(d.param);
-        else dims.push_back(nullptr);
+        if (d.value)
+            dims.push_back(*d.value);
+        else if (!d.param.empty())
+            dims.push_back(d.param);
+        else
+            dims.push_back(nullptr);
     }
     return dims;
 }
@@ -43,8 +46,10 @@ json values_json(const std::vector<ValueInfo>& values) {
     json out = json::array();
     for (const auto& v : values) {
         std::string dtype = "unknown";
-        if (v.type && !v.type->is_tensor) dtype = "non-tensor";
-        else if (v.type) dtype = std::string(dtype_name(v.type->elem));
+        if (v.type && !v.type->is_tensor)
+            dtype = "non-tensor";
+        else if (v.type)
+            dtype = std::string(dtype_name(v.type->elem));
         out.push_back({{"name", v.name}, {"dtype", dtype}, {"shape", shape_json(v)}});
     }
     return out;
@@ -59,14 +64,17 @@ std::string human_bytes(uint64_t bytes) {
         ++u;
     }
     char buf[32];
-    if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-    else std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+    if (u == 0)
+        std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+    else
+        std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
     return buf;
 }
 
 std::string grouped(uint64_t n) {
     std::string s = std::to_string(n);
-    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
+        s.insert(static_cast<size_t>(i), ",");
     return s;
 }
 
@@ -81,9 +89,12 @@ std::string shape_text(const json& shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) {
         if (i) s += ", ";
-        if (shape[i].is_number()) s += std::to_string(shape[i].get<int64_t>());
-        else if (shape[i].is_string()) s += shape[i].get<std::string>();
-        else s += "?";
+        if (shape[i].is_number())
+            s += std::to_string(shape[i].get<int64_t>());
+        else if (shape[i].is_string())
+            s += shape[i].get<std::string>();
+        else
+            s += "?";
     }
     return s + "]";
 }
@@ -159,7 +170,8 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
     }
     json dtypes = json::array();
     for (const auto& [dt, e] : by_dtype)
-        dtypes.push_back({{"dtype", dtype_name(dt)}, {"count", e[0]}, {"bytes", e[1]}, {"tensors", e[2]}});
+        dtypes.push_back(
+            {{"dtype", dtype_name(dt)}, {"count", e[0]}, {"bytes", e[1]}, {"tensors", e[2]}});
     std::sort(dtypes.begin(), dtypes.end(),
               [](const json& a, const json& b) { return a["bytes"] > b["bytes"]; });
     // By storage encoding: the encoding's name for encoded tensors, else the dtype's name.
@@ -180,8 +192,11 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
                              {"bits_per_weight", e[0] ? 8.0 * double(e[1]) / double(e[0]) : 0.0}});
     std::stable_sort(encodings.begin(), encodings.end(),
                      [](const json& a, const json& b) { return a["bytes"] > b["bytes"]; });
-    r["parameters"] = {{"count", total_count}, {"bytes", total_bytes}, {"tensors", tensors.size()},
-                       {"by_dtype", dtypes}, {"by_encoding", encodings}};
+    r["parameters"] = {{"count", total_count},
+                       {"bytes", total_bytes},
+                       {"tensors", tensors.size()},
+                       {"by_dtype", dtypes},
+                       {"by_encoding", encodings}};
 
     std::map<std::pair<std::string, std::string>, uint64_t> ops;
     uint64_t node_count = 0, subgraphs = 0;
@@ -248,10 +263,9 @@ std::string render_inspect_text(const json& r) {
         const auto& p = e["provenance"];
         row("format", "epk version " + std::to_string(e["format_version"].get<uint32_t>()) +
                           " (from " + e["source_format"].get<std::string>() + ")");
-        row("checksum", "sha256 " + e["sha256"].get<std::string>() + " verified" +
-                            (e["tensor_checksums_verified"].get<bool>()
-                                 ? ", tensor checksums verified"
-                                 : ""));
+        row("checksum",
+            "sha256 " + e["sha256"].get<std::string>() + " verified" +
+                (e["tensor_checksums_verified"].get<bool>() ? ", tensor checksums verified" : ""));
         auto known = [](const json& v) {
             std::string s = v.get<std::string>();
             return s.empty() ? std::string("(not recorded)") : s;
@@ -267,7 +281,8 @@ std::string render_inspect_text(const json& r) {
         for (const auto& o : r["opsets"]) {
             if (!opsets.empty()) opsets += ", ";
             std::string d = o["domain"];
-            opsets += (d.empty() ? "ai.onnx" : d) + " " + std::to_string(o["version"].get<int64_t>());
+            opsets +=
+                (d.empty() ? "ai.onnx" : d) + " " + std::to_string(o["version"].get<int64_t>());
         }
         row(r["format"] == "onnx" ? "format" : "graph",
             "ONNX, IR version " + std::to_string(r["ir_version"].get<int64_t>()) +
@@ -278,15 +293,16 @@ std::string render_inspect_text(const json& r) {
     } else if (r["format"] == "safetensors") {
         row("format", "safetensors");
     }
-    for (const auto& [k, v] : r["metadata"].items()) row("metadata", k + " = " + v.get<std::string>());
+    for (const auto& [k, v] : r["metadata"].items())
+        row("metadata", k + " = " + v.get<std::string>());
     const auto& p = r["parameters"];
     row("parameters", grouped(p["count"]) + " in " + grouped(p["tensors"]) + " tensors, " +
                           human_bytes(p["bytes"]));
     for (const auto& d : p["by_dtype"]) {
         char buf[160];
-        std::snprintf(buf, sizeof buf, "  %-10s%s in %s tensors, %s", d["dtype"].get<std::string>().c_str(),
-                      grouped(d["count"]).c_str(), grouped(d["tensors"]).c_str(),
-                      human_bytes(d["bytes"]).c_str());
+        std::snprintf(buf, sizeof buf, "  %-10s%s in %s tensors, %s",
+                      d["dtype"].get<std::string>().c_str(), grouped(d["count"]).c_str(),
+                      grouped(d["tensors"]).c_str(), human_bytes(d["bytes"]).c_str());
         out << buf << "\n";
     }
     bool any_encoded = false;
@@ -313,7 +329,8 @@ std::string render_inspect_text(const json& r) {
         }
         row("nodes", grouped(r["nodes"]) + (ops.empty() ? "" : ": " + ops));
         if (r["subgraphs"].get<uint64_t>() || r["functions"].get<uint64_t>())
-            row("subgraphs", grouped(r["subgraphs"]) + ", local functions " + grouped(r["functions"]));
+            row("subgraphs",
+                grouped(r["subgraphs"]) + ", local functions " + grouped(r["functions"]));
         for (const char* side : {"inputs", "outputs"}) {
             out << side << "\n";
             for (const auto& v : r[side])

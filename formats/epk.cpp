@@ -64,7 +64,9 @@ const char* attr_type_name(AttrType t) {
     throw InternalError("attribute type missing from the .epk table");
 }
 
-uint64_t align_up(uint64_t v) { return (v + kEpkAlignment - 1) / kEpkAlignment * kEpkAlignment; }
+uint64_t align_up(uint64_t v) {
+    return (v + kEpkAlignment - 1) / kEpkAlignment * kEpkAlignment;
+}
 
 void put_le(std::byte* p, uint64_t v, int n) {
     for (int i = 0; i < n; ++i) p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xFF);
@@ -144,7 +146,7 @@ bool valid_utf8(std::string_view s) {
 // Writing: Model -> manifest JSON
 
 class ManifestWriter {
-public:
+  public:
     std::vector<const Tensor*> tensors;  // table order
 
     json model(const Model& m) {
@@ -169,7 +171,7 @@ public:
         return j;
     }
 
-private:
+  private:
     static std::string text(const std::string& s, const std::string& what) {
         if (!valid_utf8(s))
             throw InputError(cat(what, " is not valid UTF-8; .epk stores names as UTF-8"));
@@ -191,8 +193,8 @@ private:
     }
     static json opsets(const std::vector<OpsetId>& v) {
         json out = json::array();
-        for (const auto& o : v) out.push_back({{"domain", text(o.domain, "opset domain")},
-                                               {"version", o.version}});
+        for (const auto& o : v)
+            out.push_back({{"domain", text(o.domain, "opset domain")}, {"version", o.version}});
         return out;
     }
     static json float_value(float f) {
@@ -225,8 +227,10 @@ private:
             json dims = json::array();
             for (const Dim& d : *t.shape) {
                 json dj = json::object();
-                if (d.value) dj["value"] = *d.value;
-                else if (!d.param.empty()) dj["param"] = text(d.param, what);
+                if (d.value)
+                    dj["value"] = *d.value;
+                else if (!d.param.empty())
+                    dj["param"] = text(d.param, what);
                 if (!d.denotation.empty()) dj["denotation"] = text(d.denotation, what);
                 dims.push_back(std::move(dj));
             }
@@ -262,12 +266,9 @@ private:
 
     json node(const Node& n) {
         std::string what = cat("node '", n.label(), "'");
-        json j{{"name", text(n.name, what)},
-               {"op_type", text(n.op_type, what)},
-               {"domain", text(n.domain, what)},
-               {"inputs", strings(n.inputs, what)},
-               {"outputs", strings(n.outputs, what)},
-               {"doc_string", text(n.doc_string, what)}};
+        json j{{"name", text(n.name, what)},          {"op_type", text(n.op_type, what)},
+               {"domain", text(n.domain, what)},      {"inputs", strings(n.inputs, what)},
+               {"outputs", strings(n.outputs, what)}, {"doc_string", text(n.doc_string, what)}};
         json attrs = json::array();
         for (const auto& a : n.attributes) attrs.push_back(attribute(a, what));
         j["attributes"] = std::move(attrs);
@@ -318,10 +319,10 @@ private:
 
 json provenance_json(const EpkProvenance& p) {
     auto check_hash = [](const std::string& h, const char* field) {
-        if (!h.empty() && (h.size() != 64 || h.find_first_not_of("0123456789abcdef") !=
-                                                 std::string::npos))
-            throw InputError(cat("provenance ", field, " '", h,
-                                 "' is not 64 lowercase hex digits"));
+        if (!h.empty() &&
+            (h.size() != 64 || h.find_first_not_of("0123456789abcdef") != std::string::npos))
+            throw InputError(
+                cat("provenance ", field, " '", h, "' is not 64 lowercase hex digits"));
     };
     check_hash(p.source_sha256, "source_sha256");
     check_hash(p.recipe_sha256, "recipe_sha256");
@@ -332,17 +333,14 @@ json provenance_json(const EpkProvenance& p) {
         if (!valid_utf8(o)) throw InputError(cat("recipe override is not valid UTF-8"));
         overrides.push_back(o);
     }
-    return {{"edgepack_version", EDGEPACK_VERSION},
-            {"source_file", p.source_file},
-            {"source_sha256", p.source_sha256},
-            {"recipe_file", p.recipe_file},
-            {"recipe_sha256", p.recipe_sha256},
-            {"recipe_overrides", std::move(overrides)}};
+    return {{"edgepack_version", EDGEPACK_VERSION}, {"source_file", p.source_file},
+            {"source_sha256", p.source_sha256},     {"recipe_file", p.recipe_file},
+            {"recipe_sha256", p.recipe_sha256},     {"recipe_overrides", std::move(overrides)}};
 }
 
 // Forwards to a sink and hashes everything written.
 class HashingSink final : public ByteSink {
-public:
+  public:
     explicit HashingSink(ByteSink& inner) : inner_(inner) {}
     void write(std::span<const std::byte> bytes) override {
         sha_.update(bytes);
@@ -352,7 +350,7 @@ public:
     [[nodiscard]] uint64_t position() const override { return inner_.position(); }
     [[nodiscard]] std::array<std::byte, 32> finish() { return sha_.finish(); }
 
-private:
+  private:
     ByteSink& inner_;
     Sha256 sha_;
 };
@@ -367,16 +365,19 @@ json parse_manifest(std::string_view text) {
         if (depth > kMaxJsonDepth)
             throw InputError(cat("manifest: nested deeper than ", kMaxJsonDepth, " levels"));
         switch (event) {
-            case json::parse_event_t::object_start: keys.emplace_back(); break;
+            case json::parse_event_t::object_start:
+                keys.emplace_back();
+                break;
             case json::parse_event_t::object_end:
                 if (!keys.empty()) keys.pop_back();
                 break;
             case json::parse_event_t::key:
                 if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second)
-                    throw InputError(cat("manifest: duplicate key '",
-                                         parsed.get<std::string>(), "'"));
+                    throw InputError(
+                        cat("manifest: duplicate key '", parsed.get<std::string>(), "'"));
                 break;
-            default: break;
+            default:
+                break;
         }
         return true;
     };
@@ -398,7 +399,7 @@ std::string type_of(const json& v) {
 
 // One JSON object whose fields are read by name; done() rejects fields nobody read.
 class Fields {
-public:
+  public:
     Fields(const json& j, std::string where) : j_(j), where_(std::move(where)) {
         if (!j.is_object()) fail("expected an object, found ", type_of(j));
     }
@@ -473,7 +474,7 @@ public:
             if (!seen_.count(key)) fail("unknown field '", key, "'");
     }
 
-private:
+  private:
     const json& j_;
     std::string where_;
     std::set<std::string> seen_;
@@ -498,7 +499,8 @@ float parse_float(const Fields& f, const json& v, const char* key) {
         const auto& s = v.get_ref<const std::string&>();
         if (s.size() == 10 && s.starts_with("0x") &&
             s.find_first_not_of("0123456789abcdef", 2) == std::string::npos)
-            return std::bit_cast<float>(static_cast<uint32_t>(std::stoul(s.substr(2), nullptr, 16)));
+            return std::bit_cast<float>(
+                static_cast<uint32_t>(std::stoul(s.substr(2), nullptr, 16)));
     }
     f.fail("'", key, "' must be a number or \"0x\" + 8 hex digits, found ", type_of(v));
 }
@@ -509,16 +511,19 @@ struct TableEntry {
 };
 
 class ManifestReader {
-public:
+  public:
     ManifestReader(std::vector<TableEntry>& table) : table_(table) {}
 
     Model model(const json& j) {
         Fields f(j, "model");
         Model m;
         auto format = f.str("source_format");
-        if (format == "onnx") m.format = SourceFormat::Onnx;
-        else if (format == "safetensors") m.format = SourceFormat::Safetensors;
-        else f.fail("'source_format' must be \"onnx\" or \"safetensors\", found \"", format, "\"");
+        if (format == "onnx")
+            m.format = SourceFormat::Onnx;
+        else if (format == "safetensors")
+            m.format = SourceFormat::Safetensors;
+        else
+            f.fail("'source_format' must be \"onnx\" or \"safetensors\", found \"", format, "\"");
         m.ir_version = f.i64("ir_version");
         m.model_version = f.i64("model_version");
         m.producer_name = f.str("producer_name");
@@ -539,7 +544,7 @@ public:
         return m;
     }
 
-private:
+  private:
     std::vector<TableEntry>& table_;
 
     std::vector<OpsetId> opsets(Fields& f, const char* key) {
@@ -564,8 +569,7 @@ private:
             f.fail("tensor index ", i, " is out of range (the table has ", table_.size(),
                    " tensors)");
         auto& e = table_[static_cast<size_t>(i)];
-        if (e.used)
-            f.fail("tensor ", i, " ('", e.tensor.name, "') is referred to more than once");
+        if (e.used) f.fail("tensor ", i, " ('", e.tensor.name, "') is referred to more than once");
         e.used = true;
         return std::move(e.tensor);
     }
@@ -590,8 +594,10 @@ private:
                 for (const json& d : shape) {
                     Fields df(d, cat(t.where(), " dim ", dims.size()));
                     Dim dim;
-                    if (df.has("value")) dim.value = df.i64("value");
-                    else if (df.has("param")) dim.param = df.str("param");
+                    if (df.has("value"))
+                        dim.value = df.i64("value");
+                    else if (df.has("param"))
+                        dim.param = df.str("param");
                     dim.denotation = df.opt_str("denotation");
                     df.done();
                     dims.push_back(std::move(dim));
@@ -633,8 +639,9 @@ private:
         a.s = g.bytes("s");
         for (const json& x : g.array("floats")) a.floats.push_back(parse_float(g, x, "floats"));
         for (const json& x : g.array("ints")) {
-            if (!x.is_number_integer() || (x.is_number_unsigned() && x.get<uint64_t>() >
-                                           uint64_t(std::numeric_limits<int64_t>::max())))
+            if (!x.is_number_integer() ||
+                (x.is_number_unsigned() &&
+                 x.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())))
                 g.fail("'ints' must hold 64-bit integers, found ", type_of(x));
             a.ints.push_back(x.get<int64_t>());
         }
@@ -778,12 +785,12 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
     hash = g.str("sha256");
     if (!is_hex64(hash)) fail("sha256 must be 64 lowercase hex digits, found '", hash, "'");
     g.done();
-    std::string kind = t.is_encoded() ? encoding_name(t.encoding) : std::string(dtype_name(t.dtype));
+    std::string kind =
+        t.is_encoded() ? encoding_name(t.encoding) : std::string(dtype_name(t.dtype));
     if (bytes != want)
         fail(kind, " x ", shape_string(t.shape), " needs ", want, " bytes, but the table says ",
              bytes);
-    if (offset % kEpkAlignment)
-        fail("offset ", offset, " is not a multiple of ", kEpkAlignment);
+    if (offset % kEpkAlignment) fail("offset ", offset, " is not a multiple of ", kEpkAlignment);
     auto end = checked_add(offset, bytes);
     if (!end || *end > info.data_length)
         fail("offset ", offset, " + ", bytes, " bytes runs past the data section (",
@@ -817,7 +824,8 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     EpkInfo info;
     if (std::memcmp(digest.data(), p + size - kEpkChecksumBytes, kEpkChecksumBytes) != 0) {
         std::string hint;
-        if (!has_epk_magic(all)) hint = " (its first bytes are not the .epk magic: not an .epk file?)";
+        if (!has_epk_magic(all))
+            hint = " (its first bytes are not the .epk magic: not an .epk file?)";
         else if (uint64_t recorded = get_le(p + 48, 8); recorded != size)
             hint = cat(" (the header records ", recorded, " bytes, the file has ", size, ")");
         throw InputError(cat("checksum mismatch: the file is corrupt or truncated", hint));
@@ -840,22 +848,22 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     if (auto r = get_le(p + 56, 8); r != 0)
         throw InputError(cat("header: reserved field is ", r, " (expected 0)"));
     if (info.file_length != size)
-        throw InputError(cat("header: file_length ", info.file_length, " but the file is ", size,
-                             " bytes"));
+        throw InputError(
+            cat("header: file_length ", info.file_length, " but the file is ", size, " bytes"));
     if (info.data_offset != kEpkHeaderBytes)
         throw InputError(cat("header: data_offset ", info.data_offset, " (expected ",
                              kEpkHeaderBytes, ", right after the header)"));
     if (info.data_length % kEpkAlignment)
-        throw InputError(cat("header: data_length ", info.data_length,
-                             " is not a multiple of ", kEpkAlignment));
+        throw InputError(
+            cat("header: data_length ", info.data_length, " is not a multiple of ", kEpkAlignment));
     auto data_end = checked_add(info.data_offset, info.data_length);
     if (!data_end || *data_end != info.manifest_offset)
         throw InputError(cat("header: the data section [", info.data_offset, ", +",
                              info.data_length, ") must end where the manifest starts (",
                              info.manifest_offset, ")"));
     if (info.manifest_length < 2 || info.manifest_length > kEpkMaxManifestBytes)
-        throw InputError(cat("header: manifest_length ", info.manifest_length,
-                             " (expected 2 to ", kEpkMaxManifestBytes, " bytes)"));
+        throw InputError(cat("header: manifest_length ", info.manifest_length, " (expected 2 to ",
+                             kEpkMaxManifestBytes, " bytes)"));
     auto manifest_end = checked_add(info.manifest_offset, info.manifest_length);
     if (!manifest_end || *manifest_end != size - kEpkChecksumBytes)
         throw InputError(cat("header: the manifest [", info.manifest_offset, ", +",
@@ -919,7 +927,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
     if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
         throw InternalError("OpenSSL: cannot initialise SHA-256");
 }
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+Sha256::~Sha256() {
+    EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
 void Sha256::update(std::span<const std::byte> bytes) {
     if (bytes.empty()) return;
     if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size()) != 1)
@@ -1012,8 +1022,8 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
                   {"model", std::move(model_json)}};
     const uint64_t manifest_length = manifest.dump().size();
     if (manifest_length > kEpkMaxManifestBytes)
-        throw InputError(cat("the manifest would be ", manifest_length, " bytes, over the limit of ",
-                             kEpkMaxManifestBytes));
+        throw InputError(cat("the manifest would be ", manifest_length,
+                             " bytes, over the limit of ", kEpkMaxManifestBytes));
     const uint64_t manifest_offset = kEpkHeaderBytes + data_length;
     const uint64_t file_length = manifest_offset + manifest_length + kEpkChecksumBytes;
 
@@ -1054,8 +1064,8 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
     auto digest = out.finish();
     sink.write(std::span<const std::byte>(digest));
     if (sink.position() - start != file_length)
-        throw InternalError(cat(".epk writer: wrote ", sink.position() - start, " bytes, expected ",
-                                file_length));
+        throw InternalError(
+            cat(".epk writer: wrote ", sink.position() - start, " bytes, expected ", file_length));
 }
 
 void write_epk(const Model& model, const std::filesystem::path& path,

@@ -34,7 +34,8 @@
 //   "provenance": {                 where the file came from (values "" when not known)
 //       "edgepack_version": "0.1.0",   the writer's version
 //       "source_file": "model.onnx",   base name of the model that was compressed
-//       "source_sha256": "<64 hex>",   SHA-256 of that file's bytes
+//       "source_sha256": "<64 hex>",   SHA-256 of that file's bytes (an ONNX model's
+//                                      external data file is not included)
 //       "recipe_file": "r.json", "recipe_sha256": "<64 hex>",   the recipe file's bytes
 //       "recipe_overrides": ["passes.0.bits=4", ...] }         --set values, in order
 //   "tensors": [ one entry per tensor, in data order:
@@ -153,7 +154,7 @@ void write_epk(const Model& model, const std::filesystem::path& path,
 
 // SHA-256 (OpenSSL EVP).
 class Sha256 {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(const Sha256&) = delete;
@@ -161,7 +162,7 @@ public:
     void update(std::span<const std::byte> bytes);
     [[nodiscard]] std::array<std::byte, 32> finish();
 
-private:
+  private:
     void* ctx_;  // EVP_MD_CTX
 };
 [[nodiscard]] std::string hex(std::span<const std::byte> bytes);

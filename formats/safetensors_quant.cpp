@@ -18,8 +18,8 @@ Model encode_for_safetensors(const Model& model) {
     for (Tensor& t : out.graph.initializers) {
         if (!t.is_encoded()) continue;
         t.check_consistent();
-        json entry{{"encoding", encoding_name(t.encoding)}, {"axis", t.encoding.axis},
-                   {"shape", t.shape}};
+        json entry{
+            {"encoding", encoding_name(t.encoding)}, {"axis", t.encoding.axis}, {"shape", t.shape}};
         out.metadata.emplace_back(kSafetensorsEncodingPrefix + t.name, entry.dump());
         t.dtype = DType::U8;
         t.shape = {static_cast<int64_t>(t.data.size())};
@@ -48,14 +48,17 @@ void decode_safetensors_encodings(Model& model) {
         } catch (const json::exception& e) {
             throw InputError(cat(what, ": not valid JSON: ", e.what()));
         }
-        if (!j.is_object() || j.size() != 3 || !j.contains("encoding") || !j["encoding"].is_string() ||
-            !j.contains("axis") || !j["axis"].is_number_unsigned() || !j.contains("shape") ||
-            !j["shape"].is_array() || j["shape"].size() > 64)
-            throw InputError(cat(what, ": expected {\"axis\": 0|1, \"encoding\": NAME, "
-                                       "\"shape\": [dims]}, found ", value));
+        if (!j.is_object() || j.size() != 3 || !j.contains("encoding") ||
+            !j["encoding"].is_string() || !j.contains("axis") || !j["axis"].is_number_unsigned() ||
+            !j.contains("shape") || !j["shape"].is_array() || j["shape"].size() > 64)
+            throw InputError(cat(what,
+                                 ": expected {\"axis\": 0|1, \"encoding\": NAME, "
+                                 "\"shape\": [dims]}, found ",
+                                 value));
         auto enc = encoding_from_name(j["encoding"].get<std::string>());
         if (!enc || enc->is_none())
-            throw InputError(cat(what, ": unknown encoding '", j["encoding"].get<std::string>(), "'"));
+            throw InputError(
+                cat(what, ": unknown encoding '", j["encoding"].get<std::string>(), "'"));
         auto axis = j["axis"].get<uint64_t>();
         if (axis > 1) throw InputError(cat(what, ": axis ", axis, " (expected 0 or 1)"));
         enc->axis = static_cast<uint8_t>(axis);
@@ -67,8 +70,10 @@ void decode_safetensors_encodings(Model& model) {
             shape.push_back(d.get<int64_t>());
         }
         if (t.dtype != DType::U8 || t.shape.size() != 1)
-            throw InputError(cat("tensor '", name, "': an encoded tensor is stored as U8 of rank 1, "
-                                 "found ", dtype_name(t.dtype), " ", shape_string(t.shape)));
+            throw InputError(cat("tensor '", name,
+                                 "': an encoded tensor is stored as U8 of rank 1, "
+                                 "found ",
+                                 dtype_name(t.dtype), " ", shape_string(t.shape)));
         Tensor decoded = t;
         decoded.dtype = DType::F32;
         decoded.shape = std::move(shape);

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "formats/epk.h"
 #include "formats/model_io.h"
@@ -24,7 +24,8 @@ std::vector<std::byte> epk_bytes(const Model& m, const EpkWriteOptions& options 
     return sink.buffer();
 }
 
-std::vector<std::byte> onnx_bytes(const Model& m, const test::TempDir& dir, const std::string& name) {
+std::vector<std::byte> onnx_bytes(const Model& m, const test::TempDir& dir,
+                                  const std::string& name) {
     OnnxWriteOptions o;
     o.external = ExternalData::Never;
     write_onnx(m, dir / name, o);
@@ -230,9 +231,10 @@ TEST_CASE("epk: encoded tensors keep encoding, axis, logical shape and bytes", "
     CHECK_THAT(r.out, Catch::Contains("verified"));
 }
 
-TEST_CASE("epk: every IR field survives (attributes of every type, NaN, bytes, subgraphs, "
-          "functions, string tensors, symbolic shapes)",
-          "[epk]") {
+TEST_CASE(
+    "epk: every IR field survives (attributes of every type, NaN, bytes, subgraphs, "
+    "functions, string tensors, symbolic shapes)",
+    "[epk]") {
     Model m;
     m.ir_version = 9;
     m.opset_imports = {{"", 17}, {"custom.domain", 1}};
@@ -245,15 +247,17 @@ TEST_CASE("epk: every IR field survives (attributes of every type, NaN, bytes, s
     m.opaque_training_info = {std::string("\x00\xff\x10", 3)};
     Graph& g = m.graph;
     g.name = "main";
-    ValueInfo in{"x", ValueType{true, DType::F32, std::vector<Dim>{{std::nullopt, "batch", ""},
-                                                                  {4, "", "CHANNEL"},
-                                                                  {std::nullopt, "", ""}},
-                                "", ""},
-                 "input doc"};
+    ValueInfo in{
+        "x",
+        ValueType{true, DType::F32,
+                  std::vector<Dim>{
+                      {std::nullopt, "batch", ""}, {4, "", "CHANNEL"}, {std::nullopt, "", ""}},
+                  "", ""},
+        "input doc"};
     g.inputs = {in};
-    g.outputs = {ValueInfo{"y", std::nullopt, ""},
-                 ValueInfo{"seq", ValueType{false, DType::Undefined, std::nullopt, "", "\x01\x02"},
-                           ""}};
+    g.outputs = {
+        ValueInfo{"y", std::nullopt, ""},
+        ValueInfo{"seq", ValueType{false, DType::Undefined, std::nullopt, "", "\x01\x02"}, ""}};
     std::vector<float> w = {1.0f, -0.0f, std::numeric_limits<float>::infinity(), 0.1f};
     g.initializers.push_back(make_f32_tensor("w", {2, 2}, w));
     Tensor s;
@@ -370,8 +374,8 @@ TEST_CASE("epk: compress -o x.epk records provenance, run and inspect read it", 
     test::TempDir dir;
     std::filesystem::copy_file(model, dir / "in.onnx");
     test::write_file(dir / "r.json", R"({"model": "in.onnx", "passes": [], "output": "out.onnx"})");
-    auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "-o",
-                                 (dir / "out.epk").string()});
+    auto r = test::run_edgepack(
+        {"compress", (dir / "r.json").string(), "-o", (dir / "out.epk").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     auto info = read_epk(dir / "out.epk").info;
@@ -391,15 +395,16 @@ TEST_CASE("epk: compress -o x.epk records provenance, run and inspect read it", 
     CHECK(j["epk"]["provenance"]["source_sha256"] == info.provenance.source_sha256);
     CHECK(j["parameters"]["count"].get<uint64_t>() > 0);
     r = test::run_edgepack({"inspect", (dir / "out.epk").string()});
-    CHECK_THAT(r.out, Catch::Contains("source      in.onnx sha256 " + info.provenance.source_sha256));
+    CHECK_THAT(r.out,
+               Catch::Contains("source      in.onnx sha256 " + info.provenance.source_sha256));
     // A second compress writes the same bytes.
-    r = test::run_edgepack({"compress", (dir / "r.json").string(), "-o",
-                            (dir / "out2.epk").string()});
+    r = test::run_edgepack(
+        {"compress", (dir / "r.json").string(), "-o", (dir / "out2.epk").string()});
     REQUIRE(r.exit_code == 0);
     CHECK(test::read_file(dir / "out.epk") == test::read_file(dir / "out2.epk"));
     // The .epk runs, validates and benchmarks against the .onnx.
-    r = test::run_edgepack({"run", (dir / "out.epk").string(), "--samples", "1", "--out",
-                            (dir / "outputs").string()});
+    r = test::run_edgepack(
+        {"run", (dir / "out.epk").string(), "--samples", "1", "--out", (dir / "outputs").string()});
     INFO(r.out << r.err);
     CHECK(r.exit_code == 0);
     r = test::run_edgepack({"validate", "--reference", (dir / "in.onnx").string(), "--candidate",
@@ -464,7 +469,8 @@ TEST_CASE("epk: quantized safetensors store U8 + metadata and load back encoded"
     u8.shape = {10};
     u8.data = TensorData::owned(std::vector<std::byte>(10));
     plain.graph.initializers.push_back(u8);
-    plain.metadata = {{"edgepack.encoding/w", R"({"axis":0,"encoding":"int4g32","shape":[96,40]})"}};
+    plain.metadata = {
+        {"edgepack.encoding/w", R"({"axis":0,"encoding":"int4g32","shape":[96,40]})"}};
     save_model(plain, dir / "bad.safetensors");
     r = test::run_edgepack({"inspect", (dir / "bad.safetensors").string()});
     CHECK(r.exit_code == 2);
@@ -472,8 +478,7 @@ TEST_CASE("epk: quantized safetensors store U8 + metadata and load back encoded"
     CHECK_THAT(r.err, Catch::Contains("needs"));
 }
 
-TEST_CASE("epk: the reader links and runs without protobuf or ONNX (edgepack_epk alone)",
-          "[epk]") {
+TEST_CASE("epk: the reader links and runs without protobuf or ONNX (edgepack_epk alone)", "[epk]") {
     // edgepack_epk_dump links only edgepack_epk (tests/CMakeLists.txt); formats/CMakeLists.txt
     // also fails the configure step if edgepack_epk's link line names protobuf or ONNX.
     Model m;
@@ -485,8 +490,9 @@ TEST_CASE("epk: the reader links and runs without protobuf or ONNX (edgepack_epk
     REQUIRE(r.exit_code == 0);
     CHECK_THAT(r.out, Catch::Contains("t f32 [2, 3] 24"));
     CHECK_THAT(r.out, Catch::Contains("sha256 " + read_epk(dir / "t.epk").info.sha256));
-    test::write_file(dir / "bad.epk", "not an epk file at all, but long enough to have a checksum "
-                                      "trailer: 0123456789abcdef0123456789abcdef");
+    test::write_file(dir / "bad.epk",
+                     "not an epk file at all, but long enough to have a checksum "
+                     "trailer: 0123456789abcdef0123456789abcdef");
     r = test::run({EDGEPACK_EPK_DUMP, (dir / "bad.epk").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("checksum mismatch"));

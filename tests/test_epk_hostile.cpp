@@ -33,7 +33,8 @@ Model small_model() {
     add.inputs = {"y0", "b"};
     add.outputs = {"y"};
     m.graph.nodes = {n, add};
-    m.graph.inputs = {ValueInfo{"x", ValueType{true, DType::F32, std::vector<Dim>{{1, "", ""}, {64, "", ""}}, "", ""}, ""}};
+    m.graph.inputs = {ValueInfo{
+        "x", ValueType{true, DType::F32, std::vector<Dim>{{1, "", ""}, {64, "", ""}}, "", ""}, ""}};
     m.graph.outputs = {ValueInfo{"y", std::nullopt, ""}};
     return m;
 }
@@ -50,8 +51,12 @@ uint64_t get_u64(const std::string& f, size_t at) {
     std::memcpy(&v, f.data() + at, 8);
     return v;
 }
-void put_u64(std::string& f, size_t at, uint64_t v) { std::memcpy(f.data() + at, &v, 8); }
-void put_u32(std::string& f, size_t at, uint32_t v) { std::memcpy(f.data() + at, &v, 4); }
+void put_u64(std::string& f, size_t at, uint64_t v) {
+    std::memcpy(f.data() + at, &v, 8);
+}
+void put_u32(std::string& f, size_t at, uint32_t v) {
+    std::memcpy(f.data() + at, &v, 4);
+}
 
 // Recomputes the trailer so the damage is behind a valid checksum.
 void reseal(std::string& f) {
@@ -91,8 +96,10 @@ std::vector<Case> hostile_cases() {
     auto header = [](size_t at, uint64_t v, int n) {
         return [=](const std::string& f) {
             std::string g = f;
-            if (n == 4) put_u32(g, at, static_cast<uint32_t>(v));
-            else put_u64(g, at, v);
+            if (n == 4)
+                put_u32(g, at, static_cast<uint32_t>(v));
+            else
+                put_u64(g, at, v);
             reseal(g);
             return g;
         };
@@ -100,16 +107,33 @@ std::vector<Case> hostile_cases() {
     auto manifest = [](std::function<void(json&)> edit) {
         return [=](const std::string& f) { return edit_manifest(f, edit); };
     };
-    auto text = [](std::string t) { return [=](const std::string& f) { return with_manifest(f, t); }; };
+    auto text = [](std::string t) {
+        return [=](const std::string& f) { return with_manifest(f, t); };
+    };
     return {
         {"empty file", [](const std::string&) { return std::string(); }, "at least 96"},
-        {"flipped data byte", [](const std::string& f) { std::string g = f; g[70] ^= 1; return g; },
+        {"flipped data byte",
+         [](const std::string& f) {
+             std::string g = f;
+             g[70] ^= 1;
+             return g;
+         },
          "checksum mismatch: the file is corrupt or truncated"},
         {"truncated by one byte", [](const std::string& f) { return f.substr(0, f.size() - 1); },
          "checksum mismatch"},
-        {"not an epk file", [](const std::string& f) { std::string g(f.size(), 'x'); return g; },
+        {"not an epk file",
+         [](const std::string& f) {
+             std::string g(f.size(), 'x');
+             return g;
+         },
          "not the .epk magic"},
-        {"bad magic resealed", [](const std::string& f) { std::string g = f; g[1] = 'X'; reseal(g); return g; },
+        {"bad magic resealed",
+         [](const std::string& f) {
+             std::string g = f;
+             g[1] = 'X';
+             reseal(g);
+             return g;
+         },
          "bad magic"},
         {"format version 2", header(8, 2, 4), "format version 2 is not supported"},
         {"header size 32", header(12, 32, 4), "header_size 32"},
@@ -127,15 +151,20 @@ std::vector<Case> hostile_cases() {
          "overlaps the previous tensor"},
         {"offset huge", manifest([](json& j) { j["tensors"][1]["offset"] = uint64_t(-64); }),
          "runs past the data section"},
-        {"absurd shape", manifest([](json& j) { j["tensors"][1]["shape"] = {int64_t(1) << 62, int64_t(1) << 62}; }),
+        {"absurd shape", manifest([](json& j) {
+             j["tensors"][1]["shape"] = {int64_t(1) << 62, int64_t(1) << 62};
+         }),
          "overflows"},
         {"negative dimension", manifest([](json& j) { j["tensors"][1]["shape"] = {-8}; }),
          "non-negative"},
         {"bytes disagree with shape", manifest([](json& j) { j["tensors"][1]["shape"] = {9}; }),
          "f32 x [9] needs 36 bytes, but the table says 32"},
-        {"encoded bytes disagree", manifest([](json& j) { j["tensors"][0]["shape"] = {128, 8}; }),
+        {"encoded bytes disagree", manifest([](json& j) {
+             j["tensors"][0]["shape"] = {128, 8};
+         }),
          "int4g32 x [128, 8] needs"},
-        {"unknown encoding", manifest([](json& j) { j["tensors"][0]["encoding"]["name"] = "int3g32"; }),
+        {"unknown encoding",
+         manifest([](json& j) { j["tensors"][0]["encoding"]["name"] = "int3g32"; }),
          "unknown encoding 'int3g32'"},
         {"encoding axis 2", manifest([](json& j) { j["tensors"][0]["encoding"]["axis"] = 2; }),
          "axis 2"},
@@ -145,32 +174,45 @@ std::vector<Case> hostile_cases() {
          "unknown dtype 'f31'"},
         {"bad sha256 text", manifest([](json& j) { j["tensors"][1]["sha256"] = "xyz"; }),
          "sha256 must be 64 lowercase hex digits"},
-        {"tensor sha256 mismatch", manifest([](json& j) { j["tensors"][1]["sha256"] = std::string(64, 'a'); }),
+        {"tensor sha256 mismatch",
+         manifest([](json& j) { j["tensors"][1]["sha256"] = std::string(64, 'a'); }),
          "tensor 'b': sha256 mismatch"},
         {"manifest not JSON", text("{\"format\": "), "not valid JSON"},
-        {"manifest duplicate key", [](const std::string& f) {
+        {"manifest duplicate key",
+         [](const std::string& f) {
              std::string m = manifest_of(f);
-             return with_manifest(f, "{\"format\":\"x\"," + m.substr(1)); },
+             return with_manifest(f, "{\"format\":\"x\"," + m.substr(1));
+         },
          "duplicate key 'format'"},
-        {"manifest nested deep", text(std::string(600, '[') + std::string(600, ']')), "nested deeper"},
+        {"manifest nested deep", text(std::string(600, '[') + std::string(600, ']')),
+         "nested deeper"},
         {"manifest is an array", text("[]"), "expected an object"},
-        {"manifest unknown field", manifest([](json& j) { j["extra"] = 1; }), "unknown field 'extra'"},
-        {"manifest missing model", manifest([](json& j) { j.erase("model"); }), "missing field 'model'"},
-        {"manifest wrong format name", manifest([](json& j) { j["format"] = "other"; }), "edgepack.epk"},
+        {"manifest unknown field", manifest([](json& j) { j["extra"] = 1; }),
+         "unknown field 'extra'"},
+        {"manifest missing model", manifest([](json& j) { j.erase("model"); }),
+         "missing field 'model'"},
+        {"manifest wrong format name", manifest([](json& j) { j["format"] = "other"; }),
+         "edgepack.epk"},
         {"manifest version disagrees", manifest([](json& j) { j["format_version"] = 3; }),
          "disagrees with the header"},
-        {"initializer index out of range", manifest([](json& j) { j["model"]["graph"]["initializers"][1] = 7; }),
+        {"initializer index out of range",
+         manifest([](json& j) { j["model"]["graph"]["initializers"][1] = 7; }),
          "tensor index 7 is out of range"},
         {"tensor used twice", manifest([](json& j) { j["model"]["graph"]["initializers"][1] = 0; }),
          "referred to more than once"},
         {"tensor unused", manifest([](json& j) { j["model"]["graph"]["initializers"].erase(1); }),
          "is not referred to by the model"},
         {"attribute type unknown", manifest([](json& j) {
-             j["model"]["graph"]["nodes"][0]["attributes"] = json::array({json{{"name", "a"}, {"type", "matrix"}}}); }),
+             j["model"]["graph"]["nodes"][0]["attributes"] =
+                 json::array({json{{"name", "a"}, {"type", "matrix"}}});
+         }),
          "unknown attribute type 'matrix'"},
-        {"bad base64", manifest([](json& j) { j["model"]["training_info"] = json::array({json{{"base64", "@@@"}}}); }),
+        {"bad base64", manifest([](json& j) {
+             j["model"]["training_info"] = json::array({json{{"base64", "@@@"}}});
+         }),
          "invalid base64"},
-        {"node field of the wrong type", manifest([](json& j) { j["model"]["graph"]["nodes"][1]["inputs"] = 3; }),
+        {"node field of the wrong type",
+         manifest([](json& j) { j["model"]["graph"]["nodes"][1]["inputs"] = 3; }),
          "'inputs' must be an array"},
         {"source format unknown", manifest([](json& j) { j["model"]["source_format"] = "tflite"; }),
          "source_format"},
@@ -202,15 +244,16 @@ TEST_CASE("epk hostile: each damaged file is exit 2 with a message naming the pr
     }
 }
 
-TEST_CASE("epk hostile: truncation at every header boundary and a flipped byte anywhere are refused",
-          "[epk][hostile]") {
+TEST_CASE(
+    "epk hostile: truncation at every header boundary and a flipped byte anywhere are refused",
+    "[epk][hostile]") {
     const std::string good = valid_file();
     test::TempDir dir;
     auto path = dir / "cut.epk";
-    for (size_t size : {size_t{0}, size_t{7}, size_t{8}, size_t{12}, size_t{16}, size_t{24},
-                        size_t{32}, size_t{40}, size_t{48}, size_t{56}, size_t{64}, size_t{95},
-                        size_t{96}, good.size() / 2, good.size() - 33, good.size() - 32,
-                        good.size() - 1}) {
+    for (size_t size :
+         {size_t{0}, size_t{7}, size_t{8}, size_t{12}, size_t{16}, size_t{24}, size_t{32},
+          size_t{40}, size_t{48}, size_t{56}, size_t{64}, size_t{95}, size_t{96}, good.size() / 2,
+          good.size() - 33, good.size() - 32, good.size() - 1}) {
         INFO("truncated to " << size << " of " << good.size() << " bytes");
         test::write_file(path, good.substr(0, size));
         try {
