@@ -6,7 +6,8 @@
 //       RTN int4g32 quantization of a seeded R x C f32 matrix (default 4096 x 4096), single
 //       thread: quantize_rtn on the stored matrix, and quantize_tensor_rtn on the [C, R]
 //       MatMul weight encoded along axis 0 (what the quantize-weights pass calls, including
-//       its transpose). Reports weights/s (per thread: both are single-threaded).
+//       its transpose), and the AVX2 prototype of bench/q4_quant_proto.cpp (bytes compared
+//       with quantize_rtn, also on awkward values). Reports weights/s (single-threaded).
 //   edgepack_qbench gemv --k K --n N [--threads T] [--reps N] [--copies C] [--dump DIR]
 //       Y[1, N] = x[1, K] * W^T with W int4g32 (stored N rows of K, the layout of a Gemm
 //       transB weight and of MatMulNBits) through rt::qgemm_f32 (the executor's kernel),
@@ -134,6 +135,38 @@ int run_quantize(const Args& a) {
                 "\"sink\": %zu}\n",
                 static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
                 weights / (s.median * 1e-3), sink % 7);
+
+    // The AVX2 prototype (bench/q4_quant_proto.cpp): same bytes as quantize_rtn?
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        const auto ref = quantize_rtn(e, w, a.rows, a.cols);
+        bool equal = bench::quantize_int4g32_avx2(w, a.rows, a.cols) == ref;
+        // Awkward values: ties of +-max, zeros, -0, tiny and huge magnitudes, inf, NaN,
+        // halves; and a partial last block (cols = 100).
+        auto odd = seeded(static_cast<size_t>(64 * 100), 9);
+        const float specials[] = {0.0f,   -0.0f,  1e-30f, -1e-30f,  1e30f,   -1e30f,
+                                  INFINITY, NAN,  0.5f,   -0.5f,    1.25f,   -1.25f,
+                                  3.0f,   -3.0f,  7.5f,   -8.0f,    65504.f, 6e-8f};
+        for (size_t i = 0; i < odd.size(); i += 3)
+            odd[i] = specials[(i / 3) % std::size(specials)] * (i % 7 == 0 ? 1.0f : 0.25f);
+        for (size_t i = 0; i < 32; ++i) odd[i] = i % 2 ? 2.0f : -2.0f;  // tie, first wins
+        for (size_t i = 100; i < 132; ++i) odd[i] = 0.0f;               // all-zero block
+        for (size_t i = 200; i < 232; ++i) odd[i] = -0.0f;
+        equal = equal && bench::quantize_int4g32_avx2(odd, 64, 100) == quantize_rtn(e, odd, 64, 100);
+        t.clear();
+        for (int r = 0; r < reps + 1; ++r) {
+            auto t0 = Clock::now();
+            auto bytes = bench::quantize_int4g32_avx2(w, a.rows, a.cols);
+            const double ms = ms_since(t0);
+            sink += static_cast<size_t>(bytes[static_cast<size_t>(r) % bytes.size()]);
+            if (r > 0) t.push_back(ms);
+        }
+        s = stats(t);
+        std::printf("{\"kind\": \"quantize\", \"path\": \"avx2 prototype (bench)\", \"rows\": "
+                    "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
+                    "\"weights_per_s\": %.4g, \"bytes_equal_quantize_rtn\": %s, \"sink\": %zu}\n",
+                    static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min,
+                    s.median, weights / (s.median * 1e-3), equal ? "true" : "false", sink % 7);
+    }
 
     // The pass path: a MatMul [K, N] weight (K = cols) encoded along axis 0.
     Encoding e0 = e;

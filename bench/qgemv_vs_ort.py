@@ -2,7 +2,9 @@
 """Quantized weight path benchmarks (issue 4): edgepack vs ONNX Runtime MatMulNBits.
 
 Prints two tables:
-1. RTN int4g32 quantize throughput (edgepack_qbench quantize, one thread).
+1. RTN int4g32 quantize throughput (edgepack_qbench quantize, one thread): quantize_rtn, the
+   pass's quantize_tensor_rtn, and an AVX2 prototype (bench/q4_quant_proto.cpp) whose bytes
+   are compared with quantize_rtn's.
 2. int4g32 GEMV, one activation row (M = 1), per (shape, threads): edgepack's qgemm_f32 and
    a read-only pass over a buffer of the packed weight's size (the memory-bandwidth limit),
    both from edgepack_qbench in the same process; ONNX Runtime's com.microsoft MatMulNBits at
@@ -94,10 +96,14 @@ def main():
     load0 = os.getloadavg()
     if not a.no_quantize:
         print("RTN int4g32 quantize, 4096 x 4096 f32, 1 thread")
-        print(f"{'path':<30} {'ms min':>9} {'ms p50':>9} {'weights/s/thread':>17}")
+        print(f"{'path':<30} {'ms min':>9} {'ms p50':>9} {'weights/s/thread':>17}  note")
         for r in run_qbench(a.qbench, ["quantize", "--rows", "4096", "--cols", "4096"]):
+            note = ""
+            if "bytes_equal_quantize_rtn" in r:
+                note = ("bytes == quantize_rtn" if r["bytes_equal_quantize_rtn"]
+                        else "BYTES DIFFER from quantize_rtn")
             print(f"{r['path']:<30} {r['ms_min']:9.1f} {r['ms_median']:9.1f} "
-                  f"{r['weights_per_s']:17.3g}")
+                  f"{r['weights_per_s']:17.3g}  {note}")
         print()
 
     rows = []
