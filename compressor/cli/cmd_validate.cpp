@@ -2,8 +2,11 @@
 //                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
 //                   [--json FILE]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
-// the text report goes to stdout, progress to stderr, the JSON object to FILE.
+// the text report goes to stdout, per-sample progress to stderr when it is a terminal, the
+// JSON object to FILE.
 #include <iostream>
+
+#include <unistd.h>
 
 #include "compressor/cli/commands.h"
 #include "compressor/ir/output_file.h"
@@ -61,7 +64,8 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.labels = args->labels;
             options.per_layer = args->per_layer;
             options.threads = args->threads;
-            auto report = validate_models(options, &std::cerr);
+            auto report =
+                validate_models(options, isatty(STDERR_FILENO) == 1 ? &std::cerr : nullptr);
             if (!args->json.empty()) {
                 OutputFile out(args->json);
                 out.write(report.dump(2) + "\n");
