@@ -445,31 +445,6 @@ class QuantizeWeights final : public Pass {
         return a;
     }
 
-    // The weight in stored orientation (rows = output channels, cols = reduction axis).
-    static std::vector<float> stored_floats(const Tensor& t, const Candidate& c) {
-        std::vector<float> w = t.to_floats();
-        if (c.encoding.axis == 0) {
-            std::vector<float> tr(w.size());
-            for (int64_t r = 0; r < c.rows; ++r)
-                for (int64_t k = 0; k < c.k; ++k)
-                    tr[static_cast<size_t>(r * c.k + k)] = w[static_cast<size_t>(k * c.rows + r)];
-            w.swap(tr);
-        }
-        return w;
-    }
-
-    static Tensor encoded_tensor(const Tensor& t, const Encoding& e, std::vector<std::byte> bytes) {
-        Tensor out;
-        out.name = t.name;
-        out.dtype = DType::F32;
-        out.shape = t.shape;
-        out.doc_string = t.doc_string;
-        out.encoding = e;
-        out.data = TensorData::owned(std::move(bytes));
-        out.check_consistent();
-        return out;
-    }
-
     void run_calibrated(Model& model, PassContext& context, Analysis& a, PassResult& result) {
         if (!context.calibration)
             throw InputError(cat("method ", method_, " needs calibration data: add a ",
@@ -538,7 +513,8 @@ class QuantizeWeights final : public Pass {
                 std::vector<std::vector<float>> ws;
                 std::vector<calib::AwqMatrix> mats;
                 for (const auto* c : members)
-                    ws.push_back(stored_floats(*model.graph.find_initializer(c->name), *c));
+                    ws.push_back(
+                        stored_floats(*model.graph.find_initializer(c->name), c->encoding));
                 for (size_t m = 0; m < members.size(); ++m)
                     mats.push_back({ws[m], members[m]->rows});
                 auto found =
@@ -567,7 +543,8 @@ class QuantizeWeights final : public Pass {
                                 found.scales[static_cast<size_t>(c)];
                     if (clip_)
                         scaled = calib::awq_clip(e, scaled, rows, k, xs, clip_rows, grid_, 0.5);
-                    replaced.push_back(encoded_tensor(*t, e, quantize_rtn(e, scaled, rows, k)));
+                    replaced.push_back(
+                        make_encoded_tensor(*t, e, quantize_rtn(e, scaled, rows, k)));
                 }
                 awq_scales[act] = std::move(found.scales);
             }
@@ -582,12 +559,12 @@ class QuantizeWeights final : public Pass {
                 if (!c.calibrated) continue;
                 const Tensor* t = model.graph.find_initializer(c.name);
                 const auto& st = stats[request_of[c.activation]];
-                auto w = stored_floats(*t, c);
+                auto w = stored_floats(*t, c.encoding);
                 auto r = calib::gptq_quantize(c.encoding, w, c.rows, c.k, st.hessian, gptq_,
                                               cat("tensor '", c.name, "'"));
                 if (r.retries) ++retried;
                 dead += r.dead_columns;
-                replaced.push_back(encoded_tensor(*t, c.encoding, std::move(r.bytes)));
+                replaced.push_back(make_encoded_tensor(*t, c.encoding, std::move(r.bytes)));
             }
             result.summary.push_back(cat("gptq: damp ", gptq_.damp, ", block ", gptq_.block_size,
                                          gptq_.act_order ? ", act_order" : "", "; ", retried,

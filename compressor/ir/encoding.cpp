@@ -343,10 +343,8 @@ std::vector<float> dequantize_tensor(const Tensor& t) {
     return out;
 }
 
-Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
-    std::string what = cat("tensor '", t.name, "'");
-    check_encoding(e, what);
-    auto dims = encoded_dims(e, t.shape, what);
+std::vector<float> stored_floats(const Tensor& t, const Encoding& e) {
+    auto dims = encoded_dims(e, t.shape, cat("tensor '", t.name, "'"));
     std::vector<float> w = t.to_floats();
     if (e.axis == 0) {
         std::vector<float> tr(w.size());
@@ -356,14 +354,25 @@ Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
                     w[static_cast<size_t>(c * dims.rows + r)];
         w.swap(tr);
     }
+    return w;
+}
+
+Tensor make_encoded_tensor(const Tensor& t, const Encoding& e, std::vector<std::byte> bytes) {
     Tensor out;
     out.name = t.name;
     out.dtype = DType::F32;
     out.shape = t.shape;
     out.doc_string = t.doc_string;
     out.encoding = e;
-    out.data = TensorData::owned(quantize_rtn(e, w, dims.rows, dims.cols));
+    out.data = TensorData::owned(std::move(bytes));
+    out.check_consistent();
     return out;
+}
+
+Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
+    check_encoding(e, cat("tensor '", t.name, "'"));
+    auto dims = encoded_dims(e, t.shape, cat("tensor '", t.name, "'"));
+    return make_encoded_tensor(t, e, quantize_rtn(e, stored_floats(t, e), dims.rows, dims.cols));
 }
 
 }  // namespace ep

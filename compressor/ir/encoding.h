@@ -173,6 +173,14 @@ void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t 
 [[nodiscard]] int row_code(const Encoding& e, std::span<const std::byte> data, int64_t rows,
                            int64_t cols, int64_t r, int64_t c);
 
+// A float tensor's values in the stored orientation of `e` (rows = output channels, the
+// reduction axis contiguous): transposed for axis 0.
+[[nodiscard]] std::vector<float> stored_floats(const Tensor& t, const Encoding& e);
+// A tensor like `t` (name, logical shape, doc string) holding encoded `bytes`; throws
+// InputError naming it when the byte count does not match.
+[[nodiscard]] Tensor make_encoded_tensor(const Tensor& t, const Encoding& e,
+                                         std::vector<std::byte> bytes);
+
 // A whole encoded tensor back to floats in its logical layout (undoing axis 0).
 [[nodiscard]] std::vector<float> dequantize_tensor(const Tensor& t);
 // A float tensor (F32, or anything to_floats reads) quantized with RTN; the result keeps
