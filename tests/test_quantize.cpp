@@ -17,6 +17,7 @@
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "formats/model_io.h"
+#include "op_model.h"
 #include "passes/registry.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -25,6 +26,7 @@
 
 using namespace ep;
 using nlohmann::json;
+using ep::test::int_attr;
 
 namespace {
 
@@ -44,14 +46,6 @@ Node node(std::string op, std::string name, std::vector<std::string> in,
     n.inputs = std::move(in);
     n.outputs = std::move(out);
     return n;
-}
-
-Attribute int_attr(std::string name, int64_t v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Int;
-    a.i = v;
-    return a;
 }
 
 // x [2, 64] feeds: MatMul W1 [64, 48]; Gemm W2 [64, 40] (transB 0); Gemm W3 [40, 64]
