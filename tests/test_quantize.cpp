@@ -25,8 +25,8 @@
 #include "support.h"
 
 using namespace ep;
-using nlohmann::json;
 using ep::test::int_attr;
+using nlohmann::json;
 
 namespace {
 
