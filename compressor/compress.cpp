@@ -7,6 +7,7 @@
 
 #include "compressor/calibration_data.h"
 #include "compressor/ir/error.h"
+#include "compressor/stream_compress.h"
 #include "formats/model_io.h"
 
 namespace ep {
@@ -83,7 +84,13 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
         return 0;
     }
 
-    auto records = manager.run(model, manager_options, err);
+    // A checkpoint with one rtn quantize-weights pass is quantized while it is written, in
+    // memory bounded by its largest tensor (stream_compress.h); the rest runs in memory.
+    std::optional<StreamPlan> stream;
+    if (!options.manager.verify_each && options.manager.print_after.empty())
+        stream = plan_stream_compress(recipe, model, *output);
+    std::vector<PassRecord> records;
+    if (!stream) records = manager.run(model, manager_options, err);
 
     if (progress) err << "edgepack: writing " << output->string() << "\n" << std::flush;
     auto save_start = std::chrono::steady_clock::now();
@@ -99,8 +106,15 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
         save.epk.provenance.recipe_sha256 = sha256_file_hex(options.recipe);
         save.epk.provenance.recipe_overrides = options.overrides;
     }
-    save_model(model, *output, save);
-    double save_seconds = seconds_since(save_start);
+    double save_seconds = 0.0;
+    if (stream) {
+        StreamTimes times;
+        records.push_back(run_stream_compress(model, *stream, *output, save, progress, err, times));
+        save_seconds = times.write_seconds;
+    } else {
+        save_model(model, *output, save);
+        save_seconds = seconds_since(save_start);
+    }
 
     err << format_summary(records);
     if (options.manager.time_passes)

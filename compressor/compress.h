@@ -7,6 +7,8 @@
 //   3. load the model; check each pass's needs() against it
 //   4. --dry-run: print the plan to `out` and stop (nothing is written)
 //   5. run the passes (hooks per PassManagerOptions); write the output atomically
+//      (a safetensors checkpoint with one rtn quantize-weights pass, written to .epk or
+//      .safetensors, is quantized while it is written instead: stream_compress.h)
 //   6. print the per-pass summary and "wrote PATH (N bytes)" to `err`
 // stdout carries only the dry-run plan; everything else (progress, summary, timings,
 // --print-after dumps) goes to stderr, so stdout stays free for machine-readable output.

@@ -32,7 +32,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::array<uint8_t, 8> kMagic = {0x89, 'E', 'P', 'K', 0x0D, 0x0A, 0x1A, 0x0A};
-constexpr size_t kChunk = size_t{64} << 20;  // bytes hashed / written per step
+// Bytes hashed / written per step: the source pages of one step are resident until it is
+// released, so this bounds what a streaming write or a checksum pass holds.
+constexpr size_t kChunk = size_t{8} << 20;
 constexpr int kMaxJsonDepth = 512;
 constexpr size_t kMaxRank = 64;
 const std::string kZeroHash(64, '0');
@@ -353,6 +355,26 @@ class HashingSink final : public ByteSink {
   private:
     ByteSink& inner_;
     Sha256 sha_;
+};
+
+// One tensor's bytes on their way to the file: hashed for the tensor table, counted.
+class TensorHashingSink final : public ByteSink {
+  public:
+    explicit TensorHashingSink(ByteSink& inner) : inner_(inner) {}
+    void write(std::span<const std::byte> bytes) override {
+        sha_.update(bytes);
+        inner_.write(bytes);
+        count_ += bytes.size();
+    }
+    using ByteSink::write;
+    [[nodiscard]] uint64_t position() const override { return inner_.position(); }
+    [[nodiscard]] uint64_t count() const { return count_; }
+    [[nodiscard]] std::array<std::byte, 32> finish() { return sha_.finish(); }
+
+  private:
+    ByteSink& inner_;
+    Sha256 sha_;
+    uint64_t count_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -983,10 +1005,22 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
     // The tensor table and the data layout.
     json table = json::array();
     std::vector<uint64_t> offsets(writer.tensors.size());
+    // Tensors whose bytes come from a callback (streamed_tensor.h): described by the
+    // replacement's header, sized by its byte count.
+    std::vector<const StreamedTensor*> streamed(writer.tensors.size(), nullptr);
     uint64_t position = 0;
     for (size_t i = 0; i < writer.tensors.size(); ++i) {
-        const Tensor& t = *writer.tensors[i];
-        t.check_consistent();
+        if (options.streamed) {
+            auto it = options.streamed->find(writer.tensors[i]);
+            if (it != options.streamed->end()) streamed[i] = &it->second;
+        }
+        const Tensor& t = streamed[i] ? streamed[i]->header : *writer.tensors[i];
+        const uint64_t size = streamed[i] ? streamed[i]->bytes : t.data.size();
+        if (!streamed[i])
+            t.check_consistent();
+        else if (t.dtype == DType::String || t.expected_bytes() != size)
+            throw InternalError(cat("tensor '", t.name, "': a streamed tensor of ", size,
+                                    " bytes does not match its header"));
         json e{{"name", t.name}, {"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}};
         if (!valid_utf8(t.name)) throw InputError("a tensor name is not valid UTF-8");
         if (!t.doc_string.empty()) {
@@ -1005,9 +1039,9 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
             position = align_up(position);
             offsets[i] = position;
             e["offset"] = position;
-            e["bytes"] = t.data.size();
+            e["bytes"] = size;
             e["sha256"] = kZeroHash;
-            auto end = checked_add(position, t.data.size());
+            auto end = checked_add(position, size);
             if (!end) throw InputError("the tensors' total size overflows");
             position = *end;
         }
@@ -1042,18 +1076,21 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
     uint64_t written = 0;
     for (size_t i = 0; i < writer.tensors.size(); ++i) {
         const Tensor& t = *writer.tensors[i];
-        if (t.dtype == DType::String) continue;
+        if (!streamed[i] && t.dtype == DType::String) continue;
         out.write_zeros(static_cast<size_t>(offsets[i] - written));
-        Sha256 sha;
-        auto bytes = t.data.bytes();
-        for (size_t done = 0; done < bytes.size(); done += kChunk) {
-            size_t n = std::min(kChunk, bytes.size() - done);
-            sha.update(bytes.subspan(done, n));
-            out.write(bytes.subspan(done, n));
-            if (t.data.is_view()) t.data.file()->release(t.data.file_offset() + done, n);
+        TensorHashingSink tensor_out(out);  // the tensor's SHA-256; the file's in `out`
+        if (streamed[i]) {
+            write_streamed(*streamed[i], tensor_out);
+        } else {
+            auto bytes = t.data.bytes();
+            for (size_t done = 0; done < bytes.size(); done += kChunk) {
+                size_t n = std::min(kChunk, bytes.size() - done);
+                tensor_out.write(bytes.subspan(done, n));
+                if (t.data.is_view()) t.data.file()->release(t.data.file_offset() + done, n);
+            }
         }
-        manifest["tensors"][i]["sha256"] = hex(sha.finish());
-        written = offsets[i] + bytes.size();
+        manifest["tensors"][i]["sha256"] = hex(tensor_out.finish());
+        written = offsets[i] + tensor_out.count();
     }
     out.write_zeros(static_cast<size_t>(data_length - written));
     std::string text = manifest.dump();

@@ -97,6 +97,7 @@
 
 #include "compressor/ir/ir.h"
 #include "compressor/ir/output_file.h"
+#include "formats/streamed_tensor.h"
 
 namespace ep {
 
@@ -117,6 +118,9 @@ struct EpkProvenance {
 
 struct EpkWriteOptions {
     EpkProvenance provenance;  // edgepack_version is filled in by the writer
+    // Streaming (streamed_tensor.h): tensors of the model whose bytes a callback produces
+    // while the file is written; the file is the same as for the model with them in place.
+    const StreamedTensors* streamed = nullptr;
 };
 
 struct EpkInfo {

@@ -325,10 +325,25 @@ void write_tensor_bytes(ByteSink& sink, const TensorData& data) {
     }
 }
 
-void write_file(const Model& model, const std::filesystem::path& path) {
-    std::vector<const Tensor*> tensors;
+// A tensor to write: as the header describes it (the model's tensor, or a streamed
+// replacement's header) and where its bytes come from.
+struct Outgoing {
+    const Tensor* header;
+    const StreamedTensor* streamed;  // null: header->data
+    uint64_t bytes;
+};
+
+void write_file(const Model& model, const std::filesystem::path& path,
+                const StreamedTensors* streamed) {
+    std::vector<Outgoing> tensors;
     std::set<std::string_view> names;
-    for (const Tensor& t : model.graph.initializers) {
+    for (const Tensor& source : model.graph.initializers) {
+        const StreamedTensor* s = nullptr;
+        if (streamed) {
+            auto it = streamed->find(&source);
+            if (it != streamed->end()) s = &it->second;
+        }
+        const Tensor& t = s ? s->header : source;
         if (t.dtype == DType::String)
             throw InputError(cat("tensor '", t.name,
                                  "': string tensors cannot be stored in safetensors"));
@@ -341,13 +356,17 @@ void write_file(const Model& model, const std::filesystem::path& path) {
                              "(the name is reserved for the metadata map)");
         if (!names.insert(t.name).second)
             throw InputError(cat("tensor '", t.name, "' appears twice"));
-        t.check_consistent();
-        tensors.push_back(&t);
+        if (!s)
+            t.check_consistent();
+        else if (t.is_encoded() || t.expected_bytes() != s->bytes)
+            throw InternalError(cat("tensor '", t.name, "': a streamed tensor of ", s->bytes,
+                                    " bytes does not match its header"));
+        tensors.push_back({&t, s, s ? s->bytes : t.data.size()});
     }
-    std::stable_sort(tensors.begin(), tensors.end(), [](const Tensor* a, const Tensor* b) {
-        int ra = rust_dtype_rank(a->dtype), rb = rust_dtype_rank(b->dtype);
+    std::stable_sort(tensors.begin(), tensors.end(), [](const Outgoing& a, const Outgoing& b) {
+        int ra = rust_dtype_rank(a.header->dtype), rb = rust_dtype_rank(b.header->dtype);
         if (ra != rb) return ra > rb;
-        return a->name < b->name;  // char_traits<char> compares as unsigned: bytewise
+        return a.header->name < b.header->name;  // char_traits<char>: unsigned, bytewise
     });
 
     std::string header = "{";
@@ -370,8 +389,8 @@ void write_file(const Model& model, const std::filesystem::path& path) {
     }
     uint64_t offset = 0;
     for (size_t i = 0; i < tensors.size(); ++i) {
-        const Tensor& t = *tensors[i];
-        auto end = checked_add(offset, t.data.size());
+        const Tensor& t = *tensors[i].header;
+        auto end = checked_add(offset, tensors[i].bytes);
         if (!end) throw InputError("the tensors' total size overflows");
         if (i) header += ',';
         header += json_string(t.name, cat("tensor name '", t.name, "'"));
@@ -395,7 +414,12 @@ void write_file(const Model& model, const std::filesystem::path& path) {
     OutputFile out(path);
     write_le64(out, header.size());
     out.write(std::string_view(header));
-    for (const Tensor* t : tensors) write_tensor_bytes(out, t->data);
+    for (const Outgoing& t : tensors) {
+        if (t.streamed)
+            write_streamed(*t.streamed, out);
+        else
+            write_tensor_bytes(out, t.header->data);
+    }
     out.commit();
 }
 
@@ -406,8 +430,9 @@ Model read_safetensors(const std::filesystem::path& path) {
     return in_file(path, [&] { return read_mapped(file); });
 }
 
-void write_safetensors(const Model& model, const std::filesystem::path& path) {
-    in_file(path, [&] { write_file(model, path); });
+void write_safetensors(const Model& model, const std::filesystem::path& path,
+                       const StreamedTensors* streamed) {
+    in_file(path, [&] { write_file(model, path, streamed); });
 }
 
 }  // namespace ep

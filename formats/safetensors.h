@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "compressor/ir/ir.h"
+#include "formats/streamed_tensor.h"
 
 namespace ep {
 
@@ -26,6 +27,9 @@ namespace ep {
 // in the layout the Python package writes: tensors sorted by dtype (the Rust crate's
 // enum order, descending), then by name. Throws InputError naming the tensor for string
 // tensors and dtypes safetensors lacks. Atomic; data of mapped views is streamed.
-void write_safetensors(const Model& model, const std::filesystem::path& path);
+// `streamed` (streamed_tensor.h): tensors whose bytes a callback produces as the file is
+// written (the header comes first, so their sizes come from the replacements' headers).
+void write_safetensors(const Model& model, const std::filesystem::path& path,
+                       const StreamedTensors* streamed = nullptr);
 
 }  // namespace ep

@@ -9,22 +9,46 @@ namespace ep {
 
 using nlohmann::json;
 
-Model encode_for_safetensors(const Model& model) {
-    Model out = model;
-    for (const auto& [key, _] : out.metadata)
+namespace {
+
+// An encoded tensor (or a streamed replacement's header) to its stored U8 form, with its
+// metadata entry.
+void to_stored_form(Tensor& t, uint64_t bytes, Model& model) {
+    json entry{
+        {"encoding", encoding_name(t.encoding)}, {"axis", t.encoding.axis}, {"shape", t.shape}};
+    model.metadata.emplace_back(kSafetensorsEncodingPrefix + t.name, entry.dump());
+    t.dtype = DType::U8;
+    t.shape = {static_cast<int64_t>(bytes)};
+    t.encoding = Encoding{};
+}
+
+}  // namespace
+
+void encode_for_safetensors_in_place(Model& model, StreamedTensors& streamed) {
+    for (const auto& [key, _] : model.metadata)
         if (key.starts_with(kSafetensorsEncodingPrefix))
             throw InputError(cat("metadata key '", key, "' uses the reserved prefix '",
                                  kSafetensorsEncodingPrefix, "'"));
-    for (Tensor& t : out.graph.initializers) {
+    for (Tensor& t : model.graph.initializers) {
+        if (auto it = streamed.find(&t); it != streamed.end()) {
+            StreamedTensor& s = it->second;
+            if (!s.header.is_encoded()) continue;
+            if (s.header.expected_bytes() != s.bytes)
+                throw InternalError(cat("tensor '", t.name, "': a streamed tensor of ", s.bytes,
+                                        " bytes does not match its header"));
+            to_stored_form(s.header, s.bytes, model);
+            continue;
+        }
         if (!t.is_encoded()) continue;
         t.check_consistent();
-        json entry{
-            {"encoding", encoding_name(t.encoding)}, {"axis", t.encoding.axis}, {"shape", t.shape}};
-        out.metadata.emplace_back(kSafetensorsEncodingPrefix + t.name, entry.dump());
-        t.dtype = DType::U8;
-        t.shape = {static_cast<int64_t>(t.data.size())};
-        t.encoding = Encoding{};
+        to_stored_form(t, t.data.size(), model);
     }
+}
+
+Model encode_for_safetensors(const Model& model) {
+    Model out = model;
+    StreamedTensors none;
+    encode_for_safetensors_in_place(out, none);
     return out;
 }
 

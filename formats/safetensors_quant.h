@@ -15,6 +15,7 @@
 #include <string>
 
 #include "compressor/ir/ir.h"
+#include "formats/streamed_tensor.h"
 
 namespace ep {
 
@@ -23,6 +24,11 @@ inline constexpr const char* kSafetensorsEncodingPrefix = "edgepack.encoding/";
 // A copy of `model` with encoded initializers stored as U8 plus metadata entries (tensor
 // bytes are shared, not copied). Models without encoded tensors come back unchanged.
 [[nodiscard]] Model encode_for_safetensors(const Model& model);
+// The same in place, for a streaming write (streamed_tensor.h): tensors of `model` that
+// `streamed` replaces by encoded ones get their metadata entries here and their
+// replacements' headers become the U8 form, so write_safetensors(model, path, &streamed)
+// writes the file save_model writes for the model with the replacements in place.
+void encode_for_safetensors_in_place(Model& model, StreamedTensors& streamed);
 // Undoes encode_for_safetensors on a model read from safetensors; `what` names the file.
 void decode_safetensors_encodings(Model& model);
 

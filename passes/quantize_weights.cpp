@@ -16,7 +16,8 @@
 // Checkpoints (.safetensors, no graph): every selected 2-D float tensor (f32/f16/bf16) is
 // a candidate with axis 1 (the [out, in] layout of nn.Linear weights); rtn only (GPTQ and
 // AWQ need a graph to capture activations: the pass manager reports that). Tensors are
-// quantized and replaced one at a time, so only one float copy exists at once.
+// quantized and replaced one at a time, so only one float copy exists at once; `edgepack
+// compress` streams checkpoints instead (checkpoint_quantize_plan, quantize_weights.h).
 //
 // GPTQ / AWQ need the recipe's calibration data. Activations are captured once from the
 // model as it is before this pass (not sequentially through already quantized layers),
@@ -46,6 +47,7 @@
 #include "compressor/ir/encoding.h"
 #include "compressor/ir/ir.h"
 #include "passes/pass.h"
+#include "passes/quantize_weights.h"
 #include "passes/selector.h"
 
 namespace ep {
@@ -206,19 +208,35 @@ class QuantizeWeights final : public Pass {
         size_t n = a.candidates.size();
         for (size_t i = 0; i < n; ++i) {
             const auto& c = a.candidates[i];
-            const Tensor* t = model.graph.find_initializer(c.name);
             before += c.old_bytes;
             after += c.new_bytes;
-            std::string how;
-            if (method_ != "rtn") how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
-            lines.push_back(cat("[", i + 1, "/", n, "] ", c.name, " ", shape_string(t->shape), " ",
-                                lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
-                                mib(c.old_bytes), " -> ", mib(c.new_bytes), how));
+            lines.push_back(plan_line(model, a, i));
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
         lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize (", method_, "): ",
                             mib(before), " -> ", mib(after), "; ", a.skipped.size(), " skipped"));
         return lines;
+    }
+
+    // The streaming compressor's view of run() on a checkpoint (quantize_weights.h).
+    std::optional<CheckpointQuantizePlan> checkpoint_plan(const Model& model) const {
+        if (method_ != "rtn" || !model.graph.nodes.empty()) return std::nullopt;
+        Analysis a = analyze(model);
+        CheckpointQuantizePlan p;
+        uint64_t before = 0, after = 0;
+        for (size_t i = 0; i < a.candidates.size(); ++i) {
+            const auto& c = a.candidates[i];
+            before += c.old_bytes;
+            after += c.new_bytes;
+            p.items.push_back({model.graph.find_initializer(c.name), c.encoding, c.rows, c.k,
+                               c.old_bytes, c.new_bytes, plan_line(model, a, i)});
+        }
+        p.result.skipped = std::move(a.skipped);
+        p.result.rewrites = p.items.size();
+        p.result.changed = p.result.rewrites > 0;
+        p.result.shapes_still_valid = true;
+        p.result.summary.push_back(summary_line(p.result.rewrites, before, after));
+        return p;
     }
 
     PassResult run(Model& model, PassContext& context) override {
@@ -243,14 +261,28 @@ class QuantizeWeights final : public Pass {
         }
         result.changed = result.rewrites > 0;
         result.shapes_still_valid = true;
-        result.summary.insert(result.summary.begin(),
-                              cat("quantized ", result.rewrites, " tensor",
-                                  result.rewrites == 1 ? "" : "s", " to ", encoding_name(encoding_),
-                                  " with ", method_, ": ", mib(before), " -> ", mib(after)));
+        result.summary.insert(result.summary.begin(), summary_line(result.rewrites, before, after));
         return result;
     }
 
   private:
+    std::string summary_line(size_t rewrites, uint64_t before, uint64_t after) const {
+        return cat("quantized ", rewrites, " tensor", rewrites == 1 ? "" : "s", " to ",
+                   encoding_name(encoding_), " with ", method_, ": ", mib(before), " -> ",
+                   mib(after));
+    }
+
+    // The plan's line for candidate i: "[i/N] name [shape] f32 -> int4g32, A MiB -> B MiB".
+    std::string plan_line(const Model& model, const Analysis& a, size_t i) const {
+        const auto& c = a.candidates[i];
+        const Tensor* t = model.graph.find_initializer(c.name);
+        std::string how;
+        if (method_ != "rtn") how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
+        return cat("[", i + 1, "/", a.candidates.size(), "] ", c.name, " ", shape_string(t->shape),
+                   " ", lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
+                   mib(c.old_bytes), " -> ", mib(c.new_bytes), how);
+    }
+
     static std::string_view role_name(Role r) {
         switch (r) {
             case Role::MatMulB:
@@ -687,6 +719,12 @@ class QuantizeWeights final : public Pass {
 
 std::unique_ptr<Pass> make_quantize_weights_pass() {
     return std::make_unique<QuantizeWeights>();
+}
+
+std::optional<CheckpointQuantizePlan> checkpoint_quantize_plan(const Pass& pass,
+                                                               const Model& model) {
+    const auto* q = dynamic_cast<const QuantizeWeights*>(&pass);
+    return q ? q->checkpoint_plan(model) : std::nullopt;
 }
 
 }  // namespace ep
