@@ -1,11 +1,17 @@
+// Encodings (encoding.h): names, sizes, the scalar reference quantizer that defines the
+// bytes, and quantize_rtn / quantize_tensor_rtn, which write the same bytes through the
+// optimised kernels of encoding_simd.cpp when the CPU has them (EDGEPACK_ISA=baseline in
+// the environment forces the reference).
 #include "encoding.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "checked.h"
+#include "encoding_simd.h"
 #include "error.h"
 #include "tensor.h"
 
@@ -230,8 +236,8 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
     }
 }
 
-std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w, int64_t rows,
-                                    int64_t cols) {
+std::vector<std::byte> quantize_rtn_reference(const Encoding& e, std::span<const float> w,
+                                              int64_t rows, int64_t cols) {
     const auto& t = traits(e.scheme);
     auto total = encoded_bytes(e, rows, cols);
     if (!total || w.size() != static_cast<size_t>(rows * cols))
@@ -268,6 +274,155 @@ std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w,
         pack_row(e, codes, params,
                  std::span(out).subspan(static_cast<size_t>(r) * rb, static_cast<size_t>(rb)));
     }
+    return out;
+}
+
+namespace detail {
+namespace {
+
+// The reference, block by block: exactly what quantize_rtn_reference does for each group.
+void blocks_reference(const Encoding& e, const float* x, int64_t len, int64_t nblocks,
+                      uint8_t* out) {
+    const size_t bb = block_bytes(e);
+    std::vector<int> codes(e.group);
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t n = std::min<int64_t>(e.group, len - b * e.group);
+        const auto group = std::span(x + b * e.group, static_cast<size_t>(n));
+        const QParams p = choose_qparams(e, group);
+        for (int64_t i = 0; i < n; ++i)
+            codes[static_cast<size_t>(i)] = quantize_value(e, group[static_cast<size_t>(i)], p);
+        pack_row(e, std::span(codes.data(), static_cast<size_t>(n)), std::span(&p, 1),
+                 std::span(reinterpret_cast<std::byte*>(out) + static_cast<size_t>(b) * bb, bb));
+    }
+}
+
+void int8c_row_reference(const Encoding& e, const float* x, int64_t cols, uint8_t* codes,
+                         uint8_t* scale) {
+    const auto row = std::span(x, static_cast<size_t>(cols));
+    const QParams p = choose_qparams(e, row);
+    for (size_t c = 0; c < row.size(); ++c)
+        codes[c] = static_cast<uint8_t>(static_cast<int8_t>(quantize_value(e, row[c], p)));
+    std::memcpy(scale, &p.scale, 4);
+}
+
+void transpose_reference(const float* src, int64_t lds, int64_t m, int64_t n, float* dst,
+                         int64_t ldd) {
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+
+}  // namespace
+
+const RtnKernels& rtn_reference_kernels() {
+    static const RtnKernels k{"scalar", blocks_reference, int8c_row_reference, transpose_reference};
+    return k;
+}
+
+}  // namespace detail
+
+namespace {
+
+bool isa_forced_baseline() {
+    const char* isa = std::getenv("EDGEPACK_ISA");
+    return isa != nullptr && std::strcmp(isa, "baseline") == 0;
+}
+
+// The kernels quantize_rtn uses for `e`: optimised entries where there are some, the
+// reference's elsewhere; isa names the one that quantizes (blocks, or int8c rows).
+detail::RtnKernels rtn_kernels(const Encoding& e) {
+    const auto& ref = detail::rtn_reference_kernels();
+    if (isa_forced_baseline()) return ref;
+    detail::RtnKernels k = detail::rtn_avx2_kernels(e);
+    const bool fast = traits(e.scheme).grouped ? k.blocks != nullptr : k.int8c_row != nullptr;
+    if (!fast) k.isa = ref.isa;
+    if (!k.blocks) k.blocks = ref.blocks;
+    if (!k.int8c_row) k.int8c_row = ref.int8c_row;
+    if (!k.transpose) k.transpose = ref.transpose;
+    return k;
+}
+
+// dst = the transpose of the m x n matrix src (dst n x m), in tiles that stay in cache.
+void transpose_tiled(const detail::RtnKernels& k, const float* src, int64_t m, int64_t n,
+                     float* dst) {
+    constexpr int64_t kTile = 64;
+    for (int64_t i0 = 0; i0 < m; i0 += kTile)
+        for (int64_t j0 = 0; j0 < n; j0 += kTile)
+            k.transpose(src + i0 * n + j0, n, std::min(kTile, m - i0), std::min(kTile, n - j0),
+                        dst + j0 * m + i0, m);
+}
+
+// The RTN encoding of an axis-0 weight: src is the logical [cols, rows] matrix (a MatMul
+// [K, N] weight), stored row r = logical column r. Transposes tile by tile into a bounded
+// scratch and quantizes each tile's blocks there: same bytes as quantize_rtn on the
+// transposed matrix, without a transposed copy of the whole tensor.
+std::vector<std::byte> quantize_rtn_transposed(const Encoding& e, std::span<const float> src,
+                                               int64_t rows, int64_t cols) {
+    const auto total = encoded_bytes(e, rows, cols);
+    if (!total || src.size() != static_cast<size_t>(rows * cols))
+        throw InternalError("quantize_rtn_transposed: size");
+    const detail::RtnKernels k = rtn_kernels(e);
+    std::vector<std::byte> out(*total);
+    auto* o = reinterpret_cast<uint8_t*>(out.data());
+    if (!traits(e.scheme).grouped) {
+        // int8c: a row's scale needs the whole row; chunks of whole rows (<= 1 MiB scratch).
+        const int64_t chunk =
+            std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(cols, 1), 1, 64);
+        std::vector<float> scratch(static_cast<size_t>(chunk * cols));
+        const uint64_t scale_at = *total - static_cast<uint64_t>(rows) * 4;
+        for (int64_t n0 = 0; n0 < rows; n0 += chunk) {
+            const int64_t nn = std::min(chunk, rows - n0);
+            k.transpose(src.data() + n0, rows, cols, nn, scratch.data(), cols);
+            for (int64_t j = 0; j < nn; ++j)
+                k.int8c_row(e, scratch.data() + j * cols, cols, o + (n0 + j) * cols,
+                            o + scale_at + static_cast<uint64_t>(n0 + j) * 4);
+        }
+        return out;
+    }
+    // Tiles of kTileK (whole groups) x kTileN of the [cols, rows] source.
+    constexpr int64_t kTileK = 128, kTileN = 64;
+    std::vector<float> tile(static_cast<size_t>(kTileK * kTileN));
+    const uint64_t rb = row_bytes(e, cols);
+    const size_t bb = block_bytes(e);
+    for (int64_t k0 = 0; k0 < cols; k0 += kTileK) {
+        const int64_t kn = std::min(kTileK, cols - k0);
+        const int64_t b0 = k0 / e.group, nb = (kn + e.group - 1) / e.group;
+        for (int64_t n0 = 0; n0 < rows; n0 += kTileN) {
+            const int64_t nn = std::min(kTileN, rows - n0);
+            k.transpose(src.data() + k0 * rows + n0, rows, kn, nn, tile.data(), kTileK);
+            for (int64_t j = 0; j < nn; ++j)
+                k.blocks(e, tile.data() + j * kTileK, kn, nb,
+                         o + static_cast<uint64_t>(n0 + j) * rb + static_cast<uint64_t>(b0) * bb);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string_view quantize_rtn_isa(const Encoding& e) {
+    return rtn_kernels(e).isa;
+}
+
+std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w, int64_t rows,
+                                    int64_t cols) {
+    const detail::RtnKernels k = rtn_kernels(e);
+    if (std::strcmp(k.isa, "scalar") == 0) return quantize_rtn_reference(e, w, rows, cols);
+    const auto total = encoded_bytes(e, rows, cols);
+    if (!total || w.size() != static_cast<size_t>(rows * cols))
+        throw InternalError("quantize_rtn: size");
+    std::vector<std::byte> out(*total);
+    auto* o = reinterpret_cast<uint8_t*>(out.data());
+    if (!traits(e.scheme).grouped) {
+        const uint64_t scale_at = *total - static_cast<uint64_t>(rows) * 4;
+        for (int64_t r = 0; r < rows; ++r)
+            k.int8c_row(e, w.data() + r * cols, cols, o + r * cols,
+                        o + scale_at + static_cast<uint64_t>(r) * 4);
+        return out;
+    }
+    const int64_t nb = blocks_per_row(e, cols);
+    const uint64_t rb = row_bytes(e, cols);
+    for (int64_t r = 0; r < rows; ++r)
+        k.blocks(e, w.data() + r * cols, cols, nb, o + static_cast<uint64_t>(r) * rb);
     return out;
 }
 
@@ -348,10 +503,7 @@ std::vector<float> stored_floats(const Tensor& t, const Encoding& e) {
     std::vector<float> w = t.to_floats();
     if (e.axis == 0) {
         std::vector<float> tr(w.size());
-        for (int64_t r = 0; r < dims.rows; ++r)
-            for (int64_t c = 0; c < dims.cols; ++c)
-                tr[static_cast<size_t>(r * dims.cols + c)] =
-                    w[static_cast<size_t>(c * dims.rows + r)];
+        transpose_tiled(rtn_kernels(e), w.data(), dims.cols, dims.rows, tr.data());
         w.swap(tr);
     }
     return w;
@@ -372,7 +524,19 @@ Tensor make_encoded_tensor(const Tensor& t, const Encoding& e, std::vector<std::
 Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
     check_encoding(e, cat("tensor '", t.name, "'"));
     auto dims = encoded_dims(e, t.shape, cat("tensor '", t.name, "'"));
-    return make_encoded_tensor(t, e, quantize_rtn(e, stored_floats(t, e), dims.rows, dims.cols));
+    // An f32 tensor is read in place; other float dtypes are converted once.
+    std::vector<float> converted;
+    std::span<const float> w;
+    if (t.dtype == DType::F32 && !t.is_encoded()) {
+        t.check_consistent();
+        w = t.values<float>();
+    } else {
+        converted = t.to_floats();
+        w = converted;
+    }
+    if (e.axis == 0)
+        return make_encoded_tensor(t, e, quantize_rtn_transposed(e, w, dims.rows, dims.cols));
+    return make_encoded_tensor(t, e, quantize_rtn(e, w, dims.rows, dims.cols));
 }
 
 }  // namespace ep

@@ -159,9 +159,18 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
               std::span<std::byte> out);
 
 // Quantizes a rows x cols row-major float matrix (already in stored orientation: each row
-// one output channel, the reduction axis contiguous) with round-to-nearest.
+// one output channel, the reduction axis contiguous) with round-to-nearest. Writes exactly
+// the bytes of quantize_rtn_reference, through AVX2 kernels when the CPU has them.
 [[nodiscard]] std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w,
                                                   int64_t rows, int64_t cols);
+// The scalar reference quantizer itself (choose_qparams, quantize_value, pack_row, row by
+// row): what defines the bytes quantize_rtn writes.
+[[nodiscard]] std::vector<std::byte> quantize_rtn_reference(const Encoding& e,
+                                                            std::span<const float> w,
+                                                            int64_t rows, int64_t cols);
+// The code path quantize_rtn takes for `e` here: "avx2", or "scalar" (the reference) when
+// the CPU lacks AVX2 / FMA / F16C or EDGEPACK_ISA=baseline is set (read at each call).
+[[nodiscard]] std::string_view quantize_rtn_isa(const Encoding& e);
 
 // Dequantizes stored row r of an encoded matrix into cols floats.
 void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t rows, int64_t cols,
