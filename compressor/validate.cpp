@@ -146,7 +146,9 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
     rt::ExecOptions exec;
     exec.threads = options.threads;
     rt::Executor reference(load_model(options.reference), exec);
-    rt::Executor candidate(load_model(options.candidate), exec);
+    rt::ExecOptions candidate_exec = exec;
+    candidate_exec.int8_activations = options.candidate_int8_activations;
+    rt::Executor candidate(load_model(options.candidate), candidate_exec);
     Dataset dataset(reference, options.data);
 
     // The candidate must take what the reference takes (it may need fewer inputs).
@@ -238,6 +240,7 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
     report["schema"] = kValidateSchema;
     report["reference"] = options.reference.string();
     report["candidate"] = options.candidate.string();
+    report["candidate_int8_activations"] = options.candidate_int8_activations;
     json inputs = {{"source", kind_name(dataset.kind())},
                    {"description", dataset.describe()},
                    {"samples", dataset.size()}};
@@ -321,7 +324,9 @@ std::string shape_of(const json& j) {
 std::string render_validate_text(const json& report, size_t per_layer_rows) {
     std::string out;
     out += cat("reference: ", report["reference"].get<std::string>(), "\n");
-    out += cat("candidate: ", report["candidate"].get<std::string>(), "\n");
+    out += cat("candidate: ", report["candidate"].get<std::string>(),
+               report.value("candidate_int8_activations", false) ? " (int8 activations)" : "",
+               "\n");
     out += cat("inputs:    ", report["inputs"]["description"].get<std::string>(), "\n");
     if (report["labels"].is_string())
         out += cat("labels:    ", report["labels"].get<std::string>(), "\n");

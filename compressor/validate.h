@@ -28,6 +28,9 @@ struct ValidateOptions {
     std::filesystem::path labels;  // .npy of int32/int64 class indices; empty: none
     bool per_layer = false;
     int threads = 1;
+    // The candidate's MatMul / Gemm with int4 weights take int8 activations
+    // (rt::ExecOptions::int8_activations); the reference always runs in float.
+    bool candidate_int8_activations = false;
     size_t per_layer_text = 10;  // layers listed in the text report (JSON has all)
 };
 

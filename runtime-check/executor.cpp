@@ -311,6 +311,7 @@ Executor::Executor(Model model, ExecOptions options)
     for (const auto& v : model_.graph.inputs)
         if (!initializers.count(v.name)) feeds_.push_back(v);
     plan_ = compile(model_, model_.graph, nullptr);
+    if (options_.int8_activations) qpacks_ = std::make_unique<QPackCache>();
 }
 
 NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
@@ -389,7 +390,7 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
                 continue;
             }
         }
-        OpContext ctx{node, {}, {}, options_, step.opset, &runner};
+        OpContext ctx{node, {}, {}, options_, step.opset, &runner, qpacks_.get()};
         ctx.inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {
             if (step.inputs[k].slot < 0) {

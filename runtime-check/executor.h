@@ -58,6 +58,7 @@ private:
     ExecOptions options_;
     std::vector<ValueInfo> feeds_;
     std::unique_ptr<Plan> plan_;  // the main graph's; subgraph plans hang off it
+    std::unique_ptr<QPackCache> qpacks_;  // int8_activations: packed int4 weights (qgemm.h)
     RunStats stats_;
     uint64_t live_bytes_ = 0;
 };

@@ -20,7 +20,13 @@ namespace ep::rt {
 
 struct ExecOptions {
     int threads = 1;
+    // MatMul / Gemm with an int4 weight quantize their activations to int8 per 32 elements
+    // (qgemm.h: qgemm_i8), like ONNX Runtime's MatMulNBits accuracy_level 4: faster, and
+    // less exact (the validate report shows by how much). Off: float activations.
+    bool int8_activations = false;
 };
+
+class QPackCache;  // weights repacked for the int8-activation kernel (qgemm.h)
 
 struct OpContext;
 using KernelFn = void (*)(OpContext&);
@@ -35,6 +41,7 @@ struct OpContext {
     const ExecOptions& options;
     int64_t opset = 0;
     const SubgraphRunner* run_subgraph = nullptr;
+    QPackCache* qpacks = nullptr;  // the executor's, when int8_activations is on
 
     [[nodiscard]] size_t input_count() const { return inputs.size(); }
     [[nodiscard]] bool has_input(size_t i) const { return i < inputs.size() && inputs[i]; }

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #define EP_QK_X86 1
 #define EP_QK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define EP_QK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #endif
 
 namespace ep::rt {
@@ -312,6 +313,74 @@ EP_QK_AVX2 void dequant_row_avx2(const QMat& q, int64_t r, float* out) {
         }
     }
 }
+
+// int4 weights (symmetric or with a zero point, any group) with AVX-512: the scale is
+// taken out of each group's sum. Each A row is first rearranged per 32 elements into the
+// 16 even then the 16 odd ones (even_odd_rows), the order in which 16 bytes of nibbles
+// unpack, and zero-padded to whole groups (padding codes dequantize to 0 too). Per 32
+// weights: the low and the high nibbles widen to 16 int32 lanes each, and vpermps with a
+// 16-entry table turns them into float(code - zero) (it reads only the low 4 bits of each
+// lane, so the high nibble needs no mask); two FMAs with A give the group's partial sums,
+// and one FMA per group adds scale * sum to the row's accumulator (two, alternating by
+// group parity, added at the end). The order is fixed per output channel, so results do
+// not depend on the thread split.
+[[nodiscard]] std::vector<float> even_odd_rows(const float* a, int64_t m, int64_t lda, int64_t k,
+                                               int64_t padded) {
+    std::vector<float> out(static_cast<size_t>(m * padded), 0.0f);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+            const int64_t base = j & ~int64_t{31}, r = j & 31;
+            const int64_t at = base + (r % 2 == 0 ? r / 2 : 16 + r / 2);
+            out[static_cast<size_t>(i * padded + at)] = a[i * lda + j];
+        }
+    return out;
+}
+
+template <bool Asym, int M>
+EP_QK_AVX512 void int4_rows_avx512(const QMat& q, const float* ap, int64_t padded, float* y,
+                                   int64_t ldy, int64_t n0, int64_t n1) {
+    const __m512 base = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 sym_table = _mm512_sub_ps(base, _mm512_set1_ps(8.0f));
+    const int64_t pieces = q.chunk / 32;
+    const size_t codes_at = Asym ? 4 : 2;
+    const bool bf16 = q.e.scale_dtype == DType::BF16;
+    for (int64_t row = n0; row < n1; ++row) {
+        __m512 acc[M][2];
+        for (auto& r : acc) r[0] = r[1] = _mm512_setzero_ps();
+        const uint8_t* blk = q.data + static_cast<uint64_t>(row) * q.row_stride;
+        for (int64_t b = 0; b < q.chunks; ++b, blk += q.blk_bytes) {
+            uint16_t d;
+            std::memcpy(&d, blk, 2);
+            float s;
+            if (bf16) {
+                const uint32_t bits = static_cast<uint32_t>(d) << 16;
+                std::memcpy(&s, &bits, 4);
+            } else {
+                s = _cvtsh_ss(d);
+            }
+            const __m512 table =
+                Asym ? _mm512_sub_ps(base, _mm512_set1_ps(static_cast<float>(blk[2]))) : sym_table;
+            __m512 sum[M];
+            for (int64_t p = 0; p < pieces; ++p) {
+                const __m128i v =
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + codes_at + 16 * p));
+                const __m512 wl = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(v), table);
+                const __m512 wh =
+                    _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_srli_epi16(v, 4)), table);
+                for (int i = 0; i < M; ++i) {
+                    const float* ar = ap + i * padded + b * q.chunk + 32 * p;
+                    const __m512 lo = _mm512_mul_ps(_mm512_loadu_ps(ar), wl);
+                    sum[i] = p == 0 ? lo : _mm512_add_ps(sum[i], lo);
+                    sum[i] = _mm512_fmadd_ps(_mm512_loadu_ps(ar + 16), wh, sum[i]);
+                }
+            }
+            for (int i = 0; i < M; ++i)
+                acc[i][b & 1] = _mm512_fmadd_ps(sum[i], _mm512_set1_ps(s), acc[i][b & 1]);
+        }
+        for (int i = 0; i < M; ++i)
+            y[i * ldy + row] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+    }
+}
 #endif
 
 bool use_avx2() {
@@ -325,10 +394,44 @@ bool use_avx2() {
 #endif
 }
 
+bool use_avx512() {
+#ifdef EP_QK_X86
+    static const bool yes =
+        std::string_view(simd_kernels().name) == "avx512" && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq");
+    return yes;
+#else
+    return false;
+#endif
+}
+
 template <QScheme S>
 void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda,
          float* y, int64_t ldy) {
 #ifdef EP_QK_X86
+    if constexpr (S == QScheme::Int4Sym || S == QScheme::Int4Asym) {
+        if (use_avx512() && m <= kQSmallM) {
+            constexpr bool asym = S == QScheme::Int4Asym;
+            const int64_t padded = q.chunks * q.chunk;
+            const std::vector<float> ap = even_odd_rows(a, m, lda, q.cols, padded);
+            const int64_t min_chunk =
+                std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
+            parallel_for(options, q.rows, min_chunk, [&](int64_t n0, int64_t n1) {
+                switch (m) {
+                    case 1:
+                        return int4_rows_avx512<asym, 1>(q, ap.data(), padded, y, ldy, n0, n1);
+                    case 2:
+                        return int4_rows_avx512<asym, 2>(q, ap.data(), padded, y, ldy, n0, n1);
+                    case 3:
+                        return int4_rows_avx512<asym, 3>(q, ap.data(), padded, y, ldy, n0, n1);
+                    default:
+                        return int4_rows_avx512<asym, 4>(q, ap.data(), padded, y, ldy, n0, n1);
+                }
+            });
+            return;
+        }
+    }
     if (use_avx2() && m <= kQSmallM) {
         const int64_t min_chunk =
             std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, q.cols * m));
@@ -390,6 +493,8 @@ void qgemm_f32(const OpContext& c, const MatrixView& a, const Tensor& w, int64_t
         lda = a.cols;
     }
     if (a.rows == 0 || q.rows == 0) return;
+    if (c.options.int8_activations && c.qpacks && qpack_i4_supported(q.e))
+        return qgemm_i8(c.options, c.qpacks->get(w), pa, a.rows, lda, y, ldy);
     switch (q.e.scheme) {
         case QScheme::Int8Channel:
             return run<QScheme::Int8Channel>(c.options, q, pa, a.rows, lda, y, ldy);

@@ -20,6 +20,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "compressor/ir/ir.h"
 #include "runtime-check/gemm.h"
@@ -48,5 +52,51 @@ void qgemm_f32(const OpContext& c, const MatrixView& a, const Tensor& w, int64_t
 
 // Gather on axis 0 from an encoded table (axis 1): dequantizes only the gathered rows.
 void gather_encoded(OpContext& c);
+
+// The int8-activation variant (ExecOptions::int8_activations; qgemv_i8.cpp): int4 weights
+// (symmetric or with a zero point, any group) repacked once into tiles of 16 output
+// channels, activations quantized per 32 elements to int8, exact int32 dot products
+// (AVX-512 VNNI, AVX2, or portable code, all giving the same bits).
+// Layout: qgemv_i8.cpp.
+struct QPackI4 {
+    int64_t rows = 0, cols = 0;               // the stored matrix: rows = output channels
+    int64_t group = 0, groups = 0, subs = 0;  // subs: 32-element sub-blocks per row
+    int64_t tiles = 0;
+    bool asym = false, bf16 = false;  // zero points stored; scales are bf16 (else f16)
+    size_t tile_bytes = 0;  // codes (subs * 256) + scales (groups * 32) + zeros (asym: groups * 64)
+    struct Free {
+        void operator()(std::byte* p) const;
+    };
+    std::unique_ptr<std::byte, Free> storage;  // 2 MiB aligned (huge pages where allowed)
+    std::byte* base = nullptr;                 // = storage
+
+    [[nodiscard]] const uint8_t* codes(int64_t t) const {
+        return reinterpret_cast<const uint8_t*>(base) + static_cast<size_t>(t) * tile_bytes;
+    }
+    [[nodiscard]] const uint16_t* scales(int64_t t) const {
+        return reinterpret_cast<const uint16_t*>(codes(t) + subs * 256);
+    }
+    [[nodiscard]] const int32_t* zeros(int64_t t) const {
+        return reinterpret_cast<const int32_t*>(codes(t) + subs * 256 + groups * 32);
+    }
+};
+[[nodiscard]] bool qpack_i4_supported(const Encoding& e);
+[[nodiscard]] std::unique_ptr<QPackI4> pack_i4(const Tensor& w, const std::string& what);
+// Y[M, N] = A[M, K] (row-major) * W^T through a packed weight.
+void qgemm_i8(const ExecOptions& options, const QPackI4& p, const float* a, int64_t m, int64_t lda,
+              float* y, int64_t ldy);
+
+// The packed weights of one executor, made at first use and kept for its lifetime.
+class QPackCache {
+  public:
+    QPackCache();
+    ~QPackCache();
+    QPackCache(const QPackCache&) = delete;
+    QPackCache& operator=(const QPackCache&) = delete;
+    [[nodiscard]] const QPackI4& get(const Tensor& w);
+
+  private:
+    std::unordered_map<const Tensor*, std::unique_ptr<QPackI4>> packs_;
+};
 
 }  // namespace ep::rt

@@ -80,13 +80,17 @@ inline Model make_model(const OneNode& spec) {
 }
 
 // Runs the node with `threads` worker threads; returns the outputs in order.
-inline std::vector<Tensor> run_node(const OneNode& spec, int threads) {
-    rt::Executor exec(make_model(spec), rt::ExecOptions{threads});
+inline std::vector<Tensor> run_node(const OneNode& spec, const rt::ExecOptions& options) {
+    rt::Executor exec(make_model(spec), options);
     rt::NamedTensors feeds;
     for (const auto& [name, t] : spec.feeds) feeds.emplace_back(name, t);
     std::vector<Tensor> out;
     for (auto& [name, t] : exec.run(feeds)) out.push_back(std::move(t));
     return out;
+}
+
+inline std::vector<Tensor> run_node(const OneNode& spec, int threads) {
+    return run_node(spec, rt::ExecOptions{threads});
 }
 
 // Uniform f32 values in [lo, hi) from a fixed seed.

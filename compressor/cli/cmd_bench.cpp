@@ -1,4 +1,4 @@
-// edgepack bench MODEL [--threads N] [--warmup W] [--runs R] [--shape NAME=dims]
+// edgepack bench MODEL [--threads N] [--int8-activations] [--warmup W] [--runs R] [--shape NAME=dims]
 //                     [--input NAME=FILE.npy] [--json]
 // Inputs given with --input are used as they are; every other model input is synthesized
 // (seeded, see synthetic_inputs.h). The JSON object also lists every timed run's latency
@@ -23,6 +23,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     struct Args {
         std::string model;
         int threads = 1, warmup = 3, runs = 20;
+        bool int8_activations = false;
         uint64_t seed = 0;
         std::vector<std::string> shapes, inputs;
         bool json = false;
@@ -31,6 +32,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("bench", "Measure load time, latency and memory of a model in the reference runtime");
     cmd->add_option("MODEL", args->model, "Model file (.onnx or .epk)")->required();
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
+    cmd->add_flag("--int8-activations", args->int8_activations,
+                  "MatMul/Gemm with int4 weights take int8 activations (faster, less exact)");
     cmd->add_option("--warmup", args->warmup, "Untimed runs first")->check(CLI::Range(0, 100000));
     cmd->add_option("--runs", args->runs, "Timed runs")->check(CLI::Range(1, 1000000));
     cmd->add_option("--seed", args->seed, "Seed of the random inputs");
@@ -40,7 +43,10 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     cmd->callback([args, &action] {
         action = [args] {
             auto t0 = std::chrono::steady_clock::now();
-            rt::Executor executor(load_model(args->model), {args->threads});
+            rt::ExecOptions options;
+            options.threads = args->threads;
+            options.int8_activations = args->int8_activations;
+            rt::Executor executor(load_model(args->model), options);
             double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             rt::ShapeOverrides overrides;
             for (const auto& s : args->shapes) rt::parse_shape_override(s, overrides);
@@ -61,7 +67,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                 nlohmann::json inputs_json = nlohmann::json::object();
                 for (const auto& [name, t] : inputs) inputs_json[name] = t.shape;
                 nlohmann::json j = {
-                    {"model", args->model}, {"threads", args->threads}, {"warmup", args->warmup},
+                    {"model", args->model}, {"threads", args->threads},
+                    {"int8_activations", args->int8_activations}, {"warmup", args->warmup},
                     {"runs", args->runs}, {"inputs", inputs_json}, {"load_ms", load_ms},
                     {"latency_ms", {{"min", r.latency.min}, {"p50", r.latency.p50}, {"p95", r.latency.p95},
                                     {"p99", r.latency.p99}, {"mean", r.latency.mean}, {"max", r.latency.max}}},

@@ -1,5 +1,6 @@
 // edgepack run MODEL [--input NAME=FILE.npy ... | --data DIR | --samples N [--seed S]
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
+//                     [--int8-activations]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
 // (characters outside [A-Za-z0-9._-] become '_').
 //   --input: one run; outputs go to OUT/.
@@ -40,6 +41,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
         std::vector<std::string> shapes;
         std::string out = ".";
         int threads = 1;
+        bool int8_activations = false;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("run", "Run a model with the reference runtime");
@@ -61,10 +63,13 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     data->excludes(samples);
     cmd->add_option("--out", args->out, "Directory for OUTPUT_NAME.npy files (created)");
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
+    cmd->add_flag("--int8-activations", args->int8_activations,
+                  "MatMul/Gemm with int4 weights take int8 activations (faster, less exact)");
     cmd->callback([args, &action] {
         action = [args] {
             rt::ExecOptions options;
             options.threads = args->threads;
+            options.int8_activations = args->int8_activations;
             rt::Executor executor(load_model(args->model), options);
             if (args->data.empty() && args->samples == 0) {
                 rt::NamedTensors feeds;

@@ -1,5 +1,6 @@
 // edgepack validate --reference A --candidate B [--data DIR | --samples N [--seed S]
 //                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
+//                   [--int8-activations]
 //                   [--json FILE]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
 // the text report goes to stdout, per-sample progress to stderr when it is a terminal, the
@@ -22,6 +23,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         std::vector<std::string> shapes;
         bool per_layer = false;
         int threads = 1;
+        bool int8_activations = false;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand(
@@ -50,6 +52,8 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_flag("--per-layer", args->per_layer,
                   "Also compare every intermediate tensor both graphs share by name; rank by SQNR");
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
+    cmd->add_flag("--int8-activations", args->int8_activations,
+                  "Run the candidate's int4 MatMul/Gemm with int8 activations (faster, less exact)");
     cmd->add_option("--json", args->json, "Write the report as one JSON object to FILE");
     cmd->callback([args, &action] {
         action = [args] {
@@ -64,6 +68,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.labels = args->labels;
             options.per_layer = args->per_layer;
             options.threads = args->threads;
+            options.candidate_int8_activations = args->int8_activations;
             auto report =
                 validate_models(options, isatty(STDERR_FILENO) == 1 ? &std::cerr : nullptr);
             if (!args->json.empty()) {
