@@ -1,5 +1,5 @@
-// Prototypes (bench only, not the runtime or the library): an int8-activation int4g32 GEMV
-// (q8_proto.cpp) and an AVX2 RTN int4g32 quantizer (q4_quant_proto.cpp).
+// Prototype (bench only, not the runtime or the library): an int8-activation int4g32 GEMV
+// (q8_proto.cpp).
 #pragma once
 
 #include <cstddef>
@@ -22,10 +22,5 @@ struct Q8Row {
 // Needs AVX2 + FMA + F16C (the file is compiled for them: check the CPU before calling).
 void gemv_q8_avx2(const rt::ExecOptions& opt, const std::byte* w, int64_t n, int64_t k,
                   const Q8Row& x, float* y);
-
-// RTN int4g32 (symmetric, f16 scales) of a rows x cols stored matrix: meant to be
-// byte-identical to ep::quantize_rtn (bench/q4_quant_proto.cpp; AVX2, check the CPU first).
-[[nodiscard]] std::vector<std::byte> quantize_int4g32_avx2(std::span<const float> w,
-                                                           int64_t rows, int64_t cols);
 
 }  // namespace ep::bench

@@ -4,10 +4,10 @@
 //
 //   edgepack_qbench quantize [--rows R] [--cols C] [--reps N]
 //       RTN int4g32 quantization of a seeded R x C f32 matrix (default 4096 x 4096), single
-//       thread: quantize_rtn on the stored matrix, and quantize_tensor_rtn on the [C, R]
-//       MatMul weight encoded along axis 0 (what the quantize-weights pass calls, including
-//       its transpose), and the AVX2 prototype of bench/q4_quant_proto.cpp (bytes compared
-//       with quantize_rtn, also on awkward values). Reports weights/s (single-threaded).
+//       thread: the library's quantize_rtn on the stored matrix (its optimised path, "isa"),
+//       the scalar reference quantize_rtn_reference (bytes compared with quantize_rtn's), and
+//       quantize_tensor_rtn on the [C, R] MatMul weight encoded along axis 0 (what the
+//       quantize-weights pass calls, transpose included). Reports weights/s (one thread).
 //   edgepack_qbench gemv --k K --n N [--threads T] [--reps N] [--copies C] [--dump DIR]
 //       Y[1, N] = x[1, K] * W^T with W int4g32 (stored N rows of K, the layout of a Gemm
 //       transB weight and of MatMulNBits) through rt::qgemm_f32 (the executor's kernel),
@@ -122,48 +122,26 @@ int run_quantize(const Args& a) {
 
     std::vector<double> t;
     size_t sink = 0;
-    for (int r = 0; r < reps + 1; ++r) {
-        auto t0 = Clock::now();
-        auto bytes = quantize_rtn(e, w, a.rows, a.cols);
-        const double ms = ms_since(t0);
-        sink += static_cast<size_t>(bytes[static_cast<size_t>(r) % bytes.size()]);
-        if (r > 0) t.push_back(ms);
-    }
-    Stats s = stats(t);
-    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_rtn\", \"rows\": %lld, \"cols\": "
-                "%lld, \"ms_min\": %.3f, \"ms_median\": %.3f, \"weights_per_s\": %.4g, "
-                "\"sink\": %zu}\n",
-                static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
-                weights / (s.median * 1e-3), sink % 7);
-
-    // The AVX2 prototype (bench/q4_quant_proto.cpp): same bytes as quantize_rtn?
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
-        const auto ref = quantize_rtn(e, w, a.rows, a.cols);
-        bool equal = bench::quantize_int4g32_avx2(w, a.rows, a.cols) == ref;
-        // Awkward values: ties of +-max, zeros, -0, tiny and huge magnitudes, inf, NaN,
-        // halves; and a partial last block (cols = 100).
-        auto odd = seeded(static_cast<size_t>(64 * 100), 9);
-        const float specials[] = {0.0f,   -0.0f,  1e-30f, -1e-30f,  1e30f,   -1e30f,
-                                  INFINITY, NAN,  0.5f,   -0.5f,    1.25f,   -1.25f,
-                                  3.0f,   -3.0f,  7.5f,   -8.0f,    65504.f, 6e-8f};
-        for (size_t i = 0; i < odd.size(); i += 3)
-            odd[i] = specials[(i / 3) % std::size(specials)] * (i % 7 == 0 ? 1.0f : 0.25f);
-        for (size_t i = 0; i < 32; ++i) odd[i] = i % 2 ? 2.0f : -2.0f;  // tie, first wins
-        for (size_t i = 100; i < 132; ++i) odd[i] = 0.0f;               // all-zero block
-        for (size_t i = 200; i < 232; ++i) odd[i] = -0.0f;
-        equal = equal && bench::quantize_int4g32_avx2(odd, 64, 100) == quantize_rtn(e, odd, 64, 100);
+    Stats s;
+    // The library's quantize_rtn (optimised where the CPU allows) and the scalar reference.
+    const bool equal = quantize_rtn(e, w, a.rows, a.cols) ==
+                       quantize_rtn_reference(e, w, a.rows, a.cols);
+    for (bool reference : {false, true}) {
         t.clear();
         for (int r = 0; r < reps + 1; ++r) {
             auto t0 = Clock::now();
-            auto bytes = bench::quantize_int4g32_avx2(w, a.rows, a.cols);
+            auto bytes = reference ? quantize_rtn_reference(e, w, a.rows, a.cols)
+                                   : quantize_rtn(e, w, a.rows, a.cols);
             const double ms = ms_since(t0);
             sink += static_cast<size_t>(bytes[static_cast<size_t>(r) % bytes.size()]);
             if (r > 0) t.push_back(ms);
         }
         s = stats(t);
-        std::printf("{\"kind\": \"quantize\", \"path\": \"avx2 prototype (bench)\", \"rows\": "
+        std::printf("{\"kind\": \"quantize\", \"path\": \"%s\", \"isa\": \"%s\", \"rows\": "
                     "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
-                    "\"weights_per_s\": %.4g, \"bytes_equal_quantize_rtn\": %s, \"sink\": %zu}\n",
+                    "\"weights_per_s\": %.4g, \"bytes_equal_reference\": %s, \"sink\": %zu}\n",
+                    reference ? "quantize_rtn_reference" : "quantize_rtn",
+                    reference ? "scalar" : std::string(quantize_rtn_isa(e)).c_str(),
                     static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min,
                     s.median, weights / (s.median * 1e-3), equal ? "true" : "false", sink % 7);
     }
@@ -185,11 +163,12 @@ int run_quantize(const Args& a) {
         if (r > 0) t.push_back(ms);
     }
     s = stats(t);
-    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_tensor_rtn(axis 0)\", \"rows\": "
-                "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, \"weights_per_s\": "
-                "%.4g, \"sink\": %zu}\n",
-                static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
-                weights / (s.median * 1e-3), sink % 7);
+    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_tensor_rtn(axis 0)\", \"isa\": "
+                "\"%s\", \"rows\": %lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
+                "\"weights_per_s\": %.4g, \"sink\": %zu}\n",
+                std::string(quantize_rtn_isa(e)).c_str(), static_cast<long long>(a.rows),
+                static_cast<long long>(a.cols), s.min, s.median, weights / (s.median * 1e-3),
+                sink % 7);
     return 0;
 }
 

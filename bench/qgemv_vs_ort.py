@@ -2,9 +2,10 @@
 """Quantized weight path benchmarks (issue 4): edgepack vs ONNX Runtime MatMulNBits.
 
 Prints two tables:
-1. RTN int4g32 quantize throughput (edgepack_qbench quantize, one thread): quantize_rtn, the
-   pass's quantize_tensor_rtn, and an AVX2 prototype (bench/q4_quant_proto.cpp) whose bytes
-   are compared with quantize_rtn's.
+1. RTN int4g32 quantize throughput (edgepack_qbench quantize, one thread): the library's
+   quantize_rtn (its optimised path), the scalar reference quantize_rtn_reference (bytes
+   compared with quantize_rtn's), and the pass's quantize_tensor_rtn (axis 0: transpose
+   included).
 2. int4g32 GEMV, one activation row (M = 1), per (shape, threads): edgepack's qgemm_f32 and
    a read-only pass over a buffer of the packed weight's size (the memory-bandwidth limit),
    both from edgepack_qbench in the same process; ONNX Runtime's com.microsoft MatMulNBits at
@@ -96,13 +97,13 @@ def main():
     load0 = os.getloadavg()
     if not a.no_quantize:
         print("RTN int4g32 quantize, 4096 x 4096 f32, 1 thread")
-        print(f"{'path':<30} {'ms min':>9} {'ms p50':>9} {'weights/s/thread':>17}  note")
+        print(f"{'path':<30} {'isa':>6} {'ms min':>9} {'ms p50':>9} {'weights/s/thread':>17}  note")
         for r in run_qbench(a.qbench, ["quantize", "--rows", "4096", "--cols", "4096"]):
             note = ""
-            if "bytes_equal_quantize_rtn" in r:
-                note = ("bytes == quantize_rtn" if r["bytes_equal_quantize_rtn"]
-                        else "BYTES DIFFER from quantize_rtn")
-            print(f"{r['path']:<30} {r['ms_min']:9.1f} {r['ms_median']:9.1f} "
+            if r["path"] == "quantize_rtn":
+                note = ("bytes == reference" if r["bytes_equal_reference"]
+                        else "BYTES DIFFER from the reference")
+            print(f"{r['path']:<30} {r['isa']:>6} {r['ms_min']:9.1f} {r['ms_median']:9.1f} "
                   f"{r['weights_per_s']:17.3g}  {note}")
         print()
 
