@@ -110,7 +110,7 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     if (stream) {
         StreamTimes times;
         records.push_back(run_stream_compress(model, *stream, *output, save, progress, err, times));
-        save_seconds = times.write_seconds;
+        save_seconds = seconds_since(save_start) - times.quantize_seconds;
     } else {
         save_model(model, *output, save);
         save_seconds = seconds_since(save_start);

@@ -52,7 +52,7 @@ status=0
 for out in big-int4.epk big-int4.safetensors; do
     # RSS counts the mapped checkpoint pages the process touches (released as it goes),
     # not the kernel's page cache, so a warm cache does not change the figure.
-    /usr/bin/time -v "$edgepack" compress big-int4.json -o "$out" 2> "time-$out.txt" >&2 ||
+    /usr/bin/time -v "$edgepack" compress big-int4.json -o "$out" --time-passes 2> "time-$out.txt" >&2 ||
         { cat "time-$out.txt" >&2; exit 1; }
     grep -v '^\s' "time-$out.txt" >&2 || true
     rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "time-$out.txt")
