@@ -173,6 +173,25 @@ TEST_CASE("stream quantize: a checkpoint to quantized safetensors streams the in
     check_stream_equals_in_memory(".safetensors");
 }
 
+TEST_CASE("stream quantize: an already quantized checkpoint streams through unchanged",
+          "[stream]") {
+    test::TempDir dir;
+    write_safetensors(checkpoint(), dir / "ckpt.safetensors");
+    auto first = compress(dir, "q.safetensors", "", false);
+    // Its four encoded tensors are skipped ("already encoded") and copied, as the rest.
+    test::write_file(dir / "again.json",
+                     "{\"model\": \"q.safetensors\", \"passes\": [{\"pass\": "
+                     "\"quantize-weights\", \"exclude\": [\"lm_head\"]}], \"output\": "
+                     "\"again.safetensors\"}");
+    CompressOptions o;
+    o.recipe = dir / "again.json";
+    std::ostringstream out, err;
+    REQUIRE(run_compress(o, out, err) == 0);
+    CHECK_THAT(err.str(), Catch::Contains("0 rewrites, 8 skipped"));
+    CHECK_THAT(err.str(), Catch::Contains("skipped 4: already encoded (int4g32) (layers.0.wk"));
+    CHECK(test::read_file(dir / "again.safetensors") == first.bytes);
+}
+
 TEST_CASE("stream quantize: the streaming path is taken only where it applies", "[stream]") {
     test::TempDir dir;
     write_safetensors(checkpoint(), dir / "ckpt.safetensors");
