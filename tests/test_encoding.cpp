@@ -371,9 +371,10 @@ TEST_CASE(
     "[encoding][rtn_fast]") {
     const std::string isa = GENERATE(std::string("default"), std::string("baseline"));
     ScopedIsa scoped(isa == "baseline" ? std::optional<std::string>("baseline") : std::nullopt);
-    // [K, N]: tile edges (128 x 64 tiles), partial groups, one column, one row.
+    // [K, N]: tile edges (tiles of 128 x 512), partial groups, one column, one row.
     const std::pair<int64_t, int64_t> shapes[] = {{64, 5},   {100, 37}, {300, 130}, {1, 9},
-                                                  {129, 65}, {256, 64}, {33, 1},    {520, 71}};
+                                                  {129, 65}, {256, 64}, {33, 1},    {520, 71},
+                                                  {40, 513}, {130, 600}};
     for (auto [K, N] : shapes) {
         auto w = distribution("uniform", static_cast<size_t>(K * N), static_cast<uint32_t>(K + N));
         // The naive transpose: stored row n is logical column n.

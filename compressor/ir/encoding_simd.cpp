@@ -255,7 +255,8 @@ EP_RTN_AVX2 void int8c_row_avx2(const Encoding& e, const float* x, int64_t cols,
 }
 
 // dst (8 rows of ldd) = the transpose of src (8 rows of lds), 8 x 8 floats.
-EP_RTN_AVX2 inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+EP_RTN_AVX2 __attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t lds,
+                                                                    float* dst, int64_t ldd) {
     __m256 r[8], t[8];
 #pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
