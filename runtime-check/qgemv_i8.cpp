@@ -2,7 +2,8 @@
 // variant (ExecOptions::int8_activations) like ONNX Runtime's MatMulNBits accuracy_level 4.
 //
 // Activations: each row of A is quantized per 32 elements like llama.cpp's Q8_0:
-//   d = max|x| / 127, q = nearbyint(x / d) (ties to even), d = 0 -> q = 0
+//   d = max|x| / 127 (NaNs ignored), q = nearbyint(x * (1 / d)) (ties to even) clamped to
+//   [-127, 127], q = 0 where that product is NaN; d = 0 -> q = 0
 // and the block's code sum is kept for the weights' zero point.
 //
 // Weights are repacked once (QPackI4, at the first run) into tiles of 16 output channels:
@@ -61,12 +62,17 @@ struct QRow {
     std::vector<int32_t> neg_sum8;  // subs: -8 * sum of q (the symmetric zero point's term)
 };
 
-QRow quantize_row(const float* x, int64_t k, int64_t subs) {
+QRow empty_row(int64_t subs) {
     QRow r;
     r.q.assign(static_cast<size_t>(subs * 32), 0);
     r.d.assign(static_cast<size_t>(subs), 0.0f);
     r.neg_sum.assign(static_cast<size_t>(subs), 0);
     r.neg_sum8.assign(static_cast<size_t>(subs), 0);
+    return r;
+}
+
+void quantize_row(const float* x, int64_t k, QRow& r) {
+    const auto subs = static_cast<int64_t>(r.d.size());
     for (int64_t b = 0; b < subs; ++b) {
         const int64_t k0 = b * 32, len = std::min<int64_t>(32, k - k0);
         float amax = 0.0f;
@@ -75,20 +81,55 @@ QRow quantize_row(const float* x, int64_t k, int64_t subs) {
         r.d[static_cast<size_t>(b)] = d;
         int32_t s = 0;
         for (int64_t j = 0; j < len; ++j) {
-            const float v = std::nearbyint(x[k0 + j] * inv);
-            const auto c = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+            float v = x[k0 + j] * inv;
+            if (std::isnan(v)) v = 0.0f;  // NaN in x (or inf * 0): code 0
+            const auto c = static_cast<int8_t>(std::clamp(std::nearbyint(v), -127.0f, 127.0f));
             r.q[static_cast<size_t>(k0 + j)] = c;
             s += c;
         }
         r.neg_sum[static_cast<size_t>(b)] = -s;
         r.neg_sum8[static_cast<size_t>(b)] = -8 * s;
     }
-    return r;
 }
 
 float scale_of(const QPackI4& p, const uint16_t* bits) {
     return p.bf16 ? bf16_to_float(*bits) : half_to_float(*bits);
 }
+
+#ifdef EP_Q8_X86
+// quantize_row with AVX-512: the same operations, so the same bytes (max is exact and
+// ignores NaNs as std::max does here; vcvtps2dq rounds to nearest even like nearbyint).
+EP_Q8_AVX512 void quantize_row_avx512(const float* x, int64_t k, QRow& r) {
+    const __m512 lim_lo = _mm512_set1_ps(-127.0f), lim_hi = _mm512_set1_ps(127.0f);
+    for (int64_t b = 0; b < static_cast<int64_t>(r.d.size()); ++b) {
+        const int64_t k0 = b * 32, len = std::min<int64_t>(32, k - k0);
+        const auto m0 = static_cast<__mmask16>(len >= 16 ? 0xFFFFu : (1u << len) - 1u);
+        const auto m1 =
+            static_cast<__mmask16>(len >= 32 ? 0xFFFFu : (len > 16 ? (1u << (len - 16)) - 1u : 0u));
+        const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0);
+        const __m512 v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
+        __m512 a = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());  // NaN -> 2nd
+        a = _mm512_max_ps(_mm512_abs_ps(v1), a);
+        const float amax = _mm512_reduce_max_ps(a);
+        const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+        r.d[static_cast<size_t>(b)] = d;
+        __m512 t0 = _mm512_mul_ps(v0, _mm512_set1_ps(inv));
+        __m512 t1 = _mm512_mul_ps(v1, _mm512_set1_ps(inv));
+        t0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t0, t0, _CMP_ORD_Q), t0);
+        t1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t1, t1, _CMP_ORD_Q), t1);
+        t0 = _mm512_roundscale_ps(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        t1 = _mm512_roundscale_ps(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i i0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t0, lim_lo), lim_hi));
+        const __m512i i1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t1, lim_lo), lim_hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + k0), _mm512_cvtepi32_epi8(i0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + k0 + 16),
+                         _mm512_cvtepi32_epi8(i1));
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        r.neg_sum[static_cast<size_t>(b)] = -sum;
+        r.neg_sum8[static_cast<size_t>(b)] = -8 * sum;
+    }
+}
+#endif
 
 // Portable: the same integer dot products and float operations as the SIMD versions.
 void tiles_portable(const QPackI4& p, const QRow* xs, int m, float* y, int64_t ldy, int64_t t0,
@@ -124,41 +165,77 @@ void tiles_portable(const QPackI4& p, const QRow* xs, int m, float* y, int64_t l
 }
 
 #ifdef EP_Q8_X86
-// One sub-block of a tile for M activation rows, into accumulator `slot`.
-template <int M>
+// One sub-block of T consecutive tiles for M activation rows, into accumulator `slot`. T = 2
+// shares each activation broadcast between two tiles.
+template <int M, int T>
 EP_Q8_AVX512 inline void step_avx512(const QPackI4& p, const QRow* xs, int64_t t, int64_t sb,
-                                     int shift, int slot, __m512 (&acc)[M][2]) {
+                                     int shift, int slot, __m512 (&acc)[T][M][2]) {
     const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8(static_cast<char>(0xF0));
     const int64_t g = sb >> shift;
     const auto at = static_cast<size_t>(sb);
-    const uint8_t* blk = p.codes(t) + sb * 256;
-    __m512i lo[4], hi[4];
-    for (int c = 0; c < 4; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + 64 * c), _MM_HINT_T1);
-        const __m512i v = _mm512_load_si512(blk + 64 * c);
-        lo[c] = _mm512_and_si512(v, low);
-        hi[c] = _mm512_and_si512(v, high);  // 16 * code
+    __m512i lo[T][4], hi[T][4];
+    __m512 sc[T];
+    for (int u = 0; u < T; ++u) {
+        const uint8_t* blk = p.codes(t + u) + sb * 256;
+        for (int c = 0; c < 4; ++c) {
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + 64 * c), _MM_HINT_T1);
+            const __m512i v = _mm512_load_si512(blk + 64 * c);
+            lo[u][c] = _mm512_and_si512(v, low);
+            hi[u][c] = _mm512_and_si512(v, high);  // 16 * code
+        }
+        const uint16_t* sp = p.scales(t + u) + g * kTile;
+        _mm_prefetch(reinterpret_cast<const char*>(sp) + kPrefetch / 8, _MM_HINT_T1);
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp));
+        sc[u] = p.bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16))
+                       : _mm512_cvtph_ps(bits);
     }
-    const uint16_t* sp = p.scales(t) + g * kTile;
-    _mm_prefetch(reinterpret_cast<const char*>(sp) + kPrefetch / 8, _MM_HINT_T1);
-    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp));
-    const __m512 sc = p.bf16
-                          ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16))
-                          : _mm512_cvtph_ps(bits);
     for (int i = 0; i < M; ++i) {
         const QRow& x = xs[i];
         const int32_t* q32 = reinterpret_cast<const int32_t*>(x.q.data()) + sb * 8;
-        __m512i d0 = p.asym ? _mm512_mullo_epi32(_mm512_loadu_si512(p.zeros(t) + g * kTile),
-                                                 _mm512_set1_epi32(x.neg_sum[at]))
-                            : _mm512_set1_epi32(x.neg_sum8[at]);
-        __m512i d1 = _mm512_setzero_si512();
-        for (int c = 0; c < 4; ++c) {
-            d0 = _mm512_dpbusd_epi32(d0, lo[c], _mm512_set1_epi32(q32[2 * c]));
-            d1 = _mm512_dpbusd_epi32(d1, hi[c], _mm512_set1_epi32(q32[2 * c + 1]));
+        __m512i d0[T], d1[T];
+        for (int u = 0; u < T; ++u) {
+            d0[u] = p.asym ? _mm512_mullo_epi32(_mm512_loadu_si512(p.zeros(t + u) + g * kTile),
+                                                _mm512_set1_epi32(x.neg_sum[at]))
+                           : _mm512_set1_epi32(x.neg_sum8[at]);
+            d1[u] = _mm512_setzero_si512();
         }
-        const __m512i dot = _mm512_add_epi32(d0, _mm512_srai_epi32(d1, 4));
-        const __m512 scale = _mm512_mul_ps(sc, _mm512_set1_ps(x.d[at]));
-        acc[i][slot] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[i][slot]);
+        for (int c = 0; c < 4; ++c) {
+            const __m512i b0 = _mm512_set1_epi32(q32[2 * c]),
+                          b1 = _mm512_set1_epi32(q32[2 * c + 1]);
+            for (int u = 0; u < T; ++u) {
+                d0[u] = _mm512_dpbusd_epi32(d0[u], lo[u][c], b0);
+                d1[u] = _mm512_dpbusd_epi32(d1[u], hi[u][c], b1);
+            }
+        }
+        const __m512 dx = _mm512_set1_ps(x.d[at]);
+        for (int u = 0; u < T; ++u) {
+            const __m512i dot = _mm512_add_epi32(d0[u], _mm512_srai_epi32(d1[u], 4));
+            acc[u][i][slot] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc[u], dx), acc[u][i][slot]);
+        }
+    }
+}
+
+// Tiles [t, t + T) for M activation rows.
+template <int M, int T>
+EP_Q8_AVX512 inline void run_tiles_avx512(const QPackI4& p, const QRow* xs, float* y, int64_t ldy,
+                                          int64_t t, int shift) {
+    __m512 acc[T][M][2];
+    for (auto& tile : acc)
+        for (auto& a : tile) a[0] = a[1] = _mm512_setzero_ps();
+    int64_t sb = 0;
+    for (; sb + 2 <= p.subs; sb += 2) {
+        step_avx512<M, T>(p, xs, t, sb, shift, 0, acc);
+        step_avx512<M, T>(p, xs, t, sb + 1, shift, 1, acc);
+    }
+    if (sb < p.subs) step_avx512<M, T>(p, xs, t, sb, shift, 0, acc);
+    for (int u = 0; u < T; ++u) {
+        const int64_t ch0 = (t + u) * kTile;
+        const int64_t live = std::min<int64_t>(kTile, p.rows - ch0);
+        const auto mask = static_cast<__mmask16>((1u << live) - 1u);
+        for (int i = 0; i < M; ++i)
+            _mm512_mask_storeu_ps(y + i * ldy + ch0, mask,
+                                  _mm512_add_ps(acc[u][i][0], acc[u][i][1]));
     }
 }
 
@@ -166,21 +243,10 @@ template <int M>
 EP_Q8_AVX512 void tiles_avx512(const QPackI4& p, const QRow* xs, float* y, int64_t ldy, int64_t t0,
                                int64_t t1) {
     const int shift = p.group == 32 ? 0 : (p.group == 64 ? 1 : 2);  // sub-block -> group
-    for (int64_t t = t0; t < t1; ++t) {
-        __m512 acc[M][2];
-        for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
-        int64_t sb = 0;
-        for (; sb + 2 <= p.subs; sb += 2) {
-            step_avx512<M>(p, xs, t, sb, shift, 0, acc);
-            step_avx512<M>(p, xs, t, sb + 1, shift, 1, acc);
-        }
-        if (sb < p.subs) step_avx512<M>(p, xs, t, sb, shift, 0, acc);
-        const int64_t ch0 = t * kTile;
-        const int64_t live = std::min<int64_t>(kTile, p.rows - ch0);
-        const auto mask = static_cast<__mmask16>((1u << live) - 1u);
-        for (int i = 0; i < M; ++i)
-            _mm512_mask_storeu_ps(y + i * ldy + ch0, mask, _mm512_add_ps(acc[i][0], acc[i][1]));
-    }
+    int64_t t = t0;
+    if constexpr (M <= 2)
+        for (; t + 2 <= t1; t += 2) run_tiles_avx512<M, 2>(p, xs, y, ldy, t, shift);
+    for (; t < t1; ++t) run_tiles_avx512<M, 1>(p, xs, y, ldy, t, shift);
 }
 
 // AVX2 without VNNI: the tile as two halves of 8 channels; vpmaddubsw + vpmaddwd give the
@@ -361,7 +427,16 @@ void qgemm_i8(const ExecOptions& options, const QPackI4& p, const float* a, int6
     static const Isa isa = choose_isa();
     std::vector<QRow> xs;
     xs.reserve(static_cast<size_t>(m));
-    for (int64_t i = 0; i < m; ++i) xs.push_back(quantize_row(a + i * lda, p.cols, p.subs));
+    for (int64_t i = 0; i < m; ++i) {
+        xs.push_back(empty_row(p.subs));
+#ifdef EP_Q8_X86
+        if (isa == Isa::Avx512Vnni) {
+            quantize_row_avx512(a + i * lda, p.cols, xs.back());
+            continue;
+        }
+#endif
+        quantize_row(a + i * lda, p.cols, xs.back());
+    }
     const int64_t min_tiles = std::max<int64_t>(
         1, kGemmParallelWork / std::max<int64_t>(1, kTile * p.cols * std::min<int64_t>(m, 4)));
     for (int64_t i0 = 0; i0 < m; i0 += 4) {
