@@ -10,13 +10,14 @@
 //       quantize-weights pass calls, transpose included). Reports weights/s (one thread).
 //   edgepack_qbench gemv --k K --n N [--threads T] [--reps N] [--copies C] [--dump DIR]
 //       Y[1, N] = x[1, K] * W^T with W int4g32 (stored N rows of K, the layout of a Gemm
-//       transB weight and of MatMulNBits) through rt::qgemm_f32 (the executor's kernel),
-//       and a read-only pass (sum of 64-bit words, same thread count and parallel_for
-//       split) over a buffer of the same byte size as the packed weight, interleaved rep by
-//       rep. --copies C cycles through C copies of the weight (and of the read buffer) so
-//       that C x size exceeds the last-level cache: the DRAM case; default 1 (the working set
-//       stays in L3 when it fits). --dump DIR writes w.bin (packed blocks), x.bin (f32) and
-//       y.bin (edgepack's f32 output) for the ORT side.
+//       transB weight and of MatMulNBits) through rt::qgemm_f32 (the executor's kernel,
+//       float activations) and rt::qgemm_i8 (the int8-activation kernel of
+//       --int8-activations, on a weight packed once beforehand), and a read-only pass (sum of
+//       64-bit words, same thread count and parallel_for split) over a buffer of the same byte size
+//       as the packed weight, interleaved rep by rep. --copies C cycles through C copies of the
+//       weight (and of the read buffer) so that C x size exceeds the last-level cache: the DRAM
+//       case; default 1 (the working set stays in L3 when it fits). --dump DIR writes w.bin (packed
+//       blocks), x.bin (f32) and y.bin (edgepack's f32 output) for the ORT side.
 // Times are wall-clock per call (steady_clock); min and median over --reps after 3 warm-ups.
 #include <algorithm>
 #include <atomic>
@@ -28,13 +29,15 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "compressor/ir/encoding.h"
 #include "compressor/ir/error.h"
 #include "runtime-check/kernel.h"
 #include "runtime-check/qgemm.h"
-#include "bench/q8_proto.h"
 
 using namespace ep;
 using Clock = std::chrono::steady_clock;
@@ -72,15 +75,24 @@ Args parse(int argc, char** argv) {
                 usage(cat(f, ": expected an integer, got '", v, "'"));
             }
         };
-        if (f == "--rows") a.rows = num();
-        else if (f == "--cols") a.cols = num();
-        else if (f == "--k") a.k = num();
-        else if (f == "--n") a.n = num();
-        else if (f == "--threads") a.threads = static_cast<int>(num());
-        else if (f == "--reps") a.reps = static_cast<int>(num());
-        else if (f == "--copies") a.copies = static_cast<int>(num());
-        else if (f == "--dump") a.dump = v;
-        else usage(cat("unknown option ", f));
+        if (f == "--rows")
+            a.rows = num();
+        else if (f == "--cols")
+            a.cols = num();
+        else if (f == "--k")
+            a.k = num();
+        else if (f == "--n")
+            a.n = num();
+        else if (f == "--threads")
+            a.threads = static_cast<int>(num());
+        else if (f == "--reps")
+            a.reps = static_cast<int>(num());
+        else if (f == "--copies")
+            a.copies = static_cast<int>(num());
+        else if (f == "--dump")
+            a.dump = v;
+        else
+            usage(cat("unknown option ", f));
     }
     if (a.rows <= 0 || a.cols <= 0 || a.k <= 0 || a.n <= 0 || a.threads <= 0 || a.copies <= 0 ||
         a.reps < 0)
@@ -124,8 +136,8 @@ int run_quantize(const Args& a) {
     size_t sink = 0;
     Stats s;
     // The library's quantize_rtn (optimised where the CPU allows) and the scalar reference.
-    const bool equal = quantize_rtn(e, w, a.rows, a.cols) ==
-                       quantize_rtn_reference(e, w, a.rows, a.cols);
+    const bool equal =
+        quantize_rtn(e, w, a.rows, a.cols) == quantize_rtn_reference(e, w, a.rows, a.cols);
     for (bool reference : {false, true}) {
         t.clear();
         for (int r = 0; r < reps + 1; ++r) {
@@ -137,13 +149,14 @@ int run_quantize(const Args& a) {
             if (r > 0) t.push_back(ms);
         }
         s = stats(t);
-        std::printf("{\"kind\": \"quantize\", \"path\": \"%s\", \"isa\": \"%s\", \"rows\": "
-                    "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
-                    "\"weights_per_s\": %.4g, \"bytes_equal_reference\": %s, \"sink\": %zu}\n",
-                    reference ? "quantize_rtn_reference" : "quantize_rtn",
-                    reference ? "scalar" : std::string(quantize_rtn_isa(e)).c_str(),
-                    static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min,
-                    s.median, weights / (s.median * 1e-3), equal ? "true" : "false", sink % 7);
+        std::printf(
+            "{\"kind\": \"quantize\", \"path\": \"%s\", \"isa\": \"%s\", \"rows\": "
+            "%lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
+            "\"weights_per_s\": %.4g, \"bytes_equal_reference\": %s, \"sink\": %zu}\n",
+            reference ? "quantize_rtn_reference" : "quantize_rtn",
+            reference ? "scalar" : std::string(quantize_rtn_isa(e)).c_str(),
+            static_cast<long long>(a.rows), static_cast<long long>(a.cols), s.min, s.median,
+            weights / (s.median * 1e-3), equal ? "true" : "false", sink % 7);
     }
 
     // The pass path: a MatMul [K, N] weight (K = cols) encoded along axis 0.
@@ -163,14 +176,39 @@ int run_quantize(const Args& a) {
         if (r > 0) t.push_back(ms);
     }
     s = stats(t);
-    std::printf("{\"kind\": \"quantize\", \"path\": \"quantize_tensor_rtn(axis 0)\", \"isa\": "
-                "\"%s\", \"rows\": %lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
-                "\"weights_per_s\": %.4g, \"sink\": %zu}\n",
-                std::string(quantize_rtn_isa(e)).c_str(), static_cast<long long>(a.rows),
-                static_cast<long long>(a.cols), s.min, s.median, weights / (s.median * 1e-3),
-                sink % 7);
+    std::printf(
+        "{\"kind\": \"quantize\", \"path\": \"quantize_tensor_rtn(axis 0)\", \"isa\": "
+        "\"%s\", \"rows\": %lld, \"cols\": %lld, \"ms_min\": %.3f, \"ms_median\": %.3f, "
+        "\"weights_per_s\": %.4g, \"sink\": %zu}\n",
+        std::string(quantize_rtn_isa(e)).c_str(), static_cast<long long>(a.rows),
+        static_cast<long long>(a.cols), s.min, s.median, weights / (s.median * 1e-3), sink % 7);
     return 0;
 }
+
+// The read-only pass's buffer: 2 MiB aligned and advised to use huge pages, like the
+// int8-activation kernel's packed weights (rt::pack_i4), so that the limit it measures is
+// not lowered by 4 KiB pages (the hardware prefetchers stop at page boundaries).
+class HugeBuffer {
+  public:
+    explicit HugeBuffer(size_t bytes) {
+        constexpr size_t kHuge = size_t{2} << 20;
+        size_ = std::max(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+        p_ = static_cast<uint64_t*>(std::aligned_alloc(kHuge, size_));
+        if (!p_) throw std::bad_alloc();
+        (void)madvise(p_, size_, MADV_HUGEPAGE);
+        std::memset(p_, 0, size_);
+    }
+    HugeBuffer(HugeBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), size_(o.size_) {}
+    HugeBuffer(const HugeBuffer&) = delete;
+    HugeBuffer& operator=(const HugeBuffer&) = delete;
+    HugeBuffer& operator=(HugeBuffer&&) = delete;
+    ~HugeBuffer() { std::free(p_); }
+    [[nodiscard]] uint64_t* data() const { return p_; }
+
+  private:
+    uint64_t* p_ = nullptr;
+    size_t size_ = 0;
+};
 
 // Sum of the 64-bit words of buf (the read-only pass), split like the kernels split work.
 uint64_t read_pass(const rt::ExecOptions& opt, const uint64_t* buf, int64_t words) {
@@ -194,7 +232,6 @@ uint64_t read_pass(const rt::ExecOptions& opt, const uint64_t* buf, int64_t word
     return total.load();
 }
 
-
 int run_gemv(const Args& a) {
     Encoding e = *encoding_from_name("int4g32");
     e.axis = 1;  // logical [N, K] = stored: N rows of K
@@ -205,12 +242,12 @@ int run_gemv(const Args& a) {
     const size_t bytes = wbytes.size();
 
     std::vector<Tensor> ws;
-    std::vector<std::vector<uint64_t>> bufs;
+    std::vector<HugeBuffer> bufs;
     for (int c = 0; c < a.copies; ++c) {
         Tensor t = w0;
         t.data = TensorData::owned(std::vector<std::byte>(wbytes.begin(), wbytes.end()));
         ws.push_back(std::move(t));
-        std::vector<uint64_t> b((bytes + 7) / 8);
+        HugeBuffer b(bytes);
         std::memcpy(b.data(), wbytes.data(), bytes);
         bufs.push_back(std::move(b));
     }
@@ -231,8 +268,10 @@ int run_gemv(const Args& a) {
         rt::qgemm_f32(ctx, xa, ws[0], a.n, y.data(), a.n);
         reps = std::clamp(static_cast<int>(300.0 / std::max(ms_since(t0), 1e-3)), 10, 2000);
     }
-    const bool q8 = (a.k % 32) == 0 && __builtin_cpu_supports("avx2") &&
-                    __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // The int8-activation kernel (ExecOptions::int8_activations): packed once, like the
+    // executor does at the first run; the timed call quantizes x and runs the kernel.
+    std::vector<std::unique_ptr<rt::QPackI4>> packs;
+    for (const auto& w : ws) packs.push_back(rt::pack_i4(w, "w"));
     std::vector<float> y8(static_cast<size_t>(a.n));
     std::vector<double> tg, tr, t8;
     uint64_t sink = 0;
@@ -245,10 +284,9 @@ int run_gemv(const Args& a) {
         sink += read_pass(opt, bufs[c].data(), static_cast<int64_t>(bytes / 8));
         const double rd = ms_since(t0);
         double g8 = 0;
-        if (q8) {
+        {
             t0 = Clock::now();
-            const bench::Q8Row xq = bench::quantize_q8(x);  // timed: part of the int8-activation GEMV
-            bench::gemv_q8_avx2(opt, ws[c].data.bytes().data(), a.n, a.k, xq, y8.data());
+            rt::qgemm_i8(opt, *packs[c], x.data(), 1, a.k, y8.data(), a.n);
             g8 = ms_since(t0);
         }
         if (r >= 3) {
@@ -258,22 +296,22 @@ int run_gemv(const Args& a) {
         }
     }
     const Stats g = stats(tg), rd = stats(tr), g8 = stats(t8);
-    // Accuracy of the int8-activation prototype: max |y8 - y| / max |y| (y: f32 kernel).
+    // Accuracy of the int8-activation kernel: max |y8 - y| / max |y| (y: f32 kernel).
     double diff = 0, mag = 0;
     for (size_t i = 0; i < y.size(); ++i) {
         diff = std::max(diff, static_cast<double>(std::fabs(y8[i] - y[i])));
         mag = std::max(mag, static_cast<double>(std::fabs(y[i])));
     }
     const double gb = static_cast<double>(bytes) * 1e-9;
-    std::printf("{\"kind\": \"gemv\", \"k\": %lld, \"n\": %lld, \"threads\": %d, \"copies\": %d, "
-                "\"bytes\": %zu, \"reps\": %d, \"gemv_ms_min\": %.4f, \"gemv_ms_median\": %.4f, "
-                "\"read_ms_min\": %.4f, \"read_ms_median\": %.4f, \"gemv_gbs\": %.3f, "
-                "\"read_gbs\": %.3f, \"q8_ms_min\": %.4f, \"q8_ms_median\": %.4f, "
-                "\"q8_rel_diff\": %.3g, \"sink\": %llu}\n",
-                static_cast<long long>(a.k), static_cast<long long>(a.n), a.threads, a.copies,
-                bytes, reps, g.min, g.median, rd.min, rd.median, gb / (g.median * 1e-3),
-                gb / (rd.median * 1e-3), q8 ? g8.min : -1.0, q8 ? g8.median : -1.0,
-                q8 ? diff / std::max(mag, 1e-30) : -1.0, static_cast<unsigned long long>(sink % 7));
+    std::printf(
+        "{\"kind\": \"gemv\", \"k\": %lld, \"n\": %lld, \"threads\": %d, \"copies\": %d, "
+        "\"bytes\": %zu, \"reps\": %d, \"gemv_ms_min\": %.4f, \"gemv_ms_median\": %.4f, "
+        "\"read_ms_min\": %.4f, \"read_ms_median\": %.4f, \"gemv_gbs\": %.3f, "
+        "\"read_gbs\": %.3f, \"q8_ms_min\": %.4f, \"q8_ms_median\": %.4f, "
+        "\"q8_rel_diff\": %.3g, \"sink\": %llu}\n",
+        static_cast<long long>(a.k), static_cast<long long>(a.n), a.threads, a.copies, bytes, reps,
+        g.min, g.median, rd.min, rd.median, gb / (g.median * 1e-3), gb / (rd.median * 1e-3), g8.min,
+        g8.median, diff / std::max(mag, 1e-30), static_cast<unsigned long long>(sink % 7));
     if (!a.dump.empty()) {
         write_file(a.dump + "/w.bin", wbytes.data(), bytes);
         write_file(a.dump + "/x.bin", x.data(), x.size() * sizeof(float));

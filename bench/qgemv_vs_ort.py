@@ -16,8 +16,8 @@ Prints two tables:
    Effective bandwidth = packed weight + scale bytes / median time. The two sides take turns
    (--rounds) so both see the same load; all timed calls of a side are pooled (median).
    ORT's level-0 output is checked against edgepack's (max relative difference printed).
-3. An int8-activation prototype GEMV that lives in bench/q8_proto.cpp (not in the runtime),
-   against ORT level 4, with the accuracy cost of both int8-activation paths.
+3. The runtime's int8-activation GEMV (ExecOptions::int8_activations, qgemv_i8.cpp) against
+   ORT level 4, with the accuracy cost of both int8-activation paths.
 
 Usage: bench/qgemv_vs_ort.py --qbench BUILD/bench/edgepack_qbench [--threads 1 2]
        [--shapes 4096x4096,4096x11008] [--rounds 3] [--copies 1] [--no-quantize]
@@ -163,10 +163,11 @@ def main():
               f"{r['ort4_gbs']:6.1f} {r['r4']:6.2f} | {r['rel']:11.1e}")
     load1 = os.getloadavg()
     print()
-    print("int8-activation prototype (bench/q8_proto.cpp, NOT the runtime: Q8_0-style x, AVX2 "
-          "maddubs) vs ORT accuracy_level 4;\nerror = max |y - y_f32| / max |y_f32|, y_f32 = "
-          "edgepack's f32-activation kernel")
-    hdr2 = (f"{'shape KxN':<11} {'thr':>3} | {'q8 proto':>8} {'GB/s':>6} {'% bw':>5} "
+    print("int8-activation kernel (the runtime's, ExecOptions::int8_activations / "
+          "--int8-activations: x quantized per 32 to int8,\nweights repacked once in tiles of "
+          "16 channels; timed: quantizing x + the kernel) vs ORT accuracy_level 4;\n"
+          "error = max |y - y_f32| / max |y_f32|, y_f32 = edgepack's f32-activation kernel")
+    hdr2 = (f"{'shape KxN':<11} {'thr':>3} | {'int8 act':>8} {'GB/s':>6} {'% bw':>5} "
             f"{'q8/l4':>6} | {'q8 error':>9} {'ORT l4 error':>12}")
     print(hdr2)
     print("-" * len(hdr2))
