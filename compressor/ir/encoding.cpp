@@ -328,7 +328,8 @@ bool isa_forced_baseline() {
 }
 
 // The kernels quantize_rtn uses for `e`: optimised entries where there are some, the
-// reference's elsewhere; isa names the one that quantizes (blocks, or int8c rows).
+// reference's elsewhere; isa names the one that quantizes (blocks, or int8c rows). The
+// transpose does not depend on `e` (Encoding{} gives it alone).
 detail::RtnKernels rtn_kernels(const Encoding& e) {
     const auto& ref = detail::rtn_reference_kernels();
     if (isa_forced_baseline()) return ref;
@@ -504,7 +505,7 @@ std::vector<float> stored_floats(const Tensor& t, const Encoding& e) {
     std::vector<float> w = t.to_floats();
     if (e.axis == 0) {
         std::vector<float> tr(w.size());
-        transpose_tiled(rtn_kernels(e), w.data(), dims.cols, dims.rows, tr.data());
+        transpose_tiled(rtn_kernels(Encoding{}), w.data(), dims.cols, dims.rows, tr.data());
         w.swap(tr);
     }
     return w;
