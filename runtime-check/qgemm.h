@@ -96,7 +96,9 @@ class QPackCache {
     [[nodiscard]] const QPackI4& get(const Tensor& w);
 
   private:
-    std::unordered_map<const Tensor*, std::unique_ptr<QPackI4>> packs_;
+    // Keyed by the encoded bytes (kernels may hold a copy of the weight's Tensor, which shares
+    // them), and checked against the weight's dimensions on every use.
+    std::unordered_map<const std::byte*, std::unique_ptr<QPackI4>> packs_;
 };
 
 }  // namespace ep::rt

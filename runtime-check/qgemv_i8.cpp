@@ -414,8 +414,17 @@ void QPackI4::Free::operator()(std::byte* p) const {
 }
 
 const QPackI4& QPackCache::get(const Tensor& w) {
-    auto& slot = packs_[&w];
-    if (!slot) slot = pack_i4(w, cat("weight '", w.name, "'"));
+    const std::string what = cat("weight '", w.name, "'");
+    auto& slot = packs_[w.data.bytes().data()];
+    if (slot) {
+        const auto dims = encoded_dims(w.encoding, w.shape, what);
+        const bool same = slot->rows == dims.rows && slot->cols == dims.cols &&
+                          slot->group == w.encoding.group &&
+                          slot->asym == (w.encoding.scheme == QScheme::Int4Asym) &&
+                          slot->bf16 == (w.encoding.scale_dtype == DType::BF16);
+        if (same) return *slot;
+    }
+    slot = pack_i4(w, what);
     return *slot;
 }
 

@@ -142,3 +142,33 @@ TEST_CASE("int8 activations leave int8 weights on the float-activation kernel",
         REQUIRE(same_bytes(run_node(mm, int8_options(1)).at(0), run_node(mm, 1).at(0)));
     }
 }
+
+TEST_CASE("int8 activations: two Gemm layers in one model each use their own weight",
+          "[kernels][qgemm][int8act]") {
+    // The Gemm kernel works on a copy of its weight's Tensor: the packed weights must not
+    // be confused between layers (they were keyed by that copy's address once).
+    const int64_t m = 3, k = 96, h = 40, n = 10;
+    Tensor a = random_f32({m, k}, 11);
+    Tensor w1 = quantized(random_f32({h, k}, 12), "int4g32", 1);
+    Tensor w2 = quantized(random_f32({n, h}, 13), "int4g32", 1);
+    OneNode g1{"Gemm", "", 13, {{"a", a}}, {{"w1", w1}}, {"a", "w1"}, {"h"}};
+    g1.attributes.push_back(ep::test::int_attr("transB", 1));
+    Model model = ep::test::make_model(g1);
+    Node second = model.graph.nodes[0];
+    second.name = "Gemm2";
+    second.inputs = {"h", "w2"};
+    second.outputs = {"y"};
+    model.graph.nodes.push_back(second);
+    w2.name = "w2";
+    model.graph.initializers.push_back(w2);
+    model.graph.outputs = {ValueInfo{"y", {}, {}}};
+    rt::Executor exec(model, int8_options(1));
+    Tensor got = exec.run({{"a", a}}).at(0).second;
+
+    std::vector<float> av(a.values<float>().begin(), a.values<float>().end());
+    const auto hv = by_definition(w1, av, m, h, k);
+    const auto want = by_definition(w2, hv, m, n, h);
+    auto g = got.values<float>();
+    REQUIRE(g.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) REQUIRE(std::memcmp(&g[i], &want[i], 4) == 0);
+}
