@@ -14,10 +14,11 @@
 //       float activations) and rt::qgemm_i8 (the int8-activation kernel of
 //       --int8-activations, on a weight packed once beforehand), and a read-only pass (sum of
 //       64-bit words, same thread count and parallel_for split) over a buffer of the same byte size
-//       as the packed weight, interleaved rep by rep. --copies C cycles through C copies of the
-//       weight (and of the read buffer) so that C x size exceeds the last-level cache: the DRAM
-//       case; default 1 (the working set stays in L3 when it fits). --dump DIR writes w.bin (packed
-//       blocks), x.bin (f32) and y.bin (edgepack's f32 output) for the ORT side.
+//       as the packed weight, each path timed over consecutive calls. --copies C cycles through C
+//       copies of the weight (and of the read buffer) so that C x size exceeds the last-level
+//       cache: the DRAM case; default 1 (the working set stays in L3 when it fits). --dump DIR
+//       writes w.bin (packed blocks), x.bin (f32) and y.bin (edgepack's f32 output) for the ORT
+//       side.
 // Times are wall-clock per call (steady_clock); min and median over --reps after 3 warm-ups.
 #include <algorithm>
 #include <atomic>
@@ -275,26 +276,24 @@ int run_gemv(const Args& a) {
     std::vector<float> y8(static_cast<size_t>(a.n));
     std::vector<double> tg, tr, t8;
     uint64_t sink = 0;
-    for (int r = 0; r < reps + 3; ++r) {
-        const size_t c = static_cast<size_t>(r) % ws.size();
-        auto t0 = Clock::now();
-        rt::qgemm_f32(ctx, xa, ws[c], a.n, y.data(), a.n);
-        const double g = ms_since(t0);
-        t0 = Clock::now();
+    // Each path runs its calls back to back (3 warm-ups, then `reps` timed), as ONNX
+    // Runtime's side does in qgemv_vs_ort.py: interleaving them call by call would make the
+    // three 1-copy working sets (weight, read buffer, packed weight) evict each other from
+    // the L3 that ORT's single weight keeps to itself. The script alternates whole rounds of
+    // both sides, so both still see the same machine load.
+    auto timed = [&](std::vector<double>& out, auto&& call) {
+        for (int r = 0; r < reps + 3; ++r) {
+            const size_t c = static_cast<size_t>(r) % ws.size();
+            auto t0 = Clock::now();
+            call(c);
+            if (r >= 3) out.push_back(ms_since(t0));
+        }
+    };
+    timed(tg, [&](size_t c) { rt::qgemm_f32(ctx, xa, ws[c], a.n, y.data(), a.n); });
+    timed(tr, [&](size_t c) {
         sink += read_pass(opt, bufs[c].data(), static_cast<int64_t>(bytes / 8));
-        const double rd = ms_since(t0);
-        double g8 = 0;
-        {
-            t0 = Clock::now();
-            rt::qgemm_i8(opt, *packs[c], x.data(), 1, a.k, y8.data(), a.n);
-            g8 = ms_since(t0);
-        }
-        if (r >= 3) {
-            tg.push_back(g);
-            tr.push_back(rd);
-            t8.push_back(g8);
-        }
-    }
+    });
+    timed(t8, [&](size_t c) { rt::qgemm_i8(opt, *packs[c], x.data(), 1, a.k, y8.data(), a.n); });
     const Stats g = stats(tg), rd = stats(tr), g8 = stats(t8);
     // Accuracy of the int8-activation kernel: max |y8 - y| / max |y| (y: f32 kernel).
     double diff = 0, mag = 0;
