@@ -336,49 +336,59 @@ EP_QK_AVX2 void dequant_row_avx2(const QMat& q, int64_t r, float* out) {
     return out;
 }
 
+// Group b of one stored row (at blk) for M rows of A, added to acc.
+template <bool Asym, int M>
+EP_QK_AVX512 inline void int4_group_avx512(const QMat& q, const uint8_t* blk, const float* ap,
+                                           int64_t padded, int64_t b, __m512 (&acc)[M]) {
+    const __m512 base = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t pieces = q.chunk / 32;
+    const size_t codes_at = Asym ? 4 : 2;
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    float s;
+    if (q.e.scale_dtype == DType::BF16) {
+        const uint32_t bits = static_cast<uint32_t>(d) << 16;
+        std::memcpy(&s, &bits, 4);
+    } else {
+        s = _cvtsh_ss(d);
+    }
+    const __m512 table =
+        _mm512_sub_ps(base, _mm512_set1_ps(Asym ? static_cast<float>(blk[2]) : 8.0f));
+    __m512 sum[M];
+    for (int64_t p = 0; p < pieces; ++p) {
+        const __m128i v =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + codes_at + 16 * p));
+        // Each lane holds one byte: vpermps reads its low nibble, and the same lanes
+        // shifted right by 4 give the high one (one widening, not two).
+        const __m512i bytes = _mm512_cvtepu8_epi32(v);
+        const __m512 wl = _mm512_permutexvar_ps(bytes, table);
+        const __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
+        for (int i = 0; i < M; ++i) {
+            const float* ar = ap + i * padded + b * q.chunk + 32 * p;
+            const __m512 lo = _mm512_mul_ps(_mm512_loadu_ps(ar), wl);
+            sum[i] = p == 0 ? lo : _mm512_add_ps(sum[i], lo);
+            sum[i] = _mm512_fmadd_ps(_mm512_loadu_ps(ar + 16), wh, sum[i]);
+        }
+    }
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(sum[i], _mm512_set1_ps(s), acc[i]);
+}
+
 template <bool Asym, int M>
 EP_QK_AVX512 void int4_rows_avx512(const QMat& q, const float* ap, int64_t padded, float* y,
                                    int64_t ldy, int64_t n0, int64_t n1) {
-    const __m512 base = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512 sym_table = _mm512_sub_ps(base, _mm512_set1_ps(8.0f));
-    const int64_t pieces = q.chunk / 32;
-    const size_t codes_at = Asym ? 4 : 2;
-    const bool bf16 = q.e.scale_dtype == DType::BF16;
     for (int64_t row = n0; row < n1; ++row) {
-        __m512 acc[M][2];
-        for (auto& r : acc) r[0] = r[1] = _mm512_setzero_ps();
+        // Even groups into acc0, odd ones into acc1 (named, so they stay in registers).
+        __m512 acc0[M], acc1[M];
+        for (int i = 0; i < M; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
         const uint8_t* blk = q.data + static_cast<uint64_t>(row) * q.row_stride;
-        for (int64_t b = 0; b < q.chunks; ++b, blk += q.blk_bytes) {
-            uint16_t d;
-            std::memcpy(&d, blk, 2);
-            float s;
-            if (bf16) {
-                const uint32_t bits = static_cast<uint32_t>(d) << 16;
-                std::memcpy(&s, &bits, 4);
-            } else {
-                s = _cvtsh_ss(d);
-            }
-            const __m512 table =
-                Asym ? _mm512_sub_ps(base, _mm512_set1_ps(static_cast<float>(blk[2]))) : sym_table;
-            __m512 sum[M];
-            for (int64_t p = 0; p < pieces; ++p) {
-                const __m128i v =
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + codes_at + 16 * p));
-                const __m512 wl = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(v), table);
-                const __m512 wh =
-                    _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_srli_epi16(v, 4)), table);
-                for (int i = 0; i < M; ++i) {
-                    const float* ar = ap + i * padded + b * q.chunk + 32 * p;
-                    const __m512 lo = _mm512_mul_ps(_mm512_loadu_ps(ar), wl);
-                    sum[i] = p == 0 ? lo : _mm512_add_ps(sum[i], lo);
-                    sum[i] = _mm512_fmadd_ps(_mm512_loadu_ps(ar + 16), wh, sum[i]);
-                }
-            }
-            for (int i = 0; i < M; ++i)
-                acc[i][b & 1] = _mm512_fmadd_ps(sum[i], _mm512_set1_ps(s), acc[i][b & 1]);
+        int64_t b = 0;
+        for (; b + 2 <= q.chunks; b += 2, blk += 2 * q.blk_bytes) {
+            int4_group_avx512<Asym, M>(q, blk, ap, padded, b, acc0);
+            int4_group_avx512<Asym, M>(q, blk + q.blk_bytes, ap, padded, b + 1, acc1);
         }
+        if (b < q.chunks) int4_group_avx512<Asym, M>(q, blk, ap, padded, b, acc0);
         for (int i = 0; i < M; ++i)
-            y[i * ldy + row] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+            y[i * ldy + row] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i]));
     }
 }
 #endif
