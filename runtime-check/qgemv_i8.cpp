@@ -102,7 +102,8 @@ float scale_of(const QPackI4& p, const uint16_t* bits) {
 EP_Q8_AVX512 void quantize_row_avx512(const float* x, int64_t k, QRow& r) {
     const __m512 lim_lo = _mm512_set1_ps(-127.0f), lim_hi = _mm512_set1_ps(127.0f);
     for (int64_t b = 0; b < static_cast<int64_t>(r.d.size()); ++b) {
-        const int64_t k0 = b * 32, len = std::min<int64_t>(32, k - k0);
+        // Sub-blocks of the last group may lie wholly past k (group 64 or 128): len 0.
+        const int64_t k0 = b * 32, len = std::clamp<int64_t>(k - k0, 0, 32);
         const auto m0 = static_cast<__mmask16>(len >= 16 ? 0xFFFFu : (1u << len) - 1u);
         const auto m1 =
             static_cast<__mmask16>(len >= 32 ? 0xFFFFu : (len > 16 ? (1u << (len - 16)) - 1u : 0u));
