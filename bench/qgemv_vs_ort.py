@@ -129,6 +129,9 @@ def main():
                 rel4 = float(np.max(np.abs(y4 - y_ep))) / scale
                 ep_g, ep_r, ep_q8, q8_rel, ort_t = [], [], [], 0.0, {0: [], 4: []}
                 for _ in range(a.rounds):
+                    # ORT's intra-op threads spin for a while after a run; let them go idle
+                    # so that they do not take the second core from edgepack's 2-thread runs.
+                    time.sleep(0.5)
                     r = run_qbench(a.qbench, ["gemv", "--k", str(k), "--n", str(n),
                                               "--threads", str(threads), "--reps", str(a.reps),
                                               "--copies", str(a.copies)])[0]
