@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "compressor/ir/encoding.h"
 #include "compressor/ir/ir.h"
 #include "runtime-check/executor.h"
 
@@ -55,6 +56,15 @@ inline Attribute string_attr(std::string name, std::string v) {
     a.type = AttrType::String;
     a.s = std::move(v);
     return a;
+}
+
+// `w` quantized with the reference RTN quantizer to `scheme` ("int4g32", "int8c", ...) along
+// `axis`, renamed `name`.
+inline Tensor quantized_rtn(Tensor w, std::string name, const char* scheme, uint8_t axis) {
+    Encoding e = *encoding_from_name(scheme);
+    e.axis = axis;
+    w.name = std::move(name);
+    return quantize_tensor_rtn(w, e);
 }
 
 inline Model make_model(const OneNode& spec) {

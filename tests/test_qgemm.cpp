@@ -26,10 +26,7 @@ Tensor dequantized(const Tensor& q) {
 }
 
 Tensor quantized(Tensor w, const char* scheme, uint8_t axis) {
-    Encoding e = *encoding_from_name(scheme);
-    e.axis = axis;
-    w.name = "w";
-    return quantize_tensor_rtn(w, e);
+    return ep::test::quantized_rtn(std::move(w), "w", scheme, axis);
 }
 
 // |got - ref| within the float summation bound of the two orders: K ulps of sum |a w|.

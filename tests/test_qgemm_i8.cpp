@@ -70,10 +70,7 @@ std::vector<float> by_definition(const Tensor& w, const std::vector<float>& a, i
 }
 
 Tensor quantized(Tensor w, const char* scheme, uint8_t axis) {
-    Encoding e = *encoding_from_name(scheme);
-    e.axis = axis;
-    w.name = "w";
-    return quantize_tensor_rtn(w, e);
+    return ep::test::quantized_rtn(std::move(w), "w", scheme, axis);
 }
 
 }  // namespace

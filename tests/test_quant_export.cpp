@@ -31,13 +31,6 @@ Node node_of(const char* op, std::vector<std::string> in, std::vector<std::strin
     return n;
 }
 
-Tensor q(Tensor t, std::string name, const char* scheme, uint8_t axis) {
-    Encoding e = *encoding_from_name(scheme);
-    e.axis = axis;
-    t.name = std::move(name);
-    return quantize_tensor_rtn(t, e);
-}
-
 Tensor ids_tensor(std::vector<int64_t> v, std::vector<int64_t> shape) {
     Tensor t;
     t.dtype = DType::I64;
@@ -54,10 +47,10 @@ Tensor ids_tensor(std::vector<int64_t> v, std::vector<int64_t> shape) {
 Model small_model(const char* scheme) {
     Model m;
     m.opset_imports = {{"", 17}};
-    m.graph.initializers = {q(random_f32({96, 40}, 1), "w1", scheme, 0),
-                            q(random_f32({33, 40}, 2), "w2", scheme, 1),
-                            q(random_f32({33, 20}, 3), "w3", scheme, 0),
-                            q(random_f32({10, 33}, 4), "table", scheme, 1)};
+    m.graph.initializers = {ep::test::quantized_rtn(random_f32({96, 40}, 1), "w1", scheme, 0),
+                            ep::test::quantized_rtn(random_f32({33, 40}, 2), "w2", scheme, 1),
+                            ep::test::quantized_rtn(random_f32({33, 20}, 3), "w3", scheme, 0),
+                            ep::test::quantized_rtn(random_f32({10, 33}, 4), "table", scheme, 1)};
     Tensor c = random_f32({33}, 5);
     c.name = "c";
     m.graph.initializers.push_back(c);
