@@ -10,6 +10,11 @@
 #include "runtime-check/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
+// GCC 12's AVX-512 intrinsics build their results from _mm512_undefined_*() and warn that
+// those "may be used uninitialized" once inlined here: a false positive of the headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #define EP_QK_X86 1
 #define EP_QK_AVX2 __attribute__((target("avx2,fma,f16c")))

@@ -37,6 +37,11 @@
 #include "runtime-check/thread_pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
+// GCC 12's AVX-512 intrinsics build their results from _mm512_undefined_*() and warn that
+// those "may be used uninitialized" once inlined here: a false positive of the headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #define EP_Q8_X86 1
 #define EP_Q8_AVX512 \
@@ -109,7 +114,8 @@ EP_Q8_AVX512 void quantize_row_avx512(const float* x, int64_t k, QRow& r) {
             static_cast<__mmask16>(len >= 32 ? 0xFFFFu : (len > 16 ? (1u << (len - 16)) - 1u : 0u));
         const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0);
         const __m512 v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
-        __m512 a = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());  // NaN -> 2nd
+        // vmaxps returns its second operand when either is NaN: NaNs are skipped.
+        __m512 a = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
         a = _mm512_max_ps(_mm512_abs_ps(v1), a);
         const float amax = _mm512_reduce_max_ps(a);
         const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
