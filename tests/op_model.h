@@ -23,7 +23,7 @@ struct OneNode {
     std::vector<std::pair<std::string, Tensor>> constants;  // initializers
     std::vector<std::string> inputs;                        // node inputs in order; "" = missing
     std::vector<std::string> outputs{"y"};
-    std::vector<Attribute> attributes;
+    std::vector<Attribute> attributes{};
 };
 
 inline Attribute int_attr(std::string name, int64_t v) {
