@@ -173,40 +173,60 @@ EP_AVX2 void pack_panel(const GemmTile& t, int64_t k0, int64_t kc, int64_t j0, i
     }
 }
 
+// Whether a tile reads B in place (kDirectRows, kDirectFloats) instead of packing it.
+bool reads_b_in_place(const GemmTile& t) {
+    return !t.b_transposed && (t.m1 - t.m0 <= kDirectRows || t.k * t.ldb <= kDirectFloats);
+}
+
+// K blocks of equal size (at most kGemmKc): no short last block.
+int64_t k_step(int64_t k) {
+    const int64_t blocks = (k + kGemmKc - 1) / kGemmKc;
+    return (k + blocks - 1) / blocks;
+}
+
+// All 16-column panels of columns [n0, n0 + nc), K block [k0, k0 + kc), into `pack`.
+EP_AVX2 inline void pack_panels(const GemmTile& t, float* pack, int64_t n0, int64_t nc, int64_t k0, int64_t kc) {
+    for (int64_t p = 0; p * kNr < nc; ++p)
+        pack_panel(t, k0, kc, n0 + p * kNr, min64(kNr, nc - p * kNr), pack + p * kc * kNr);
+}
+
+// Rows [m0, m1) times the 16-column panels p, p + 1, .. of columns [n0, n0 + nc), K block
+// [k0, k0 + kc), through micro_6x16: B from `pack` (panel p at p * kc * kNr), or read in
+// place when `direct` (a short last panel is then packed alone).
+EP_AVX2 inline void panels_6x16(const GemmTile& t, float* pack, bool direct, int64_t n0, int64_t nc,
+                                int64_t k0, int64_t kc, int64_t m0, int64_t m1, int64_t p, bool acc) {
+    for (; p * kNr < nc; ++p) {
+        const int64_t j = n0 + p * kNr;
+        const int nr = static_cast<int>(min64(kNr, nc - p * kNr));
+        const float* bp = pack + p * kc * kNr;
+        int64_t ldb = kNr;
+        if (direct) {
+            if (nr == kNr) {
+                bp = t.b + k0 * t.ldb + j;
+                ldb = t.ldb;
+            } else {
+                pack_panel(t, k0, kc, j, nr, pack);
+                bp = pack;
+            }
+        }
+        for (int64_t i = m0; i < m1; i += kMr) {
+            const int mr = static_cast<int>(min64(kMr, m1 - i));
+            micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr, acc);
+        }
+    }
+}
+
 EP_AVX2 void gemm_tile_avx2(const GemmTile& t, float* pack) {
-    const bool direct = !t.b_transposed && (t.m1 - t.m0 <= kDirectRows || t.k * t.ldb <= kDirectFloats);
+    const bool direct = reads_b_in_place(t);
     for (int64_t n0 = t.n0; n0 < t.n1; n0 += kGemmNc) {
         const int64_t nc = min64(kGemmNc, t.n1 - n0);
-        // K blocks of equal size (at most kGemmKc): no short last block.
-        const int64_t kstep = (t.k + (t.k + kGemmKc - 1) / kGemmKc - 1) / ((t.k + kGemmKc - 1) / kGemmKc);
+        const int64_t kstep = k_step(t.k);
         for (int64_t k0 = 0; k0 < t.k; k0 += kstep) {
             const int64_t kc = min64(kstep, t.k - k0);
             const bool acc = t.accumulate || k0 > 0;
-            if (!direct)
-                for (int64_t p = 0; p * kNr < nc; ++p)
-                    pack_panel(t, k0, kc, n0 + p * kNr, min64(kNr, nc - p * kNr), pack + p * kc * kNr);
-            for (int64_t m0 = t.m0; m0 < t.m1; m0 += kGemmMc) {
-                const int64_t m1 = min64(t.m1, m0 + kGemmMc);
-                for (int64_t p = 0; p * kNr < nc; ++p) {
-                    const int64_t j = n0 + p * kNr;
-                    const int nr = static_cast<int>(min64(kNr, nc - p * kNr));
-                    const float* bp = pack + p * kc * kNr;
-                    int64_t ldb = kNr;
-                    if (direct) {
-                        if (nr == kNr) {
-                            bp = t.b + k0 * t.ldb + j;
-                            ldb = t.ldb;
-                        } else {
-                            pack_panel(t, k0, kc, j, nr, pack);
-                            bp = pack;
-                        }
-                    }
-                    for (int64_t i = m0; i < m1; i += kMr) {
-                        const int mr = static_cast<int>(min64(kMr, m1 - i));
-                        micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr, acc);
-                    }
-                }
-            }
+            if (!direct) pack_panels(t, pack, n0, nc, k0, kc);
+            for (int64_t m0 = t.m0; m0 < t.m1; m0 += kGemmMc)
+                panels_6x16(t, pack, direct, n0, nc, k0, kc, m0, min64(t.m1, m0 + kGemmMc), 0, acc);
         }
     }
 }
@@ -242,16 +262,14 @@ EP_AVX512 void micro_6x32_zmm(int64_t kc, const float* a, int64_t lda, const flo
 
 // gemm_tile_avx2 with pairs of full 16-column panels going to micro_6x32_zmm.
 EP_AVX512 void gemm_tile_avx512(const GemmTile& t, float* pack) {
-    const bool direct = !t.b_transposed && (t.m1 - t.m0 <= kDirectRows || t.k * t.ldb <= kDirectFloats);
+    const bool direct = reads_b_in_place(t);
     for (int64_t n0 = t.n0; n0 < t.n1; n0 += kGemmNc) {
         const int64_t nc = min64(kGemmNc, t.n1 - n0);
-        const int64_t kstep = (t.k + (t.k + kGemmKc - 1) / kGemmKc - 1) / ((t.k + kGemmKc - 1) / kGemmKc);
+        const int64_t kstep = k_step(t.k);
         for (int64_t k0 = 0; k0 < t.k; k0 += kstep) {
             const int64_t kc = min64(kstep, t.k - k0);
             const bool acc = t.accumulate || k0 > 0;
-            if (!direct)
-                for (int64_t p = 0; p * kNr < nc; ++p)
-                    pack_panel(t, k0, kc, n0 + p * kNr, min64(kNr, nc - p * kNr), pack + p * kc * kNr);
+            if (!direct) pack_panels(t, pack, n0, nc, k0, kc);
             for (int64_t m0 = t.m0; m0 < t.m1; m0 += kGemmMc) {
                 const int64_t m1 = min64(t.m1, m0 + kGemmMc);
                 int64_t p = 0;
@@ -264,25 +282,7 @@ EP_AVX512 void gemm_tile_avx512(const GemmTile& t, float* pack) {
                         micro_6x32_zmm(kc, t.a + i * t.lda + k0, t.lda, b0, ldb, b1, ldb, t.c + i * t.ldc + j, t.ldc,
                                        static_cast<int>(min64(kMr, m1 - i)), acc);
                 }
-                for (; p * kNr < nc; ++p) {
-                    const int64_t j = n0 + p * kNr;
-                    const int nr = static_cast<int>(min64(kNr, nc - p * kNr));
-                    const float* bp = pack + p * kc * kNr;
-                    int64_t ldb = kNr;
-                    if (direct) {
-                        if (nr == kNr) {
-                            bp = t.b + k0 * t.ldb + j;
-                            ldb = t.ldb;
-                        } else {
-                            pack_panel(t, k0, kc, j, nr, pack);
-                            bp = pack;
-                        }
-                    }
-                    for (int64_t i = m0; i < m1; i += kMr) {
-                        const int mr = static_cast<int>(min64(kMr, m1 - i));
-                        micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr, acc);
-                    }
-                }
+                panels_6x16(t, pack, direct, n0, nc, k0, kc, m0, m1, p, acc);  // a last odd panel
             }
         }
     }
