@@ -11,14 +11,6 @@ namespace {
 constexpr int64_t kQdqOpset = 21;
 constexpr const char* kMs = "com.microsoft";
 
-Attribute int_attr(std::string name, int64_t v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Int;
-    a.i = v;
-    return a;
-}
-
 Node make_node(std::string name, std::string op, std::vector<std::string> in,
                std::vector<std::string> out, std::vector<Attribute> attrs = {},
                std::string domain = {}) {

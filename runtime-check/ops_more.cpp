@@ -451,11 +451,7 @@ void op_space_to_depth(OpContext& c) { space_depth(c, false); }
 void op_cast_like(OpContext& c) {
     const Tensor& like = c.input(1);
     Node cast = c.node;
-    Attribute to;
-    to.name = "to";
-    to.type = AttrType::Int;
-    to.i = traits(like.dtype).onnx_code;
-    cast.attributes = {to};
+    cast.attributes = {int_attr("to", traits(like.dtype).onnx_code)};
     for (const auto& a : c.node.attributes)
         if (a.name == "saturate") cast.attributes.push_back(a);
     OpContext inner{cast, {c.inputs[0]}, {}, c.options, c.opset, nullptr};

@@ -26,37 +26,11 @@ struct OneNode {
     std::vector<Attribute> attributes{};
 };
 
-inline Attribute int_attr(std::string name, int64_t v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Int;
-    a.i = v;
-    return a;
-}
-
-inline Attribute ints_attr(std::string name, std::vector<int64_t> v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Ints;
-    a.ints = std::move(v);
-    return a;
-}
-
-inline Attribute float_attr(std::string name, float v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Float;
-    a.f = v;
-    return a;
-}
-
-inline Attribute string_attr(std::string name, std::string v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::String;
-    a.s = std::move(v);
-    return a;
-}
+// The IR's attribute builders (compressor/ir/ir.h), under the names the tests use.
+using ep::float_attr;
+using ep::int_attr;
+using ep::ints_attr;
+using ep::string_attr;
 
 // `w` quantized with the reference RTN quantizer to `scheme` ("int4g32", "int8c", ...) along
 // `axis`, renamed `name`.

@@ -38,22 +38,6 @@ Node make_node(std::string op, std::string name, std::vector<std::string> inputs
     return n;
 }
 
-Attribute int_attr(std::string name, int64_t v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Int;
-    a.i = v;
-    return a;
-}
-
-Attribute float_attr(std::string name, float v) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Float;
-    a.f = v;
-    return a;
-}
-
 ValueInfo value(std::string name) {
     ValueInfo v;
     v.name = std::move(name);
@@ -611,11 +595,7 @@ TEST_CASE("promote-constants turns every Constant form into an initializer",
     floats.floats = {1.5f, -1.5f};
     model.graph.nodes.push_back(constant_node("fs", floats));
     model.graph.nodes.push_back(constant_node("i", int_attr("value_int", -7)));
-    Attribute ints;
-    ints.name = "value_ints";
-    ints.type = AttrType::Ints;
-    ints.ints = {3, 4, 5};
-    model.graph.nodes.push_back(constant_node("is", ints));
+    model.graph.nodes.push_back(constant_node("is", ints_attr("value_ints", {3, 4, 5})));
     Attribute strs;
     strs.name = "value_strings";
     strs.type = AttrType::Strings;

@@ -156,6 +156,36 @@ struct Model {
 // Empty when the model is well formed. `--verify-each` runs this after every pass.
 [[nodiscard]] std::vector<std::string> verify(const Model& model);
 
+// Attributes of one value, for passes and exporters that build nodes (and for tests).
+[[nodiscard]] inline Attribute int_attr(std::string name, int64_t v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Int;
+    a.i = v;
+    return a;
+}
+[[nodiscard]] inline Attribute ints_attr(std::string name, std::vector<int64_t> v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Ints;
+    a.ints = std::move(v);
+    return a;
+}
+[[nodiscard]] inline Attribute float_attr(std::string name, float v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::Float;
+    a.f = v;
+    return a;
+}
+[[nodiscard]] inline Attribute string_attr(std::string name, std::string v) {
+    Attribute a;
+    a.name = std::move(name);
+    a.type = AttrType::String;
+    a.s = std::move(v);
+    return a;
+}
+
 // Calls fn(graph) for the main graph and, depth first, every subgraph in node attributes.
 template <typename G, typename Fn>
 void for_each_graph(G& graph, Fn&& fn) {
