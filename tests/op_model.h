@@ -3,6 +3,7 @@
 // parsing, validation), without writing ONNX files.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
 #include <string>
@@ -92,6 +93,21 @@ inline Tensor random_f32(std::vector<int64_t> shape, uint32_t seed, float lo = -
 inline bool same_bytes(const Tensor& a, const Tensor& b) {
     return a.dtype == b.dtype && a.shape == b.shape && a.data.size() == b.data.size() &&
            std::memcmp(a.data.bytes().data(), b.data.bytes().data(), a.data.size()) == 0;
+}
+
+// Runs the node at 1, 2 and 3 threads, requires identical bytes for every output, and
+// returns output `output` of the 1-thread run.
+inline Tensor run_threads(const OneNode& spec, size_t output = 0) {
+    std::vector<Tensor> one = run_node(spec, 1);
+    for (int threads : {2, 3}) {
+        std::vector<Tensor> more = run_node(spec, threads);
+        REQUIRE(more.size() == one.size());
+        for (size_t i = 0; i < one.size(); ++i) {
+            INFO("output " << i << " at " << threads << " threads");
+            REQUIRE(same_bytes(one[i], more[i]));
+        }
+    }
+    return one.at(output);
 }
 
 }  // namespace ep::test

@@ -14,22 +14,10 @@
 #include "support.h"
 
 using namespace ep;
+using ep::test::run_threads;
 using test::OneNode;
 
 namespace {
-
-Tensor run_threads(const OneNode& spec, size_t output = 0) {
-    std::vector<Tensor> one = test::run_node(spec, 1);
-    for (int threads : {2, 3}) {
-        std::vector<Tensor> more = test::run_node(spec, threads);
-        REQUIRE(more.size() == one.size());
-        for (size_t i = 0; i < one.size(); ++i) {
-            INFO("output " << i << " at " << threads << " threads");
-            REQUIRE(test::same_bytes(one[i], more[i]));
-        }
-    }
-    return one.at(output);
-}
 
 std::vector<int64_t> strides_of(const std::vector<int64_t>& shape) {
     std::vector<int64_t> s(shape.size(), 1);

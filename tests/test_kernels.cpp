@@ -23,25 +23,12 @@
 #include "support.h"
 
 using namespace ep;
+using ep::test::run_threads;
 using test::OneNode;
 
 namespace {
 
 constexpr double kUnit = 1.0 / (1 << 24);  // float32 unit roundoff
-
-// Runs at 1, 2 and 3 threads, requires identical bytes, returns the first output.
-Tensor run_threads(const OneNode& spec) {
-    std::vector<Tensor> one = test::run_node(spec, 1);
-    for (int threads : {2, 3}) {
-        std::vector<Tensor> more = test::run_node(spec, threads);
-        REQUIRE(more.size() == one.size());
-        for (size_t i = 0; i < one.size(); ++i) {
-            INFO("output " << i << " at " << threads << " threads");
-            REQUIRE(test::same_bytes(one[i], more[i]));
-        }
-    }
-    return one.at(0);
-}
 
 // |got - ref| <= gamma * mag elementwise (mag: reference on absolute values).
 void require_within_bound(const Tensor& got, const Tensor& ref, const Tensor& mag, double gamma) {
