@@ -1,17 +1,24 @@
-// `edgepack compress`: load a recipe, load its model, run the passes, write the output.
+// `edgepack compress`: load a recipe, load its model, run the passes, write the outputs,
+// validate what was written, judge the gates, write the reports (docs/ci.md, docs/reports.md).
 //
 // Order (each step fails before the next starts, so a bad recipe never loads a model and
 // nothing is written unless every pass succeeded):
-//   1. load and validate the recipe with its --set overrides; check -o's extension
+//   1. load and validate the recipe with its --set overrides; check -o's extension; read the
+//      --baseline report (a bad one is bad input, exit 2, before any work)
 //   2. create and configure the passes; check --print-after names
 //   3. load the model; check each pass's needs() against it
 //   4. --dry-run: print the plan to `out` and stop (nothing is written)
-//   5. run the passes (hooks per PassManagerOptions); write the output atomically
-//      (a safetensors checkpoint with one rtn quantize-weights pass, written to .epk or
-//      .safetensors, is quantized while it is written instead: stream_compress.h)
-//   6. print the per-pass summary and "wrote PATH (N bytes)" to `err`
-// stdout carries only the dry-run plan; everything else (progress, summary, timings,
-// --print-after dumps) goes to stderr, so stdout stays free for machine-readable output.
+//   5. run the passes (hooks per PassManagerOptions); write every output atomically
+//      (a safetensors checkpoint with one rtn quantize-weights pass, written to one .epk or
+//      .safetensors file, is quantized while it is written instead: stream_compress.h)
+//   6. with a "validate" section: compare the validated output (the first .epk, else the
+//      first .onnx) with the input model on the validation samples, and time both
+//   7. evaluate the gates and the baseline checks; write report.json, report.md,
+//      report.html and junit.xml into the report directory
+//   8. print the summary and the verdict to `err` (unless quiet); with json_summary, one
+//      JSON object to `out`
+// Returns 0 when every gate and baseline check held, 1 when one failed (the outputs and the
+// reports are written either way); bad input throws InputError (2), bugs InternalError (3).
 #pragma once
 
 #include <filesystem>
@@ -24,15 +31,22 @@
 
 namespace ep {
 
+class Progress;  // compressor/ir/progress.h
+
 struct CompressOptions {
     std::filesystem::path recipe;
     std::vector<std::string> overrides;           // --set PATH=VALUE, in order
     std::optional<std::filesystem::path> output;  // -o (relative to the working directory)
     bool dry_run = false;
+    std::optional<std::filesystem::path> report_dir;  // --report-dir (overrides the recipe's)
+    std::optional<std::filesystem::path> baseline;    // --baseline REPORT.json
+    bool quiet = false;            // --quiet: nothing on `err` except what throws
+    bool json_summary = false;     // --json: the summary as one JSON object on `out`
+    Progress* progress = nullptr;  // progress of long steps (may be null)
     PassManagerOptions manager;
 };
 
-// Returns the exit code (0); throws ep::Error for everything else.
+// Returns the exit code (0 or 1); throws ep::Error for everything else.
 [[nodiscard]] int run_compress(const CompressOptions& options, std::ostream& out,
                                std::ostream& err);
 

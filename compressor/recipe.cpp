@@ -26,8 +26,10 @@ constexpr int kMaxNesting = 64;                // deeper JSON is hostile, not a 
 constexpr size_t kMaxRecipeBytes = 16u << 20;  // 16 MB
 
 const std::vector<std::string>& top_level_keys() {
-    static const std::vector<std::string> keys{"description", "model", "passes", "output",
-                                               "onnx", "calibration"};
+    static const std::vector<std::string> keys{"description", "model",    "passes",
+                                               "output",      "onnx",     "calibration",
+                                               "validate",    "gates",    "baseline",
+                                               "report_dir"};
     return keys;
 }
 
@@ -51,6 +53,57 @@ std::vector<OptionSpec> calibration_specs() {
             {"samples", OptionType::Int, 32, "samples to use (0 = all)", {}, 0, 1e9},
             {"seed", OptionType::Int, 0, "chooses the samples (and random inputs)", {}, 0, 9e18},
             {"max_samples", OptionType::Int, 128, "hard limit on samples", {}, 1, 1e9}};
+}
+
+std::vector<OptionSpec> validate_specs() {
+    return {{"data", OptionType::String, "",
+             "evaluation inputs: a directory (as edgepack run --data) or a [S, T] token-id .npy; "
+             "empty: seeded random inputs", {}},
+            {"samples", OptionType::Int, 8, "random samples (without data)", {}, 1, 1e6},
+            {"seed", OptionType::Int, 0, "seed of the random samples", {}, 0, 9e18},
+            {"shapes", OptionType::StringList, json::array(),
+             "NAME=D0,D1,... for inputs with symbolic dimensions (random samples; default 1)", {}},
+            {"labels", OptionType::String, "",
+             "a .npy of int32/int64 class indices, one per output row, in sample order", {}},
+            {"threads", OptionType::Int, 0, "runtime threads (0: the run's --threads)", {}, 0, 4096},
+            {"per_layer", OptionType::Bool, true,
+             "compare every intermediate tensor the two graphs share (worst-SQNR layers)", {}},
+            {"int8_activations", OptionType::Bool, false,
+             "the candidate's int4 MatMul/Gemm take int8 activations", {}},
+            {"benchmark_runs", OptionType::Int, 20,
+             "timed runs of each model for latency (0: no latency measurement)", {}, 0, 1e6},
+            {"benchmark_warmup", OptionType::Int, 3, "untimed runs before them", {}, 0, 1e6}};
+}
+
+std::vector<OptionSpec> gate_option_specs() {
+    std::vector<OptionSpec> specs;
+    for (const auto& g : gate_specs())
+        specs.push_back({g.name, OptionType::Number, nullptr, g.help, {}, g.min, g.max});
+    return specs;
+}
+
+std::vector<OptionSpec> baseline_option_specs() {
+    std::vector<OptionSpec> specs;
+    for (const auto& b : baseline_specs())
+        specs.push_back({b.metric, OptionType::Number, nullptr, b.help, {}, 0, 1e300});
+    return specs;
+}
+
+// The top-level objects whose keys are options: their specs.
+const std::vector<std::pair<std::string, std::vector<OptionSpec>>>& section_specs() {
+    static const std::vector<std::pair<std::string, std::vector<OptionSpec>>> sections{
+        {"onnx", onnx_specs()},
+        {"calibration", calibration_specs()},
+        {"validate", validate_specs()},
+        {"gates", gate_option_specs()},
+        {"baseline", baseline_option_specs()}};
+    return sections;
+}
+
+const std::vector<OptionSpec>* section(const std::string& key) {
+    for (const auto& [name, specs] : section_specs())
+        if (name == key) return &specs;
+    return nullptr;
 }
 
 // The fields every pass entry accepts besides its own options.
@@ -239,9 +292,27 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
             r.passes.push_back(check_pass_entry(passes[i], i));
     }
     if (doc.contains("output")) {
-        auto out = required_string(doc, "output");
-        r.output = resolve(base_dir, out);
-        check_output_extension(*r.output, "output");
+        const json& out = doc["output"];
+        if (out.is_array()) {
+            if (out.empty()) fail("output", "expected at least one output file, found []");
+            for (size_t i = 0; i < out.size(); ++i) {
+                std::string field = cat("output[", i, "]");
+                if (!out[i].is_string() || out[i].get<std::string>().empty())
+                    fail(field, cat("expected a file path, found ", type_name(out[i])));
+                auto path = resolve(base_dir, out[i].get<std::string>());
+                check_output_extension(path, field);
+                for (size_t j = 0; j < r.outputs.size(); ++j)
+                    if (r.outputs[j] == path)
+                        fail(field, cat("the same file as output[", j, "]: ", path.string()));
+                r.outputs.push_back(path);
+            }
+        } else {
+            if (!out.is_string())
+                fail("output", cat("expected a file path or a list of them, found ", type_name(out)));
+            r.outputs.push_back(resolve(base_dir, required_string(doc, "output")));
+            check_output_extension(r.outputs[0], "output");
+        }
+        r.output = r.outputs[0];
     }
     if (doc.contains("onnx")) {
         if (!doc["onnx"].is_object())
@@ -276,6 +347,76 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
                                             cc.max_samples));
         r.calibration = cc;
     }
+    if (doc.contains("validate")) {
+        if (!doc["validate"].is_object())
+            fail("validate", cat("expected an object {\"samples\": N, ...}, found ",
+                                 type_name(doc["validate"])));
+        json v = check_object(doc["validate"], validate_specs(), "validate", "unknown key");
+        ValidateConfig vc;
+        auto existing = [&](const char* key) {
+            std::filesystem::path p;
+            auto value = v[key].get<std::string>();
+            if (value.empty()) return p;
+            p = resolve(base_dir, value);
+            std::error_code ec;
+            if (!std::filesystem::exists(p, ec))
+                fail(cat("validate.", key), cat("not found: ", p.string()));
+            return p;
+        };
+        vc.data = existing("data");
+        vc.labels = existing("labels");
+        vc.samples = v["samples"].get<uint64_t>();
+        vc.seed = v["seed"].get<uint64_t>();
+        vc.shapes = v["shapes"].get<std::vector<std::string>>();
+        if (!vc.data.empty() && !vc.shapes.empty())
+            fail("validate.shapes", "applies to random samples only, not to validate.data");
+        vc.threads = v["threads"].get<int>();
+        vc.per_layer = v["per_layer"].get<bool>();
+        vc.int8_activations = v["int8_activations"].get<bool>();
+        vc.benchmark_runs = v["benchmark_runs"].get<uint64_t>();
+        vc.benchmark_warmup = v["benchmark_warmup"].get<uint64_t>();
+        r.validate = vc;
+    }
+    // Gates and tolerances: only the keys the recipe sets, in the order of gates.h's tables.
+    auto limits = [&](const char* key, const std::vector<OptionSpec>& specs) {
+        std::vector<Limit> out;
+        if (!doc.contains(key)) return out;
+        if (!doc[key].is_object())
+            fail(key, cat("expected an object {\"", specs[0].name, "\": ...}, found ",
+                          type_name(doc[key])));
+        json checked = check_object(doc[key], specs, key, "unknown key");
+        for (const auto& spec : specs)
+            if (!checked[spec.name].is_null())
+                out.push_back({spec.name, checked[spec.name].get<double>()});
+        return out;
+    };
+    r.gates = limits("gates", gate_option_specs());
+    r.baseline = limits("baseline", baseline_option_specs());
+    // A gate or tolerance the recipe cannot measure is a recipe error, not a failed gate.
+    auto check_needs = [&](const std::string& field, MetricNeeds needs) {
+        if (needs == MetricNeeds::Nothing) return;
+        if (!r.validate)
+            fail(field, "needs a \"validate\" section (it reads a validation metric)");
+        if (needs == MetricNeeds::Labels && r.validate->labels.empty())
+            fail(field, "needs validate.labels (accuracy is measured against labels)");
+        if (needs == MetricNeeds::Benchmark && r.validate->benchmark_runs == 0)
+            fail(field, "needs validate.benchmark_runs > 0 (it reads a latency)");
+    };
+    for (const auto& g : r.gates)
+        for (const auto& spec : gate_specs())
+            if (g.name == spec.name) check_needs(cat("gates.", g.name), spec.needs);
+    for (const auto& b : r.baseline)
+        for (const auto& spec : baseline_specs())
+            if (b.name == spec.metric) check_needs(cat("baseline.", b.name), spec.needs);
+    if (r.validate && !r.outputs.empty()) {
+        bool runnable = false;
+        for (const auto& o : r.outputs)
+            runnable = runnable || o.extension() == ".epk" || o.extension() == ".onnx";
+        if (!runnable)
+            fail("validate", "needs an .epk or .onnx output (the runtime cannot run a "
+                             "weights-only .safetensors file)");
+    }
+    if (doc.contains("report_dir")) r.report_dir = resolve(base_dir, required_string(doc, "report_dir"));
     // Last, so that every schema error is reported even when the model is missing too.
     std::error_code ec;
     if (!std::filesystem::exists(r.model, ec))
@@ -451,7 +592,7 @@ void apply_override(json& doc, std::string_view assignment) {
         descend_lists(entry[key], steps, 3, where) = std::move(value);
         return;
     }
-    if (top == "onnx" || top == "calibration") {
+    if (const auto* specs = section(top)) {
         if (steps.size() == 1) {
             doc[top] = std::move(value);
             return;
@@ -459,17 +600,25 @@ void apply_override(json& doc, std::string_view assignment) {
         if (steps[1].is_index) fail(top, "is an object, not a list");
         if (doc.contains(top) && !doc[top].is_object()) fail(top, "is not an object");
         std::vector<std::string> names;
-        for (const auto& s : top == "onnx" ? onnx_specs() : calibration_specs())
-            names.push_back(s.name);
+        for (const auto& s : *specs) names.push_back(s.name);
         const std::string& key = steps[1].key;
         where = cat(top, ".", key);
         if (std::find(names.begin(), names.end(), key) == names.end())
             fail(where, cat("unknown key", did_you_mean(key, names)));
-        if (steps.size() > 2) fail(where, "takes a single value");
-        doc[top][key] = std::move(value);
+        if (steps.size() == 2) {
+            doc[top][key] = std::move(value);
+            return;
+        }
+        if (!doc[top].contains(key)) fail(where, "not set in the recipe, cannot index it");
+        descend_lists(doc[top][key], steps, 2, where) = std::move(value);
         return;
     }
-    if (steps.size() > 1) fail(where, "takes a single value");
+    if (steps.size() > 1) {
+        if (top != "output" || !doc.contains("output"))
+            fail(where, "takes a single value");
+        descend_lists(doc[top], steps, 1, where) = std::move(value);
+        return;
+    }
     doc[top] = std::move(value);
 }
 
@@ -553,6 +702,113 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     text << in.rdbuf();
     auto base = std::filesystem::absolute(file).parent_path();
     return parse_recipe(text.str(), what, base, overrides);
+}
+
+namespace {
+
+json option_schema(const OptionSpec& spec) {
+    json j = json::object();
+    auto bounds = [&](bool integer) {
+        auto bound = [&](const char* key, double v) {
+            if (std::fabs(v) >= 1e299) return;
+            if (integer) j[key] = static_cast<int64_t>(v);
+            else j[key] = v;
+        };
+        bound("minimum", spec.min);
+        bound("maximum", spec.max);
+    };
+    switch (spec.type) {
+        case OptionType::Bool: j["type"] = "boolean"; break;
+        case OptionType::Int:
+            j["type"] = "integer";
+            bounds(true);
+            break;
+        case OptionType::Number:
+            j["type"] = "number";
+            bounds(false);
+            break;
+        case OptionType::String:
+            j["type"] = "string";
+            if (!spec.choices.empty()) j["enum"] = spec.choices;
+            break;
+        case OptionType::StringList:
+            j["type"] = "array";
+            j["items"] = {{"type", "string"}};
+            break;
+    }
+    if (!spec.default_value.is_null()) j["default"] = spec.default_value;
+    j["description"] = spec.help;
+    return j;
+}
+
+json object_schema(const std::vector<OptionSpec>& specs, const std::string& description) {
+    json properties = json::object();
+    for (const auto& s : specs) properties[s.name] = option_schema(s);
+    return {{"type", "object"},
+            {"description", description},
+            {"properties", properties},
+            {"additionalProperties", false}};
+}
+
+}  // namespace
+
+json recipe_json_schema() {
+    std::vector<std::string> names;
+    for (auto n : pass_names()) names.emplace_back(n);
+    json per_pass = json::array();
+    for (const auto& name : names) {
+        auto pass = create_pass(name);
+        auto specs = common_pass_specs();
+        for (auto& s : pass->option_specs()) specs.push_back(std::move(s));
+        json then = object_schema(specs, std::string(pass->description()));
+        then["properties"]["pass"] = {{"const", name}};
+        then.erase("description");
+        per_pass.push_back({{"if", {{"properties", {{"pass", {{"const", name}}}}},
+                                    {"required", {"pass"}}}},
+                            {"then", then}});
+    }
+    json pass_entry = {{"type", "object"},
+                       {"required", {"pass"}},
+                       {"properties", {{"pass", {{"enum", names}}}}},
+                       {"allOf", per_pass}};
+    json path = {{"type", "string"},
+                 {"minLength", 1},
+                 {"pattern", "\\.(onnx|safetensors|epk)$"}};
+    json properties = {
+        {"description", {{"type", "string"}, {"description", "free text"}}},
+        {"model",
+         {{"type", "string"},
+          {"minLength", 1},
+          {"description", "the input model (.onnx or .safetensors), relative to the recipe"}}},
+        {"passes",
+         {{"type", "array"}, {"items", pass_entry}, {"description", "run in order"}}},
+        {"output",
+         {{"oneOf", {path, {{"type", "array"}, {"items", path}, {"minItems", 1}}}},
+          {"description", "output file(s): .epk, .onnx, .safetensors; the format follows "
+                          "the extension"}}},
+        {"report_dir",
+         {{"type", "string"},
+          {"minLength", 1},
+          {"description", "where report.json/.md/.html and junit.xml go (default: the "
+                          "validated output's directory)"}}}};
+    for (const auto& [name, specs] : section_specs()) {
+        const char* what = name == "onnx"          ? "ONNX writer options"
+                           : name == "calibration" ? "calibration samples for GPTQ/AWQ"
+                           : name == "validate"    ? "how the written model is checked"
+                           : name == "gates"       ? "limits on report metrics (exit 1 when one fails)"
+                                                   : "tolerances against --baseline REPORT.json";
+        properties[name] = object_schema(specs, what);
+    }
+    return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
+            {"$id", "edgepack.recipe/1"},
+            {"title", "edgepack recipe"},
+            {"description", "Generated by `edgepack compress --print-schema` from the loader's "
+                            "tables (docs/recipes.md). The loader also checks what a schema "
+                            "cannot say: files exist, gates the recipe can measure."},
+            {"type", "object"},
+            {"required", {"model"}},
+            {"properties", properties},
+            {"additionalProperties", false}};
 }
 
 }  // namespace ep

@@ -5,10 +5,19 @@
 //     "model": "in.onnx",                     // required; relative to the recipe's directory
 //     "passes": [ {"pass": "promote-constants"},
 //                 {"pass": "fold-batchnorm", "include": ["*"], "exclude": []} ],
-//     "output": "out.onnx",                   // .onnx or .safetensors; `-o` overrides it
-//     "onnx": {"external_data": "auto", "external_threshold": 1024},
-//     "calibration": {"data": "calib/", "samples": 32, "seed": 0, "max_samples": 128}
+//     "output": "out.epk",                    // or a list: ["out.epk", "out.onnx"]; `-o` overrides
+//     it "onnx": {"external_data": "auto", "external_threshold": 1024}, "calibration": {"data":
+//     "calib/", "samples": 32, "seed": 0, "max_samples": 128}, "validate": {"data": "", "samples":
+//     8, "seed": 0, "shapes": ["x=1,3,48,320"],
+//                  "labels": "", "threads": 0, "per_layer": true, "int8_activations": false,
+//                  "benchmark_runs": 20, "benchmark_warmup": 3},
+//     "gates": {"max_kl_mean": 0.05, "min_top1_agreement": 95, ...},     // compressor/gates.h
+//     "baseline": {"kl_mean": 0.01, "output_bytes": 0.01, ...},         // tolerances for
+//     --baseline "report_dir": "reports/"                 // default: the validated output's
+//     directory
 //   }
+// The JSON Schema of this format (docs/recipe.schema.json) is generated from the same tables
+// the loader checks against (recipe_json_schema()); a test keeps the file equal to it.
 // "calibration" (optional; passes such as quantize-weights with method gptq/awq need it):
 // `data` is what `edgepack run --data` takes (a directory of .npz files, input files or
 // sample folders) or an [S, T] int64 token-id .npy for a model with one [1, T] input;
@@ -37,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compressor/gates.h"
 #include "formats/onnx_io.h"
 
 namespace ep {
@@ -55,16 +65,35 @@ struct CalibrationConfig {
     uint64_t max_samples = 128;
 };
 
+// The recipe's "validate" section: how `edgepack compress` checks what it wrote.
+struct ValidateConfig {
+    std::filesystem::path data;  // absolute; empty: seeded random samples
+    uint64_t samples = 8;        // random samples (ignored with data)
+    uint64_t seed = 0;
+    std::vector<std::string> shapes;  // "NAME=D0,D1,..." for symbolic dimensions (random only)
+    std::filesystem::path labels;     // absolute; empty: none
+    int threads = 0;                  // 0: the run's --threads
+    bool per_layer = true;
+    bool int8_activations = false;
+    uint64_t benchmark_runs = 20;  // 0: no latency measurement
+    uint64_t benchmark_warmup = 3;
+};
+
 struct Recipe {
     std::string what;                // the recipe file as the user named it, for messages
     std::filesystem::path base_dir;  // relative paths in the recipe are relative to this
     std::string description;
     std::filesystem::path model;                  // absolute; the file exists
-    std::optional<std::filesystem::path> output;  // absolute; unset when the recipe has none
+    std::optional<std::filesystem::path> output;  // absolute; the first of `outputs`
+    std::vector<std::filesystem::path> outputs;   // absolute; every output, in recipe order
     std::vector<PassConfig> passes;
     OnnxWriteOptions onnx;
     std::optional<CalibrationConfig> calibration;
-    nlohmann::json document;  // the recipe after overrides
+    std::optional<ValidateConfig> validate;
+    std::vector<Limit> gates;                         // compressor/gates.h
+    std::vector<Limit> baseline;                      // tolerances, used with --baseline
+    std::optional<std::filesystem::path> report_dir;  // absolute
+    nlohmann::json document;                          // the recipe after overrides
 };
 
 // Reads, overrides and validates a recipe file. Throws InputError naming the file and field.
@@ -82,6 +111,10 @@ void apply_override(nlohmann::json& document, std::string_view assignment);
 
 // Throws InputError "<what>: unknown output format '.x' (expected .onnx, .safetensors or .epk)".
 void check_output_extension(const std::filesystem::path& path, const std::string& what);
+
+// The JSON Schema (draft 2020-12) of recipes, built from the loader's own tables: the
+// top-level keys, each section's options, and every registered pass's options.
+[[nodiscard]] nlohmann::json recipe_json_schema();
 
 // Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
 [[nodiscard]] size_t edit_distance(std::string_view a, std::string_view b);

@@ -1,5 +1,7 @@
 // edgepack compress RECIPE.json [--dry-run] [--set PATH=VALUE ...] [-o OUT] [--time-passes]
 //                               [--verify-each] [--print-after PASS ...] [--threads N]
+//                               [--report-dir DIR] [--baseline REPORT.json] [--quiet] [--json]
+// edgepack compress --print-schema   (the recipe JSON Schema, docs/recipe.schema.json)
 // Parses the arguments and hands them to run_compress (compressor/compress.h).
 #include <unistd.h>
 
@@ -8,6 +10,9 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/compress.h"
+#include "compressor/ir/error.h"
+#include "compressor/ir/progress.h"
+#include "compressor/recipe.h"
 #include "passes/registry.h"
 
 namespace ep::cli {
@@ -22,11 +27,17 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         bool verify_each = false;
         std::vector<std::string> print_after;
         int threads = 0;
+        std::string report_dir;
+        std::string baseline;
+        bool quiet = false;
+        bool json = false;
+        bool print_schema = false;
     };
     auto args = std::make_shared<Args>();
-    auto* cmd = app.add_subcommand("compress", "Run a recipe: load the model, run its passes, "
-                                               "write the output (docs/recipes.md)");
-    cmd->add_option("RECIPE", args->recipe, "Recipe .json file")->required();
+    auto* cmd = app.add_subcommand("compress",
+                                   "Run a recipe: load the model, run its passes, "
+                                   "write the output (docs/recipes.md)");
+    cmd->add_option("RECIPE", args->recipe, "Recipe .json file");
     std::string footer = "Passes:";
     for (auto name : pass_names()) {
         auto pass = create_pass(name);
@@ -54,8 +65,25 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         ->expected(1);
     cmd->add_option("--threads", args->threads, "Worker threads (default: all CPUs)")
         ->check(CLI::Range(1, 4096));
+    cmd->add_option("--report-dir", args->report_dir,
+                    "Where report.json/.md/.html and junit.xml go (default: the recipe's "
+                    "report_dir, else the validated output's directory)");
+    cmd->add_option("--baseline", args->baseline,
+                    "An earlier report.json: exit 1 when a metric got worse than the recipe's "
+                    "\"baseline\" tolerances allow");
+    cmd->add_flag("-q,--quiet", args->quiet, "Print nothing on stderr except errors");
+    cmd->add_flag("--json", args->json,
+                  "Print the summary (verdict, gates, metrics) as JSON on stdout");
+    cmd->add_flag("--print-schema", args->print_schema,
+                  "Print the recipe JSON Schema (docs/recipe.schema.json) and exit");
     cmd->callback([args, &action] {
         action = [args] {
+            if (args->print_schema) {
+                std::cout << recipe_json_schema().dump(2) << "\n";
+                return 0;
+            }
+            if (args->recipe.empty())
+                throw InputError("compress: RECIPE is required (a recipe .json file)");
             CompressOptions options;
             options.recipe = args->recipe;
             options.overrides = args->overrides;
@@ -64,7 +92,14 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
             options.manager.time_passes = args->time_passes;
             options.manager.verify_each = args->verify_each;
             options.manager.print_after = args->print_after;
-            options.manager.progress = isatty(STDERR_FILENO) == 1;
+            auto mode = progress_mode_for(STDERR_FILENO, args->quiet);
+            Progress progress(mode, std::cerr);
+            options.manager.progress = mode != ProgressMode::Off;
+            options.progress = &progress;
+            options.quiet = args->quiet;
+            options.json_summary = args->json;
+            if (!args->report_dir.empty()) options.report_dir = args->report_dir;
+            if (!args->baseline.empty()) options.baseline = args->baseline;
             int threads = args->threads;
             if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
             options.manager.context.threads = threads > 0 ? threads : 1;

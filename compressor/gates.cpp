@@ -1,0 +1,205 @@
+// Gates and baseline checks (contract in gates.h).
+#include "compressor/gates.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "compressor/ir/error.h"
+
+namespace ep {
+
+using nlohmann::json;
+
+const std::vector<GateSpec>& gate_specs() {
+    static const std::vector<GateSpec> specs{
+        {"max_kl_mean", "kl_mean", true, MetricNeeds::Validation,
+         "mean KL(reference || candidate) per row of the first output with a class axis"},
+        {"max_kl_p99", "kl_p99", true, MetricNeeds::Validation,
+         "99th percentile of the per-row KL divergence"},
+        {"min_top1_agreement", "top1_agreement", false, MetricNeeds::Validation,
+         "percent of rows whose argmax agree (0-100)", 0, 100},
+        {"max_accuracy_drop", "accuracy_drop", true, MetricNeeds::Labels,
+         "reference accuracy - candidate accuracy, in percentage points (needs validate.labels)",
+         -100, 100},
+        {"min_sqnr_db", "sqnr_db", false, MetricNeeds::Validation,
+         "lowest SQNR over the compared outputs, in dB", -1e300},
+        {"max_output_bytes", "output_bytes", true, MetricNeeds::Nothing,
+         "bytes of the validated (else first) output, with its external data"},
+        {"min_compression_ratio", "compression_ratio", false, MetricNeeds::Nothing,
+         "input bytes / output bytes"},
+        {"max_latency_ratio", "latency_ratio", true, MetricNeeds::Benchmark,
+         "candidate p50 latency / reference p50 latency, measured in the same run"},
+        {"max_latency_p50_ms", "latency_p50_ms", true, MetricNeeds::Benchmark,
+         "candidate p50 latency in milliseconds"},
+        {"max_peak_memory_bytes", "peak_memory_bytes", true, MetricNeeds::Validation,
+         "candidate weight bytes + peak activation arena + repacked weights"},
+    };
+    return specs;
+}
+
+const std::vector<BaselineSpec>& baseline_specs() {
+    static const std::vector<BaselineSpec> specs{
+        {"kl_mean", true, false, MetricNeeds::Validation, "KL mean may rise by at most this"},
+        {"kl_p99", true, false, MetricNeeds::Validation, "KL p99 may rise by at most this"},
+        {"top1_agreement", false, false, MetricNeeds::Validation,
+         "top-1 agreement may fall by at most this many points"},
+        {"accuracy_candidate", false, false, MetricNeeds::Labels,
+         "candidate accuracy may fall by at most this many points"},
+        {"sqnr_db", false, false, MetricNeeds::Validation, "SQNR may fall by at most this many dB"},
+        {"output_bytes", true, true, MetricNeeds::Nothing,
+         "output bytes may grow by at most this fraction (0.01 = 1%)"},
+        {"latency_ratio", true, true, MetricNeeds::Benchmark,
+         "latency ratio may grow by at most this fraction"},
+        {"latency_p50_ms", true, true, MetricNeeds::Benchmark,
+         "p50 latency may grow by at most this fraction"},
+        {"peak_memory_bytes", true, true, MetricNeeds::Validation,
+         "peak memory may grow by at most this fraction"},
+    };
+    return specs;
+}
+
+json report_number(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    return v;
+}
+
+bool metric_value(const json& v, double& out) {
+    if (v.is_number()) {
+        out = v.get<double>();
+        return true;
+    }
+    if (v.is_string()) {
+        const auto& s = v.get_ref<const std::string&>();
+        if (s == "inf")
+            out = INFINITY;
+        else if (s == "-inf")
+            out = -INFINITY;
+        else if (s == "nan")
+            out = NAN;
+        else
+            return false;
+        return true;
+    }
+    return false;
+}
+
+namespace {
+
+std::string show(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[64];
+    if (v == std::floor(v) && std::fabs(v) < 1e15)
+        std::snprintf(buf, sizeof buf, "%.0f", v);
+    else
+        std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+json check(const std::string& name, const std::string& metric, bool at_most, double limit,
+           const json& value_json, const std::string& what) {
+    json c = {{"name", name},
+              {"metric", metric},
+              {"comparison", at_most ? "<=" : ">="},
+              {"limit", report_number(limit)},
+              {"value", nullptr},
+              {"passed", false}};
+    double value = 0;
+    if (!metric_value(value_json, value)) {
+        c["detail"] = cat(metric, " was not measured");
+        return c;
+    }
+    c["value"] = report_number(value);
+    // NaN compares false both ways: it never passes.
+    bool passed = at_most ? value <= limit : value >= limit;
+    c["passed"] = passed;
+    if (passed) {
+        c["detail"] =
+            cat(metric, " ", show(value), " ", at_most ? "<=" : ">=", " ", what, show(limit));
+    } else {
+        double by = at_most ? value - limit : limit - value;
+        c["detail"] =
+            cat(metric, " ", show(value), " ", at_most ? ">" : "<", " ", what, show(limit),
+                std::isnan(by) ? std::string() : cat(" (by ", show(by), ")"));
+    }
+    return c;
+}
+
+json metric_of(const json& metrics, const std::string& name) {
+    auto it = metrics.find(name);
+    return it == metrics.end() ? json(nullptr) : *it;
+}
+
+}  // namespace
+
+json evaluate_gates(const std::vector<Limit>& gates, const json& metrics) {
+    json out = json::array();
+    for (const auto& g : gates) {
+        const GateSpec* spec = nullptr;
+        for (const auto& s : gate_specs())
+            if (g.name == s.name) spec = &s;
+        if (!spec) throw InternalError(cat("unknown gate '", g.name, "'"));
+        out.push_back(check(g.name, spec->metric, spec->at_most, g.value,
+                            metric_of(metrics, spec->metric), "limit "));
+    }
+    return out;
+}
+
+json compare_baseline(const std::vector<Limit>& tolerances, const json& metrics,
+                      const json& baseline_metrics) {
+    json out = json::array();
+    for (const auto& t : tolerances) {
+        const BaselineSpec* spec = nullptr;
+        for (const auto& s : baseline_specs())
+            if (t.name == s.metric) spec = &s;
+        if (!spec) throw InternalError(cat("unknown baseline metric '", t.name, "'"));
+        std::string name = cat("baseline.", t.name);
+        double before = 0;
+        if (!metric_value(metric_of(baseline_metrics, t.name), before)) {
+            json c = {{"name", name},
+                      {"metric", t.name},
+                      {"comparison", spec->lower_is_better ? "<=" : ">="},
+                      {"limit", nullptr},
+                      {"value", metric_of(metrics, t.name)},
+                      {"passed", false},
+                      {"detail", cat(t.name, " is not in the baseline report")}};
+            out.push_back(c);
+            continue;
+        }
+        double slack = spec->relative ? std::fabs(before) * t.value : t.value;
+        double limit = spec->lower_is_better ? before + slack : before - slack;
+        json c = check(
+            name, t.name, spec->lower_is_better, limit, metric_of(metrics, t.name),
+            cat("baseline ", show(before), spec->lower_is_better ? " + " : " - ",
+                spec->relative ? cat(show(t.value * 100), "% = ") : std::string("tolerance = ")));
+        c["baseline"] = report_number(before);
+        c["tolerance"] = t.value;
+        out.push_back(c);
+    }
+    return out;
+}
+
+json read_baseline_metrics(const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw InputError(cat(file, ": cannot read the baseline report"));
+    std::ostringstream text;
+    text << in.rdbuf();
+    json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded() || !doc.is_object())
+        throw InputError(cat(file, ": not a JSON object (expected an edgepack report.json)"));
+    auto schema = doc.find("schema");
+    if (schema == doc.end() || !schema->is_string() ||
+        schema->get<std::string>() != "edgepack.report/1")
+        throw InputError(cat(file, ": schema: expected \"edgepack.report/1\" (an edgepack ",
+                             "report.json), found ",
+                             schema == doc.end() ? std::string("nothing") : schema->dump()));
+    auto metrics = doc.find("metrics");
+    if (metrics == doc.end() || !metrics->is_object())
+        throw InputError(cat(file, ": metrics: missing or not an object"));
+    return *metrics;
+}
+
+}  // namespace ep
