@@ -217,7 +217,12 @@ std::string html_escape_plain(const std::string& s) {
     return out;
 }
 
-// Escapes everything (sentinels dropped); for HTML text, attributes and XML.
+// A plain string (not marked text) for HTML text, attributes and XML.
+std::string esc_plain(const std::string& s) {
+    return html_escape_plain(sanitize(s));
+}
+
+// Marked text for HTML text, attributes and XML: everything escaped, sentinels dropped.
 std::string esc_html(const std::string& text) {
     std::string s;
     s.reserve(text.size());
@@ -465,16 +470,16 @@ Axis nice_axis(double lo, double hi, int target) {
 }
 
 std::string svg_open(const std::string& id, const std::string& label) {
-    return "<svg class=\"chart\" id=\"" + id + "\" role=\"img\" aria-label=\"" + esc_html(label) +
+    return "<svg class=\"chart\" id=\"" + id + "\" role=\"img\" aria-label=\"" + esc_plain(label) +
            "\" viewBox=\"0 0 " + f1(kW) + " " + f1(kH) + "\" width=\"" + f1(kW) + "\" height=\"" +
-           f1(kH) + "\" preserveAspectRatio=\"xMinYMin meet\">\n<title>" + esc_html(label) +
+           f1(kH) + "\" preserveAspectRatio=\"xMinYMin meet\">\n<title>" + esc_plain(label) +
            "</title>\n";
 }
 
 std::string svg_text(double x, double y, const std::string& text, const char* anchor,
                      const char* cls = "lbl") {
     return "<text class=\"" + std::string(cls) + "\" x=\"" + f1(x) + "\" y=\"" + f1(y) +
-           "\" text-anchor=\"" + anchor + "\">" + esc_html(text) + "</text>\n";
+           "\" text-anchor=\"" + anchor + "\">" + esc_plain(text) + "</text>\n";
 }
 
 std::string svg_line(double x1, double y1, double x2, double y2, const char* cls) {
@@ -488,7 +493,7 @@ std::string svg_rect(double x, double y, double w, double h, const char* cls,
                     "\" width=\"" + f1(std::max(w, 0.5)) + "\" height=\"" + f1(std::max(h, 0.5)) +
                     "\"";
     if (title.empty()) return r + "/>\n";
-    return r + "><title>" + esc_html(title) + "</title></rect>\n";
+    return r + "><title>" + esc_plain(title) + "</title></rect>\n";
 }
 
 // A legend entry at (x, y): a swatch and a label; returns the x after it.
@@ -511,7 +516,7 @@ void svg_y_axis(std::string& s, const Axis& a, double x0, double x1, double top,
     double mid = (top + bottom) / 2;
     s += "<text class=\"lbl\" x=\"14\" y=\"" + f1(mid) +
          "\" text-anchor=\"middle\" transform=\"rotate(-90 14 " + f1(mid) + ")\">" +
-         esc_html(title) + "</text>\n";
+         esc_plain(title) + "</text>\n";
 }
 
 struct Layer {
@@ -606,7 +611,7 @@ std::string chart_per_layer(const std::vector<Layer>& layers, const std::vector<
             // No bar: a cross on the zero line.
             s += "<path class=\"nan\" d=\"M" + f1(x) + " " + f1(base - 4) + "L" + f1(x + w) + " " +
                  f1(base + 4) + "M" + f1(x) + " " + f1(base + 4) + "L" + f1(x + w) + " " +
-                 f1(base - 4) + "\"><title>" + esc_html(title) + "</title></path>\n";
+                 f1(base - 4) + "\"><title>" + esc_plain(title) + "</title></path>\n";
             continue;
         }
         double v = *l.sqnr;
@@ -1287,7 +1292,7 @@ std::string render_junit_xml(const json& report) {
     auto property = [&](const char* name, const json& value) {
         if (value.is_null()) return;
         out += std::string("      <property name=\"") + name + "\" value=\"" +
-               esc_html(plain(value)) + "\"/>\n";
+               esc_plain(plain(value)) + "\"/>\n";
     };
     property("verdict", at(report, "verdict"));
     property("exit_code", at(report, "exit_code"));
@@ -1300,14 +1305,14 @@ std::string render_junit_xml(const json& report) {
     for (const auto& g : gates) {
         out += std::string("    <testcase classname=\"") +
                (g.baseline ? "edgepack.baseline" : "edgepack.gates") + "\" name=\"" +
-               esc_html(g.name) + "\" time=\"0\"";
+               esc_plain(g.name) + "\" time=\"0\"";
         if (g.passed) {
             out += "/>\n";
             continue;
         }
         std::string message = violation(g, true);
-        std::string body = g.detail.empty() ? message : g.detail;
-        if (!g.measured) body = message + (g.detail.empty() ? "" : " (" + g.detail + ")");
+        std::string body = g.detail.empty() ? message : u(g.detail);
+        if (!g.measured) body = message + (g.detail.empty() ? "" : " (" + u(g.detail) + ")");
         out += ">\n      <failure message=\"" + esc_html(message) + "\" type=\"gate\">" +
                esc_html(body) + "</failure>\n    </testcase>\n";
     }

@@ -38,12 +38,13 @@ URL_ATTRS = {"src", "href", "xlink:href", "srcset", "action", "formaction", "pos
 EXTERNAL = re.compile(r"^\s*(https?:|//)", re.I)
 CSS_URL = re.compile(r"url\(\s*['\"]?\s*(https?:|//)", re.I)
 CSS_IMPORT = re.compile(r"@import", re.I)
+# First match names the problem: a CSP violation is also logged as a console message.
 LOG_PROBLEMS = [
-    (re.compile(r"CONSOLE"), "console message"),
     (re.compile(r"Refused to"), "CSP violation"),
     (re.compile(r"violates the following Content Security Policy"), "CSP violation"),
     (re.compile(r"Failed to load resource"), "failed resource load"),
     (re.compile(r"net::ERR_"), "failed resource load"),
+    (re.compile(r"CONSOLE"), "console message"),
 ]
 
 
