@@ -28,7 +28,7 @@ namespace {
 
 constexpr const char* kGraphCategory = "graph and metadata";
 
-// Category of each initializer by what reads it.
+// Category of each weight by what reads it.
 std::unordered_map<std::string, std::string> categories(const Model& model) {
     std::unordered_map<std::string, std::string> out;
     for (const auto& node : model.graph.nodes) {
@@ -93,16 +93,26 @@ const json& at_or_null(const json& j, const char* key) {
 
 std::vector<TensorEntry> tensor_inventory(const Model& model) {
     auto cats = categories(model);
+    // Initializers, and the tensors of Constant nodes (weights in many exported graphs),
+    // named after the Constant's output.
+    std::vector<std::pair<std::string, const Tensor*>> tensors;
+    for (const auto& t : model.graph.initializers) tensors.emplace_back(t.name, &t);
+    for (const auto& node : model.graph.nodes)
+        if (node.op_type == "Constant" && node.domain.empty() && node.outputs.size() == 1)
+            for (const auto& a : node.attributes)
+                if (a.name == "value" && a.tensors.size() == 1)
+                    tensors.emplace_back(node.outputs[0], &a.tensors[0]);
     std::vector<TensorEntry> out;
-    out.reserve(model.graph.initializers.size());
-    for (const auto& t : model.graph.initializers) {
+    out.reserve(tensors.size());
+    for (const auto& [name, tensor] : tensors) {
+        const Tensor& t = *tensor;
         TensorEntry e;
-        e.name = t.name;
+        e.name = name;
         e.dtype = std::string(dtype_name(t.dtype));
         e.encoding = t.is_encoded() ? encoding_name(t.encoding) : std::string();
         e.shape = t.shape;
         e.bytes = t.data.size();
-        auto it = cats.find(t.name);
+        auto it = cats.find(name);
         e.category = it != cats.end()      ? it->second
                      : t.shape.size() <= 1 ? "1-d (bias, norm)"
                                            : "other";
