@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "compressor/ir/ir.h"
+#include "compressor/ir/progress.h"
 #include "runtime-check/executor.h"
 
 namespace ep::calib {
@@ -70,8 +71,10 @@ struct ActivationStats {
 // Runs every sample of `samples` through `exec` and accumulates the requested statistics
 // (one entry per request, same order; requests naming the same activation are merged by
 // the caller). Throws InputError when an activation is not float or its last dimension is
-// not k, naming the activation and the sample.
+// not k, naming the activation and the sample. `progress` (may be null) advances by one per
+// sample run.
 [[nodiscard]] std::vector<ActivationStats> capture_activations(
-    rt::Executor& exec, const SampleList& samples, const std::vector<CaptureRequest>& requests);
+    rt::Executor& exec, const SampleList& samples, const std::vector<CaptureRequest>& requests,
+    Progress::Step* progress = nullptr);
 
 }  // namespace ep::calib

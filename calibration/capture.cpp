@@ -84,7 +84,8 @@ void accumulate(Accumulator& acc, const CaptureRequest& req, const Tensor& t,
 }  // namespace
 
 std::vector<ActivationStats> capture_activations(rt::Executor& exec, const SampleList& samples,
-                                                 const std::vector<CaptureRequest>& requests) {
+                                                 const std::vector<CaptureRequest>& requests,
+                                                 Progress::Step* progress) {
     std::vector<Accumulator> accs(requests.size());
     std::vector<std::string> fetch;
     std::unordered_map<std::string, bool> feeds;
@@ -118,6 +119,7 @@ std::vector<ActivationStats> capture_activations(rt::Executor& exec, const Sampl
                                         requests[r].activation, "'"));
             accumulate(accs[r], requests[r], *t, where);
         }
+        if (progress) progress->advance();
     }
 
     std::vector<ActivationStats> out;

@@ -142,7 +142,7 @@ struct LayerState {
 
 }  // namespace
 
-json validate_models(const ValidateOptions& options, std::ostream* progress) {
+json validate_models(const ValidateOptions& options, Progress* progress) {
     rt::ExecOptions exec;
     exec.threads = options.threads;
     rt::Executor reference(load_model(options.reference), exec);
@@ -202,10 +202,9 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
             }
     }
 
+    auto step = progress_step(progress, "validation", dataset.size(), "samples");
     for (size_t k = 0; k < dataset.size(); ++k) {
-        if (progress)
-            *progress << "sample " << k + 1 << "/" << dataset.size() << ": "
-                      << dataset.sample_name(k) << "\n";
+        step.set_detail(dataset.sample_name(k));
         rt::NamedTensors feeds = dataset.load(k);
         rt::NamedTensors cand_feeds;
         for (const auto& f : feeds)
@@ -234,7 +233,9 @@ json validate_models(const ValidateOptions& options, std::ostream* progress) {
                 layer.error = e.what();
             }
         }
+        step.advance();
     }
+    step.finish();
 
     json report;
     report["schema"] = kValidateSchema;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compressor/dataset.h"
+#include "compressor/ir/progress.h"
 
 namespace ep {
 
@@ -34,9 +35,10 @@ struct ValidateOptions {
     size_t per_layer_text = 10;  // layers listed in the text report (JSON has all)
 };
 
-// Runs the comparison; `progress` (may be null) gets one line per sample.
+// Runs the comparison; `progress` (may be null) shows a "validation" step advanced per
+// sample, with the sample's name as its detail.
 [[nodiscard]] nlohmann::json validate_models(const ValidateOptions& options,
-                                             std::ostream* progress = nullptr);
+                                             Progress* progress = nullptr);
 
 [[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
                                                size_t per_layer_rows = 10);

@@ -21,6 +21,7 @@ namespace ep {
 namespace calib {
 class DataProvider;  // calibration/calibration.h
 }
+class Progress;  // compressor/ir/progress.h
 
 enum class PassKind : uint8_t { Cleanup, Quantization, Pruning, Merge, Evaluation };
 [[nodiscard]] std::string_view pass_kind_name(PassKind kind);
@@ -66,6 +67,8 @@ struct PassContext {
     // The recipe's calibration data (set when the recipe has a "calibration" section);
     // passes whose needs() include kNeedsCalibrationData may rely on it being non-null.
     const calib::DataProvider* calibration = nullptr;
+    // Where long steps (calibration capture, GPTQ/AWQ) report progress; null: nothing printed.
+    Progress* progress = nullptr;
 };
 
 class Pass {

@@ -46,6 +46,7 @@
 #include "compressor/ir/checked.h"
 #include "compressor/ir/encoding.h"
 #include "compressor/ir/ir.h"
+#include "compressor/ir/progress.h"
 #include "passes/pass.h"
 #include "passes/quantize_weights.h"
 #include "passes/selector.h"
@@ -511,23 +512,29 @@ class QuantizeWeights final : public Pass {
             result.summary.push_back(cat("calibration: ", samples->describe(), ", ",
                                          requests.size(), " activation",
                                          requests.size() == 1 ? "" : "s"));
-            // Batches of requests whose statistics fit the budget.
-            size_t i = 0;
-            while (i < requests.size()) {
-                std::vector<calib::CaptureRequest> batch;
-                std::vector<size_t> index;
-                uint64_t bytes = 0;
-                while (i < requests.size()) {
-                    const auto& r = requests[i];
-                    uint64_t k = static_cast<uint64_t>(r.k);
-                    uint64_t need = (r.hessian ? k * k * 8 : 0) + k * 8 + r.keep_rows * k * 4;
-                    if (!batch.empty() && bytes + need > kStatsBudgetBytes) break;
-                    bytes += need;
-                    batch.push_back(r);
-                    index.push_back(i++);
+            // Batches of requests whose statistics fit the budget; each batch runs every sample.
+            std::vector<std::vector<size_t>> batches;
+            uint64_t bytes = 0;
+            for (size_t i = 0; i < requests.size(); ++i) {
+                const auto& r = requests[i];
+                uint64_t k = static_cast<uint64_t>(r.k);
+                uint64_t need = (r.hessian ? k * k * 8 : 0) + k * 8 + r.keep_rows * k * 4;
+                if (batches.empty() || bytes + need > kStatsBudgetBytes) {
+                    batches.emplace_back();
+                    bytes = 0;
                 }
-                auto got = calib::capture_activations(exec, *samples, batch);
-                for (size_t b = 0; b < got.size(); ++b) stats[index[b]] = std::move(got[b]);
+                bytes += need;
+                batches.back().push_back(i);
+            }
+            auto step = progress_step(context.progress, "calibration",
+                                      samples->size() * batches.size(), "samples");
+            for (size_t b = 0; b < batches.size(); ++b) {
+                if (batches.size() > 1)
+                    step.set_detail(cat("statistics batch ", b + 1, "/", batches.size()));
+                std::vector<calib::CaptureRequest> batch;
+                for (size_t i : batches[b]) batch.push_back(requests[i]);
+                auto got = calib::capture_activations(exec, *samples, batch, &step);
+                for (size_t j = 0; j < got.size(); ++j) stats[batches[b][j]] = std::move(got[j]);
             }
         }
 
@@ -540,7 +547,13 @@ class QuantizeWeights final : public Pass {
                 if (c.calibrated) groups[c.activation].push_back(&c);
             int better = 0;
             std::string alphas;
+            size_t tensors = 0;
+            for (const auto& [act, members] : groups) tensors += members.size();
+            auto step = progress_step(context.progress, "awq", tensors, "tensors");
             for (const auto& [act, members] : groups) {
+                step.set_detail(members.size() == 1
+                                    ? members[0]->name
+                                    : cat(members[0]->name, " +", members.size() - 1));
                 const auto& st = stats[request_of[act]];
                 std::vector<std::vector<float>> ws;
                 std::vector<calib::AwqMatrix> mats;
@@ -579,7 +592,9 @@ class QuantizeWeights final : public Pass {
                         make_encoded_tensor(*t, e, quantize_rtn(e, scaled, rows, k)));
                 }
                 awq_scales[act] = std::move(found.scales);
+                step.advance(members.size());
             }
+            step.finish();
             result.summary.push_back(
                 cat("awq: ", groups.size(), " activation scale vectors (", better,
                     " other than s = 1; alpha per activation, d = ", "duo scaling: ", alphas, ")",
@@ -587,8 +602,12 @@ class QuantizeWeights final : public Pass {
         } else {
             int retried = 0;
             int64_t dead = 0;
+            size_t tensors = 0;
+            for (const auto& c : a.candidates) tensors += c.calibrated ? 1 : 0;
+            auto step = progress_step(context.progress, "gptq", tensors, "tensors");
             for (const auto& c : a.candidates) {
                 if (!c.calibrated) continue;
+                step.set_detail(c.name);
                 const Tensor* t = model.graph.find_initializer(c.name);
                 const auto& st = stats[request_of[c.activation]];
                 auto w = stored_floats(*t, c.encoding);
@@ -597,7 +616,9 @@ class QuantizeWeights final : public Pass {
                 if (r.retries) ++retried;
                 dead += r.dead_columns;
                 replaced.push_back(make_encoded_tensor(*t, c.encoding, std::move(r.bytes)));
+                step.advance();
             }
+            step.finish();
             result.summary.push_back(cat("gptq: damp ", gptq_.damp, ", block ", gptq_.block_size,
                                          gptq_.act_order ? ", act_order" : "", "; ", retried,
                                          " tensor", retried == 1 ? "" : "s",

@@ -38,7 +38,16 @@ LatencyStats latency_stats(std::vector<double> s) {
 
 BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const BenchOptions& options) {
     if (options.runs < 1) throw InputError("--runs must be at least 1");
-    for (int i = 0; i < options.warmup; ++i) (void)executor.run(inputs);
+    const int warmup = std::max(options.warmup, 0);
+    auto step =
+        progress_step(options.progress, "benchmark",
+                      static_cast<uint64_t>(warmup) + static_cast<uint64_t>(options.runs), "runs");
+    if (warmup > 0) step.set_detail("warm-up");
+    for (int i = 0; i < warmup; ++i) {
+        (void)executor.run(inputs);
+        step.advance();
+    }
+    step.set_detail("timed");
     BenchResult r;
     for (int i = 0; i < options.runs; ++i) {
         double c0 = process_cpu_ms();
@@ -48,7 +57,9 @@ BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const Benc
         r.cpu_ms.push_back(process_cpu_ms() - c0);
         r.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         r.peak_arena_bytes = std::max(r.peak_arena_bytes, executor.last_stats().peak_arena_bytes);
+        step.advance();
     }
+    step.finish();
     r.latency = latency_stats(r.latencies_ms);
     r.throughput_per_s = r.latency.mean > 0 ? 1000.0 / r.latency.mean : 0;
     return r;

@@ -1,10 +1,12 @@
 // Latency benchmark of the reference runtime: warm-up runs, then timed runs of the same
-// inputs; percentiles by nearest rank over the timed runs.
+// inputs; percentiles by nearest rank over the timed runs. Progress (a "benchmark" step of
+// warmup + runs units) is reported between runs, outside the timed region.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "compressor/ir/progress.h"
 #include "runtime-check/executor.h"
 
 namespace ep::rt {
@@ -12,6 +14,7 @@ namespace ep::rt {
 struct BenchOptions {
     int warmup = 3;
     int runs = 20;
+    Progress* progress = nullptr;  // null: nothing printed
 };
 
 struct LatencyStats {

@@ -10,8 +10,10 @@
 #include <sstream>
 #include <thread>
 
+#include "compressor/calibration_data.h"
 #include "compressor/ir/progress.h"
 #include "formats/model_io.h"
+#include "passes/registry.h"
 #include "support.h"
 
 using namespace ep;
@@ -64,6 +66,38 @@ Model tiny_model() {
     mul.inputs = {"input", "scale"};
     mul.outputs = {"output"};
     m.graph.nodes = {mul};
+    return m;
+}
+
+// x [1, 64] -> MatMul W1 [64, 64] -> Relu -> MatMul W2 [64, 32] -> y: two weights that
+// quantize-weights calibrates, each with its own activation.
+Model two_matmuls() {
+    Model m;
+    m.opset_imports = {{"", 17}};
+    ValueType t;
+    t.elem = DType::F32;
+    t.shape = std::vector<Dim>{{1, "", ""}, {64, "", ""}};
+    m.graph.inputs.push_back({"x", t, ""});
+    m.graph.outputs.push_back({"y", std::nullopt, ""});
+    auto weights = [](const std::string& name, int64_t rows, int64_t cols) {
+        std::vector<float> v(static_cast<size_t>(rows * cols));
+        for (size_t i = 0; i < v.size(); ++i)
+            v[i] = static_cast<float>((i * 7919 % 201)) / 100.0f - 1.0f;
+        return make_f32_tensor(name, {rows, cols}, v);
+    };
+    m.graph.initializers.push_back(weights("W1", 64, 64));
+    m.graph.initializers.push_back(weights("W2", 64, 32));
+    Node a, r, b;
+    a.op_type = "MatMul";
+    a.inputs = {"x", "W1"};
+    a.outputs = {"h"};
+    r.op_type = "Relu";
+    r.inputs = {"h"};
+    r.outputs = {"hr"};
+    b.op_type = "MatMul";
+    b.inputs = {"hr", "W2"};
+    b.outputs = {"y"};
+    m.graph.nodes = {a, r, b};
     return m;
 }
 
@@ -415,4 +449,41 @@ TEST_CASE("validate, run and bench with stderr captured print plain lines; --qui
         if (args[0] != "run") CHECK_FALSE(q.out.empty());  // --quiet silences stderr only
     }
     CHECK(std::filesystem::exists(dir / "quiet" / "sample_2" / "output.npy"));
+}
+
+TEST_CASE("quantize-weights reports calibration and gptq / awq progress per sample and tensor",
+          "[progress][gptq][awq]") {
+    CalibrationConfig cc;  // seeded random inputs
+    cc.samples = 6;
+    auto provider = make_calibration_provider(cc, "r.json");
+    for (const char* method : {"gptq", "awq"}) {
+        INFO(method);
+        FakeClock clock;
+        std::ostringstream out;
+        Progress progress(ProgressMode::Lines, out, clock.fn(), 80);
+        PassContext ctx;
+        ctx.calibration = provider.get();
+        ctx.progress = &progress;
+        auto pass = create_pass("quantize-weights");
+        REQUIRE(pass != nullptr);
+        pass->configure({{"bits", 4}, {"method", method}});
+        Model m = two_matmuls();
+        PassResult r = pass->run(m, ctx);
+        CHECK(r.rewrites == 2);
+        auto lines = lines_of(out.str());
+        std::string m_name = method;
+        CHECK(lines == std::vector<std::string>{
+                           "edgepack: calibration: 6 samples",
+                           "edgepack: calibration: 6/6 samples in 0.0 s",
+                           "edgepack: " + m_name + ": 2 tensors",
+                           "edgepack: " + m_name + ": 2/2 tensors in 0.0 s",
+                       });
+    }
+    // Without a Progress the pass prints nothing (and does the same).
+    PassContext quiet;
+    quiet.calibration = provider.get();
+    auto pass = create_pass("quantize-weights");
+    pass->configure({{"bits", 4}, {"method", "gptq"}});
+    Model m = two_matmuls();
+    CHECK(pass->run(m, quiet).rewrites == 2);
 }

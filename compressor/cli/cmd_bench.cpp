@@ -1,9 +1,10 @@
 // edgepack bench MODEL [--threads N] [--int8-activations] [--warmup W] [--runs R] [--shape NAME=dims]
-//                     [--input NAME=FILE.npy] [--json]
+//                     [--input NAME=FILE.npy] [--json] [--quiet]
 // Inputs given with --input are used as they are; every other model input is synthesized
 // (seeded, see synthetic_inputs.h). The JSON object also lists every timed run's latency
 // (`latencies_ms`, in run order) so a driver script can pool runs across invocations, and
-// each run's process CPU time (`cpu_ms`).
+// each run's process CPU time (`cpu_ms`). Progress of the runs goes to stderr (a bar on a
+// terminal, plain lines otherwise, nothing with --quiet).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,7 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include "compressor/cli/commands.h"
+#include "compressor/ir/progress.h"
 #include "formats/model_io.h"
 #include "runtime-check/benchmark.h"
 #include "runtime-check/npy.h"
@@ -27,6 +31,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
         uint64_t seed = 0;
         std::vector<std::string> shapes, inputs;
         bool json = false;
+        bool quiet = false;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("bench", "Measure load time, latency and memory of a model in the reference runtime");
@@ -40,6 +45,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_option("--shape", args->shapes, "NAME=D0,D1,... for inputs with symbolic dimensions (default 1)");
     cmd->add_option("--input,-i", args->inputs, "NAME=FILE.npy: use these values for an input (else random)");
     cmd->add_flag("--json", args->json, "Print one JSON object");
+    cmd->add_flag("--quiet,-q", args->quiet, "No progress on stderr (errors only)");
     cmd->callback([args, &action] {
         action = [args] {
             auto t0 = std::chrono::steady_clock::now();
@@ -61,7 +67,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                 it->second = read_npy(spec.substr(eq + 1));
                 it->second.name = name;
             }
-            auto r = rt::benchmark(executor, inputs, {args->warmup, args->runs});
+            Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
+            auto r = rt::benchmark(executor, inputs, {args->warmup, args->runs, &progress});
             uint64_t rss = rt::peak_resident_bytes();
             if (args->json) {
                 nlohmann::json inputs_json = nlohmann::json::object();

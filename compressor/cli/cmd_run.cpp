@@ -1,17 +1,22 @@
 // edgepack run MODEL [--input NAME=FILE.npy ... | --data DIR | --samples N [--seed S]
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
-//                     [--int8-activations]
+//                     [--int8-activations] [--quiet]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
 // (characters outside [A-Za-z0-9._-] become '_').
 //   --input: one run; outputs go to OUT/.
 //   --data DIR / --samples N: one run per sample (compressor/dataset.h says what DIR may
 //   hold); sample k's outputs go to OUT/sample_K/, K zero-padded to the width of the last
 //   index so the folders sort in sample order (and can be read back with --data OUT).
+// stderr: the outputs written (for many samples, once, as OUT/sample_*/NAME.npy) and the
+// progress over the samples (a bar on a terminal, plain lines otherwise); --quiet: nothing.
 #include <filesystem>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "compressor/cli/commands.h"
 #include "compressor/dataset.h"
+#include "compressor/ir/progress.h"
 #include "formats/model_io.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -19,13 +24,21 @@
 namespace ep::cli {
 namespace {
 
-void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir) {
+// "logits: f32 [1, 10] -> OUT/logits.npy"
+std::string output_line(const std::string& name, const Tensor& tensor,
+                        const std::filesystem::path& path) {
+    return cat(name, ": ", dtype_name(tensor.dtype), " ", shape_string(tensor.shape), " -> ",
+               path.string());
+}
+
+// Writes each output to DIR/NAME.npy; `progress` (may be null) gets one line per output.
+void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
+                   Progress* progress) {
     std::filesystem::create_directories(dir);
     for (const auto& [name, tensor] : outputs) {
         auto path = dir / (safe_file_name(name) + ".npy");
         write_npy(tensor, path);
-        std::cerr << name << ": " << dtype_name(tensor.dtype) << " " << shape_string(tensor.shape)
-                  << " -> " << path.string() << "\n";
+        if (progress) progress->log(output_line(name, tensor, path));
     }
 }
 
@@ -42,6 +55,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
         std::string out = ".";
         int threads = 1;
         bool int8_activations = false;
+        bool quiet = false;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("run", "Run a model with the reference runtime");
@@ -65,8 +79,10 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
     cmd->add_flag("--int8-activations", args->int8_activations,
                   "MatMul/Gemm with int4 weights take int8 activations (faster, less exact)");
+    cmd->add_flag("--quiet,-q", args->quiet, "Nothing on stderr but errors");
     cmd->callback([args, &action] {
         action = [args] {
+            Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
             rt::ExecOptions options;
             options.threads = args->threads;
             options.int8_activations = args->int8_activations;
@@ -79,7 +95,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
                         throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
                     feeds.emplace_back(spec.substr(0, eq), read_npy(spec.substr(eq + 1)));
                 }
-                write_outputs(executor.run(feeds), args->out);
+                write_outputs(executor.run(feeds), args->out, &progress);
                 return 0;
             }
             DataSource source;
@@ -88,15 +104,29 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             source.seed = args->seed;
             for (const auto& spec : args->shapes) rt::parse_shape_override(spec, source.shapes);
             Dataset dataset(executor, source);
-            std::cerr << "inputs: " << dataset.describe() << "\n";
+            progress.log(cat("inputs: ", dataset.describe()));
             size_t width = std::to_string(dataset.size() - 1).size();
+            std::vector<std::string> written;  // the first sample's outputs, shown once
+            auto step = progress.step("run", dataset.size(), "samples");
             for (size_t k = 0; k < dataset.size(); ++k) {
                 std::string index = std::to_string(k);
                 index.insert(0, width - index.size(), '0');
                 auto dir = std::filesystem::path(args->out) / ("sample_" + index);
-                std::cerr << "sample " << k << " (" << dataset.sample_name(k) << ")\n";
-                write_outputs(executor.run(dataset.load(k)), dir);
+                step.set_detail(dataset.sample_name(k));
+                rt::NamedTensors feeds = dataset.load(k);  // its errors name the file
+                auto outputs =
+                    with_context(dataset.sample_name(k), [&] { return executor.run(feeds); });
+                write_outputs(outputs, dir, nullptr);
+                if (k == 0)
+                    for (const auto& [name, tensor] : outputs)
+                        written.push_back(
+                            output_line(name, tensor,
+                                        std::filesystem::path(args->out) / "sample_*" /
+                                            (safe_file_name(name) + ".npy")));
+                step.advance();
             }
+            step.finish();
+            for (const auto& line : written) progress.log(line);
             return 0;
         };
     });

@@ -1,16 +1,17 @@
 // edgepack validate --reference A --candidate B [--data DIR | --samples N [--seed S]
 //                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
 //                   [--int8-activations]
-//                   [--json FILE]
+//                   [--json FILE] [--quiet]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
-// the text report goes to stdout, per-sample progress to stderr when it is a terminal, the
-// JSON object to FILE.
+// the text report goes to stdout, the JSON object to FILE, progress to stderr (a bar on a
+// terminal, plain lines otherwise, nothing with --quiet; compressor/ir/progress.h).
 #include <iostream>
 
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
 #include "compressor/ir/output_file.h"
+#include "compressor/ir/progress.h"
 #include "compressor/validate.h"
 
 namespace ep::cli {
@@ -24,6 +25,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         bool per_layer = false;
         int threads = 1;
         bool int8_activations = false;
+        bool quiet = false;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand(
@@ -55,6 +57,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_flag("--int8-activations", args->int8_activations,
                   "Run the candidate's int4 MatMul/Gemm with int8 activations (faster, less exact)");
     cmd->add_option("--json", args->json, "Write the report as one JSON object to FILE");
+    cmd->add_flag("--quiet,-q", args->quiet, "No progress on stderr (errors only)");
     cmd->callback([args, &action] {
         action = [args] {
             ValidateOptions options;
@@ -69,8 +72,8 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.per_layer = args->per_layer;
             options.threads = args->threads;
             options.candidate_int8_activations = args->int8_activations;
-            auto report =
-                validate_models(options, isatty(STDERR_FILENO) == 1 ? &std::cerr : nullptr);
+            Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
+            auto report = validate_models(options, &progress);
             if (!args->json.empty()) {
                 OutputFile out(args->json);
                 out.write(report.dump(2) + "\n");
