@@ -487,3 +487,19 @@ TEST_CASE("quantize-weights reports calibration and gptq / awq progress per samp
     Model m = two_matmuls();
     CHECK(pass->run(m, quiet).rewrites == 2);
 }
+
+TEST_CASE("progress: a step ended by an exception says it stopped", "[progress]") {
+    FakeClock clock;
+    std::ostringstream out;
+    Progress p(ProgressMode::Lines, out, clock.fn(), 80);
+    try {
+        auto step = p.step("validation", 8, "samples");
+        clock.now = 2.5;
+        step.advance(3);
+        throw InputError("sample 3: bad");
+    } catch (const InputError&) {
+    }
+    auto lines = lines_of(out.str());
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[1] == "edgepack: validation: 3/8 samples, stopped after 2.5 s");
+}
