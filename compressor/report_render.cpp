@@ -590,12 +590,22 @@ std::string chart_per_layer(const std::vector<Layer>& layers, const std::vector<
     if (!any_finite) hi = 40;
     Axis a = nice_axis(lo, hi, 5);
     auto y_of = [&](double v) { return bottom - (v - a.lo) / (a.hi - a.lo) * (bottom - top); };
+    // Highlight the worst layers of the table; with few layers only the worse half (all
+    // red says nothing). A layer at inf dB is never highlighted.
+    size_t highlight = layers.size() > 20 ? worst.size() : std::max<size_t>(1, layers.size() / 2);
+    highlight = std::min(highlight, worst.size());
     std::vector<bool> is_worst(layers.size(), false);
-    for (size_t i : worst) is_worst[i] = true;
+    size_t highlighted = 0;
+    for (size_t k = 0; k < highlight; ++k) {
+        const auto& v = layers[worst[k]].sqnr;
+        if (v && std::isinf(*v) && *v > 0) continue;
+        is_worst[worst[k]] = true;
+        ++highlighted;
+    }
 
     std::string s = svg_open("chart-per-layer",
                              "Per-layer error: SQNR in dB of " + std::to_string(layers.size()) +
-                                 " layers in execution order; the " + std::to_string(worst.size()) +
+                                 " layers in execution order; the " + std::to_string(highlighted) +
                                  " worst highlighted");
     svg_y_axis(s, a, x0, x1, top, bottom, "SQNR (dB)", false);
     double bw = (x1 - x0) / static_cast<double>(layers.size());
@@ -638,7 +648,8 @@ std::string chart_per_layer(const std::vector<Layer>& layers, const std::vector<
                   "layer, in execution order (" + std::to_string(layers.size()) + " layers)",
                   "middle");
     double lx = x0;
-    lx = svg_legend(s, lx, 18, "worst", std::to_string(worst.size()) + " worst (table)");
+    if (highlighted > 0)
+        lx = svg_legend(s, lx, 18, "worst", std::to_string(highlighted) + " lowest SQNR");
     lx = svg_legend(s, lx, 18, "bar", "other layers");
     if (any_inf) lx = svg_legend(s, lx, 18, "inf", "inf dB (identical), clipped at the top");
     if (any_other) svg_legend(s, lx, 18, "nan", "x: nan or not measured");
@@ -744,8 +755,10 @@ double percentile(const std::vector<double>& sorted, double q) {
     return sorted[i] + (sorted[i + 1] - sorted[i]) * frac;
 }
 
+// `p50s`: the report's own medians (latency.*.p50), shown next to the rows so the chart
+// and the table print the same number; NaN: computed from the samples.
 std::string chart_latency(const std::vector<double>& reference,
-                          const std::vector<double>& candidate) {
+                          const std::vector<double>& candidate, const double (&p50s)[2]) {
     if (reference.empty() && candidate.empty()) return "";
     const double x0 = 110, x1 = kW - 20, top = 30, bottom = kH - 48;
     double lo = INFINITY, hi = -INFINITY;
@@ -783,6 +796,7 @@ std::string chart_latency(const std::vector<double>& reference,
         std::sort(sorted.begin(), sorted.end());
         double p25 = percentile(sorted, 0.25), p50 = percentile(sorted, 0.5);
         double p75 = percentile(sorted, 0.75);
+        if (std::isfinite(p50s[r])) p50 = p50s[r];
         s += svg_text(x0 - 8, cy + 14, "p50 " + fmt_g(p50) + " ms", "end", "small");
         // Whiskers min..max, box p25..p75, median line; then every run as a dot, spread
         // vertically by a fixed pattern so equal times stay visible.
@@ -954,7 +968,7 @@ Doc build_doc(const json& report, bool charts) {
         std::string on = "Compared on " + (at(inputs, "description").is_null()
                                                ? std::string("inputs not described")
                                                : u(at(inputs, "description")));
-        if (auto n = count(at(inputs, "samples"))) on += " (" + std::to_string(*n) + " samples)";
+        if (auto n = count(at(inputs, "samples"))) on += "; " + std::to_string(*n) + " samples";
         if (auto n = count(at(validation, "threads")))
             on += ", " + std::to_string(*n) + (*n == 1 ? " thread" : " threads");
         doc.para(on + ".");
@@ -965,7 +979,7 @@ Doc build_doc(const json& report, bool charts) {
         if (acc_ref.is_null() && acc_cand.is_null())
             t.rows.push_back({{"accuracy (top-1 vs labels)"},
                               {"not measured (no labels)"},
-                              {"not measured (no labels)"},
+                              {"not measured"},
                               {""}});
         else
             t.rows.push_back({{"accuracy (top-1 vs labels)"},
@@ -980,7 +994,10 @@ Doc build_doc(const json& report, bool charts) {
         row("top-1 agreement", fmt_percent(at(metrics, "top1_agreement")));
         row("top-k agreement", fmt_percent(at(metrics, "topk_agreement")));
         row("SQNR", fmt_unit(at(metrics, "sqnr_db"), "dB"));
-        row("cosine similarity", fmt_value(at(metrics, "cosine_similarity")));
+        // %.4g would print 0.99999 as 1.
+        auto cosine = number(at(metrics, "cosine_similarity"));
+        row("cosine similarity", finite(cosine) ? printf_double("%.6g", *cosine)
+                                                : fmt_value(at(metrics, "cosine_similarity")));
         row("max abs error", fmt_value(at(metrics, "max_abs_error")));
         doc.table(std::move(t));
     }
@@ -1027,8 +1044,11 @@ Doc build_doc(const json& report, bool charts) {
                           {ratio_text(number(cand_peak), number(ref_peak))}});
         doc.table(std::move(t));
     }
+    const double p50s[2] = {number(at(ref_l, "p50")).value_or(NAN),
+                            number(at(cand_l, "p50")).value_or(NAN)};
     if (charts)
-        doc.chart("chart-latency", chart_latency(finite_samples(ref_l), finite_samples(cand_l)),
+        doc.chart("chart-latency",
+                  chart_latency(finite_samples(ref_l), finite_samples(cand_l), p50s),
                   "Latency distribution: not measured (the report has no latency samples).");
 
     // Worst layers.
@@ -1036,7 +1056,9 @@ Doc build_doc(const json& report, bool charts) {
     const auto worst = worst_layers(layers, 10);
     doc.heading("Worst layers by SQNR");
     if (layers.empty()) {
-        doc.para("Per-layer error: not measured (no per-layer comparison in the report).");
+        // In HTML the chart's own "not measured" paragraph says it.
+        if (!charts)
+            doc.para("Per-layer error: not measured (no per-layer comparison in the report).");
     } else {
         doc.para("The " + std::to_string(worst.size()) + " layers with the lowest SQNR of " +
                  std::to_string(layers.size()) + " compared (lower is worse).");
