@@ -384,8 +384,11 @@ TEST_CASE("the browser check rejects a broken report page", "[report][chromium]"
     CHECK(errors.find("chart-size: <p> instead of an <svg>, but the report has data") !=
           std::string::npos);
 
-    // A page whose script throws, and a chart without anything drawn.
+    // A page whose script throws, a chart without anything drawn, no CSP.
     html = render_report_html(report);
+    start = html.find("<meta http-equiv=\"Content-Security-Policy\"");
+    REQUIRE(start != std::string::npos);
+    html.erase(start, html.find('>', start) + 1 - start);
     html.insert(html.find("</body>"), "<script>undefinedFunction();</script>\n");
     start = html.find("<svg class=\"chart\" id=\"chart-latency\"");
     REQUIRE(start != std::string::npos);
@@ -403,4 +406,5 @@ TEST_CASE("the browser check rejects a broken report page", "[report][chromium]"
           std::string::npos);
     CHECK(errors.find("chart-latency: svg with no drawn elements") != std::string::npos);
     CHECK(errors.find("chart-latency: empty bounding box") != std::string::npos);
+    CHECK(errors.find("no Content-Security-Policy") != std::string::npos);
 }

@@ -9,6 +9,7 @@ host names unresolvable so nothing can reach a network) and checks:
   - its log has no console message (the page logs nothing itself), no Content-Security-
     Policy violation ("Refused to", "violates the following Content Security Policy") and
     no failed resource load ("Failed to load resource", "net::ERR_");
+  - the file declares a Content-Security-Policy <meta> with default-src 'none';
   - the page's inline check script ran (data-chart-boxes on <body>) and recorded no script
     error (data-errors);
   - each of chart-per-layer, chart-size and chart-latency is an <svg class="chart"> with a
@@ -60,11 +61,14 @@ class Dom(html.parser.HTMLParser):
         self.forbidden_tags = []
         self.style_text = []
         self.in_style = False
+        self.csp = []  # content of <meta http-equiv="Content-Security-Policy">
 
     def handle_starttag(self, tag, attrs):
         a = {k: (v or "") for k, v in attrs}
         if tag == "body":
             self.body_attrs = a
+        if tag == "meta" and a.get("http-equiv", "").lower() == "content-security-policy":
+            self.csp.append(a.get("content", ""))
         if tag in ("link", "iframe", "object", "embed", "frame", "base"):
             self.forbidden_tags.append(tag)
         for k, v in a.items():
@@ -193,6 +197,8 @@ def main():
             errors.append(f"external url() or @import in a <style> of the {name}")
         if name == "DOM":
             dom = d
+        elif not any("default-src 'none'" in c for c in d.csp):
+            errors.append("the file has no Content-Security-Policy meta with default-src 'none'")
 
     if not proc.stdout.strip():
         errors.append("chromium dumped no DOM")
