@@ -77,6 +77,7 @@ std::optional<uint64_t> count(const json& j) {
 }
 
 std::string plain(const json& j);
+std::string u(const json& j);
 
 // ---------------------------------------------------------------- formatting
 
@@ -123,7 +124,7 @@ std::string fmt_bytes(const json& j) {
         return group_digits(*n) + " (" + short_bytes(static_cast<double>(*n)) + ")";
     }
     if (j.is_null()) return "not measured";
-    return plain(j);
+    return u(j);
 }
 
 // A metric value: integers as they are, other numbers %.4g, "not measured" for null.
@@ -131,7 +132,7 @@ std::string fmt_value(const json& j) {
     if (j.is_null()) return "not measured";
     if (j.is_number_integer()) return j.dump();
     if (auto v = number(j)) return fmt_g(*v);
-    return plain(j);
+    return u(j);
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

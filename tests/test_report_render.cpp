@@ -150,11 +150,16 @@ TEST_CASE("report renderings escape every string taken from the report", "[repor
     r["gates"][0]["name"] = evil;
     r["size"]["by_category"][0]["category"] = "x|y `z` [l](u) <img src=x>";
     r["outputs"][0]["path"] = "/o/</td><script>alert(1)</script>.epk";
+    r["gates"][1]["value"] = "<b>not a number</b>";
 
     auto md = render_report_markdown(r);
     CHECK(md.find(evil) == std::string::npos);
     CHECK(md.find("<script>") == std::string::npos);
     CHECK(md.find("<img") == std::string::npos);
+    CHECK(md.find("<b>") == std::string::npos);
+    CHECK(md.find(
+              "| min_top1_agreement | top1_agreement >= 95 | &lt;b&gt;not a number&lt;/b&gt; |") !=
+          std::string::npos);
     CHECK(first_line(md).rfind("## edgepack: FAIL: a&lt;b&gt;&amp;&quot;c&quot; failed (kl_mean "
                                "0.0912 > 0.05",
                                0) == 0);
