@@ -264,7 +264,8 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
         v.candidate_int8_activations = vc.int8_activations;
         if (progress) err << "edgepack: validating " << validated->string() << "\n" << std::flush;
         auto validate_start = std::chrono::steady_clock::now();
-        validation = validation_section(validate_models(v), threads);
+        validation = validation_section(
+            validate_models(v, options.quiet ? nullptr : options.progress), threads);
         validate_seconds = seconds_since(validate_start);
 
         auto bench_start = std::chrono::steady_clock::now();

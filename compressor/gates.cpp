@@ -30,7 +30,7 @@ const std::vector<GateSpec>& gate_specs() {
         {"min_compression_ratio", "compression_ratio", false, MetricNeeds::Nothing,
          "input bytes / output bytes"},
         {"max_latency_ratio", "latency_ratio", true, MetricNeeds::Benchmark,
-         "candidate p50 latency / reference p50 latency, measured in the same run"},
+         "candidate / reference time: median of the ratios of back-to-back runs"},
         {"max_latency_p50_ms", "latency_p50_ms", true, MetricNeeds::Benchmark,
          "candidate p50 latency in milliseconds"},
         {"max_peak_memory_bytes", "peak_memory_bytes", true, MetricNeeds::Validation,

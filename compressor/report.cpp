@@ -305,9 +305,21 @@ json benchmark_pair(rt::Executor& reference, rt::Executor& candidate,
     }
     step.finish();
     memory = {{"reference", memory_json(reference)}, {"candidate", memory_json(candidate)}};
+    // The ratio: the median over pairs of candidate / reference, each pair timed back to
+    // back, so load that changes during the benchmark cancels out pair by pair.
+    std::vector<double> ratios;
+    for (uint64_t i = 0; i < runs; ++i)
+        if (ref_ms[i] > 0) ratios.push_back(cand_ms[i] / ref_ms[i]);
+    std::sort(ratios.begin(), ratios.end());
+    json ratio = nullptr;
+    if (!ratios.empty()) {
+        size_t n = ratios.size();
+        ratio = n % 2 ? ratios[n / 2] : 0.5 * (ratios[n / 2 - 1] + ratios[n / 2]);
+    }
     return {{"runs", runs},
             {"warmup", warmup},
             {"threads", threads},
+            {"ratio", ratio},
             {"reference", stats_json(rt::latency_stats(ref_ms), ref_ms)},
             {"candidate", stats_json(rt::latency_stats(cand_ms), cand_ms)}};
 }
@@ -363,11 +375,9 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
         }
     }
     if (latency.is_object()) {
-        double ref = latency["reference"]["p50"].get<double>();
-        double cand = latency["candidate"]["p50"].get<double>();
-        m["latency_p50_ms"] = cand;
-        m["reference_latency_p50_ms"] = ref;
-        m["latency_ratio"] = ref > 0 ? report_number(cand / ref) : json(nullptr);
+        m["latency_p50_ms"] = latency["candidate"]["p50"];
+        m["reference_latency_p50_ms"] = latency["reference"]["p50"];
+        m["latency_ratio"] = latency["ratio"];
     }
     if (memory.is_object()) {
         m["peak_memory_bytes"] = memory["candidate"]["peak_bytes"];

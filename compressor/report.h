@@ -64,8 +64,9 @@ struct TensorEntry {
 
 // Latency of the reference and the candidate measured in the same run: warm-up runs of
 // each, then `runs` timed runs alternating reference, candidate, so both see the same
-// machine. Returns report.json "latency" ({"runs", "warmup", "threads", "reference",
-// "candidate"}), and fills `memory` with report.json "memory".
+// machine. Returns report.json "latency" ({"runs", "warmup", "threads", "ratio",
+// "reference", "candidate"}; "ratio" is the median over the pairs of candidate / reference
+// time), and fills `memory` with report.json "memory".
 [[nodiscard]] nlohmann::json benchmark_pair(rt::Executor& reference, rt::Executor& candidate,
                                             const rt::NamedTensors& reference_inputs,
                                             const rt::NamedTensors& candidate_inputs,
