@@ -191,7 +191,7 @@ TEST_CASE("progress bar: redrawn at most every 100 ms", "[progress]") {
     CHECK(out.str() != before);
 }
 
-TEST_CASE("progress bar: finish leaves one final line with the time; finishing is idempotent",
+TEST_CASE("progress bar: finish leaves one final line with the time, and finishing is idempotent",
           "[progress]") {
     FakeClock clock;
     std::ostringstream out;
@@ -274,7 +274,7 @@ TEST_CASE("progress bar: a nested step's bar replaces its parent's, which comes 
     CHECK(last_bar(out.str()).find("1/3 passes") != std::string::npos);
 }
 
-TEST_CASE("progress lines: no '\\r' or escapes, a start and an end line, one line per 10 s",
+TEST_CASE("progress lines: no carriage return or escapes, a start and an end line, one line per 10 s",
           "[progress]") {
     FakeClock clock;
     std::ostringstream out;
@@ -317,7 +317,7 @@ TEST_CASE("progress lines: no '\\r' or escapes, a start and an end line, one lin
     CHECK(lines[1] == "edgepack: benchmark: 1000 runs in 9.0 s");
 }
 
-TEST_CASE("progress off prints nothing; a null Progress gives an inert step", "[progress]") {
+TEST_CASE("progress off prints nothing, and a null Progress gives an inert step", "[progress]") {
     FakeClock clock;
     std::ostringstream out;
     Progress p(ProgressMode::Off, out, clock.fn(), 80);
@@ -404,7 +404,7 @@ TEST_CASE("progress: format_clock and the mode for a file descriptor", "[progres
     if (master >= 0) close(master);
 }
 
-TEST_CASE("validate, run and bench with stderr captured print plain lines; --quiet nothing",
+TEST_CASE("validate, run and bench with stderr captured print plain lines, --quiet nothing",
           "[progress][cli]") {
     test::TempDir dir;
     save_model(tiny_model(), dir / "tiny.onnx");

@@ -88,7 +88,7 @@ TEST_CASE("recipe error: a typo in a top-level key suggests the key", "[recipe]"
     // Nothing close: list the valid keys instead of guessing.
     CHECK_THAT(d.error(R"({"model": "m.onnx", "zzzzzz": 1})"),
                Catch::StartsWith("recipe.json: zzzzzz: unknown key (valid: description, model, "
-                                 "passes, output, onnx, calibration)"));
+                                 "passes, output, onnx, calibration, validate, gates, baseline, report_dir)"));
 }
 
 TEST_CASE("recipe error: a typo in a pass option suggests the option", "[recipe]") {
