@@ -60,6 +60,18 @@ const std::vector<BaselineSpec>& baseline_specs() {
     return specs;
 }
 
+const GateSpec* find_gate(std::string_view name) {
+    for (const auto& s : gate_specs())
+        if (name == s.name) return &s;
+    return nullptr;
+}
+
+const BaselineSpec* find_baseline(std::string_view metric) {
+    for (const auto& s : baseline_specs())
+        if (metric == s.metric) return &s;
+    return nullptr;
+}
+
 json report_number(double v) {
     if (std::isnan(v)) return "nan";
     if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -138,9 +150,7 @@ json metric_of(const json& metrics, const std::string& name) {
 json evaluate_gates(const std::vector<Limit>& gates, const json& metrics) {
     json out = json::array();
     for (const auto& g : gates) {
-        const GateSpec* spec = nullptr;
-        for (const auto& s : gate_specs())
-            if (g.name == s.name) spec = &s;
+        const GateSpec* spec = find_gate(g.name);
         if (!spec) throw InternalError(cat("unknown gate '", g.name, "'"));
         out.push_back(check(g.name, spec->metric, spec->at_most, g.value,
                             metric_of(metrics, spec->metric), "limit "));
@@ -152,9 +162,7 @@ json compare_baseline(const std::vector<Limit>& tolerances, const json& metrics,
                       const json& baseline_metrics) {
     json out = json::array();
     for (const auto& t : tolerances) {
-        const BaselineSpec* spec = nullptr;
-        for (const auto& s : baseline_specs())
-            if (t.name == s.metric) spec = &s;
+        const BaselineSpec* spec = find_baseline(t.name);
         if (!spec) throw InternalError(cat("unknown baseline metric '", t.name, "'"));
         std::string name = cat("baseline.", t.name);
         double before = 0;

@@ -48,6 +48,9 @@ struct BaselineSpec {
 
 [[nodiscard]] const std::vector<GateSpec>& gate_specs();
 [[nodiscard]] const std::vector<BaselineSpec>& baseline_specs();
+// The spec of a gate ("max_kl_mean") or a baseline metric ("kl_mean"); null when unknown.
+[[nodiscard]] const GateSpec* find_gate(std::string_view name);
+[[nodiscard]] const BaselineSpec* find_baseline(std::string_view metric);
 
 // One configured gate or tolerance, in recipe order.
 struct Limit {

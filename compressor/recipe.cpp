@@ -402,12 +402,9 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         if (needs == MetricNeeds::Benchmark && r.validate->benchmark_runs == 0)
             fail(field, "needs validate.benchmark_runs > 0 (it reads a latency)");
     };
-    for (const auto& g : r.gates)
-        for (const auto& spec : gate_specs())
-            if (g.name == spec.name) check_needs(cat("gates.", g.name), spec.needs);
+    for (const auto& g : r.gates) check_needs(cat("gates.", g.name), find_gate(g.name)->needs);
     for (const auto& b : r.baseline)
-        for (const auto& spec : baseline_specs())
-            if (b.name == spec.metric) check_needs(cat("baseline.", b.name), spec.needs);
+        check_needs(cat("baseline.", b.name), find_baseline(b.name)->needs);
     if (r.validate && !r.outputs.empty()) {
         bool runnable = false;
         for (const auto& o : r.outputs)
