@@ -630,6 +630,10 @@ std::string chart_per_layer(const std::vector<Layer>& layers, const std::vector<
         double y = std::isinf(v) ? (v > 0 ? top : bottom) : y_of(v);
         const char* cls = is_worst[i] ? "worst" : std::isinf(v) && v > 0 ? "inf" : "bar";
         s += svg_rect(x, std::min(y, base), w, std::fabs(base - y), cls, title);
+        // A dot above each highlighted bar keeps it visible when bars are thin.
+        if (is_worst[i])
+            s += "<circle class=\"worst\" cx=\"" + f1(x + w / 2) + "\" cy=\"" +
+                 f1(std::min(y, base) - 5) + "\" r=\"3\"/>\n";
         if (std::isinf(v) && v > 0)
             s += "<path class=\"clip\" d=\"M" + f1(x) + " " + f1(top) + "L" + f1(x + w / 2) + " " +
                  f1(top - 5) + "L" + f1(x + w) + " " + f1(top) + "Z\"/>\n";
