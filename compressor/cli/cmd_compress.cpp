@@ -35,8 +35,9 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("compress",
-                                   "Run a recipe: load the model, run its passes, "
-                                   "write the output (docs/recipes.md)");
+                                   "Run a recipe: load the model, run its passes, write the "
+                                   "outputs, validate them, judge the gates, write the "
+                                   "reports; exit 0 passed, 1 a gate failed (docs/ci.md)");
     cmd->add_option("RECIPE", args->recipe, "Recipe .json file");
     std::string footer = "Passes:";
     for (auto name : pass_names()) {
@@ -54,7 +55,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         ->take_all()
         ->expected(1);
     cmd->add_option("-o,--output", args->output,
-                    "Output file (.onnx, .safetensors or .epk); overrides the recipe's output");
+                    "Output file (.onnx, .safetensors or .epk); replaces the recipe's outputs");
     cmd->add_flag("--time-passes", args->time_passes, "Print wall time and rewrites per pass");
     cmd->add_flag("--verify-each", args->verify_each,
                   "Check the model's structure after every pass");
