@@ -1026,7 +1026,7 @@ Doc build_doc(const json& report, bool charts) {
                         (*n == 1 ? " thread" : " threads");
             if (!line.empty()) doc.para("Latency: " + line + ", each model in the same run.");
         } else {
-            doc.para("Latency: not measured (validate.benchmark.runs is 0).");
+            doc.para("Latency: not measured (validate.benchmark_runs is 0).");
         }
         Table t{{"", "original", "compressed", "ratio"}, {false, true, true, true}, {}};
         for (const char* p : {"p50", "p95"}) {
@@ -1037,6 +1037,12 @@ Doc build_doc(const json& report, bool charts) {
                               {fmt_unit(at(cand_l, p), "ms")},
                               {ratio_text(c, r)}});
         }
+        // The gate's ratio: the median of back-to-back pair ratios (metrics.latency_ratio).
+        if (!at(metrics, "latency_ratio").is_null())
+            t.rows.push_back({{"time ratio (median of back-to-back pairs)"},
+                              {""},
+                              {""},
+                              {fmt_value(at(metrics, "latency_ratio"))}});
         const json& ref_peak = !at(at(memory, "reference"), "peak_bytes").is_null()
                                    ? at(at(memory, "reference"), "peak_bytes")
                                    : at(metrics, "reference_peak_memory_bytes");
