@@ -13,6 +13,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "compressor/gates.h"
 #include "formats/model_io.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/metrics.h"
@@ -24,21 +25,12 @@ using nlohmann::json;
 
 namespace {
 
-// JSON has no infinities: they (and NaN) are written as strings.
-json number(double v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    return v;
-}
+// JSON has no infinities: they (and NaN) are written as strings (gates.h).
+json number(double v) { return report_number(v); }
 
 double read_number(const json& j) {
-    if (j.is_number()) return j.get<double>();
-    if (j.is_string()) {
-        auto s = j.get<std::string>();
-        if (s == "inf") return INFINITY;
-        if (s == "-inf") return -INFINITY;
-    }
-    return NAN;
+    double v = NAN;
+    return metric_value(j, v) ? v : NAN;
 }
 
 std::vector<int64_t> read_labels(const fs::path& path) {
