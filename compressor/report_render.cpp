@@ -191,30 +191,34 @@ std::string u(const json& j) {
     return u(plain(j));
 }
 
+// Appends the HTML/XML entity of & < > " ' and returns true; false for any other char.
+bool append_entity(std::string& out, char c) {
+    switch (c) {
+        case '&':
+            out += "&amp;";
+            return true;
+        case '<':
+            out += "&lt;";
+            return true;
+        case '>':
+            out += "&gt;";
+            return true;
+        case '"':
+            out += "&quot;";
+            return true;
+        case '\'':
+            out += "&#39;";
+            return true;
+        default:
+            return false;
+    }
+}
+
 std::string html_escape_plain(const std::string& s) {
     std::string out;
     out.reserve(s.size());
-    for (char c : s) {
-        switch (c) {
-            case '&':
-                out += "&amp;";
-                break;
-            case '<':
-                out += "&lt;";
-                break;
-            case '>':
-                out += "&gt;";
-                break;
-            case '"':
-                out += "&quot;";
-                break;
-            case '\'':
-                out += "&#39;";
-                break;
-            default:
-                out += c;
-        }
-    }
+    for (char c : s)
+        if (!append_entity(out, c)) out += c;
     return out;
 }
 
@@ -251,19 +255,8 @@ std::string esc_md(const std::string& text) {
             out += c;
             continue;
         }
+        if (c != '\'' && append_entity(out, c)) continue;  // Markdown keeps apostrophes
         switch (c) {
-            case '&':
-                out += "&amp;";
-                break;
-            case '<':
-                out += "&lt;";
-                break;
-            case '>':
-                out += "&gt;";
-                break;
-            case '"':
-                out += "&quot;";
-                break;
             case '|':
             case '`':
             case '[':
