@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ostream>
-#include <streambuf>
 
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
@@ -46,17 +45,6 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
         return std::filesystem::equivalent(a, b, ec);
     return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
-
-}  // namespace
-
-namespace {
-
-// A stream that drops everything (--quiet).
-class NullBuffer : public std::streambuf {
-  protected:
-    int overflow(int c) override { return c == EOF ? 0 : c; }
-    std::streamsize xsputn(const char*, std::streamsize n) override { return n; }
-};
 
 // The output the recipe validates: the first .epk, else the first .onnx.
 std::optional<std::filesystem::path> validated_output(
@@ -108,8 +96,7 @@ std::string verdict_word(int code) {
 
 int run_compress(const CompressOptions& options, std::ostream& out, std::ostream& err_stream) {
     auto total_start = std::chrono::steady_clock::now();
-    NullBuffer null_buffer;
-    std::ostream null_stream(&null_buffer);
+    std::ostream null_stream(nullptr);  // no buffer: writes are dropped (--quiet)
     std::ostream& err = options.quiet ? null_stream : err_stream;
     const bool progress = options.manager.progress && !options.quiet;
     Recipe recipe = load_recipe(options.recipe, options.overrides);
@@ -264,16 +251,18 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
         v.candidate_int8_activations = vc.int8_activations;
         if (progress) err << "edgepack: validating " << validated->string() << "\n" << std::flush;
         auto validate_start = std::chrono::steady_clock::now();
-        validation = validation_section(
-            validate_models(v, options.quiet ? nullptr : options.progress), threads);
-        validate_seconds = seconds_since(validate_start);
-
-        auto bench_start = std::chrono::steady_clock::now();
+        // One executor per model serves the comparison and the benchmark.
         rt::ExecOptions exec;
         exec.threads = threads;
         rt::Executor reference(load_model(recipe.model), exec);
         exec.int8_activations = vc.int8_activations;
         rt::Executor candidate(load_model(*validated), exec);
+        validation = validation_section(
+            validate_models(reference, candidate, v, options.quiet ? nullptr : options.progress),
+            threads);
+        validate_seconds = seconds_since(validate_start);
+
+        auto bench_start = std::chrono::steady_clock::now();
         Dataset dataset(reference, v.data);
         rt::NamedTensors ref_inputs = dataset.load(0), cand_inputs;
         for (const auto& in : candidate.inputs())
@@ -297,10 +286,13 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     if (options.baseline)
         baseline = {{"file", options.baseline->string()},
                     {"checks", compare_baseline(recipe.baseline, metrics, baseline_metrics)}};
-    bool passed = true;
-    for (const auto& g : gates) passed = passed && g["passed"].get<bool>();
+    nlohmann::json failed = nlohmann::json::array();  // names of the failed checks
+    for (const auto& g : gates)
+        if (!g["passed"].get<bool>()) failed.push_back(g["name"]);
     if (baseline.is_object())
-        for (const auto& c : baseline["checks"]) passed = passed && c["passed"].get<bool>();
+        for (const auto& c : baseline["checks"])
+            if (!c["passed"].get<bool>()) failed.push_back(c["name"]);
+    const bool passed = failed.empty();
     const int exit_code = passed ? 0 : 1;
 
     nlohmann::json recipe_json = {{"file", options.recipe.string()},
@@ -379,12 +371,6 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     if (options.json_summary) {
         nlohmann::json files = nlohmann::json::array();
         for (const auto& w : written) files.push_back(w.string());
-        nlohmann::json failed = nlohmann::json::array();
-        for (const auto& g : gates)
-            if (!g["passed"].get<bool>()) failed.push_back(g["name"]);
-        if (baseline.is_object())
-            for (const auto& c : baseline["checks"])
-                if (!c["passed"].get<bool>()) failed.push_back(c["name"]);
         nlohmann::json summary = {{"verdict", report["verdict"]},
                                   {"exit_code", exit_code},
                                   {"failed", failed},

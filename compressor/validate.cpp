@@ -141,6 +141,11 @@ json validate_models(const ValidateOptions& options, Progress* progress) {
     rt::ExecOptions candidate_exec = exec;
     candidate_exec.int8_activations = options.candidate_int8_activations;
     rt::Executor candidate(load_model(options.candidate), candidate_exec);
+    return validate_models(reference, candidate, options, progress);
+}
+
+json validate_models(rt::Executor& reference, rt::Executor& candidate,
+                     const ValidateOptions& options, Progress* progress) {
     Dataset dataset(reference, options.data);
 
     // The candidate must take what the reference takes (it may need fewer inputs).

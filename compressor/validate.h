@@ -39,6 +39,12 @@ struct ValidateOptions {
 // sample, with the sample's name as its detail.
 [[nodiscard]] nlohmann::json validate_models(const ValidateOptions& options,
                                              Progress* progress = nullptr);
+// The same with the two models already loaded (`edgepack compress` benchmarks the same
+// executors afterwards). The executors' own ExecOptions apply; `options.reference`,
+// `candidate` and `candidate_int8_activations` only describe them in the report.
+[[nodiscard]] nlohmann::json validate_models(rt::Executor& reference, rt::Executor& candidate,
+                                             const ValidateOptions& options,
+                                             Progress* progress = nullptr);
 
 [[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
                                                size_t per_layer_rows = 10);
