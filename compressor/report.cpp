@@ -18,6 +18,7 @@
 #include "compressor/report_render.h"
 #include "formats/epk.h"
 #include "runtime-check/benchmark.h"
+#include "runtime-check/metrics.h"
 #include "runtime-check/simd.h"
 
 namespace ep {
@@ -285,23 +286,21 @@ json benchmark_pair(rt::Executor& reference, rt::Executor& candidate,
                     const rt::NamedTensors& candidate_inputs, uint64_t warmup, uint64_t runs,
                     int threads, json& memory, Progress* progress) {
     auto step = progress_step(progress, "benchmark", 2 * (warmup + runs), "runs");
-    uint64_t ref_arena = 0, cand_arena = 0;
-    auto once = [&](rt::Executor& e, const rt::NamedTensors& in, uint64_t& arena) {
+    auto once = [&](rt::Executor& e, const rt::NamedTensors& in) {
         auto start = std::chrono::steady_clock::now();
         auto out = e.run(in);
         double ms = elapsed_ms(start);
-        arena = std::max(arena, e.last_stats().peak_arena_bytes);
         step.advance();
         return ms;
     };
     for (uint64_t i = 0; i < warmup; ++i) {
-        (void)once(reference, reference_inputs, ref_arena);
-        (void)once(candidate, candidate_inputs, cand_arena);
+        (void)once(reference, reference_inputs);
+        (void)once(candidate, candidate_inputs);
     }
     std::vector<double> ref_ms, cand_ms;
     for (uint64_t i = 0; i < runs; ++i) {
-        ref_ms.push_back(once(reference, reference_inputs, ref_arena));
-        cand_ms.push_back(once(candidate, candidate_inputs, cand_arena));
+        ref_ms.push_back(once(reference, reference_inputs));
+        cand_ms.push_back(once(candidate, candidate_inputs));
     }
     step.finish();
     memory = {{"reference", memory_json(reference)}, {"candidate", memory_json(candidate)}};
@@ -312,10 +311,7 @@ json benchmark_pair(rt::Executor& reference, rt::Executor& candidate,
         if (ref_ms[i] > 0) ratios.push_back(cand_ms[i] / ref_ms[i]);
     std::sort(ratios.begin(), ratios.end());
     json ratio = nullptr;
-    if (!ratios.empty()) {
-        size_t n = ratios.size();
-        ratio = n % 2 ? ratios[n / 2] : 0.5 * (ratios[n / 2 - 1] + ratios[n / 2]);
-    }
+    if (!ratios.empty()) ratio = rt::percentile(ratios, 0.5);
     return {{"runs", runs},
             {"warmup", warmup},
             {"threads", threads},

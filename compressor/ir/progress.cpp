@@ -105,18 +105,6 @@ ProgressMode progress_mode_for(int fd, bool quiet) {
     return ProgressMode::Bar;
 }
 
-std::string_view progress_mode_name(ProgressMode mode) {
-    switch (mode) {
-        case ProgressMode::Off:
-            return "off";
-        case ProgressMode::Lines:
-            return "lines";
-        case ProgressMode::Bar:
-            return "bar";
-    }
-    return "?";
-}
-
 std::string format_clock(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return "-:--";
     if (seconds > 359999) seconds = 359999;  // 99:59:59

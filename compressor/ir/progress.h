@@ -46,7 +46,6 @@ enum class ProgressMode : uint8_t { Off, Lines, Bar };
 
 // Off when quiet; Bar when `fd` is a terminal and $TERM is not "dumb"; else Lines.
 [[nodiscard]] ProgressMode progress_mode_for(int fd, bool quiet);
-[[nodiscard]] std::string_view progress_mode_name(ProgressMode mode);  // "off", "lines", "bar"
 
 class Progress {
   public:
