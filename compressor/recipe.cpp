@@ -106,12 +106,14 @@ const std::vector<OptionSpec>* section(const std::string& key) {
     return nullptr;
 }
 
-// The fields every pass entry accepts besides its own options.
-std::vector<OptionSpec> common_pass_specs() {
-    return {{"include", OptionType::StringList, json::array({"*"}),
-             "globs selecting the tensors/nodes the pass applies to", {}},
-            {"exclude", OptionType::StringList, json::array(),
-             "globs removing tensors/nodes from the selection", {}}};
+// Every field a pass entry accepts besides "pass": include, exclude, then its own options.
+std::vector<OptionSpec> pass_entry_specs(const Pass& pass) {
+    std::vector<OptionSpec> specs{{"include", OptionType::StringList, json::array({"*"}),
+                                   "globs selecting the tensors/nodes the pass applies to", {}},
+                                  {"exclude", OptionType::StringList, json::array(),
+                                   "globs removing tensors/nodes from the selection", {}}};
+    for (auto& s : pass.option_specs()) specs.push_back(std::move(s));
+    return specs;
 }
 
 std::string type_name(const json& v) {
@@ -253,8 +255,7 @@ PassConfig check_pass_entry(const json& entry, size_t index) {
              cat("unknown pass '", name, "'",
                  hint.empty() ? cat(" (known passes: ", quoted_list(known), ")") : hint));
     }
-    auto specs = common_pass_specs();
-    for (auto& s : pass->option_specs()) specs.push_back(std::move(s));
+    auto specs = pass_entry_specs(*pass);
     PassConfig config;
     config.name = name;
     config.path = path;
@@ -755,8 +756,7 @@ json recipe_json_schema() {
     json per_pass = json::array();
     for (const auto& name : names) {
         auto pass = create_pass(name);
-        auto specs = common_pass_specs();
-        for (auto& s : pass->option_specs()) specs.push_back(std::move(s));
+        auto specs = pass_entry_specs(*pass);
         json then = object_schema(specs, std::string(pass->description()));
         then["properties"]["pass"] = {{"const", name}};
         then.erase("description");
