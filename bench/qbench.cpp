@@ -35,8 +35,8 @@
 
 #include <sys/mman.h>
 
-#include "compressor/ir/encoding.h"
-#include "compressor/ir/error.h"
+#include "ir/encoding.h"
+#include "ir/error.h"
 #include "runtime-check/kernel.h"
 #include "runtime-check/qgemm.h"
 

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "compressor/ir/ir.h"
-#include "compressor/ir/progress.h"
+#include "ir/ir.h"
+#include "ir/progress.h"
 #include "runtime-check/executor.h"
 
 namespace ep::calib {

@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "calibration/calibration.h"
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 namespace ep::calib {
 

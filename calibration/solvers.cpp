@@ -8,7 +8,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 namespace ep::calib {
 

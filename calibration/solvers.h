@@ -41,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "compressor/ir/encoding.h"
+#include "ir/encoding.h"
 
 namespace ep::calib {
 

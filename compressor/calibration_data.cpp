@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "compressor/dataset.h"
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 namespace ep {
 

@@ -9,7 +9,7 @@
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
 #include "compressor/gates.h"
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "compressor/report.h"
 #include "compressor/stream_compress.h"
 #include "compressor/validate.h"

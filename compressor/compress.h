@@ -31,7 +31,7 @@
 
 namespace ep {
 
-class Progress;  // compressor/ir/progress.h
+class Progress;  // ir/progress.h
 
 struct CompressOptions {
     std::filesystem::path recipe;

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 namespace ep {
 

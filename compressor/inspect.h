@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/epk.h"
 
 namespace ep {

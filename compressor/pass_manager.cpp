@@ -10,7 +10,7 @@
 #include <ostream>
 #include <set>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "passes/registry.h"
 
 namespace ep {

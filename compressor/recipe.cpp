@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "passes/pass.h"
 #include "passes/registry.h"
 

@@ -12,9 +12,9 @@
 #include <unordered_map>
 
 #include "compressor/gates.h"
-#include "compressor/ir/error.h"
-#include "compressor/ir/output_file.h"
-#include "compressor/ir/progress.h"
+#include "ir/error.h"
+#include "ir/output_file.h"
+#include "ir/progress.h"
 #include "compressor/report_render.h"
 #include "formats/epk.h"
 #include "runtime-check/benchmark.h"

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "compressor/pass_manager.h"
 #include "runtime-check/executor.h"
 

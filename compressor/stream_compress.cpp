@@ -6,8 +6,8 @@
 #include <cstring>
 #include <ostream>
 
-#include "compressor/ir/checked.h"
-#include "compressor/ir/error.h"
+#include "ir/checked.h"
+#include "ir/error.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_quant.h"
 #include "passes/registry.h"

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compressor/dataset.h"
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 
 namespace ep {
 

@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 
 #ifndef EDGEPACK_VERSION
 #define EDGEPACK_VERSION "unknown"

@@ -95,8 +95,8 @@
 #include <string>
 #include <vector>
 
-#include "compressor/ir/ir.h"
-#include "compressor/ir/output_file.h"
+#include "ir/ir.h"
+#include "ir/output_file.h"
 #include "formats/streamed_tensor.h"
 
 namespace ep {

@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/epk.h"
 #include "formats/onnx_io.h"
 

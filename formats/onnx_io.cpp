@@ -45,9 +45,9 @@
 #include <map>
 #include <optional>
 
-#include "compressor/ir/checked.h"
-#include "compressor/ir/mapped_file.h"
-#include "compressor/ir/output_file.h"
+#include "ir/checked.h"
+#include "ir/mapped_file.h"
+#include "ir/output_file.h"
 #include "formats/onnx_quant_export.h"
 
 namespace ep {

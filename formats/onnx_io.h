@@ -14,7 +14,7 @@
 #include <span>
 #include <string>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 
 namespace ep {
 

@@ -1,4 +1,4 @@
-// ONNX export of models with encoded (quantized) weights (compressor/ir/encoding.h).
+// ONNX export of models with encoded (quantized) weights (ir/encoding.h).
 //
 // ONNX has no encoded tensors, so write_onnx refuses a model holding one unless
 // OnnxWriteOptions::quantized picks how to express it; the writer then rewrites a copy
@@ -39,7 +39,7 @@
 
 #include <string>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 
 namespace ep {
 

@@ -26,8 +26,8 @@
 #include <set>
 #include <string_view>
 
-#include "compressor/ir/checked.h"
-#include "compressor/ir/output_file.h"
+#include "ir/checked.h"
+#include "ir/output_file.h"
 
 namespace ep {
 namespace {

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/streamed_tensor.h"
 
 namespace ep {

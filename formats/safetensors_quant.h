@@ -14,7 +14,7 @@
 
 #include <string>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/streamed_tensor.h"
 
 namespace ep {

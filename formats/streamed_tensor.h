@@ -16,8 +16,8 @@
 #include <functional>
 #include <unordered_map>
 
-#include "compressor/ir/output_file.h"
-#include "compressor/ir/tensor.h"
+#include "ir/output_file.h"
+#include "ir/tensor.h"
 
 namespace ep {
 

@@ -40,7 +40,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "passes/pass.h"
 #include "passes/selector.h"
 

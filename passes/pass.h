@@ -14,14 +14,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 
 namespace ep {
 
 namespace calib {
 class DataProvider;  // calibration/calibration.h
 }
-class Progress;  // compressor/ir/progress.h
+class Progress;  // ir/progress.h
 
 enum class PassKind : uint8_t { Cleanup, Quantization, Pruning, Merge, Evaluation };
 [[nodiscard]] std::string_view pass_kind_name(PassKind kind);

@@ -24,7 +24,7 @@
 #include <optional>
 #include <unordered_set>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "passes/pass.h"
 #include "passes/selector.h"
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "compressor/ir/encoding.h"
-#include "compressor/ir/ir.h"
+#include "ir/encoding.h"
+#include "ir/ir.h"
 #include "passes/pass.h"
 
 namespace ep {

@@ -7,7 +7,7 @@
 
 #include <optional>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 namespace ep {
 

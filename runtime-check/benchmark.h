@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 #include "runtime-check/executor.h"
 
 namespace ep::rt {

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 
 namespace ep::rt {
 

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "runtime-check/kernel.h"
 
 namespace ep::rt {

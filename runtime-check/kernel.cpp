@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/thread_pool.h"
 
 namespace ep::rt {

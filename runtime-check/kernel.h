@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 
 namespace ep::rt {
 

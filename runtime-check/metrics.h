@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "compressor/ir/tensor.h"
+#include "ir/tensor.h"
 
 namespace ep::rt {
 

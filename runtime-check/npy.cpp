@@ -2,9 +2,9 @@
 
 #include <cstring>
 
-#include "compressor/ir/checked.h"
-#include "compressor/ir/mapped_file.h"
-#include "compressor/ir/output_file.h"
+#include "ir/checked.h"
+#include "ir/mapped_file.h"
+#include "ir/output_file.h"
 
 namespace ep {
 namespace {

@@ -16,7 +16,7 @@
 #include <span>
 #include <string>
 
-#include "compressor/ir/tensor.h"
+#include "ir/tensor.h"
 
 namespace ep {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/conv2d.h"
 #include "runtime-check/elementwise.h"
 #include "runtime-check/gemm.h"

@@ -36,7 +36,7 @@
 #include <tuple>
 #include <utility>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/conv_shape.h"
 #include "runtime-check/elementwise.h"
 #include "runtime-check/gemm.h"

@@ -30,7 +30,7 @@
 #include <cstring>
 #include <limits>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/elementwise.h"
 #include "runtime-check/ops.h"
 

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -1,4 +1,4 @@
-// Kernels that read quantized weights (compressor/ir/encoding.h) in place, and the rule
+// Kernels that read quantized weights (ir/encoding.h) in place, and the rule
 // the executor uses to decide which encoded initializers a kernel reads natively.
 //
 // An encoded initializer read by a node whose kernel has no native support for it is
@@ -25,7 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "runtime-check/gemm.h"
 #include "runtime-check/kernel.h"
 

@@ -31,7 +31,7 @@
 
 #include <sys/mman.h>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "runtime-check/qgemm.h"
 #include "runtime-check/simd.h"
 #include "runtime-check/thread_pool.h"

@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "compressor/ir/tensor.h"
+#include "ir/tensor.h"
 
 namespace ep::rt::ref {
 

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "compressor/ir/encoding.h"
-#include "compressor/ir/ir.h"
+#include "ir/encoding.h"
+#include "ir/ir.h"
 #include "runtime-check/executor.h"
 
 namespace ep::test {
@@ -27,7 +27,7 @@ struct OneNode {
     std::vector<Attribute> attributes{};
 };
 
-// The IR's attribute builders (compressor/ir/ir.h), under the names the tests use.
+// The IR's attribute builders (ir/ir.h), under the names the tests use.
 using ep::float_attr;
 using ep::int_attr;
 using ep::ints_attr;

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "support.h"
 
 using namespace ep;

@@ -1,6 +1,6 @@
 // Acceptance tests of `edgepack compress`, run as a user runs it: the built binary on real
 // models, with ONNX Runtime as the oracle for "computes the same thing".
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/model_io.h"
 #include "support.h"
 

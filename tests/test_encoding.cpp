@@ -10,9 +10,9 @@
 #include <random>
 #include <string>
 
-#include "compressor/ir/encoding.h"
-#include "compressor/ir/error.h"
-#include "compressor/ir/tensor.h"
+#include "ir/encoding.h"
+#include "ir/error.h"
+#include "ir/tensor.h"
 
 using namespace ep;
 

@@ -1,7 +1,7 @@
 #include <cstring>
 
-#include "compressor/ir/checked.h"
-#include "compressor/ir/ir.h"
+#include "ir/checked.h"
+#include "ir/ir.h"
 #include "support.h"
 
 using namespace ep;

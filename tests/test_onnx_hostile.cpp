@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "formats/model_io.h"
 #include "support.h"
 

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/model_io.h"
 #include "formats/onnx_io.h"
 #include "support.h"

@@ -9,7 +9,7 @@
 #include <random>
 #include <sstream>
 
-#include "compressor/ir/checked.h"
+#include "ir/checked.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "passes/registry.h"

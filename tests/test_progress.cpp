@@ -1,4 +1,4 @@
-// The progress reporter (compressor/ir/progress.h): bar text, ETA, throttling, the final
+// The progress reporter (ir/progress.h): bar text, ETA, throttling, the final
 // line, Lines mode (no '\r' or escape codes, one progress line per 10 s), Off, log(); and the
 // CLI: `edgepack validate` / `run` / `bench` with stderr captured (not a terminal) print
 // plain lines, not one line per sample, and nothing with --quiet.
@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "compressor/calibration_data.h"
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 #include "formats/model_io.h"
 #include "passes/registry.h"
 #include "support.h"

@@ -1,4 +1,4 @@
-// The executor runs models whose initializers are quantized (compressor/ir/encoding.h):
+// The executor runs models whose initializers are quantized (ir/encoding.h):
 // whatever kernel reads an encoded weight, natively or through the dequantized copy made
 // when the plan is compiled, the outputs equal those of the float model built from
 // dequantize_tensor.

@@ -13,7 +13,7 @@
 #include "calibration/calibration.h"
 #include "calibration/solvers.h"
 #include "compressor/calibration_data.h"
-#include "compressor/ir/encoding.h"
+#include "ir/encoding.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "formats/model_io.h"

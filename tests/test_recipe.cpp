@@ -1,6 +1,6 @@
 // Recipe loading: every error names the recipe and the field, with "did you mean" when a
 // name is a likely typo; defaults are filled in; --set overrides any value.
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "support.h"

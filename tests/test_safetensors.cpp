@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "compressor/ir/ir.h"
+#include "ir/ir.h"
 #include "formats/model_io.h"
 #include "formats/safetensors.h"
 #include "support.h"

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "formats/model_io.h"
 #include "formats/safetensors.h"
 #include "support.h"

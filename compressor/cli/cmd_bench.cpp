@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 #include "formats/model_io.h"
 #include "runtime-check/benchmark.h"
 #include "runtime-check/npy.h"

@@ -10,8 +10,8 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/compress.h"
-#include "compressor/ir/error.h"
-#include "compressor/ir/progress.h"
+#include "ir/error.h"
+#include "ir/progress.h"
 #include "compressor/recipe.h"
 #include "passes/registry.h"
 

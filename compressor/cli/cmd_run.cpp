@@ -16,7 +16,7 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/dataset.h"
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 #include "formats/model_io.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"

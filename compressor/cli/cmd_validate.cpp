@@ -4,14 +4,14 @@
 //                   [--json FILE] [--quiet]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
 // the text report goes to stdout, the JSON object to FILE, progress to stderr (a bar on a
-// terminal, plain lines otherwise, nothing with --quiet; compressor/ir/progress.h).
+// terminal, plain lines otherwise, nothing with --quiet; ir/progress.h).
 #include <iostream>
 
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
-#include "compressor/ir/output_file.h"
-#include "compressor/ir/progress.h"
+#include "ir/output_file.h"
+#include "ir/progress.h"
 #include "compressor/validate.h"
 
 namespace ep::cli {

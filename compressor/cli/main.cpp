@@ -6,7 +6,7 @@
 #include <new>
 
 #include "compressor/cli/commands.h"
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"edgepack: compress models for edge devices, and prove they still work"};

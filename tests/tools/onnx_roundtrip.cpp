@@ -9,7 +9,7 @@
 #include <iostream>
 #include <map>
 
-#include "compressor/ir/error.h"
+#include "ir/error.h"
 #include "formats/onnx_io.h"
 
 int main(int argc, char** argv) {

@@ -1,5 +1,5 @@
 // Progress bar / progress lines (contract in progress.h).
-#include "compressor/ir/progress.h"
+#include "ir/progress.h"
 
 #include <algorithm>
 #include <chrono>

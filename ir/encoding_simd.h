@@ -1,4 +1,4 @@
-// Internal to compressor/ir: the kernels behind quantize_rtn and quantize_tensor_rtn.
+// Internal to ir: the kernels behind quantize_rtn and quantize_tensor_rtn.
 //
 // The scalar reference (encoding.cpp: choose_qparams, quantize_value, pack_row) defines
 // the bytes. An optimised table (encoding_simd.cpp: AVX2 + FMA + F16C, chosen at run time
