@@ -42,30 +42,6 @@ const std::string kZeroHash(64, '0');
 // ---------------------------------------------------------------------------------------
 // Small helpers shared by both directions
 
-constexpr std::array<std::pair<AttrType, const char*>, 15> kAttrTypes = {{
-    {AttrType::Undefined, "undefined"},
-    {AttrType::Float, "float"},
-    {AttrType::Int, "int"},
-    {AttrType::String, "string"},
-    {AttrType::Tensor, "tensor"},
-    {AttrType::Graph, "graph"},
-    {AttrType::SparseTensor, "sparse_tensor"},
-    {AttrType::TypeProto, "type_proto"},
-    {AttrType::Floats, "floats"},
-    {AttrType::Ints, "ints"},
-    {AttrType::Strings, "strings"},
-    {AttrType::Tensors, "tensors"},
-    {AttrType::Graphs, "graphs"},
-    {AttrType::SparseTensors, "sparse_tensors"},
-    {AttrType::TypeProtos, "type_protos"},
-}};
-
-const char* attr_type_name(AttrType t) {
-    for (const auto& [type, name] : kAttrTypes)
-        if (type == t) return name;
-    throw InternalError("attribute type missing from the .epk table");
-}
-
 uint64_t align_up(uint64_t v) {
     return (v + kEpkAlignment - 1) / kEpkAlignment * kEpkAlignment;
 }
@@ -647,13 +623,9 @@ class ManifestReader {
         f.rename(cat(where, " ('", a.name, "')"));
         Fields& g = f;
         auto type = g.str("type");
-        bool known = false;
-        for (const auto& [t, name] : kAttrTypes)
-            if (type == name) {
-                a.type = t;
-                known = true;
-            }
+        auto known = attr_type_from_name(type);
         if (!known) g.fail("unknown attribute type '", type, "'");
+        a.type = *known;
         a.ref_attr_name = g.str("ref_attr_name");
         a.doc_string = g.str("doc_string");
         a.f = parse_float(g, g.at("f"), "f");

@@ -1,8 +1,45 @@
-#include "ir.h"
+#include "ir/ir.h"
 
+#include <array>
 #include <unordered_set>
 
+#include "ir/error.h"
+
 namespace ep {
+
+namespace {
+
+constexpr std::array<std::pair<AttrType, std::string_view>, 15> kAttrTypeNames = {{
+    {AttrType::Undefined, "undefined"},
+    {AttrType::Float, "float"},
+    {AttrType::Int, "int"},
+    {AttrType::String, "string"},
+    {AttrType::Tensor, "tensor"},
+    {AttrType::Graph, "graph"},
+    {AttrType::SparseTensor, "sparse_tensor"},
+    {AttrType::TypeProto, "type_proto"},
+    {AttrType::Floats, "floats"},
+    {AttrType::Ints, "ints"},
+    {AttrType::Strings, "strings"},
+    {AttrType::Tensors, "tensors"},
+    {AttrType::Graphs, "graphs"},
+    {AttrType::SparseTensors, "sparse_tensors"},
+    {AttrType::TypeProtos, "type_protos"},
+}};
+
+}  // namespace
+
+std::string_view attr_type_name(AttrType type) {
+    for (const auto& [t, name] : kAttrTypeNames)
+        if (t == type) return name;
+    throw InternalError("attribute type missing from the IR's name table");
+}
+
+std::optional<AttrType> attr_type_from_name(std::string_view name) {
+    for (const auto& [t, n] : kAttrTypeNames)
+        if (n == name) return t;
+    return std::nullopt;
+}
 
 const Attribute* Node::attr(std::string_view attr_name) const {
     for (const auto& a : attributes)
@@ -10,19 +47,39 @@ const Attribute* Node::attr(std::string_view attr_name) const {
     return nullptr;
 }
 
+namespace {
+
+// The attribute when present with the expected type; null when absent; an InputError when
+// present with another type.
+const Attribute* typed_attr(const Node& node, std::string_view attr_name, AttrType expected) {
+    const Attribute* a = node.attr(attr_name);
+    if (a && a->type != expected)
+        throw InputError(cat("node '", node.label(), "' (", node.op_type, "): attribute '",
+                             attr_name, "' is of type ", attr_type_name(a->type), ", expected ",
+                             attr_type_name(expected)));
+    return a;
+}
+
+}  // namespace
+
 int64_t Node::attr_int(std::string_view attr_name, int64_t fallback) const {
-    const Attribute* a = attr(attr_name);
-    return a && a->type == AttrType::Int ? a->i : fallback;
+    const Attribute* a = typed_attr(*this, attr_name, AttrType::Int);
+    return a ? a->i : fallback;
 }
 
 float Node::attr_float(std::string_view attr_name, float fallback) const {
-    const Attribute* a = attr(attr_name);
-    return a && a->type == AttrType::Float ? a->f : fallback;
+    const Attribute* a = typed_attr(*this, attr_name, AttrType::Float);
+    return a ? a->f : fallback;
 }
 
 std::vector<int64_t> Node::attr_ints(std::string_view attr_name) const {
-    const Attribute* a = attr(attr_name);
-    return a && a->type == AttrType::Ints ? a->ints : std::vector<int64_t>{};
+    const Attribute* a = typed_attr(*this, attr_name, AttrType::Ints);
+    return a ? a->ints : std::vector<int64_t>{};
+}
+
+std::string Node::attr_string(std::string_view attr_name, std::string fallback) const {
+    const Attribute* a = typed_attr(*this, attr_name, AttrType::String);
+    return a ? a->s : fallback;
 }
 
 std::string Node::label() const {

@@ -60,6 +60,12 @@ enum class AttrType : uint8_t {
     TypeProtos,
 };
 
+// The attribute type's name as ONNX spells it in lower case ("int", "floats", ...); the
+// .epk manifest stores these names (docs/epk.md).
+[[nodiscard]] std::string_view attr_type_name(AttrType type);
+// The type with that name; nullopt for a name that is none of them.
+[[nodiscard]] std::optional<AttrType> attr_type_from_name(std::string_view name);
+
 struct Attribute {
     std::string name;
     AttrType type = AttrType::Undefined;
@@ -86,9 +92,14 @@ struct Node {
     std::string doc_string;
 
     [[nodiscard]] const Attribute* attr(std::string_view attr_name) const;
+    // Typed reads: the fallback (or an empty list) when the attribute is absent; an
+    // InputError naming the node, the attribute, the type found and the type expected
+    // when it is present with another type (a LeakyRelu whose alpha was written as an
+    // int must not run with the default).
     [[nodiscard]] int64_t attr_int(std::string_view attr_name, int64_t fallback) const;
     [[nodiscard]] float attr_float(std::string_view attr_name, float fallback) const;
     [[nodiscard]] std::vector<int64_t> attr_ints(std::string_view attr_name) const;
+    [[nodiscard]] std::string attr_string(std::string_view attr_name, std::string fallback) const;
     // A readable name for messages: the node's name, or "op_type(first output)".
     [[nodiscard]] std::string label() const;
 };
