@@ -12,6 +12,7 @@
 #include "formats/model_io.h"
 #include "op_model.h"
 #include "runtime-check/npy.h"
+#include "runtime-check/ops/op_context.h"
 #include "runtime-check/reference.h"
 #include "support.h"
 

@@ -31,8 +31,8 @@
 #include <limits>
 
 #include "ir/checked.h"
-#include "runtime-check/elementwise.h"
-#include "runtime-check/ops.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 namespace {

@@ -6,11 +6,11 @@
 #include <limits>
 
 #include "ir/checked.h"
-#include "runtime-check/conv2d.h"
-#include "runtime-check/elementwise.h"
-#include "runtime-check/gemm.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/qgemm.h"
+#include "runtime-check/kernels/conv2d.h"
+#include "runtime-check/kernels/gemm.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
+#include "runtime-check/ops/quant_matmul.h"
 
 namespace ep::rt {
 namespace {
@@ -130,7 +130,7 @@ void op_matmul(OpContext& c) {
     const Tensor& a0 = c.input(0);
     const Tensor& b0 = c.input(1);
     if (!is_float(a0.dtype)) c.fail(cat("MatMul on ", dtype_name(a0.dtype), " is not supported"));
-    if (b0.is_encoded()) {  // a quantized weight (qgemm.h)
+    if (b0.is_encoded()) {  // a quantized weight (quant_matmul.h)
         c.outputs.push_back(from_f32(qmatmul(c, as_f32(c, a0), b0), a0.dtype));
         return;
     }
@@ -193,7 +193,7 @@ void op_gemm(OpContext& c) {
     MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
     MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
     float* py = y.mutable_values<float>().data();
-    if (b.is_encoded())  // a quantized weight (qgemm.h)
+    if (b.is_encoded())  // a quantized weight (quant_matmul.h)
         qgemm_f32(c, av, b, n, py, n);
     else
         gemm_f32(c.options, av, bv, py, n, false);

@@ -1,4 +1,4 @@
-#include "runtime-check/conv_shape.h"
+#include "runtime-check/ops/conv_shape.h"
 
 #include <string>
 

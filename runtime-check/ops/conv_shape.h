@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime-check/kernel.h"
+#include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
 
