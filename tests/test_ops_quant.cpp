@@ -13,8 +13,8 @@
 #include "op_model.h"
 #include "runtime-check/npy.h"
 #include "runtime-check/ops/op_context.h"
-#include "runtime-check/reference.h"
 #include "support.h"
+#include "tests/support/reference.h"
 
 using namespace ep;
 using test::OneNode;
