@@ -37,8 +37,9 @@
 
 #include "ir/encoding.h"
 #include "ir/error.h"
-#include "runtime-check/kernel.h"
-#include "runtime-check/qgemm.h"
+#include "runtime-check/kernels/qgemm.h"
+#include "runtime-check/ops/op_context.h"
+#include "runtime-check/ops/quant_matmul.h"
 
 using namespace ep;
 using Clock = std::chrono::steady_clock;

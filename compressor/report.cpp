@@ -19,7 +19,7 @@
 #include "formats/epk.h"
 #include "runtime-check/benchmark.h"
 #include "runtime-check/metrics.h"
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 namespace ep {
 

@@ -5,9 +5,10 @@
 #include <set>
 #include <unordered_set>
 
+#include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/op_registry.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/qgemm.h"
+#include "runtime-check/ops/ops.h"
+#include "runtime-check/ops/quant_matmul.h"
 
 namespace ep::rt {
 

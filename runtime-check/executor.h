@@ -17,9 +17,11 @@
 #include <vector>
 
 #include "ir/ir.h"
-#include "runtime-check/kernel.h"
+#include "runtime-check/kernels/parallel.h"
 
 namespace ep::rt {
+
+class QPackCache;  // kernels/qgemm.h
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "runtime-check/ops.h"
+#include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 

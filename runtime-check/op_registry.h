@@ -4,7 +4,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime-check/kernel.h"
+#include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
 

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <random>
 
+#include "runtime-check/ops/op_context.h"
+
 namespace ep::rt {
 
 void parse_shape_override(const std::string& spec, ShapeOverrides& overrides) {

@@ -1,4 +1,4 @@
-// The float GEMM (runtime-check/gemm.h) on the sizes where its blocking changes: the
+// The float GEMM (runtime-check/kernels/gemm.h) on the sizes where its blocking changes: the
 // 6-row and 16/8-column micro-tiles, the K block (256, split evenly), the column block
 // (512), the in-place-B limit (12 rows), the dot-product path for <= 4 rows with B
 // transposed and its 1024-wide K blocks. Checked against a double-precision product with
@@ -10,8 +10,8 @@
 #include <random>
 #include <vector>
 
-#include "runtime-check/gemm.h"
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/gemm.h"
+#include "runtime-check/kernels/simd.h"
 #include "support.h"
 
 using namespace ep;

@@ -1,6 +1,6 @@
 // The fast kernels (Eigen GEMM in 64-row blocks, im2col Conv, col2im ConvTranspose,
 // broadcasting elementwise loops, Softmax, normalization) against the plain scalar
-// reference (runtime-check/reference.h) on awkward sizes: 1, primes, tile-1, tile,
+// reference (tests/support/reference.h) on awkward sizes: 1, primes, tile-1, tile,
 // tile+1 (the GEMM row block is 64), and bit-identical at 1, 2 and 3 threads.
 //
 // Tolerances:
@@ -19,8 +19,8 @@
 #include <sstream>
 
 #include "op_model.h"
-#include "runtime-check/reference.h"
 #include "support.h"
+#include "tests/support/reference.h"
 
 using namespace ep;
 using ep::test::run_threads;

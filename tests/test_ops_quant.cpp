@@ -12,8 +12,9 @@
 #include "formats/model_io.h"
 #include "op_model.h"
 #include "runtime-check/npy.h"
-#include "runtime-check/reference.h"
+#include "runtime-check/ops/op_context.h"
 #include "support.h"
+#include "tests/support/reference.h"
 
 using namespace ep;
 using test::OneNode;

@@ -1,4 +1,4 @@
-// Fused quantized GEMM/GEMV (runtime-check/qgemm.h): MatMul and Gemm with an encoded weight
+// Fused quantized GEMM/GEMV (runtime-check/kernels/qgemm.h): MatMul and Gemm with an encoded weight
 // and Gather from an encoded table, run through the executor, against the same ops on the
 // weight dequantized with dequantize_tensor; bit-identical for 1, 2 and 3 threads.
 // Tagged [kernels]: ctest runs these again with EDGEPACK_ISA=baseline (portable GEMM).

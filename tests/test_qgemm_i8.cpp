@@ -1,4 +1,4 @@
-// The int8-activation kernel (ExecOptions::int8_activations, runtime-check/qgemv_i8.cpp),
+// The int8-activation kernel (ExecOptions::int8_activations, runtime-check/kernels/qgemv_i8.cpp),
 // through the executor: its output equals, bit for bit, the definition written out here
 // (activations quantized per 32 elements, exact int32 dot products with the stored codes,
 // then the documented float steps), for every int4 scheme, awkward sizes, MatMul and Gemm,

@@ -1,12 +1,12 @@
-// parallel_for and its thread pool (runtime-check/thread_pool.h): every index exactly
+// parallel_for and its thread pool (runtime-check/kernels/thread_pool.h): every index exactly
 // once for any thread count, nested and concurrent calls, exceptions reach the caller.
 #include <atomic>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
-#include "runtime-check/kernel.h"
-#include "runtime-check/thread_pool.h"
+#include "runtime-check/kernels/parallel.h"
+#include "runtime-check/kernels/thread_pool.h"
 #include "support.h"
 
 using namespace ep;

@@ -1,4 +1,4 @@
-// Vectorized exp and sigmoid (runtime-check/vec_math.h): accuracy against libm in double,
+// Vectorized exp and sigmoid (runtime-check/kernels/vec_math.h): accuracy against libm in double,
 // the documented edges (underflow to 0 below -87, overflow to +inf, NaN and infinities),
 // and the same bits whether an array is processed whole or in ragged pieces (what a
 // thread split does).
@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "runtime-check/simd.h"
-#include "runtime-check/vec_math.h"
+#include "runtime-check/kernels/simd.h"
+#include "runtime-check/kernels/vec_math.h"
 #include "support.h"
 
 using namespace ep;

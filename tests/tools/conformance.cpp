@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/onnx_io.h"
-#include "runtime-check/elementwise.h"
+#include "runtime-check/ops/elementwise.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/op_registry.h"
 

@@ -1,8 +1,8 @@
-// Kernel functions of the reference runtime; the registry (op_registry.cpp) maps
-// ONNX op types to them. Each is a plain reference implementation.
+// Op functions of the reference runtime (one file per op family in ops/); the registry
+// (op_registry.cpp) maps ONNX op types to them. Each is a plain reference implementation.
 #pragma once
 
-#include "runtime-check/kernel.h"
+#include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
 
@@ -107,7 +107,8 @@ void op_unsqueeze(OpContext& c);
 void op_where(OpContext& c);
 void op_xor(OpContext& c);
 
-// ops_more.cpp
+// ops_activation.cpp, ops_indexing.cpp, and Hardmax / InstanceNormalization in
+// ops_reduce.cpp
 void op_acos(OpContext& c);
 void op_acosh(OpContext& c);
 void op_asin(OpContext& c);

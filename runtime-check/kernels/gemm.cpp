@@ -1,11 +1,11 @@
-#include "runtime-check/gemm.h"
+#include "runtime-check/kernels/gemm.h"
 
 #include <algorithm>
 #include <vector>
 
 #include <Eigen/Core>
 
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 namespace ep::rt {
 namespace {

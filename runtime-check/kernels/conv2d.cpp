@@ -1,4 +1,4 @@
-#include "runtime-check/conv2d.h"
+#include "runtime-check/kernels/conv2d.h"
 
 #include <algorithm>
 #include <cstring>
@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
-#include "runtime-check/gemm.h"
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/gemm.h"
+#include "runtime-check/kernels/simd.h"
 
 namespace ep::rt {
 namespace {

@@ -31,17 +31,28 @@
 #include <limits>
 
 #include "ir/checked.h"
-#include "runtime-check/elementwise.h"
-#include "runtime-check/ops.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 namespace {
 
 enum class Mode { Nearest, Linear, Cubic };
 
+// coordinate_transformation_mode, parsed once (read_coord_mode).
+enum class CoordMode {
+    HalfPixel,
+    HalfPixelSymmetric,
+    PytorchHalfPixel,
+    TfHalfPixelForNn,
+    AlignCorners,
+    Asymmetric,
+    TfCropAndResize,
+};
+
 struct ResizeAttrs {
     Mode mode = Mode::Nearest;
-    std::string coord = "half_pixel";
+    CoordMode coord = CoordMode::HalfPixel;
     std::string nearest = "round_prefer_floor";
     double cubic_a = -0.75;
     bool exclude_outside = false;
@@ -105,6 +116,21 @@ std::vector<double> kernel_weights(const ResizeAttrs& at, double r, double scale
     return w;
 }
 
+CoordMode read_coord_mode(const OpContext& c, bool v10) {
+    const std::string m =
+        attr_string(c, "coordinate_transformation_mode", v10 ? "asymmetric" : "half_pixel");
+    if (m == "half_pixel") return CoordMode::HalfPixel;
+    if (m == "half_pixel_symmetric") return CoordMode::HalfPixelSymmetric;
+    if (m == "pytorch_half_pixel") return CoordMode::PytorchHalfPixel;
+    if (m == "tf_half_pixel_for_nn") return CoordMode::TfHalfPixelForNn;
+    if (m == "align_corners") return CoordMode::AlignCorners;
+    if (m == "asymmetric") return CoordMode::Asymmetric;
+    if (m == "tf_crop_and_resize") return CoordMode::TfCropAndResize;
+    c.fail(cat("coordinate_transformation_mode '", m, "' is not one of half_pixel, ",
+               "half_pixel_symmetric, pytorch_half_pixel, tf_half_pixel_for_nn, ",
+               "align_corners, asymmetric, tf_crop_and_resize"));
+}
+
 int64_t nearest_index(const std::string& mode, double x, double scale) {
     double f = std::floor(x), frac = x - f;
     auto fi = static_cast<int64_t>(f);
@@ -129,32 +155,36 @@ AxisTaps make_taps(const OpContext& c, const ResizeAttrs& at, int64_t in, int64_
     for (int64_t j = 0; j < out; ++j) {
         const double y = static_cast<double>(j);
         double x = 0;
-        const std::string& m = at.coord;
-        if (m == "half_pixel") {
-            x = (y + 0.5) / scale - 0.5;
-        } else if (m == "half_pixel_symmetric") {
-            double offset = len / 2 * (1 - static_cast<double>(out) / out_w);
-            x = offset + (y + 0.5) / scale - 0.5;
-        } else if (m == "pytorch_half_pixel") {
-            x = out > 1 ? (y + 0.5) / scale - 0.5 : 0.0;
-        } else if (m == "tf_half_pixel_for_nn") {
-            x = (y + 0.5) / scale;
-        } else if (m == "align_corners") {
-            x = out_w == 1 ? 0.0 : y * (len - 1) / (out_w - 1);
-        } else if (m == "asymmetric") {
-            x = y / scale;
-        } else if (m == "tf_crop_and_resize") {
-            x = out_w == 1 ? (roi_end - roi_start) * (len - 1) / 2
-                           : y * (roi_end - roi_start) * (len - 1) / (out_w - 1);
-            x += roi_start * (len - 1);
-            if (x < 0 || x > len - 1) {
-                t.extrapolated[static_cast<size_t>(j)] = 1;
-                x = 0;
+        switch (at.coord) {
+            case CoordMode::HalfPixel:
+                x = (y + 0.5) / scale - 0.5;
+                break;
+            case CoordMode::HalfPixelSymmetric: {
+                double offset = len / 2 * (1 - static_cast<double>(out) / out_w);
+                x = offset + (y + 0.5) / scale - 0.5;
+                break;
             }
-        } else {
-            c.fail(cat("coordinate_transformation_mode '", m, "' is not one of half_pixel, ",
-                       "half_pixel_symmetric, pytorch_half_pixel, tf_half_pixel_for_nn, ",
-                       "align_corners, asymmetric, tf_crop_and_resize"));
+            case CoordMode::PytorchHalfPixel:
+                x = out > 1 ? (y + 0.5) / scale - 0.5 : 0.0;
+                break;
+            case CoordMode::TfHalfPixelForNn:
+                x = (y + 0.5) / scale;
+                break;
+            case CoordMode::AlignCorners:
+                x = out_w == 1 ? 0.0 : y * (len - 1) / (out_w - 1);
+                break;
+            case CoordMode::Asymmetric:
+                x = y / scale;
+                break;
+            case CoordMode::TfCropAndResize:
+                x = out_w == 1 ? (roi_end - roi_start) * (len - 1) / 2
+                               : y * (roi_end - roi_start) * (len - 1) / (out_w - 1);
+                x += roi_start * (len - 1);
+                if (x < 0 || x > len - 1) {
+                    t.extrapolated[static_cast<size_t>(j)] = 1;
+                    x = 0;
+                }
+                break;
         }
         if (!std::isfinite(x)) c.fail(cat("coordinate ", x, " for output ", j, " is not finite"));
         // Far outside the input every tap clamps to the same edge element: bound x so the
@@ -266,7 +296,7 @@ void op_resize(OpContext& c) {
     else
         c.fail(cat("mode '", mode, "' is not one of nearest, linear, cubic"));
     const bool v10 = c.opset > 0 && c.opset < 11;
-    at.coord = attr_string(c, "coordinate_transformation_mode", v10 ? "asymmetric" : "half_pixel");
+    at.coord = read_coord_mode(c, v10);
     at.nearest = attr_string(c, "nearest_mode", v10 ? "simple" : "round_prefer_floor");
     if (at.nearest != "round_prefer_floor" && at.nearest != "round_prefer_ceil" &&
         at.nearest != "floor" && at.nearest != "ceil" && !(v10 && at.nearest == "simple"))
@@ -306,7 +336,7 @@ void op_resize(OpContext& c) {
 
     std::vector<double> roi_start(static_cast<size_t>(rank), 0.0),
         roi_end(static_cast<size_t>(rank), 1.0);
-    if (roi_t && at.coord == "tf_crop_and_resize") {
+    if (roi_t && at.coord == CoordMode::TfCropAndResize) {
         std::vector<double> roi = read_doubles(c, *roi_t, "roi");
         if (static_cast<int64_t>(roi.size()) != 2 * na)
             c.fail(cat("roi must have 2 x ", na, " elements, found ", roi.size()));
@@ -333,7 +363,7 @@ void op_resize(OpContext& c) {
                 c.fail(cat("scales[", i, "] = ", sv, " must be positive"));
             scale[d] = sv;
             double in = static_cast<double>(x.shape[d]);
-            double crop = at.coord == "tf_crop_and_resize" ? roi_end[d] - roi_start[d] : 1.0;
+            double crop = at.coord == CoordMode::TfCropAndResize ? roi_end[d] - roi_start[d] : 1.0;
             out_w[d] = in * sv;
             double o = std::floor(in * crop * sv);
             if (!(o >= 0) || o > static_cast<double>(std::numeric_limits<int32_t>::max()))

@@ -1,11 +1,11 @@
-#include "runtime-check/vec_math.h"
+#include "runtime-check/kernels/vec_math.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include <Eigen/Core>
 
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 namespace ep::rt {
 namespace {

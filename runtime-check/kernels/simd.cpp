@@ -1,5 +1,5 @@
 // Chooses the kernel table once, at first use, from the CPU's features.
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <limits>
 
-#include "runtime-check/elementwise.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/qgemm.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
+#include "runtime-check/ops/quant_matmul.h"
 
 namespace ep::rt {
 namespace {
@@ -492,7 +492,7 @@ void op_slice(OpContext& c) {
 }
 
 void op_gather(OpContext& c) {
-    if (c.input(0).is_encoded()) return gather_encoded(c);  // a quantized table (qgemm.h)
+    if (c.input(0).is_encoded()) return gather_encoded(c);  // a quantized table (quant_matmul.h)
     const Tensor& data = c.input(0);
     const Tensor& indices = c.input(1);
     int64_t rank = static_cast<int64_t>(data.shape.size());

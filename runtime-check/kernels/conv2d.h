@@ -15,7 +15,7 @@
 
 #include <cstdint>
 
-#include "runtime-check/kernel.h"
+#include "runtime-check/kernels/parallel.h"
 
 namespace ep::rt {
 

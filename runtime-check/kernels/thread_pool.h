@@ -1,4 +1,4 @@
-// The worker threads behind parallel_for (kernel.h).
+// The worker threads behind parallel_for (parallel.h).
 //
 // run(chunks, helpers, fn) calls fn(c) once for every c in [0, chunks). The calling thread
 // takes part: it claims chunks from a shared counter like the helpers do, and returns

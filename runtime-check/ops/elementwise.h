@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "runtime-check/kernel.h"
+#include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
 

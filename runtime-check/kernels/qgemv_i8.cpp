@@ -32,9 +32,9 @@
 #include <sys/mman.h>
 
 #include "ir/checked.h"
-#include "runtime-check/qgemm.h"
-#include "runtime-check/simd.h"
-#include "runtime-check/thread_pool.h"
+#include "runtime-check/kernels/qgemm.h"
+#include "runtime-check/kernels/simd.h"
+#include "runtime-check/kernels/thread_pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 // GCC 12's AVX-512 intrinsics build their results from _mm512_undefined_*() and warn that

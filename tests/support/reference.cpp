@@ -1,4 +1,4 @@
-#include "runtime-check/reference.h"
+#include "tests/support/reference.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "runtime-check/thread_pool.h"
+#include "runtime-check/kernels/thread_pool.h"
 
 #include <atomic>
 #include <condition_variable>

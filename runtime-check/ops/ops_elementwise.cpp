@@ -4,9 +4,9 @@
 #include <array>
 #include <limits>
 
-#include "runtime-check/elementwise.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/vec_math.h"
+#include "runtime-check/kernels/vec_math.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 

@@ -10,7 +10,7 @@
 // transposed or when the tile has many rows, read in place otherwise. Each C element is
 // one FMA chain over k in order starting from C or 0: tile cuts and K blocking do not
 // change the result, so any split over threads gives the same bits.
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
@@ -291,7 +291,7 @@ EP_AVX512 void gemm_tile_avx512(const GemmTile& t, float* pack) {
 #define EP_DOT_TARGET EP_AVX2
 #define EP_DOT_J(R) ((R) <= 2 ? 4 : 2)  // 16 ymm registers
 namespace dot_avx2 {
-#include "runtime-check/simd_dot.inc"
+#include "runtime-check/kernels/simd_dot.inc"
 }  // namespace dot_avx2
 #undef EP_DOT_TARGET
 #undef EP_DOT_J
@@ -301,7 +301,7 @@ namespace dot_avx2 {
 #define EP_DOT_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl")))
 #define EP_DOT_J(R) 4
 namespace dot_avx512 {
-#include "runtime-check/simd_dot.inc"
+#include "runtime-check/kernels/simd_dot.inc"
 }  // namespace dot_avx512
 #undef EP_DOT_TARGET
 #undef EP_DOT_J

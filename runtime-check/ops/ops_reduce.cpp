@@ -1,14 +1,15 @@
-// Reductions, Softmax/LogSoftmax, normalization (BatchNormalization, LayerNormalization),
-// ArgMax/ArgMin, TopK, and If. Float reductions accumulate in double in a fixed order.
+// Reductions, Softmax/LogSoftmax/Hardmax, normalization (BatchNormalization,
+// LayerNormalization, InstanceNormalization), ArgMax/ArgMin, TopK, and If. Float
+// reductions accumulate in double in a fixed order.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
-#include "runtime-check/elementwise.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/simd.h"
-#include "runtime-check/vec_math.h"
+#include "runtime-check/kernels/simd.h"
+#include "runtime-check/kernels/vec_math.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 namespace {
@@ -301,6 +302,34 @@ void op_log_softmax(OpContext& c) { softmax(c, true); }
 void op_arg_max(OpContext& c) { arg_reduce(c, true); }
 void op_arg_min(OpContext& c) { arg_reduce(c, false); }
 
+
+void op_hardmax(OpContext& c) {
+    const Tensor& x = c.input(0);
+    if (!is_float(x.dtype)) c.fail("expected a float input");
+    int64_t rank = static_cast<int64_t>(x.shape.size());
+    int64_t axis = normalize_axis(c, c.node.attr_int("axis", c.opset >= 13 ? -1 : 1), rank);
+    int64_t outer = 1, n = 1, inner = 1;
+    for (int64_t d = 0; d < rank; ++d) {
+        int64_t dim = x.shape[static_cast<size_t>(d)];
+        if (c.opset >= 13) (d < axis ? outer : d == axis ? n : inner) *= dim;
+        else (d < axis ? outer : n) *= dim;
+    }
+    Tensor y = make_tensor(x.dtype, x.shape);
+    const std::byte* in = x.data.bytes().data();
+    std::byte* out = y.data.mutable_bytes().data();
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i = 0; i < inner; ++i) {
+            int64_t best = 0;
+            float bv = -std::numeric_limits<float>::infinity();
+            for (int64_t k = 0; k < n; ++k) {
+                float v = load_float(x.dtype, in, (o * n + k) * inner + i);
+                if (v > bv) { bv = v; best = k; }
+            }
+            store_float(x.dtype, out, (o * n + best) * inner + i, 1.0f);
+        }
+    c.outputs.push_back(std::move(y));
+}
+
 void op_batch_normalization(OpContext& c) {
     const Tensor& x = c.input(0);
     if (!is_float(x.dtype)) c.fail("expected a float input");
@@ -420,6 +449,31 @@ void op_layer_normalization(OpContext& c) {
     // Mean and InvStdDev are optional outputs: emit only those the node names.
     if (c.node.outputs.size() > 1) c.outputs.push_back(std::move(mean_t));
     if (c.node.outputs.size() > 2) c.outputs.push_back(std::move(inv_t));
+}
+
+void op_instance_normalization(OpContext& c) {
+    const Tensor& x = c.input(0);
+    if (!is_float(x.dtype) || x.shape.size() < 3) c.fail("expects float X [N, C, ...]");
+    auto scale = c.input(1).to_floats(), bias = c.input(2).to_floats();
+    int64_t n = x.shape[0], ch = x.shape[1], pixels = x.element_count() / std::max<int64_t>(n * ch, 1);
+    if (static_cast<int64_t>(scale.size()) != ch || static_cast<int64_t>(bias.size()) != ch) c.fail("scale and B must have C elements");
+    double eps = c.node.attr_float("epsilon", 1e-5f);
+    Tensor y = make_tensor(x.dtype, x.shape);
+    const std::byte* in = x.data.bytes().data();
+    std::byte* out = y.data.mutable_bytes().data();
+    parallel_for(c.options, n * ch, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < pixels; ++i) sum += load_float(x.dtype, in, p * pixels + i);
+            double mean = sum / static_cast<double>(pixels);
+            for (int64_t i = 0; i < pixels; ++i) { double d = load_float(x.dtype, in, p * pixels + i) - mean; sq += d * d; }
+            double inv = 1.0 / std::sqrt(sq / static_cast<double>(pixels) + eps);
+            size_t k = static_cast<size_t>(p % ch);
+            for (int64_t i = 0; i < pixels; ++i)
+                store_float(x.dtype, out, p * pixels + i, static_cast<float>((load_float(x.dtype, in, p * pixels + i) - mean) * inv * scale[k] + bias[k]));
+        }
+    });
+    c.outputs.push_back(std::move(y));
 }
 
 void op_top_k(OpContext& c) {

@@ -6,11 +6,12 @@
 #include <limits>
 
 #include "ir/checked.h"
-#include "runtime-check/conv2d.h"
-#include "runtime-check/elementwise.h"
-#include "runtime-check/gemm.h"
-#include "runtime-check/ops.h"
-#include "runtime-check/qgemm.h"
+#include "runtime-check/kernels/conv2d.h"
+#include "runtime-check/kernels/gemm.h"
+#include "runtime-check/ops/conv_shape.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
+#include "runtime-check/ops/quant_matmul.h"
 
 namespace ep::rt {
 namespace {
@@ -33,83 +34,15 @@ Tensor from_f32(Tensor f, DType dt) {
     return t;
 }
 
-struct ConvGeometry {
-    int64_t n, c_in, c_out, group;
-    std::vector<int64_t> in_spatial, kernel, out_spatial, strides, dilations, pads_begin, pads_end;
-};
-
-// Resolves pads (explicit or auto_pad) and output sizes for Conv/pooling.
-void resolve_spatial(const OpContext& c, ConvGeometry& g, bool ceil_mode, bool transposed,
-                     const std::vector<int64_t>& output_padding = {}) {
-    size_t s = g.in_spatial.size();
-    g.strides = c.node.attr_ints("strides");
-    g.dilations = c.node.attr_ints("dilations");
-    std::vector<int64_t> pads = c.node.attr_ints("pads");
-    if (g.strides.empty()) g.strides.assign(s, 1);
-    if (g.dilations.empty()) g.dilations.assign(s, 1);
-    if (pads.empty()) pads.assign(2 * s, 0);
-    if (g.strides.size() != s || g.dilations.size() != s || pads.size() != 2 * s)
-        c.fail("strides, dilations or pads do not match the spatial rank");
-    std::string auto_pad = "NOTSET";
-    if (const Attribute* a = c.node.attr("auto_pad")) auto_pad = a->s;
-    g.pads_begin.assign(s, 0);
-    g.pads_end.assign(s, 0);
-    g.out_spatial.assign(s, 0);
-    // Attributes come from the file: bound them so that no size below can overflow.
-    constexpr int64_t kMaxAttr = int64_t{1} << 31;
-    for (size_t i = 0; i < s; ++i) {
-        if (g.strides[i] <= 0 || g.dilations[i] <= 0) c.fail("strides and dilations must be positive");
-        if (g.kernel[i] <= 0) c.fail(cat("kernel size ", g.kernel[i], " on spatial axis ", i, " is not positive"));
-        if (pads[i] < 0 || pads[i + s] < 0) c.fail("pads must not be negative");
-        if (g.strides[i] > kMaxAttr || g.dilations[i] > kMaxAttr || pads[i] > kMaxAttr || pads[i + s] > kMaxAttr ||
-            g.kernel[i] > kMaxAttr || g.in_spatial[i] > kMaxAttr)
-            c.fail(cat("strides, dilations, pads or sizes on spatial axis ", i, " exceed 2^31"));
-        int64_t in = g.in_spatial[i], k = (g.kernel[i] - 1) * g.dilations[i] + 1, st = g.strides[i];
-        if (transposed) {
-            int64_t op = output_padding.empty() ? 0 : output_padding[i];
-            if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-                int64_t out = in * st;
-                int64_t total = std::max<int64_t>(0, st * (in - 1) + op + k - out);
-                g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-                g.pads_end[i] = total - g.pads_begin[i];
-                g.out_spatial[i] = out;
-            } else {
-                g.pads_begin[i] = pads[i];
-                g.pads_end[i] = pads[i + s];
-                g.out_spatial[i] = st * (in - 1) + op + k - g.pads_begin[i] - g.pads_end[i];
-            }
-            continue;
-        }
-        if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-            int64_t out = (in + st - 1) / st;
-            int64_t total = std::max<int64_t>(0, (out - 1) * st + k - in);
-            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-            g.pads_end[i] = total - g.pads_begin[i];
-            g.out_spatial[i] = out;
-        } else {
-            if (auto_pad == "NOTSET") {
-                g.pads_begin[i] = pads[i];
-                g.pads_end[i] = pads[i + s];
-            }
-            int64_t span = in + g.pads_begin[i] + g.pads_end[i] - k;
-            if (span < 0) c.fail(cat("kernel larger than padded input on spatial axis ", i));
-            int64_t out = ceil_mode ? (span + st - 1) / st + 1 : span / st + 1;
-            // With ceil_mode the last window must start inside the input or left padding.
-            if (ceil_mode && (out - 1) * st >= in + g.pads_begin[i]) --out;
-            g.out_spatial[i] = out;
-        }
-    }
-}
-
 // The 1-D or 2-D window of a resolved geometry (1-D as height 1).
-Window2D window_2d(const ConvGeometry& g) {
+Window2D window_2d(const ConvShape& g) {
     Window2D w{};
-    const size_t s = g.in_spatial.size();
+    const size_t s = g.in.size();
     const size_t x = s - 1;
-    w.iw = g.in_spatial[x], w.kw = g.kernel[x], w.ow = g.out_spatial[x];
+    w.iw = g.in[x], w.kw = g.kernel[x], w.ow = g.out[x];
     w.sw = g.strides[x], w.dw = g.dilations[x], w.pw = g.pads_begin[x], w.pw_end = g.pads_end[x];
     if (s == 2) {
-        w.ih = g.in_spatial[0], w.kh = g.kernel[0], w.oh = g.out_spatial[0];
+        w.ih = g.in[0], w.kh = g.kernel[0], w.oh = g.out[0];
         w.sh = g.strides[0], w.dh = g.dilations[0], w.ph = g.pads_begin[0], w.ph_end = g.pads_end[0];
     } else {
         w.ih = w.kh = w.oh = w.sh = w.dh = 1;
@@ -130,7 +63,7 @@ void op_matmul(OpContext& c) {
     const Tensor& a0 = c.input(0);
     const Tensor& b0 = c.input(1);
     if (!is_float(a0.dtype)) c.fail(cat("MatMul on ", dtype_name(a0.dtype), " is not supported"));
-    if (b0.is_encoded()) {  // a quantized weight (qgemm.h)
+    if (b0.is_encoded()) {  // a quantized weight (quant_matmul.h)
         c.outputs.push_back(from_f32(qmatmul(c, as_f32(c, a0), b0), a0.dtype));
         return;
     }
@@ -193,7 +126,7 @@ void op_gemm(OpContext& c) {
     MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
     MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
     float* py = y.mutable_values<float>().data();
-    if (b.is_encoded())  // a quantized weight (qgemm.h)
+    if (b.is_encoded())  // a quantized weight (quant_matmul.h)
         qgemm_f32(c, av, b, n, py, n);
     else
         gemm_f32(c.options, av, bv, py, n, false);
@@ -214,24 +147,13 @@ void op_gemm(OpContext& c) {
 void op_conv(OpContext& c) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
-    if (x.shape.size() < 3 || w.shape.size() != x.shape.size()) c.fail("Conv expects X [N, C, ...] and W [M, C/group, ...] of the same rank");
-    ConvGeometry g;
-    g.n = x.shape[0];
-    g.c_in = x.shape[1];
-    g.c_out = w.shape[0];
-    g.group = c.node.attr_int("group", 1);
-    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
-    g.kernel.assign(w.shape.begin() + 2, w.shape.end());
-    if (std::vector<int64_t> ks = c.node.attr_ints("kernel_shape"); !ks.empty() && ks != g.kernel) c.fail("kernel_shape does not match W");
-    if (g.group <= 0 || g.c_in % g.group || g.c_out % g.group || w.shape[1] != g.c_in / g.group)
-        c.fail(cat("channels: X has ", g.c_in, ", W ", shape_string(w.shape), ", group ", g.group));
-    resolve_spatial(c, g, false, false);
-    size_t s = g.in_spatial.size();
-    int64_t out_pixels = product(g.out_spatial), in_pixels = product(g.in_spatial), kernel_size = product(g.kernel);
+    ConvShape g = conv_shape(c, x.shape, w.shape);
+    size_t s = g.in.size();
+    int64_t out_pixels = product(g.out), in_pixels = product(g.in), kernel_size = product(g.kernel);
     int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group;
     int64_t col_rows = cin_g * kernel_size;
     std::vector<int64_t> out_shape{g.n, g.c_out};
-    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    out_shape.insert(out_shape.end(), g.out.begin(), g.out.end());
     Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     const float* pw = w.values<float>().data();
@@ -260,7 +182,7 @@ void op_conv(OpContext& c) {
     // Generic N-d path: im2col with per-element index arithmetic, then GEMM.
     std::vector<float> col(static_cast<size_t>(col_rows * out_pixels));
     std::vector<int64_t> in_strides(s, 1);
-    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
+    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in[i];
     bool pointwise = kernel_size == 1 && product(g.strides) == 1 &&
                      std::all_of(g.pads_begin.begin(), g.pads_begin.end(), [](int64_t p) { return p == 0; }) &&
                      std::all_of(g.pads_end.begin(), g.pads_end.end(), [](int64_t p) { return p == 0; });
@@ -283,12 +205,12 @@ void op_conv(OpContext& c) {
                             bool inside = true;
                             for (size_t d = 0; d < s; ++d) {
                                 int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
-                                if (pos < 0 || pos >= g.in_spatial[d]) { inside = false; break; }
+                                if (pos < 0 || pos >= g.in[d]) { inside = false; break; }
                                 off += pos * in_strides[d];
                             }
                             dst[o] = inside ? src[off] : 0.0f;
                             for (size_t d = s; d-- > 0;) {
-                                if (++oidx[d] < g.out_spatial[d]) break;
+                                if (++oidx[d] < g.out[d]) break;
                                 oidx[d] = 0;
                             }
                         }
@@ -316,41 +238,41 @@ void op_conv_transpose(OpContext& c) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
     if (x.shape.size() < 3 || w.shape.size() != x.shape.size()) c.fail("ConvTranspose expects X [N, C, ...] and W [C, M/group, ...]");
-    ConvGeometry g;
+    ConvShape g;
     g.n = x.shape[0];
     g.c_in = x.shape[1];
     g.group = c.node.attr_int("group", 1);
     if (g.group <= 0 || w.shape[0] != g.c_in || g.c_in % g.group) c.fail("channel counts do not match");
     g.c_out = w.shape[1] * g.group;
-    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
+    g.in.assign(x.shape.begin() + 2, x.shape.end());
     g.kernel.assign(w.shape.begin() + 2, w.shape.end());
-    size_t s = g.in_spatial.size();
+    size_t s = g.in.size();
     std::vector<int64_t> output_padding = c.node.attr_ints("output_padding");
-    resolve_spatial(c, g, false, true, output_padding);
+    resolve_window(c, g, WindowOptions{false, true, output_padding});
     if (std::vector<int64_t> os = c.node.attr_ints("output_shape"); !os.empty()) {
+        const AutoPad auto_pad = read_auto_pad(c);
         std::vector<int64_t> spatial(os.end() - static_cast<int64_t>(s), os.end());
         for (size_t i = 0; i < s; ++i) {
             int64_t k = (g.kernel[i] - 1) * g.dilations[i] + 1;
             int64_t op = output_padding.empty() ? 0 : output_padding[i];
-            int64_t total = g.strides[i] * (g.in_spatial[i] - 1) + op + k - spatial[i];
-            std::string auto_pad = c.node.attr("auto_pad") ? c.node.attr("auto_pad")->s : "NOTSET";
+            int64_t total = g.strides[i] * (g.in[i] - 1) + op + k - spatial[i];
             // Floor division, as the ONNX reference: a negative total pads the end with zeros.
             int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
-            g.pads_begin[i] = auto_pad == "SAME_UPPER" ? half : total - half;
+            g.pads_begin[i] = auto_pad == AutoPad::SameUpper ? half : total - half;
             g.pads_end[i] = total - g.pads_begin[i];
-            g.out_spatial[i] = spatial[i];
+            g.out[i] = spatial[i];
         }
     }
-    int64_t in_pixels = product(g.in_spatial), out_pixels = product(g.out_spatial), kernel_size = product(g.kernel);
+    int64_t in_pixels = product(g.in), out_pixels = product(g.out), kernel_size = product(g.kernel);
     int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group;
     std::vector<int64_t> out_shape{g.n, g.c_out};
-    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    out_shape.insert(out_shape.end(), g.out.begin(), g.out.end());
     Tensor y = make_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     const float* pw = w.values<float>().data();
     float* py = y.mutable_values<float>().data();
     std::vector<int64_t> out_strides(s, 1);
-    for (size_t i = s - 1; i > 0; --i) out_strides[i - 1] = out_strides[i] * g.out_spatial[i];
+    for (size_t i = s - 1; i > 0; --i) out_strides[i - 1] = out_strides[i] * g.out[i];
     // col[cout_g*kernel, in_pixels] = W_g^T [cout_g*kernel, cin_g] * X_g [cin_g, in_pixels]; then col2im.
     std::vector<float> col(static_cast<size_t>(cout_g * kernel_size * in_pixels));
     for (int64_t b = 0; b < g.n; ++b)
@@ -373,12 +295,12 @@ void op_conv_transpose(OpContext& c) {
                             bool inside = true;
                             for (size_t d = 0; d < s; ++d) {
                                 int64_t pos = iidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
-                                if (pos < 0 || pos >= g.out_spatial[d]) { inside = false; break; }
+                                if (pos < 0 || pos >= g.out[d]) { inside = false; break; }
                                 off += pos * out_strides[d];
                             }
                             if (inside) yout[oc * out_pixels + off] += src[p];
                             for (size_t d = s; d-- > 0;) {
-                                if (++iidx[d] < g.in_spatial[d]) break;
+                                if (++iidx[d] < g.in[d]) break;
                                 iidx[d] = 0;
                             }
                         }
@@ -421,24 +343,24 @@ void pool(OpContext& c, bool is_max) {
     bool int8 = is_max && (x0.dtype == DType::U8 || x0.dtype == DType::I8);
     Tensor x = int8 ? int8_to_f32(x0) : as_f32(c, x0);
     if (x.shape.size() < 3) c.fail("pooling expects X [N, C, ...]");
-    ConvGeometry g;
+    ConvShape g;
     g.n = x.shape[0];
     g.c_in = g.c_out = x.shape[1];
-    g.in_spatial.assign(x.shape.begin() + 2, x.shape.end());
+    g.in.assign(x.shape.begin() + 2, x.shape.end());
     g.kernel = c.node.attr_ints("kernel_shape");
-    if (g.kernel.size() != g.in_spatial.size()) c.fail("kernel_shape does not match the spatial rank");
+    if (g.kernel.size() != g.in.size()) c.fail("kernel_shape does not match the spatial rank");
     bool ceil_mode = c.node.attr_int("ceil_mode", 0) != 0;
     bool count_pad = c.node.attr_int("count_include_pad", 0) != 0;
-    resolve_spatial(c, g, ceil_mode, false);
-    size_t s = g.in_spatial.size();
-    int64_t in_pixels = product(g.in_spatial), out_pixels = product(g.out_spatial), kernel_size = product(g.kernel);
+    resolve_window(c, g, WindowOptions{ceil_mode, false, {}});
+    size_t s = g.in.size();
+    int64_t in_pixels = product(g.in), out_pixels = product(g.out), kernel_size = product(g.kernel);
     std::vector<int64_t> out_shape{g.n, g.c_in};
-    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    out_shape.insert(out_shape.end(), g.out.begin(), g.out.end());
     Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     bool want_indices = is_max && c.node.outputs.size() > 1 && !c.node.outputs[1].empty();
     int64_t storage_order = c.node.attr_int("storage_order", 0);
     std::vector<int64_t> in_strides(s, 1);
-    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in_spatial[i];
+    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in[i];
     const float* px = x.values<float>().data();
     float* py = y.mutable_values<float>().data();
     if (s <= 2 && !want_indices) {
@@ -463,8 +385,8 @@ void pool(OpContext& c, bool is_max) {
                     bool inside = true, in_padded = true;
                     for (size_t d = 0; d < s; ++d) {
                         int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
-                        if (pos < 0 || pos >= g.in_spatial[d]) inside = false;
-                        if (pos >= g.in_spatial[d] + g.pads_end[d]) in_padded = false;
+                        if (pos < 0 || pos >= g.in[d]) inside = false;
+                        if (pos >= g.in[d] + g.pads_end[d]) in_padded = false;
                         off += pos * in_strides[d];
                     }
                     if (!inside) {
@@ -484,13 +406,13 @@ void pool(OpContext& c, bool is_max) {
                 if (want_indices) {
                     int64_t flat = best;
                     if (storage_order == 1 && s == 2) {
-                        int64_t h = best / g.in_spatial[1], w = best % g.in_spatial[1];
-                        flat = w * g.in_spatial[0] + h;
+                        int64_t h = best / g.in[1], w = best % g.in[1];
+                        flat = w * g.in[0] + h;
                     }
                     pi[plane * out_pixels + o] = plane * in_pixels + flat;
                 }
                 for (size_t d = s; d-- > 0;) {
-                    if (++oidx[d] < g.out_spatial[d]) break;
+                    if (++oidx[d] < g.out[d]) break;
                     oidx[d] = 0;
                 }
             }

@@ -1,4 +1,4 @@
-#include "runtime-check/qgemm.h"
+#include "runtime-check/kernels/qgemm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "ir/checked.h"
-#include "runtime-check/simd.h"
+#include "runtime-check/kernels/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 // GCC 12's AVX-512 intrinsics build their results from _mm512_undefined_*() and warn that
@@ -473,29 +473,9 @@ void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, i
 
 }  // namespace
 
-bool kernel_reads_encoding(const Node& node, size_t input, const Tensor& weight) {
-    if (!node.domain.empty() || weight.shape.empty()) return false;
-    const auto rank = weight.shape.size();
-    if (node.op_type == "MatMul") return input == 1 && rank == 2 && weight.encoding.axis == 0;
-    if (node.op_type == "Gemm") {
-        const int64_t tb = node.attr_int("transB", 0) != 0 ? 1 : 0;
-        return input == 1 && rank == 2 && weight.encoding.axis == tb;
-    }
-    if (node.op_type == "Gather") {
-        const int64_t axis = node.attr_int("axis", 0);
-        return input == 0 && weight.encoding.axis == 1 &&
-               (axis == 0 || axis == -static_cast<int64_t>(rank));
-    }
-    return false;
-}
-
-void qgemm_f32(const OpContext& c, const MatrixView& a, const Tensor& w, int64_t n, float* y,
-               int64_t ldy) {
+void qgemm_encoded_f32(const ExecOptions& options, QPackCache* qpacks, const MatrixView& a,
+                       const Tensor& w, float* y, int64_t ldy) {
     const QMat q = qmat_of(w, cat("weight '", w.name, "'"));
-    if (q.cols != a.cols || q.rows != n)
-        c.fail(cat("A has ", a.cols, " columns but the encoded weight '", w.name, "' ",
-                   shape_string(w.shape), " has ", q.rows, " output channels of ", q.cols,
-                   " (expected ", n, " of ", a.cols, ")"));
     std::vector<float> at;  // A made row-major when it is transposed
     const float* pa = a.data;
     int64_t lda = a.ld;
@@ -508,74 +488,22 @@ void qgemm_f32(const OpContext& c, const MatrixView& a, const Tensor& w, int64_t
         lda = a.cols;
     }
     if (a.rows == 0 || q.rows == 0) return;
-    if (c.options.int8_activations && c.qpacks && qpack_i4_supported(q.e))
-        return qgemm_i8(c.options, c.qpacks->get(w), pa, a.rows, lda, y, ldy);
+    if (options.int8_activations && qpacks && qpack_i4_supported(q.e))
+        return qgemm_i8(options, qpacks->get(w), pa, a.rows, lda, y, ldy);
     switch (q.e.scheme) {
         case QScheme::Int8Channel:
-            return run<QScheme::Int8Channel>(c.options, q, pa, a.rows, lda, y, ldy);
+            return run<QScheme::Int8Channel>(options, q, pa, a.rows, lda, y, ldy);
         case QScheme::Int8Sym:
-            return run<QScheme::Int8Sym>(c.options, q, pa, a.rows, lda, y, ldy);
+            return run<QScheme::Int8Sym>(options, q, pa, a.rows, lda, y, ldy);
         case QScheme::Int8Asym:
-            return run<QScheme::Int8Asym>(c.options, q, pa, a.rows, lda, y, ldy);
+            return run<QScheme::Int8Asym>(options, q, pa, a.rows, lda, y, ldy);
         case QScheme::Int4Sym:
-            return run<QScheme::Int4Sym>(c.options, q, pa, a.rows, lda, y, ldy);
+            return run<QScheme::Int4Sym>(options, q, pa, a.rows, lda, y, ldy);
         case QScheme::Int4Asym:
-            return run<QScheme::Int4Asym>(c.options, q, pa, a.rows, lda, y, ldy);
+            return run<QScheme::Int4Asym>(options, q, pa, a.rows, lda, y, ldy);
         default:
-            c.fail(cat("weight '", w.name, "' has no encoding this kernel reads"));
+            throw InputError(cat("weight '", w.name, "' has no encoding this kernel reads"));
     }
-}
-
-Tensor qmatmul(const OpContext& c, const Tensor& a, const Tensor& w) {
-    if (w.shape.size() != 2 || w.encoding.axis != 0)
-        c.fail(cat("encoded MatMul weight '", w.name, "' must be 2-D [K, N] encoded along axis 0"));
-    const int64_t k = w.shape[0], n = w.shape[1];
-    if (a.shape.empty() || a.shape.back() != k)
-        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(w.shape),
-                   " cannot be multiplied"));
-    const int64_t m = k == 0 ? 0 : a.element_count() / k;
-    std::vector<int64_t> out_shape = a.shape;
-    out_shape.back() = n;
-    if (a.shape.size() == 1) out_shape = {n};
-    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
-    float* py = y.mutable_values<float>().data();
-    if (k == 0) {
-        std::fill(py, py + m * n, 0.0f);
-        return y;
-    }
-    qgemm_f32(c, MatrixView{a.values<float>().data(), m, k, k, false}, w, n, py, n);
-    return y;
-}
-
-void gather_encoded(OpContext& c) {
-    const Tensor& data = c.input(0);
-    const Tensor& indices = c.input(1);
-    const std::string what = cat("table '", data.name, "'");
-    check_encoding(data.encoding, what);
-    data.check_consistent();
-    const auto dims = encoded_dims(data.encoding, data.shape, what);
-    if (data.encoding.axis != 1) c.fail(cat(what, " must be encoded along axis 1 to be gathered"));
-    std::vector<int64_t> idx = read_ints(c, indices);
-    const int64_t rows = dims.rows;
-    for (auto& i : idx) {
-        if (i < -rows || i >= rows)
-            c.fail(cat("index ", i, " is out of range for dimension ", rows));
-        if (i < 0) i += rows;
-    }
-    std::vector<int64_t> shape = indices.shape;
-    shape.insert(shape.end(), data.shape.begin() + 1, data.shape.end());
-    Tensor y = make_uninitialized_tensor(DType::F32, shape);
-    float* out = y.mutable_values<float>().data();
-    const auto bytes = data.data.bytes();
-    const int64_t cols = dims.cols;
-    parallel_for(c.options, static_cast<int64_t>(idx.size()),
-                 std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)),
-                 [&](int64_t i0, int64_t i1) {
-                     for (int64_t i = i0; i < i1; ++i)
-                         dequantize_row(data.encoding, bytes, rows, cols,
-                                        idx[static_cast<size_t>(i)], out + i * cols);
-                 });
-    c.outputs.push_back(std::move(y));
 }
 
 }  // namespace ep::rt

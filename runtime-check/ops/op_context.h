@@ -1,4 +1,4 @@
-// What an operator kernel sees, and the helpers kernels share.
+// What an operator implementation sees (OpContext), and the helpers the ops share.
 //
 // A kernel is a plain function: it reads `ctx.input(i)` (null for a missing optional
 // input), checks what it needs with ctx.fail(...) (an InputError naming the node), and
@@ -15,16 +15,9 @@
 #include <vector>
 
 #include "ir/ir.h"
+#include "runtime-check/kernels/parallel.h"
 
 namespace ep::rt {
-
-struct ExecOptions {
-    int threads = 1;
-    // MatMul / Gemm with an int4 weight quantize their activations to int8 per 32 elements
-    // (qgemm.h: qgemm_i8), like ONNX Runtime's MatMulNBits accuracy_level 4: faster, and
-    // less exact (the validate report shows by how much). Off: float activations.
-    bool int8_activations = false;
-};
 
 class QPackCache;  // weights repacked for the int8-activation kernel (qgemm.h)
 
@@ -70,12 +63,5 @@ struct OpContext {
 
 // Normalizes a possibly negative axis against `rank`; fails naming the node when out of range.
 [[nodiscard]] int64_t normalize_axis(const OpContext& ctx, int64_t axis, int64_t rank);
-
-// Splits [0, n) into contiguous chunks over the configured threads and calls
-// fn(begin, end) for each; each index is handled exactly once. The chunks depend only on
-// n, min_chunk and options.threads; the calling thread runs chunks too (thread_pool.h),
-// so a pool thread the OS has not scheduled yet never holds the call up.
-void parallel_for(const ExecOptions& options, int64_t n, int64_t min_chunk,
-                  const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace ep::rt

@@ -1,0 +1,453 @@
+// MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv: one file, because the
+// QLinear ops are the *Integer products (int_matmul, int_conv) followed by a requantize.
+//
+//   *Integer          y[i, j] = sum_k (a[i, k] - a_zp[i]) * (b[k, j] - b_zp[j])   in int32
+//                     (wrap-around: the ONNX contract lets only the 32-bit accumulation overflow)
+//   QLinear*          y = saturate(round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zp),
+//                     with the multiplier and product in f32 as ONNX Runtime computes them
+//
+// The integer products run as exact int16 dot products (8-bit values minus their zero
+// points fit int16; no partial sum can overflow before it is widened), so they do not
+// depend on summation order. Convolution geometry: conv_shape.h.
+//
+// Threads split work so that each output element is computed by one thread, in a fixed
+// order: results are bit-identical for any thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <tuple>
+#include <utility>
+
+#include "ir/checked.h"
+#include "runtime-check/ops/conv_shape.h"
+#include "runtime-check/ops/elementwise.h"
+#include "runtime-check/ops/ops.h"
+#include "runtime-check/ops/quant_common.h"
+
+namespace ep::rt {
+namespace {
+
+// ---- integer GEMM ---------------------------------------------------------------
+
+// sum_k a[k] * b[k] of zero-point-adjusted 8-bit values (|value| <= 255) held in int16:
+// exact. A chunk of at most 32768 products (each |p| <= 65025) cannot overflow int32;
+// chunks add up in int64. Integer addition is associative, so the vectorized reduction
+// gives the same bits as the plain loop.
+inline int64_t dot_i16(const int16_t* a, const int16_t* b, int64_t k) {
+    int64_t total = 0;
+    for (int64_t k0 = 0; k0 < k; k0 += 32768) {
+        const int64_t len = std::min<int64_t>(32768, k - k0);
+        const int16_t* pa = a + k0;
+        const int16_t* pb = b + k0;
+        int32_t lanes[16] = {};
+        int64_t t = 0;
+        for (; t + 16 <= len; t += 16)
+#pragma omp simd
+            for (int l = 0; l < 16; ++l)
+                lanes[l] += static_cast<int32_t>(pa[t + l]) * static_cast<int32_t>(pb[t + l]);
+        int32_t sum = 0;
+        for (int l = 0; l < 16; ++l) sum += lanes[l];
+        for (; t < len; ++t) sum += static_cast<int32_t>(pa[t]) * static_cast<int32_t>(pb[t]);
+        total += sum;
+    }
+    return total;
+}
+
+// C[i, j] (row stride ldc) = sum_k A[i, k] * B[k, j] as int32, wrapped as the ONNX
+// contract allows (only the 32-bit accumulation may overflow). A is m x k row-major;
+// B is given transposed a column tile at a time: panel(j0, width, buf) returns
+// B^T[j0, 0] and its row stride (a view of a prepared matrix, or rows filled into buf).
+// Work goes in fixed (row block, column tile) tasks; each element is one exact dot.
+template <typename Panel>
+void qgemm(const ExecOptions& options, int64_t m, int64_t n, int64_t k, const int16_t* a,
+           Panel&& panel, int32_t* c, int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    constexpr int64_t kRows = 32, kCols = 64;
+    const int64_t mt = (m + kRows - 1) / kRows, nt = (n + kCols - 1) / kCols;
+    parallel_for(options, mt * nt, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<int16_t> buf;
+        int64_t built = -1;
+        const int16_t* p = nullptr;
+        int64_t ldp = 0;
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t jt = t / mt, it = t % mt;
+            const int64_t j0 = jt * kCols, width = std::min(kCols, n - j0);
+            if (built != jt) {
+                std::tie(p, ldp) = panel(j0, width, buf);
+                built = jt;
+            }
+            const int64_t i1 = std::min(m, (it + 1) * kRows);
+            for (int64_t i = it * kRows; i < i1; ++i) {
+                int32_t* crow = c + i * ldc + j0;
+                for (int64_t j = 0; j < width; ++j)
+                    crow[j] = static_cast<int32_t>(
+                        static_cast<uint32_t>(dot_i16(a + i * k, p + j * ldp, k)));
+            }
+        }
+    });
+}
+
+void check_8bit(const OpContext& c, const Tensor& t, const char* what) {
+    if (t.dtype != DType::U8 && t.dtype != DType::I8)
+        c.fail(cat(what, " must be uint8 or int8, found ", dtype_name(t.dtype)));
+    check_bytes(c, t, what);
+}
+
+// Element i of a uint8/int8 tensor.
+inline int32_t load_8bit(const std::byte* p, bool is_signed, int64_t i) {
+    return is_signed ? static_cast<int32_t>(static_cast<int8_t>(p[i]))
+                     : static_cast<int32_t>(static_cast<uint8_t>(p[i]));
+}
+
+// A per-tensor, per-row or per-column parameter (zero point or scale) broadcast to
+// `target` (A's shape with the last dim 1, or B's with the second-to-last 1) and
+// flattened: one value per row of each A matrix / column of each B matrix.
+template <typename T>
+std::vector<T> expand_param(const OpContext& c, std::vector<T> values, std::vector<int64_t> shape,
+                            const std::vector<int64_t>& target, const char* what) {
+    int64_t want = 1;
+    for (int64_t d : target) want *= d;
+    if (values.size() == 1) return std::vector<T>(static_cast<size_t>(want), values[0]);
+    // A 1-D per-row vector [M] means [M, 1].
+    if (shape.size() == 1 && target.size() >= 2 && target.back() == 1 &&
+        shape[0] == target[target.size() - 2])
+        shape.push_back(1);
+    if (shape.size() > target.size() || broadcast_shapes(c, shape, target) != target)
+        c.fail(
+            cat(what, " ", shape_string(shape), " does not broadcast to ", shape_string(target)));
+    auto strides = broadcast_strides(shape, target);
+    std::vector<T> out(static_cast<size_t>(want));
+    for (int64_t i = 0; i < want; ++i) {
+        int64_t rem = i, off = 0;
+        for (size_t d = target.size(); d-- > 0;) {
+            off += (rem % target[d]) * strides[d];
+            rem /= target[d];
+        }
+        out[static_cast<size_t>(i)] = values[static_cast<size_t>(off)];
+    }
+    return out;
+}
+
+struct IntMatMul {
+    Tensor y;                     // int32 [batch..., M, N]
+    std::vector<int64_t> a_mats;  // A matrix index of each output batch
+    std::vector<int64_t> b_mats;  // B matrix index of each output batch
+    int64_t m = 0, n = 0, batches = 0;
+};
+
+// The shared core of MatMulInteger and QLinearMatMul (numpy matmul broadcasting).
+IntMatMul int_matmul(const OpContext& c, const Tensor& a, const Tensor* a_zp, const Tensor& b,
+                     const Tensor* b_zp) {
+    check_8bit(c, a, "A");
+    check_8bit(c, b, "B");
+    std::vector<int64_t> as = a.shape, bs = b.shape;
+    if (as.empty() || bs.empty()) c.fail("inputs must have rank >= 1");
+    const bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
+    if (a_vec) as.insert(as.begin(), 1);
+    if (b_vec) bs.push_back(1);
+    const int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+    if (bs[bs.size() - 2] != k)
+        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape),
+                   " cannot be multiplied"));
+    std::vector<int64_t> a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+    std::vector<int64_t> batch = broadcast_shapes(c, a_batch, b_batch);
+    auto a_str = broadcast_strides(a_batch, batch), b_str = broadcast_strides(b_batch, batch);
+    std::vector<int64_t> a_target = as, b_target = bs;
+    a_target.back() = 1;
+    b_target[b_target.size() - 2] = 1;
+    std::vector<int32_t> azp(static_cast<size_t>(a.element_count() / std::max<int64_t>(k, 1)), 0);
+    std::vector<int32_t> bzp(static_cast<size_t>(b.element_count() / std::max<int64_t>(k, 1)), 0);
+    if (a_zp) {
+        if (a_zp->dtype != a.dtype) c.fail("a_zero_point must have A's type");
+        azp = expand_param(c, read_q_values(c, *a_zp, "a_zero_point"), a_zp->shape, a_target,
+                           "a_zero_point");
+    }
+    if (b_zp) {
+        if (b_zp->dtype != b.dtype) c.fail("b_zero_point must have B's type");
+        bzp = expand_param(c, read_q_values(c, *b_zp, "b_zero_point"), b_zp->shape, b_target,
+                           "b_zero_point");
+    }
+    std::vector<int64_t> out_shape = batch;
+    if (!a_vec) out_shape.push_back(m);
+    if (!b_vec) out_shape.push_back(n);
+    IntMatMul r;
+    r.y = make_tensor(DType::I32, out_shape);
+    r.m = m;
+    r.n = n;
+    r.batches = 1;
+    for (int64_t d : batch) r.batches *= d;
+    int32_t* py = r.y.mutable_values<int32_t>().data();
+    const std::byte* pa = a.data.bytes().data();
+    const std::byte* pb = b.data.bytes().data();
+    const bool a_signed = a.dtype == DType::I8, b_signed = b.dtype == DType::I8;
+    std::vector<int16_t> a_adj(static_cast<size_t>(m * k));
+    for (int64_t bi = 0; bi < r.batches; ++bi) {
+        int64_t am = 0, bm = 0, rem = bi;
+        for (size_t d = batch.size(); d-- > 0;) {
+            int64_t idx = rem % batch[d];
+            rem /= batch[d];
+            am += idx * a_str[d];
+            bm += idx * b_str[d];
+        }
+        r.a_mats.push_back(am);
+        r.b_mats.push_back(bm);
+        for (int64_t i = 0; i < m; ++i) {
+            const int32_t z = azp[static_cast<size_t>(am * m + i)];
+            for (int64_t kk = 0; kk < k; ++kk)
+                a_adj[static_cast<size_t>(i * k + kk)] =
+                    static_cast<int16_t>(load_8bit(pa, a_signed, (am * m + i) * k + kk) - z);
+        }
+        const int64_t b0 = bm * k * n;
+        const int32_t* bz = bzp.data() + bm * n;
+        qgemm(
+            c.options, m, n, k, a_adj.data(),
+            [&](int64_t j0, int64_t width, std::vector<int16_t>& buf) {
+                buf.resize(static_cast<size_t>(width * k));
+                for (int64_t kk = 0; kk < k; ++kk)
+                    for (int64_t j = 0; j < width; ++j)
+                        buf[static_cast<size_t>(j * k + kk)] = static_cast<int16_t>(
+                            load_8bit(pb, b_signed, b0 + kk * n + j0 + j) - bz[j0 + j]);
+                return std::pair<const int16_t*, int64_t>(buf.data(), k);
+            },
+            py + bi * m * n, n);
+    }
+    return r;
+}
+
+// The shared core of ConvInteger and QLinearConv: int32 [N, M, out...] of
+// sum (x - x_zp) * (w - w_zp[m]), where padding counts as x_zp (contributes 0). Per
+// (image, group): im2row of (x - x_zp) (one row of C/group x kernel values per output
+// pixel), then qgemm with W.
+Tensor int_conv(const OpContext& c, const ConvShape& g, const Tensor& x, int32_t x_zp,
+                const Tensor& w, const std::vector<int32_t>& w_zp) {
+    check_8bit(c, x, "x");
+    check_8bit(c, w, "w");
+    const size_t s = g.spatial_rank();
+    const int64_t in_pixels = g.in_pixels(), out_pixels = g.out_pixels(), ks = g.kernel_size();
+    const int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group, rows = cin_g * ks;
+    Tensor y = make_tensor(DType::I32, g.output_shape());
+    int32_t* py = y.mutable_values<int32_t>().data();
+    const std::byte* px = x.data.bytes().data();
+    const std::byte* pw = w.data.bytes().data();
+    const bool x_signed = x.dtype == DType::I8, w_signed = w.dtype == DType::I8;
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t d = s - 1; d > 0; --d) in_strides[d - 1] = in_strides[d] * g.in[d];
+    // Dilated offset of every kernel position on every axis.
+    std::vector<int64_t> koff(static_cast<size_t>(ks) * s);
+    for (int64_t kr = 0; kr < ks; ++kr) {
+        int64_t rem = kr;
+        for (size_t d = s; d-- > 0;) {
+            koff[static_cast<size_t>(kr) * s + d] = (rem % g.kernel[d]) * g.dilations[d];
+            rem /= g.kernel[d];
+        }
+    }
+    auto im2row_count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
+    if (!im2row_count || *im2row_count > (uint64_t{1} << 36))
+        c.fail(cat("the patch matrix (", out_pixels, " output pixels x ", rows, ") is too large"));
+    std::vector<int16_t> im2row(static_cast<size_t>(*im2row_count));
+    std::vector<int16_t> w_adj(static_cast<size_t>(cout_g * rows));
+    for (int64_t b = 0; b < g.n; ++b)
+        for (int64_t gi = 0; gi < g.group; ++gi) {
+            for (int64_t o = 0; o < cout_g; ++o) {
+                const int64_t oc = gi * cout_g + o;
+                for (int64_t r = 0; r < rows; ++r)
+                    w_adj[static_cast<size_t>(o * rows + r)] = static_cast<int16_t>(
+                        load_8bit(pw, w_signed, oc * rows + r) - w_zp[static_cast<size_t>(oc)]);
+            }
+            const int64_t x0 = (b * g.c_in + gi * cin_g) * in_pixels;
+            parallel_for(c.options, out_pixels, 16, [&](int64_t p0, int64_t p1) {
+                std::vector<int64_t> base(s);
+                for (int64_t p = p0; p < p1; ++p) {
+                    int64_t rem = p;
+                    for (size_t d = s; d-- > 0;) {
+                        base[d] = (rem % g.out[d]) * g.strides[d] - g.pads_begin[d];
+                        rem /= g.out[d];
+                    }
+                    int16_t* dst = im2row.data() + p * rows;
+                    for (int64_t kr = 0; kr < ks; ++kr) {
+                        const int64_t* off = koff.data() + kr * static_cast<int64_t>(s);
+                        int64_t at = 0;
+                        bool inside = true;
+                        for (size_t d = 0; d < s; ++d) {
+                            const int64_t pos = base[d] + off[d];
+                            if (pos < 0 || pos >= g.in[d]) {
+                                inside = false;
+                                break;
+                            }
+                            at += pos * in_strides[d];
+                        }
+                        for (int64_t ch = 0; ch < cin_g; ++ch)
+                            dst[ch * ks + kr] =
+                                inside
+                                    ? static_cast<int16_t>(
+                                          load_8bit(px, x_signed, x0 + ch * in_pixels + at) - x_zp)
+                                    : 0;
+                    }
+                }
+            });
+            qgemm(
+                c.options, cout_g, out_pixels, rows, w_adj.data(),
+                [&](int64_t j0, int64_t, std::vector<int16_t>&) {
+                    return std::pair<const int16_t*, int64_t>(im2row.data() + j0 * rows, rows);
+                },
+                py + (b * g.c_out + gi * cout_g) * out_pixels, out_pixels);
+        }
+    return y;
+}
+
+// One scalar zero point of a per-tensor input (0 when absent).
+int32_t scalar_zp(const OpContext& c, size_t index, const char* what, DType expect) {
+    if (!c.has_input(index)) return 0;
+    const Tensor& t = *c.inputs[index];
+    if (t.element_count() != 1)
+        c.fail(cat(what, " must be a scalar, found ", shape_string(t.shape)));
+    if (t.dtype != expect)
+        c.fail(cat(what, " has type ", dtype_name(t.dtype), ", expected ", dtype_name(expect)));
+    return read_q_values(c, t, what)[0];
+}
+
+float scalar_scale(const OpContext& c, size_t index, const char* what) {
+    const Tensor& t = c.input(index);
+    if (t.element_count() != 1)
+        c.fail(cat(what, " must be a scalar, found ", shape_string(t.shape)));
+    return read_float_values(c, t, what)[0];
+}
+
+// Zero points of W: one, or one per output channel.
+std::vector<int32_t> per_channel_zp(const OpContext& c, size_t index, const Tensor& w, int64_t m) {
+    if (!c.has_input(index)) return std::vector<int32_t>(static_cast<size_t>(m), 0);
+    const Tensor& t = *c.inputs[index];
+    if (t.dtype != w.dtype) c.fail("w_zero_point must have w's type");
+    std::vector<int32_t> v = read_q_values(c, t, "w_zero_point");
+    if (v.size() == 1) return std::vector<int32_t>(static_cast<size_t>(m), v[0]);
+    if (t.shape.size() != 1 || static_cast<int64_t>(v.size()) != m)
+        c.fail(cat("w_zero_point must be a scalar or have ", m, " elements, found ",
+                   shape_string(t.shape)));
+    return v;
+}
+
+// y[row, j] = saturate(round_half_even(float(acc[row, j]) * multiplier(row, j)) + zp) for
+// rows of `len` elements, into a uint8/int8 tensor shaped like acc.
+template <typename Multiplier>
+Tensor requantize(const OpContext& c, const Tensor& acc, int64_t len, DType out_dt, int32_t zp,
+                  Multiplier&& multiplier) {
+    Tensor y = make_tensor(out_dt, acc.shape);
+    const int32_t* in = acc.values<int32_t>().data();
+    std::byte* out = y.data.mutable_bytes().data();
+    const int64_t rows = len ? acc.element_count() / len : 0;
+    dispatch_q(c, out_dt, false, "output", [&](auto q) {
+        using QT = decltype(q);
+        if constexpr (QT::bits != 8) {
+            c.fail(cat("output must be uint8 or int8, found ", dtype_name(out_dt)));
+        } else {
+            parallel_for(
+                c.options, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)),
+                [&](int64_t r0, int64_t r1) {
+                    for (int64_t r = r0; r < r1; ++r)
+                        for (int64_t j = 0; j < len; ++j) {
+                            const int64_t i = r * len + j;
+                            QT::store(out, i,
+                                      saturate_round(static_cast<float>(in[i]) * multiplier(r, j),
+                                                     zp, QT::lo, QT::hi));
+                        }
+                });
+        }
+    });
+    return y;
+}
+
+}  // namespace
+
+void op_matmul_integer(OpContext& c) {
+    const Tensor* a_zp = c.has_input(2) ? c.inputs[2] : nullptr;
+    const Tensor* b_zp = c.has_input(3) ? c.inputs[3] : nullptr;
+    IntMatMul r = int_matmul(c, c.input(0), a_zp, c.input(1), b_zp);
+    c.outputs.push_back(std::move(r.y));
+}
+
+void op_conv_integer(OpContext& c) {
+    const Tensor& x = c.input(0);
+    const Tensor& w = c.input(1);
+    ConvShape g = conv_shape(c, x.shape, w.shape);
+    int32_t x_zp = scalar_zp(c, 2, "x_zero_point", x.dtype);
+    std::vector<int32_t> w_zp = per_channel_zp(c, 3, w, g.c_out);
+    c.outputs.push_back(int_conv(c, g, x, x_zp, w, w_zp));
+}
+
+void op_qlinear_matmul(OpContext& c) {
+    const Tensor& a = c.input(0);
+    const Tensor& b = c.input(3);
+    const Tensor* a_zp = c.has_input(2) ? c.inputs[2] : nullptr;
+    const Tensor* b_zp = c.has_input(5) ? c.inputs[5] : nullptr;
+    IntMatMul r = int_matmul(c, a, a_zp, b, b_zp);
+    const Tensor& a_scale = c.input(1);
+    const Tensor& b_scale = c.input(4);
+    std::vector<int64_t> as = a.shape, bs = b.shape;
+    if (as.size() == 1) as.insert(as.begin(), 1);
+    if (bs.size() == 1) bs.push_back(1);
+    std::vector<int64_t> a_target = as, b_target = bs;
+    a_target.back() = 1;
+    b_target[b_target.size() - 2] = 1;
+    std::vector<float> a_s = expand_param(c, read_float_values(c, a_scale, "a_scale"),
+                                          a_scale.shape, a_target, "a_scale");
+    std::vector<float> b_s = expand_param(c, read_float_values(c, b_scale, "b_scale"),
+                                          b_scale.shape, b_target, "b_scale");
+    float y_scale = scalar_scale(c, 6, "y_scale");
+    DType out_dt = c.has_input(7) ? c.inputs[7]->dtype : a.dtype;
+    int32_t y_zp = scalar_zp(c, 7, "y_zero_point", out_dt);
+    const int64_t m = std::max<int64_t>(r.m, 1), n = r.n;
+    // Rows of the output are (batch, i); the multiplier a_scale * b_scale / y_scale in f32.
+    Tensor y = requantize(c, r.y, n, out_dt, y_zp, [&](int64_t row, int64_t j) {
+        const int64_t bi = row / m, i = row % m;
+        const float as_v = a_s[static_cast<size_t>(r.a_mats[static_cast<size_t>(bi)] * m + i)];
+        const float bs_v = b_s[static_cast<size_t>(r.b_mats[static_cast<size_t>(bi)] * n + j)];
+        return as_v * bs_v / y_scale;
+    });
+    c.outputs.push_back(std::move(y));
+}
+
+void op_qlinear_conv(OpContext& c) {
+    const Tensor& x = c.input(0);
+    const Tensor& w = c.input(3);
+    ConvShape g = conv_shape(c, x.shape, w.shape);
+    float x_scale = scalar_scale(c, 1, "x_scale");
+    int32_t x_zp = scalar_zp(c, 2, "x_zero_point", x.dtype);
+    std::vector<float> w_scale = read_float_values(c, c.input(4), "w_scale");
+    if (w_scale.size() != 1 && static_cast<int64_t>(w_scale.size()) != g.c_out)
+        c.fail(cat("w_scale must be a scalar or have ", g.c_out, " elements, found ",
+                   shape_string(c.input(4).shape)));
+    std::vector<int32_t> w_zp = per_channel_zp(c, 5, w, g.c_out);
+    float y_scale = scalar_scale(c, 6, "y_scale");
+    DType out_dt = c.has_input(7) ? c.inputs[7]->dtype : x.dtype;
+    int32_t y_zp = scalar_zp(c, 7, "y_zero_point", out_dt);
+    Tensor acc = int_conv(c, g, x, x_zp, w, w_zp);
+    const int64_t pixels = g.out_pixels();
+    if (c.has_input(8)) {
+        const Tensor& bias = *c.inputs[8];
+        if (bias.dtype != DType::I32 || bias.element_count() != g.c_out)
+            c.fail(cat("B must be int32 with ", g.c_out, " elements, found ",
+                       dtype_name(bias.dtype), " ", shape_string(bias.shape)));
+        check_bytes(c, bias, "B");
+        auto bv = bias.values<int32_t>();
+        auto av = acc.mutable_values<int32_t>();
+        for (int64_t b = 0; b < g.n; ++b)
+            for (int64_t o = 0; o < g.c_out; ++o)
+                for (int64_t p = 0; p < pixels; ++p) {
+                    auto& v = av[static_cast<size_t>((b * g.c_out + o) * pixels + p)];
+                    v = static_cast<int32_t>(static_cast<uint32_t>(v) +
+                                             static_cast<uint32_t>(bv[static_cast<size_t>(o)]));
+                }
+    }
+    std::vector<float> mult(static_cast<size_t>(g.c_out));
+    for (int64_t o = 0; o < g.c_out; ++o)
+        mult[static_cast<size_t>(o)] =
+            x_scale * w_scale[w_scale.size() == 1 ? 0 : static_cast<size_t>(o)] / y_scale;
+    // Rows of the output are (image, channel).
+    Tensor y = requantize(c, acc, pixels, out_dt, y_zp, [&](int64_t row, int64_t) {
+        return mult[static_cast<size_t>(row % g.c_out)];
+    });
+    c.outputs.push_back(std::move(y));
+}
+
+}  // namespace ep::rt
