@@ -163,8 +163,9 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     const auto before = tensor_inventory(model);
     nlohmann::json input_json = file_json(recipe.model, external_files(model, recipe.model));
 
-    // A checkpoint with one rtn quantize-weights pass is quantized while it is written, in
-    // memory bounded by its largest tensor (stream_compress.h); the rest runs in memory.
+    // A checkpoint whose one pass offers a streaming plan (rtn quantize-weights) is
+    // transformed while it is written, in bounded memory (stream_compress.h); the rest
+    // runs in memory.
     std::optional<StreamPlan> stream;
     if (outputs.size() == 1 && !options.manager.verify_each && options.manager.print_after.empty())
         stream = plan_stream_compress(recipe, model, outputs[0]);
@@ -193,8 +194,8 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
             StreamTimes times;
             records.push_back(
                 run_stream_compress(model, *stream, output, save, progress, err, times));
-            save_seconds += seconds_since(save_start) - times.quantize_seconds;
-            passes_seconds += times.quantize_seconds;
+            save_seconds += seconds_since(save_start) - times.pass_seconds;
+            passes_seconds += times.pass_seconds;
         } else {
             save_model(model, output, save);
             save_seconds += seconds_since(save_start);

@@ -17,7 +17,7 @@
 // a candidate with axis 1 (the [out, in] layout of nn.Linear weights); rtn only (GPTQ and
 // AWQ need a graph to capture activations: the pass manager reports that). Tensors are
 // quantized and replaced one at a time, so only one float copy exists at once; `edgepack
-// compress` streams checkpoints instead (checkpoint_quantize_plan, quantize_weights.h).
+// compress` streams checkpoints instead (plan_streaming, pass.h; quantize_weights.h).
 //
 // GPTQ / AWQ need the recipe's calibration data. Activations are captured once from the
 // model as it is before this pass (not sequentially through already quantized layers),
@@ -243,18 +243,32 @@ class QuantizeWeights final : public Pass {
         return lines;
     }
 
-    // The streaming compressor's view of run() on a checkpoint (quantize_weights.h).
-    std::optional<CheckpointQuantizePlan> checkpoint_plan(const Model& model) const {
+    // A checkpoint with rtn streams (pass.h): each planned tensor is encoded a chunk of
+    // rows at a time as the output is written (write_rtn_chunked, quantize_weights.h).
+    std::optional<StreamingPlan> plan_streaming(const Model& model) const override {
         if (method_ != Method::Rtn || !model.graph.nodes.empty()) return std::nullopt;
         Analysis a = analyze(model);
-        CheckpointQuantizePlan p;
+        StreamingPlan p;
+        p.action = "quantize";
         uint64_t before = 0, after = 0;
         for (size_t i = 0; i < a.candidates.size(); ++i) {
             const auto& c = a.candidates[i];
             before += c.old_bytes;
             after += c.new_bytes;
-            p.items.push_back({model.graph.find_initializer(c.name), c.encoding, c.rows, c.k,
-                               c.old_bytes, c.new_bytes, plan_line(model, a, i)});
+            const Tensor* source = model.graph.find_initializer(c.name);
+            StreamItem item;
+            item.source = source;
+            item.header.name = source->name;  // as make_encoded_tensor (encoding.h) has it
+            item.header.dtype = DType::F32;
+            item.header.shape = source->shape;
+            item.header.doc_string = source->doc_string;
+            item.header.encoding = c.encoding;
+            item.bytes = c.new_bytes;
+            item.line = plan_line(model, a, i);
+            item.write = [source, e = c.encoding](ByteSink& out) {
+                write_rtn_chunked(*source, e, out);
+            };
+            p.items.push_back(std::move(item));
         }
         p.result.skipped = std::move(a.skipped);
         p.result.rewrites = p.items.size();
@@ -767,12 +781,6 @@ class QuantizeWeights final : public Pass {
 
 std::unique_ptr<Pass> make_quantize_weights_pass() {
     return std::make_unique<QuantizeWeights>();
-}
-
-std::optional<CheckpointQuantizePlan> checkpoint_quantize_plan(const Pass& pass,
-                                                               const Model& model) {
-    const auto* q = dynamic_cast<const QuantizeWeights*>(&pass);
-    return q ? q->checkpoint_plan(model) : std::nullopt;
 }
 
 }  // namespace ep
