@@ -2,9 +2,9 @@
 // checkpoint (a model without nodes) whose recipe is one pass that offers a streaming plan
 // (Pass::plan_streaming, passes/pass.h), written to one .epk or .safetensors file, in
 // memory bounded by what the pass holds for one tensor. This driver names no pass: the
-// pass decides whether it can stream this model with these options (today quantize-weights
-// with method rtn does; magnitude / N:M pruning or a LoRA merge onto a checkpoint would
-// implement the same hook).
+// pass decides whether it can stream this model with these options (today weight
+// quantization with method rtn does, passes/quantize_weights.h; magnitude / N:M pruning or
+// a LoRA merge onto a checkpoint would implement the same hook).
 //
 // Plan, then stream. The plan is the pass's own: the same tensors, new headers, skip
 // reasons, plan lines and summary as running the pass in memory, every check made before
@@ -15,8 +15,8 @@
 // tensors are copied through in chunks by the writers. The output file is byte for byte
 // what the in-memory path writes (tested), and appears only when complete (OutputFile).
 //
-// Resident memory: the pass's working set for one tensor (quantize-weights: one chunk of
-// floats and its encoded bytes, passes/quantize_weights.h), the writer's buffers, the
+// Resident memory: the pass's working set for one tensor (rtn: one chunk of floats and
+// its encoded bytes, passes/quantize_weights.h), the writer's buffers, the
 // header / manifest, and the source pages of the chunk being read. The whole file's
 // SHA-256 (an .epk's provenance) is read through a mapping released as it goes.
 //
@@ -39,7 +39,7 @@ namespace ep {
 
 struct StreamPlan {
     std::string path;            // "passes[0]"
-    std::string name;            // the pass's name: "quantize-weights"
+    std::string name;            // the pass's name, as in the recipe
     std::unique_ptr<Pass> pass;  // configured; the plan's writers may refer to it
     StreamingPlan plan;
 };
