@@ -9,8 +9,9 @@
 //   3. load the model; check each pass's needs() against it
 //   4. --dry-run: print the plan to `out` and stop (nothing is written)
 //   5. run the passes (hooks per PassManagerOptions); write every output atomically
-//      (a safetensors checkpoint with one rtn quantize-weights pass, written to one .epk or
-//      .safetensors file, is quantized while it is written instead: stream_compress.h)
+//      (a safetensors checkpoint whose one pass offers a streaming plan, e.g. rtn
+//      quantize-weights, written to one .epk or .safetensors file, is transformed while it
+//      is written instead: stream_compress.h)
 //   6. with a "validate" section: compare the validated output (the first .epk, else the
 //      first .onnx) with the input model on the validation samples, and time both
 //   7. evaluate the gates and the baseline checks; write report.json, report.md,

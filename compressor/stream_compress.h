@@ -1,50 +1,47 @@
 // Streaming compression of weight checkpoints: `edgepack compress` of a safetensors
-// checkpoint (a model without nodes) whose recipe is one quantize-weights pass with method
-// rtn, written to .epk or .safetensors, in memory bounded by the largest tensor.
+// checkpoint (a model without nodes) whose recipe is one pass that offers a streaming plan
+// (Pass::plan_streaming, passes/pass.h), written to one .epk or .safetensors file, in
+// memory bounded by what the pass holds for one tensor. This driver names no pass: the
+// pass decides whether it can stream this model with these options (today weight
+// quantization with method rtn does, passes/quantize_weights.h; magnitude / N:M pruning or
+// a LoRA merge onto a checkpoint would implement the same hook).
 //
-// Plan, then stream. The plan is the pass's own (checkpoint_quantize_plan,
-// passes/quantize_weights.h): the same tensors, encodings, skip reasons, plan lines and
-// summary as running the pass in memory. Then the writer (write_epk / write_safetensors
-// with StreamedTensors, formats/streamed_tensor.h) walks the model once; each planned
-// tensor is quantized when the writer reaches it, in chunks of rows (kStreamChunkFloats
-// floats): the chunk's f32/f16/bf16 elements are converted to float, encoded by
-// quantize_rtn and written, and the chunk's source pages are released
-// (MappedFile::release). RTN groups lie within a row, so chunked encoding gives the bytes
-// of the whole-tensor call (int8c stores all codes before all row scales: the scales are
-// kept, 4 bytes a row, and written after the codes). Unquantized tensors are copied
-// through in chunks by the writers. The output file is byte for byte what the in-memory
-// path writes (tested), and appears only when complete (OutputFile).
+// Plan, then stream. The plan is the pass's own: the same tensors, new headers, skip
+// reasons, plan lines and summary as running the pass in memory, every check made before
+// the first byte is written. Then the writer (write_epk / write_safetensors with
+// StreamedTensors, formats/streamed_tensor.h) walks the model once; each planned tensor's
+// bytes come from the item's `write` when the writer reaches it (the pass converts and
+// writes a chunk of rows at a time and releases the source pages it has read). Other
+// tensors are copied through in chunks by the writers. The output file is byte for byte
+// what the in-memory path writes (tested), and appears only when complete (OutputFile).
 //
-// Resident memory: one chunk of floats and its encoded bytes, the writer's buffers, the
+// Resident memory: the pass's working set for one tensor (rtn: one chunk of floats and
+// its encoded bytes, passes/quantize_weights.h), the writer's buffers, the
 // header / manifest, and the source pages of the chunk being read. The whole file's
 // SHA-256 (an .epk's provenance) is read through a mapping released as it goes.
 //
-// Anything else (a graph model, other passes, several passes, method gptq/awq, .onnx
-// output, --verify-each / --print-after, which look at the model in memory) takes the
-// in-memory path (compress.cpp).
+// Anything else (a graph model, several passes, a pass without a streaming plan for this
+// model, .onnx output, several outputs, --verify-each / --print-after, which look at the
+// model in memory) takes the in-memory path (compress.cpp).
 #pragma once
 
-#include <cstddef>
 #include <filesystem>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "formats/model_io.h"
-#include "passes/quantize_weights.h"
 
 namespace ep {
 
-// Floats per chunk of rows (at least one row per chunk): 4 MiB of floats.
-inline constexpr size_t kStreamChunkFloats = size_t{1} << 20;
-
 struct StreamPlan {
-    std::string path;  // "passes[0]"
-    std::string name;  // "quantize-weights"
-    CheckpointQuantizePlan plan;
+    std::string path;            // "passes[0]"
+    std::string name;            // the pass's name, as in the recipe
+    std::unique_ptr<Pass> pass;  // configured; the plan's writers may refer to it
+    StreamingPlan plan;
 };
 
 // The streaming plan when the recipe, the loaded model and the output allow it (see the
@@ -53,24 +50,24 @@ struct StreamPlan {
                                                              const Model& model,
                                                              const std::filesystem::path& output);
 
+// The same for one configured pass (`path` names it in messages: "passes[0]"): its
+// streaming plan when the model and the output allow streaming and the pass offers one.
+[[nodiscard]] std::optional<StreamPlan> plan_stream_pass(std::string path,
+                                                         std::unique_ptr<Pass> pass,
+                                                         const Model& model,
+                                                         const std::filesystem::path& output);
+
 struct StreamTimes {
-    double quantize_seconds = 0.0;  // converting and encoding (the pass's work)
-    double write_seconds = 0.0;     // everything else of the write
+    double pass_seconds = 0.0;   // in the items' writers, less their writes (the pass's work)
+    double write_seconds = 0.0;  // everything else of the write
 };
 
-// Writes `output` from `model` with the planned tensors quantized on the way, as
+// Writes `output` from `model` with the planned tensors replaced on the way, as
 // save_model(output, save) would write the model after the pass. `log` gets one line per
 // tensor when `progress` is set. Returns the pass's record (for format_summary).
 [[nodiscard]] PassRecord run_stream_compress(const Model& model, const StreamPlan& plan,
                                              const std::filesystem::path& output,
                                              const SaveOptions& save, bool progress,
                                              std::ostream& log, StreamTimes& times);
-
-// Encodes `t` (f32, f16 or bf16; axis 1 of `e`: rows = shape[0]) with RTN into `out`, a
-// chunk of rows of at most `chunk_floats` floats at a time (at least one row), releasing
-// the source pages of a mapped tensor as it goes. The bytes are quantize_tensor_rtn's.
-// Adds the time spent converting and encoding to `*seconds` when given.
-void write_rtn_chunked(const Tensor& t, const Encoding& e, ByteSink& out,
-                       size_t chunk_floats = kStreamChunkFloats, double* seconds = nullptr);
 
 }  // namespace ep

@@ -1,7 +1,7 @@
 // Tensors whose bytes a writer takes from a callback instead of from the Model: the
-// streaming compressor (compressor/stream_compress.h) quantizes each such tensor while the
-// file is written, chunk by chunk, so neither the whole output nor a whole float copy of a
-// tensor is ever in memory.
+// streaming compressor (compressor/stream_compress.h) has a pass compute each such tensor
+// (Pass::plan_streaming, e.g. quantize it) while the file is written, chunk by chunk, so
+// neither the whole output nor a whole float copy of a tensor is ever in memory.
 //
 // A writer given a StreamedTensors map writes the model as usual, except that a tensor
 // found in the map (by address: keys point into the Model being written) is described by

@@ -5,9 +5,36 @@
 // its one line per decision and fails early on missing inputs), and checks every
 // precondition before changing anything, so a failure leaves the model as it was.
 // `run` returns what it did; a pass never returns void.
+//
+// Streaming (optional: `plan_streaming`). A pass that rewrites initializers one by one,
+// each new tensor a function of its old one (quantization, magnitude or N:M pruning, a
+// LoRA merge on a checkpoint), can offer a StreamingPlan instead of running in memory; the
+// streaming compressor (compressor/stream_compress.h) then writes the output file while
+// the pass computes each new tensor, so memory stays bounded by a chunk of one tensor
+// whatever the model's size. What plan_streaming promises:
+//   - nullopt means "not on this model with these options" (the caller runs run() in
+//     memory); a pass decides this itself, the caller never asks for a pass by name.
+//   - It plans everything first and changes nothing: every check run() would make
+//     (options, dtypes, shapes, sizes, data it needs) happens here and throws here, so an
+//     error comes before the first byte of the output is written. An item's `write`
+//     throws only on a bug or a failing read of the source.
+//   - Writing every item's `header` and the bytes of its `write` in place of its
+//     `source` gives byte for byte the model run() would leave (same dtype, shape,
+//     encoding, doc string); other tensors, nodes and metadata are unchanged. `result` is
+//     what run() would return, and `line` is the plan() line of the item's tensor.
+//   - `write` is called at most once per item, from one thread, in the order the output
+//     writer reaches the tensors (any order). It writes exactly `bytes` bytes. It may hold
+//     a bounded working set: a chunk of the source's rows converted (a few MiB) and what
+//     is proportional to the rows (a scale per row), never a whole float copy of a large
+//     tensor or another tensor's data; it releases the mapped source pages it has read
+//     (MappedFile::release, via TensorData::file()).
+//   - The writers may refer to the pass and to the model planned on (by `source`): the
+//     caller keeps both alive and unchanged until the plan is written.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ir/ir.h"
+#include "ir/output_file.h"
 
 namespace ep {
 
@@ -61,6 +89,22 @@ struct [[nodiscard]] PassResult {
     bool shapes_still_valid = true;    // cached shape analysis may be kept
 };
 
+// One tensor of a StreamingPlan: what the pass writes in place of `source`.
+struct StreamItem {
+    const Tensor* source = nullptr;  // an initializer of the model planned on
+    Tensor header;       // the new tensor without data: name, dtype, shape, encoding, doc
+    uint64_t bytes = 0;  // what `write` produces; = header.expected_bytes()
+    std::string line;    // the plan's line for this tensor: "[i/N] <label>"
+    std::function<void(ByteSink& out)> write;  // the new tensor's bytes, in order
+};
+
+// What a streaming run of the pass does (the contract at the top of this file).
+struct StreamingPlan {
+    std::string action;  // the per-tensor progress lines' verb: "quantize"
+    std::vector<StreamItem> items;
+    PassResult result;  // what run() returns once every item is written
+};
+
 struct PassContext {
     int threads = 1;
     bool verbose = false;
@@ -88,6 +132,13 @@ public:
     // One line per decision the pass would make on this model, without changing it.
     [[nodiscard]] virtual std::vector<std::string> plan(const Model& model) const = 0;
     virtual PassResult run(Model& model, PassContext& context) = 0;
+
+    // The streaming form of run() on this model, when the pass offers one (the contract at
+    // the top of this file); nullopt: run() in memory.
+    [[nodiscard]] virtual std::optional<StreamingPlan> plan_streaming(const Model& model) const {
+        (void)model;
+        return std::nullopt;
+    }
 };
 
 }  // namespace ep

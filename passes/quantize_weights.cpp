@@ -17,7 +17,7 @@
 // a candidate with axis 1 (the [out, in] layout of nn.Linear weights); rtn only (GPTQ and
 // AWQ need a graph to capture activations: the pass manager reports that). Tensors are
 // quantized and replaced one at a time, so only one float copy exists at once; `edgepack
-// compress` streams checkpoints instead (checkpoint_quantize_plan, quantize_weights.h).
+// compress` streams checkpoints instead (plan_streaming, pass.h; quantize_weights.h).
 //
 // GPTQ / AWQ need the recipe's calibration data. Activations are captured once from the
 // model as it is before this pass (not sequentially through already quantized layers),
@@ -91,6 +91,29 @@ struct Analysis {
     std::vector<Skipped> skipped;
 };
 
+// How the weights are rounded: rtn (round to nearest), or with calibration data GPTQ / AWQ.
+enum class Method : uint8_t { Rtn, Gptq, Awq };
+
+std::string_view method_name(Method m) {
+    switch (m) {
+        case Method::Rtn:
+            return "rtn";
+        case Method::Gptq:
+            return "gptq";
+        case Method::Awq:
+            return "awq";
+    }
+    return "?";
+}
+
+// The recipe loader checks the value against the option's choices; configure() called
+// directly gets the same message for anything else.
+Method parse_method(const std::string& name) {
+    for (Method m : {Method::Rtn, Method::Gptq, Method::Awq})
+        if (method_name(m) == name) return m;
+    throw InputError(cat("method: ", name, " is not supported (expected rtn, gptq or awq)"));
+}
+
 class QuantizeWeights final : public Pass {
   public:
     std::string_view name() const override { return "quantize-weights"; }
@@ -100,7 +123,7 @@ class QuantizeWeights final : public Pass {
                "with rtn, gptq or awq";
     }
     uint32_t needs() const override {
-        return method_ == "rtn" ? kNeedsNothing : (kNeedsCalibrationData | kNeedsGraph);
+        return method_ == Method::Rtn ? kNeedsNothing : (kNeedsCalibrationData | kNeedsGraph);
     }
     std::vector<OptionSpec> option_specs() const override {
         return {
@@ -190,7 +213,7 @@ class QuantizeWeights final : public Pass {
             encoding_ = {s, static_cast<uint16_t>(group), sdt == "bf16" ? DType::BF16 : DType::F16,
                          1};
         }
-        method_ = o.value("method", "rtn");
+        method_ = parse_method(o.value("method", "rtn"));
         min_elements_ = o.value("min_elements", int64_t{1024});
         conv_ = o.value("conv", false);
         embeddings_ = o.value("embeddings", false);
@@ -214,23 +237,38 @@ class QuantizeWeights final : public Pass {
             lines.push_back(plan_line(model, a, i));
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
-        lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize (", method_, "): ",
-                            mib(before), " -> ", mib(after), "; ", a.skipped.size(), " skipped"));
+        lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize (", method_name(method_),
+                            "): ", mib(before), " -> ", mib(after), "; ", a.skipped.size(),
+                            " skipped"));
         return lines;
     }
 
-    // The streaming compressor's view of run() on a checkpoint (quantize_weights.h).
-    std::optional<CheckpointQuantizePlan> checkpoint_plan(const Model& model) const {
-        if (method_ != "rtn" || !model.graph.nodes.empty()) return std::nullopt;
+    // A checkpoint with rtn streams (pass.h): each planned tensor is encoded a chunk of
+    // rows at a time as the output is written (write_rtn_chunked, quantize_weights.h).
+    std::optional<StreamingPlan> plan_streaming(const Model& model) const override {
+        if (method_ != Method::Rtn || !model.graph.nodes.empty()) return std::nullopt;
         Analysis a = analyze(model);
-        CheckpointQuantizePlan p;
+        StreamingPlan p;
+        p.action = "quantize";
         uint64_t before = 0, after = 0;
         for (size_t i = 0; i < a.candidates.size(); ++i) {
             const auto& c = a.candidates[i];
             before += c.old_bytes;
             after += c.new_bytes;
-            p.items.push_back({model.graph.find_initializer(c.name), c.encoding, c.rows, c.k,
-                               c.old_bytes, c.new_bytes, plan_line(model, a, i)});
+            const Tensor* source = model.graph.find_initializer(c.name);
+            StreamItem item;
+            item.source = source;
+            item.header.name = source->name;  // as make_encoded_tensor (encoding.h) has it
+            item.header.dtype = DType::F32;
+            item.header.shape = source->shape;
+            item.header.doc_string = source->doc_string;
+            item.header.encoding = c.encoding;
+            item.bytes = c.new_bytes;
+            item.line = plan_line(model, a, i);
+            item.write = [source, e = c.encoding](ByteSink& out) {
+                write_rtn_chunked(*source, e, out);
+            };
+            p.items.push_back(std::move(item));
         }
         p.result.skipped = std::move(a.skipped);
         p.result.rewrites = p.items.size();
@@ -249,7 +287,7 @@ class QuantizeWeights final : public Pass {
             before += c.old_bytes;
             after += c.new_bytes;
         }
-        if (method_ == "rtn") {
+        if (method_ == Method::Rtn) {
             // One tensor at a time: the float copy lives only while it is encoded.
             for (const auto& c : a.candidates) {
                 Tensor* t = model.graph.find_initializer(c.name);
@@ -269,8 +307,8 @@ class QuantizeWeights final : public Pass {
   private:
     std::string summary_line(size_t rewrites, uint64_t before, uint64_t after) const {
         return cat("quantized ", rewrites, " tensor", rewrites == 1 ? "" : "s", " to ",
-                   encoding_name(encoding_), " with ", method_, ": ", mib(before), " -> ",
-                   mib(after));
+                   encoding_name(encoding_), " with ", method_name(method_), ": ", mib(before),
+                   " -> ", mib(after));
     }
 
     // The plan's line for candidate i: "[i/N] name [shape] f32 -> int4g32, A MiB -> B MiB".
@@ -278,7 +316,8 @@ class QuantizeWeights final : public Pass {
         const auto& c = a.candidates[i];
         const Tensor* t = model.graph.find_initializer(c.name);
         std::string how;
-        if (method_ != "rtn") how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
+        if (method_ != Method::Rtn)
+            how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
         return cat("[", i + 1, "/", a.candidates.size(), "] ", c.name, " ", shape_string(t->shape),
                    " ", lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
                    mib(c.old_bytes), " -> ", mib(c.new_bytes), how);
@@ -454,16 +493,18 @@ class QuantizeWeights final : public Pass {
             c.k = dims.cols;
             c.old_bytes = float_bytes(*t);
             c.new_bytes = encoded_bytes(c.encoding, dims.rows, dims.cols).value_or(0);
-            if (method_ != "rtn" && (role == Role::MatMulB || role == Role::GemmB)) {
+            if (method_ != Method::Rtn && (role == Role::MatMulB || role == Role::GemmB)) {
                 const Node& n = g.nodes[us.front().node];
                 if (us.size() != 1) {
-                    a.skipped.push_back({name, cat("read by ", us.size(), " nodes; ", method_,
-                                                   " calibrates a weight with one activation")});
+                    a.skipped.push_back(
+                        {name, cat("read by ", us.size(), " nodes; ", method_name(method_),
+                                   " calibrates a weight with one activation")});
                     continue;
                 }
                 if (role == Role::GemmB && n.attr_int("transA", 0) != 0) {
-                    a.skipped.push_back({name, cat("Gemm '", n.label(), "' has transA=1; ", method_,
-                                                   " needs row activations")});
+                    a.skipped.push_back(
+                        {name, cat("Gemm '", n.label(), "' has transA=1; ", method_name(method_),
+                                   " needs row activations")});
                     continue;
                 }
                 if (activation.empty()) {
@@ -480,7 +521,7 @@ class QuantizeWeights final : public Pass {
 
     void run_calibrated(Model& model, PassContext& context, Analysis& a, PassResult& result) {
         if (!context.calibration)
-            throw InputError(cat("method ", method_, " needs calibration data: add a ",
+            throw InputError(cat("method ", method_name(method_), " needs calibration data: add a ",
                                  "\"calibration\" section to the recipe"));
         // Requests: one per activation.
         std::vector<calib::CaptureRequest> requests;
@@ -490,9 +531,9 @@ class QuantizeWeights final : public Pass {
             calib::CaptureRequest r;
             r.activation = c.activation;
             r.k = c.k;
-            r.hessian = method_ == "gptq";
-            r.abs_mean = method_ == "awq";
-            r.keep_rows = method_ == "awq" ? awq_rows_ : 0;
+            r.hessian = method_ == Method::Gptq;
+            r.abs_mean = method_ == Method::Awq;
+            r.keep_rows = method_ == Method::Awq ? awq_rows_ : 0;
             request_of[c.activation] = requests.size();
             requests.push_back(std::move(r));
         }
@@ -541,7 +582,7 @@ class QuantizeWeights final : public Pass {
         // Compute every new tensor (and AWQ's activation-side edits) before changing anything.
         std::vector<Tensor> replaced;
         std::map<std::string, std::vector<float>> awq_scales;  // activation -> s
-        if (method_ == "awq") {
+        if (method_ == Method::Awq) {
             std::map<std::string, std::vector<const Candidate*>> groups;
             for (const auto& c : a.candidates)
                 if (c.calibrated) groups[c.activation].push_back(&c);
@@ -634,7 +675,7 @@ class QuantizeWeights final : public Pass {
             *model.graph.find_initializer(t.name) = std::move(t);
             ++result.rewrites;
         }
-        if (method_ == "awq") apply_awq_inverse(model, a, awq_scales, result);
+        if (method_ == Method::Awq) apply_awq_inverse(model, a, awq_scales, result);
     }
 
     // 1/s on the activation side: fold into the producing Mul's per-channel constant, or
@@ -726,7 +767,7 @@ class QuantizeWeights final : public Pass {
 
     Selector selector_;
     Encoding encoding_{QScheme::Int4Sym, 32, DType::F16, 1};
-    std::string method_ = "rtn";
+    Method method_ = Method::Rtn;
     int64_t min_elements_ = 1024;
     bool conv_ = false;
     bool embeddings_ = false;
@@ -740,12 +781,6 @@ class QuantizeWeights final : public Pass {
 
 std::unique_ptr<Pass> make_quantize_weights_pass() {
     return std::make_unique<QuantizeWeights>();
-}
-
-std::optional<CheckpointQuantizePlan> checkpoint_quantize_plan(const Pass& pass,
-                                                               const Model& model) {
-    const auto* q = dynamic_cast<const QuantizeWeights*>(&pass);
-    return q ? q->checkpoint_plan(model) : std::nullopt;
 }
 
 }  // namespace ep

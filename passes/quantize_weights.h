@@ -1,37 +1,29 @@
-// The quantize-weights pass (quantize_weights.cpp) seen from the streaming compressor
-// (compressor/stream_compress.h): on a checkpoint with method rtn, run() only encodes
-// tensors one by one with the reference RTN quantizer, so the compressor can take the
-// pass's decisions and do that work itself while it writes the output, tensor by tensor.
-// The decisions, plan lines, skip reasons and summary come from the pass's own code.
+// The quantize-weights pass's streaming encoder: how its plan_streaming hook (pass.h)
+// writes a tensor with RTN a chunk of rows at a time (quantize_weights_stream.cpp).
+//
+// RTN groups lie within a row, so encoding chunks of whole rows gives the bytes of the
+// whole-tensor call (quantize_tensor_rtn): each chunk's f32/f16/bf16 elements are
+// converted to float, encoded by quantize_rtn and written, and the chunk's source pages are
+// released (MappedFile::release). int8c stores all codes before all row scales: the scales
+// are kept, 4 bytes a row, and written after the codes. Resident memory: one chunk of
+// floats, its encoded bytes and the row scales.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <vector>
+#include <cstddef>
 
 #include "ir/encoding.h"
-#include "ir/ir.h"
-#include "passes/pass.h"
+#include "ir/output_file.h"
+#include "ir/tensor.h"
 
 namespace ep {
 
-struct CheckpointQuantizePlan {
-    struct Item {
-        const Tensor* tensor;        // in the model planned on
-        Encoding encoding;           // with its axis (1 for a checkpoint)
-        int64_t rows = 0, cols = 0;  // the stored matrix (encoding.h)
-        uint64_t old_bytes = 0, new_bytes = 0;
-        std::string line;  // the plan's line: "[i/N] name [shape] f16 -> int4g32, ..."
-    };
-    std::vector<Item> items;  // in plan order
-    // What run() returns once every item is encoded: rewrites, summary, skipped.
-    PassResult result;
-};
+// Floats per chunk of rows (at least one row per chunk): 4 MiB of floats.
+inline constexpr size_t kStreamChunkFloats = size_t{1} << 20;
 
-// The plan when `pass` is quantize-weights with method rtn and `model` has no nodes (a
-// checkpoint); nullopt otherwise (the caller runs the pass as usual).
-[[nodiscard]] std::optional<CheckpointQuantizePlan> checkpoint_quantize_plan(const Pass& pass,
-                                                                             const Model& model);
+// Encodes `t` (f32, f16 or bf16; axis 1 of `e`: rows = shape[0]) with RTN into `out`, a
+// chunk of rows of at most `chunk_floats` floats at a time (at least one row), releasing
+// the source pages of a mapped tensor as it goes. The bytes are quantize_tensor_rtn's.
+void write_rtn_chunked(const Tensor& t, const Encoding& e, ByteSink& out,
+                       size_t chunk_floats = kStreamChunkFloats);
 
 }  // namespace ep
