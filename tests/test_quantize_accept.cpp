@@ -83,14 +83,19 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
         CHECK_THAT(v.err, Catch::Contains(bad) &&
                               Catch::Contains("expected an int64 [S, T] array of token ids"));
     }
-    // A model with an image input cannot take token ids.
+}
+
+TEST_CASE("validate --data with token ids on a model with an image input exits 2",
+          "[quantize][real]") {
     auto mnist = ep::test::shared_models() / "mnist" / "mnist-cnn.onnx";
-    if (fs::exists(mnist)) {
-        auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
-                                         mnist.string(), "--data", (dir / "t.npy").string()});
-        CHECK(v.exit_code == 2);
-        CHECK_THAT(v.err, Catch::Contains("token ids feed an int64 [1, T] input"));
-    }
+    EP_REQUIRE_FILE_OR_SKIP(stories());
+    EP_REQUIRE_FILE_OR_SKIP(mnist);
+    ep::test::TempDir dir;
+    sample_tokens(dir / "t.npy", 5, 3, 12);
+    auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
+                                     mnist.string(), "--data", (dir / "t.npy").string()});
+    CHECK(v.exit_code == 2);
+    CHECK_THAT(v.err, Catch::Contains("token ids feed an int64 [1, T] input"));
 }
 
 TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x RTN",
