@@ -62,7 +62,8 @@ inline constexpr int kSkipExitCode = 77;
 void mark_skipped(const std::string& reason);
 }  // namespace ep::test
 
-// Skips the rest of a test case (or of the current SECTION): marks it skipped and returns.
+// Skips the rest of a test case: marks it skipped and returns (see EP_REQUIRE_FILE_OR_SKIP
+// for SECTIONs).
 // `reason` is streamed, as in INFO.
 #define EP_SKIP(reason)                                  \
     do {                                                 \
@@ -72,7 +73,9 @@ void mark_skipped(const std::string& reason);
         return;                                          \
     } while (0)
 
-// Skips the rest of a test case (or SECTION) when a real-model file is absent.
+// Skips the rest of a test case when a real-model file is absent. Not inside a SECTION that
+// has later siblings: Catch finds sections as the code reaches them, so a return there
+// ends the test case before the later ones are seen (use EP_REQUIRE_FILE_OR_CONTINUE).
 #define EP_REQUIRE_FILE_OR_SKIP(path)                                                       \
     do {                                                                                    \
         if (!std::filesystem::exists(path)) {                                               \
@@ -80,3 +83,15 @@ void mark_skipped(const std::string& reason);
                                        "scripts/fetch_models.sh)");                         \
         }                                                                                   \
     } while (0)
+
+// In a loop with one DYNAMIC_SECTION per iteration: when `path` is absent, marks the test
+// case skipped and goes on with the next iteration (its section is still seen and run).
+#define EP_REQUIRE_FILE_OR_CONTINUE(path)                                                   \
+    if (!std::filesystem::exists(path)) {                                                   \
+        std::ostringstream ep_skip_reason_;                                                 \
+        ep_skip_reason_ << (path).string()                                                  \
+                        << " is absent (see ../shared/models/README.md or run "             \
+                           "scripts/fetch_models.sh)";                                      \
+        ::ep::test::mark_skipped(ep_skip_reason_.str());                                    \
+        continue;                                                                           \
+    }

@@ -414,7 +414,7 @@ TEST_CASE("compress CI: the cleanup and PP-OCRv4 example recipes run with their 
                   test::shared_models() / "stories260k" / "model.onnx"}}) {
         DYNAMIC_SECTION(e.recipe) {
             INFO(e.recipe);
-            EP_REQUIRE_FILE_OR_SKIP(e.model);
+            EP_REQUIRE_FILE_OR_CONTINUE(e.model);
             test::TempDir dir;
             auto recipe = recipes / e.recipe;
             auto ext = read_json(recipe)["output"].get<std::string>();

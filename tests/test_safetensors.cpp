@@ -368,7 +368,7 @@ TEST_CASE("safetensors: real checkpoints read as views and match the Python pack
                                25, true}}) {
         DYNAMIC_SECTION(c.file.parent_path().filename().string()) {
             INFO(c.file.string());
-            EP_REQUIRE_FILE_OR_SKIP(c.file);
+            EP_REQUIRE_FILE_OR_CONTINUE(c.file);
             json report = oracle("st_dump.py", {c.file.string()});
             Model m = read_safetensors(c.file);
             CHECK(m.graph.initializers.size() == c.tensors);
