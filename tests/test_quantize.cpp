@@ -505,15 +505,21 @@ TEST_CASE(
     CHECK(awq.graph.find_initializer("b_awq_inv") != nullptr);
     CHECK(verify(awq).empty());
     double awq_err = rel_error(awq);
-    CHECK(awq_err < 0.2);
-    CHECK(awq_err <= rtn_err * 1.05);
 
     Model gptq = original;
     PassResult rg = configured({{"bits", 4}, {"method", "gptq"}})->run(gptq, ctx);
     CHECK(rg.rewrites == 3);
-    CHECK(rel_error(gptq) < 0.2);
+    double gptq_err = rel_error(gptq);
     WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq "
-                                       << rel_error(gptq));
+                                       << gptq_err);
+    // Both exist to beat RTN, and on this model (outlier input channels, seeded
+    // calibration: deterministic) they do clearly: measured rtn 0.0956, awq 0.0581
+    // (0.61 x rtn), gptq 0.0652 (0.68 x rtn). The bounds leave about 20% of the ratio for
+    // float differences between machines and kernels; a solver that only matched RTN, or
+    // lost to it (the old bound allowed AWQ 5% worse), fails.
+    CHECK(rtn_err > 0.05);  // RTN's int4 cost is real here, so the ratios mean something
+    CHECK(awq_err <= 0.75 * rtn_err);
+    CHECK(gptq_err <= 0.8 * rtn_err);
 
     // Without calibration data the pass refuses (the pass manager checks first in compress).
     PassContext none;
