@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,14 +52,46 @@ void write_file(const std::filesystem::path& path, const std::string& bytes);
 
 }  // namespace ep::test
 
-// Skips the rest of a test case when a real-model file is absent: ctest reports the
-// test as skipped (its SKIP_REGULAR_EXPRESSION matches "SKIPPED:").
-#define EP_REQUIRE_FILE_OR_SKIP(path)                                                  \
-    do {                                                                               \
-        if (!std::filesystem::exists(path)) {                                          \
-            WARN("SKIPPED: " << (path).string()                                        \
-                             << " is absent (see ../shared/models/README.md or run "   \
-                                "scripts/fetch_models.sh)");                           \
-            return;                                                                    \
-        }                                                                              \
+// Marks the running test case as skipped, and prints "SKIPPED: <reason>" so the log says
+// why. The test binary (support.cpp's main) exits with kSkipExitCode when every test case
+// it ran was marked and nothing failed, and CTest reads that code as Skipped
+// (SKIP_RETURN_CODE in tests/CMakeLists.txt); a failure anywhere in the case, before or
+// after the mark, still exits non-zero and reads Failed.
+namespace ep::test {
+inline constexpr int kSkipExitCode = 77;
+void mark_skipped(const std::string& reason);
+}  // namespace ep::test
+
+// Skips the rest of a test case: marks it skipped and returns (see EP_REQUIRE_FILE_OR_SKIP
+// for SECTIONs).
+// `reason` is streamed, as in INFO.
+#define EP_SKIP(reason)                                  \
+    do {                                                 \
+        std::ostringstream ep_skip_reason_;              \
+        ep_skip_reason_ << reason;                       \
+        ::ep::test::mark_skipped(ep_skip_reason_.str()); \
+        return;                                          \
     } while (0)
+
+// Skips the rest of a test case when a real-model file is absent. Not inside a SECTION that
+// has later siblings: Catch finds sections as the code reaches them, so a return there
+// ends the test case before the later ones are seen (use EP_REQUIRE_FILE_OR_CONTINUE).
+#define EP_REQUIRE_FILE_OR_SKIP(path)                                                       \
+    do {                                                                                    \
+        if (!std::filesystem::exists(path)) {                                               \
+            EP_SKIP((path).string() << " is absent (see ../shared/models/README.md or run " \
+                                       "scripts/fetch_models.sh)");                         \
+        }                                                                                   \
+    } while (0)
+
+// In a loop with one DYNAMIC_SECTION per iteration: when `path` is absent, marks the test
+// case skipped and goes on with the next iteration (its section is still seen and run).
+#define EP_REQUIRE_FILE_OR_CONTINUE(path)                                                   \
+    if (!std::filesystem::exists(path)) {                                                   \
+        std::ostringstream ep_skip_reason_;                                                 \
+        ep_skip_reason_ << (path).string()                                                  \
+                        << " is absent (see ../shared/models/README.md or run "             \
+                           "scripts/fetch_models.sh)";                                      \
+        ::ep::test::mark_skipped(ep_skip_reason_.str());                                    \
+        continue;                                                                           \
+    }

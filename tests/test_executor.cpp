@@ -89,6 +89,9 @@ TEST_CASE("fetch returns intermediates that would otherwise be freed", "[runtime
     CHECK(out[1].first == "xr");
     CHECK(out[1].second.to_floats() == std::vector<float>{0, 2, 3});
     CHECK(out[2].first == "y");
+    CHECK(out[2].second.to_floats() == std::vector<float>{1, 3, 4});  // then: xr + 1
+    CHECK(out[0].first == "z");
+    CHECK(out[0].second.to_floats() == std::vector<float>{-1, -3, -4});
 }
 
 TEST_CASE("inputs are checked against the declared types before running", "[runtime][executor]") {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "ir/ir.h"
@@ -840,6 +841,63 @@ TEST_CASE("ort_compare.py reports a changed weight in both modes", "[onnx][real]
     double rel = tight["outputs"]["output"]["rel"].get<double>();
     CHECK(rel > 1e-4);
     CHECK(rel < 0.5);
+}
+
+namespace {
+
+// y = x + b, x float [1, 4]: with a NaN in b, y has a NaN in the same place.
+fs::path add_bias_model(const fs::path& path, std::vector<float> bias) {
+    Model m;
+    m.opset_imports.push_back({"", 17});
+    m.graph.name = "add_bias";
+    ValueType type;
+    type.elem = DType::F32;
+    type.shape = std::vector<Dim>{Dim{1, "", ""}, Dim{4, "", ""}};
+    m.graph.inputs.push_back(ValueInfo{"x", type, ""});
+    m.graph.outputs.push_back(ValueInfo{"y", type, ""});
+    m.graph.initializers.push_back(make_f32_tensor("b", {1, 4}, bias));
+    Node add;
+    add.name = "add";
+    add.op_type = "Add";
+    add.inputs = {"x", "b"};
+    add.outputs = {"y"};
+    m.graph.nodes.push_back(add);
+    write_onnx(m, path);
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("ort_compare.py fails NaN in one output, all-NaN included, in both modes",
+          "[onnx][xcheck]") {
+    test::TempDir dir;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    auto clean = add_bias_model(dir / "clean.onnx", {0, 0, 0, 0});
+    auto one_nan = add_bias_model(dir / "one_nan.onnx", {0, nan, 0, 0});
+    auto all_nan = add_bias_model(dir / "all_nan.onnx", {nan, nan, nan, nan});
+    auto one_nan_again = add_bias_model(dir / "one_nan_again.onnx", {0, nan, 0, 0});
+    auto other_nan = add_bias_model(dir / "other_nan.onnx", {0, 0, nan, 0});
+    auto expect_exit = [&](const fs::path& a, const fs::path& b, const char* mode, int want) {
+        auto r = test::run_oracle("ort_compare.py",
+                                  {a.string(), b.string(), "--mode", mode, "--rtol", "1e9"});
+        INFO(a.filename() << " vs " << b.filename() << " " << mode << ": " << r.out << r.err);
+        CHECK(r.exit_code == want);
+        REQUIRE(!r.out.empty());
+        auto summary = nlohmann::json::parse(r.out);
+        CHECK(summary["ok"] == (want == 0));
+        CHECK(summary["checker"] != "failed");
+        CHECK(summary["outputs"]["y"]["ok"] == (want == 0));  // the values decide
+    };
+    for (const char* mode : {"bitwise", "tol"}) {
+        // A NaN the original does not have fails, however loose the tolerance.
+        expect_exit(clean, one_nan, mode, 1);
+        expect_exit(clean, all_nan, mode, 1);
+        expect_exit(one_nan, clean, mode, 1);
+        expect_exit(one_nan, other_nan, mode, 1);
+        // The same NaN in the same place in both is equal.
+        expect_exit(one_nan, one_nan_again, mode, 0);
+        expect_exit(clean, clean, mode, 0);
+    }
 }
 
 TEST_CASE("a model over 2 GB round-trips bit-identically with peak RSS under 1 GB",

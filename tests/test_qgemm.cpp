@@ -2,8 +2,12 @@
 // and Gather from an encoded table, run through the executor, against the same ops on the
 // weight dequantized with dequantize_tensor; bit-identical for 1, 2 and 3 threads.
 // Tagged [kernels]: ctest runs these again with EDGEPACK_ISA=baseline (portable GEMM).
+// dequantize_tensor and the float kernels are code under test too: on weights whose
+// quantization is exact (exact_grid.h) the ops must give the integer product or the
+// table's own values, computed here without them.
 #include <cmath>
 
+#include "exact_grid.h"
 #include "op_model.h"
 #include "runtime-check/executor.h"
 #include "support.h"
@@ -183,4 +187,51 @@ TEST_CASE("a quantized weight with truncated bytes is an input error naming it",
     }
     OneNode add{"Add", "", 17, {{"a", a}}, {{"w", w}}, {"a", "w"}};  // the dequantize-once path
     REQUIRE_THROWS_WITH(run_node(add, 1), Catch::Contains("'w'"));
+}
+
+TEST_CASE("grid-valued quantized MatMul, Gemm and Gather give the exact values",
+          "[kernels][qgemm]") {
+    using namespace ep::test;
+    uint32_t seed = 200;
+    for (const char* scheme : kSchemes) {
+        const Encoding e = *encoding_from_name(scheme);
+        for (int64_t k : {72, 200})
+            for (int64_t n : {1, 17}) {
+                CAPTURE(scheme, k, n);
+                const int64_t m = 2;
+                const auto wi = grid_weight_ints(e, k, n, seed++);
+                const auto ai = grid_activation_ints(m, k, seed++);
+                const auto want = grid_product(ai, wi, m, k, n);
+                const auto wf = scaled(wi, kGridStepW);
+                Tensor a = make_f32_tensor("a", {m, k}, scaled(ai, kGridStepA));
+                Tensor w = quantized(make_f32_tensor("w", {k, n}, wf), scheme, 0);
+                OneNode mm{"MatMul", "", 17, {{"a", a}}, {{"w", w}}, {"a", "w"}};
+                OneNode gm{"Gemm", "", 13, {{"a", a}}, {{"w", w}}, {"a", "w"}};  // transB 0
+                for (const OneNode* node : {&mm, &gm}) {
+                    CAPTURE(node->op_type);
+                    Tensor got = run_node(*node, 2).at(0);
+                    auto g = got.values<float>();
+                    REQUIRE(std::vector<float>(g.begin(), g.end()) == want);
+                }
+                // Gather: the rows of a [V, D] table encoded along axis 1 (D = k).
+                const auto table = transposed(wf, k, n);  // [n, k]
+                std::vector<int64_t> ids{n - 1, 0, n / 2};
+                Tensor idx;
+                idx.dtype = DType::I64;
+                idx.shape = {3};
+                idx.data = TensorData::owned(std::vector<std::byte>(
+                    reinterpret_cast<const std::byte*>(ids.data()),
+                    reinterpret_cast<const std::byte*>(ids.data() + ids.size())));
+                OneNode ga{"Gather", "", 17, {{"i", idx}},
+                           {{"w", quantized(make_f32_tensor("w", {n, k}, table), scheme, 1)}},
+                           {"w", "i"}};
+                Tensor rows = run_node(ga, 1).at(0);
+                auto r = rows.values<float>();
+                REQUIRE(r.size() == static_cast<size_t>(3 * k));
+                for (size_t i = 0; i < ids.size(); ++i)
+                    for (int64_t j = 0; j < k; ++j)
+                        REQUIRE(r[i * static_cast<size_t>(k) + static_cast<size_t>(j)] ==
+                                table[static_cast<size_t>(ids[i] * k + j)]);
+            }
+    }
 }

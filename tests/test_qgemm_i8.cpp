@@ -5,10 +5,14 @@
 // and 1 / 2 / 3 threads (a NaN activation included: it is skipped by max|x| and gets code 0).
 // Tagged [kernels], so ctest runs it again with EDGEPACK_ISA=baseline (the portable code) and it
 // must give the same bits there too.
+// The definition follows the kernel's steps (its order of float operations included), so
+// it pins the bits but cannot tell a wrong step that both share: on weights and activations
+// whose quantization is exact (exact_grid.h) both paths must give the integer product.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "exact_grid.h"
 #include "op_model.h"
 #include "runtime-check/executor.h"
 #include "support.h"
@@ -168,4 +172,39 @@ TEST_CASE("int8 activations: two Gemm layers in one model each use their own wei
     auto g = got.values<float>();
     REQUIRE(g.size() == want.size());
     for (size_t i = 0; i < want.size(); ++i) REQUIRE(std::memcmp(&g[i], &want[i], 4) == 0);
+}
+
+TEST_CASE("int8 and float activations: grid-valued MatMul and Gemm give the exact product",
+          "[kernels][qgemm][int8act]") {
+    using namespace ep::test;
+    uint32_t seed = 100;
+    for (const char* scheme : {"int4g32", "int4g64a", "int4g128", "int4g32a-bf16", "int4g128a"})
+        for (int64_t k : {32, 72, 200, 544})
+            for (int64_t n : {1, 16, 17}) {
+                const int64_t m = 3;
+                const Encoding e = *encoding_from_name(scheme);
+                const auto wi = grid_weight_ints(e, k, n, seed++);
+                const auto ai = grid_activation_ints(m, k, seed++);
+                const auto want = grid_product(ai, wi, m, k, n);
+                const auto wf = scaled(wi, kGridStepW);
+                Tensor a = make_f32_tensor("a", {m, k}, scaled(ai, kGridStepA));
+                // MatMul: W [K, N] along axis 0; Gemm transB = 1: W [N, K] along axis 1.
+                OneNode mm{"MatMul", "", 17, {{"a", a}},
+                           {{"w", quantized(make_f32_tensor("w", {k, n}, wf), scheme, 0)}},
+                           {"a", "w"}};
+                OneNode gm{"Gemm", "", 13, {{"a", a}},
+                           {{"w", quantized(make_f32_tensor("w", {n, k}, transposed(wf, k, n)),
+                                            scheme, 1)}},
+                           {"a", "w"}};
+                gm.attributes.push_back(int_attr("transB", 1));
+                for (const OneNode* node : {&mm, &gm})
+                    for (bool int8 : {true, false}) {
+                        CAPTURE(scheme, k, n, node->op_type, int8);
+                        rt::ExecOptions o = int8_options(2);
+                        o.int8_activations = int8;
+                        Tensor got = run_node(*node, o).at(0);
+                        auto g = got.values<float>();
+                        REQUIRE(std::vector<float>(g.begin(), g.end()) == want);
+                    }
+            }
 }

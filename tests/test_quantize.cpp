@@ -108,6 +108,29 @@ std::vector<std::byte> bytes_of(const Tensor& t) {
     return {b.begin(), b.end()};
 }
 
+// The bytes of each float weight quantized along `axis` with `scheme` by
+// scripts/xcheck/rtn_ref.py: the formulas of ir/encoding.h in numpy, no edgepack code.
+std::vector<std::vector<std::byte>> numpy_rtn(const std::vector<std::pair<const Tensor*, int>>& ws,
+                                              const std::string& scheme) {
+    test::TempDir dir;
+    std::vector<std::string> args{scheme, dir.path().string()};
+    for (size_t i = 0; i < ws.size(); ++i) {
+        auto npy = dir / ("w" + std::to_string(i) + ".npy");
+        write_npy(*ws[i].first, npy);
+        args.push_back(npy.string() + ":" + std::to_string(ws[i].second));
+    }
+    auto r = test::run_oracle("rtn_ref.py", args);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    std::vector<std::vector<std::byte>> out;
+    for (size_t i = 0; i < ws.size(); ++i) {
+        std::string b = test::read_file(dir / ("w" + std::to_string(i) + ".bin"));
+        auto* p = reinterpret_cast<const std::byte*>(b.data());
+        out.emplace_back(p, p + b.size());
+    }
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -125,7 +148,12 @@ TEST_CASE(
         const char* name;
         uint8_t axis;
     };
-    for (Want w : {Want{"W1", 0}, Want{"W2", 0}, Want{"W3", 1}}) {
+    const std::vector<Want> wants{{"W1", 0}, {"W2", 0}, {"W3", 1}};
+    std::vector<std::pair<const Tensor*, int>> floats;
+    for (Want w : wants) floats.emplace_back(original.graph.find_initializer(w.name), w.axis);
+    const auto want_bytes = numpy_rtn(floats, "int4g32");
+    for (size_t i = 0; i < wants.size(); ++i) {
+        const Want w = wants[i];
         INFO(w.name);
         const Tensor* t = m.graph.find_initializer(w.name);
         REQUIRE(t != nullptr);
@@ -134,9 +162,7 @@ TEST_CASE(
         CHECK(t->encoding.axis == w.axis);
         CHECK(t->dtype == DType::F32);
         CHECK(t->shape == original.graph.find_initializer(w.name)->shape);
-        Encoding e{QScheme::Int4Sym, 32, DType::F16, w.axis};
-        Tensor ref = quantize_tensor_rtn(*original.graph.find_initializer(w.name), e);
-        CHECK(bytes_of(*t) == bytes_of(ref));
+        CHECK(bytes_of(*t) == want_bytes[i]);
     }
     CHECK(reason_of(r, "small") == "512 elements, below min_elements 1024");
     CHECK(reason_of(r, "W4").find("shared with Add 'add4' (input 0)") != std::string::npos);
@@ -360,6 +386,8 @@ TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor with a
     PassContext ctx;
     PassResult r = pass->run(m, ctx);
     size_t two_d = 0;
+    std::vector<std::pair<const Tensor*, int>> floats;
+    std::vector<const Tensor*> encoded;
     for (const auto& t : original.graph.initializers) {
         INFO(t.name);
         const Tensor* q = m.graph.find_initializer(t.name);
@@ -370,8 +398,15 @@ TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor with a
         }
         ++two_d;
         REQUIRE(q->is_encoded());
+        CHECK(encoding_name(q->encoding) == "int4g32");
         CHECK(q->encoding.axis == 1);
-        CHECK(bytes_of(*q) == bytes_of(quantize_tensor_rtn(t, q->encoding)));
+        floats.emplace_back(&t, 1);
+        encoded.push_back(q);
+    }
+    const auto want_bytes = numpy_rtn(floats, "int4g32");
+    for (size_t i = 0; i < encoded.size(); ++i) {
+        INFO(encoded[i]->name);
+        CHECK(bytes_of(*encoded[i]) == want_bytes[i]);
     }
     CHECK(r.rewrites == two_d);
     CHECK(two_d >= 36);
@@ -470,15 +505,21 @@ TEST_CASE(
     CHECK(awq.graph.find_initializer("b_awq_inv") != nullptr);
     CHECK(verify(awq).empty());
     double awq_err = rel_error(awq);
-    CHECK(awq_err < 0.2);
-    CHECK(awq_err <= rtn_err * 1.05);
 
     Model gptq = original;
     PassResult rg = configured({{"bits", 4}, {"method", "gptq"}})->run(gptq, ctx);
     CHECK(rg.rewrites == 3);
-    CHECK(rel_error(gptq) < 0.2);
+    double gptq_err = rel_error(gptq);
     WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq "
-                                       << rel_error(gptq));
+                                       << gptq_err);
+    // Both exist to beat RTN, and on this model (outlier input channels, seeded
+    // calibration: deterministic) they do clearly: measured rtn 0.0956, awq 0.0581
+    // (0.61 x rtn), gptq 0.0652 (0.68 x rtn). The bounds leave about 20% of the ratio for
+    // float differences between machines and kernels; a solver that only matched RTN, or
+    // lost to it (the old bound allowed AWQ 5% worse), fails.
+    CHECK(rtn_err > 0.05);  // RTN's int4 cost is real here, so the ratios mean something
+    CHECK(awq_err <= 0.75 * rtn_err);
+    CHECK(gptq_err <= 0.8 * rtn_err);
 
     // Without calibration data the pass refuses (the pass manager checks first in compress).
     PassContext none;

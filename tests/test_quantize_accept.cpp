@@ -83,14 +83,19 @@ TEST_CASE("validate --data takes a token-id .npy: S sequences are S samples", "[
         CHECK_THAT(v.err, Catch::Contains(bad) &&
                               Catch::Contains("expected an int64 [S, T] array of token ids"));
     }
-    // A model with an image input cannot take token ids.
+}
+
+TEST_CASE("validate --data with token ids on a model with an image input exits 2",
+          "[quantize][real]") {
     auto mnist = ep::test::shared_models() / "mnist" / "mnist-cnn.onnx";
-    if (fs::exists(mnist)) {
-        auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
-                                         mnist.string(), "--data", (dir / "t.npy").string()});
-        CHECK(v.exit_code == 2);
-        CHECK_THAT(v.err, Catch::Contains("token ids feed an int64 [1, T] input"));
-    }
+    EP_REQUIRE_FILE_OR_SKIP(stories());
+    EP_REQUIRE_FILE_OR_SKIP(mnist);
+    ep::test::TempDir dir;
+    sample_tokens(dir / "t.npy", 5, 3, 12);
+    auto v = ep::test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
+                                     mnist.string(), "--data", (dir / "t.npy").string()});
+    CHECK(v.exit_code == 2);
+    CHECK_THAT(v.err, Catch::Contains("token ids feed an int64 [1, T] input"));
 }
 
 TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x RTN",
@@ -124,11 +129,45 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
         kl[v] = report["metrics"]["kl_mean"].get<double>();
         WARN(v << ": KL mean " << kl[v] << ", same top-1 "
                << report["metrics"]["top1_agreement"].get<double>() << "%");
-        // The same number edgepack validate reports on its own.
+        // The same number edgepack validate reports on its own, and (independently)
+        // ONNX Runtime + numpy on the model exported as ONNX (QDQ: the same int8 codes and
+        // scales) with validate_oracle.py.
         if (std::string(v) == "int8") {
             json alone = validate(stories(), out, {"--data", (dir / "eval.npy").string()},
                                   dir / "int8-validate.json");
             CHECK(kl_mean(alone) == kl[v]);
+            auto onnx = dir / "int8.onnx";
+            auto e = ep::test::run_edgepack({"compress", recipe.string(), "-o", onnx.string(),
+                                             "--set", "onnx.quantized=qdq", "--set",
+                                             "validate.data=" + (dir / "eval.npy").string(),
+                                             "--quiet"});
+            INFO(e.err);
+            REQUIRE(e.exit_code == 0);
+            auto npz = dir / "eval-npz";
+            auto split = ep::test::run(
+                {ep::test::python(), "-c",
+                 "import numpy as np, os, sys\n"
+                 "os.makedirs(sys.argv[2])\n"
+                 "for i, row in enumerate(np.load(sys.argv[1])):\n"
+                 "    np.savez(os.path.join(sys.argv[2], f'{i:04d}.npz'), input_ids=row[None])",
+                 (dir / "eval.npy").string(), npz.string()});
+            INFO(split.err);
+            REQUIRE(split.exit_code == 0);
+            auto oracle = ep::test::run_oracle(
+                "validate_oracle.py", {"--reference", stories().string(), "--candidate",
+                                       onnx.string(), "--data", npz.string()});
+            INFO(oracle.out << oracle.err);
+            REQUIRE(oracle.exit_code == 0);
+            const json by_oracle = json::parse(oracle.out);
+            const std::string logits = alone["outputs"][0]["name"].get<std::string>();
+            REQUIRE(by_oracle["outputs"].contains(logits));
+            const json& o = by_oracle["outputs"][logits]["classes"];
+            REQUIRE(o.is_object());
+            CHECK(o["rows"] == alone["outputs"][0]["classes"]["rows"]);
+            const double want = o["kl_mean"].get<double>();
+            WARN("int8: KL mean " << kl[v] << " in edgepack, " << want
+                                  << " in ONNX Runtime + numpy");
+            CHECK(std::fabs(kl[v] - want) <= 1e-3 * want);
         }
     }
     CHECK(kl["int8"] <= 0.05);

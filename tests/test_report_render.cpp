@@ -59,12 +59,9 @@ bool have_chromium() {
     return fs::exists("/usr/bin/chromium");
 }
 
-#define EP_REQUIRE_CHROMIUM_OR_SKIP()                                               \
-    do {                                                                            \
-        if (!have_chromium()) {                                                     \
-            WARN("SKIPPED: /usr/bin/chromium is absent (Debian package chromium)"); \
-            return;                                                                 \
-        }                                                                           \
+#define EP_REQUIRE_CHROMIUM_OR_SKIP()                                                           \
+    do {                                                                                        \
+        if (!have_chromium()) EP_SKIP("/usr/bin/chromium is absent (Debian package chromium)"); \
     } while (0)
 
 // Renders `report` to DIR/report.html and DIR/report.json and runs the browser check.

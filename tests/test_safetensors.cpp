@@ -366,25 +366,26 @@ TEST_CASE("safetensors: real checkpoints read as views and match the Python pack
     for (const Case& c : {Case{test::shared_models() / "stories260k/model.safetensors", 47, false},
                           Case{test::shared_models() / "peft-gpt2-lora/adapter_model.safetensors",
                                25, true}}) {
-        INFO(c.file.string());
-        EP_REQUIRE_FILE_OR_SKIP(c.file);
-        json report = oracle("st_dump.py", {c.file.string()});
-        Model m = read_safetensors(c.file);
-        CHECK(m.graph.initializers.size() == c.tensors);
-        check_same_as_oracle(m, report);
-        for (const Tensor& t : m.graph.initializers) {
-            INFO(t.name);
-            CHECK(t.data.is_view());
-            CHECK(t.dtype == DType::F32);
-        }
+        DYNAMIC_SECTION(c.file.parent_path().filename().string()) {
+            INFO(c.file.string());
+            EP_REQUIRE_FILE_OR_CONTINUE(c.file);
+            json report = oracle("st_dump.py", {c.file.string()});
+            Model m = read_safetensors(c.file);
+            CHECK(m.graph.initializers.size() == c.tensors);
+            check_same_as_oracle(m, report);
+            for (const Tensor& t : m.graph.initializers) {
+                INFO(t.name);
+                CHECK(t.data.is_view());
+                CHECK(t.dtype == DType::F32);
+            }
 
-        test::TempDir dir;
-        auto rewritten = dir / "rewritten.safetensors";
-        write_safetensors(m, rewritten);
-        json again = oracle("st_dump.py", {rewritten.string()});
-        CHECK(again.at("tensors") == report.at("tensors"));
-        CHECK(again.at("metadata") == report.at("metadata"));
-        if (c.python_layout)
-            CHECK(test::read_file(rewritten) == test::read_file(c.file));
+            test::TempDir dir;
+            auto rewritten = dir / "rewritten.safetensors";
+            write_safetensors(m, rewritten);
+            json again = oracle("st_dump.py", {rewritten.string()});
+            CHECK(again.at("tensors") == report.at("tensors"));
+            CHECK(again.at("metadata") == report.at("metadata"));
+            if (c.python_layout) CHECK(test::read_file(rewritten) == test::read_file(c.file));
+        }
     }
 }

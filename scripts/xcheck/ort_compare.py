@@ -13,7 +13,10 @@
    1), or a whole input's shape is given with --shape. Floats are standard normal; integers
    are uniform in --int-range (default [0, 10)); bools are random.
 3. Outputs are compared by name: --mode bitwise asserts identical bytes (NaNs included);
-   --mode tol asserts max|written - original| / max|original| <= --rtol per output.
+   --mode tol asserts max|written - original| / max|original| <= --rtol per output, over
+   the positions where both are finite (max|original| over its finite values), and that
+   every other position holds the same non-finite value in both: NaN where the original has
+   NaN, the same infinity. A NaN or infinity in one output only fails, all-NaN included.
 
 Prints one JSON summary on stdout; exit 0 when it holds, 1 when it does not, 2 on bad usage.
 Any two models with the same input names can be compared (the output of a pass against its
@@ -106,15 +109,24 @@ def compare(ref, got, mode, rtol):
         return result
     result["bitwise_equal"] = ref.tobytes() == got.tobytes()
     if np.issubdtype(ref.dtype, np.number) and ref.size:
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        max_ref = float(np.max(np.abs(ref.astype(np.float64))))
-        max_diff = float(np.nanmax(diff)) if not np.all(np.isnan(diff)) else 0.0
+        r, g = ref.astype(np.float64), got.astype(np.float64)
+        # Non-finite values compare by position: a NaN where the original has a NaN, or the
+        # same infinity, is equal; a NaN or infinity on one side only fails tolerance mode
+        # whatever its size (a NaN has no distance to take a maximum of).
+        same = (r == g) | (np.isnan(r) & np.isnan(g))
+        finite = np.isfinite(r) & np.isfinite(g)
+        diff = np.abs(g[finite] - r[finite])
+        finite_ref = np.abs(r[np.isfinite(r)])
+        max_ref = float(np.max(finite_ref)) if finite_ref.size else 0.0
+        max_diff = float(np.max(diff)) if diff.size else 0.0
         result.update(max_abs_diff=max_diff, max_abs_ref=max_ref,
-                      rel=max_diff / max_ref if max_ref > 0 else max_diff)
+                      rel=max_diff / max_ref if max_ref > 0 else max_diff,
+                      nonfinite_mismatches=int(np.count_nonzero(~same & ~finite)))
     if mode == "bitwise":
         result["ok"] = result["bitwise_equal"]
     else:
-        result["ok"] = result["bitwise_equal"] or result.get("rel", float("inf")) <= rtol
+        result["ok"] = result["bitwise_equal"] or (result.get("nonfinite_mismatches", 1) == 0 and
+                                                   result.get("rel", float("inf")) <= rtol)
     return result
 
 
