@@ -67,8 +67,10 @@ namespace ep {
         size_t k = 0;
         for (; k < good && out.size() < max_chars; ++k) {
             auto c = static_cast<unsigned char>(s[i + k]);
-            if (c < 0x20 || c == 0x7F) escape(c);
-            else out += static_cast<char>(c);
+            if (c < 0x20 || c == 0x7F)
+                escape(c);
+            else
+                out += static_cast<char>(c);
         }
         i += k;
         if (k < good) break;

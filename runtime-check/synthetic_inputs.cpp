@@ -60,14 +60,17 @@ void check_synthetic_size(const ValueInfo& info, const std::vector<int64_t>& sha
     const std::string& name = info.name;
     const DType dtype = info.type->elem;
     if (dtype == DType::String)
-        throw InputError(cat("input '", name, "': cannot synthesize ", dtype_name(dtype), " values"));
+        throw InputError(
+            cat("input '", name, "': cannot synthesize ", dtype_name(dtype), " values"));
     const bool overridden = overrides.count(name) != 0;
     // What the user can do: a declared size is checked against the values fed, so only
     // real values help; an overridden one can be made smaller.
     const std::string remedy =
-        overridden ? cat("pass a smaller --shape ", name, "=D0,D1,... (in a recipe: validate.shapes)")
-                   : std::string("feed real values instead (--input or --data; in a recipe: "
-                                 "validate.data)");
+        overridden
+            ? cat("pass a smaller --shape ", name, "=D0,D1,... (in a recipe: validate.shapes)")
+            : std::string(
+                  "feed real values instead (--input or --data; in a recipe: "
+                  "validate.data)");
     const char* whose = overridden ? "the --shape" : "its declared shape";
     for (int64_t d : shape)
         if (d < 0)
@@ -77,8 +80,8 @@ void check_synthetic_size(const ValueInfo& info, const std::vector<int64_t>& sha
     std::optional<uint64_t> bytes;
     if (count) bytes = storage_bytes(dtype, *count);
     if (bytes && *bytes <= kMaxSyntheticInputBytes) return;
-    throw InputError(cat("input '", name, "': random values for ", whose, " ",
-                         dtype_name(dtype), " ", shape_string(shape), " would take ",
+    throw InputError(cat("input '", name, "': random values for ", whose, " ", dtype_name(dtype),
+                         " ", shape_string(shape), " would take ",
                          bytes ? cat(*bytes, " bytes") : std::string("more than 2^64 bytes"),
                          ", over the ", kMaxSyntheticInputBytes >> 20,
                          " MiB limit for a synthetic input; ", remedy));

@@ -91,7 +91,8 @@ TEST_CASE("UTF-8 check: valid and invalid sequences", "[bad-input][utf8]") {
     CHECK(invalid_utf8_offset("x\xed\xa0\x80") == 1);     // a surrogate
     CHECK(invalid_utf8_offset("\xf4\x90\x80\x80") == 0);  // past U+10FFFF
     CHECK(invalid_utf8_offset("ok\xe2\x82") == 2);        // cut short
-    CHECK(printable_utf8("r\xff" "elu\n") == "r\\xffelu\\x0a");
+    CHECK(printable_utf8("r\xff"
+                         "elu\n") == "r\\xffelu\\x0a");
     CHECK(printable_utf8(std::string(100, 'a'), 8) == "aaaaaaaa...");
 }
 
@@ -218,11 +219,8 @@ TEST_CASE("bad input: a declared dimension of 2147483647 is refused before alloc
           "[bad-input][executor]") {
     test::TempDir dir;
     auto m = relu_model();
-    auto* dims = m.mutable_graph()
-                     ->mutable_input(0)
-                     ->mutable_type()
-                     ->mutable_tensor_type()
-                     ->mutable_shape();
+    auto* dims =
+        m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
     dims->mutable_dim(0)->set_dim_value(2147483647);
     dims->mutable_dim(1)->set_dim_value(8);
     auto path = write_model(dir, m);
