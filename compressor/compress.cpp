@@ -207,6 +207,20 @@ bool load_and_plan(CompressRun& run) {
         throw InputError(cat(recipe.what, ": validate: ", recipe.model.filename().string(),
                              " is a weights-only checkpoint (no graph to run); validation "
                              "needs an ONNX model"));
+    if (recipe.validate) {
+        // What validating the input model would refuse is refused before anything is written.
+        with_context(recipe.model.filename().string(),
+                     [&] { rt::check_output_counts(run.model.graph); });
+        if (recipe.validate->data.empty()) {
+            rt::ShapeOverrides shapes;
+            for (const auto& s : recipe.validate->shapes)
+                with_context(cat(recipe.what, ": validate.shapes"),
+                             [&] { rt::parse_shape_override(s, shapes); });
+            with_context(cat(recipe.what, ": validate"), [&] {
+                rt::check_synthetic_inputs(rt::graph_feeds(run.model.graph), shapes);
+            });
+        }
+    }
     run.manager_options = run.options.manager;
     run.manager_options.progress = run.progress;
     run.manager_options.context.progress = run.long_steps();

@@ -48,6 +48,7 @@
 #include "ir/checked.h"
 #include "ir/mapped_file.h"
 #include "ir/output_file.h"
+#include "ir/utf8.h"
 #include "formats/onnx_quant_export.h"
 
 namespace ep {
@@ -109,6 +110,21 @@ private:
     [[noreturn]] void fail(Args&&... args) const {
         throw InputError(cat(what_, ": ", std::forward<Args>(args)...));
     }
+    // ONNX `string` fields are UTF-8, and names and text go on into JSON (inspect --json,
+    // report.json, the .epk manifest): a field that is not is refused here. `field`
+    // (e.g. "node 'relu': output #0") is only built on failure.
+    template <typename Field>
+    void utf8(const std::string& s, Field&& field) const {
+        if (valid_utf8(s)) [[likely]]
+            return;
+        fail(field(), " ", quote(printable_utf8(s)), " is not valid UTF-8 (byte ",
+             invalid_utf8_offset(s), "; ONNX strings must be UTF-8)");
+    }
+    template <typename Field>
+    void utf8(const std::vector<std::string>& list, Field&& field) const {
+        for (size_t i = 0; i < list.size(); ++i)
+            utf8(list[i], [&] { return cat(field(), " #", i); });
+    }
 
     Tensor tensor(onnx::TensorProto& p, const std::string& label);
     TensorData typed_data(const onnx::TensorProto& p, DType dtype, uint64_t count,
@@ -120,7 +136,7 @@ private:
     Node node(onnx::NodeProto& p, const std::string& scope);
     Attribute attribute(onnx::AttributeProto& p, const std::string& owner);
     Function function(onnx::FunctionProto& p);
-    static ValueInfo value_info(const onnx::ValueInfoProto& p);
+    ValueInfo value_info(const onnx::ValueInfoProto& p) const;
     static ValueType value_type(const onnx::TypeProto& p);
 
     // Opaque parts keep their bytes; external data inside them is made inline first.
@@ -174,6 +190,8 @@ std::string_view typed_field_for(DType t) {
 
 Tensor Reader::tensor(onnx::TensorProto& p, const std::string& label) {
     Tensor t;
+    utf8(p.name(), [] { return "tensor name"; });
+    utf8(p.doc_string(), [&] { return cat(label, ": doc_string"); });
     t.name = p.name();
     t.doc_string = p.doc_string();
     auto dtype = dtype_from_onnx(p.data_type());
@@ -471,20 +489,38 @@ ValueType Reader::value_type(const onnx::TypeProto& p) {
     return v;
 }
 
-ValueInfo Reader::value_info(const onnx::ValueInfoProto& p) {
+ValueInfo Reader::value_info(const onnx::ValueInfoProto& p) const {
     ValueInfo v;
+    utf8(p.name(), [] { return "value name"; });
+    auto field = [&p](const char* what) {
+        return [&p, what] { return cat("value ", quote(p.name()), ": ", what); };
+    };
+    utf8(p.doc_string(), field("doc_string"));
     v.name = p.name();
     v.doc_string = p.doc_string();
-    if (p.has_type()) v.type = value_type(p.type());
+    if (p.has_type()) {
+        v.type = value_type(p.type());
+        if (v.type->is_tensor) {
+            utf8(v.type->denotation, field("denotation"));
+            if (v.type->shape)
+                for (const auto& d : *v.type->shape) {
+                    utf8(d.param, field("dim_param"));
+                    utf8(d.denotation, field("dimension denotation"));
+                }
+        }
+    }
     return v;
 }
 
 Attribute Reader::attribute(onnx::AttributeProto& p, const std::string& owner) {
     Attribute a;
+    utf8(p.name(), [&] { return cat("attribute name of ", owner); });
     a.name = p.name();
     a.ref_attr_name = p.ref_attr_name();
     a.doc_string = p.doc_string();
     std::string label = cat("attribute ", quote(a.name), " of ", owner);
+    utf8(a.ref_attr_name, [&] { return cat(label, ": ref_attr_name"); });
+    utf8(a.doc_string, [&] { return cat(label, ": doc_string"); });
     auto type = attr_type_from_onnx(p.type());
     if (!type) fail(label, ": unknown attribute type ", static_cast<int>(p.type()));
     a.type = *type;
@@ -560,6 +596,9 @@ Attribute Reader::attribute(onnx::AttributeProto& p, const std::string& owner) {
 
 Node Reader::node(onnx::NodeProto& p, const std::string& scope) {
     Node n;
+    utf8(p.name(), [&] { return cat("node name", scope); });
+    utf8(p.op_type(), [&] { return cat("op_type of node ", quote(p.name()), scope); });
+    utf8(p.domain(), [&] { return cat("domain of node ", quote(p.name()), scope); });
     n.name = p.name();
     n.op_type = p.op_type();
     n.domain = p.domain();
@@ -567,12 +606,17 @@ Node Reader::node(onnx::NodeProto& p, const std::string& scope) {
     n.outputs.assign(p.output().begin(), p.output().end());
     n.doc_string = p.doc_string();
     std::string owner = cat("node ", quote(n.label()), scope);
+    utf8(n.inputs, [&] { return cat(owner, ": input"); });
+    utf8(n.outputs, [&] { return cat(owner, ": output"); });
+    utf8(n.doc_string, [&] { return cat(owner, ": doc_string"); });
     for (auto& a : *p.mutable_attribute()) n.attributes.push_back(attribute(a, owner));
     return n;
 }
 
 Graph Reader::graph(onnx::GraphProto& p) {
     Graph g;
+    utf8(p.name(), [] { return "graph name"; });
+    utf8(p.doc_string(), [&] { return cat("graph ", quote(p.name()), ": doc_string"); });
     g.name = p.name();
     g.doc_string = p.doc_string();
     for (int i = 0; i < p.initializer_size(); ++i) {
@@ -602,9 +646,18 @@ Function Reader::function(onnx::FunctionProto& p) {
     f.outputs.assign(p.output().begin(), p.output().end());
     f.attribute_names.assign(p.attribute().begin(), p.attribute().end());
     f.doc_string = p.doc_string();
+    utf8(f.name, [] { return "function name"; });
     std::string scope = cat(" in function ", quote(f.name));
+    utf8(f.domain, [&] { return cat("function ", quote(f.name), ": domain"); });
+    utf8(f.inputs, [&] { return cat("function ", quote(f.name), ": input"); });
+    utf8(f.outputs, [&] { return cat("function ", quote(f.name), ": output"); });
+    utf8(f.attribute_names, [&] { return cat("function ", quote(f.name), ": attribute"); });
+    utf8(f.doc_string, [&] { return cat("function ", quote(f.name), ": doc_string"); });
     for (auto& n : *p.mutable_node()) f.nodes.push_back(node(n, scope));
-    for (const auto& o : p.opset_import()) f.opset_imports.push_back({o.domain(), o.version()});
+    for (const auto& o : p.opset_import()) {
+        utf8(o.domain(), [&] { return cat("function ", quote(f.name), ": opset_import domain"); });
+        f.opset_imports.push_back({o.domain(), o.version()});
+    }
     const auto& unknown = p.GetReflection()->GetUnknownFields(p);
     for (int i = 0; i < unknown.field_count(); ++i) {
         const auto& field = unknown.field(i);
@@ -623,13 +676,24 @@ Model Reader::model(onnx::ModelProto& p) {
     Model m;
     m.format = SourceFormat::Onnx;
     m.ir_version = p.ir_version();
-    for (const auto& o : p.opset_import()) m.opset_imports.push_back({o.domain(), o.version()});
+    for (const auto& o : p.opset_import()) {
+        utf8(o.domain(), [] { return "opset_import domain"; });
+        m.opset_imports.push_back({o.domain(), o.version()});
+    }
+    utf8(p.producer_name(), [] { return "producer_name"; });
+    utf8(p.producer_version(), [] { return "producer_version"; });
+    utf8(p.domain(), [] { return "model domain"; });
+    utf8(p.doc_string(), [] { return "model doc_string"; });
     m.producer_name = p.producer_name();
     m.producer_version = p.producer_version();
     m.domain = p.domain();
     m.model_version = p.model_version();
     m.doc_string = p.doc_string();
-    for (const auto& kv : p.metadata_props()) m.metadata.emplace_back(kv.key(), kv.value());
+    for (const auto& kv : p.metadata_props()) {
+        utf8(kv.key(), [] { return "metadata_props key"; });
+        utf8(kv.value(), [&] { return cat("metadata_props ", quote(kv.key()), ": value"); });
+        m.metadata.emplace_back(kv.key(), kv.value());
+    }
     m.graph = graph(*p.mutable_graph());
     for (auto& f : *p.mutable_functions()) m.functions.push_back(function(f));
     for (auto& t : *p.mutable_training_info()) {

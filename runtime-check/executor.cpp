@@ -180,6 +180,40 @@ bool declared_matches(const ValueInfo& info, const Tensor& t, std::string& why) 
     return true;
 }
 
+// Ops whose kernels produce more than one output whatever the node names: ONNX makes
+// these outputs required, so a node may not leave them out.
+struct RequiredOutputs {
+    std::string_view op_type;
+    size_t count;
+    std::string_view names;
+};
+constexpr RequiredOutputs kRequiredOutputs[] = {
+    {"DynamicQuantizeLinear", 3, "y, y_scale, y_zero_point"},
+    {"TopK", 2, "Values, Indices"},
+};
+
+// A run would otherwise reach a value nothing produced (an If branch with too few outputs)
+// or get more outputs than the node names.
+void check_node_output_counts(const Node& node) {
+    if (!node.domain.empty()) return;
+    const size_t named = node.outputs.size();
+    for (const auto& r : kRequiredOutputs)
+        if (node.op_type == r.op_type && named < r.count)
+            throw InputError(cat(r.op_type, " node '", node.label(), "' names ", named, " output",
+                                 named == 1 ? "" : "s", "; ", r.op_type, " produces ", r.count,
+                                 " (", r.names, ")"));
+    if (node.op_type == "If")
+        for (const char* branch : {"then_branch", "else_branch"}) {
+            const Attribute* a = node.attr(branch);
+            if (!a || a->graphs.empty()) continue;  // op_if names a missing branch when taken
+            const size_t declared = a->graphs[0].outputs.size();
+            if (declared != named)
+                throw InputError(cat("If node '", node.label(), "': ", branch, " declares ",
+                                     declared, " output", declared == 1 ? "" : "s",
+                                     ", the node names ", named));
+        }
+}
+
 }  // namespace
 
 namespace {
@@ -306,11 +340,9 @@ Executor::Executor(Model model, ExecOptions options)
         }
         throw InputError(cat(kinds, " unsupported op", kinds == 1 ? "" : "s", ": ", list));
     }
+    check_output_counts(model_.graph);
     topo_sort(model_.graph, "");
-    std::unordered_set<std::string> initializers;
-    for (const auto& t : model_.graph.initializers) initializers.insert(t.name);
-    for (const auto& v : model_.graph.inputs)
-        if (!initializers.count(v.name)) feeds_.push_back(v);
+    feeds_ = graph_feeds(model_.graph);
     plan_ = compile(model_, model_.graph, nullptr);
     if (options_.int8_activations) qpacks_ = std::make_unique<QPackCache>();
 }
@@ -435,6 +467,21 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
         outputs.push_back(*t);
     }
     return outputs;
+}
+
+std::vector<ValueInfo> graph_feeds(const Graph& graph) {
+    std::unordered_set<std::string> initializers;
+    for (const auto& t : graph.initializers) initializers.insert(t.name);
+    std::vector<ValueInfo> feeds;
+    for (const auto& v : graph.inputs)
+        if (!initializers.count(v.name)) feeds.push_back(v);
+    return feeds;
+}
+
+void check_output_counts(const Graph& graph) {
+    for_each_graph(graph, [](const Graph& g) {
+        for (const auto& node : g.nodes) check_node_output_counts(node);
+    });
 }
 
 std::vector<std::string> supported_ops() {

@@ -65,6 +65,15 @@ private:
     uint64_t live_bytes_ = 0;
 };
 
+// Graph inputs that are not initializers: what a run must feed.
+[[nodiscard]] std::vector<ValueInfo> graph_feeds(const Graph& graph);
+
+// Refuses (InputError naming the node) a node, here or in a subgraph, that names fewer
+// outputs than its kernel produces (a TopK naming only Values), and an If whose branch
+// declares other than as many outputs as the node names. The Executor checks this when it
+// compiles the plan; compress checks it before writing anything.
+void check_output_counts(const Graph& graph);
+
 // Every (domain, op_type) the runtime implements, sorted, for docs and the conformance runner.
 [[nodiscard]] std::vector<std::string> supported_ops();
 

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <random>
 
+#include "ir/checked.h"
 #include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
@@ -39,7 +40,60 @@ int64_t index_range(const Model& model, const std::string& input) {
     return 0;
 }
 
+// The shape a random input gets: its --shape override, else its declared shape with
+// symbolic or unknown dimensions 1.
+std::vector<int64_t> synthetic_shape(const ValueInfo& info, const ShapeOverrides& overrides) {
+    std::vector<int64_t> shape;
+    if (auto it = overrides.find(info.name); it != overrides.end()) {
+        shape = it->second;
+    } else if (info.type->shape) {
+        for (const auto& d : *info.type->shape) shape.push_back(d.value ? *d.value : 1);
+    }
+    return shape;
+}
+
+// Refuses, before anything is allocated, a random input whose size overflows or is over
+// kMaxSyntheticInputBytes: a declared dimension such as 2147483647 is not a size to fill
+// with random values.
+void check_synthetic_size(const ValueInfo& info, const std::vector<int64_t>& shape,
+                          const ShapeOverrides& overrides) {
+    const std::string& name = info.name;
+    const DType dtype = info.type->elem;
+    if (dtype == DType::String)
+        throw InputError(
+            cat("input '", name, "': cannot synthesize ", dtype_name(dtype), " values"));
+    const bool overridden = overrides.count(name) != 0;
+    // What the user can do: a declared size is checked against the values fed, so only
+    // real values help; an overridden one can be made smaller.
+    const std::string remedy =
+        overridden
+            ? cat("pass a smaller --shape ", name, "=D0,D1,... (in a recipe: validate.shapes)")
+            : std::string(
+                  "feed real values instead (--input or --data; in a recipe: "
+                  "validate.data)");
+    const char* whose = overridden ? "the --shape" : "its declared shape";
+    for (int64_t d : shape)
+        if (d < 0)
+            throw InputError(cat("input '", name, "': ", whose, " ", shape_string(shape),
+                                 " has a negative dimension"));
+    auto count = checked_element_count(shape);
+    std::optional<uint64_t> bytes;
+    if (count) bytes = storage_bytes(dtype, *count);
+    if (bytes && *bytes <= kMaxSyntheticInputBytes) return;
+    throw InputError(cat("input '", name, "': random values for ", whose, " ", dtype_name(dtype),
+                         " ", shape_string(shape), " would take ",
+                         bytes ? cat(*bytes, " bytes") : std::string("more than 2^64 bytes"),
+                         ", over the ", kMaxSyntheticInputBytes >> 20,
+                         " MiB limit for a synthetic input; ", remedy));
+}
+
 }  // namespace
+
+void check_synthetic_inputs(const std::vector<ValueInfo>& inputs, const ShapeOverrides& overrides) {
+    for (const auto& info : inputs)
+        if (info.type && info.type->is_tensor)
+            check_synthetic_size(info, synthetic_shape(info, overrides), overrides);
+}
 
 NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed, const ShapeOverrides& overrides) {
     NamedTensors out;
@@ -47,12 +101,8 @@ NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed, const Sha
     for (const auto& info : executor.inputs()) {
         if (!info.type || !info.type->is_tensor)
             throw InputError(cat("input '", info.name, "': no tensor type declared; cannot synthesize it"));
-        std::vector<int64_t> shape;
-        if (auto it = overrides.find(info.name); it != overrides.end()) {
-            shape = it->second;
-        } else if (info.type->shape) {
-            for (const auto& d : *info.type->shape) shape.push_back(d.value ? *d.value : 1);
-        }
+        std::vector<int64_t> shape = synthetic_shape(info, overrides);
+        check_synthetic_size(info, shape, overrides);
         Tensor t = make_tensor(info.type->elem, shape);
         t.name = info.name;
         int64_t n = t.element_count();
