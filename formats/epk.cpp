@@ -21,6 +21,7 @@
 #include <set>
 
 #include "ir/checked.h"
+#include "ir/utf8.h"
 
 #ifndef EDGEPACK_VERSION
 #define EDGEPACK_VERSION "unknown"
@@ -109,15 +110,6 @@ std::optional<std::string> base64_decode(std::string_view in) {
         if (pad < 1) out += static_cast<char>(w & 0xFF);
     }
     return out;
-}
-
-bool valid_utf8(std::string_view s) {
-    try {
-        (void)json(s).dump(-1, ' ', false, json::error_handler_t::strict);
-        return true;
-    } catch (const json::exception&) {
-        return false;
-    }
 }
 
 // ---------------------------------------------------------------------------------------
