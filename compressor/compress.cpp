@@ -11,12 +11,12 @@
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
 #include "compressor/gates.h"
-#include "ir/error.h"
 #include "compressor/report.h"
 #include "compressor/stream_compress.h"
 #include "compressor/validate.h"
 #include "formats/epk.h"
 #include "formats/model_io.h"
+#include "ir/error.h"
 #include "runtime-check/synthetic_inputs.h"
 
 namespace ep {

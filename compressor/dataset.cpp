@@ -229,8 +229,10 @@ void Dataset::open_tokens() {
     const auto& feeds = model_.inputs();
     const std::string file = source_.data.string();
     if (feeds.size() != 1)
-        throw InputError(cat(file, ": a token-id .npy feeds a model with one input; this model "
-                             "takes ", feeds.size(), " (", input_list(feeds), ")"));
+        throw InputError(cat(file,
+                             ": a token-id .npy feeds a model with one input; this model "
+                             "takes ",
+                             feeds.size(), " (", input_list(feeds), ")"));
     const ValueInfo& in = feeds[0];
     if (in.type && in.type->is_tensor &&
         ((in.type->elem != DType::Undefined && in.type->elem != DType::I64) ||
@@ -242,8 +244,8 @@ void Dataset::open_tokens() {
         throw InputError(cat(file, ": expected an int64 [S, T] array of token ids, found ",
                              dtype_name(tokens_.dtype), " ", shape_string(tokens_.shape)));
     if (tokens_.shape[0] < 1 || tokens_.shape[1] < 1)
-        throw InputError(cat(file, ": holds no token sequences (shape ",
-                             shape_string(tokens_.shape), ")"));
+        throw InputError(
+            cat(file, ": holds no token sequences (shape ", shape_string(tokens_.shape), ")"));
     kind_ = DataKind::TokenSequences;
     count_ = static_cast<size_t>(tokens_.shape[0]);
 }
@@ -266,8 +268,8 @@ std::string Dataset::describe() const {
         case DataKind::InputFolder:
             return cat("the input files in ", source_.data.string());
         case DataKind::TokenSequences:
-            return cat(count_, " token sequence", count_ == 1 ? "" : "s", " of ",
-                       tokens_.shape[1], " in ", source_.data.string());
+            return cat(count_, " token sequence", count_ == 1 ? "" : "s", " of ", tokens_.shape[1],
+                       " in ", source_.data.string());
         case DataKind::SampleFolders:
             return cat(count_, " sample folder", count_ == 1 ? "" : "s", " in ",
                        source_.data.string());

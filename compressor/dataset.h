@@ -44,7 +44,7 @@ struct DataSource {
 enum class DataKind : uint8_t { Npz, InputFolder, SampleFolders, Random, TokenSequences };
 
 class Dataset {
-public:
+  public:
     // Lists the samples (reads no tensor yet). `model` must outlive the dataset.
     Dataset(const rt::Executor& model, DataSource source);
 
@@ -59,7 +59,7 @@ public:
     // Reads sample i and checks it against the model's inputs.
     [[nodiscard]] rt::NamedTensors load(size_t i) const;
 
-private:
+  private:
     rt::NamedTensors load_folder(const std::filesystem::path& dir) const;
     void open_tokens();
     void check_sample(rt::NamedTensors& sample, const std::string& where) const;

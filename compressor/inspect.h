@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ir/ir.h"
 #include "formats/epk.h"
+#include "ir/ir.h"
 
 namespace ep {
 

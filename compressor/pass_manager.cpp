@@ -42,8 +42,7 @@ void PassManager::check_print_after(const std::vector<std::string>& names) const
         std::string hint = did_you_mean(n, known);
         throw InputError(cat("--print-after ", n, ": no pass '", n, "' in the recipe",
                              hint.empty() && !known.empty()
-                                 ? cat(" (give a pass name or a path like ", passes_[0].path,
-                                       ")")
+                                 ? cat(" (give a pass name or a path like ", passes_[0].path, ")")
                                  : hint));
     }
 }
@@ -171,9 +170,8 @@ void dump_nodes(const Graph& g, const std::string& indent, std::string& out) {
         out += "\n";
         for (const auto& a : n.attributes)
             for (const auto& sub : a.graphs) {
-                out += cat(indent, "  ", a.name, ": subgraph '", sub.name, "', ",
-                           sub.nodes.size(), " nodes, ", sub.initializers.size(),
-                           " initializers\n");
+                out += cat(indent, "  ", a.name, ": subgraph '", sub.name, "', ", sub.nodes.size(),
+                           " nodes, ", sub.initializers.size(), " initializers\n");
                 dump_nodes(sub, indent + "    ", out);
             }
     }
@@ -198,9 +196,9 @@ std::string pad_left(const std::string& s, size_t width) {
 
 std::string dump_graph(const Model& model) {
     const Graph& g = model.graph;
-    std::string out = cat("graph '", g.name, "': ", g.nodes.size(), " nodes, ",
-                          g.initializers.size(), " initializers, ", g.inputs.size(),
-                          " inputs, ", g.outputs.size(), " outputs\n");
+    std::string out =
+        cat("graph '", g.name, "': ", g.nodes.size(), " nodes, ", g.initializers.size(),
+            " initializers, ", g.inputs.size(), " inputs, ", g.outputs.size(), " outputs\n");
     dump_nodes(g, "  ", out);
     return out;
 }
@@ -234,8 +232,8 @@ std::string format_summary(const std::vector<PassRecord>& records) {
     for (const auto& r : records) {
         const PassResult& res = r.result;
         out += cat(r.path, " ", r.name, ": ", res.changed ? "changed" : "unchanged", ", ",
-                   res.rewrites, " rewrite", res.rewrites == 1 ? "" : "s", ", ",
-                   res.skipped.size(), " skipped\n");
+                   res.rewrites, " rewrite", res.rewrites == 1 ? "" : "s", ", ", res.skipped.size(),
+                   " skipped\n");
         for (const auto& line : res.summary) out += cat("  ", line, "\n");
         // Skips grouped by reason, in order of first appearance.
         std::vector<std::string> order;

@@ -46,7 +46,7 @@ struct PassRecord {
 };
 
 class PassManager {
-public:
+  public:
     PassManager() = default;
     // Creates and configures the recipe's passes.
     explicit PassManager(const Recipe& recipe);
@@ -71,7 +71,7 @@ public:
     [[nodiscard]] std::vector<PassRecord> run(Model& model, const PassManagerOptions& options,
                                               std::ostream& log);
 
-private:
+  private:
     struct Entry {
         std::string path;
         std::unique_ptr<Pass> pass;

@@ -26,53 +26,85 @@ constexpr int kMaxNesting = 64;                // deeper JSON is hostile, not a 
 constexpr size_t kMaxRecipeBytes = 16u << 20;  // 16 MB
 
 const std::vector<std::string>& top_level_keys() {
-    static const std::vector<std::string> keys{"description", "model",    "passes",
-                                               "output",      "onnx",     "calibration",
-                                               "validate",    "gates",    "baseline",
-                                               "report_dir"};
+    static const std::vector<std::string> keys{"description", "model",       "passes",   "output",
+                                               "onnx",        "calibration", "validate", "gates",
+                                               "baseline",    "report_dir"};
     return keys;
 }
 
 std::vector<OptionSpec> onnx_specs() {
-    return {{"external_data", OptionType::String, "auto",
+    return {{"external_data",
+             OptionType::String,
+             "auto",
              "write tensors to a .data file next to the model: auto (only past 2 GB), always, "
              "never",
              {"auto", "always", "never"}},
-            {"external_threshold", OptionType::Int, 1024,
-             "bytes: smaller tensors stay inside the .onnx file", {}, 0, 9.2e18},
-            {"quantized", OptionType::String, "none",
+            {"external_threshold",
+             OptionType::Int,
+             1024,
+             "bytes: smaller tensors stay inside the .onnx file",
+             {},
+             0,
+             9.2e18},
+            {"quantized",
+             OptionType::String,
+             "none",
              "how to write quantized (encoded) weights: matmulnbits (com.microsoft::MatMulNBits), "
              "qdq (opset-21 DequantizeLinear), none (refuse them)",
              {"none", "matmulnbits", "qdq"}}};
 }
 
 std::vector<OptionSpec> calibration_specs() {
-    return {{"data", OptionType::String, "",
+    return {{"data",
+             OptionType::String,
+             "",
              "calibration inputs: a directory (as edgepack run --data) or a [S, T] token-id "
-             ".npy; empty: seeded random inputs", {}},
+             ".npy; empty: seeded random inputs",
+             {}},
             {"samples", OptionType::Int, 32, "samples to use (0 = all)", {}, 0, 1e9},
             {"seed", OptionType::Int, 0, "chooses the samples (and random inputs)", {}, 0, 9e18},
             {"max_samples", OptionType::Int, 128, "hard limit on samples", {}, 1, 1e9}};
 }
 
 std::vector<OptionSpec> validate_specs() {
-    return {{"data", OptionType::String, "",
-             "evaluation inputs: a directory (as edgepack run --data) or a [S, T] token-id .npy; "
-             "empty: seeded random inputs", {}},
-            {"samples", OptionType::Int, 8, "random samples (without data)", {}, 1, 1e6},
-            {"seed", OptionType::Int, 0, "seed of the random samples", {}, 0, 9e18},
-            {"shapes", OptionType::StringList, json::array(),
-             "NAME=D0,D1,... for inputs with symbolic dimensions (random samples; default 1)", {}},
-            {"labels", OptionType::String, "",
-             "a .npy of int32/int64 class indices, one per output row, in sample order", {}},
-            {"threads", OptionType::Int, 0, "runtime threads (0: the run's --threads)", {}, 0, 4096},
-            {"per_layer", OptionType::Bool, true,
-             "compare every intermediate tensor the two graphs share (worst-SQNR layers)", {}},
-            {"int8_activations", OptionType::Bool, false,
-             "the candidate's int4 MatMul/Gemm take int8 activations", {}},
-            {"benchmark_runs", OptionType::Int, 20,
-             "timed runs of each model for latency (0: no latency measurement)", {}, 0, 1e6},
-            {"benchmark_warmup", OptionType::Int, 3, "untimed runs before them", {}, 0, 1e6}};
+    return {
+        {"data",
+         OptionType::String,
+         "",
+         "evaluation inputs: a directory (as edgepack run --data) or a [S, T] token-id .npy; "
+         "empty: seeded random inputs",
+         {}},
+        {"samples", OptionType::Int, 8, "random samples (without data)", {}, 1, 1e6},
+        {"seed", OptionType::Int, 0, "seed of the random samples", {}, 0, 9e18},
+        {"shapes",
+         OptionType::StringList,
+         json::array(),
+         "NAME=D0,D1,... for inputs with symbolic dimensions (random samples; default 1)",
+         {}},
+        {"labels",
+         OptionType::String,
+         "",
+         "a .npy of int32/int64 class indices, one per output row, in sample order",
+         {}},
+        {"threads", OptionType::Int, 0, "runtime threads (0: the run's --threads)", {}, 0, 4096},
+        {"per_layer",
+         OptionType::Bool,
+         true,
+         "compare every intermediate tensor the two graphs share (worst-SQNR layers)",
+         {}},
+        {"int8_activations",
+         OptionType::Bool,
+         false,
+         "the candidate's int4 MatMul/Gemm take int8 activations",
+         {}},
+        {"benchmark_runs",
+         OptionType::Int,
+         20,
+         "timed runs of each model for latency (0: no latency measurement)",
+         {},
+         0,
+         1e6},
+        {"benchmark_warmup", OptionType::Int, 3, "untimed runs before them", {}, 0, 1e6}};
 }
 
 std::vector<OptionSpec> gate_option_specs() {
@@ -108,25 +140,38 @@ const std::vector<OptionSpec>* section(const std::string& key) {
 
 // Every field a pass entry accepts besides "pass": include, exclude, then its own options.
 std::vector<OptionSpec> pass_entry_specs(const Pass& pass) {
-    std::vector<OptionSpec> specs{{"include", OptionType::StringList, json::array({"*"}),
-                                   "globs selecting the tensors/nodes the pass applies to", {}},
-                                  {"exclude", OptionType::StringList, json::array(),
-                                   "globs removing tensors/nodes from the selection", {}}};
+    std::vector<OptionSpec> specs{{"include",
+                                   OptionType::StringList,
+                                   json::array({"*"}),
+                                   "globs selecting the tensors/nodes the pass applies to",
+                                   {}},
+                                  {"exclude",
+                                   OptionType::StringList,
+                                   json::array(),
+                                   "globs removing tensors/nodes from the selection",
+                                   {}}};
     for (auto& s : pass.option_specs()) specs.push_back(std::move(s));
     return specs;
 }
 
 std::string type_name(const json& v) {
     switch (v.type()) {
-        case json::value_t::null: return "null";
-        case json::value_t::boolean: return "boolean";
+        case json::value_t::null:
+            return "null";
+        case json::value_t::boolean:
+            return "boolean";
         case json::value_t::number_integer:
         case json::value_t::number_unsigned:
-        case json::value_t::number_float: return "number";
-        case json::value_t::string: return "string";
-        case json::value_t::array: return "list";
-        case json::value_t::object: return "object";
-        default: return "value";
+        case json::value_t::number_float:
+            return "number";
+        case json::value_t::string:
+            return "string";
+        case json::value_t::array:
+            return "list";
+        case json::value_t::object:
+            return "object";
+        default:
+            return "value";
     }
 }
 
@@ -186,8 +231,7 @@ void check_option(const OptionSpec& spec, json& v, const std::string& path) {
             if (!v.is_array()) expect("a list of strings");
             for (size_t i = 0; i < v.size(); ++i)
                 if (!v[i].is_string())
-                    fail(cat(path, "[", i, "]"),
-                         cat("expected a string, found ", type_name(v[i])));
+                    fail(cat(path, "[", i, "]"), cat("expected a string, found ", type_name(v[i])));
             return;
         }
     }
@@ -195,9 +239,8 @@ void check_option(const OptionSpec& spec, json& v, const std::string& path) {
 
 // Validates an object against specs: unknown keys are errors with did-you-mean, missing
 // keys get their defaults. `extra` names keys accepted without a spec (e.g. "pass").
-json check_object(const json& object, const std::vector<OptionSpec>& specs,
-                  const std::string& path, const char* unknown_what,
-                  const std::vector<std::string>& extra = {}) {
+json check_object(const json& object, const std::vector<OptionSpec>& specs, const std::string& path,
+                  const char* unknown_what, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> names = extra;
     for (const auto& s : specs) names.push_back(s.name);
     json out = json::object();
@@ -208,9 +251,8 @@ json check_object(const json& object, const std::vector<OptionSpec>& specs,
         std::string field = path.empty() ? key : cat(path, ".", key);
         if (spec == specs.end()) {
             auto hint = did_you_mean(key, names);
-            fail(field, cat(unknown_what, hint.empty() ? cat(" (valid: ", quoted_list(names),
-                                                             ")")
-                                                       : hint));
+            fail(field, cat(unknown_what,
+                            hint.empty() ? cat(" (valid: ", quoted_list(names), ")") : hint));
         }
         json v = value;
         check_option(*spec, v, field);
@@ -274,9 +316,8 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         const auto& keys = top_level_keys();
         if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
             auto hint = did_you_mean(key, keys);
-            fail(key, cat("unknown key", hint.empty() ? cat(" (valid: ", quoted_list(keys),
-                                                            ")")
-                                                      : hint));
+            fail(key, cat("unknown key",
+                          hint.empty() ? cat(" (valid: ", quoted_list(keys), ")") : hint));
         }
     }
     if (doc.contains("description")) {
@@ -309,7 +350,8 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
             }
         } else {
             if (!out.is_string())
-                fail("output", cat("expected a file path or a list of them, found ", type_name(out)));
+                fail("output",
+                     cat("expected a file path or a list of them, found ", type_name(out)));
             r.outputs.push_back(resolve(base_dir, required_string(doc, "output")));
             check_output_extension(r.outputs[0], "output");
         }
@@ -330,8 +372,8 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         if (!doc["calibration"].is_object())
             fail("calibration", cat("expected an object {\"data\": ..., \"samples\": N}, found ",
                                     type_name(doc["calibration"])));
-        json c = check_object(doc["calibration"], calibration_specs(), "calibration",
-                              "unknown key");
+        json c =
+            check_object(doc["calibration"], calibration_specs(), "calibration", "unknown key");
         CalibrationConfig cc;
         auto data = c["data"].get<std::string>();
         if (!data.empty()) {
@@ -344,8 +386,7 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         cc.seed = c["seed"].get<uint64_t>();
         cc.max_samples = c["max_samples"].get<uint64_t>();
         if (cc.samples > cc.max_samples)
-            fail("calibration.samples", cat(cc.samples, " is above max_samples ",
-                                            cc.max_samples));
+            fail("calibration.samples", cat(cc.samples, " is above max_samples ", cc.max_samples));
         r.calibration = cc;
     }
     if (doc.contains("validate")) {
@@ -396,8 +437,7 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
     // A gate or tolerance the recipe cannot measure is a recipe error, not a failed gate.
     auto check_needs = [&](const std::string& field, MetricNeeds needs) {
         if (needs == MetricNeeds::Nothing) return;
-        if (!r.validate)
-            fail(field, "needs a \"validate\" section (it reads a validation metric)");
+        if (!r.validate) fail(field, "needs a \"validate\" section (it reads a validation metric)");
         if (needs == MetricNeeds::Labels && r.validate->labels.empty())
             fail(field, "needs validate.labels (accuracy is measured against labels)");
         if (needs == MetricNeeds::Benchmark && r.validate->benchmark_runs == 0)
@@ -411,10 +451,12 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         for (const auto& o : r.outputs)
             runnable = runnable || o.extension() == ".epk" || o.extension() == ".onnx";
         if (!runnable)
-            fail("validate", "needs an .epk or .onnx output (the runtime cannot run a "
-                             "weights-only .safetensors file)");
+            fail("validate",
+                 "needs an .epk or .onnx output (the runtime cannot run a "
+                 "weights-only .safetensors file)");
     }
-    if (doc.contains("report_dir")) r.report_dir = resolve(base_dir, required_string(doc, "report_dir"));
+    if (doc.contains("report_dir"))
+        r.report_dir = resolve(base_dir, required_string(doc, "report_dir"));
     // Last, so that every schema error is reported even when the model is missing too.
     std::error_code ec;
     if (!std::filesystem::exists(r.model, ec))
@@ -434,7 +476,9 @@ json parse_json(std::string_view text) {
         if (depth > kMaxNesting)
             throw InputError(cat("invalid JSON: nested deeper than ", kMaxNesting, " levels"));
         switch (event) {
-            case json::parse_event_t::object_start: keys.emplace_back(); break;
+            case json::parse_event_t::object_start:
+                keys.emplace_back();
+                break;
             case json::parse_event_t::object_end:
                 if (!keys.empty()) keys.pop_back();
                 break;
@@ -443,7 +487,8 @@ json parse_json(std::string_view text) {
                     duplicate.empty())
                     duplicate = parsed.get<std::string>();
                 break;
-            default: break;
+            default:
+                break;
         }
         return true;
     };
@@ -484,7 +529,9 @@ struct PathStep {
 std::vector<PathStep> parse_path(std::string_view path) {
     std::vector<PathStep> steps;
     size_t i = 0;
-    auto bad = [&](const std::string& why) { throw InputError(cat("bad path '", path, "': ", why)); };
+    auto bad = [&](const std::string& why) {
+        throw InputError(cat("bad path '", path, "': ", why));
+    };
     if (path.empty()) bad("empty");
     while (i < path.size()) {
         size_t start = i;
@@ -552,7 +599,8 @@ void apply_override(json& doc, std::string_view assignment) {
             doc["passes"] = std::move(value);
             return;
         }
-        if (!steps[1].is_index) fail(cat("passes.", steps[1].key), "passes is a list: use passes[N]");
+        if (!steps[1].is_index)
+            fail(cat("passes.", steps[1].key), "passes is a list: use passes[N]");
         size_t n = steps[1].index;
         where = cat("passes[", n, "]");
         if (!doc.contains("passes"))
@@ -580,7 +628,8 @@ void apply_override(json& doc, std::string_view assignment) {
         }
         where = cat(where, ".", key);
         // An entry whose pass is unknown is reported by validation; allow fixing "pass".
-        if (std::find(names.begin(), names.end(), key) == names.end() && (known_pass || key != "pass"))
+        if (std::find(names.begin(), names.end(), key) == names.end() &&
+            (known_pass || key != "pass"))
             fail(where, cat("unknown option", did_you_mean(key, names)));
         if (steps.size() == 3) {
             entry[key] = std::move(value);
@@ -612,8 +661,7 @@ void apply_override(json& doc, std::string_view assignment) {
         return;
     }
     if (steps.size() > 1) {
-        if (top != "output" || !doc.contains("output"))
-            fail(where, "takes a single value");
+        if (top != "output" || !doc.contains("output")) fail(where, "takes a single value");
         descend_lists(doc[top], steps, 1, where) = std::move(value);
         return;
     }
@@ -623,7 +671,8 @@ void apply_override(json& doc, std::string_view assignment) {
 void check_output_extension(const std::filesystem::path& path, const std::string& what) {
     auto ext = path.extension().string();
     if (ext == ".onnx" || ext == ".safetensors" || ext == ".epk") return;
-    throw InputError(cat(what, ": unknown output format '", ext.empty() ? path.filename().string() : ext,
+    throw InputError(cat(what, ": unknown output format '",
+                         ext.empty() ? path.filename().string() : ext,
                          "' (expected .onnx, .safetensors or .epk): ", path.string()));
 }
 
@@ -709,14 +758,18 @@ json option_schema(const OptionSpec& spec) {
     auto bounds = [&](bool integer) {
         auto bound = [&](const char* key, double v) {
             if (std::fabs(v) >= 1e299) return;
-            if (integer) j[key] = static_cast<int64_t>(v);
-            else j[key] = v;
+            if (integer)
+                j[key] = static_cast<int64_t>(v);
+            else
+                j[key] = v;
         };
         bound("minimum", spec.min);
         bound("maximum", spec.max);
     };
     switch (spec.type) {
-        case OptionType::Bool: j["type"] = "boolean"; break;
+        case OptionType::Bool:
+            j["type"] = "boolean";
+            break;
         case OptionType::Int:
             j["type"] = "integer";
             bounds(true);
@@ -760,48 +813,48 @@ json recipe_json_schema() {
         json then = object_schema(specs, std::string(pass->description()));
         then["properties"]["pass"] = {{"const", name}};
         then.erase("description");
-        per_pass.push_back({{"if", {{"properties", {{"pass", {{"const", name}}}}},
-                                    {"required", {"pass"}}}},
-                            {"then", then}});
+        per_pass.push_back(
+            {{"if", {{"properties", {{"pass", {{"const", name}}}}}, {"required", {"pass"}}}},
+             {"then", then}});
     }
     json pass_entry = {{"type", "object"},
                        {"required", {"pass"}},
                        {"properties", {{"pass", {{"enum", names}}}}},
                        {"allOf", per_pass}};
-    json path = {{"type", "string"},
-                 {"minLength", 1},
-                 {"pattern", "\\.(onnx|safetensors|epk)$"}};
+    json path = {{"type", "string"}, {"minLength", 1}, {"pattern", "\\.(onnx|safetensors|epk)$"}};
     json properties = {
         {"description", {{"type", "string"}, {"description", "free text"}}},
         {"model",
          {{"type", "string"},
           {"minLength", 1},
           {"description", "the input model (.onnx or .safetensors), relative to the recipe"}}},
-        {"passes",
-         {{"type", "array"}, {"items", pass_entry}, {"description", "run in order"}}},
+        {"passes", {{"type", "array"}, {"items", pass_entry}, {"description", "run in order"}}},
         {"output",
          {{"oneOf", {path, {{"type", "array"}, {"items", path}, {"minItems", 1}}}},
-          {"description", "output file(s): .epk, .onnx, .safetensors; the format follows "
-                          "the extension"}}},
+          {"description",
+           "output file(s): .epk, .onnx, .safetensors; the format follows "
+           "the extension"}}},
         {"report_dir",
          {{"type", "string"},
           {"minLength", 1},
-          {"description", "where report.json/.md/.html and junit.xml go (default: the "
-                          "validated output's directory)"}}}};
+          {"description",
+           "where report.json/.md/.html and junit.xml go (default: the "
+           "validated output's directory)"}}}};
     for (const auto& [name, specs] : section_specs()) {
         const char* what = name == "onnx"          ? "ONNX writer options"
                            : name == "calibration" ? "calibration samples for GPTQ/AWQ"
                            : name == "validate"    ? "how the written model is checked"
-                           : name == "gates"       ? "limits on report metrics (exit 1 when one fails)"
-                                                   : "tolerances against --baseline REPORT.json";
+                           : name == "gates" ? "limits on report metrics (exit 1 when one fails)"
+                                             : "tolerances against --baseline REPORT.json";
         properties[name] = object_schema(specs, what);
     }
     return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
             {"$id", "edgepack.recipe/1"},
             {"title", "edgepack recipe"},
-            {"description", "Generated by `edgepack compress --print-schema` from the loader's "
-                            "tables (docs/recipes.md). The loader also checks what a schema "
-                            "cannot say: files exist, gates the recipe can measure."},
+            {"description",
+             "Generated by `edgepack compress --print-schema` from the loader's "
+             "tables (docs/recipes.md). The loader also checks what a schema "
+             "cannot say: files exist, gates the recipe can measure."},
             {"type", "object"},
             {"required", {"model"}},
             {"properties", properties},

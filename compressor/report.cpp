@@ -12,14 +12,14 @@
 #include <unordered_map>
 
 #include "compressor/gates.h"
+#include "compressor/report_render.h"
+#include "formats/epk.h"
 #include "ir/error.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
-#include "compressor/report_render.h"
-#include "formats/epk.h"
 #include "runtime-check/benchmark.h"
-#include "runtime-check/metrics.h"
 #include "runtime-check/kernels/simd.h"
+#include "runtime-check/metrics.h"
 
 namespace ep {
 

@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ir/ir.h"
 #include "compressor/pass_manager.h"
+#include "ir/ir.h"
 #include "runtime-check/executor.h"
 
 namespace ep {

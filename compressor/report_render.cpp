@@ -1170,7 +1170,8 @@ std::string render_md(const Doc& doc) {
 // ---------------------------------------------------------------- HTML
 
 constexpr const char* kStyle =
-    R"(body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:980px;padding:0 16px;color:#1f2328;line-height:1.45}
+    R"(body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;)"
+    R"(margin:24px auto;max-width:980px;padding:0 16px;color:#1f2328;line-height:1.45}
 h1{font-size:1.35em;padding:10px 14px;border-radius:6px}
 h1.pass{background:#dafbe1;border:1px solid #4ac26b}
 h1.fail{background:#ffebe9;border:1px solid #ff8182}

@@ -26,7 +26,9 @@ using nlohmann::json;
 namespace {
 
 // JSON has no infinities: they (and NaN) are written as strings (gates.h).
-json number(double v) { return report_number(v); }
+json number(double v) {
+    return report_number(v);
+}
 
 double read_number(const json& j) {
     double v = NAN;
@@ -322,9 +324,9 @@ std::string shape_of(const json& j) {
 std::string render_validate_text(const json& report, size_t per_layer_rows) {
     std::string out;
     out += cat("reference: ", report["reference"].get<std::string>(), "\n");
-    out += cat("candidate: ", report["candidate"].get<std::string>(),
-               report.value("candidate_int8_activations", false) ? " (int8 activations)" : "",
-               "\n");
+    out +=
+        cat("candidate: ", report["candidate"].get<std::string>(),
+            report.value("candidate_int8_activations", false) ? " (int8 activations)" : "", "\n");
     out += cat("inputs:    ", report["inputs"]["description"].get<std::string>(), "\n");
     if (report["labels"].is_string())
         out += cat("labels:    ", report["labels"].get<std::string>(), "\n");

@@ -1,5 +1,7 @@
 #include "compressor/version.h"
 
 namespace ep {
-std::string_view edgepack_version() { return EDGEPACK_VERSION; }
+std::string_view edgepack_version() {
+    return EDGEPACK_VERSION;
+}
 }  // namespace ep

@@ -95,9 +95,9 @@
 #include <string>
 #include <vector>
 
+#include "formats/streamed_tensor.h"
 #include "ir/ir.h"
 #include "ir/output_file.h"
-#include "formats/streamed_tensor.h"
 
 namespace ep {
 

@@ -25,12 +25,12 @@ FileFormat detect_format(const std::filesystem::path& path) {
 
 Model load_model(const std::filesystem::path& path) {
     std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-        throw InputError(cat(path.string(), ": no such file"));
+    if (!std::filesystem::exists(path, ec)) throw InputError(cat(path.string(), ": no such file"));
     if (std::filesystem::is_directory(path, ec))
         throw InputError(cat(path.string(), ": is a directory, expected a model file"));
     switch (detect_format(path)) {
-        case FileFormat::Onnx: return read_onnx(path);
+        case FileFormat::Onnx:
+            return read_onnx(path);
         case FileFormat::Safetensors: {
             Model model = read_safetensors(path);
             try {
@@ -40,15 +40,16 @@ Model load_model(const std::filesystem::path& path) {
             }
             return model;
         }
-        case FileFormat::Epk: return read_epk(path).model;
-        case FileFormat::Unknown: break;
+        case FileFormat::Epk:
+            return read_epk(path).model;
+        case FileFormat::Unknown:
+            break;
     }
-    throw InputError(cat(path.string(),
-                         ": unknown model format (expected .onnx, .safetensors or .epk)"));
+    throw InputError(
+        cat(path.string(), ": unknown model format (expected .onnx, .safetensors or .epk)"));
 }
 
-void save_model(const Model& model, const std::filesystem::path& path,
-                const SaveOptions& options) {
+void save_model(const Model& model, const std::filesystem::path& path, const SaveOptions& options) {
     auto ext = path.extension().string();
     if (ext == ".onnx") return write_onnx(model, path, options.onnx);
     if (ext == ".safetensors") {

@@ -3,9 +3,9 @@
 
 #include <filesystem>
 
-#include "ir/ir.h"
 #include "formats/epk.h"
 #include "formats/onnx_io.h"
+#include "ir/ir.h"
 
 namespace ep {
 

@@ -45,11 +45,11 @@
 #include <map>
 #include <optional>
 
+#include "formats/onnx_quant_export.h"
 #include "ir/checked.h"
 #include "ir/mapped_file.h"
 #include "ir/output_file.h"
 #include "ir/utf8.h"
-#include "formats/onnx_quant_export.h"
 
 namespace ep {
 namespace {
@@ -58,11 +58,11 @@ namespace fs = std::filesystem;
 static_assert(std::endian::native == std::endian::little,
               "tensor bytes are little-endian; a big-endian host needs byte swapping here");
 
-constexpr uint64_t kProtobufLimit = INT_MAX;               // protobuf's 2 GB message limit
-constexpr uint64_t kAutoExternalBytes = 1'800'000'000;     // Auto: external above this
-constexpr uint64_t kExternalAlignment = 64;                // offsets in the data file
-constexpr size_t kStreamChunk = size_t{64} << 20;          // bytes written per step
-constexpr int kFunctionAttributeProtoField = 11;           // FunctionProto.attribute_proto
+constexpr uint64_t kProtobufLimit = INT_MAX;            // protobuf's 2 GB message limit
+constexpr uint64_t kAutoExternalBytes = 1'800'000'000;  // Auto: external above this
+constexpr uint64_t kExternalAlignment = 64;             // offsets in the data file
+constexpr size_t kStreamChunk = size_t{64} << 20;       // bytes written per step
+constexpr int kFunctionAttributeProtoField = 11;        // FunctionProto.attribute_proto
 
 // AttrType (our enum order) <-> AttributeProto.AttributeType codes.
 constexpr int kAttrCodes[] = {0, 1, 2, 3, 4, 5, 11, 13, 6, 7, 8, 9, 10, 12, 14};
@@ -74,9 +74,13 @@ std::optional<AttrType> attr_type_from_onnx(int code) {
     return std::nullopt;
 }
 
-int attr_type_to_onnx(AttrType t) { return kAttrCodes[static_cast<size_t>(t)]; }
+int attr_type_to_onnx(AttrType t) {
+    return kAttrCodes[static_cast<size_t>(t)];
+}
 
-[[nodiscard]] std::string quote(const std::string& s) { return "'" + s + "'"; }
+[[nodiscard]] std::string quote(const std::string& s) {
+    return "'" + s + "'";
+}
 
 // ------------------------------------------------------------------------------------
 // Reading
@@ -90,13 +94,12 @@ onnx::ModelProto parse_model(std::span<const std::byte> bytes, const std::string
     onnx::ModelProto proto;
     if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
         throw InputError(cat(what, ": not a valid ONNX model (protobuf parse failed)"));
-    if (!proto.has_graph())
-        throw InputError(cat(what, ": not a valid ONNX model (no graph)"));
+    if (!proto.has_graph()) throw InputError(cat(what, ": not a valid ONNX model (no graph)"));
     return proto;
 }
 
 class Reader {
-public:
+  public:
     Reader(fs::path base_dir, std::string what)
         : base_dir_(base_dir.empty() ? fs::path(".") : std::move(base_dir)),
           what_(std::move(what)) {}
@@ -105,7 +108,7 @@ public:
     // A lone TensorProto (ONNX test data files); external data resolves against base_dir.
     Tensor lone_tensor(onnx::TensorProto& p) { return tensor(p, "tensor '" + p.name() + "'"); }
 
-private:
+  private:
     template <typename... Args>
     [[noreturn]] void fail(Args&&... args) const {
         throw InputError(cat(what_, ": ", std::forward<Args>(args)...));
@@ -177,14 +180,20 @@ DataSources data_sources(const onnx::TensorProto& p) {
 std::string_view typed_field_for(DType t) {
     switch (t) {
         case DType::F32:
-        case DType::C64: return "float_data";
+        case DType::C64:
+            return "float_data";
         case DType::F64:
-        case DType::C128: return "double_data";
-        case DType::I64: return "int64_data";
+        case DType::C128:
+            return "double_data";
+        case DType::I64:
+            return "int64_data";
         case DType::U32:
-        case DType::U64: return "uint64_data";
-        case DType::String: return "string_data";
-        default: return "int32_data";
+        case DType::U64:
+            return "uint64_data";
+        case DType::String:
+            return "string_data";
+        default:
+            return "int32_data";
     }
 }
 
@@ -221,8 +230,7 @@ Tensor Reader::tensor(onnx::TensorProto& p, const std::string& label) {
     }
 
     auto want = storage_bytes(t.dtype, *count);
-    if (!want)
-        fail(label, ": ", dtype_name(t.dtype), " x ", shape_string(t.shape), " overflows");
+    if (!want) fail(label, ": ", dtype_name(t.dtype), " x ", shape_string(t.shape), " overflows");
     if (sources.names.empty()) {
         if (*want != 0)
             fail(label, ": has no data (", dtype_name(t.dtype), " ", shape_string(t.shape),
@@ -239,12 +247,12 @@ Tensor Reader::tensor(onnx::TensorProto& p, const std::string& label) {
         t.data = external_data(p, t.dtype, *want, label);
     } else {
         if (sources.names[0] != typed_field_for(t.dtype))
-            fail(label, ": ", dtype_name(t.dtype), " tensor stores its data in ",
-                 sources.names[0], " (expected ", typed_field_for(t.dtype), " or raw_data)");
+            fail(label, ": ", dtype_name(t.dtype), " tensor stores its data in ", sources.names[0],
+                 " (expected ", typed_field_for(t.dtype), " or raw_data)");
         t.data = typed_data(p, t.dtype, *count, label);
         if (t.data.size() != *want)
-            throw InternalError(cat(what_, ": ", label, ": typed data decoded to ",
-                                    t.data.size(), " bytes, expected ", *want));
+            throw InternalError(cat(what_, ": ", label, ": typed data decoded to ", t.data.size(),
+                                    " bytes, expected ", *want));
     }
     return t;
 }
@@ -254,8 +262,8 @@ TensorData Reader::typed_data(const onnx::TensorProto& p, DType dtype, uint64_t 
     auto check_count = [&](uint64_t have, uint64_t need, std::string_view field) {
         if (have != need)
             fail(label, ": ", field, " has ", have, " entries, ", dtype_name(dtype), " ",
-                 shape_string(std::vector<int64_t>(p.dims().begin(), p.dims().end())),
-                 " needs ", need);
+                 shape_string(std::vector<int64_t>(p.dims().begin(), p.dims().end())), " needs ",
+                 need);
     };
     auto copy_field = [](const auto& field) {
         std::vector<std::byte> bytes(static_cast<size_t>(field.size()) * sizeof(field[0]));
@@ -309,13 +317,13 @@ TensorData Reader::typed_data(const onnx::TensorProto& p, DType dtype, uint64_t 
             }
             return TensorData::owned(std::move(bytes));
         }
-        default: break;
+        default:
+            break;
     }
     // One int32 entry per element of 1 or 2 bytes: bool, i8/u8, i16/u16, f16/bf16, f8.
     int bits = traits(dtype).bits;
     if (bits != 8 && bits != 16)
-        throw InternalError(cat(what_, ": ", label, ": no typed decoding for ",
-                                dtype_name(dtype)));
+        throw InternalError(cat(what_, ": ", label, ": no typed decoding for ", dtype_name(dtype)));
     check_count(p.int32_data_size(), count, "int32_data");
     size_t width = static_cast<size_t>(bits / 8);
     // Accept both the signed and the unsigned reading of the bits (writers differ).
@@ -360,8 +368,8 @@ fs::path Reader::resolve_location(const std::string& location, const std::string
         std::error_code ec;
         canonical_base_ = fs::canonical(base_dir_, ec);
         if (ec)
-            fail(label, ": cannot resolve the model's directory ", quote(base_dir_.string()),
-                 ": ", ec.message());
+            fail(label, ": cannot resolve the model's directory ", quote(base_dir_.string()), ": ",
+                 ec.message());
     }
     std::error_code ec;
     fs::path real = fs::canonical(*canonical_base_ / loc, ec);
@@ -416,8 +424,8 @@ TensorData Reader::external_data(const onnx::TensorProto& p, DType dtype, uint64
     auto end = checked_add(begin, len);
     if (!end) fail(label, ": external data offset ", begin, " + length ", len, " overflows");
     if (begin > size)
-        fail(label, ": external data offset ", begin, " is past the end of ", shown, " (",
-             size, " bytes)");
+        fail(label, ": external data offset ", begin, " is past the end of ", shown, " (", size,
+             " bytes)");
     if (*end > size)
         fail(label, ": external data range [", begin, ", ", *end, ") is past the end of ", shown,
              " (", size, " bytes)");
@@ -526,20 +534,34 @@ Attribute Reader::attribute(onnx::AttributeProto& p, const std::string& owner) {
     a.type = *type;
     if (a.type == AttrType::Undefined && a.ref_attr_name.empty()) {
         // Old files (IR version 1) have no type: it is whichever field is set.
-        if (p.has_f()) a.type = AttrType::Float;
-        else if (p.has_i()) a.type = AttrType::Int;
-        else if (p.has_s()) a.type = AttrType::String;
-        else if (p.has_t()) a.type = AttrType::Tensor;
-        else if (p.has_g()) a.type = AttrType::Graph;
-        else if (p.has_sparse_tensor()) a.type = AttrType::SparseTensor;
-        else if (p.has_tp()) a.type = AttrType::TypeProto;
-        else if (p.floats_size()) a.type = AttrType::Floats;
-        else if (p.ints_size()) a.type = AttrType::Ints;
-        else if (p.strings_size()) a.type = AttrType::Strings;
-        else if (p.tensors_size()) a.type = AttrType::Tensors;
-        else if (p.graphs_size()) a.type = AttrType::Graphs;
-        else if (p.sparse_tensors_size()) a.type = AttrType::SparseTensors;
-        else if (p.type_protos_size()) a.type = AttrType::TypeProtos;
+        if (p.has_f())
+            a.type = AttrType::Float;
+        else if (p.has_i())
+            a.type = AttrType::Int;
+        else if (p.has_s())
+            a.type = AttrType::String;
+        else if (p.has_t())
+            a.type = AttrType::Tensor;
+        else if (p.has_g())
+            a.type = AttrType::Graph;
+        else if (p.has_sparse_tensor())
+            a.type = AttrType::SparseTensor;
+        else if (p.has_tp())
+            a.type = AttrType::TypeProto;
+        else if (p.floats_size())
+            a.type = AttrType::Floats;
+        else if (p.ints_size())
+            a.type = AttrType::Ints;
+        else if (p.strings_size())
+            a.type = AttrType::Strings;
+        else if (p.tensors_size())
+            a.type = AttrType::Tensors;
+        else if (p.graphs_size())
+            a.type = AttrType::Graphs;
+        else if (p.sparse_tensors_size())
+            a.type = AttrType::SparseTensors;
+        else if (p.type_protos_size())
+            a.type = AttrType::TypeProtos;
     }
     // A reference to the calling node's attribute (inside a function) carries no value.
     bool need_value = a.ref_attr_name.empty();
@@ -548,17 +570,28 @@ Attribute Reader::attribute(onnx::AttributeProto& p, const std::string& owner) {
                                 : cat("tensor ", quote(t.name()), " (", label, ")");
     };
     switch (a.type) {
-        case AttrType::Undefined: break;
-        case AttrType::Float: a.f = p.f(); break;
-        case AttrType::Int: a.i = p.i(); break;
-        case AttrType::String: a.s = p.s(); break;
+        case AttrType::Undefined:
+            break;
+        case AttrType::Float:
+            a.f = p.f();
+            break;
+        case AttrType::Int:
+            a.i = p.i();
+            break;
+        case AttrType::String:
+            a.s = p.s();
+            break;
         case AttrType::Tensor:
-            if (p.has_t()) a.tensors.push_back(tensor(*p.mutable_t(), tensor_label(p.t())));
-            else if (need_value) fail(label, ": type TENSOR but no tensor");
+            if (p.has_t())
+                a.tensors.push_back(tensor(*p.mutable_t(), tensor_label(p.t())));
+            else if (need_value)
+                fail(label, ": type TENSOR but no tensor");
             break;
         case AttrType::Graph:
-            if (p.has_g()) a.graphs.push_back(graph(*p.mutable_g()));
-            else if (need_value) fail(label, ": type GRAPH but no graph");
+            if (p.has_g())
+                a.graphs.push_back(graph(*p.mutable_g()));
+            else if (need_value)
+                fail(label, ": type GRAPH but no graph");
             break;
         case AttrType::SparseTensor:
             if (p.has_sparse_tensor()) {
@@ -569,12 +602,20 @@ Attribute Reader::attribute(onnx::AttributeProto& p, const std::string& owner) {
             }
             break;
         case AttrType::TypeProto:
-            if (p.has_tp()) a.opaque.push_back(p.tp().SerializeAsString());
-            else if (need_value) fail(label, ": type TYPE_PROTO but no type");
+            if (p.has_tp())
+                a.opaque.push_back(p.tp().SerializeAsString());
+            else if (need_value)
+                fail(label, ": type TYPE_PROTO but no type");
             break;
-        case AttrType::Floats: a.floats.assign(p.floats().begin(), p.floats().end()); break;
-        case AttrType::Ints: a.ints.assign(p.ints().begin(), p.ints().end()); break;
-        case AttrType::Strings: a.strings.assign(p.strings().begin(), p.strings().end()); break;
+        case AttrType::Floats:
+            a.floats.assign(p.floats().begin(), p.floats().end());
+            break;
+        case AttrType::Ints:
+            a.ints.assign(p.ints().begin(), p.ints().end());
+            break;
+        case AttrType::Strings:
+            a.strings.assign(p.strings().begin(), p.strings().end());
+            break;
         case AttrType::Tensors:
             for (auto& t : *p.mutable_tensors()) a.tensors.push_back(tensor(t, tensor_label(t)));
             break;
@@ -621,8 +662,7 @@ Graph Reader::graph(onnx::GraphProto& p) {
     g.doc_string = p.doc_string();
     for (int i = 0; i < p.initializer_size(); ++i) {
         auto& t = *p.mutable_initializer(i);
-        if (t.name().empty())
-            fail("initializer #", i, " of graph ", quote(g.name), " has no name");
+        if (t.name().empty()) fail("initializer #", i, " of graph ", quote(g.name), " has no name");
         g.initializers.push_back(tensor(t, cat("tensor ", quote(t.name()))));
     }
     for (auto& s : *p.mutable_sparse_initializer()) {
@@ -730,14 +770,14 @@ struct ExternalWrite {
 };
 
 class Writer {
-public:
+  public:
     Writer(bool external, uint64_t threshold, std::string location)
         : external_(external), threshold_(threshold), location_(std::move(location)) {}
 
     void model(const Model& m, onnx::ModelProto& p);
     [[nodiscard]] const std::vector<ExternalWrite>& writes() const { return writes_; }
 
-private:
+  private:
     void tensor(const Tensor& t, onnx::TensorProto& p);
     void graph(const Graph& g, onnx::GraphProto& p);
     void node(const Node& n, onnx::NodeProto& p);
@@ -774,8 +814,8 @@ void Writer::tensor(const Tensor& t, onnx::TensorProto& p) {
     }
     uint64_t size = t.data.size();
     if (external_ && size > 0 && size >= threshold_) {
-        uint64_t offset = (data_size_ + kExternalAlignment - 1) / kExternalAlignment *
-                          kExternalAlignment;
+        uint64_t offset =
+            (data_size_ + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
         writes_.push_back({&t.data, offset});
         data_size_ = offset + size;
         p.set_data_location(onnx::TensorProto::EXTERNAL);
@@ -804,8 +844,10 @@ void Writer::value_type(const ValueType& v, onnx::TypeProto& p) {
         auto* shape = tt->mutable_shape();
         for (const auto& d : *v.shape) {
             auto* dim = shape->add_dim();
-            if (d.value) dim->set_dim_value(*d.value);
-            else if (!d.param.empty()) dim->set_dim_param(d.param);
+            if (d.value)
+                dim->set_dim_value(*d.value);
+            else if (!d.param.empty())
+                dim->set_dim_param(d.param);
             if (!d.denotation.empty()) dim->set_denotation(d.denotation);
         }
     }
@@ -827,12 +869,13 @@ void Writer::attribute(const Attribute& a, onnx::AttributeProto& p) {
     bool is_ref = !a.ref_attr_name.empty();  // references carry a value only if one was set
     auto one = [&](size_t n, std::string_view kind) {
         if (n > 1)
-            throw InternalError(cat("attribute ", quote(a.name), ": ", n, " values for type ",
-                                    kind));
+            throw InternalError(
+                cat("attribute ", quote(a.name), ": ", n, " values for type ", kind));
         return n == 1;
     };
     switch (a.type) {
-        case AttrType::Undefined: break;
+        case AttrType::Undefined:
+            break;
         case AttrType::Float:
             if (!is_ref || a.f != 0.0f) p.set_f(a.f);
             break;
@@ -963,7 +1006,7 @@ void stream_tensor(const TensorData& data, ByteSink& out) {
 // Lets protobuf serialize straight into a ByteSink. Exceptions from the sink are kept
 // and re-thrown after protobuf returns, so none unwinds through protobuf's code.
 class SinkOutputStream final : public google::protobuf::io::CopyingOutputStream {
-public:
+  public:
     explicit SinkOutputStream(ByteSink& sink) : sink_(sink) {}
     bool Write(const void* buffer, int size) override {
         try {
@@ -978,7 +1021,7 @@ public:
         if (error_) std::rethrow_exception(error_);
     }
 
-private:
+  private:
     ByteSink& sink_;
     std::exception_ptr error_;
 };
@@ -1022,7 +1065,8 @@ Tensor read_onnx_tensor(const std::filesystem::path& path) {
     onnx::TensorProto proto;
     if (bytes.size() > static_cast<size_t>(INT32_MAX) ||
         !proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
-        throw InputError(cat(path.string(), ": not a valid ONNX TensorProto (protobuf parse failed)"));
+        throw InputError(
+            cat(path.string(), ": not a valid ONNX TensorProto (protobuf parse failed)"));
     return Reader(path.parent_path(), path.string()).lone_tensor(proto);
 }
 
@@ -1035,10 +1079,11 @@ void write_onnx(const Model& model, const std::filesystem::path& path,
             for_each_graph(model.graph, [&](const Graph& g) {
                 for (const auto& t : g.initializers)
                     if (first.empty() && t.is_encoded())
-                        first = cat("tensor '", t.name, "' is ", encoding_name(t.encoding), "-encoded");
+                        first =
+                            cat("tensor '", t.name, "' is ", encoding_name(t.encoding), "-encoded");
             });
-            throw InputError(cat(what, ": ", first,
-                                 ": choose onnx.quantized = matmulnbits or qdq"));
+            throw InputError(
+                cat(what, ": ", first, ": choose onnx.quantized = matmulnbits or qdq"));
         }
         Model plain;
         try {
@@ -1064,8 +1109,8 @@ void write_onnx(const Model& model, const std::filesystem::path& path,
                              " bytes of tensor data, over protobuf's 2 GB limit for one file; "
                              "write it with external data"));
 
-    std::string location = options.external_file.empty() ? path.filename().string() + ".data"
-                                                         : options.external_file;
+    std::string location =
+        options.external_file.empty() ? path.filename().string() + ".data" : options.external_file;
     if (external) {
         fs::path loc(location);
         if (location.empty() || loc.has_parent_path() || loc.is_absolute() || location == "." ||

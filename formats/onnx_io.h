@@ -22,8 +22,7 @@ namespace ep {
 // Parses a serialized ModelProto; external data is resolved relative to `base_dir`.
 // `what` names the input in error messages.
 [[nodiscard]] Model read_onnx_bytes(std::span<const std::byte> bytes,
-                                    const std::filesystem::path& base_dir,
-                                    const std::string& what);
+                                    const std::filesystem::path& base_dir, const std::string& what);
 
 // Reads one serialized TensorProto (the ONNX test-data files input_0.pb, output_0.pb).
 [[nodiscard]] Tensor read_onnx_tensor(const std::filesystem::path& path);

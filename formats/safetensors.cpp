@@ -42,9 +42,9 @@ constexpr size_t kCopyChunk = size_t{16} << 20;    // bytes written per chunk of
 // The Rust crate's `Dtype` enum, in declaration order ("increasing alignment"). The
 // writer sorts by descending position in this list, as `prepare` does.
 constexpr std::array<std::string_view, 22> kRustDtypeOrder = {
-    "BOOL",        "F4",  "F6_E2M3", "F6_E3M2", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
-    "F8_E8M0",     "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32",
-    "U32",         "F32", "C64",     "F64",     "I64", "U64",
+    "BOOL",    "F4",          "F6_E2M3",     "F6_E3M2", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
+    "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16",     "U16", "F16", "BF16",    "I32",
+    "U32",     "F32",         "C64",         "F64",     "I64", "U64",
 };
 
 int rust_dtype_rank(DType dtype) {
@@ -96,10 +96,9 @@ json parse_header(std::string_view text) {
     };
     std::vector<Level> stack;
     auto count_element = [&] {
-        if (!stack.empty() && !stack.back().is_object &&
-            ++stack.back().length > kMaxArrayLength)
-            throw InputError(cat("header: an array under '", stack.size() >= 2
-                                     ? stack[stack.size() - 2].last_key : "",
+        if (!stack.empty() && !stack.back().is_object && ++stack.back().length > kMaxArrayLength)
+            throw InputError(cat("header: an array under '",
+                                 stack.size() >= 2 ? stack[stack.size() - 2].last_key : "",
                                  "' has more than ", kMaxArrayLength, " elements"));
     };
     auto callback = [&](int, json::parse_event_t event, json& parsed) -> bool {
@@ -129,7 +128,9 @@ json parse_header(std::string_view text) {
                 }
                 break;
             }
-            case json::parse_event_t::value: count_element(); break;
+            case json::parse_event_t::value:
+                count_element();
+                break;
         }
         return true;
     };
@@ -152,8 +153,8 @@ Entry parse_entry(const std::string& name, const json& value, uint64_t buffer_si
     auto fail = [&](auto&&... parts) {
         throw InputError(cat("tensor '", name, "': ", std::forward<decltype(parts)>(parts)...));
     };
-    if (!value.is_object()) fail("expected an object {dtype, shape, data_offsets}, found ",
-                                 type_of(value));
+    if (!value.is_object())
+        fail("expected an object {dtype, shape, data_offsets}, found ", type_of(value));
     for (const auto& [key, _] : value.items())
         if (key != "dtype" && key != "shape" && key != "data_offsets")
             fail("unexpected field '", key, "' (expected dtype, shape, data_offsets)");
@@ -165,8 +166,7 @@ Entry parse_entry(const std::string& name, const json& value, uint64_t buffer_si
     const json& dtype = value["dtype"];
     if (!dtype.is_string()) fail("dtype must be a string, found ", type_of(dtype));
     auto parsed_dtype = dtype_from_safetensors(dtype.get_ref<const std::string&>());
-    if (!parsed_dtype)
-        fail("unknown dtype ", dtype.dump(), " (known: ", known_dtypes(), ")");
+    if (!parsed_dtype) fail("unknown dtype ", dtype.dump(), " (known: ", known_dtypes(), ")");
     entry.dtype = *parsed_dtype;
 
     const json& shape = value["shape"];
@@ -184,15 +184,13 @@ Entry parse_entry(const std::string& name, const json& value, uint64_t buffer_si
     const json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned())
-        fail("data_offsets must be two non-negative integers [begin, end], found ",
-             offsets.dump());
+        fail("data_offsets must be two non-negative integers [begin, end], found ", offsets.dump());
     entry.begin = offsets[0].get<uint64_t>();
     entry.end = offsets[1].get<uint64_t>();
-    if (entry.end < entry.begin)
-        fail("data_offsets ", offsets.dump(), ": end is before begin");
+    if (entry.end < entry.begin) fail("data_offsets ", offsets.dump(), ": end is before begin");
     if (entry.end > buffer_size)
-        fail("data_offsets ", offsets.dump(), " run past the end of the data buffer (",
-             buffer_size, " bytes)");
+        fail("data_offsets ", offsets.dump(), " run past the end of the data buffer (", buffer_size,
+             " bytes)");
 
     auto count = checked_element_count(entry.shape);
     auto bytes = count ? storage_bytes(entry.dtype, *count) : std::nullopt;
@@ -200,8 +198,8 @@ Entry parse_entry(const std::string& name, const json& value, uint64_t buffer_si
         fail(dtype.get_ref<const std::string&>(), " x shape ", shape_string(entry.shape),
              " overflows");
     if (*bytes != entry.end - entry.begin)
-        fail(dtype.get_ref<const std::string&>(), " x shape ", shape_string(entry.shape),
-             " needs ", *bytes, " bytes, but data_offsets ", offsets.dump(), " cover ",
+        fail(dtype.get_ref<const std::string&>(), " x shape ", shape_string(entry.shape), " needs ",
+             *bytes, " bytes, but data_offsets ", offsets.dump(), " cover ",
              entry.end - entry.begin);
     return entry;
 }
@@ -240,8 +238,8 @@ Model read_mapped(const std::shared_ptr<const MappedFile>& file) {
         if (key == "__metadata__") {
             if (value.is_null()) continue;  // as the Rust crate: an absent map
             if (!value.is_object())
-                throw InputError(cat("__metadata__ must be an object of strings, found ",
-                                     type_of(value)));
+                throw InputError(
+                    cat("__metadata__ must be an object of strings, found ", type_of(value)));
             for (const auto& [mkey, mvalue] : value.items()) {
                 if (!mvalue.is_string())
                     throw InputError(cat("__metadata__ '", mkey,
@@ -262,12 +260,13 @@ Model read_mapped(const std::shared_ptr<const MappedFile>& file) {
     for (const auto& e : entries) {
         if (e.begin < position)
             throw InputError(cat("tensor '", e.name, "': data_offsets [", e.begin, ", ", e.end,
-                                 "] overlap tensor '", previous->name, "' [", previous->begin,
-                                 ", ", previous->end, "]"));
+                                 "] overlap tensor '", previous->name, "' [", previous->begin, ", ",
+                                 previous->end, "]"));
         if (e.begin > position)
             throw InputError(cat("bytes [", position, ", ", e.begin,
                                  ") of the data buffer belong to no tensor (a gap before "
-                                 "tensor '", e.name, "'); the offsets must cover the buffer"));
+                                 "tensor '",
+                                 e.name, "'); the offsets must cover the buffer"));
         position = e.end;
         previous = &e;
     }
@@ -345,15 +344,16 @@ void write_file(const Model& model, const std::filesystem::path& path,
         }
         const Tensor& t = s ? s->header : source;
         if (t.dtype == DType::String)
-            throw InputError(cat("tensor '", t.name,
-                                 "': string tensors cannot be stored in safetensors"));
+            throw InputError(
+                cat("tensor '", t.name, "': string tensors cannot be stored in safetensors"));
         if (t.dtype == DType::Undefined || traits(t.dtype).safetensors_name.empty())
             throw InputError(cat("tensor '", t.name, "': dtype ", dtype_name(t.dtype),
-                                 " has no safetensors equivalent (safetensors has ",
-                                 known_dtypes(), ")"));
+                                 " has no safetensors equivalent (safetensors has ", known_dtypes(),
+                                 ")"));
         if (t.name == "__metadata__")
-            throw InputError("a tensor named '__metadata__' cannot be stored in safetensors "
-                             "(the name is reserved for the metadata map)");
+            throw InputError(
+                "a tensor named '__metadata__' cannot be stored in safetensors "
+                "(the name is reserved for the metadata map)");
         if (!names.insert(t.name).second)
             throw InputError(cat("tensor '", t.name, "' appears twice"));
         if (!s)

@@ -16,8 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "ir/ir.h"
 #include "formats/streamed_tensor.h"
+#include "ir/ir.h"
 
 namespace ep {
 

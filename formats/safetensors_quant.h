@@ -14,8 +14,8 @@
 
 #include <string>
 
-#include "ir/ir.h"
 #include "formats/streamed_tensor.h"
+#include "ir/ir.h"
 
 namespace ep {
 

@@ -51,7 +51,9 @@ struct DTypeTraits {
 };
 
 [[nodiscard]] const DTypeTraits& traits(DType t);
-[[nodiscard]] inline std::string_view dtype_name(DType t) { return traits(t).name; }
+[[nodiscard]] inline std::string_view dtype_name(DType t) {
+    return traits(t).name;
+}
 [[nodiscard]] std::optional<DType> dtype_from_onnx(int code);
 [[nodiscard]] std::optional<DType> dtype_from_safetensors(std::string_view name);
 [[nodiscard]] std::optional<DType> dtype_from_name(std::string_view name);

@@ -166,8 +166,8 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
 // The scalar reference quantizer itself (choose_qparams, quantize_value, pack_row, row by
 // row): what defines the bytes quantize_rtn writes.
 [[nodiscard]] std::vector<std::byte> quantize_rtn_reference(const Encoding& e,
-                                                            std::span<const float> w,
-                                                            int64_t rows, int64_t cols);
+                                                            std::span<const float> w, int64_t rows,
+                                                            int64_t cols);
 // The code path quantize_rtn takes for `e` here: "avx2", or "scalar" (the reference) when
 // the CPU lacks AVX2 / FMA / F16C or EDGEPACK_ISA=baseline is set (read at each call).
 [[nodiscard]] std::string_view quantize_rtn_isa(const Encoding& e);

@@ -20,30 +20,30 @@ namespace ep {
 enum class ExitCode : int { Ok = 0, GateFailed = 1, BadInput = 2, Internal = 3 };
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ExitCode code, std::string message)
         : std::runtime_error(std::move(message)), code_(code) {}
     [[nodiscard]] ExitCode code() const { return code_; }
 
-private:
+  private:
     ExitCode code_;
 };
 
 // Bad input: malformed files, unknown recipe keys, missing files, hostile offsets.
 class InputError : public Error {
-public:
+  public:
     explicit InputError(std::string message) : Error(ExitCode::BadInput, std::move(message)) {}
 };
 
 // A gate a recipe set did not hold.
 class GateFailure : public Error {
-public:
+  public:
     explicit GateFailure(std::string message) : Error(ExitCode::GateFailed, std::move(message)) {}
 };
 
 // A bug in edgepack or a failure of the machine (disk full, out of memory).
 class InternalError : public Error {
-public:
+  public:
     explicit InternalError(std::string message) : Error(ExitCode::Internal, std::move(message)) {}
 };
 

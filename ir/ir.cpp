@@ -153,8 +153,7 @@ size_t Graph::remove_unused_initializers() {
 
 int64_t Model::opset(std::string_view op_domain) const {
     for (const auto& o : opset_imports) {
-        bool same = o.domain == op_domain ||
-                    (op_domain.empty() && o.domain == "ai.onnx") ||
+        bool same = o.domain == op_domain || (op_domain.empty() && o.domain == "ai.onnx") ||
                     (op_domain == "ai.onnx" && o.domain.empty());
         if (same) return o.version;
     }

@@ -45,8 +45,7 @@ void MappedFile::release(size_t offset, size_t size) const {
     static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
     size_t begin = (offset + page - 1) / page * page;  // only whole pages inside the range
     size_t end = std::min(offset + size, size_) / page * page;
-    if (end > begin)
-        ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
+    if (end > begin) ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 }  // namespace ep

@@ -11,7 +11,7 @@
 namespace ep {
 
 class MappedFile {
-public:
+  public:
     // Maps `path` read-only. Throws InputError naming the path if it cannot be opened.
     [[nodiscard]] static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);
     ~MappedFile();
@@ -27,7 +27,7 @@ public:
     // readable (they are paged in again on the next access).
     void release(size_t offset, size_t size) const;
 
-private:
+  private:
     MappedFile() = default;
     std::filesystem::path path_;
     const std::byte* data_ = nullptr;

@@ -77,8 +77,8 @@ OutputFile::OutputFile(std::filesystem::path destination) : destination_(std::mo
         (dir / ("." + destination_.filename().string() + ".edgepack-tmp-XXXXXX")).string();
     fd_ = ::mkstemp(pattern.data());
     if (fd_ < 0)
-        throw InputError(cat(destination_.string(), ": cannot create output: ",
-                             std::strerror(errno)));
+        throw InputError(
+            cat(destination_.string(), ": cannot create output: ", std::strerror(errno)));
     ::fchmod(fd_, 0644);
     temporary_ = pattern;
     slot_ = register_temporary(temporary_.string());
@@ -101,8 +101,8 @@ void OutputFile::write_raw(const std::byte* p, size_t left) {
         ssize_t n = ::write(fd_, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw InternalError(cat(destination_.string(), ": write failed: ",
-                                    std::strerror(errno)));
+            throw InternalError(
+                cat(destination_.string(), ": write failed: ", std::strerror(errno)));
         }
         p += n;
         left -= static_cast<size_t>(n);
@@ -127,8 +127,8 @@ void OutputFile::commit() {
     ::close(fd_);
     fd_ = -1;
     if (::rename(temporary_.c_str(), destination_.c_str()) != 0)
-        throw InternalError(cat(destination_.string(), ": cannot rename output into place: ",
-                                std::strerror(errno)));
+        throw InternalError(cat(destination_.string(),
+                                ": cannot rename output into place: ", std::strerror(errno)));
     committed_ = true;
 }
 

@@ -17,7 +17,7 @@
 namespace ep {
 
 class ByteSink {
-public:
+  public:
     virtual ~ByteSink() = default;
     virtual void write(std::span<const std::byte> bytes) = 0;
     [[nodiscard]] virtual uint64_t position() const = 0;
@@ -26,18 +26,18 @@ public:
 };
 
 class BufferSink final : public ByteSink {
-public:
+  public:
     void write(std::span<const std::byte> bytes) override;
     using ByteSink::write;
     [[nodiscard]] uint64_t position() const override { return buffer_.size(); }
     [[nodiscard]] std::vector<std::byte>& buffer() { return buffer_; }
 
-private:
+  private:
     std::vector<std::byte> buffer_;
 };
 
 class OutputFile final : public ByteSink {
-public:
+  public:
     explicit OutputFile(std::filesystem::path destination);
     ~OutputFile() override;
     OutputFile(const OutputFile&) = delete;
@@ -50,7 +50,7 @@ public:
     void commit();
     [[nodiscard]] const std::filesystem::path& destination() const { return destination_; }
 
-private:
+  private:
     void flush_buffer();
     void write_raw(const std::byte* p, size_t size);
     std::filesystem::path destination_;

@@ -80,7 +80,8 @@ std::vector<double> to_doubles(const Tensor& t) {
             for (size_t i = 0; i < n; ++i) out[i] = bf16_to_float(v[i]);
             break;
         }
-        default: throw InternalError(cat("fold-batchnorm: tensor '", t.name, "' is not float"));
+        default:
+            throw InternalError(cat("fold-batchnorm: tensor '", t.name, "' is not float"));
     }
     return out;
 }
@@ -96,7 +97,9 @@ Tensor from_doubles(std::string name, DType dtype, std::vector<int64_t> shape,
     for (size_t i = 0; i < values.size(); ++i) {
         std::byte* p = bytes.data() + i * width;
         switch (dtype) {
-            case DType::F64: std::memcpy(p, &values[i], 8); break;
+            case DType::F64:
+                std::memcpy(p, &values[i], 8);
+                break;
             case DType::F32: {
                 auto f = static_cast<float>(values[i]);
                 std::memcpy(p, &f, 4);
@@ -112,7 +115,8 @@ Tensor from_doubles(std::string name, DType dtype, std::vector<int64_t> shape,
                 std::memcpy(p, &h, 2);
                 break;
             }
-            default: throw InternalError("fold-batchnorm: not a float dtype");
+            default:
+                throw InternalError("fold-batchnorm: not a float dtype");
         }
     }
     t.data = TensorData::owned(std::move(bytes));
@@ -144,7 +148,7 @@ struct Check {
 struct Edit {
     size_t bn = 0;
     size_t producer = 0;
-    Tensor weight;        // named as W (in place) or a fresh name (copy)
+    Tensor weight;  // named as W (in place) or a fresh name (copy)
     bool weight_is_new = false;
     Tensor bias;
     bool bias_is_new = false;
@@ -152,7 +156,7 @@ struct Edit {
 };
 
 class GraphFacts {
-public:
+  public:
     explicit GraphFacts(const Graph& g) : g_(g), producers_(g.producers()), uses_(g.use_counts()) {
         for (const auto& v : g.inputs) inputs_.insert(v.name);
         for (const auto& v : g.outputs) outputs_.insert(v.name);
@@ -162,8 +166,7 @@ public:
     std::string not_constant(const std::string& what, const std::string& name) const {
         bool init = g_.find_initializer(name) != nullptr;
         if (init && inputs_.count(name))
-            return cat(what, " '", name,
-                       "' is also a graph input (can be overridden at run time)");
+            return cat(what, " '", name, "' is also a graph input (can be overridden at run time)");
         if (init) return {};
         auto p = producers_.find(name);
         if (p != producers_.end()) {
@@ -194,7 +197,7 @@ std::string float_problem(const std::string& what, const Tensor& t) {
 }
 
 class FoldBatchNorm final : public Pass {
-public:
+  public:
     std::string_view name() const override { return "fold-batchnorm"; }
     PassKind kind() const override { return PassKind::Cleanup; }
     std::string_view description() const override {
@@ -230,20 +233,20 @@ public:
                                      result.rewrites == 1 ? "" : "s",
                                      into.empty() ? "" : " (into " + into + ")"));
         if (copies)
-            result.summary.push_back(
-                cat("copied ", copies, " shared weight/bias tensor", copies == 1 ? "" : "s",
-                    " instead of changing them for their other users"));
+            result.summary.push_back(cat("copied ", copies, " shared weight/bias tensor",
+                                         copies == 1 ? "" : "s",
+                                         " instead of changing them for their other users"));
         return result;
     }
 
-private:
+  private:
     void plan_graph(const Model& model, const Graph& g, const std::string& where,
                     std::vector<std::string>& lines) const {
         for (const auto& c : check_graph(model, g)) {
             if (c.candidate) {
                 const Node& p = g.nodes[c.candidate->producer];
-                lines.push_back(cat(where, "fold '", c.label, "' into ", p.op_type, " '",
-                                    p.label(), "' (", c.candidate->channels, " channels",
+                lines.push_back(cat(where, "fold '", c.label, "' into ", p.op_type, " '", p.label(),
+                                    "' (", c.candidate->channels, " channels",
                                     c.candidate->copy_weight ? ", shared weights copied" : "",
                                     ")"));
             } else {
@@ -264,8 +267,8 @@ private:
         for (auto& n : g.nodes)
             for (auto& a : n.attributes)
                 for (auto& sub : a.graphs)
-                    run_graph(model, sub, cat(where, "node ", n.label(), ".", a.name, ": "),
-                              taken, result, by_op, copies);
+                    run_graph(model, sub, cat(where, "node ", n.label(), ".", a.name, ": "), taken,
+                              result, by_op, copies);
         for (;;) {
             auto checks = check_graph(model, g);
             std::vector<Edit> edits;
@@ -332,15 +335,13 @@ private:
         if (!selector_.selects(bn.label())) return "not selected by include/exclude";
         if (model.opset("") != 0 && model.opset("") < 7)
             return cat("opset ", model.opset(""), " BatchNormalization is not supported (< 7)");
-        if (bn.inputs.size() != 5)
-            return cat("has ", bn.inputs.size(), " inputs, expected 5");
+        if (bn.inputs.size() != 5) return cat("has ", bn.inputs.size(), " inputs, expected 5");
         for (const auto& in : bn.inputs)
             if (in.empty()) return "has an empty input";
         if (bn.outputs.empty() || bn.outputs[0].empty()) return "has no output";
         for (size_t k = 1; k < bn.outputs.size(); ++k)
             if (!bn.outputs[k].empty())
-                return cat("training-mode BatchNormalization (", bn.outputs.size(),
-                           " outputs)");
+                return cat("training-mode BatchNormalization (", bn.outputs.size(), " outputs)");
         if (bn.attr_int("training_mode", 0) != 0) return "training_mode=1";
         if (bn.attr_int("spatial", 1) == 0) return "spatial=0 (per-element statistics)";
 
@@ -387,14 +388,14 @@ private:
             cand.params[k] = g.find_initializer(name);
             if (auto r = float_problem(what, *cand.params[k]); !r.empty()) return r;
             if (cand.params[k]->shape.size() != 1)
-                return cat(what, " '", name, "' has shape ",
-                           shape_string(cand.params[k]->shape), ", expected [C]");
+                return cat(what, " '", name, "' has shape ", shape_string(cand.params[k]->shape),
+                           ", expected [C]");
         }
         cand.channels = cand.params[0]->shape[0];
         for (int k = 1; k < 4; ++k)
             if (cand.params[k]->shape[0] != cand.channels)
-                return cat("BatchNormalization ", kParamNames[k], " has ",
-                           cand.params[k]->shape[0], " channels, scale has ", cand.channels);
+                return cat("BatchNormalization ", kParamNames[k], " has ", cand.params[k]->shape[0],
+                           " channels, scale has ", cand.channels);
 
         // Channel layout of the weights.
         const auto& ws = cand.weight->shape;
@@ -409,8 +410,7 @@ private:
             } else {
                 int64_t group = p.attr_int("group", 1);
                 if (group < 1 || ws[0] % group != 0)
-                    return cat("group ", group, " does not divide the ", ws[0],
-                               " input channels");
+                    return cat("group ", group, " does not divide the ", ws[0], " input channels");
                 out_channels = ws[1] * group;
             }
         } else {
@@ -423,8 +423,8 @@ private:
                        cand.channels);
         if (cand.bias) {
             const auto& bs = cand.bias->shape;
-            bool ok = gemm ? (bs.size() <= 2 && (bs.empty() || bs.back() == 1 ||
-                                                 bs.back() == cand.channels) &&
+            bool ok = gemm ? (bs.size() <= 2 &&
+                              (bs.empty() || bs.back() == 1 || bs.back() == cand.channels) &&
                               (bs.size() < 2 || bs[0] == 1))
                            : (bs.size() == 1 && bs[0] == cand.channels);
             if (!ok)
@@ -434,8 +434,7 @@ private:
         cand.epsilon = bn.attr_float("epsilon", 1e-5f);
         auto var = to_doubles(*cand.params[3]);
         for (size_t k = 0; k < var.size(); ++k)
-            if (!(var[k] + cand.epsilon > 0.0))
-                return cat("var + epsilon <= 0 for channel ", k);
+            if (!(var[k] + cand.epsilon > 0.0)) return cat("var + epsilon <= 0 for channel ", k);
 
         auto used_elsewhere = [&](const std::string& name) {
             auto it = f.uses_.find(name);
@@ -542,6 +541,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Pass> make_fold_batchnorm_pass() { return std::make_unique<FoldBatchNorm>(); }
+std::unique_ptr<Pass> make_fold_batchnorm_pass() {
+    return std::make_unique<FoldBatchNorm>();
+}
 
 }  // namespace ep

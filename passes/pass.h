@@ -86,7 +86,7 @@ struct [[nodiscard]] PassResult {
     size_t rewrites = 0;               // how many nodes/tensors were rewritten
     std::vector<std::string> summary;  // human-readable lines: what changed
     std::vector<Skipped> skipped;
-    bool shapes_still_valid = true;    // cached shape analysis may be kept
+    bool shapes_still_valid = true;  // cached shape analysis may be kept
 };
 
 // One tensor of a StreamingPlan: what the pass writes in place of `source`.
@@ -116,7 +116,7 @@ struct PassContext {
 };
 
 class Pass {
-public:
+  public:
     virtual ~Pass() = default;
     [[nodiscard]] virtual std::string_view name() const = 0;  // the recipe's "pass" value
     [[nodiscard]] virtual PassKind kind() const = 0;

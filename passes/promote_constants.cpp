@@ -103,13 +103,13 @@ struct Decision {
     int depth = 0;      // 0 for the main graph, 1 for its subgraphs, ...
     std::string where;  // "" for the main graph, "node L.body: " inside subgraphs
     size_t node = 0;
-    std::string value;  // the output name
+    std::string value;             // the output name
     std::optional<Tensor> tensor;  // set: promote; unset: keep (see reason)
     std::string reason;
 };
 
 class PromoteConstants final : public Pass {
-public:
+  public:
     std::string_view name() const override { return "promote-constants"; }
     PassKind kind() const override { return PassKind::Cleanup; }
     std::string_view description() const override {
@@ -117,8 +117,13 @@ public:
     }
     uint32_t needs() const override { return kNeedsGraph; }
     std::vector<OptionSpec> option_specs() const override {
-        return {{"min_elements", OptionType::Int, 0,
-                 "constants with fewer elements stay as nodes", {}, 0, 9.2e18}};
+        return {{"min_elements",
+                 OptionType::Int,
+                 0,
+                 "constants with fewer elements stay as nodes",
+                 {},
+                 0,
+                 9.2e18}};
     }
     void configure(const nlohmann::json& options) override {
         selector_ = Selector::from_options(options);
@@ -131,8 +136,8 @@ public:
         for (const auto& d : decisions) {
             if (d.tensor)
                 lines.push_back(cat(d.where, "promote '", d.value, "' (",
-                                    dtype_name(d.tensor->dtype), " ",
-                                    shape_string(d.tensor->shape), ") to an initializer"));
+                                    dtype_name(d.tensor->dtype), " ", shape_string(d.tensor->shape),
+                                    ") to an initializer"));
             else
                 lines.push_back(cat(d.where, "keep Constant '", d.value, "': ", d.reason));
         }
@@ -173,7 +178,7 @@ public:
         return result;
     }
 
-private:
+  private:
     std::vector<Decision> decide(const Model& model) const {
         std::vector<Decision> out;
         decide_graph(model.graph, "", 0, out);
@@ -201,8 +206,7 @@ private:
                     if (!value.tensor) {
                         d.reason = value.problem;
                     } else if (value.tensor->element_count() < min_elements_) {
-                        d.reason = cat("fewer than min_elements (", min_elements_,
-                                       ") elements");
+                        d.reason = cat("fewer than min_elements (", min_elements_, ") elements");
                     } else {
                         d.tensor = std::move(value.tensor);
                         taken.insert(d.value);
@@ -212,8 +216,8 @@ private:
             }
             for (const auto& a : n.attributes)
                 for (const auto& sub : a.graphs)
-                    decide_graph(sub, cat(where, "node ", n.label(), ".", a.name, ": "),
-                                 depth + 1, out);
+                    decide_graph(sub, cat(where, "node ", n.label(), ".", a.name, ": "), depth + 1,
+                                 out);
         }
     }
 
@@ -238,6 +242,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Pass> make_promote_constants_pass() { return std::make_unique<PromoteConstants>(); }
+std::unique_ptr<Pass> make_promote_constants_pass() {
+    return std::make_unique<PromoteConstants>();
+}
 
 }  // namespace ep

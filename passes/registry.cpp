@@ -26,11 +26,16 @@ constexpr PassEntry kPasses[] = {
 
 std::string_view pass_kind_name(PassKind kind) {
     switch (kind) {
-        case PassKind::Cleanup: return "cleanup";
-        case PassKind::Quantization: return "quantization";
-        case PassKind::Pruning: return "pruning";
-        case PassKind::Merge: return "merge";
-        case PassKind::Evaluation: return "evaluation";
+        case PassKind::Cleanup:
+            return "cleanup";
+        case PassKind::Quantization:
+            return "quantization";
+        case PassKind::Pruning:
+            return "pruning";
+        case PassKind::Merge:
+            return "merge";
+        case PassKind::Evaluation:
+            return "evaluation";
     }
     return "unknown";
 }

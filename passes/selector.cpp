@@ -100,8 +100,7 @@ std::vector<std::string> string_list(const nlohmann::json& options, const char* 
     const auto& v = options.at(key);
     if (!v.is_array()) throw InputError(cat(key, ": expected a list of strings"));
     for (size_t i = 0; i < v.size(); ++i) {
-        if (!v[i].is_string())
-            throw InputError(cat(key, "[", i, "]: expected a string"));
+        if (!v[i].is_string()) throw InputError(cat(key, "[", i, "]: expected a string"));
         out.push_back(v[i].get<std::string>());
     }
     return out;

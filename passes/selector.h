@@ -16,14 +16,14 @@ namespace ep {
 [[nodiscard]] bool glob_match(std::string_view pattern, std::string_view name);
 
 class Selector {
-public:
+  public:
     Selector() = default;
     Selector(std::vector<std::string> include, std::vector<std::string> exclude);
     // From a pass entry's "include"/"exclude" fields (both optional).
     [[nodiscard]] static Selector from_options(const nlohmann::json& options);
     [[nodiscard]] bool selects(std::string_view name) const;
 
-private:
+  private:
     std::vector<std::string> include_{"*"};
     std::vector<std::string> exclude_;
 };

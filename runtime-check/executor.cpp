@@ -61,8 +61,8 @@ struct Executor::Plan {
 };
 
 struct Executor::Frame {
-    std::vector<Tensor> values;        // values computed in this frame
-    std::vector<const Tensor*> ptr;    // per slot: into `values` or an initializer; null when freed
+    std::vector<Tensor> values;      // values computed in this frame
+    std::vector<const Tensor*> ptr;  // per slot: into `values` or an initializer; null when freed
     const Frame* parent = nullptr;
 
     [[nodiscard]] const Tensor* get(Ref r) const {
@@ -138,7 +138,8 @@ void topo_sort(Graph& graph, const std::string& where) {
     }
     for (auto& node : graph.nodes)
         for (auto& attr : node.attributes)
-            for (auto& sub : attr.graphs) topo_sort(sub, cat(where, node.label(), ".", attr.name, ": "));
+            for (auto& sub : attr.graphs)
+                topo_sort(sub, cat(where, node.label(), ".", attr.name, ": "));
 }
 
 void find_unsupported(const Graph& graph, std::map<std::string, size_t>& unsupported) {
@@ -279,12 +280,17 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
                 continue;
             }
             auto ref = plan->resolve(in);
-            if (!ref) throw InputError(cat("node ", node.label(), ": input '", in, "' is not produced by any earlier node, input or initializer"));
+            if (!ref)
+                throw InputError(
+                    cat("node ", node.label(), ": input '", in,
+                        "' is not produced by any earlier node, input or initializer"));
             step.inputs.push_back(dequantize_if_needed(*plan, node, step.inputs.size(), *ref));
         }
         for (const auto& attr : node.attributes)
-            for (const auto& sub : attr.graphs) plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
-        for (const auto& out : node.outputs) step.outputs.push_back(out.empty() ? -1 : plan->add_slot(out));
+            for (const auto& sub : attr.graphs)
+                plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
+        for (const auto& out : node.outputs)
+            step.outputs.push_back(out.empty() ? -1 : plan->add_slot(out));
         plan->steps.push_back(std::move(step));
     }
     for (const auto& v : graph.outputs) {
@@ -297,10 +303,12 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
     for (size_t i = 0; i < plan->steps.size(); ++i) {
         const auto& step = plan->steps[i];
         for (const auto& r : step.inputs)
-            if (r.slot >= 0 && r.depth == 0) last[static_cast<size_t>(r.slot)] = static_cast<int64_t>(i);
+            if (r.slot >= 0 && r.depth == 0)
+                last[static_cast<size_t>(r.slot)] = static_cast<int64_t>(i);
         std::vector<int32_t> captured;
         for (const auto& attr : step.node->attributes)
-            for (const auto& sub : attr.graphs) collect_captures(*plan->subplans.at(&sub), 1, captured);
+            for (const auto& sub : attr.graphs)
+                collect_captures(*plan->subplans.at(&sub), 1, captured);
         for (int32_t s : captured) last[static_cast<size_t>(s)] = static_cast<int64_t>(i);
     }
     std::vector<bool> keep(plan->slot_names.size(), false);
@@ -308,7 +316,8 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
     for (const auto& r : plan->output_refs)
         if (r.depth == 0) keep[static_cast<size_t>(r.slot)] = true;
     for (size_t s = 0; s < last.size(); ++s)
-        if (last[s] >= 0 && !keep[s]) plan->steps[static_cast<size_t>(last[s])].free_after.push_back(static_cast<int32_t>(s));
+        if (last[s] >= 0 && !keep[s])
+            plan->steps[static_cast<size_t>(last[s])].free_after.push_back(static_cast<int32_t>(s));
     for (size_t i = 0; i < plan->steps.size(); ++i) {
         auto& step = plan->steps[i];
         if (step.kernel != &op_relu || step.inputs.size() != 1 || step.outputs.size() != 1 ||
@@ -325,8 +334,7 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
 
 Executor::~Executor() = default;
 
-Executor::Executor(Model model, ExecOptions options)
-    : model_(std::move(model)), options_(options) {
+Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)), options_(options) {
     if (model_.graph.nodes.empty() && model_.format == SourceFormat::Safetensors)
         throw InputError("this model is a weights-only checkpoint: there is no graph to run");
     std::map<std::string, size_t> unsupported;
@@ -361,8 +369,8 @@ NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::st
         if (it == feeds_.end()) {
             std::string names;
             for (const auto& v : feeds_) names += (names.empty() ? "" : ", ") + v.name;
-            throw InputError(cat("input '", name, "': the model has no such input (inputs: ",
-                                 names, ")"));
+            throw InputError(
+                cat("input '", name, "': the model has no such input (inputs: ", names, ")"));
         }
         std::string why;
         if (!declared_matches(*it, tensor, why)) throw InputError(cat("input '", name, "': ", why));
@@ -375,18 +383,21 @@ NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::st
             throw InputError(cat("input '", v.name, "' is required but was not given"));
     std::vector<bool> keep(plan.slot_names.size(), false);
     for (const auto& name : fetch)
-        if (auto it = plan.slot_of.find(name); it != plan.slot_of.end()) keep[static_cast<size_t>(it->second)] = true;
+        if (auto it = plan.slot_of.find(name); it != plan.slot_of.end())
+            keep[static_cast<size_t>(it->second)] = true;
     auto outputs = run_plan(plan, frame, &keep);
     NamedTensors result;
     for (size_t i = 0; i < outputs.size(); ++i)
         result.emplace_back(model_.graph.outputs[i].name, std::move(outputs[i]));
     for (const auto& name : fetch)
         if (auto it = plan.slot_of.find(name); it != plan.slot_of.end())
-            if (const Tensor* t = frame.ptr[static_cast<size_t>(it->second)]) result.emplace_back(name, *t);
+            if (const Tensor* t = frame.ptr[static_cast<size_t>(it->second)])
+                result.emplace_back(name, *t);
     return result;
 }
 
-std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std::vector<bool>* keep) {
+std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
+                                       const std::vector<bool>* keep) {
     SubgraphRunner runner = [this, &plan, &frame](const Graph& sub, std::span<const Tensor> args) {
         const Plan& sp = *plan.subplans.at(&sub);
         if (args.size() > sp.input_slots.size())
@@ -409,7 +420,8 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
         if (step.in_place_slot >= 0) {
             auto s = static_cast<size_t>(step.in_place_slot);
             Tensor& v = frame.values[s];
-            if (frame.ptr[s] == &v && !(keep && (*keep)[s]) && v.dtype == DType::F32 && !v.data.is_view()) {
+            if (frame.ptr[s] == &v && !(keep && (*keep)[s]) && v.dtype == DType::F32 &&
+                !v.data.is_view()) {
                 // The input dies here: Relu over its bytes (copied first only if shared).
                 auto bytes = v.data.mutable_bytes();
                 relu_f32_in_place(options_, reinterpret_cast<float*>(bytes.data()),
@@ -431,7 +443,9 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
                 continue;
             }
             const Tensor* t = frame.get(step.inputs[k]);
-            if (!t) throw InternalError(cat("node ", node.label(), ": input '", node.inputs[k], "' has no value"));
+            if (!t)
+                throw InternalError(
+                    cat("node ", node.label(), ": input '", node.inputs[k], "' has no value"));
             ctx.inputs.push_back(t);
         }
         try {
@@ -463,7 +477,9 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame, const std
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < plan.output_refs.size(); ++i) {
         const Tensor* t = frame.get(plan.output_refs[i]);
-        if (!t) throw InputError(cat("graph output '", plan.graph->outputs[i].name, "' was never produced"));
+        if (!t)
+            throw InputError(
+                cat("graph output '", plan.graph->outputs[i].name, "' was never produced"));
         outputs.push_back(*t);
     }
     return outputs;

@@ -31,7 +31,7 @@ struct RunStats {
 };
 
 class Executor {
-public:
+  public:
     Executor(Model model, ExecOptions options);
 
     // Graph inputs that are not initializers, i.e. what a caller must feed.
@@ -53,13 +53,13 @@ public:
     struct Plan;   // the compiled graph (executor.cpp)
     struct Frame;  // one run's values
 
-private:
+  private:
     std::vector<Tensor> run_plan(const Plan& plan, Frame& frame, const std::vector<bool>* keep);
 
     Model model_;
     ExecOptions options_;
     std::vector<ValueInfo> feeds_;
-    std::unique_ptr<Plan> plan_;  // the main graph's; subgraph plans hang off it
+    std::unique_ptr<Plan> plan_;          // the main graph's; subgraph plans hang off it
     std::unique_ptr<QPackCache> qpacks_;  // int8_activations: packed int4 weights (qgemm.h)
     RunStats stats_;
     uint64_t live_bytes_ = 0;

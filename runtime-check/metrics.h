@@ -88,7 +88,7 @@ struct TensorMetrics {
 
 // Accumulates one tensor's comparison over samples.
 class TensorComparator {
-public:
+  public:
     // `class_metrics`: compute the class-axis block when the tensor has a class axis.
     TensorComparator(std::string name, bool class_metrics);
 
@@ -105,7 +105,7 @@ public:
     [[nodiscard]] uint64_t class_rows() const { return kl_values_.size(); }
     [[nodiscard]] bool has_class_axis() const { return classes_ > 0; }
 
-private:
+  private:
     void add_class_rows(std::span<const double> ref, std::span<const double> cand,
                         std::span<const int64_t> shape);
 

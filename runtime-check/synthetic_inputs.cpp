@@ -17,11 +17,13 @@ void parse_shape_override(const std::string& spec, ShapeOverrides& overrides) {
     size_t pos = 0;
     while (pos <= rest.size()) {
         size_t comma = rest.find(',', pos);
-        std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        std::string item =
+            rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         char* end = nullptr;
         long long v = std::strtoll(item.c_str(), &end, 10);
         if (item.empty() || *end != '\0' || v < 0)
-            throw InputError(cat("--shape '", spec, "': '", item, "' is not a non-negative integer"));
+            throw InputError(
+                cat("--shape '", spec, "': '", item, "' is not a non-negative integer"));
         dims.push_back(v);
         if (comma == std::string::npos) break;
         pos = comma + 1;
@@ -35,8 +37,10 @@ namespace {
 int64_t index_range(const Model& model, const std::string& input) {
     for (const auto& n : model.graph.nodes)
         if (n.op_type == "Gather" && n.inputs.size() >= 2 && n.inputs[1] == input)
-            if (const Tensor* table = model.graph.find_initializer(n.inputs[0]); table && !table->shape.empty())
-                return table->shape[static_cast<size_t>(n.attr_int("axis", 0) < 0 ? 0 : n.attr_int("axis", 0))];
+            if (const Tensor* table = model.graph.find_initializer(n.inputs[0]);
+                table && !table->shape.empty())
+                return table->shape[static_cast<size_t>(
+                    n.attr_int("axis", 0) < 0 ? 0 : n.attr_int("axis", 0))];
     return 0;
 }
 
@@ -95,12 +99,14 @@ void check_synthetic_inputs(const std::vector<ValueInfo>& inputs, const ShapeOve
             check_synthetic_size(info, synthetic_shape(info, overrides), overrides);
 }
 
-NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed, const ShapeOverrides& overrides) {
+NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed,
+                              const ShapeOverrides& overrides) {
     NamedTensors out;
     std::mt19937_64 rng(seed);
     for (const auto& info : executor.inputs()) {
         if (!info.type || !info.type->is_tensor)
-            throw InputError(cat("input '", info.name, "': no tensor type declared; cannot synthesize it"));
+            throw InputError(
+                cat("input '", info.name, "': no tensor type declared; cannot synthesize it"));
         std::vector<int64_t> shape = synthetic_shape(info, overrides);
         check_synthetic_size(info, shape, overrides);
         Tensor t = make_tensor(info.type->elem, shape);
@@ -115,20 +121,24 @@ NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed, const Sha
             for (auto& v : t.mutable_values<double>()) v = dist(rng);
         } else if (dt == DType::F16 || dt == DType::BF16) {
             std::uniform_real_distribution<float> dist(0.0f, 1.0f);
-            for (auto& v : t.mutable_values<uint16_t>()) v = dt == DType::F16 ? float_to_half(dist(rng)) : float_to_bf16(dist(rng));
+            for (auto& v : t.mutable_values<uint16_t>())
+                v = dt == DType::F16 ? float_to_half(dist(rng)) : float_to_bf16(dist(rng));
         } else if (dt == DType::Bool) {
             for (auto& v : t.mutable_values<uint8_t>()) v = rng() & 1;
-        } else if (traits(dt).kind == DTypeKind::SignedInt || traits(dt).kind == DTypeKind::UnsignedInt) {
+        } else if (traits(dt).kind == DTypeKind::SignedInt ||
+                   traits(dt).kind == DTypeKind::UnsignedInt) {
             int64_t range = index_range(executor.model(), info.name);
             if (range <= 0) range = 100;
             size_t width = static_cast<size_t>(traits(dt).bits / 8);
             auto bytes = t.data.mutable_bytes();
             for (int64_t i = 0; i < n; ++i) {
                 int64_t v = static_cast<int64_t>(rng() % static_cast<uint64_t>(range));
-                std::memcpy(bytes.data() + static_cast<size_t>(i) * width, &v, width);  // little-endian truncation
+                std::memcpy(bytes.data() + static_cast<size_t>(i) * width, &v,
+                            width);  // little-endian truncation
             }
         } else {
-            throw InputError(cat("input '", info.name, "': cannot synthesize ", dtype_name(dt), " values"));
+            throw InputError(
+                cat("input '", info.name, "': cannot synthesize ", dtype_name(dt), " values"));
         }
         out.emplace_back(info.name, std::move(t));
     }

@@ -64,17 +64,15 @@ inline std::vector<float> scaled(const std::vector<int64_t>& ints, float step) {
 }
 
 // Y [M, N] = A [M, K] W [K, N], exactly: integer sums times step_w * step_a.
-inline std::vector<float> grid_product(const std::vector<int64_t>& a,
-                                       const std::vector<int64_t>& w, int64_t m, int64_t k,
-                                       int64_t n) {
+inline std::vector<float> grid_product(const std::vector<int64_t>& a, const std::vector<int64_t>& w,
+                                       int64_t m, int64_t k, int64_t n) {
     std::vector<float> y(static_cast<size_t>(m * n));
     for (int64_t i = 0; i < m; ++i)
         for (int64_t c = 0; c < n; ++c) {
             int64_t sum = 0;
             for (int64_t j = 0; j < k; ++j)
                 sum += a[static_cast<size_t>(i * k + j)] * w[static_cast<size_t>(j * n + c)];
-            y[static_cast<size_t>(i * n + c)] =
-                static_cast<float>(sum) * (kGridStepW * kGridStepA);
+            y[static_cast<size_t>(i * n + c)] = static_cast<float>(sum) * (kGridStepW * kGridStepA);
         }
     return y;
 }

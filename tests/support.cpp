@@ -31,7 +31,7 @@ SkipCount& skip_count() {
 }
 
 class SkipListener : public Catch::TestEventListenerBase {
-public:
+  public:
     using TestEventListenerBase::TestEventListenerBase;
     void testCaseStarting(const Catch::TestCaseInfo& info) override {
         TestEventListenerBase::testCaseStarting(info);
@@ -52,11 +52,21 @@ void mark_skipped(const std::string& reason) {
     skip_count().current = true;
 }
 
-std::filesystem::path shared_models() { return EDGEPACK_SHARED_MODELS; }
-std::filesystem::path model_cache() { return EDGEPACK_MODEL_CACHE; }
-std::filesystem::path source_dir() { return EDGEPACK_SOURCE_DIR; }
-std::filesystem::path edgepack_binary() { return EDGEPACK_BINARY; }
-std::string python() { return EDGEPACK_PYTHON; }
+std::filesystem::path shared_models() {
+    return EDGEPACK_SHARED_MODELS;
+}
+std::filesystem::path model_cache() {
+    return EDGEPACK_MODEL_CACHE;
+}
+std::filesystem::path source_dir() {
+    return EDGEPACK_SOURCE_DIR;
+}
+std::filesystem::path edgepack_binary() {
+    return EDGEPACK_BINARY;
+}
+std::string python() {
+    return EDGEPACK_PYTHON;
+}
 
 TempDir::TempDir() {
     std::random_device rd;

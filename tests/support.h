@@ -20,7 +20,7 @@ namespace ep::test {
 
 // A fresh directory under the build tree, removed when the object goes away.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -30,7 +30,7 @@ public:
         return path_ / name;
     }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
@@ -86,12 +86,12 @@ void mark_skipped(const std::string& reason);
 
 // In a loop with one DYNAMIC_SECTION per iteration: when `path` is absent, marks the test
 // case skipped and goes on with the next iteration (its section is still seen and run).
-#define EP_REQUIRE_FILE_OR_CONTINUE(path)                                                   \
-    if (!std::filesystem::exists(path)) {                                                   \
-        std::ostringstream ep_skip_reason_;                                                 \
-        ep_skip_reason_ << (path).string()                                                  \
-                        << " is absent (see ../shared/models/README.md or run "             \
-                           "scripts/fetch_models.sh)";                                      \
-        ::ep::test::mark_skipped(ep_skip_reason_.str());                                    \
-        continue;                                                                           \
+#define EP_REQUIRE_FILE_OR_CONTINUE(path)                                       \
+    if (!std::filesystem::exists(path)) {                                       \
+        std::ostringstream ep_skip_reason_;                                     \
+        ep_skip_reason_ << (path).string()                                      \
+                        << " is absent (see ../shared/models/README.md or run " \
+                           "scripts/fetch_models.sh)";                          \
+        ::ep::test::mark_skipped(ep_skip_reason_.str());                        \
+        continue;                                                               \
     }

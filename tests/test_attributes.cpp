@@ -87,8 +87,9 @@ TEST_CASE("compress: an int-typed float attribute in the model exits 2 naming no
           "[ir][attributes][compress]") {
     test::TempDir dir;
     save_model(conv_bn(int_attr("epsilon", 0)), dir / "bad.onnx");
-    test::write_file(dir / "r.json", "{\"model\": \"bad.onnx\", \"passes\": [{\"pass\": "
-                                     "\"fold-batchnorm\"}], \"output\": \"out.onnx\"}");
+    test::write_file(dir / "r.json",
+                     "{\"model\": \"bad.onnx\", \"passes\": [{\"pass\": "
+                     "\"fold-batchnorm\"}], \"output\": \"out.onnx\"}");
     for (bool dry_run : {false, true}) {
         std::vector<std::string> args{"compress", (dir / "r.json").string()};
         if (dry_run) args.push_back("--dry-run");
@@ -122,7 +123,8 @@ TEST_CASE("run: a LeakyRelu whose alpha is an int exits 2 naming node and attrib
     act.attributes = {int_attr("alpha", 1)};
     m.graph.nodes = {act};
     save_model(m, dir / "leaky.onnx");
-    auto r = test::run_edgepack({"run", (dir / "leaky.onnx").string(), "--samples", "1", "--quiet"});
+    auto r =
+        test::run_edgepack({"run", (dir / "leaky.onnx").string(), "--samples", "1", "--quiet"});
     INFO(r.out << r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("node 'act' (LeakyRelu): attribute 'alpha' is of type int, "

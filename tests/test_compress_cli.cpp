@@ -1,7 +1,7 @@
 // Acceptance tests of `edgepack compress`, run as a user runs it: the built binary on real
 // models, with ONNX Runtime as the oracle for "computes the same thing".
-#include "ir/ir.h"
 #include "formats/model_io.h"
+#include "ir/ir.h"
 #include "support.h"
 
 using namespace ep;
@@ -19,7 +19,8 @@ size_t count_op(const Model& m, std::string_view op) {
 std::string cleanup_recipe(const std::filesystem::path& model, const std::string& output) {
     return "{\"model\": \"" + model.string() +
            "\", \"passes\": [{\"pass\": \"promote-constants\"}, {\"pass\": \"fold-batchnorm\"}], "
-           "\"output\": \"" + output + "\"}";
+           "\"output\": \"" +
+           output + "\"}";
 }
 
 // Cleans a PP-OCR model and checks the result against the original in ONNX Runtime.
@@ -47,9 +48,9 @@ void check_ppocr_cleanup(const std::string& file, size_t constants, size_t batch
     CHECK(cleaned.graph.nodes.size() == original.graph.nodes.size() - constants - batchnorms);
     CHECK(verify(cleaned).empty());
 
-    auto ort = test::run_oracle("ort_compare.py", {model.string(), (dir / "clean.onnx").string(),
-                                                   "--mode", "tol", "--rtol", "1e-4", "--shape",
-                                                   "x=" + input_shape, "--samples", "2"});
+    auto ort = test::run_oracle(
+        "ort_compare.py", {model.string(), (dir / "clean.onnx").string(), "--mode", "tol", "--rtol",
+                           "1e-4", "--shape", "x=" + input_shape, "--samples", "2"});
     INFO(ort.out << ort.err);
     CHECK(ort.exit_code == 0);
     CHECK_THAT(ort.out, Catch::Contains("\"ok\": true"));
@@ -131,8 +132,8 @@ TEST_CASE("compress: the smallest recipe rewrites the model, --set and -o pick t
     CHECK(r.exit_code == 0);
     CHECK(std::filesystem::exists(dir / "sub/dash-o.onnx"));
     // The output may not replace the input.
-    r = test::run_edgepack({"compress", (dir / "r.json").string(), "-o",
-                            (dir / "in.onnx").string()});
+    r = test::run_edgepack(
+        {"compress", (dir / "r.json").string(), "-o", (dir / "in.onnx").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("would overwrite the input model"));
 }

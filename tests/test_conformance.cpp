@@ -15,7 +15,8 @@ TEST_CASE("every ONNX backend node test of a supported op passes", "[conformance
     std::filesystem::path data = "/usr/share/libonnx-testdata/data/node";
     EP_REQUIRE_FILE_OR_SKIP(data);
     test::TempDir dir;
-    auto r = test::run({EDGEPACK_CONFORMANCE, data.string(), "--json", (dir / "results.json").string()});
+    auto r =
+        test::run({EDGEPACK_CONFORMANCE, data.string(), "--json", (dir / "results.json").string()});
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
     std::ifstream in(dir / "results.json");
@@ -27,7 +28,8 @@ TEST_CASE("every ONNX backend node test of a supported op passes", "[conformance
     while (std::getline(ex, line)) {
         if (line.empty() || line[0] == '#') continue;
         auto space = line.find(' ');
-        exceptions[line.substr(0, space)] = space == std::string::npos ? "" : line.substr(space + 1);
+        exceptions[line.substr(0, space)] =
+            space == std::string::npos ? "" : line.substr(space + 1);
     }
 
     std::vector<std::string> unexpected_failures, unexpected_passes;

@@ -76,7 +76,8 @@ TEST_CASE("If branches read values of the enclosing graph", "[runtime][executor]
         auto out = exec.run({{"x", make_f32_tensor("x", {3}, x)}, {"cond", bool_scalar(c)}});
         REQUIRE(out.size() == 1);
         auto z = out[0].second.to_floats();
-        std::vector<float> want = c ? std::vector<float>{-1, -3, -4} : std::vector<float>{0, -4, -6};
+        std::vector<float> want =
+            c ? std::vector<float>{-1, -3, -4} : std::vector<float>{0, -4, -6};
         CHECK(z == want);
     }
 }
@@ -84,7 +85,8 @@ TEST_CASE("If branches read values of the enclosing graph", "[runtime][executor]
 TEST_CASE("fetch returns intermediates that would otherwise be freed", "[runtime][executor]") {
     rt::Executor exec(if_model(), {1});
     std::vector<float> x{-1.0f, 2.0f, 3.0f};
-    auto out = exec.run({{"x", make_f32_tensor("x", {3}, x)}, {"cond", bool_scalar(true)}}, {"xr", "y", "nope"});
+    auto out = exec.run({{"x", make_f32_tensor("x", {3}, x)}, {"cond", bool_scalar(true)}},
+                        {"xr", "y", "nope"});
     REQUIRE(out.size() == 3);
     CHECK(out[1].first == "xr");
     CHECK(out[1].second.to_floats() == std::vector<float>{0, 2, 3});
@@ -97,9 +99,11 @@ TEST_CASE("fetch returns intermediates that would otherwise be freed", "[runtime
 TEST_CASE("inputs are checked against the declared types before running", "[runtime][executor]") {
     rt::Executor exec(if_model(), {1});
     std::vector<float> four{1, 2, 3, 4};
-    CHECK_THROWS_WITH(exec.run({{"x", make_f32_tensor("x", {4}, four)}, {"cond", bool_scalar(true)}}),
-                      Catch::Contains("input 'x': dimension 0 must be 3"));
-    CHECK_THROWS_WITH(exec.run({{"cond", bool_scalar(true)}}), Catch::Contains("input 'x' is required"));
+    CHECK_THROWS_WITH(
+        exec.run({{"x", make_f32_tensor("x", {4}, four)}, {"cond", bool_scalar(true)}}),
+        Catch::Contains("input 'x': dimension 0 must be 3"));
+    CHECK_THROWS_WITH(exec.run({{"cond", bool_scalar(true)}}),
+                      Catch::Contains("input 'x' is required"));
     CHECK_THROWS_WITH(exec.run({{"q", bool_scalar(true)}}), Catch::Contains("no such input"));
 }
 

@@ -75,7 +75,8 @@ Tensor i64_tensor(std::vector<int64_t> v) {
 
 }  // namespace
 
-TEST_CASE("Transpose moves every element for any permutation and awkward sizes", "[kernels][copy]") {
+TEST_CASE("Transpose moves every element for any permutation and awkward sizes",
+          "[kernels][copy]") {
     const int64_t n = GENERATE(1, 3, 7, 8, 9, 64, 65);
     struct Case {
         std::vector<int64_t> shape, perm;
@@ -98,14 +99,17 @@ TEST_CASE("Transpose moves every element for any permutation and awkward sizes",
     std::vector<int64_t> out_shape;
     for (int64_t p : c.perm) out_shape.push_back(c.shape[static_cast<size_t>(p)]);
     const auto in_strides = strides_of(c.shape);
-    require_same(run_threads(node), gather_reference(x, out_shape, [&](const std::vector<int64_t>& idx) {
-        int64_t o = 0;
-        for (size_t d = 0; d < idx.size(); ++d) o += idx[d] * in_strides[static_cast<size_t>(c.perm[d])];
-        return o;
-    }));
+    require_same(run_threads(node),
+                 gather_reference(x, out_shape, [&](const std::vector<int64_t>& idx) {
+                     int64_t o = 0;
+                     for (size_t d = 0; d < idx.size(); ++d)
+                         o += idx[d] * in_strides[static_cast<size_t>(c.perm[d])];
+                     return o;
+                 }));
 }
 
-TEST_CASE("Concat and Split along every axis with blocks of 1 to many elements", "[kernels][copy]") {
+TEST_CASE("Concat and Split along every axis with blocks of 1 to many elements",
+          "[kernels][copy]") {
     const int64_t n = GENERATE(1, 2, 5, 8, 17, 64);
     const std::vector<int64_t> shape{3, n, 4, 2};
     const int64_t axis = GENERATE(0, 1, 2, 3, -1);
@@ -117,7 +121,8 @@ TEST_CASE("Concat and Split along every axis with blocks of 1 to many elements",
     for (size_t i = 0; i < sizes.size(); ++i) {
         std::vector<int64_t> s = shape;
         s[static_cast<size_t>(a)] = sizes[i];
-        parts.push_back(test::random_f32(s, static_cast<uint32_t>(n * 100 + a * 10 + static_cast<int64_t>(i))));
+        parts.push_back(
+            test::random_f32(s, static_cast<uint32_t>(n * 100 + a * 10 + static_cast<int64_t>(i))));
     }
     std::vector<int64_t> out_shape = shape;
     out_shape[static_cast<size_t>(a)] = sizes[0] + sizes[1] + sizes[2];
@@ -136,7 +141,8 @@ TEST_CASE("Concat and Split along every axis with blocks of 1 to many elements",
         while (k >= sizes[p]) k -= sizes[p++];
         std::vector<int64_t> src = idx;
         src[static_cast<size_t>(a)] = k;
-        want.push_back(parts[p].values<float>()[static_cast<size_t>(offset(src, strides_of(parts[p].shape)))]);
+        want.push_back(
+            parts[p].values<float>()[static_cast<size_t>(offset(src, strides_of(parts[p].shape)))]);
         for (size_t d = 4; d-- > 0;) {
             if (++idx[d] < out_shape[d]) break;
             idx[d] = 0;
@@ -166,9 +172,10 @@ TEST_CASE("Expand and Slice read strided and broadcast sources", "[kernels][copy
         node.constants = {{"shape", i64_tensor(target)}};
         node.inputs = {"x", "shape"};
         const auto st = strides_of(x.shape);
-        require_same(run_threads(node), gather_reference(x, target, [&](const std::vector<int64_t>& idx) {
-            return idx[1] * st[1] + idx[3] * st[3];
-        }));
+        require_same(run_threads(node),
+                     gather_reference(x, target, [&](const std::vector<int64_t>& idx) {
+                         return idx[1] * st[1] + idx[3] * st[3];
+                     }));
     }
     SECTION("Slice") {
         Tensor x = test::random_f32({5, n + 4, 7}, static_cast<uint32_t>(n + 7));
@@ -176,13 +183,16 @@ TEST_CASE("Expand and Slice read strided and broadcast sources", "[kernels][copy
         node.op_type = "Slice";
         node.feeds = {{"x", x}};
         // Rows 1..4 step 2, columns 2..n+2, last axis reversed from 6 down to 1 step -2.
-        node.constants = {{"starts", i64_tensor({1, 2, 6})}, {"ends", i64_tensor({5, n + 2, 0})},
-                          {"axes", i64_tensor({0, 1, 2})}, {"steps", i64_tensor({2, 1, -2})}};
+        node.constants = {{"starts", i64_tensor({1, 2, 6})},
+                          {"ends", i64_tensor({5, n + 2, 0})},
+                          {"axes", i64_tensor({0, 1, 2})},
+                          {"steps", i64_tensor({2, 1, -2})}};
         node.inputs = {"x", "starts", "ends", "axes", "steps"};
         const auto st = strides_of(x.shape);
-        require_same(run_threads(node), gather_reference(x, {2, n, 3}, [&](const std::vector<int64_t>& idx) {
-            return (1 + 2 * idx[0]) * st[0] + (2 + idx[1]) * st[1] + (6 - 2 * idx[2]) * st[2];
-        }));
+        require_same(
+            run_threads(node), gather_reference(x, {2, n, 3}, [&](const std::vector<int64_t>& idx) {
+                return (1 + 2 * idx[0]) * st[0] + (2 + idx[1]) * st[1] + (6 - 2 * idx[2]) * st[2];
+            }));
     }
 }
 
@@ -195,7 +205,8 @@ TEST_CASE("MaxPool 2x2 stride 2 matches the definition on narrow and wide rows, 
     {
         // Ties, signed zeros, infinities and NaN in every position of some windows.
         auto v = x.mutable_values<float>();
-        const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+        const float nan = std::numeric_limits<float>::quiet_NaN(),
+                    inf = std::numeric_limits<float>::infinity();
         const float special[] = {nan, -0.0f, 0.0f, inf, -inf, 0.5f, 0.5f, nan};
         for (size_t i = 0; i < v.size(); i += 5) v[i] = special[(i / 5) % 8];
     }
@@ -244,7 +255,8 @@ TEST_CASE("Relu runs in place only on values nobody reads afterwards", "[kernels
     model.graph.outputs = {ValueInfo{"y", {}, {}}, ValueInfo{"z", {}, {}}};
     std::vector<float> sum(static_cast<size_t>(n)), relu_sum, relu_a;
     for (int64_t i = 0; i < n; ++i) {
-        const float s = a.values<float>()[static_cast<size_t>(i)] + b.values<float>()[static_cast<size_t>(i)];
+        const float s =
+            a.values<float>()[static_cast<size_t>(i)] + b.values<float>()[static_cast<size_t>(i)];
         sum[static_cast<size_t>(i)] = s;
         relu_sum.push_back(s > 0 ? s : 0.0f);
         const float av = a.values<float>()[static_cast<size_t>(i)];
@@ -254,7 +266,8 @@ TEST_CASE("Relu runs in place only on values nobody reads afterwards", "[kernels
         INFO(threads << " threads");
         rt::Executor exec(model, rt::ExecOptions{threads});
         for (bool fetch : {false, true}) {
-            auto out = exec.run({{"a", a}, {"b", b}}, fetch ? std::vector<std::string>{"s"} : std::vector<std::string>{});
+            auto out = exec.run({{"a", a}, {"b", b}},
+                                fetch ? std::vector<std::string>{"s"} : std::vector<std::string>{});
             REQUIRE(out.size() == (fetch ? 3u : 2u));
             require_same(out[0].second, make_f32_tensor("", {n}, relu_sum));
             require_same(out[1].second, make_f32_tensor("", {n}, relu_a));

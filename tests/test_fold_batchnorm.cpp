@@ -29,18 +29,19 @@ std::vector<double> naive_bn(const std::vector<double>& x, size_t batch, size_t 
         for (size_t c = 0; c < channels; ++c)
             for (size_t i = 0; i < inner; ++i) {
                 size_t k = (n * channels + c) * inner + i;
-                y[k] = (x[k] - p.mean[c]) / std::sqrt(static_cast<double>(p.var[c]) +
-                                                      static_cast<double>(p.epsilon)) *
-                           p.scale[c] +
-                       p.bias[c];
+                y[k] =
+                    (x[k] - p.mean[c]) /
+                        std::sqrt(static_cast<double>(p.var[c]) + static_cast<double>(p.epsilon)) *
+                        p.scale[c] +
+                    p.bias[c];
             }
     return y;
 }
 
 // Conv2D, NCHW, stride 1, no padding. W [M, C/g, kh, kw].
-std::vector<double> naive_conv(const std::vector<float>& x, size_t n_, size_t c, size_t h,
-                               size_t w, const std::vector<float>& wt, size_t m, size_t kh,
-                               size_t kw, size_t group, const std::vector<float>& bias) {
+std::vector<double> naive_conv(const std::vector<float>& x, size_t n_, size_t c, size_t h, size_t w,
+                               const std::vector<float>& wt, size_t m, size_t kh, size_t kw,
+                               size_t group, const std::vector<float>& bias) {
     size_t oh = h - kh + 1, ow = w - kw + 1, cg = c / group, mg = m / group;
     std::vector<double> y(n_ * m * oh * ow, 0.0);
     for (size_t n = 0; n < n_; ++n)
@@ -62,9 +63,9 @@ std::vector<double> naive_conv(const std::vector<float>& x, size_t n_, size_t c,
 }
 
 // ConvTranspose2D, stride 1, no padding. W [C, M/g, kh, kw].
-std::vector<double> naive_conv_transpose(const std::vector<float>& x, size_t n_, size_t c,
-                                         size_t h, size_t w, const std::vector<float>& wt,
-                                         size_t m, size_t kh, size_t kw, size_t group,
+std::vector<double> naive_conv_transpose(const std::vector<float>& x, size_t n_, size_t c, size_t h,
+                                         size_t w, const std::vector<float>& wt, size_t m,
+                                         size_t kh, size_t kw, size_t group,
                                          const std::vector<float>& bias) {
     size_t oh = h + kh - 1, ow = w + kw - 1, cg = c / group, mg = m / group;
     std::vector<double> y(n_ * m * oh * ow, 0.0);
@@ -98,7 +99,8 @@ std::vector<double> naive_gemm(const std::vector<float>& a, size_t n_, size_t k_
         for (size_t o = 0; o < m; ++o) {
             double acc = 0.0;
             for (size_t k = 0; k < k_; ++k)
-                acc += static_cast<double>(a[n * k_ + k]) * (trans_b ? b[o * k_ + k] : b[k * m + o]);
+                acc +=
+                    static_cast<double>(a[n * k_ + k]) * (trans_b ? b[o * k_ + k] : b[k * m + o]);
             double bias = c.empty() ? 0.0 : c.size() == 1 ? c[0] : c[o];
             y[n * m + o] = alpha * acc + beta * bias;
         }
@@ -173,9 +175,9 @@ TEST_CASE("fold-batchnorm folds ConvTranspose + BN along weight axis 1, with gro
     auto bn = make_bn(m, 17);
     add_bn(model, bn, "t", "y");
     auto x = random_values(c * h * w, 4);
-    auto ref = naive_bn(
-        naive_conv_transpose(x, 1, c, h, w, wt, m, k, k, static_cast<size_t>(group), bias), 1, m,
-        bn);
+    auto ref =
+        naive_bn(naive_conv_transpose(x, 1, c, h, w, wt, m, k, k, static_cast<size_t>(group), bias),
+                 1, m, bn);
 
     auto result = run_pass("fold-batchnorm", model);
     INFO(skips_text(result));
@@ -203,8 +205,8 @@ TEST_CASE("fold-batchnorm folds Gemm + BN for transB 0 and 1, folding alpha, bet
     model.graph.inputs.push_back(value("a"));
     model.graph.outputs.push_back(value("y"));
     auto b = random_values(k * m, 21);
-    model.graph.initializers.push_back(make_f32_tensor(
-        "B", trans_b ? std::vector<int64_t>{5, 4} : std::vector<int64_t>{4, 5}, b));
+    model.graph.initializers.push_back(
+        make_f32_tensor("B", trans_b ? std::vector<int64_t>{5, 4} : std::vector<int64_t>{4, 5}, b));
     std::vector<float> cvals;
     std::vector<std::string> inputs{"a", "B"};
     if (has_c) {
@@ -249,9 +251,9 @@ TEST_CASE("fold-batchnorm keeps f16 weights f16", "[passes][fold-batchnorm]") {
         t->dtype = DType::F16;
         t->data = TensorData::owned(std::move(bytes));
     }
-    auto ref = naive_bn(naive_conv(x, 1, 2, 3, 3, floats_of(model, "w"), 3, 1, 1, 1,
-                                   floats_of(model, "b")),
-                        1, 3, make_bn(3, 7 + 11));
+    auto ref = naive_bn(
+        naive_conv(x, 1, 2, 3, 3, floats_of(model, "w"), 3, 1, 1, 1, floats_of(model, "b")), 1, 3,
+        make_bn(3, 7 + 11));
     REQUIRE(run_pass("fold-batchnorm", model).rewrites == 1);
     CHECK(model.graph.find_initializer("w")->dtype == DType::F16);
     CHECK(model.graph.find_initializer("b")->dtype == DType::F16);
@@ -303,7 +305,8 @@ TEST_CASE("fold-batchnorm reports why it skips and leaves the model unchanged",
     SECTION("input produced by Relu") {
         Model model = conv_bn_model(2, 3, 1, 1, true, 1);
         model.graph.nodes[1].inputs[0] = "r";
-        model.graph.nodes.insert(model.graph.nodes.begin() + 1, make_node("Relu", "relu", {"t"}, {"r"}));
+        model.graph.nodes.insert(model.graph.nodes.begin() + 1,
+                                 make_node("Relu", "relu", {"t"}, {"r"}));
         auto before = fingerprint(model);
         auto result = run_pass("fold-batchnorm", model);
         CHECK_FALSE(result.changed);
@@ -337,8 +340,9 @@ TEST_CASE("fold-batchnorm reports why it skips and leaves the model unchanged",
         model.graph.nodes.insert(model.graph.nodes.begin(), std::move(k));
         auto before = fingerprint(model);
         auto result = run_pass("fold-batchnorm", model);
-        CHECK(has_skip(result, "bn", "weights 'w' not constant (produced by Constant; run "
-                                     "promote-constants first)"));
+        CHECK(has_skip(result, "bn",
+                       "weights 'w' not constant (produced by Constant; run "
+                       "promote-constants first)"));
         CHECK(fingerprint(model) == before);
         // promote-constants first makes it foldable.
         CHECK(run_pass("promote-constants", model).rewrites == 1);

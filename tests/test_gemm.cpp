@@ -47,7 +47,8 @@ std::vector<float> run(const Product& p, const std::vector<float>& a, const std:
 void check(const Product& p) {
     INFO("M " << p.m << " K " << p.k << " N " << p.n << " transA " << p.ta << " transB " << p.tb
               << " accumulate " << p.accumulate << " kernels " << rt::simd_kernels().name);
-    const uint32_t seed = static_cast<uint32_t>(p.m * 1000003 + p.k * 1009 + p.n * 17 + p.ta * 2 + p.tb);
+    const uint32_t seed =
+        static_cast<uint32_t>(p.m * 1000003 + p.k * 1009 + p.n * 17 + p.ta * 2 + p.tb);
     auto a = random_floats(static_cast<size_t>(p.m * p.k), seed);
     auto b = random_floats(static_cast<size_t>(p.k * p.n), seed + 1);
     auto c0 = random_floats(static_cast<size_t>(p.m * p.n), seed + 2);
@@ -117,7 +118,8 @@ TEST_CASE("AVX-512 kernels give the AVX2 kernels' bytes", "[kernels][gemm-blocks
     auto a = random_floats(static_cast<size_t>(m * k), seed);
     auto b = random_floats(static_cast<size_t>(n * k), seed + 1);
     auto c0 = random_floats(static_cast<size_t>(m * n), seed + 2);
-    auto run_dot = [&](const rt::SimdKernels& table, int64_t n0, int64_t n1, std::vector<float>& c) {
+    auto run_dot = [&](const rt::SimdKernels& table, int64_t n0, int64_t n1,
+                       std::vector<float>& c) {
         rt::GemmTile t{a.data(), k, b.data(), k, true, c.data(), n, k, accumulate, 0, m, n0, n1};
         table.gemm_dot(t);
     };
@@ -151,7 +153,8 @@ TEST_CASE("AVX-512 tile kernel (pairs of 16-column panels) gives the AVX2 kernel
     auto c0 = random_floats(static_cast<size_t>(m * n), seed + 2);
     std::vector<float> pack(static_cast<size_t>(rt::kGemmPackFloats));
     auto run_tile = [&](const rt::SimdKernels& table, std::vector<float>& c) {
-        rt::GemmTile t{a.data(), k, b.data(), tb ? k : n, tb, c.data(), n, k, accumulate, 0, m, 0, n};
+        rt::GemmTile t{a.data(), k,          b.data(), tb ? k : n, tb, c.data(), n,
+                       k,        accumulate, 0,        m,          0,  n};
         table.gemm_tile(t, pack.data());
     };
     std::vector<float> want = c0, got = c0;

@@ -97,5 +97,6 @@ TEST_CASE("inspect reads safetensors checkpoints", "[inspect][real]") {
 TEST_CASE("inspect of a missing file exits 2 naming it", "[inspect]") {
     auto r = test::run_edgepack({"inspect", "/nonexistent/model.onnx"});
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.err, Catch::Contains("/nonexistent/model.onnx") && Catch::Contains("no such file"));
+    CHECK_THAT(r.err,
+               Catch::Contains("/nonexistent/model.onnx") && Catch::Contains("no such file"));
 }

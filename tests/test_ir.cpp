@@ -51,7 +51,7 @@ TEST_CASE("f16 and bf16 conversions round to nearest even", "[ir]") {
     for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f})
         CHECK(half_to_float(float_to_half(f)) == f);
     CHECK(float_to_half(1.0f + 1.0f / 2048) == 0x3C00);  // tie rounds to even
-    CHECK(float_to_half(70000.0f) == 0x7C00);           // overflow to infinity
+    CHECK(float_to_half(70000.0f) == 0x7C00);            // overflow to infinity
     CHECK(bf16_to_float(float_to_bf16(3.140625f)) == 3.140625f);
     CHECK(float_to_bf16(1.0f + 1.0f / 256) == 0x3F80);  // tie rounds to even
 }

@@ -56,7 +56,9 @@ TEST_CASE("layering: an include that points up fails the check, naming file, lin
     CHECK_THAT(r.err, Catch::Contains("ir/ir.h:3: includes \"compressor/recipe.h\" (compressor/)"));
     CHECK_THAT(r.err, Catch::Contains("runtime-check/kernels/gemm.h:1: includes "
                                       "\"runtime-check/ops/op_context.h\""));
-    CHECK_THAT(r.err, Catch::Contains("formats/onnx_io.cpp:2: includes \"runtime-check/executor.h\""));
-    CHECK_THAT(r.err, Catch::Contains("runtime-check/metrics.cpp:1: includes \"formats/onnx_io.h\""));
+    CHECK_THAT(r.err,
+               Catch::Contains("formats/onnx_io.cpp:2: includes \"runtime-check/executor.h\""));
+    CHECK_THAT(r.err,
+               Catch::Contains("runtime-check/metrics.cpp:1: includes \"formats/onnx_io.h\""));
     CHECK_THAT(r.err, Catch::Contains("4 upward include(s)"));
 }

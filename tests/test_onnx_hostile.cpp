@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "ir/error.h"
 #include "formats/model_io.h"
+#include "ir/error.h"
 #include "support.h"
 
 using namespace ep;

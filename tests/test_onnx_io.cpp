@@ -11,9 +11,9 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "ir/ir.h"
 #include "formats/model_io.h"
 #include "formats/onnx_io.h"
+#include "ir/ir.h"
 #include "support.h"
 
 using namespace ep;

@@ -21,7 +21,7 @@ namespace {
 
 // Test passes for the manager's hooks.
 class ThrowingPass final : public Pass {
-public:
+  public:
     std::string_view name() const override { return "thrower"; }
     PassKind kind() const override { return PassKind::Cleanup; }
     std::string_view description() const override { return "throws"; }
@@ -32,7 +32,7 @@ public:
 };
 
 class BreakingPass final : public Pass {
-public:
+  public:
     std::string_view name() const override { return "breaker"; }
     PassKind kind() const override { return PassKind::Cleanup; }
     std::string_view description() const override { return "renames an input"; }

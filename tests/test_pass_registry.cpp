@@ -33,7 +33,8 @@ TEST_CASE("glob patterns match whole names with *, ?, classes", "[passes][select
     pattern += "b";
     CHECK_FALSE(glob_match(pattern, name));
 
-    Selector s = Selector::from_options({{"include", {"*.weight", "head*"}}, {"exclude", {"*embed*"}}});
+    Selector s =
+        Selector::from_options({{"include", {"*.weight", "head*"}}, {"exclude", {"*embed*"}}});
     CHECK(s.selects("l0.weight"));
     CHECK(s.selects("head.bias"));
     CHECK_FALSE(s.selects("embed.weight"));

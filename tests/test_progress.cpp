@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "compressor/calibration_data.h"
-#include "ir/progress.h"
 #include "formats/model_io.h"
+#include "ir/progress.h"
 #include "passes/registry.h"
 #include "support.h"
 
@@ -274,8 +274,9 @@ TEST_CASE("progress bar: a nested step's bar replaces its parent's, which comes 
     CHECK(last_bar(out.str()).find("1/3 passes") != std::string::npos);
 }
 
-TEST_CASE("progress lines: no carriage return or escapes, a start and an end line, one line per 10 s",
-          "[progress]") {
+TEST_CASE(
+    "progress lines: no carriage return or escapes, a start and an end line, one line per 10 s",
+    "[progress]") {
     FakeClock clock;
     std::ostringstream out;
     Progress p(ProgressMode::Lines, out, clock.fn(), 80);

@@ -50,14 +50,14 @@ TEST_CASE("promote-constants turns every Constant form into an initializer",
     strs.type = AttrType::Strings;
     strs.strings = {"a", "bc"};
     model.graph.nodes.push_back(constant_node("ss", strs));
-    model.graph.nodes.push_back(make_node("Sum", "sum", {"w", "f", "fs", "i", "is", "ss"}, {"sum"}));
+    model.graph.nodes.push_back(
+        make_node("Sum", "sum", {"w", "f", "fs", "i", "is", "ss"}, {"sum"}));
 
     auto result = run_pass("promote-constants", model);
     CHECK(result.changed);
     CHECK(result.rewrites == 6);
     REQUIRE(model.graph.nodes.size() == 1);
-    CHECK(model.graph.nodes[0].inputs ==
-          std::vector<std::string>{"w", "f", "fs", "i", "is", "ss"});
+    CHECK(model.graph.nodes[0].inputs == std::vector<std::string>{"w", "f", "fs", "i", "is", "ss"});
     CHECK(verify(model).empty());
     const Tensor* w = model.graph.find_initializer("w");
     REQUIRE(w);
@@ -92,8 +92,10 @@ TEST_CASE("promote-constants keeps small, excluded and graph-output constants, w
         return a;
     };
     model.graph.nodes.push_back(constant_node("big", tensor_attr(make_f32_tensor("", {16}, big))));
-    model.graph.nodes.push_back(constant_node("small", tensor_attr(make_f32_tensor("", {3}, small))));
-    model.graph.nodes.push_back(constant_node("big.skip", tensor_attr(make_f32_tensor("", {16}, big))));
+    model.graph.nodes.push_back(
+        constant_node("small", tensor_attr(make_f32_tensor("", {3}, small))));
+    model.graph.nodes.push_back(
+        constant_node("big.skip", tensor_attr(make_f32_tensor("", {16}, big))));
     model.graph.nodes.push_back(constant_node("out", tensor_attr(make_f32_tensor("", {16}, big))));
     Attribute sparse;
     sparse.name = "sparse_value";
@@ -112,7 +114,8 @@ TEST_CASE("promote-constants keeps small, excluded and graph-output constants, w
     REQUIRE(lines.size() == 5);
     CHECK_THAT(lines[0], Catch::Contains("promote 'big' (f32 [16]) to an initializer"));
 
-    auto result = run_pass("promote-constants", model, {{"min_elements", 4}, {"exclude", {"*.skip"}}});
+    auto result =
+        run_pass("promote-constants", model, {{"min_elements", 4}, {"exclude", {"*.skip"}}});
     INFO(skips_text(result));
     CHECK(result.rewrites == 1);
     CHECK(model.graph.find_initializer("big") != nullptr);

@@ -130,8 +130,8 @@ TEST_CASE("encoded grid-valued initializers give the exact outputs, computed wit
             std::vector<double> h(H, 0.0);
             for (int64_t j = 0; j < H; ++j)
                 for (int64_t d = 0; d < D; ++d)
-                    h[static_cast<size_t>(j)] += static_cast<double>(table[id * D + d]) *
-                                                 w1[static_cast<size_t>(d * H + j)];
+                    h[static_cast<size_t>(j)] +=
+                        static_cast<double>(table[id * D + d]) * w1[static_cast<size_t>(d * H + j)];
             for (int64_t n = 0; n < N; ++n) {
                 double y = 0.0;
                 for (int64_t j = 0; j < H; ++j)

@@ -222,7 +222,10 @@ TEST_CASE("grid-valued quantized MatMul, Gemm and Gather give the exact values",
                 idx.data = TensorData::owned(std::vector<std::byte>(
                     reinterpret_cast<const std::byte*>(ids.data()),
                     reinterpret_cast<const std::byte*>(ids.data() + ids.size())));
-                OneNode ga{"Gather", "", 17, {{"i", idx}},
+                OneNode ga{"Gather",
+                           "",
+                           17,
+                           {{"i", idx}},
                            {{"w", quantized(make_f32_tensor("w", {n, k}, table), scheme, 1)}},
                            {"w", "i"}};
                 Tensor rows = run_node(ga, 1).at(0);

@@ -189,10 +189,16 @@ TEST_CASE("int8 and float activations: grid-valued MatMul and Gemm give the exac
                 const auto wf = scaled(wi, kGridStepW);
                 Tensor a = make_f32_tensor("a", {m, k}, scaled(ai, kGridStepA));
                 // MatMul: W [K, N] along axis 0; Gemm transB = 1: W [N, K] along axis 1.
-                OneNode mm{"MatMul", "", 17, {{"a", a}},
+                OneNode mm{"MatMul",
+                           "",
+                           17,
+                           {{"a", a}},
                            {{"w", quantized(make_f32_tensor("w", {k, n}, wf), scheme, 0)}},
                            {"a", "w"}};
-                OneNode gm{"Gemm", "", 13, {{"a", a}},
+                OneNode gm{"Gemm",
+                           "",
+                           13,
+                           {{"a", a}},
                            {{"w", quantized(make_f32_tensor("w", {n, k}, transposed(wf, k, n)),
                                             scheme, 1)}},
                            {"a", "w"}};

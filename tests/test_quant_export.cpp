@@ -229,8 +229,8 @@ TEST_CASE("MNIST int4g32 (Gemm) + int8c (Conv) exports match the .epk in ORT",
     EP_REQUIRE_FILE_OR_SKIP(model);
     test::TempDir dir;
     write_npy(random_f32({4, 1, 28, 28}, 77, 0.0f, 1.0f), dir / "x.npy");
-    cross_check(
-        model,
-        R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "conv": true, "min_elements": 0})",
-        {"input=" + (dir / "x.npy").string()}, dir, "mnist_int4");
+    cross_check(model,
+                R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "conv": true, )"
+                R"("min_elements": 0})",
+                {"input=" + (dir / "x.npy").string()}, dir, "mnist_int4");
 }

@@ -13,10 +13,10 @@
 #include "calibration/calibration.h"
 #include "calibration/solvers.h"
 #include "compressor/calibration_data.h"
-#include "ir/encoding.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
 #include "formats/model_io.h"
+#include "ir/encoding.h"
 #include "op_model.h"
 #include "passes/registry.h"
 #include "runtime-check/executor.h"
@@ -510,8 +510,7 @@ TEST_CASE(
     PassResult rg = configured({{"bits", 4}, {"method", "gptq"}})->run(gptq, ctx);
     CHECK(rg.rewrites == 3);
     double gptq_err = rel_error(gptq);
-    WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq "
-                                       << gptq_err);
+    WARN("relative output error: rtn " << rtn_err << ", awq " << awq_err << ", gptq " << gptq_err);
     // Both exist to beat RTN, and on this model (outlier input channels, seeded
     // calibration: deterministic) they do clearly: measured rtn 0.0956, awq 0.0581
     // (0.61 x rtn), gptq 0.0652 (0.68 x rtn). The bounds leave about 20% of the ratio for

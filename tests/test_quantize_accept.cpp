@@ -113,9 +113,11 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
         // The example recipe as it ships: its validate section and gates, with the
         // evaluation tokens of this run; exit 0 means its gates held.
         auto reports = dir / (std::string(v) + "-report");
-        std::vector<std::string> args{"compress", recipe.string(), "-o", out.string(),
-                                      "--report-dir", reports.string(), "--set",
-                                      "validate.data=" + (dir / "eval.npy").string()};
+        std::vector<std::string> args{
+            "compress",     recipe.string(),
+            "-o",           out.string(),
+            "--report-dir", reports.string(),
+            "--set",        "validate.data=" + (dir / "eval.npy").string()};
         if (std::string(v).find("gptq") != std::string::npos ||
             std::string(v).find("awq") != std::string::npos) {
             args.push_back("--set");
@@ -137,10 +139,9 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
                                   dir / "int8-validate.json");
             CHECK(kl_mean(alone) == kl[v]);
             auto onnx = dir / "int8.onnx";
-            auto e = ep::test::run_edgepack({"compress", recipe.string(), "-o", onnx.string(),
-                                             "--set", "onnx.quantized=qdq", "--set",
-                                             "validate.data=" + (dir / "eval.npy").string(),
-                                             "--quiet"});
+            auto e = ep::test::run_edgepack(
+                {"compress", recipe.string(), "-o", onnx.string(), "--set", "onnx.quantized=qdq",
+                 "--set", "validate.data=" + (dir / "eval.npy").string(), "--quiet"});
             INFO(e.err);
             REQUIRE(e.exit_code == 0);
             auto npz = dir / "eval-npz";
@@ -153,9 +154,9 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
                  (dir / "eval.npy").string(), npz.string()});
             INFO(split.err);
             REQUIRE(split.exit_code == 0);
-            auto oracle = ep::test::run_oracle(
-                "validate_oracle.py", {"--reference", stories().string(), "--candidate",
-                                       onnx.string(), "--data", npz.string()});
+            auto oracle = ep::test::run_oracle("validate_oracle.py",
+                                               {"--reference", stories().string(), "--candidate",
+                                                onnx.string(), "--data", npz.string()});
             INFO(oracle.out << oracle.err);
             REQUIRE(oracle.exit_code == 0);
             const json by_oracle = json::parse(oracle.out);
@@ -202,10 +203,10 @@ TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt and int4 g32 drop <= 0.2 pt o
         // The example recipe with the 10k test set and its labels: its gates include
         // max_accuracy_drop, so exit 0 is the acceptance criterion itself.
         auto reports = dir / (std::string(c.name) + "-report");
-        auto comp = ep::test::run_edgepack(
-            {"compress", recipe.string(), "-o", out.string(), "--report-dir", reports.string(),
-             "--set", "validate.data=" + (dir / "data").string(), "--set",
-             "validate.labels=" + (dir / "labels.npy").string()});
+        auto comp = ep::test::run_edgepack({"compress", recipe.string(), "-o", out.string(),
+                                            "--report-dir", reports.string(), "--set",
+                                            "validate.data=" + (dir / "data").string(), "--set",
+                                            "validate.labels=" + (dir / "labels.npy").string()});
         INFO(comp.err);
         REQUIRE(comp.exit_code == 0);
         json report = read_json(reports / "report.json");

@@ -1,8 +1,8 @@
 // Recipe loading: every error names the recipe and the field, with "did you mean" when a
 // name is a likely typo; defaults are filled in; --set overrides any value.
-#include "ir/error.h"
 #include "compressor/pass_manager.h"
 #include "compressor/recipe.h"
+#include "ir/error.h"
 #include "support.h"
 
 using namespace ep;
@@ -37,8 +37,7 @@ const char* kTwoPasses = R"({
 
 }  // namespace
 
-TEST_CASE("the smallest recipe loads, with paths relative to the recipe's directory",
-          "[recipe]") {
+TEST_CASE("the smallest recipe loads, with paths relative to the recipe's directory", "[recipe]") {
     RecipeDir d;
     Recipe r = d.parse(R"({"model": "m.onnx", "passes": [], "output": "out.onnx"})");
     CHECK(r.model == d.dir / "m.onnx");
@@ -55,7 +54,8 @@ TEST_CASE("pass entries get every option with defaults filled in", "[recipe]") {
     REQUIRE(r.passes.size() == 2);
     CHECK(r.passes[0].name == "promote-constants");
     CHECK(r.passes[0].path == "passes[0]");
-    CHECK(r.passes[0].options == json{{"min_elements", 4}, {"include", {"*"}}, {"exclude", json::array()}});
+    CHECK(r.passes[0].options ==
+          json{{"min_elements", 4}, {"include", {"*"}}, {"exclude", json::array()}});
     CHECK(r.passes[1].path == "passes[1]");
     CHECK(r.passes[1].options == json{{"include", {"*"}}, {"exclude", {"head*"}}});
     // The manager configures from these without complaint.
@@ -87,8 +87,9 @@ TEST_CASE("recipe error: a typo in a top-level key suggests the key", "[recipe]"
           "recipe.json: pases: unknown key; did you mean passes?");
     // Nothing close: list the valid keys instead of guessing.
     CHECK_THAT(d.error(R"({"model": "m.onnx", "zzzzzz": 1})"),
-               Catch::StartsWith("recipe.json: zzzzzz: unknown key (valid: description, model, "
-                                 "passes, output, onnx, calibration, validate, gates, baseline, report_dir)"));
+               Catch::StartsWith(
+                   "recipe.json: zzzzzz: unknown key (valid: description, model, "
+                   "passes, output, onnx, calibration, validate, gates, baseline, report_dir)"));
 }
 
 TEST_CASE("recipe error: a typo in a pass option suggests the option", "[recipe]") {
@@ -119,29 +120,33 @@ TEST_CASE("recipe error: wrong types name the field and what was found", "[recip
     RecipeDir d;
     CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "fold-batchnorm", "include": 3}]})") ==
           "recipe.json: passes[0].include: expected a list of strings, found number");
-    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "fold-batchnorm", "include": ["a", null]}]})") ==
+    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "fold-batchnorm", )"
+                  R"("include": ["a", null]}]})") ==
           "recipe.json: passes[0].include[1]: expected a string, found null");
     CHECK(d.error(R"({"model": "m.onnx", "passes": {"pass": "fold-batchnorm"}})") ==
           "recipe.json: passes: expected a list of pass entries, found object");
     CHECK(d.error(R"({"model": "m.onnx", "passes": ["fold-batchnorm"]})") ==
           "recipe.json: passes[0]: expected an object {\"pass\": NAME, ...}, found string");
     CHECK(d.error(R"({"model": 7})") == "recipe.json: model: expected a string, found number");
-    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", "min_elements": "4"}]})") ==
+    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", )"
+                  R"("min_elements": "4"}]})") ==
           "recipe.json: passes[0].min_elements: expected an integer, found string");
-    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", "min_elements": 2.5}]})") ==
+    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", )"
+                  R"("min_elements": 2.5}]})") ==
           "recipe.json: passes[0].min_elements: expected an integer, found 2.5");
-    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", "min_elements": -3}]})") ==
+    CHECK(d.error(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", )"
+                  R"("min_elements": -3}]})") ==
           "recipe.json: passes[0].min_elements: -3 is below the minimum 0");
     CHECK(d.error(R"(["model"])") ==
           "recipe.json: recipe: expected a JSON object at the top level, found list");
     // An integral float is accepted as an integer.
-    CHECK(d.parse(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", "min_elements": 4.0}]})")
+    CHECK(d.parse(R"({"model": "m.onnx", "passes": [{"pass": "promote-constants", )"
+                  R"("min_elements": 4.0}]})")
               .passes[0]
               .options["min_elements"] == 4);
 }
 
-TEST_CASE("recipe error: missing model, missing model file, missing output extension",
-          "[recipe]") {
+TEST_CASE("recipe error: missing model, missing model file, missing output extension", "[recipe]") {
     RecipeDir d;
     CHECK(d.error(R"({"passes": []})") == "recipe.json: model: missing (required)");
     CHECK(d.error(R"({"model": ""})") ==
@@ -169,7 +174,8 @@ TEST_CASE("recipe error: invalid JSON reports line and column, empty and duplica
                Catch::Contains("nested deeper than 64 levels"));
 }
 
-TEST_CASE("recipe overrides: --set overrides values by path, parsing JSON or taking a string", "[recipe]") {
+TEST_CASE("recipe overrides: --set overrides values by path, parsing JSON or taking a string",
+          "[recipe]") {
     RecipeDir d;
     Recipe r = d.parse(kTwoPasses, {R"(passes[0].include=["*.weight"])", "output=x.onnx",
                                     "passes[0].min_elements=16", "onnx.external_data=never",
@@ -195,7 +201,8 @@ TEST_CASE("recipe overrides: --set overrides values by path, parsing JSON or tak
           "recipe.json: passes[0].min_elements: expected an integer, found string");
 }
 
-TEST_CASE("recipe overrides: --set on a path outside the schema is an error with did-you-mean", "[recipe]") {
+TEST_CASE("recipe overrides: --set on a path outside the schema is an error with did-you-mean",
+          "[recipe]") {
     RecipeDir d;
     CHECK(d.error(kTwoPasses, {"modle=m.onnx"}) ==
           "recipe.json: --set modle=m.onnx: modle: unknown key; did you mean model?");
@@ -209,10 +216,10 @@ TEST_CASE("recipe overrides: --set on a path outside the schema is an error with
                Catch::Contains("passes[1].exclude[3]: index out of range"));
     CHECK_THAT(d.error(kTwoPasses, {"onnx.externl_data=never"}),
                Catch::Contains("onnx.externl_data: unknown key; did you mean external_data?"));
-    CHECK_THAT(d.error(kTwoPasses, {"model.path=x"}), Catch::Contains("model: takes a single value"));
+    CHECK_THAT(d.error(kTwoPasses, {"model.path=x"}),
+               Catch::Contains("model: takes a single value"));
     CHECK_THAT(d.error(kTwoPasses, {"no-equals-sign"}), Catch::Contains("expected PATH=VALUE"));
-    CHECK_THAT(d.error(kTwoPasses, {"passes[x].pass=a"}),
-               Catch::Contains("'[x]' is not an index"));
+    CHECK_THAT(d.error(kTwoPasses, {"passes[x].pass=a"}), Catch::Contains("'[x]' is not an index"));
     CHECK_THAT(d.error(R"({"model": "m.onnx"})", {"passes[0].pass=fold-batchnorm"}),
                Catch::Contains("passes[0]: index out of range (the recipe has no \"passes\")"));
 }
@@ -241,17 +248,17 @@ TEST_CASE("load_recipe reads the file and names it in errors", "[recipe]") {
     Recipe r = load_recipe(dir / "r.json", {"output=p.onnx"});
     CHECK(r.model == dir / "m.onnx");
     CHECK(*r.output == dir / "p.onnx");
-    CHECK_THROWS_WITH(load_recipe(dir / "none.json"),
-                      Catch::Contains("none.json: no such file"));
+    CHECK_THROWS_WITH(load_recipe(dir / "none.json"), Catch::Contains("none.json: no such file"));
     CHECK_THROWS_WITH(load_recipe(dir.path()), Catch::Contains("is a directory"));
     test::write_file(dir / "bad.json", R"({"modle": "m.onnx"})");
-    CHECK_THROWS_WITH(load_recipe(dir / "bad.json"),
-                      Catch::Equals((dir / "bad.json").string() +
-                                    ": modle: unknown key; did you mean model?"));
+    CHECK_THROWS_WITH(
+        load_recipe(dir / "bad.json"),
+        Catch::Equals((dir / "bad.json").string() + ": modle: unknown key; did you mean model?"));
 }
 
-TEST_CASE("docs/recipe.schema.json accepts and rejects hand-written recipes as docs/recipes.md says",
-          "[recipe][schema][xcheck]") {
+TEST_CASE(
+    "docs/recipe.schema.json accepts and rejects hand-written recipes as docs/recipes.md says",
+    "[recipe][schema][xcheck]") {
     // The schema file is generated from the loader's tables (compress --print-schema), so
     // validating recipes against it alone checks the loader against itself. These verdicts
     // are written by hand from the documented contract; jsonschema (an independent
@@ -275,8 +282,8 @@ TEST_CASE("docs/recipe.schema.json accepts and rejects hand-written recipes as d
          "quantise-weights"},
         {R"({"model": "m.onnx", "passes": [{"pass": "fold-batchnorm", "bits": 4}]})", false,
          "bits"},
-        {R"({"model": "m.onnx", "passes": [{"pass": "quantize-weights", "method": "hqq"}]})",
-         false, "hqq"},
+        {R"({"model": "m.onnx", "passes": [{"pass": "quantize-weights", "method": "hqq"}]})", false,
+         "hqq"},
         {R"({"model": "m.onnx", "passes": [{"bits": 4}]})", false, "pass"},
         {R"({"model": "m.onnx", "gates": {"max_kl_mean": -0.5}})", false, "max_kl_mean"},
         {R"({"model": "m.onnx", "validate": {"samples": 0}})", false, "samples"},

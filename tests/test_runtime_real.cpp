@@ -70,16 +70,18 @@ std::vector<RealCase> real_cases() {
 
 }  // namespace
 
-TEST_CASE("real models match ONNX Runtime and are bit-identical at 1 and 2 threads", "[runtime][real]") {
+TEST_CASE("real models match ONNX Runtime and are bit-identical at 1 and 2 threads",
+          "[runtime][real]") {
     for (const auto& c : real_cases()) {
         DYNAMIC_SECTION(c.label) {
             EP_REQUIRE_FILE_OR_CONTINUE(c.model);
             test::TempDir dir;
             Tensor input = seeded_input(c, 1234);
             write_npy(input, dir / "input.npy");
-            auto ort = test::run_oracle("ort_run.py", {c.model.string(), "--input",
-                                                       std::string(c.input) + "=" + (dir / "input.npy").string(),
-                                                       "--out", (dir / "ort").string()});
+            auto ort = test::run_oracle(
+                "ort_run.py", {c.model.string(), "--input",
+                               std::string(c.input) + "=" + (dir / "input.npy").string(), "--out",
+                               (dir / "ort").string()});
             INFO(ort.err);
             REQUIRE(ort.exit_code == 0);
 
@@ -96,7 +98,9 @@ TEST_CASE("real models match ONNX Runtime and are bit-identical at 1 and 2 threa
                 CHECK(std::memcmp(b1.data(), b2.data(), b1.size()) == 0);
                 std::string safe = name;
                 for (auto& ch : safe)
-                    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-')) ch = '_';
+                    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' ||
+                          ch == '-'))
+                        ch = '_';
                 Tensor ref = read_npy(dir.path() / "ort" / (safe + ".npy"));
                 CHECK(ref.shape == t1.shape);
                 double rel = max_rel_diff(ref, t1);
@@ -108,7 +112,8 @@ TEST_CASE("real models match ONNX Runtime and are bit-identical at 1 and 2 threa
     }
 }
 
-TEST_CASE("stories260k logits match the reference implementation's ref_logits.npy", "[runtime][real]") {
+TEST_CASE("stories260k logits match the reference implementation's ref_logits.npy",
+          "[runtime][real]") {
     auto dir = test::shared_models() / "stories260k";
     EP_REQUIRE_FILE_OR_SKIP(dir / "ref_logits.npy");
     Tensor tokens = read_npy(dir / "ref_tokens.npy");
@@ -155,6 +160,7 @@ TEST_CASE("unsupported ops are all reported at load with exit code 2", "[runtime
         FAIL("expected an error");
     } catch (const Error& e) {
         CHECK(e.code() == ExitCode::BadInput);
-        CHECK_THAT(e.what(), Catch::Contains("2 unsupported ops: LSTM (2 nodes), NonMaxSuppression (1 node)"));
+        CHECK_THAT(e.what(), Catch::Contains(
+                                 "2 unsupported ops: LSTM (2 nodes), NonMaxSuppression (1 node)"));
     }
 }

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "ir/ir.h"
 #include "formats/model_io.h"
 #include "formats/safetensors.h"
+#include "ir/ir.h"
 #include "support.h"
 
 using namespace ep;
@@ -196,8 +196,7 @@ TEST_CASE("safetensors: edgepack and the Python package write the same bytes",
     CHECK(test::read_file(ours) == std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
 }
 
-TEST_CASE("safetensors: output is deterministic and independent of tensor order",
-          "[safetensors]") {
+TEST_CASE("safetensors: output is deterministic and independent of tensor order", "[safetensors]") {
     test::TempDir dir;
     Model a = sample_model();
     Model b = a;
@@ -217,10 +216,10 @@ TEST_CASE("safetensors: output is deterministic and independent of tensor order"
 
 TEST_CASE("safetensors: random models round-trip through write and read", "[safetensors]") {
     const std::vector<DType> dtypes = {
-        DType::F64, DType::F32, DType::F16, DType::BF16, DType::I64, DType::I32,
-        DType::I16, DType::I8, DType::U64, DType::U32, DType::U16, DType::U8,
-        DType::Bool, DType::C64, DType::F8E4M3FN, DType::F8E5M2, DType::F8E4M3FNUZ,
-        DType::F8E5M2FNUZ};
+        DType::F64,    DType::F32,        DType::F16,       DType::BF16, DType::I64,
+        DType::I32,    DType::I16,        DType::I8,        DType::U64,  DType::U32,
+        DType::U16,    DType::U8,         DType::Bool,      DType::C64,  DType::F8E4M3FN,
+        DType::F8E5M2, DType::F8E4M3FNUZ, DType::F8E5M2FNUZ};
     test::TempDir dir;
     std::mt19937 rng(7);
     for (int round = 0; round < 40; ++round) {
@@ -255,9 +254,8 @@ TEST_CASE("safetensors: a misaligned tensor is copied, an aligned one stays a vi
     test::TempDir dir;
     // A header of 55 bytes (not padded): the data buffer starts at byte 63, so the f32
     // tensor at offset 0 is misaligned and the u8 one is not.
-    std::string header =
-        R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-        R"("b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}})";
+    std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                         R"("b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}})";
     std::string file(8, '\0');
     uint64_t n = header.size();
     std::memcpy(file.data(), &n, 8);
@@ -363,9 +361,9 @@ TEST_CASE("safetensors: real checkpoints read as views and match the Python pack
         size_t tensors;
         bool python_layout;  // written by the Python package: a rewrite is byte-identical
     };
-    for (const Case& c : {Case{test::shared_models() / "stories260k/model.safetensors", 47, false},
-                          Case{test::shared_models() / "peft-gpt2-lora/adapter_model.safetensors",
-                               25, true}}) {
+    for (const Case& c :
+         {Case{test::shared_models() / "stories260k/model.safetensors", 47, false},
+          Case{test::shared_models() / "peft-gpt2-lora/adapter_model.safetensors", 25, true}}) {
         DYNAMIC_SECTION(c.file.parent_path().filename().string()) {
             INFO(c.file.string());
             EP_REQUIRE_FILE_OR_CONTINUE(c.file);

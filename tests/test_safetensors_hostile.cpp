@@ -4,9 +4,9 @@
 #include <cstring>
 #include <fstream>
 
-#include "ir/error.h"
 #include "formats/model_io.h"
 #include "formats/safetensors.h"
+#include "ir/error.h"
 #include "support.h"
 
 using namespace ep;
@@ -91,8 +91,7 @@ TEST_CASE("safetensors hostile: 4-byte file", "[safetensors][hostile]") {
     expect_rejected("four_bytes", std::string("\x10\0\0\0", 4), "file is 4 bytes");
 }
 
-TEST_CASE("safetensors hostile: header length past the end of the file",
-          "[safetensors][hostile]") {
+TEST_CASE("safetensors hostile: header length past the end of the file", "[safetensors][hostile]") {
     std::string header = "{" + kValidTensor + "}";
     expect_rejected("length_past_eof", le64(header.size() + 100) + header + kEightBytes,
                     "runs past the end of the file");
@@ -136,10 +135,10 @@ TEST_CASE("safetensors hostile: invalid JSON", "[safetensors][hostile]") {
 }
 
 TEST_CASE("safetensors hostile: header not UTF-8", "[safetensors][hostile]") {
-    expect_rejected("not_utf8",
-                    safetensors_file("{" + entry("w\xff\xfe", "F32", "[2]", "[0,8]") + "}",
-                                     kEightBytes),
-                    "header is not valid JSON");
+    expect_rejected(
+        "not_utf8",
+        safetensors_file("{" + entry("w\xff\xfe", "F32", "[2]", "[0,8]") + "}", kEightBytes),
+        "header is not valid JSON");
 }
 
 TEST_CASE("safetensors hostile: JSON array instead of an object", "[safetensors][hostile]") {
@@ -187,11 +186,11 @@ TEST_CASE("safetensors hostile: shape overflow 2^40 x 2^40", "[safetensors][host
 
 TEST_CASE("safetensors hostile: shape x dtype bytes overflow", "[safetensors][hostile]") {
     // 2^62 elements fit int64, but not as f32 bytes.
-    expect_rejected("bytes_overflow",
-                    safetensors_file("{" + entry("w", "F32", "[4611686018427387904]", "[0,8]") +
-                                         "}",
-                                     kEightBytes),
-                    "tensor 'w': F32 x shape [4611686018427387904] overflows");
+    expect_rejected(
+        "bytes_overflow",
+        safetensors_file("{" + entry("w", "F32", "[4611686018427387904]", "[0,8]") + "}",
+                         kEightBytes),
+        "tensor 'w': F32 x shape [4611686018427387904] overflows");
 }
 
 TEST_CASE("safetensors hostile: shape with more dimensions than any framework allows",
@@ -242,8 +241,7 @@ TEST_CASE("safetensors hostile: a gap of unindexed bytes between tensors",
                     "bytes [4, 6) of the data buffer belong to no tensor");
 }
 
-TEST_CASE("safetensors hostile: unindexed bytes after the last tensor",
-          "[safetensors][hostile]") {
+TEST_CASE("safetensors hostile: unindexed bytes after the last tensor", "[safetensors][hostile]") {
     expect_rejected("trailing_bytes",
                     safetensors_file("{" + entry("w", "F32", "[1]", "[0,4]") + "}", kEightBytes),
                     "bytes [4, 8) at the end of the data buffer belong to no tensor");
@@ -257,17 +255,17 @@ TEST_CASE("safetensors hostile: shape x dtype differs from the byte range",
 }
 
 TEST_CASE("safetensors hostile: metadata value not a string", "[safetensors][hostile]") {
-    expect_rejected("metadata_not_string",
-                    safetensors_file("{\"__metadata__\":{\"step\":3}," + kValidTensor + "}",
-                                     kEightBytes),
-                    "__metadata__ 'step': value must be a string");
+    expect_rejected(
+        "metadata_not_string",
+        safetensors_file("{\"__metadata__\":{\"step\":3}," + kValidTensor + "}", kEightBytes),
+        "__metadata__ 'step': value must be a string");
 }
 
 TEST_CASE("safetensors hostile: metadata not an object", "[safetensors][hostile]") {
-    expect_rejected("metadata_array",
-                    safetensors_file("{\"__metadata__\":[\"a\"]," + kValidTensor + "}",
-                                     kEightBytes),
-                    "__metadata__ must be an object of strings");
+    expect_rejected(
+        "metadata_array",
+        safetensors_file("{\"__metadata__\":[\"a\"]," + kValidTensor + "}", kEightBytes),
+        "__metadata__ must be an object of strings");
 }
 
 TEST_CASE("safetensors hostile: duplicate tensor name", "[safetensors][hostile]") {
@@ -280,11 +278,11 @@ TEST_CASE("safetensors hostile: duplicate tensor name", "[safetensors][hostile]"
 }
 
 TEST_CASE("safetensors hostile: duplicate metadata key", "[safetensors][hostile]") {
-    expect_rejected("duplicate_metadata_key",
-                    safetensors_file("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}," +
-                                         kValidTensor + "}",
-                                     kEightBytes),
-                    "'__metadata__' has the key 'k' twice");
+    expect_rejected(
+        "duplicate_metadata_key",
+        safetensors_file("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}," + kValidTensor + "}",
+                         kEightBytes),
+        "'__metadata__' has the key 'k' twice");
 }
 
 TEST_CASE("safetensors hostile: data_offsets missing", "[safetensors][hostile]") {
@@ -323,10 +321,10 @@ TEST_CASE("safetensors hostile: every truncation and byte flip of a valid file i
           "[safetensors][hostile]") {
     // In-process only (the CLI is covered above): each mutated file either loads into a
     // consistent model or is rejected with an InputError; never anything else.
-    std::string valid = safetensors_file(
-        "{\"__metadata__\":{\"k\":\"v\"}," + entry("a", "F32", "[2]", "[0,8]") + "," +
-            entry("b", "U8", "[3]", "[8,11]") + "}",
-        kEightBytes + "xyz");
+    std::string valid =
+        safetensors_file("{\"__metadata__\":{\"k\":\"v\"}," + entry("a", "F32", "[2]", "[0,8]") +
+                             "," + entry("b", "U8", "[3]", "[8,11]") + "}",
+                         kEightBytes + "xyz");
     test::TempDir dir;
     auto file = dir / "mutant.safetensors";
     // Whether the bytes loaded. A rejection is an InputError from the reader; a model that

@@ -42,18 +42,21 @@ TEST_CASE("nested and concurrent parallel_for calls complete", "[runtime][thread
     auto nested = [&] {
         rt::parallel_for(options, 64, 1, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i)
-                rt::parallel_for(options, 100, 1, [&](int64_t b2, int64_t e2) { total += e2 - b2; });
+                rt::parallel_for(options, 100, 1,
+                                 [&](int64_t b2, int64_t e2) { total += e2 - b2; });
         });
     };
     std::vector<std::thread> callers;
-    for (int t = 0; t < 3; ++t) callers.emplace_back([&] {
-        for (int r = 0; r < 20; ++r) nested();
-    });
+    for (int t = 0; t < 3; ++t)
+        callers.emplace_back([&] {
+            for (int r = 0; r < 20; ++r) nested();
+        });
     for (auto& t : callers) t.join();
     REQUIRE(total.load() == 3 * 20 * 64 * 100);
 }
 
-TEST_CASE("an exception in one chunk reaches the caller after the others finish", "[runtime][threads]") {
+TEST_CASE("an exception in one chunk reaches the caller after the others finish",
+          "[runtime][threads]") {
     rt::ExecOptions options;
     options.threads = 3;
     for (int round = 0; round < 50; ++round) {
@@ -61,7 +64,8 @@ TEST_CASE("an exception in one chunk reaches the caller after the others finish"
         REQUIRE_THROWS_WITH(rt::parallel_for(options, 3000, 1,
                                              [&](int64_t b, int64_t) {
                                                  ++running;
-                                                 if (b == 0) throw std::runtime_error("chunk 0 failed");
+                                                 if (b == 0)
+                                                     throw std::runtime_error("chunk 0 failed");
                                                  --running;
                                              }),
                             "chunk 0 failed");

@@ -22,9 +22,10 @@ std::vector<float> test_values() {
     std::uniform_real_distribution<float> wide(-100.0f, 100.0f), near(-3.0f, 3.0f);
     for (int i = 0; i < 20000; ++i) v.push_back(i % 2 ? wide(rng) : near(rng));
     const float inf = std::numeric_limits<float>::infinity();
-    for (float x : {0.0f, -0.0f, 1.0f, -1.0f, -86.99f, -87.0f, -87.01f, -88.0f, -104.0f, 87.9f, 88.0f,
-                    88.5f, 88.72f, 88.73f, 89.0f, 1e-30f, -1e-30f, inf, -inf,
-                    std::numeric_limits<float>::quiet_NaN()})
+    for (float x : {0.0f,   -0.0f,   1.0f,   -1.0f,   -86.99f,
+                    -87.0f, -87.01f, -88.0f, -104.0f, 87.9f,
+                    88.0f,  88.5f,   88.72f, 88.73f,  89.0f,
+                    1e-30f, -1e-30f, inf,    -inf,    std::numeric_limits<float>::quiet_NaN()})
         v.push_back(x);
     return v;
 }
@@ -57,7 +58,8 @@ std::vector<float> run_whole_and_split(Fn fn, const std::vector<float>& x) {
 
 }  // namespace
 
-TEST_CASE("exp_f32: a few ulps, 0 below -87, inf above the float range, NaN kept", "[kernels][vec-math]") {
+TEST_CASE("exp_f32: a few ulps, 0 below -87, inf above the float range, NaN kept",
+          "[kernels][vec-math]") {
     INFO("kernels " << rt::simd_kernels().name);
     auto x = test_values();
     auto y = run_whole_and_split(rt::exp_f32, x);

@@ -10,9 +10,9 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/compress.h"
+#include "compressor/recipe.h"
 #include "ir/error.h"
 #include "ir/progress.h"
-#include "compressor/recipe.h"
 #include "passes/registry.h"
 
 namespace ep::cli {

@@ -32,8 +32,10 @@ void add_inspect_command(CLI::App& app, std::function<int()>& action) {
                 Model model = load_model(args->file);
                 report = inspect_model(model, args->file, options);
             }
-            if (args->json) std::cout << report.dump(2) << "\n";
-            else std::cout << render_inspect_text(report);
+            if (args->json)
+                std::cout << report.dump(2) << "\n";
+            else
+                std::cout << render_inspect_text(report);
             return 0;
         };
     });

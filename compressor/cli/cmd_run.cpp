@@ -16,8 +16,8 @@
 
 #include "compressor/cli/commands.h"
 #include "compressor/dataset.h"
-#include "ir/progress.h"
 #include "formats/model_io.h"
+#include "ir/progress.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
 

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
+#include "compressor/validate.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
-#include "compressor/validate.h"
 
 namespace ep::cli {
 
@@ -54,8 +54,9 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_flag("--per-layer", args->per_layer,
                   "Also compare every intermediate tensor both graphs share by name; rank by SQNR");
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
-    cmd->add_flag("--int8-activations", args->int8_activations,
-                  "Run the candidate's int4 MatMul/Gemm with int8 activations (faster, less exact)");
+    cmd->add_flag(
+        "--int8-activations", args->int8_activations,
+        "Run the candidate's int4 MatMul/Gemm with int8 activations (faster, less exact)");
     cmd->add_option("--json", args->json, "Write the report as one JSON object to FILE");
     cmd->add_flag("--quiet,-q", args->quiet, "No progress on stderr (errors only)");
     cmd->callback([args, &action] {

@@ -12,7 +12,9 @@
 namespace ep::rt {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+    return (a + b - 1) / b;
+}
 
 // Portable depthwise plane (same contract as SimdKernels::depthwise_plane): row-wise
 // updates the compiler vectorizes, each element summed in tap order.
@@ -74,76 +76,87 @@ void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x,
     for (int64_t ky = 0; ky < g.kh; ++ky)
         for (int64_t kx = 0; kx < g.kw; ++kx) {
             const int64_t c = kx * g.dw;
-            taps[static_cast<size_t>(ky * g.kw + kx)] = (c % g.sw) * layout.plane + ky * g.dh * layout.stride + c / g.sw;
+            taps[static_cast<size_t>(ky * g.kw + kx)] =
+                (c % g.sw) * layout.plane + ky * g.dh * layout.stride + c / g.sw;
         }
-    const auto plane_fn = simd_kernels().depthwise_plane ? simd_kernels().depthwise_plane : depthwise_plane_portable;
+    const auto plane_fn =
+        simd_kernels().depthwise_plane ? simd_kernels().depthwise_plane : depthwise_plane_portable;
     const int64_t work = std::max<int64_t>(1, out_plane * ntaps);
-    parallel_for(options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
-        // Fully written by fill() before use: no need to zero it here.
-        std::unique_ptr<float[]> padded(new float[static_cast<size_t>(layout.floats())]);
-        for (int64_t p = p0; p < p1; ++p) {
-            const int64_t b = p / s.group, ci = p % s.group;
-            layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded.get());
-            for (int64_t mi = 0; mi < mult; ++mi) {
-                const int64_t co = ci * mult + mi;
-                plane_fn({padded.get(), g.sh * layout.stride, taps.data(), ntaps, w + co * ntaps,
-                          bias ? bias[co] : 0.0f, y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
+    parallel_for(
+        options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work),
+        [&](int64_t p0, int64_t p1) {
+            // Fully written by fill() before use: no need to zero it here.
+            std::unique_ptr<float[]> padded(new float[static_cast<size_t>(layout.floats())]);
+            for (int64_t p = p0; p < p1; ++p) {
+                const int64_t b = p / s.group, ci = p % s.group;
+                layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded.get());
+                for (int64_t mi = 0; mi < mult; ++mi) {
+                    const int64_t co = ci * mult + mi;
+                    plane_fn({padded.get(), g.sh * layout.stride, taps.data(), ntaps,
+                              w + co * ntaps, bias ? bias[co] : 0.0f,
+                              y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
+                }
             }
-        }
-    });
+        });
 }
 
 // col[(c * kh + ky) * kw + kx][oy * ow + ox] = X[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw].
-void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, const float* x, float* col, int64_t ld) {
+void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, const float* x,
+            float* col, int64_t ld) {
     const int64_t taps = g.kh * g.kw, out_plane = g.oh * g.ow;
-    parallel_for(options, channels * taps, std::max<int64_t>(1, kGemmParallelWork / 8 / std::max<int64_t>(out_plane, 1)),
-                 [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t c = r / taps, ky = (r % taps) / g.kw, kx = r % g.kw;
-            const float* src = x + c * g.ih * g.iw;
-            float* dst = col + r * ld;
-            const int64_t x0 = kx * g.dw - g.pw;
-            // Columns ox with 0 <= ox*sw + x0 < iw.
-            const int64_t lo = std::min(g.ow, x0 >= 0 ? 0 : ceil_div(-x0, g.sw));
-            const int64_t hi = std::max(lo, std::min(g.ow, g.iw - x0 <= 0 ? 0 : ceil_div(g.iw - x0, g.sw)));
-            if (g.sh == 1 && g.sw == 1 && g.ow == g.iw) {
-                // Unit strides and rows as wide as the input: the valid rows are one shifted
-                // contiguous copy of the plane; then the out-of-range columns are zeroed.
-                const int64_t oy_lo = std::clamp<int64_t>(g.ph - ky * g.dh, 0, g.oh);
-                const int64_t oy_hi = std::clamp<int64_t>(g.ih + g.ph - ky * g.dh, oy_lo, g.oh);
-                std::fill(dst, dst + oy_lo * g.ow, 0.0f);
-                std::fill(dst + oy_hi * g.ow, dst + out_plane, 0.0f);
-                if (oy_lo < oy_hi && lo < hi) {
-                    const float* s = src + (oy_lo - g.ph + ky * g.dh) * g.iw + x0;
-                    const int64_t first = oy_lo * g.ow + lo, last = (oy_hi - 1) * g.ow + hi;
-                    std::memcpy(dst + first, s + lo, static_cast<size_t>(last - first) * sizeof(float));
-                }
-                // Column by column: a store per row, not a (memset) call per row.
-                auto zero_column = [&](int64_t ox) {
-                    for (int64_t oy = oy_lo; oy < oy_hi; ++oy) dst[oy * g.ow + ox] = 0.0f;
-                };
-                for (int64_t ox = 0; ox < lo; ++ox) zero_column(ox);
-                for (int64_t ox = hi; ox < g.ow; ++ox) zero_column(ox);
-                continue;
-            }
-            for (int64_t oy = 0; oy < g.oh; ++oy) {
-                float* d = dst + oy * g.ow;
-                const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
-                if (iy < 0 || iy >= g.ih) {
-                    std::fill(d, d + g.ow, 0.0f);
+    parallel_for(
+        options, channels * taps,
+        std::max<int64_t>(1, kGemmParallelWork / 8 / std::max<int64_t>(out_plane, 1)),
+        [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t c = r / taps, ky = (r % taps) / g.kw, kx = r % g.kw;
+                const float* src = x + c * g.ih * g.iw;
+                float* dst = col + r * ld;
+                const int64_t x0 = kx * g.dw - g.pw;
+                // Columns ox with 0 <= ox*sw + x0 < iw.
+                const int64_t lo = std::min(g.ow, x0 >= 0 ? 0 : ceil_div(-x0, g.sw));
+                const int64_t hi =
+                    std::max(lo, std::min(g.ow, g.iw - x0 <= 0 ? 0 : ceil_div(g.iw - x0, g.sw)));
+                if (g.sh == 1 && g.sw == 1 && g.ow == g.iw) {
+                    // Unit strides and rows as wide as the input: the valid rows are one shifted
+                    // contiguous copy of the plane; then the out-of-range columns are zeroed.
+                    const int64_t oy_lo = std::clamp<int64_t>(g.ph - ky * g.dh, 0, g.oh);
+                    const int64_t oy_hi = std::clamp<int64_t>(g.ih + g.ph - ky * g.dh, oy_lo, g.oh);
+                    std::fill(dst, dst + oy_lo * g.ow, 0.0f);
+                    std::fill(dst + oy_hi * g.ow, dst + out_plane, 0.0f);
+                    if (oy_lo < oy_hi && lo < hi) {
+                        const float* s = src + (oy_lo - g.ph + ky * g.dh) * g.iw + x0;
+                        const int64_t first = oy_lo * g.ow + lo, last = (oy_hi - 1) * g.ow + hi;
+                        std::memcpy(dst + first, s + lo,
+                                    static_cast<size_t>(last - first) * sizeof(float));
+                    }
+                    // Column by column: a store per row, not a (memset) call per row.
+                    auto zero_column = [&](int64_t ox) {
+                        for (int64_t oy = oy_lo; oy < oy_hi; ++oy) dst[oy * g.ow + ox] = 0.0f;
+                    };
+                    for (int64_t ox = 0; ox < lo; ++ox) zero_column(ox);
+                    for (int64_t ox = hi; ox < g.ow; ++ox) zero_column(ox);
                     continue;
                 }
-                const float* s = src + iy * g.iw + x0;
-                std::fill(d, d + lo, 0.0f);
-                if (g.sw == 1) {
-                    for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox];  // short rows: no memcpy call
-                } else {
-                    for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox * g.sw];
+                for (int64_t oy = 0; oy < g.oh; ++oy) {
+                    float* d = dst + oy * g.ow;
+                    const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
+                    if (iy < 0 || iy >= g.ih) {
+                        std::fill(d, d + g.ow, 0.0f);
+                        continue;
+                    }
+                    const float* s = src + iy * g.iw + x0;
+                    std::fill(d, d + lo, 0.0f);
+                    if (g.sw == 1) {
+                        for (int64_t ox = lo; ox < hi; ++ox)
+                            d[ox] = s[ox];  // short rows: no memcpy call
+                    } else {
+                        for (int64_t ox = lo; ox < hi; ++ox) d[ox] = s[ox * g.sw];
+                    }
+                    std::fill(d + hi, d + g.ow, 0.0f);
                 }
-                std::fill(d + hi, d + g.ow, 0.0f);
             }
-        }
-    });
+        });
 }
 
 }  // namespace
@@ -161,7 +174,8 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
     // the GEMM's 16-float B loads never straddle cache lines); im2col writes every
     // element the GEMM reads, so no zeroing.
     const int64_t ld = pointwise ? out_plane : ceil_div(out_plane, 16) * 16;
-    std::unique_ptr<float[]> col_block(pointwise ? nullptr : new float[static_cast<size_t>(k * ld + 16)]);
+    std::unique_ptr<float[]> col_block(pointwise ? nullptr
+                                                 : new float[static_cast<size_t>(k * ld + 16)]);
     float* col = col_block.get();
     if (col) col += (64 - reinterpret_cast<uintptr_t>(col) % 64) % 64 / sizeof(float);
     for (int64_t b = 0; b < s.n; ++b)
@@ -170,7 +184,8 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
             float* out = y + (b * s.c_out + gi * cout_g) * out_plane;
             if (bias)
                 for (int64_t o = 0; o < cout_g; ++o)
-                    std::fill(out + o * out_plane, out + (o + 1) * out_plane, bias[gi * cout_g + o]);
+                    std::fill(out + o * out_plane, out + (o + 1) * out_plane,
+                              bias[gi * cout_g + o]);
             const float* cols = xin;
             if (!pointwise) {
                 im2col(options, g, cin_g, xin, col, ld);
@@ -190,7 +205,8 @@ void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, b
     struct Range {
         int64_t lo, hi, padded;
     };
-    auto ranges = [](int64_t out, int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe) {
+    auto ranges = [](int64_t out, int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb,
+                     int64_t pe) {
         std::vector<Range> r(static_cast<size_t>(out));
         for (int64_t o = 0; o < out; ++o) {
             const int64_t start = o * s - pb;
@@ -205,70 +221,79 @@ void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, b
     const std::vector<Range> cols = ranges(g.ow, g.iw, g.kw, g.sw, g.dw, g.pw, g.pw_end);
     const int64_t work = std::max<int64_t>(1, out_plane * g.kh * g.kw);
     auto full = [](const std::vector<Range>& r, int64_t k) {
-        return std::all_of(r.begin(), r.end(), [k](const Range& q) { return q.lo == 0 && q.hi == k; });
+        return std::all_of(r.begin(), r.end(),
+                           [k](const Range& q) { return q.lo == 0 && q.hi == k; });
     };
     if (is_max && g.kh == 2 && g.kw == 2 && full(rows, 2) && full(cols, 2)) {
         // Common 2x2 max pool with every window inside: same comparisons, no bounds.
         const auto row_s2 = g.sw == 2 && g.dw == 1 ? simd_kernels().max_pool_2x2_s2 : nullptr;
-        parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p) {
-                if (row_s2) {
-                    row_s2(x + p * in_plane - g.ph * g.iw - g.pw, g.sh * g.iw, g.dh * g.iw, y + p * out_plane, g.oh, g.ow);
-                    continue;
-                }
-                for (int64_t oy = 0; oy < g.oh; ++oy) {
-                    const float* r0 = x + p * in_plane + (oy * g.sh - g.ph) * g.iw - g.pw;
-                    const float* r1 = r0 + g.dh * g.iw;
-                    float* dst = y + p * out_plane + oy * g.ow;
-                    for (int64_t ox = 0; ox < g.ow; ++ox) {
-                        const int64_t x0 = ox * g.sw, x1 = x0 + g.dw;
-                        float acc = r0[x0];
-                        acc = r0[x1] > acc ? r0[x1] : acc;
-                        acc = r1[x0] > acc ? r1[x0] : acc;
-                        acc = r1[x1] > acc ? r1[x1] : acc;
-                        dst[ox] = acc;
-                    }
-                }
-            }
-        });
+        parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work),
+                     [&](int64_t p0, int64_t p1) {
+                         for (int64_t p = p0; p < p1; ++p) {
+                             if (row_s2) {
+                                 row_s2(x + p * in_plane - g.ph * g.iw - g.pw, g.sh * g.iw,
+                                        g.dh * g.iw, y + p * out_plane, g.oh, g.ow);
+                                 continue;
+                             }
+                             for (int64_t oy = 0; oy < g.oh; ++oy) {
+                                 const float* r0 =
+                                     x + p * in_plane + (oy * g.sh - g.ph) * g.iw - g.pw;
+                                 const float* r1 = r0 + g.dh * g.iw;
+                                 float* dst = y + p * out_plane + oy * g.ow;
+                                 for (int64_t ox = 0; ox < g.ow; ++ox) {
+                                     const int64_t x0 = ox * g.sw, x1 = x0 + g.dw;
+                                     float acc = r0[x0];
+                                     acc = r0[x1] > acc ? r0[x1] : acc;
+                                     acc = r1[x0] > acc ? r1[x0] : acc;
+                                     acc = r1[x1] > acc ? r1[x1] : acc;
+                                     dst[ox] = acc;
+                                 }
+                             }
+                         }
+                     });
         return;
     }
-    parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-            const float* src = x + p * in_plane;
-            float* dst = y + p * out_plane;
-            for (int64_t oy = 0; oy < g.oh; ++oy) {
-                const Range& ry = rows[static_cast<size_t>(oy)];
-                const int64_t y0 = oy * g.sh - g.ph;
-                for (int64_t ox = 0; ox < g.ow; ++ox) {
-                    const Range& rx = cols[static_cast<size_t>(ox)];
-                    const int64_t x0 = ox * g.sw - g.pw;
-                    float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-                    if (is_max && ry.lo < ry.hi && rx.lo < rx.hi) {
-                        // Start from the first element, then a branch-free max that keeps
-                        // the running value when either side is NaN (a NaN first wins).
-                        acc = src[(y0 + ry.lo * g.dh) * g.iw + x0 + rx.lo * g.dw];
-                        for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
-                            const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
-                            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) {
-                                const float v = row[kx * g.dw];
-                                acc = v > acc ? v : acc;
-                            }
-                        }
-                    } else if (!is_max) {
-                        for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
-                            const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
-                            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) acc += row[kx * g.dw];
-                        }
-                        const int64_t count = count_include_pad ? ry.padded * rx.padded
-                                                                : (ry.hi - ry.lo) * (rx.hi - rx.lo);
-                        acc = count ? acc / static_cast<float>(count) : 0.0f;
-                    }
-                    dst[oy * g.ow + ox] = acc;
-                }
-            }
-        }
-    });
+    parallel_for(options, planes, std::max<int64_t>(1, kGemmParallelWork / work),
+                 [&](int64_t p0, int64_t p1) {
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const float* src = x + p * in_plane;
+                         float* dst = y + p * out_plane;
+                         for (int64_t oy = 0; oy < g.oh; ++oy) {
+                             const Range& ry = rows[static_cast<size_t>(oy)];
+                             const int64_t y0 = oy * g.sh - g.ph;
+                             for (int64_t ox = 0; ox < g.ow; ++ox) {
+                                 const Range& rx = cols[static_cast<size_t>(ox)];
+                                 const int64_t x0 = ox * g.sw - g.pw;
+                                 float acc =
+                                     is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+                                 if (is_max && ry.lo < ry.hi && rx.lo < rx.hi) {
+                                     // Start from the first element, then a branch-free max that
+                                     // keeps the running value when either side is NaN (a NaN first
+                                     // wins).
+                                     acc = src[(y0 + ry.lo * g.dh) * g.iw + x0 + rx.lo * g.dw];
+                                     for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
+                                         const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
+                                         for (int64_t kx = rx.lo; kx < rx.hi; ++kx) {
+                                             const float v = row[kx * g.dw];
+                                             acc = v > acc ? v : acc;
+                                         }
+                                     }
+                                 } else if (!is_max) {
+                                     for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
+                                         const float* row = src + (y0 + ky * g.dh) * g.iw + x0;
+                                         for (int64_t kx = rx.lo; kx < rx.hi; ++kx)
+                                             acc += row[kx * g.dw];
+                                     }
+                                     const int64_t count = count_include_pad
+                                                               ? ry.padded * rx.padded
+                                                               : (ry.hi - ry.lo) * (rx.hi - rx.lo);
+                                     acc = count ? acc / static_cast<float>(count) : 0.0f;
+                                 }
+                                 dst[oy * g.ow + ox] = acc;
+                             }
+                         }
+                     }
+                 });
 }
 
 }  // namespace ep::rt

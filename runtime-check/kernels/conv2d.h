@@ -6,11 +6,11 @@
 //                          * X[n, c, y * sh - ph + ky * dh, x * sw - pw + kx * dw]
 //   (X is 0 outside the input).
 // Paths: depthwise (one input and one output channel per group) runs directly over a
-// zero-padded copy of each input plane; 1x1 convolutions without stride or padding are one GEMM per group
-// on X itself; everything else is im2col (one row per (channel, ky, kx), filled with
-// memcpy when sw = 1) followed by a GEMM. The bias is the starting value of every sum.
-// Work is split over planes or GEMM tiles; every output element is computed by the same
-// operations in the same order for any thread count.
+// zero-padded copy of each input plane; 1x1 convolutions without stride or padding are one GEMM per
+// group on X itself; everything else is im2col (one row per (channel, ky, kx), filled with memcpy
+// when sw = 1) followed by a GEMM. The bias is the starting value of every sum. Work is split over
+// planes or GEMM tiles; every output element is computed by the same operations in the same order
+// for any thread count.
 #pragma once
 
 #include <cstdint>

@@ -34,19 +34,22 @@ void gemm_eigen(const ExecOptions& options, const MatrixView& a, const MatrixVie
     const int64_t m = a.rows, n = b.cols;
     const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
     const int64_t block_work = std::min(m, kRowBlock) * n * a.cols;
-    parallel_for(options, blocks, std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(block_work, 1)),
+    parallel_for(options, blocks,
+                 std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(block_work, 1)),
                  [&](int64_t begin, int64_t end) {
-        for (int64_t blk = begin; blk < end; ++blk) {
-            int64_t r0 = blk * kRowBlock, rows = std::min(kRowBlock, m - r0);
-            Eigen::Map<RowMajor, 0, Stride> out(c + r0 * ldc, rows, n, Stride(ldc));
-            with_matrix(a, r0, rows, [&](const auto& am) {
-                with_matrix(b, 0, b.rows, [&](const auto& bm) {
-                    if (accumulate) out.noalias() += am * bm;
-                    else out.noalias() = am * bm;
-                });
-            });
-        }
-    });
+                     for (int64_t blk = begin; blk < end; ++blk) {
+                         int64_t r0 = blk * kRowBlock, rows = std::min(kRowBlock, m - r0);
+                         Eigen::Map<RowMajor, 0, Stride> out(c + r0 * ldc, rows, n, Stride(ldc));
+                         with_matrix(a, r0, rows, [&](const auto& am) {
+                             with_matrix(b, 0, b.rows, [&](const auto& bm) {
+                                 if (accumulate)
+                                     out.noalias() += am * bm;
+                                 else
+                                     out.noalias() = am * bm;
+                             });
+                         });
+                     }
+                 });
 }
 
 // Per-thread packing buffer of the tile kernel, grown on demand and kept.
@@ -56,7 +59,9 @@ float* pack_buffer(int64_t floats) {
     return buffer.data();
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+    return (a + b - 1) / b;
+}
 
 }  // namespace
 
@@ -78,18 +83,20 @@ void gemm_f32(const ExecOptions& options, const MatrixView& a, const MatrixView&
     if (a.transposed) {
         a_rows.resize(static_cast<size_t>(m * k));
         for (int64_t kk = 0; kk < k; ++kk)
-            for (int64_t i = 0; i < m; ++i) a_rows[static_cast<size_t>(i * k + kk)] = a.data[kk * a.ld + i];
+            for (int64_t i = 0; i < m; ++i)
+                a_rows[static_cast<size_t>(i * k + kk)] = a.data[kk * a.ld + i];
         pa = a_rows.data();
         lda = k;
     }
     const GemmTile whole{pa, lda, b.data, b.ld, b.transposed, c, ldc, k, accumulate, 0, m, 0, n};
     if (b.transposed && m <= kDotRows) {
-        parallel_for(options, n, std::max<int64_t>(1, kGemmParallelWork / (m * k)), [&](int64_t j0, int64_t j1) {
-            GemmTile t = whole;
-            t.n0 = j0;
-            t.n1 = j1;
-            simd.gemm_dot(t);
-        });
+        parallel_for(options, n, std::max<int64_t>(1, kGemmParallelWork / (m * k)),
+                     [&](int64_t j0, int64_t j1) {
+                         GemmTile t = whole;
+                         t.n0 = j0;
+                         t.n1 = j1;
+                         simd.gemm_dot(t);
+                     });
         return;
     }
     // Tiles: all rows by column blocks of kGemmNc; with several threads and enough work,
@@ -108,18 +115,18 @@ void gemm_f32(const ExecOptions& options, const MatrixView& a, const MatrixView&
     const int64_t col_tiles = ceil_div(n, col_width), row_tiles = ceil_div(m, row_height);
     const int64_t tile_work = row_height * col_width * k;
     const int64_t pack_floats = std::min(k, kGemmKc) * (ceil_div(col_width, 16) * 16);
-    parallel_for(options, row_tiles * col_tiles, std::max<int64_t>(1, kGemmParallelWork / tile_work),
-                 [&](int64_t u0, int64_t u1) {
-        float* pack = pack_buffer(pack_floats);
-        for (int64_t u = u0; u < u1; ++u) {
-            GemmTile t = whole;
-            t.m0 = (u / col_tiles) * row_height;
-            t.m1 = std::min(m, t.m0 + row_height);
-            t.n0 = (u % col_tiles) * col_width;
-            t.n1 = std::min(n, t.n0 + col_width);
-            simd.gemm_tile(t, pack);
-        }
-    });
+    parallel_for(options, row_tiles * col_tiles,
+                 std::max<int64_t>(1, kGemmParallelWork / tile_work), [&](int64_t u0, int64_t u1) {
+                     float* pack = pack_buffer(pack_floats);
+                     for (int64_t u = u0; u < u1; ++u) {
+                         GemmTile t = whole;
+                         t.m0 = (u / col_tiles) * row_height;
+                         t.m1 = std::min(m, t.m0 + row_height);
+                         t.n0 = (u % col_tiles) * col_width;
+                         t.n1 = std::min(n, t.n0 + col_width);
+                         simd.gemm_tile(t, pack);
+                     }
+                 });
 }
 
 }  // namespace ep::rt

@@ -30,12 +30,14 @@ constexpr int kNr = 16;
 constexpr int64_t kDirectRows = 12;
 constexpr int64_t kDirectFloats = 64 * 1024;
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
 
 // C[mr x nr] = (accumulate ? C : 0) + A[mr x kc] * B[kc x 16]. Row i of A at a + i*lda;
 // row k of B at b + k*ldb with 16 readable floats (only the first nr are used).
 EP_AVX2 void micro_6x16_full(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                        float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+                             float* c, int64_t ldc, int mr, int nr, bool accumulate) {
     const float* a0 = a;
     const float* a1 = a + (mr > 1 ? lda : 0);
     const float* a2 = a + (mr > 2 ? 2 * lda : 0);
@@ -115,8 +117,10 @@ EP_AVX2 void micro_6x8(int64_t kc, const float* a, int64_t lda, const float* b, 
             src = tmp;
             ld = 8;
         }
-        c0 = _mm256_loadu_ps(src), c1 = _mm256_loadu_ps(src + ld), c2 = _mm256_loadu_ps(src + 2 * ld);
-        c3 = _mm256_loadu_ps(src + 3 * ld), c4 = _mm256_loadu_ps(src + 4 * ld), c5 = _mm256_loadu_ps(src + 5 * ld);
+        c0 = _mm256_loadu_ps(src), c1 = _mm256_loadu_ps(src + ld),
+        c2 = _mm256_loadu_ps(src + 2 * ld);
+        c3 = _mm256_loadu_ps(src + 3 * ld), c4 = _mm256_loadu_ps(src + 4 * ld),
+        c5 = _mm256_loadu_ps(src + 5 * ld);
     } else {
         c0 = c1 = c2 = c3 = c4 = c5 = _mm256_setzero_ps();
     }
@@ -132,7 +136,8 @@ EP_AVX2 void micro_6x8(int64_t kc, const float* a, int64_t lda, const float* b, 
     float* dst = full ? c : tmp;
     const int64_t ld = full ? ldc : 8;
     _mm256_storeu_ps(dst, c0), _mm256_storeu_ps(dst + ld, c1), _mm256_storeu_ps(dst + 2 * ld, c2);
-    _mm256_storeu_ps(dst + 3 * ld, c3), _mm256_storeu_ps(dst + 4 * ld, c4), _mm256_storeu_ps(dst + 5 * ld, c5);
+    _mm256_storeu_ps(dst + 3 * ld, c3), _mm256_storeu_ps(dst + 4 * ld, c4),
+        _mm256_storeu_ps(dst + 5 * ld, c5);
     if (!full)
         for (int i = 0; i < mr; ++i)
             for (int j = 0; j < nr; ++j) c[i * ldc + j] = tmp[i * 8 + j];
@@ -140,12 +145,15 @@ EP_AVX2 void micro_6x8(int64_t kc, const float* a, int64_t lda, const float* b, 
 
 EP_AVX2 inline void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                                float* c, int64_t ldc, int mr, int nr, bool accumulate) {
-    if (nr <= 8) micro_6x8(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
-    else micro_6x16_full(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
+    if (nr <= 8)
+        micro_6x8(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
+    else
+        micro_6x16_full(kc, a, lda, b, ldb, c, ldc, mr, nr, accumulate);
 }
 
 // One panel: B[k0 : k0+kc, j0 : j0+w) as kc rows of 16 floats (zero padded beyond w).
-EP_AVX2 void pack_panel(const GemmTile& t, int64_t k0, int64_t kc, int64_t j0, int64_t w, float* dst) {
+EP_AVX2 void pack_panel(const GemmTile& t, int64_t k0, int64_t kc, int64_t j0, int64_t w,
+                        float* dst) {
     if (!t.b_transposed) {
         const float* src = t.b + k0 * t.ldb + j0;
         if (w == kNr) {
@@ -185,7 +193,8 @@ int64_t k_step(int64_t k) {
 }
 
 // All 16-column panels of columns [n0, n0 + nc), K block [k0, k0 + kc), into `pack`.
-EP_AVX2 inline void pack_panels(const GemmTile& t, float* pack, int64_t n0, int64_t nc, int64_t k0, int64_t kc) {
+EP_AVX2 inline void pack_panels(const GemmTile& t, float* pack, int64_t n0, int64_t nc, int64_t k0,
+                                int64_t kc) {
     for (int64_t p = 0; p * kNr < nc; ++p)
         pack_panel(t, k0, kc, n0 + p * kNr, min64(kNr, nc - p * kNr), pack + p * kc * kNr);
 }
@@ -194,7 +203,8 @@ EP_AVX2 inline void pack_panels(const GemmTile& t, float* pack, int64_t n0, int6
 // [k0, k0 + kc), through micro_6x16: B from `pack` (panel p at p * kc * kNr), or read in
 // place when `direct` (a short last panel is then packed alone).
 EP_AVX2 inline void panels_6x16(const GemmTile& t, float* pack, bool direct, int64_t n0, int64_t nc,
-                                int64_t k0, int64_t kc, int64_t m0, int64_t m1, int64_t p, bool acc) {
+                                int64_t k0, int64_t kc, int64_t m0, int64_t m1, int64_t p,
+                                bool acc) {
     for (; p * kNr < nc; ++p) {
         const int64_t j = n0 + p * kNr;
         const int nr = static_cast<int>(min64(kNr, nc - p * kNr));
@@ -211,7 +221,8 @@ EP_AVX2 inline void panels_6x16(const GemmTile& t, float* pack, bool direct, int
         }
         for (int64_t i = m0; i < m1; i += kMr) {
             const int mr = static_cast<int>(min64(kMr, m1 - i));
-            micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr, acc);
+            micro_6x16(kc, t.a + i * t.lda + k0, t.lda, bp, ldb, t.c + i * t.ldc + j, t.ldc, mr, nr,
+                       acc);
         }
     }
 }
@@ -236,8 +247,9 @@ EP_AVX2 void gemm_tile_avx2(const GemmTile& t, float* pack) {
 // AVX-512: C[mr x 32] = (accumulate ? C : 0) + A[mr x kc] * [B0 | B1], with B0 and B1 two
 // 16-column panels (rows at b0 + k * ldb0 and b1 + k * ldb1), in 12 zmm accumulators:
 // the same FMA chain per element as micro_6x16, half the instructions.
-EP_AVX512 void micro_6x32_zmm(int64_t kc, const float* a, int64_t lda, const float* b0, int64_t ldb0,
-                              const float* b1, int64_t ldb1, float* c, int64_t ldc, int mr, bool accumulate) {
+EP_AVX512 void micro_6x32_zmm(int64_t kc, const float* a, int64_t lda, const float* b0,
+                              int64_t ldb0, const float* b1, int64_t ldb1, float* c, int64_t ldc,
+                              int mr, bool accumulate) {
     const float* ar[kMr];
     for (int i = 0; i < kMr; ++i) ar[i] = a + (i < mr ? i : 0) * lda;
     __m512 x0[kMr], x1[kMr];
@@ -279,7 +291,8 @@ EP_AVX512 void gemm_tile_avx512(const GemmTile& t, float* pack) {
                     const float* b1 = direct ? b0 + kNr : pack + (p + 1) * kc * kNr;
                     const int64_t ldb = direct ? t.ldb : kNr;
                     for (int64_t i = m0; i < m1; i += kMr)
-                        micro_6x32_zmm(kc, t.a + i * t.lda + k0, t.lda, b0, ldb, b1, ldb, t.c + i * t.ldc + j, t.ldc,
+                        micro_6x32_zmm(kc, t.a + i * t.lda + k0, t.lda, b0, ldb, b1, ldb,
+                                       t.c + i * t.ldc + j, t.ldc,
                                        static_cast<int>(min64(kMr, m1 - i)), acc);
                 }
                 panels_6x16(t, pack, direct, n0, nc, k0, kc, m0, m1, p, acc);  // a last odd panel
@@ -309,7 +322,8 @@ namespace dot_avx512 {
 // N (1..4) vectors of 8 outputs of one depthwise output row, from x on: independent FMA
 // chains over the taps in order; only the first `valid` outputs are stored.
 template <int N>
-EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* origin, float* out, int64_t valid) {
+EP_AVX2 inline void depthwise_chunk(const DepthwisePlane& p, const float* origin, float* out,
+                                    int64_t valid) {
     __m256 acc[N];
     for (int v = 0; v < N; ++v) acc[v] = _mm256_set1_ps(p.bias);
     for (int64_t t = 0; t < p.ntaps; ++t) {
@@ -333,10 +347,18 @@ EP_AVX2 void depthwise_plane_avx2(const DepthwisePlane& p) {
         for (int64_t x = 0; x < p.ow; x += 32) {
             const int64_t valid = min64(32, p.ow - x);
             switch ((valid + 7) / 8) {
-                case 4: depthwise_chunk<4>(p, rows + x, out + x, valid); break;
-                case 3: depthwise_chunk<3>(p, rows + x, out + x, valid); break;
-                case 2: depthwise_chunk<2>(p, rows + x, out + x, valid); break;
-                default: depthwise_chunk<1>(p, rows + x, out + x, valid); break;
+                case 4:
+                    depthwise_chunk<4>(p, rows + x, out + x, valid);
+                    break;
+                case 3:
+                    depthwise_chunk<3>(p, rows + x, out + x, valid);
+                    break;
+                case 2:
+                    depthwise_chunk<2>(p, rows + x, out + x, valid);
+                    break;
+                default:
+                    depthwise_chunk<1>(p, rows + x, out + x, valid);
+                    break;
             }
         }
     }
@@ -355,10 +377,13 @@ EP_AVX2 inline void max_pool_row(const float* r0, const float* r1, float* out, i
         } else {
             const __m256i n = _mm256_set1_epi32(static_cast<int>(valid));
             lo = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(n, lane));
-            hi = _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_sub_epi32(n, _mm256_set1_epi32(8)), lane));
+            hi = _mm256_maskload_ps(
+                p + 8, _mm256_cmpgt_epi32(_mm256_sub_epi32(n, _mm256_set1_epi32(8)), lane));
         }
-        even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
-        odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+        even = _mm256_castpd_ps(
+            _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+        odd = _mm256_castpd_ps(
+            _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
     };
     for (int64_t x = 0; x < ow; x += 8) {
         const int64_t n = min64(8, ow - x);
@@ -368,13 +393,18 @@ EP_AVX2 inline void max_pool_row(const float* r0, const float* r1, float* out, i
         __m256 acc = _mm256_max_ps(o0, e0);
         acc = _mm256_max_ps(e1, acc);
         acc = _mm256_max_ps(o1, acc);
-        if (n == 8) _mm256_storeu_ps(out + x, acc);
-        else _mm256_maskstore_ps(out + x, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane), acc);
+        if (n == 8)
+            _mm256_storeu_ps(out + x, acc);
+        else
+            _mm256_maskstore_ps(
+                out + x, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane), acc);
     }
 }
 
-EP_AVX2 void max_pool_2x2_s2_avx2(const float* in, int64_t row_step, int64_t dy, float* out, int64_t oh, int64_t ow) {
-    for (int64_t y = 0; y < oh; ++y) max_pool_row(in + y * row_step, in + y * row_step + dy, out + y * ow, ow);
+EP_AVX2 void max_pool_2x2_s2_avx2(const float* in, int64_t row_step, int64_t dy, float* out,
+                                  int64_t oh, int64_t ow) {
+    for (int64_t y = 0; y < oh; ++y)
+        max_pool_row(in + y * row_step, in + y * row_step + dy, out + y * ow, ow);
 }
 
 // exp of 8 floats, Cephes' expf scheme: n = floor(x log2 e + 1/2), r = x - n ln 2 (in two
@@ -385,7 +415,8 @@ EP_AVX2 inline __m256 exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
     const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     __m256 v = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    const __m256 n = _mm256_floor_ps(
+        _mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
     v = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
     v = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), v);
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -396,7 +427,8 @@ EP_AVX2 inline __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, v, _mm256_set1_ps(5.0000001201e-1f));
     const __m256 z = _mm256_mul_ps(v, v);
     p = _mm256_fmadd_ps(p, z, _mm256_add_ps(v, _mm256_set1_ps(1.0f)));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
     return _mm256_andnot_ps(under, r);  // 0 where x < -87
 }
@@ -415,7 +447,8 @@ EP_AVX2 void exp_avx2(const float* x, float* y, int64_t n) {
         }
         const __m256 e = exp8(v);
         // Lanes above 88 or NaN (unordered compare): the scalar library.
-        const __m256 special = _mm256_or_ps(_mm256_cmp_ps(v, hi, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        const __m256 special =
+            _mm256_or_ps(_mm256_cmp_ps(v, hi, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         if (len == 8 && !_mm256_movemask_ps(special)) {
             _mm256_storeu_ps(y + i, e);
             continue;
@@ -423,7 +456,8 @@ EP_AVX2 void exp_avx2(const float* x, float* y, int64_t n) {
         alignas(32) float out[8];
         _mm256_store_ps(in, v);
         _mm256_store_ps(out, e);
-        for (int64_t j = 0; j < len; ++j) y[i + j] = in[j] <= 88.0f ? out[j] : __builtin_expf(in[j]);
+        for (int64_t j = 0; j < len; ++j)
+            y[i + j] = in[j] <= 88.0f ? out[j] : __builtin_expf(in[j]);
     }
 }
 
@@ -442,7 +476,8 @@ EP_AVX2 void sigmoid_avx2(const float* x, float* y, int64_t n) {
         }
         const __m256 e = exp8(_mm256_or_ps(v, sign));  // exp(-|x|), in (0, 1]
         const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
-        __m256 out = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+        __m256 out = _mm256_blendv_ps(_mm256_mul_ps(e, r), r,
+                                      _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
         out = _mm256_blendv_ps(out, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         if (len == 8) {
             _mm256_storeu_ps(y + i, out);
@@ -505,7 +540,8 @@ EP_AVX2 void softmax_row_avx2(const float* x, float* y, int64_t n) {
         return;
     }
     const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
     const float invs = static_cast<float>(1.0 / sum);
     for (; i < n; ++i) y[i] *= invs;
 }
@@ -528,7 +564,8 @@ bool fill_avx2_kernels(SimdKernels& table) {
 
 bool fill_avx512_kernels(SimdKernels& table) {
     __builtin_cpu_init();
-    if (!fill_avx2_kernels(table) || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl"))
+    if (!fill_avx2_kernels(table) || !__builtin_cpu_supports("avx512f") ||
+        !__builtin_cpu_supports("avx512vl"))
         return false;
     table.name = "avx512";
     table.gemm_dot = dot_avx512::gemm_dot;
@@ -541,8 +578,12 @@ bool fill_avx512_kernels(SimdKernels& table) {
 #else
 
 namespace ep::rt {
-bool fill_avx2_kernels(SimdKernels&) { return false; }
-bool fill_avx512_kernels(SimdKernels&) { return false; }
+bool fill_avx2_kernels(SimdKernels&) {
+    return false;
+}
+bool fill_avx512_kernels(SimdKernels&) {
+    return false;
+}
 }  // namespace ep::rt
 
 #endif

@@ -80,9 +80,11 @@ struct ThreadPool::State {
         t_in_job = true;
         uint64_t seen = 0;
         for (;;) {
-            for (int i = 0; i < kSpin && generation.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+            for (int i = 0; i < kSpin && generation.load(std::memory_order_acquire) == seen; ++i)
+                cpu_relax();
             std::unique_lock<std::mutex> lock(m);
-            wake.wait(lock, [&] { return stop || generation.load(std::memory_order_relaxed) != seen; });
+            wake.wait(lock,
+                      [&] { return stop || generation.load(std::memory_order_relaxed) != seen; });
             if (stop) return;
             seen = generation.load(std::memory_order_relaxed);
             std::shared_ptr<Job> current = job;
@@ -134,7 +136,8 @@ void ThreadPool::run(int64_t chunks, int helpers, const std::function<void(int64
             for (int64_t c = 0; c < chunks; ++c) fn(c);
             return;
         }
-        while (static_cast<int>(s.workers.size()) < helpers) s.workers.emplace_back([&s] { s.worker_loop(); });
+        while (static_cast<int>(s.workers.size()) < helpers)
+            s.workers.emplace_back([&s] { s.worker_loop(); });
         s.job = job;
         s.generation.fetch_add(1, std::memory_order_release);
     }

@@ -21,7 +21,7 @@
 namespace ep::rt {
 
 class ThreadPool {
-public:
+  public:
     [[nodiscard]] static ThreadPool& instance();
     void run(int64_t chunks, int helpers, const std::function<void(int64_t)>& fn);
 
@@ -29,7 +29,7 @@ public:
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
 
-private:
+  private:
     ThreadPool() = default;
     struct State;
     State* state();

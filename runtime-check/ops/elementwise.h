@@ -17,17 +17,28 @@ namespace ep::rt {
 template <typename Fn>
 void dispatch_numeric(const OpContext& ctx, DType dtype, Fn&& fn) {
     switch (dtype) {
-        case DType::F32: return fn(float{});
-        case DType::F64: return fn(double{});
-        case DType::I64: return fn(int64_t{});
-        case DType::I32: return fn(int32_t{});
-        case DType::I16: return fn(int16_t{});
-        case DType::I8: return fn(int8_t{});
-        case DType::U64: return fn(uint64_t{});
-        case DType::U32: return fn(uint32_t{});
-        case DType::U16: return fn(uint16_t{});
-        case DType::U8: return fn(uint8_t{});
-        default: ctx.fail(cat("dtype ", dtype_name(dtype), " is not supported here"));
+        case DType::F32:
+            return fn(float{});
+        case DType::F64:
+            return fn(double{});
+        case DType::I64:
+            return fn(int64_t{});
+        case DType::I32:
+            return fn(int32_t{});
+        case DType::I16:
+            return fn(int16_t{});
+        case DType::I8:
+            return fn(int8_t{});
+        case DType::U64:
+            return fn(uint64_t{});
+        case DType::U32:
+            return fn(uint32_t{});
+        case DType::U16:
+            return fn(uint16_t{});
+        case DType::U8:
+            return fn(uint8_t{});
+        default:
+            ctx.fail(cat("dtype ", dtype_name(dtype), " is not supported here"));
     }
 }
 
@@ -53,7 +64,8 @@ struct BroadcastRows {
     std::vector<int64_t> idx_big;
     int64_t* idx;
 
-    BroadcastRows(const Broadcast& b, int64_t begin) : bc(b), outer_rank(b.dims.empty() ? 0 : b.dims.size() - 1) {
+    BroadcastRows(const Broadcast& b, int64_t begin)
+        : bc(b), outer_rank(b.dims.empty() ? 0 : b.dims.size() - 1) {
         if (outer_rank > idx_small.size()) idx_big.assign(outer_rank, 0);
         idx = outer_rank > idx_small.size() ? idx_big.data() : idx_small.data();
         int64_t rem = begin;
@@ -85,18 +97,18 @@ void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn
     const int64_t outer = inner ? bc.count / inner : 0;
     parallel_for(options, outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
-        std::array<int64_t, N> step{};
-        for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
-        BroadcastRows<N> rows(bc, begin);
-        for (int64_t row = begin; row < end; ++row, rows.next()) {
-            int64_t out = row * inner;
-            for (int64_t j = 0; j < inner; ++j) {
-                std::array<int64_t, N> off;
-                for (size_t k = 0; k < N; ++k) off[k] = rows.base[k] + j * step[k];
-                fn(out + j, off);
-            }
-        }
-    });
+                     std::array<int64_t, N> step{};
+                     for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
+                     BroadcastRows<N> rows(bc, begin);
+                     for (int64_t row = begin; row < end; ++row, rows.next()) {
+                         int64_t out = row * inner;
+                         for (int64_t j = 0; j < inner; ++j) {
+                             std::array<int64_t, N> off;
+                             for (size_t k = 0; k < N; ++k) off[k] = rows.base[k] + j * step[k];
+                             fn(out + j, off);
+                         }
+                     }
+                 });
 }
 
 // Calls fn(out_begin, in_offsets, in_steps, count) for each row of the collapsed
@@ -113,29 +125,62 @@ void for_each_broadcast_row(const ExecOptions& options, const Broadcast& bc, Fn&
     for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
     parallel_for(options, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
-        BroadcastRows<N> rows(bc, begin);
-        for (int64_t row = begin; row < end; ++row, rows.next()) fn(row * inner, rows.base, step, inner);
-    });
+                     BroadcastRows<N> rows(bc, begin);
+                     for (int64_t row = begin; row < end; ++row, rows.next())
+                         fn(row * inner, rows.base, step, inner);
+                 });
 }
 
 // Reads element i of a float-family tensor (f32/f64/f16/bf16) as float.
 inline float load_float(DType dt, const std::byte* p, int64_t i) {
     switch (dt) {
-        case DType::F32: { float v; std::memcpy(&v, p + i * 4, 4); return v; }
-        case DType::F64: { double v; std::memcpy(&v, p + i * 8, 8); return static_cast<float>(v); }
-        case DType::F16: { uint16_t v; std::memcpy(&v, p + i * 2, 2); return half_to_float(v); }
-        case DType::BF16: { uint16_t v; std::memcpy(&v, p + i * 2, 2); return bf16_to_float(v); }
-        default: return 0.0f;
+        case DType::F32: {
+            float v;
+            std::memcpy(&v, p + i * 4, 4);
+            return v;
+        }
+        case DType::F64: {
+            double v;
+            std::memcpy(&v, p + i * 8, 8);
+            return static_cast<float>(v);
+        }
+        case DType::F16: {
+            uint16_t v;
+            std::memcpy(&v, p + i * 2, 2);
+            return half_to_float(v);
+        }
+        case DType::BF16: {
+            uint16_t v;
+            std::memcpy(&v, p + i * 2, 2);
+            return bf16_to_float(v);
+        }
+        default:
+            return 0.0f;
     }
 }
 
 inline void store_float(DType dt, std::byte* p, int64_t i, float v) {
     switch (dt) {
-        case DType::F32: std::memcpy(p + i * 4, &v, 4); break;
-        case DType::F64: { double d = v; std::memcpy(p + i * 8, &d, 8); break; }
-        case DType::F16: { uint16_t h = float_to_half(v); std::memcpy(p + i * 2, &h, 2); break; }
-        case DType::BF16: { uint16_t h = float_to_bf16(v); std::memcpy(p + i * 2, &h, 2); break; }
-        default: break;
+        case DType::F32:
+            std::memcpy(p + i * 4, &v, 4);
+            break;
+        case DType::F64: {
+            double d = v;
+            std::memcpy(p + i * 8, &d, 8);
+            break;
+        }
+        case DType::F16: {
+            uint16_t h = float_to_half(v);
+            std::memcpy(p + i * 2, &h, 2);
+            break;
+        }
+        case DType::BF16: {
+            uint16_t h = float_to_bf16(v);
+            std::memcpy(p + i * 2, &h, 2);
+            break;
+        }
+        default:
+            break;
     }
 }
 

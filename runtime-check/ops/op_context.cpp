@@ -57,18 +57,29 @@ std::vector<int64_t> read_ints(const OpContext& ctx, const Tensor& t) {
 
 double read_scalar(const OpContext& ctx, const Tensor& t) {
     if (t.element_count() != 1)
-        ctx.fail(cat("tensor '", t.name, "': expected one element, found shape ", shape_string(t.shape)));
+        ctx.fail(cat("tensor '", t.name, "': expected one element, found shape ",
+                     shape_string(t.shape)));
     switch (t.dtype) {
-        case DType::F32: return t.values<float>()[0];
-        case DType::F64: return t.values<double>()[0];
-        case DType::F16: return half_to_float(t.values<uint16_t>()[0]);
-        case DType::BF16: return bf16_to_float(t.values<uint16_t>()[0]);
-        case DType::I64: return static_cast<double>(t.values<int64_t>()[0]);
-        case DType::I32: return t.values<int32_t>()[0];
-        case DType::I8: return t.values<int8_t>()[0];
-        case DType::U8: return t.values<uint8_t>()[0];
-        case DType::Bool: return t.values<uint8_t>()[0];
-        default: ctx.fail(cat("tensor '", t.name, "': unsupported scalar dtype ", dtype_name(t.dtype)));
+        case DType::F32:
+            return t.values<float>()[0];
+        case DType::F64:
+            return t.values<double>()[0];
+        case DType::F16:
+            return half_to_float(t.values<uint16_t>()[0]);
+        case DType::BF16:
+            return bf16_to_float(t.values<uint16_t>()[0]);
+        case DType::I64:
+            return static_cast<double>(t.values<int64_t>()[0]);
+        case DType::I32:
+            return t.values<int32_t>()[0];
+        case DType::I8:
+            return t.values<int8_t>()[0];
+        case DType::U8:
+            return t.values<uint8_t>()[0];
+        case DType::Bool:
+            return t.values<uint8_t>()[0];
+        default:
+            ctx.fail(cat("tensor '", t.name, "': unsupported scalar dtype ", dtype_name(t.dtype)));
     }
 }
 
@@ -80,7 +91,8 @@ std::vector<int64_t> broadcast_shapes(const OpContext& ctx, std::span<const int6
         int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
         int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
         if (da != db && da != 1 && db != 1)
-            ctx.fail(cat("shapes ", shape_string(a), " and ", shape_string(b), " do not broadcast"));
+            ctx.fail(
+                cat("shapes ", shape_string(a), " and ", shape_string(b), " do not broadcast"));
         out[i] = da == 1 ? db : da;
     }
     return out;

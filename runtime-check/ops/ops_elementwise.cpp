@@ -59,7 +59,8 @@ void unary_float(OpContext& ctx, F f) {
             auto* yo = reinterpret_cast<double*>(out);
             for (int64_t i = b; i < e; ++i) yo[i] = f(xi[i]);
         } else {
-            for (int64_t i = b; i < e; ++i) store_float(x.dtype, out, i, f(load_float(x.dtype, in, i)));
+            for (int64_t i = b; i < e; ++i)
+                store_float(x.dtype, out, i, f(load_float(x.dtype, in, i)));
         }
     });
     ctx.outputs.push_back(std::move(y));
@@ -81,7 +82,9 @@ void unary_numeric(OpContext& ctx, F f) {
 }
 
 template <typename C>
-C erf_of(C x) { return std::erf(x); }
+C erf_of(C x) {
+    return std::erf(x);
+}
 
 // Binary arithmetic with broadcasting; f(a, b) on the compute type.
 template <typename F>
@@ -95,7 +98,8 @@ void binary_arith(OpContext& ctx, F f) {
         // a single element of no higher rank than the other.
         const bool same = a.shape == b.shape;
         const bool b_scalar = !same && b.element_count() == 1 && b.shape.size() <= a.shape.size();
-        const bool a_scalar = !same && !b_scalar && a.element_count() == 1 && a.shape.size() <= b.shape.size();
+        const bool a_scalar =
+            !same && !b_scalar && a.element_count() == 1 && a.shape.size() <= b.shape.size();
         if (same || a_scalar || b_scalar) {
             Tensor y = make_uninitialized_tensor(DType::F32, a_scalar ? b.shape : a.shape);
             const float* xa = a.values<float>().data();
@@ -128,34 +132,41 @@ void binary_arith(OpContext& ctx, F f) {
             auto* xb = reinterpret_cast<const float*>(pb);
             auto* yo = reinterpret_cast<float*>(py);
             // Row loops specialised on the steps (1 or 0) so that they vectorize.
-            for_each_broadcast_row<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off,
-                                                           const std::array<int64_t, 2>& step, int64_t n) {
-                const float* ra = xa + off[0];
-                const float* rb = xb + off[1];
-                float* ry = yo + o;
-                if (step[0] == 1 && step[1] == 1) {
-                    for (int64_t j = 0; j < n; ++j) ry[j] = f(ra[j], rb[j]);
-                } else if (step[0] == 1 && step[1] == 0) {
-                    const float vb = *rb;
-                    for (int64_t j = 0; j < n; ++j) ry[j] = f(ra[j], vb);
-                } else if (step[0] == 0 && step[1] == 1) {
-                    const float va = *ra;
-                    for (int64_t j = 0; j < n; ++j) ry[j] = f(va, rb[j]);
-                } else {
-                    for (int64_t j = 0; j < n; ++j) ry[j] = f(ra[j * step[0]], rb[j * step[1]]);
-                }
-            });
+            for_each_broadcast_row<2>(ctx.options, bc,
+                                      [&](int64_t o, const std::array<int64_t, 2>& off,
+                                          const std::array<int64_t, 2>& step, int64_t n) {
+                                          const float* ra = xa + off[0];
+                                          const float* rb = xb + off[1];
+                                          float* ry = yo + o;
+                                          if (step[0] == 1 && step[1] == 1) {
+                                              for (int64_t j = 0; j < n; ++j)
+                                                  ry[j] = f(ra[j], rb[j]);
+                                          } else if (step[0] == 1 && step[1] == 0) {
+                                              const float vb = *rb;
+                                              for (int64_t j = 0; j < n; ++j) ry[j] = f(ra[j], vb);
+                                          } else if (step[0] == 0 && step[1] == 1) {
+                                              const float va = *ra;
+                                              for (int64_t j = 0; j < n; ++j) ry[j] = f(va, rb[j]);
+                                          } else {
+                                              for (int64_t j = 0; j < n; ++j)
+                                                  ry[j] = f(ra[j * step[0]], rb[j * step[1]]);
+                                          }
+                                      });
         } else if (a.dtype == DType::F64 && b.dtype == DType::F64) {
             auto* xa = reinterpret_cast<const double*>(pa);
             auto* xb = reinterpret_cast<const double*>(pb);
             auto* yo = reinterpret_cast<double*>(py);
-            for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
-                yo[o] = f(xa[off[0]], xb[off[1]]);
-            });
+            for_each_broadcast<2>(ctx.options, bc,
+                                  [&](int64_t o, const std::array<int64_t, 2>& off) {
+                                      yo[o] = f(xa[off[0]], xb[off[1]]);
+                                  });
         } else {
-            for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
-                store_float(a.dtype, py, o, f(load_float(a.dtype, pa, off[0]), load_float(b.dtype, pb, off[1])));
-            });
+            for_each_broadcast<2>(
+                ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
+                    store_float(
+                        a.dtype, py, o,
+                        f(load_float(a.dtype, pa, off[0]), load_float(b.dtype, pb, off[1])));
+                });
         }
     } else if (a.dtype == b.dtype) {
         dispatch_numeric(ctx, a.dtype, [&](auto tag) {
@@ -163,17 +174,20 @@ void binary_arith(OpContext& ctx, F f) {
             const T* xa = a.values<T>().data();
             const T* xb = b.values<T>().data();
             T* yo = y.mutable_values<T>().data();
-            for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
-                yo[o] = static_cast<T>(f(xa[off[0]], xb[off[1]]));
-            });
+            for_each_broadcast<2>(ctx.options, bc,
+                                  [&](int64_t o, const std::array<int64_t, 2>& off) {
+                                      yo[o] = static_cast<T>(f(xa[off[0]], xb[off[1]]));
+                                  });
         });
     } else {
         // Pow with mixed types: compute in double.
         Tensor af = a, bf = b;
-        std::vector<double> va(static_cast<size_t>(a.element_count())), vb(static_cast<size_t>(b.element_count()));
+        std::vector<double> va(static_cast<size_t>(a.element_count())),
+            vb(static_cast<size_t>(b.element_count()));
         auto load = [&](const Tensor& t, std::vector<double>& v) {
             if (is_float(t.dtype)) {
-                for (size_t i = 0; i < v.size(); ++i) v[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
+                for (size_t i = 0; i < v.size(); ++i)
+                    v[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
             } else {
                 dispatch_numeric(ctx, t.dtype, [&](auto tag) {
                     using T = decltype(tag);
@@ -187,11 +201,13 @@ void binary_arith(OpContext& ctx, F f) {
         std::byte* py = y.data.mutable_bytes().data();
         for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
             double r = f(va[static_cast<size_t>(off[0])], vb[static_cast<size_t>(off[1])]);
-            if (is_float(a.dtype)) store_float(a.dtype, py, o, static_cast<float>(r));
-            else dispatch_numeric(ctx, a.dtype, [&](auto tag) {
-                using T = decltype(tag);
-                reinterpret_cast<T*>(py)[o] = static_cast<T>(r);
-            });
+            if (is_float(a.dtype))
+                store_float(a.dtype, py, o, static_cast<float>(r));
+            else
+                dispatch_numeric(ctx, a.dtype, [&](auto tag) {
+                    using T = decltype(tag);
+                    reinterpret_cast<T*>(py)[o] = static_cast<T>(r);
+                });
         });
     }
     ctx.outputs.push_back(std::move(y));
@@ -212,7 +228,8 @@ void compare(OpContext& ctx, F f) {
         const std::byte* pb = b.data.bytes().data();
         for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
             if (a.dtype == DType::F64) {
-                yo[o] = f(a.values<double>()[static_cast<size_t>(off[0])], b.values<double>()[static_cast<size_t>(off[1])]);
+                yo[o] = f(a.values<double>()[static_cast<size_t>(off[0])],
+                          b.values<double>()[static_cast<size_t>(off[1])]);
             } else {
                 yo[o] = f(load_float(a.dtype, pa, off[0]), load_float(b.dtype, pb, off[1]));
             }
@@ -225,16 +242,18 @@ void compare(OpContext& ctx, F f) {
         });
     } else if (a.dtype == DType::String) {
         for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
-            yo[o] = f(a.strings[static_cast<size_t>(off[0])], b.strings[static_cast<size_t>(off[1])]);
+            yo[o] =
+                f(a.strings[static_cast<size_t>(off[0])], b.strings[static_cast<size_t>(off[1])]);
         });
     } else {
         dispatch_numeric(ctx, a.dtype, [&](auto tag) {
             using T = decltype(tag);
             const T* xa = a.values<T>().data();
             const T* xb = b.values<T>().data();
-            for_each_broadcast<2>(ctx.options, bc, [&](int64_t o, const std::array<int64_t, 2>& off) {
-                yo[o] = f(xa[off[0]], xb[off[1]]);
-            });
+            for_each_broadcast<2>(ctx.options, bc,
+                                  [&](int64_t o, const std::array<int64_t, 2>& off) {
+                                      yo[o] = f(xa[off[0]], xb[off[1]]);
+                                  });
         });
     }
     ctx.outputs.push_back(std::move(y));
@@ -276,43 +295,77 @@ void variadic(OpContext& ctx, F f, bool mean = false) {
     if (ctx.input_count() == 1) {
         Tensor copy = make_tensor(acc.dtype, acc.shape);
         if (acc.dtype != DType::String)
-            std::copy(acc.data.bytes().begin(), acc.data.bytes().end(), copy.data.mutable_bytes().begin());
+            std::copy(acc.data.bytes().begin(), acc.data.bytes().end(),
+                      copy.data.mutable_bytes().begin());
         acc = std::move(copy);
     }
     ctx.outputs.push_back(std::move(acc));
 }
 
 template <typename C>
-C gelu_exact(C x) { return static_cast<C>(0.5) * x * (static_cast<C>(1) + std::erf(x / std::sqrt(static_cast<C>(2)))); }
+C gelu_exact(C x) {
+    return static_cast<C>(0.5) * x *
+           (static_cast<C>(1) + std::erf(x / std::sqrt(static_cast<C>(2))));
+}
 template <typename C>
 C gelu_tanh(C x) {
     const C k = std::sqrt(static_cast<C>(2) / static_cast<C>(M_PI));
-    return static_cast<C>(0.5) * x * (static_cast<C>(1) + std::tanh(k * (x + static_cast<C>(0.044715) * x * x * x)));
+    return static_cast<C>(0.5) * x *
+           (static_cast<C>(1) + std::tanh(k * (x + static_cast<C>(0.044715) * x * x * x)));
 }
 
 }  // namespace
 
-void op_abs(OpContext& c) { unary_numeric(c, [](auto x) { return x < 0 ? -x : x; }); }
-void op_neg(OpContext& c) { unary_numeric(c, [](auto x) { return -x; }); }
-void op_sign(OpContext& c) { unary_numeric(c, [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); }); }
-void op_sqrt(OpContext& c) { unary_float(c, [](auto x) { return std::sqrt(x); }); }
-void op_reciprocal(OpContext& c) { unary_float(c, [](auto x) { return static_cast<decltype(x)>(1) / x; }); }
-void op_exp(OpContext& c) { unary_float(c, [](auto x) { return std::exp(x); }); }
-void op_log(OpContext& c) { unary_float(c, [](auto x) { return std::log(x); }); }
-void op_erf(OpContext& c) { unary_float(c, [](auto x) { return std::erf(x); }); }
-void op_tanh(OpContext& c) { unary_float(c, [](auto x) { return std::tanh(x); }); }
-void op_floor(OpContext& c) { unary_float(c, [](auto x) { return std::floor(x); }); }
-void op_ceil(OpContext& c) { unary_float(c, [](auto x) { return std::ceil(x); }); }
-void op_round(OpContext& c) { unary_float(c, [](auto x) { return std::nearbyint(x); }); }
-void op_sin(OpContext& c) { unary_float(c, [](auto x) { return std::sin(x); }); }
-void op_cos(OpContext& c) { unary_float(c, [](auto x) { return std::cos(x); }); }
+void op_abs(OpContext& c) {
+    unary_numeric(c, [](auto x) { return x < 0 ? -x : x; });
+}
+void op_neg(OpContext& c) {
+    unary_numeric(c, [](auto x) { return -x; });
+}
+void op_sign(OpContext& c) {
+    unary_numeric(c, [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
+}
+void op_sqrt(OpContext& c) {
+    unary_float(c, [](auto x) { return std::sqrt(x); });
+}
+void op_reciprocal(OpContext& c) {
+    unary_float(c, [](auto x) { return static_cast<decltype(x)>(1) / x; });
+}
+void op_exp(OpContext& c) {
+    unary_float(c, [](auto x) { return std::exp(x); });
+}
+void op_log(OpContext& c) {
+    unary_float(c, [](auto x) { return std::log(x); });
+}
+void op_erf(OpContext& c) {
+    unary_float(c, [](auto x) { return std::erf(x); });
+}
+void op_tanh(OpContext& c) {
+    unary_float(c, [](auto x) { return std::tanh(x); });
+}
+void op_floor(OpContext& c) {
+    unary_float(c, [](auto x) { return std::floor(x); });
+}
+void op_ceil(OpContext& c) {
+    unary_float(c, [](auto x) { return std::ceil(x); });
+}
+void op_round(OpContext& c) {
+    unary_float(c, [](auto x) { return std::nearbyint(x); });
+}
+void op_sin(OpContext& c) {
+    unary_float(c, [](auto x) { return std::sin(x); });
+}
+void op_cos(OpContext& c) {
+    unary_float(c, [](auto x) { return std::cos(x); });
+}
 void op_sigmoid(OpContext& c) {
     const Tensor& x = c.input(0);
     if (x.dtype == DType::F32) {
         Tensor y = make_uninitialized_tensor(x.dtype, x.shape);
         const float* in = x.values<float>().data();
         float* out = y.mutable_values<float>().data();
-        parallel_for(c.options, x.element_count(), 16384, [&](int64_t b, int64_t e) { sigmoid_f32(in + b, out + b, e - b); });
+        parallel_for(c.options, x.element_count(), 16384,
+                     [&](int64_t b, int64_t e) { sigmoid_f32(in + b, out + b, e - b); });
         c.outputs.push_back(std::move(y));
         return;
     }
@@ -322,7 +375,9 @@ void op_sigmoid(OpContext& c) {
                       : std::exp(x) / (static_cast<C>(1) + std::exp(x));
     });
 }
-void op_relu(OpContext& c) { unary_numeric(c, [](auto x) { return x > 0 ? x : static_cast<decltype(x)>(0); }); }
+void op_relu(OpContext& c) {
+    unary_numeric(c, [](auto x) { return x > 0 ? x : static_cast<decltype(x)>(0); });
+}
 void relu_f32_in_place(const ExecOptions& options, float* x, int64_t n) {
     parallel_for(options, n, 16384, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) x[i] = x[i] > 0 ? x[i] : 0.0f;
@@ -334,37 +389,54 @@ void op_leaky_relu(OpContext& c) {
 }
 void op_elu(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 1.0f);
-    unary_float(c, [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * (std::exp(x) - 1); });
+    unary_float(c, [alpha](auto x) {
+        return x >= 0 ? x : static_cast<decltype(x)>(alpha) * (std::exp(x) - 1);
+    });
 }
-void op_softplus(OpContext& c) { unary_float(c, [](auto x) { return std::log(std::exp(x) + static_cast<decltype(x)>(1)); }); }
+void op_softplus(OpContext& c) {
+    unary_float(c, [](auto x) { return std::log(std::exp(x) + static_cast<decltype(x)>(1)); });
+}
 void op_hard_sigmoid(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 0.2f), beta = c.node.attr_float("beta", 0.5f);
     unary_float(c, [alpha, beta](auto x) {
         using C = decltype(x);
-        return std::max(static_cast<C>(0), std::min(static_cast<C>(1), static_cast<C>(alpha) * x + static_cast<C>(beta)));
+        return std::max(static_cast<C>(0), std::min(static_cast<C>(1), static_cast<C>(alpha) * x +
+                                                                           static_cast<C>(beta)));
     });
 }
 void op_hard_swish(OpContext& c) {
     unary_float(c, [](auto x) {
         using C = decltype(x);
-        return x * std::max(static_cast<C>(0), std::min(static_cast<C>(1), x / static_cast<C>(6) + static_cast<C>(0.5)));
+        return x *
+               std::max(static_cast<C>(0),
+                        std::min(static_cast<C>(1), x / static_cast<C>(6) + static_cast<C>(0.5)));
     });
 }
 void op_gelu(OpContext& c) {
     const Attribute* a = c.node.attr("approximate");
     bool tanh_form = a && a->s == "tanh";
-    if (tanh_form) unary_float(c, [](auto x) { return gelu_tanh(x); });
-    else unary_float(c, [](auto x) { return gelu_exact(x); });
+    if (tanh_form)
+        unary_float(c, [](auto x) { return gelu_tanh(x); });
+    else
+        unary_float(c, [](auto x) { return gelu_exact(x); });
 }
 
-void op_add(OpContext& c) { binary_arith(c, [](auto a, auto b) { return a + b; }); }
-void op_sub(OpContext& c) { binary_arith(c, [](auto a, auto b) { return a - b; }); }
-void op_mul(OpContext& c) { binary_arith(c, [](auto a, auto b) { return a * b; }); }
+void op_add(OpContext& c) {
+    binary_arith(c, [](auto a, auto b) { return a + b; });
+}
+void op_sub(OpContext& c) {
+    binary_arith(c, [](auto a, auto b) { return a - b; });
+}
+void op_mul(OpContext& c) {
+    binary_arith(c, [](auto a, auto b) { return a * b; });
+}
 void op_div(OpContext& c) {
     binary_arith(c, [](auto a, auto b) {
         using C = decltype(a);
-        if constexpr (std::is_integral_v<C>) return b == 0 ? C{0} : static_cast<C>(a / b);
-        else return a / b;
+        if constexpr (std::is_integral_v<C>)
+            return b == 0 ? C{0} : static_cast<C>(a / b);
+        else
+            return a / b;
     });
 }
 void op_pow(OpContext& c) {
@@ -398,28 +470,51 @@ void op_mod(OpContext& c) {
 void op_min(OpContext& c) {
     variadic(c, [](auto a, auto b) {
         if constexpr (std::is_floating_point_v<decltype(a)>)
-            if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<decltype(a)>::quiet_NaN();
+            if (std::isnan(a) || std::isnan(b))
+                return std::numeric_limits<decltype(a)>::quiet_NaN();
         return std::min(a, b);
     });
 }
 void op_max(OpContext& c) {
     variadic(c, [](auto a, auto b) {
         if constexpr (std::is_floating_point_v<decltype(a)>)
-            if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<decltype(a)>::quiet_NaN();
+            if (std::isnan(a) || std::isnan(b))
+                return std::numeric_limits<decltype(a)>::quiet_NaN();
         return std::max(a, b);
     });
 }
-void op_sum(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }); }
-void op_mean(OpContext& c) { variadic(c, [](auto a, auto b) { return a + b; }, true); }
+void op_sum(OpContext& c) {
+    variadic(c, [](auto a, auto b) { return a + b; });
+}
+void op_mean(OpContext& c) {
+    variadic(
+        c, [](auto a, auto b) { return a + b; }, true);
+}
 
-void op_equal(OpContext& c) { compare(c, [](const auto& a, const auto& b) { return a == b; }); }
-void op_less(OpContext& c) { compare(c, [](const auto& a, const auto& b) { return a < b; }); }
-void op_less_or_equal(OpContext& c) { compare(c, [](const auto& a, const auto& b) { return a <= b; }); }
-void op_greater(OpContext& c) { compare(c, [](const auto& a, const auto& b) { return a > b; }); }
-void op_greater_or_equal(OpContext& c) { compare(c, [](const auto& a, const auto& b) { return a >= b; }); }
-void op_and(OpContext& c) { logical(c, [](bool a, bool b) { return a && b; }); }
-void op_or(OpContext& c) { logical(c, [](bool a, bool b) { return a || b; }); }
-void op_xor(OpContext& c) { logical(c, [](bool a, bool b) { return a != b; }); }
+void op_equal(OpContext& c) {
+    compare(c, [](const auto& a, const auto& b) { return a == b; });
+}
+void op_less(OpContext& c) {
+    compare(c, [](const auto& a, const auto& b) { return a < b; });
+}
+void op_less_or_equal(OpContext& c) {
+    compare(c, [](const auto& a, const auto& b) { return a <= b; });
+}
+void op_greater(OpContext& c) {
+    compare(c, [](const auto& a, const auto& b) { return a > b; });
+}
+void op_greater_or_equal(OpContext& c) {
+    compare(c, [](const auto& a, const auto& b) { return a >= b; });
+}
+void op_and(OpContext& c) {
+    logical(c, [](bool a, bool b) { return a && b; });
+}
+void op_or(OpContext& c) {
+    logical(c, [](bool a, bool b) { return a || b; });
+}
+void op_xor(OpContext& c) {
+    logical(c, [](bool a, bool b) { return a != b; });
+}
 void op_not(OpContext& c) {
     const Tensor& x = c.input(0);
     if (x.dtype != DType::Bool) c.fail("expected a bool input");
@@ -442,7 +537,9 @@ void op_where(OpContext& c) {
     const uint8_t* pc = cond.values<uint8_t>().data();
     if (x.dtype == DType::String) {
         for_each_broadcast<3>(c.options, bc, [&](int64_t o, const std::array<int64_t, 3>& off) {
-            out.strings[static_cast<size_t>(o)] = pc[off[0]] ? x.strings[static_cast<size_t>(off[1])] : y.strings[static_cast<size_t>(off[2])];
+            out.strings[static_cast<size_t>(o)] = pc[off[0]]
+                                                      ? x.strings[static_cast<size_t>(off[1])]
+                                                      : y.strings[static_cast<size_t>(off[2])];
         });
     } else {
         size_t w = static_cast<size_t>(traits(x.dtype).bits / 8);
@@ -451,7 +548,8 @@ void op_where(OpContext& c) {
         const std::byte* py = y.data.bytes().data();
         std::byte* po = out.data.mutable_bytes().data();
         for_each_broadcast<3>(c.options, bc, [&](int64_t o, const std::array<int64_t, 3>& off) {
-            const std::byte* src = pc[off[0]] ? px + off[1] * static_cast<int64_t>(w) : py + off[2] * static_cast<int64_t>(w);
+            const std::byte* src = pc[off[0]] ? px + off[1] * static_cast<int64_t>(w)
+                                              : py + off[2] * static_cast<int64_t>(w);
             std::memcpy(po + o * static_cast<int64_t>(w), src, w);
         });
     }
@@ -460,7 +558,8 @@ void op_where(OpContext& c) {
 
 void op_clip(OpContext& c) {
     const Tensor& x = c.input(0);
-    double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+    double lo = -std::numeric_limits<double>::infinity(),
+           hi = std::numeric_limits<double>::infinity();
     if (c.opset < 11) {
         lo = c.node.attr_float("min", -std::numeric_limits<float>::max());
         hi = c.node.attr_float("max", std::numeric_limits<float>::max());

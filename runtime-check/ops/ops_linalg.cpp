@@ -22,7 +22,8 @@ Tensor as_f32(const OpContext& c, const Tensor& t) {
     if (!is_float(t.dtype)) c.fail(cat("expected a float input, found ", dtype_name(t.dtype)));
     Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
     auto out = f.mutable_values<float>();
-    for (size_t i = 0; i < out.size(); ++i) out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
     return f;
 }
 
@@ -30,7 +31,8 @@ Tensor from_f32(Tensor f, DType dt) {
     if (dt == DType::F32) return f;
     Tensor t = make_uninitialized_tensor(dt, f.shape);
     auto in = f.values<float>();
-    for (size_t i = 0; i < in.size(); ++i) store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
+    for (size_t i = 0; i < in.size(); ++i)
+        store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
     return t;
 }
 
@@ -43,7 +45,8 @@ Window2D window_2d(const ConvShape& g) {
     w.sw = g.strides[x], w.dw = g.dilations[x], w.pw = g.pads_begin[x], w.pw_end = g.pads_end[x];
     if (s == 2) {
         w.ih = g.in[0], w.kh = g.kernel[0], w.oh = g.out[0];
-        w.sh = g.strides[0], w.dh = g.dilations[0], w.ph = g.pads_begin[0], w.ph_end = g.pads_end[0];
+        w.sh = g.strides[0], w.dh = g.dilations[0], w.ph = g.pads_begin[0],
+        w.ph_end = g.pads_end[0];
     } else {
         w.ih = w.kh = w.oh = w.sh = w.dh = 1;
         w.ph = w.ph_end = 0;
@@ -74,7 +77,9 @@ void op_matmul(OpContext& c) {
     if (a_vec) as.insert(as.begin(), 1);
     if (b_vec) bs.push_back(1);
     int64_t m = as[as.size() - 2], k = as.back(), k2 = bs[bs.size() - 2], n = bs.back();
-    if (k != k2) c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape), " cannot be multiplied"));
+    if (k != k2)
+        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape),
+                   " cannot be multiplied"));
     std::vector<int64_t> a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
     std::vector<int64_t> batch = broadcast_shapes(c, a_batch, b_batch);
     auto a_str = broadcast_strides(a_batch, batch), b_str = broadcast_strides(b_batch, batch);
@@ -103,10 +108,11 @@ void op_matmul(OpContext& c) {
         // Many small products (attention heads): one thread per batch range; each product
         // is computed exactly as on one thread.
         const ExecOptions single{};
-        parallel_for(c.options, batches, std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(batch_work, 1)),
+        parallel_for(c.options, batches,
+                     std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(batch_work, 1)),
                      [&](int64_t b0, int64_t b1) {
-            for (int64_t bi = b0; bi < b1; ++bi) one_batch(single, bi);
-        });
+                         for (int64_t bi = b0; bi < b1; ++bi) one_batch(single, bi);
+                     });
     } else {
         for (int64_t bi = 0; bi < batches; ++bi) one_batch(c.options, bi);
     }
@@ -121,7 +127,9 @@ void op_gemm(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 1.0f), beta = c.node.attr_float("beta", 1.0f);
     int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
     int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
-    if (k != kb) c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape), " do not match for Gemm"));
+    if (k != kb)
+        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape),
+                   " do not match for Gemm"));
     Tensor y = make_uninitialized_tensor(DType::F32, {m, n});
     MatrixView av{a.values<float>().data(), m, k, a.shape[1], ta};
     MatrixView bv{b.values<float>().data(), k, n, b.shape[1], tb};
@@ -135,7 +143,8 @@ void op_gemm(OpContext& c) {
     if (c.has_input(2) && beta != 0.0f) {
         Tensor bias = as_f32(c, *c.inputs[2]);
         std::vector<int64_t> out_shape{m, n};
-        if (broadcast_shapes(c, bias.shape, out_shape) != out_shape) c.fail("C does not broadcast to [M, N]");
+        if (broadcast_shapes(c, bias.shape, out_shape) != out_shape)
+            c.fail("C does not broadcast to [M, N]");
         auto st = broadcast_strides(bias.shape, out_shape);
         const float* pc = bias.values<float>().data();
         for (int64_t i = 0; i < m; ++i)
@@ -161,18 +170,22 @@ void op_conv(OpContext& c) {
     Tensor bias;
     if (c.has_input(2)) {
         bias = as_f32(c, *c.inputs[2]);
-        if (bias.element_count() != g.c_out) c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
+        if (bias.element_count() != g.c_out)
+            c.fail(cat("bias has ", bias.element_count(), " elements, expected ", g.c_out));
     }
     // Scratch of the fast path (im2col matrix or a padded plane) and of the N-d path.
     const Window2D win = s <= 2 ? window_2d(g) : Window2D{};
     // Every window lies inside the padded input, so a padded plane is at most that big.
     const uint64_t plane_rows = s <= 2 ? static_cast<uint64_t>(win.ih + win.ph + win.ph_end) : 0;
-    const uint64_t plane_cols = s <= 2 ? static_cast<uint64_t>(win.iw + win.pw + win.pw_end + 8) : 0;
-    auto col_floats = checked_mul(static_cast<uint64_t>(col_rows), static_cast<uint64_t>(out_pixels));
+    const uint64_t plane_cols =
+        s <= 2 ? static_cast<uint64_t>(win.iw + win.pw + win.pw_end + 8) : 0;
+    auto col_floats =
+        checked_mul(static_cast<uint64_t>(col_rows), static_cast<uint64_t>(out_pixels));
     auto plane_floats = checked_mul(plane_rows, plane_cols);
     constexpr uint64_t kMaxScratch = uint64_t{1} << 34;  // floats
     if (!col_floats || *col_floats > kMaxScratch || !plane_floats || *plane_floats > kMaxScratch)
-        c.fail(cat("the patch matrix (", col_rows, " x ", out_pixels, ") or padded plane is too large"));
+        c.fail(cat("the patch matrix (", col_rows, " x ", out_pixels,
+                   ") or padded plane is too large"));
     if (s <= 2) {
         conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, win}, px, pw,
                    c.has_input(2) ? bias.values<float>().data() : nullptr, py);
@@ -183,9 +196,10 @@ void op_conv(OpContext& c) {
     std::vector<float> col(static_cast<size_t>(col_rows * out_pixels));
     std::vector<int64_t> in_strides(s, 1);
     for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in[i];
-    bool pointwise = kernel_size == 1 && product(g.strides) == 1 &&
-                     std::all_of(g.pads_begin.begin(), g.pads_begin.end(), [](int64_t p) { return p == 0; }) &&
-                     std::all_of(g.pads_end.begin(), g.pads_end.end(), [](int64_t p) { return p == 0; });
+    bool pointwise =
+        kernel_size == 1 && product(g.strides) == 1 &&
+        std::all_of(g.pads_begin.begin(), g.pads_begin.end(), [](int64_t p) { return p == 0; }) &&
+        std::all_of(g.pads_end.begin(), g.pads_end.end(), [](int64_t p) { return p == 0; });
     for (int64_t b = 0; b < g.n; ++b) {
         for (int64_t gi = 0; gi < g.group; ++gi) {
             const float* xin = px + (b * g.c_in + gi * cin_g) * in_pixels;
@@ -196,7 +210,10 @@ void op_conv(OpContext& c) {
                     std::vector<int64_t> kidx(s), oidx(s);
                     for (int64_t r = r0; r < r1; ++r) {
                         int64_t ch = r / kernel_size, kr = r % kernel_size;
-                        for (size_t d = s; d-- > 0;) { kidx[d] = kr % g.kernel[d]; kr /= g.kernel[d]; }
+                        for (size_t d = s; d-- > 0;) {
+                            kidx[d] = kr % g.kernel[d];
+                            kr /= g.kernel[d];
+                        }
                         float* dst = col.data() + r * out_pixels;
                         const float* src = xin + ch * in_pixels;
                         std::fill(oidx.begin(), oidx.end(), 0);
@@ -204,8 +221,12 @@ void op_conv(OpContext& c) {
                             int64_t off = 0;
                             bool inside = true;
                             for (size_t d = 0; d < s; ++d) {
-                                int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
-                                if (pos < 0 || pos >= g.in[d]) { inside = false; break; }
+                                int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] +
+                                              kidx[d] * g.dilations[d];
+                                if (pos < 0 || pos >= g.in[d]) {
+                                    inside = false;
+                                    break;
+                                }
                                 off += pos * in_strides[d];
                             }
                             dst[o] = inside ? src[off] : 0.0f;
@@ -220,7 +241,8 @@ void op_conv(OpContext& c) {
             }
             MatrixView wv{pw + gi * cout_g * col_rows, cout_g, col_rows, col_rows, false};
             MatrixView cv{colp, col_rows, out_pixels, out_pixels, false};
-            gemm_f32(c.options, wv, cv, py + (b * g.c_out + gi * cout_g) * out_pixels, out_pixels, false);
+            gemm_f32(c.options, wv, cv, py + (b * g.c_out + gi * cout_g) * out_pixels, out_pixels,
+                     false);
         }
     }
     if (c.has_input(2)) {
@@ -237,12 +259,14 @@ void op_conv(OpContext& c) {
 void op_conv_transpose(OpContext& c) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
-    if (x.shape.size() < 3 || w.shape.size() != x.shape.size()) c.fail("ConvTranspose expects X [N, C, ...] and W [C, M/group, ...]");
+    if (x.shape.size() < 3 || w.shape.size() != x.shape.size())
+        c.fail("ConvTranspose expects X [N, C, ...] and W [C, M/group, ...]");
     ConvShape g;
     g.n = x.shape[0];
     g.c_in = x.shape[1];
     g.group = c.node.attr_int("group", 1);
-    if (g.group <= 0 || w.shape[0] != g.c_in || g.c_in % g.group) c.fail("channel counts do not match");
+    if (g.group <= 0 || w.shape[0] != g.c_in || g.c_in % g.group)
+        c.fail("channel counts do not match");
     g.c_out = w.shape[1] * g.group;
     g.in.assign(x.shape.begin() + 2, x.shape.end());
     g.kernel.assign(w.shape.begin() + 2, w.shape.end());
@@ -273,29 +297,40 @@ void op_conv_transpose(OpContext& c) {
     float* py = y.mutable_values<float>().data();
     std::vector<int64_t> out_strides(s, 1);
     for (size_t i = s - 1; i > 0; --i) out_strides[i - 1] = out_strides[i] * g.out[i];
-    // col[cout_g*kernel, in_pixels] = W_g^T [cout_g*kernel, cin_g] * X_g [cin_g, in_pixels]; then col2im.
+    // col[cout_g*kernel, in_pixels] = W_g^T [cout_g*kernel, cin_g] * X_g [cin_g, in_pixels]; then
+    // col2im.
     std::vector<float> col(static_cast<size_t>(cout_g * kernel_size * in_pixels));
     for (int64_t b = 0; b < g.n; ++b)
         for (int64_t gi = 0; gi < g.group; ++gi) {
-            MatrixView wv{pw + gi * cin_g * cout_g * kernel_size, cout_g * kernel_size, cin_g, cout_g * kernel_size, true};
-            MatrixView xv{px + (b * g.c_in + gi * cin_g) * in_pixels, cin_g, in_pixels, in_pixels, false};
+            MatrixView wv{pw + gi * cin_g * cout_g * kernel_size, cout_g * kernel_size, cin_g,
+                          cout_g * kernel_size, true};
+            MatrixView xv{px + (b * g.c_in + gi * cin_g) * in_pixels, cin_g, in_pixels, in_pixels,
+                          false};
             gemm_f32(c.options, wv, xv, col.data(), in_pixels, false);
             float* yout = py + (b * g.c_out + gi * cout_g) * out_pixels;
-            // col2im: per output channel, sequential over (kernel offset, input pixel) for determinism.
+            // col2im: per output channel, sequential over (kernel offset, input pixel) for
+            // determinism.
             parallel_for(c.options, cout_g, 1, [&](int64_t o0, int64_t o1) {
                 std::vector<int64_t> kidx(s), iidx(s);
                 for (int64_t oc = o0; oc < o1; ++oc)
                     for (int64_t kr = 0; kr < kernel_size; ++kr) {
                         int64_t rem = kr;
-                        for (size_t d = s; d-- > 0;) { kidx[d] = rem % g.kernel[d]; rem /= g.kernel[d]; }
+                        for (size_t d = s; d-- > 0;) {
+                            kidx[d] = rem % g.kernel[d];
+                            rem /= g.kernel[d];
+                        }
                         const float* src = col.data() + (oc * kernel_size + kr) * in_pixels;
                         std::fill(iidx.begin(), iidx.end(), 0);
                         for (int64_t p = 0; p < in_pixels; ++p) {
                             int64_t off = 0;
                             bool inside = true;
                             for (size_t d = 0; d < s; ++d) {
-                                int64_t pos = iidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
-                                if (pos < 0 || pos >= g.out[d]) { inside = false; break; }
+                                int64_t pos = iidx[d] * g.strides[d] - g.pads_begin[d] +
+                                              kidx[d] * g.dilations[d];
+                                if (pos < 0 || pos >= g.out[d]) {
+                                    inside = false;
+                                    break;
+                                }
                                 off += pos * out_strides[d];
                             }
                             if (inside) yout[oc * out_pixels + off] += src[p];
@@ -312,7 +347,8 @@ void op_conv_transpose(OpContext& c) {
         auto pb = bias.values<float>();
         for (int64_t b = 0; b < g.n; ++b)
             for (int64_t o = 0; o < g.c_out; ++o)
-                for (int64_t p = 0; p < out_pixels; ++p) py[(b * g.c_out + o) * out_pixels + p] += pb[static_cast<size_t>(o)];
+                for (int64_t p = 0; p < out_pixels; ++p)
+                    py[(b * g.c_out + o) * out_pixels + p] += pb[static_cast<size_t>(o)];
     }
     c.outputs.push_back(from_f32(std::move(y), x0.dtype));
 }
@@ -324,7 +360,8 @@ Tensor int8_to_f32(const Tensor& t) {
     Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
     auto out = f.mutable_values<float>();
     for (size_t i = 0; i < out.size(); ++i)
-        out[i] = t.dtype == DType::U8 ? static_cast<float>(t.values<uint8_t>()[i]) : static_cast<float>(t.values<int8_t>()[i]);
+        out[i] = t.dtype == DType::U8 ? static_cast<float>(t.values<uint8_t>()[i])
+                                      : static_cast<float>(t.values<int8_t>()[i]);
     return f;
 }
 
@@ -332,8 +369,10 @@ Tensor f32_to_int8(const Tensor& f, DType dt) {
     Tensor t = make_uninitialized_tensor(dt, f.shape);
     auto in = f.values<float>();
     for (size_t i = 0; i < in.size(); ++i) {
-        if (dt == DType::U8) t.mutable_values<uint8_t>()[i] = static_cast<uint8_t>(in[i]);
-        else t.mutable_values<int8_t>()[i] = static_cast<int8_t>(in[i]);
+        if (dt == DType::U8)
+            t.mutable_values<uint8_t>()[i] = static_cast<uint8_t>(in[i]);
+        else
+            t.mutable_values<int8_t>()[i] = static_cast<int8_t>(in[i]);
     }
     return t;
 }
@@ -380,11 +419,15 @@ void pool(OpContext& c, bool is_max) {
                 int64_t best = -1, count = 0;
                 for (int64_t kr = 0; kr < kernel_size; ++kr) {
                     int64_t rem = kr;
-                    for (size_t d = s; d-- > 0;) { kidx[d] = rem % g.kernel[d]; rem /= g.kernel[d]; }
+                    for (size_t d = s; d-- > 0;) {
+                        kidx[d] = rem % g.kernel[d];
+                        rem /= g.kernel[d];
+                    }
                     int64_t off = 0;
                     bool inside = true, in_padded = true;
                     for (size_t d = 0; d < s; ++d) {
-                        int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+                        int64_t pos =
+                            oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
                         if (pos < 0 || pos >= g.in[d]) inside = false;
                         if (pos >= g.in[d] + g.pads_end[d]) in_padded = false;
                         off += pos * in_strides[d];
@@ -395,7 +438,10 @@ void pool(OpContext& c, bool is_max) {
                     }
                     float v = src[off];
                     if (is_max) {
-                        if (v > acc || best < 0) { acc = v; best = off; }
+                        if (v > acc || best < 0) {
+                            acc = v;
+                            best = off;
+                        }
                     } else {
                         acc += v;
                         ++count;
@@ -426,40 +472,50 @@ void global_pool(OpContext& c, bool is_max) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0);
     if (x.shape.size() < 2) c.fail("expects X [N, C, ...]");
-    int64_t planes = x.shape[0] * x.shape[1], pixels = x.element_count() / std::max<int64_t>(planes, 1);
+    int64_t planes = x.shape[0] * x.shape[1],
+            pixels = x.element_count() / std::max<int64_t>(planes, 1);
     std::vector<int64_t> out_shape{x.shape[0], x.shape[1]};
     out_shape.resize(x.shape.size(), 1);
     Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
     const float* px = x.values<float>().data();
     float* py = y.mutable_values<float>().data();
-    parallel_for(c.options, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(pixels, 1)), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-            const float* src = px + p * pixels;
-            if (is_max) {
-                float m = -std::numeric_limits<float>::infinity();
-                for (int64_t i = 0; i < pixels; ++i) m = std::max(m, src[i]);
-                py[p] = m;
-            } else {
-                // Four interleaved double sums (element i goes to sum i % 4), added in a
-                // fixed order: independent chains instead of one long dependency.
-                double s4[4] = {0, 0, 0, 0};
-                int64_t i = 0;
-                for (; i + 4 <= pixels; i += 4)
-                    for (int j = 0; j < 4; ++j) s4[j] += src[i + j];
-                for (int j = 0; i < pixels; ++i, ++j) s4[j] += src[i];
-                const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-                py[p] = static_cast<float>(sum / static_cast<double>(pixels));
-            }
-        }
-    });
+    parallel_for(c.options, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(pixels, 1)),
+                 [&](int64_t p0, int64_t p1) {
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const float* src = px + p * pixels;
+                         if (is_max) {
+                             float m = -std::numeric_limits<float>::infinity();
+                             for (int64_t i = 0; i < pixels; ++i) m = std::max(m, src[i]);
+                             py[p] = m;
+                         } else {
+                             // Four interleaved double sums (element i goes to sum i % 4), added in
+                             // a fixed order: independent chains instead of one long dependency.
+                             double s4[4] = {0, 0, 0, 0};
+                             int64_t i = 0;
+                             for (; i + 4 <= pixels; i += 4)
+                                 for (int j = 0; j < 4; ++j) s4[j] += src[i + j];
+                             for (int j = 0; i < pixels; ++i, ++j) s4[j] += src[i];
+                             const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+                             py[p] = static_cast<float>(sum / static_cast<double>(pixels));
+                         }
+                     }
+                 });
     c.outputs.push_back(from_f32(std::move(y), x0.dtype));
 }
 
 }  // namespace
 
-void op_max_pool(OpContext& c) { pool(c, true); }
-void op_average_pool(OpContext& c) { pool(c, false); }
-void op_global_average_pool(OpContext& c) { global_pool(c, false); }
-void op_global_max_pool(OpContext& c) { global_pool(c, true); }
+void op_max_pool(OpContext& c) {
+    pool(c, true);
+}
+void op_average_pool(OpContext& c) {
+    pool(c, false);
+}
+void op_global_average_pool(OpContext& c) {
+    global_pool(c, false);
+}
+void op_global_max_pool(OpContext& c) {
+    global_pool(c, true);
+}
 
 }  // namespace ep::rt

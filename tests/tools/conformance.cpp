@@ -19,9 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/onnx_io.h"
-#include "runtime-check/ops/elementwise.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/op_registry.h"
+#include "runtime-check/ops/elementwise.h"
 
 namespace fs = std::filesystem;
 using namespace ep;
@@ -30,7 +30,8 @@ namespace {
 
 void collect_ops(const Graph& g, std::set<std::string>& ops, std::set<std::string>& missing) {
     for (const auto& n : g.nodes) {
-        std::string op = n.domain.empty() || n.domain == "ai.onnx" ? n.op_type : n.domain + "." + n.op_type;
+        std::string op =
+            n.domain.empty() || n.domain == "ai.onnx" ? n.op_type : n.domain + "." + n.op_type;
         ops.insert(op);
         if (!rt::find_kernel(n.domain, n.op_type)) missing.insert(op);
         for (const auto& a : n.attributes)
@@ -54,14 +55,17 @@ std::string compare(const Tensor& want, const Tensor& got) {
         return cat("dtype ", dtype_name(got.dtype), ", expected ", dtype_name(want.dtype));
     if (want.shape != got.shape)
         return cat("shape ", shape_string(got.shape), ", expected ", shape_string(want.shape));
-    if (want.dtype == DType::String) return want.strings == got.strings ? "" : "string values differ";
+    if (want.dtype == DType::String)
+        return want.strings == got.strings ? "" : "string values differ";
     int64_t n = want.element_count();
     if (rt::is_float(want.dtype)) {
         const std::byte* a = want.data.bytes().data();
         const std::byte* b = got.data.bytes().data();
         for (int64_t i = 0; i < n; ++i) {
-            double x = want.dtype == DType::F64 ? want.values<double>()[static_cast<size_t>(i)] : rt::load_float(want.dtype, a, i);
-            double y = got.dtype == DType::F64 ? got.values<double>()[static_cast<size_t>(i)] : rt::load_float(got.dtype, b, i);
+            double x = want.dtype == DType::F64 ? want.values<double>()[static_cast<size_t>(i)]
+                                                : rt::load_float(want.dtype, a, i);
+            double y = got.dtype == DType::F64 ? got.values<double>()[static_cast<size_t>(i)]
+                                               : rt::load_float(got.dtype, b, i);
             if (std::isnan(x) && std::isnan(y)) continue;
             if (std::isinf(x) && x == y) continue;
             if (!(std::abs(x - y) <= 1e-7 + 1e-3 * std::abs(x)))
@@ -107,9 +111,11 @@ int main(int argc, char** argv) {
             collect_ops(model.graph, ops, missing);
             // Sequence, map and optional values are not tensors: the runtime has none.
             auto non_tensor = [](const std::vector<ValueInfo>& vs) {
-                return std::any_of(vs.begin(), vs.end(), [](const ValueInfo& v) { return v.type && !v.type->is_tensor; });
+                return std::any_of(vs.begin(), vs.end(),
+                                   [](const ValueInfo& v) { return v.type && !v.type->is_tensor; });
             };
-            if (non_tensor(model.graph.inputs) || non_tensor(model.graph.outputs)) missing.insert("(non-tensor values)");
+            if (non_tensor(model.graph.inputs) || non_tensor(model.graph.outputs))
+                missing.insert("(non-tensor values)");
             if (!missing.empty()) {
                 ++skipped;
                 for (const auto& op : missing) ++skipped_ops[op];
@@ -120,7 +126,9 @@ int main(int argc, char** argv) {
             rt::Executor exec(model, {1});
             std::string failure;
             for (const auto& set : fs::directory_iterator(c)) {
-                if (!set.is_directory() || set.path().filename().string().rfind("test_data_set_", 0) != 0) continue;
+                if (!set.is_directory() ||
+                    set.path().filename().string().rfind("test_data_set_", 0) != 0)
+                    continue;
                 auto in_files = numbered(set.path(), "input_");
                 auto out_files = numbered(set.path(), "output_");
                 rt::NamedTensors feeds;
@@ -128,23 +136,28 @@ int main(int argc, char** argv) {
                 for (size_t i = 0; i < in_files.size(); ++i) {
                     Tensor t = read_onnx_tensor(in_files[i]);
                     // The suite stores bfloat16 data as uint16 (numpy has no bfloat16).
-                    if (i < graph_inputs.size() && graph_inputs[i].type && graph_inputs[i].type->elem == DType::BF16 &&
-                        t.dtype == DType::U16)
+                    if (i < graph_inputs.size() && graph_inputs[i].type &&
+                        graph_inputs[i].type->elem == DType::BF16 && t.dtype == DType::U16)
                         t.dtype = DType::BF16;
-                    std::string input_name = i < graph_inputs.size() ? graph_inputs[i].name : t.name;
+                    std::string input_name =
+                        i < graph_inputs.size() ? graph_inputs[i].name : t.name;
                     if (!t.name.empty()) input_name = t.name;
                     feeds.emplace_back(input_name, std::move(t));
                 }
                 auto outs = exec.run(feeds);
                 if (outs.size() < out_files.size()) {
-                    failure = cat("produced ", outs.size(), " outputs, expected ", out_files.size());
+                    failure =
+                        cat("produced ", outs.size(), " outputs, expected ", out_files.size());
                     break;
                 }
                 for (size_t i = 0; i < out_files.size() && failure.empty(); ++i) {
                     Tensor want = read_onnx_tensor(out_files[i]);
-                    if (want.dtype == DType::U16 && outs[i].second.dtype == DType::BF16) want.dtype = DType::BF16;
+                    if (want.dtype == DType::U16 && outs[i].second.dtype == DType::BF16)
+                        want.dtype = DType::BF16;
                     std::string diff = compare(want, outs[i].second);
-                    if (!diff.empty()) failure = cat(set.path().filename().string(), " output ", outs[i].first, ": ", diff);
+                    if (!diff.empty())
+                        failure = cat(set.path().filename().string(), " output ", outs[i].first,
+                                      ": ", diff);
                 }
                 if (!failure.empty()) break;
             }
@@ -161,11 +174,13 @@ int main(int argc, char** argv) {
         }
         if (verbose || r["result"] == "failed")
             std::cout << (r["result"] == "failed" ? "FAIL " : "ok   ") << name
-                      << (r.contains("reason") ? "  " + r["reason"].get<std::string>() : "") << "\n";
+                      << (r.contains("reason") ? "  " + r["reason"].get<std::string>() : "")
+                      << "\n";
         results[name] = r;
     }
-    std::cout << "conformance: " << cases.size() << " cases, " << passed + failed << " ran, " << passed
-              << " passed, " << failed << " failed, " << skipped << " skipped for unsupported ops\n";
+    std::cout << "conformance: " << cases.size() << " cases, " << passed + failed << " ran, "
+              << passed << " passed, " << failed << " failed, " << skipped
+              << " skipped for unsupported ops\n";
     if (!skipped_ops.empty()) {
         std::cout << "unsupported ops (cases):";
         for (const auto& [op, n] : skipped_ops) std::cout << " " << op << " (" << n << ")";
@@ -173,7 +188,12 @@ int main(int argc, char** argv) {
     }
     if (!json_path.empty()) {
         std::ofstream out(json_path);
-        out << nlohmann::json{{"passed", passed}, {"failed", failed}, {"skipped", skipped}, {"cases", results}}.dump(1) << "\n";
+        out << nlohmann::json{{"passed", passed},
+                              {"failed", failed},
+                              {"skipped", skipped},
+                              {"cases", results}}
+                   .dump(1)
+            << "\n";
     }
     return 0;
 }

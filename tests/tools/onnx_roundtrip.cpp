@@ -9,8 +9,8 @@
 #include <iostream>
 #include <map>
 
-#include "ir/error.h"
 #include "formats/onnx_io.h"
+#include "ir/error.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"Read an ONNX model and write it back (edgepack test tool)"};
