@@ -125,6 +125,20 @@ inline std::string skips_text(const PassResult& r) {
     return s;
 }
 
+// Moves initializer `name` into a Constant node `node_name` at the front of the graph (the
+// way PP-OCR stores its weights).
+inline void weights_as_constant(Model& model, const std::string& name,
+                                const std::string& node_name) {
+    Node k = make_node("Constant", node_name, {}, {name});
+    Attribute a;
+    a.name = "value";
+    a.type = AttrType::Tensor;
+    a.tensors.push_back(*model.graph.find_initializer(name));
+    k.attributes.push_back(a);
+    std::erase_if(model.graph.initializers, [&](const Tensor& t) { return t.name == name; });
+    model.graph.nodes.insert(model.graph.nodes.begin(), std::move(k));
+}
+
 // x [1, C, H, W] -> Conv(w[, b]) -> t -> BN -> y
 inline Model conv_bn_model(size_t c, size_t m, size_t k, size_t group, bool with_bias,
                            uint32_t seed) {

@@ -330,14 +330,7 @@ TEST_CASE("fold-batchnorm reports why it skips and leaves the model unchanged",
     }
     SECTION("weights produced by a Constant node") {
         Model model = conv_bn_model(2, 3, 1, 1, true, 1);
-        Node k = make_node("Constant", "wc", {}, {"w"});
-        Attribute a;
-        a.name = "value";
-        a.type = AttrType::Tensor;
-        a.tensors.push_back(*model.graph.find_initializer("w"));
-        k.attributes.push_back(a);
-        std::erase_if(model.graph.initializers, [](const Tensor& t) { return t.name == "w"; });
-        model.graph.nodes.insert(model.graph.nodes.begin(), std::move(k));
+        weights_as_constant(model, "w", "wc");
         auto before = fingerprint(model);
         auto result = run_pass("fold-batchnorm", model);
         CHECK(has_skip(result, "bn",

@@ -138,14 +138,7 @@ TEST_CASE("a dry-run plan sees what earlier cleanup passes will do, on a copy",
           "[passes][pass-manager]") {
     Model model = conv_bn_model(2, 3, 1, 1, true, 1);
     // Store the weights as a Constant node, the way PP-OCR does.
-    Node k = make_node("Constant", "wc", {}, {"w"});
-    Attribute a;
-    a.name = "value";
-    a.type = AttrType::Tensor;
-    a.tensors.push_back(*model.graph.find_initializer("w"));
-    k.attributes.push_back(a);
-    std::erase_if(model.graph.initializers, [](const Tensor& t) { return t.name == "w"; });
-    model.graph.nodes.insert(model.graph.nodes.begin(), std::move(k));
+    weights_as_constant(model, "w", "wc");
     auto before = fingerprint(model);
 
     PassManager pm;
