@@ -190,6 +190,15 @@ void print_dry_run(CompressRun& run) {
 
 // Steps 2-4: the passes configured, the model loaded and checked against them, the
 // calibration data opened. False when the run ends here (--dry-run, after its plan).
+// The recipe's validate.shapes overrides, each checked naming the field.
+rt::ShapeOverrides validate_shapes(const Recipe& recipe) {
+    rt::ShapeOverrides shapes;
+    for (const auto& s : recipe.validate->shapes)
+        with_context(cat(recipe.what, ": validate.shapes"),
+                     [&] { rt::parse_shape_override(s, shapes); });
+    return shapes;
+}
+
 bool load_and_plan(CompressRun& run) {
     const Recipe& recipe = run.recipe;
     run.manager = PassManager(recipe);
@@ -212,10 +221,7 @@ bool load_and_plan(CompressRun& run) {
         with_context(recipe.model.filename().string(),
                      [&] { rt::check_output_counts(run.model.graph); });
         if (recipe.validate->data.empty()) {
-            rt::ShapeOverrides shapes;
-            for (const auto& s : recipe.validate->shapes)
-                with_context(cat(recipe.what, ": validate.shapes"),
-                             [&] { rt::parse_shape_override(s, shapes); });
+            const rt::ShapeOverrides shapes = validate_shapes(recipe);
             with_context(cat(recipe.what, ": validate"), [&] {
                 rt::check_synthetic_inputs(rt::graph_feeds(run.model.graph), shapes);
             });
@@ -330,9 +336,7 @@ ValidateOptions validate_options(const CompressRun& run) {
     v.data.data = vc.data;
     v.data.samples = vc.samples;
     v.data.seed = vc.seed;
-    for (const auto& s : vc.shapes)
-        with_context(cat(run.recipe.what, ": validate.shapes"),
-                     [&] { rt::parse_shape_override(s, v.data.shapes); });
+    v.data.shapes = validate_shapes(run.recipe);
     v.labels = vc.labels;
     v.per_layer = vc.per_layer;
     v.threads = run.threads;
