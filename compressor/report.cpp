@@ -273,9 +273,26 @@ json environment_json(int threads) {
             {"os", os}};
 }
 
+namespace {
+
+// Bytes of the tensors a graph holds: initializers and Constant nodes' values (many
+// exported graphs keep their weights in Constant nodes), here and in subgraphs.
+uint64_t weight_bytes(const Graph& graph) {
+    uint64_t bytes = 0;
+    for (const auto& t : graph.initializers) bytes += t.data.size();
+    for (const auto& node : graph.nodes)
+        for (const auto& a : node.attributes) {
+            if (node.op_type == "Constant" && node.domain.empty() && a.name == "value")
+                for (const auto& t : a.tensors) bytes += t.data.size();
+            for (const auto& sub : a.graphs) bytes += weight_bytes(sub);
+        }
+    return bytes;
+}
+
+}  // namespace
+
 json memory_json(const rt::Executor& executor) {
-    uint64_t weights = 0;
-    for (const auto& t : executor.model().graph.initializers) weights += t.data.size();
+    uint64_t weights = weight_bytes(executor.model().graph);
     uint64_t arena = executor.last_stats().peak_arena_bytes;
     return {
         {"weight_bytes", weights}, {"peak_arena_bytes", arena}, {"peak_bytes", weights + arena}};

@@ -72,7 +72,8 @@ struct TensorEntry {
                                             const rt::NamedTensors& candidate_inputs,
                                             uint64_t warmup, uint64_t runs, int threads,
                                             nlohmann::json& memory, Progress* progress);
-// {"weight_bytes", "peak_arena_bytes", "peak_bytes"} after at least one run.
+// {"weight_bytes", "peak_arena_bytes", "peak_bytes"} after at least one run; weight bytes
+// count initializers and Constant nodes' tensors, in subgraphs too.
 [[nodiscard]] nlohmann::json memory_json(const rt::Executor& executor);
 
 // report.json "metrics" from the other sections (any may be null).
