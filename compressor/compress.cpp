@@ -1,9 +1,13 @@
 // `edgepack compress` (contract in compress.h).
 #include "compressor/compress.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -17,6 +21,7 @@
 #include "formats/epk.h"
 #include "formats/model_io.h"
 #include "ir/error.h"
+#include "runtime-check/executor.h"
 #include "runtime-check/synthetic_inputs.h"
 
 namespace ep {
@@ -110,7 +115,9 @@ struct CompressRun {
     // resolve_outputs
     Recipe recipe;
     std::vector<std::filesystem::path> outputs;
-    nlohmann::json baseline_metrics;
+    std::filesystem::path report_dir;  // empty: no output (a dry run without one)
+    std::string report_dir_what;       // where report_dir comes from, for messages
+    BaselineReport baseline_report;
     // load_and_plan
     PassManager manager;
     Model model;
@@ -139,9 +146,12 @@ struct CompressRun {
     nlohmann::json metrics, gates, baseline, failed;  // failed: names of the failed checks
     int exit_code = 0;
     // write_report
-    std::filesystem::path report_dir;
     std::vector<std::filesystem::path> written;
     nlohmann::json report;
+    // What this run has written so far (outputs, their data files, reports) and the
+    // directories it created: removed when a later stage fails (remove_written).
+    std::vector<std::filesystem::path> written_files;
+    std::vector<std::filesystem::path> created_dirs;  // deepest first, per output
 
     Progress* long_steps() const { return options.quiet ? nullptr : options.progress; }
 };
@@ -170,7 +180,19 @@ void resolve_outputs(CompressRun& run) {
         if (recipe.baseline.empty())
             throw InputError(cat("--baseline: ", recipe.what, " sets no tolerances; add a ",
                                  "\"baseline\" section, e.g. {\"kl_mean\": 0.01}"));
-        run.baseline_metrics = read_baseline_metrics(options.baseline->string());
+        run.baseline_report = read_baseline(options.baseline->string());
+    }
+    // Where the reports go: --report-dir, else the recipe's, else the directory of the
+    // validated output (else the first).
+    if (options.report_dir) {
+        run.report_dir = std::filesystem::absolute(*options.report_dir).lexically_normal();
+        run.report_dir_what = "--report-dir";
+    } else if (recipe.report_dir) {
+        run.report_dir = *recipe.report_dir;
+        run.report_dir_what = cat(recipe.what, ": report_dir");
+    } else if (!run.outputs.empty()) {
+        run.report_dir = validated_output(run.outputs).value_or(run.outputs[0]).parent_path();
+        run.report_dir_what = "the report folder (the output's directory)";
     }
 }
 
@@ -184,12 +206,11 @@ void print_dry_run(CompressRun& run) {
     const size_t n = run.manager.size();
     out << ", " << n << " pass" << (n == 1 ? "" : "es") << "\n";
     for (const auto& line : run.manager.plan(run.model)) out << line << "\n";
+    if (!run.report_dir.empty()) out << "reports: " << run.report_dir.string() << "\n";
     out << std::flush;
     run.err << "edgepack: dry run: nothing written\n";
 }
 
-// Steps 2-4: the passes configured, the model loaded and checked against them, the
-// calibration data opened. False when the run ends here (--dry-run, after its plan).
 // The recipe's validate.shapes overrides, each checked naming the field.
 rt::ShapeOverrides validate_shapes(const Recipe& recipe) {
     rt::ShapeOverrides shapes;
@@ -199,6 +220,113 @@ rt::ShapeOverrides validate_shapes(const Recipe& recipe) {
     return shapes;
 }
 
+// --baseline: a report of the same model (its input.sha256), unless --baseline-any-model.
+void check_baseline_model(CompressRun& run) {
+    if (!run.options.baseline || run.options.baseline_any_model) return;
+    run.input_json = file_json(run.recipe.model, external_files(run.model, run.recipe.model));
+    const std::string digest = run.input_json["sha256"].get<std::string>();
+    const BaselineReport& b = run.baseline_report;
+    if (b.model_sha256 == digest) return;
+    throw InputError(
+        cat("--baseline ", run.options.baseline->string(), ": a report of another model (",
+            b.model_path.empty() ? std::string("its input")
+                                 : std::filesystem::path(b.model_path).filename().string(),
+            " sha256 ", b.model_sha256.substr(0, 12), "..., this recipe's ",
+            run.recipe.model.filename().string(), " sha256 ", digest.substr(0, 12),
+            "...); compare with a report of the same model, or pass ", "--baseline-any-model"));
+}
+
+// The input model runs in the validation, and an .epk is made for the runtime: every op
+// of the input model must be one the runtime implements.
+void check_runtime_support(const CompressRun& run) {
+    bool epk = std::any_of(run.outputs.begin(), run.outputs.end(),
+                           [](const auto& o) { return o.extension() == ".epk"; });
+    if (!run.recipe.validate && !epk) return;
+    with_context(run.recipe.model.filename().string(), [&] {
+        rt::check_supported_ops(run.model.graph);
+        if (run.recipe.validate) rt::check_output_counts(run.model.graph);
+    });
+}
+
+// What the validation will feed the models, checked against the input model's inputs
+// without running it: the shapes of random samples, every sample of validate.data (read
+// and checked as the validation reads it), the labels.
+void check_validation_inputs(const CompressRun& run) {
+    const Recipe& recipe = run.recipe;
+    if (!recipe.validate) return;
+    const ValidateConfig& vc = *recipe.validate;
+    const std::vector<ValueInfo> feeds = rt::graph_feeds(run.model.graph);
+    if (vc.data.empty()) {
+        const rt::ShapeOverrides shapes = validate_shapes(recipe);
+        std::string names;
+        for (const auto& v : feeds) names += cat(names.empty() ? "" : ", ", v.name);
+        for (const auto& [name, dims] : shapes)
+            if (std::none_of(feeds.begin(), feeds.end(),
+                             [&](const ValueInfo& v) { return v.name == name; }))
+                throw InputError(cat(recipe.what, ": validate.shapes: ", name,
+                                     ": the model has no input '", name, "' (inputs: ", names,
+                                     ")"));
+        with_context(cat(recipe.what, ": validate"),
+                     [&] { rt::check_synthetic_inputs(feeds, shapes); });
+    } else {
+        with_context(cat(recipe.what, ": validate.data"), [&] {
+            DataSource source;
+            source.data = vc.data;
+            Dataset dataset(feeds, source);
+            for (size_t i = 0; i < dataset.size(); ++i) (void)dataset.load(i);
+        });
+    }
+    if (!vc.labels.empty())
+        with_context(cat(recipe.what, ": validate.labels"), [&] { (void)read_labels(vc.labels); });
+}
+
+// Refuses a directory this run could not create or write into: the nearest existing
+// ancestor must be a directory this process may write. Creates nothing.
+void check_writable_dir(const std::filesystem::path& dir, const std::string& what) {
+    namespace fs = std::filesystem;
+    fs::path p = dir.empty() ? fs::path(".") : dir;
+    for (;;) {
+        std::error_code ec;
+        auto status = fs::status(p, ec);
+        if (fs::exists(status)) {
+            if (!fs::is_directory(status))
+                throw InputError(
+                    cat(what, ": ", dir.string(), ": ", p.string(), " is a file, not a directory"));
+            break;
+        }
+        if (!p.has_parent_path() || p.parent_path() == p) break;
+        p = p.parent_path();
+    }
+    if (::access(p.c_str(), W_OK | X_OK) != 0)
+        throw InputError(cat(what, ": ", dir.string(), ": cannot write into ", p.string(), ": ",
+                             std::strerror(errno)));
+}
+
+// Every output and the report folder can be written.
+void check_writable(const CompressRun& run) {
+    const std::string what =
+        run.options.output ? std::string("-o") : cat(run.recipe.what, ": output");
+    for (const auto& o : run.outputs) {
+        std::error_code ec;
+        if (std::filesystem::is_directory(o, ec))
+            throw InputError(cat(what, ": ", o.string(), " is a directory"));
+        check_writable_dir(o.parent_path(), what);
+    }
+    if (!run.report_dir.empty()) check_writable_dir(run.report_dir, run.report_dir_what);
+}
+
+// Everything that could fail once writing has begun, checked before the first byte (and
+// by --dry-run, which is this run minus the writing).
+void check_before_writing(CompressRun& run) {
+    check_baseline_model(run);
+    check_runtime_support(run);
+    check_validation_inputs(run);
+    check_writable(run);
+}
+
+// Steps 2-4: the passes configured, the model loaded and checked against them, every
+// check that could fail later run now, the calibration data opened. False when the run
+// ends here (--dry-run, after its plan).
 bool load_and_plan(CompressRun& run) {
     const Recipe& recipe = run.recipe;
     run.manager = PassManager(recipe);
@@ -216,17 +344,7 @@ bool load_and_plan(CompressRun& run) {
         throw InputError(cat(recipe.what, ": validate: ", recipe.model.filename().string(),
                              " is a weights-only checkpoint (no graph to run); validation "
                              "needs an ONNX model"));
-    if (recipe.validate) {
-        // What validating the input model would refuse is refused before anything is written.
-        with_context(recipe.model.filename().string(),
-                     [&] { rt::check_output_counts(run.model.graph); });
-        if (recipe.validate->data.empty()) {
-            const rt::ShapeOverrides shapes = validate_shapes(recipe);
-            with_context(cat(recipe.what, ": validate"), [&] {
-                rt::check_synthetic_inputs(rt::graph_feeds(run.model.graph), shapes);
-            });
-        }
-    }
+    check_before_writing(run);
     run.manager_options = run.options.manager;
     run.manager_options.progress = run.progress;
     run.manager_options.context.progress = run.long_steps();
@@ -244,7 +362,8 @@ bool load_and_plan(CompressRun& run) {
 void run_or_stream(CompressRun& run) {
     // Before the passes change it: what the input holds, for the per-tensor report.
     run.before = tensor_inventory(run.model);
-    run.input_json = file_json(run.recipe.model, external_files(run.model, run.recipe.model));
+    if (run.input_json.is_null())  // check_baseline_model may have hashed it already
+        run.input_json = file_json(run.recipe.model, external_files(run.model, run.recipe.model));
 
     // A checkpoint whose one pass offers a streaming plan (rtn quantize-weights) is
     // transformed while it is written, in bounded memory (stream_compress.h); the rest
@@ -276,6 +395,7 @@ nlohmann::json write_output(CompressRun& run, const std::filesystem::path& outpu
     auto save_file_time = std::filesystem::file_time_type::clock::now();
     std::error_code ec;
     if (output.has_parent_path()) std::filesystem::create_directories(output.parent_path(), ec);
+    run.written_files.push_back(output);  // from here on, a failure removes it
     if (run.stream) {
         StreamTimes times;
         run.records.push_back(run_stream_compress(run.model, *run.stream, output, run.save,
@@ -292,13 +412,36 @@ nlohmann::json write_output(CompressRun& run, const std::filesystem::path& outpu
     if (output.extension() == ".onnx" && std::filesystem::exists(data, ec) &&
         std::filesystem::last_write_time(data, ec) >= save_file_time - std::chrono::seconds(2))
         extra.push_back(data);
+    run.written_files.insert(run.written_files.end(), extra.begin(), extra.end());
     nlohmann::json file = file_json(output, extra);
     file["validated"] = run.validated && output == *run.validated;
     return file;
 }
 
+// The directories from `dir` up that do not exist yet, deepest first.
+std::vector<std::filesystem::path> missing_dirs(const std::filesystem::path& dir) {
+    std::vector<std::filesystem::path> missing;
+    std::error_code ec;
+    for (auto p = dir; !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) {
+        missing.push_back(p);
+        if (p.parent_path() == p) break;
+    }
+    return missing;
+}
+
+// A stage failed after writing began: what this run wrote is removed, so a failing run
+// leaves no output (the checks before writing make this rare).
+void remove_written(const CompressRun& run) noexcept {
+    std::error_code ec;
+    for (const auto& f : run.written_files) std::filesystem::remove(f, ec);
+    for (const auto& d : run.created_dirs) std::filesystem::remove(d, ec);  // only when empty
+}
+
 // Step 5, the writing: every output, then the passes' summary and what was written.
 void write_outputs(CompressRun& run) {
+    for (const auto& o : run.outputs)
+        for (const auto& d : missing_dirs(o.parent_path())) run.created_dirs.push_back(d);
+    for (const auto& d : missing_dirs(run.report_dir)) run.created_dirs.push_back(d);
     run.save = save_options(run);
     run.validated = validated_output(run.outputs);
     for (const auto& output : run.outputs) run.outputs_json.push_back(write_output(run, output));
@@ -394,10 +537,15 @@ void validate_and_benchmark(CompressRun& run) {
 void judge(CompressRun& run) {
     run.metrics = flat_metrics(run.validation, run.size, run.latency, run.memory);
     run.gates = evaluate_gates(run.recipe.gates, run.metrics);
-    if (run.options.baseline)
-        run.baseline = {
-            {"file", run.options.baseline->string()},
-            {"checks", compare_baseline(run.recipe.baseline, run.metrics, run.baseline_metrics)}};
+    if (run.options.baseline) {
+        BaselineComparison c =
+            compare_baseline(run.recipe.baseline, run.metrics, run.baseline_report.metrics);
+        run.baseline = {{"file", run.options.baseline->string()},
+                        {"model_sha256", run.baseline_report.model_sha256},
+                        {"any_model", run.options.baseline_any_model},
+                        {"checks", c.checks},
+                        {"not_in_baseline", c.not_in_baseline}};
+    }
     run.failed = nlohmann::json::array();
     for (const auto& g : run.gates)
         if (!g["passed"].get<bool>()) run.failed.push_back(g["name"]);
@@ -443,13 +591,8 @@ nlohmann::json report_json(const CompressRun& run) {
 // Step 7, the reports: report.json, report.md, report.html, junit.xml.
 void write_report(CompressRun& run) {
     run.report = report_json(run);
-    const auto& primary = run.outputs_json[run.primary];
-    run.report_dir = run.options.report_dir
-                         ? std::filesystem::absolute(*run.options.report_dir).lexically_normal()
-                     : run.recipe.report_dir
-                         ? *run.recipe.report_dir
-                         : std::filesystem::path(primary["path"].get<std::string>()).parent_path();
     run.written = write_reports(run.report, run.report_dir);
+    run.written_files.insert(run.written_files.end(), run.written.begin(), run.written.end());
 }
 
 // The summary's validation line: KL, top-1, SQNR, accuracy and latency when measured.
@@ -507,7 +650,13 @@ void print_summary(const CompressRun& run) {
     std::ostream& err = run.err;
     if (!run.validation.is_null()) print_validation(run);
     if (!run.gates.empty()) print_checks(err, run.gates, "gates");
-    if (run.baseline.is_object()) print_checks(err, run.baseline["checks"], "baseline");
+    if (run.baseline.is_object()) {
+        print_checks(err, run.baseline["checks"], "baseline");
+        for (const auto& m : run.baseline["not_in_baseline"])
+            err << "  -     baseline." << m.get<std::string>() << ": not in baseline ("
+                << run.baseline["file"].get<std::string>()
+                << " did not measure it; not compared)\n";
+    }
     err << "edgepack: reports in " << run.report_dir.string() << ": report.md, report.html, "
         << "report.json, junit.xml\n";
     err << "edgepack: verdict: " << verdict_word(run.exit_code) << " (exit " << run.exit_code
@@ -524,11 +673,16 @@ int run_compress(const CompressOptions& options, std::ostream& out, std::ostream
     resolve_outputs(run);
     if (!load_and_plan(run)) return 0;  // --dry-run
     run_or_stream(run);
-    write_outputs(run);
-    measure_size(run);
-    validate_and_benchmark(run);
-    judge(run);
-    write_report(run);
+    try {
+        write_outputs(run);
+        measure_size(run);
+        validate_and_benchmark(run);
+        judge(run);
+        write_report(run);
+    } catch (...) {
+        remove_written(run);
+        throw;
+    }
     print_summary(run);
     return run.exit_code;
 }

@@ -2,12 +2,18 @@
 // validate what was written, judge the gates, write the reports (docs/ci.md, docs/reports.md).
 //
 // Order (each step fails before the next starts, so a bad recipe never loads a model and
-// nothing is written unless every pass succeeded):
+// nothing is written unless every check and every pass succeeded):
 //   1. load and validate the recipe with its --set overrides; check -o's extension; read the
-//      --baseline report (a bad one is bad input, exit 2, before any work)
+//      --baseline report (a bad one is bad input, exit 2, before any work); the report folder
 //   2. create and configure the passes; check --print-after names
-//   3. load the model; check each pass's needs() against it
-//   4. --dry-run: print the plan to `out` and stop (nothing is written)
+//   3. load the model; check each pass's needs() against it; then everything that could
+//      fail once writing begins: the --baseline report is of this model (input.sha256;
+//      unless baseline_any_model), the runtime implements every op (with a "validate"
+//      section or an .epk output), the validation data (every sample read and checked
+//      against the model's inputs, without running), labels and shapes, every output and
+//      the report folder can be written
+//   4. --dry-run: print the plan to `out` and stop (nothing is written; the checks of 3 ran,
+//      so a dry run exits as the real run would up to here)
 //   5. run the passes (hooks per PassManagerOptions); write every output atomically
 //      (a safetensors checkpoint whose one pass offers a streaming plan, e.g. rtn
 //      quantize-weights, written to one .epk or .safetensors file, is transformed while it
@@ -20,6 +26,8 @@
 //      JSON object to `out`
 // Returns 0 when every gate and baseline check held, 1 when one failed (the outputs and the
 // reports are written either way); bad input throws InputError (2), bugs InternalError (3).
+// When anything throws after writing began, the files this run wrote and the directories
+// it created are removed first: a failing run leaves no output.
 #pragma once
 
 #include <filesystem>
@@ -41,9 +49,10 @@ struct CompressOptions {
     bool dry_run = false;
     std::optional<std::filesystem::path> report_dir;  // --report-dir (overrides the recipe's)
     std::optional<std::filesystem::path> baseline;    // --baseline REPORT.json
-    bool quiet = false;            // --quiet: nothing on `err` except what throws
-    bool json_summary = false;     // --json: the summary as one JSON object on `out`
-    Progress* progress = nullptr;  // progress of long steps (may be null)
+    bool baseline_any_model = false;  // --baseline-any-model: a report of another model
+    bool quiet = false;               // --quiet: nothing on `err` except what throws
+    bool json_summary = false;        // --json: the summary as one JSON object on `out`
+    Progress* progress = nullptr;     // progress of long steps (may be null)
     PassManagerOptions manager;
 };
 

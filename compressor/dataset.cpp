@@ -180,8 +180,13 @@ rt::NamedTensors read_npz(const fs::path& path) {
 }
 
 Dataset::Dataset(const rt::Executor& model, DataSource source)
-    : model_(model), source_(std::move(source)) {
-    const auto& feeds = model_.inputs();
+    : Dataset(model.inputs(), std::move(source)) {
+    model_ = &model;
+}
+
+Dataset::Dataset(std::vector<ValueInfo> feeds_in, DataSource source)
+    : feeds_(std::move(feeds_in)), source_(std::move(source)) {
+    const auto& feeds = feeds_;
     if (source_.data.empty()) {
         kind_ = DataKind::Random;
         if (source_.samples == 0) throw InputError("--samples must be at least 1");
@@ -226,7 +231,7 @@ Dataset::Dataset(const rt::Executor& model, DataSource source)
 }
 
 void Dataset::open_tokens() {
-    const auto& feeds = model_.inputs();
+    const auto& feeds = feeds_;
     const std::string file = source_.data.string();
     if (feeds.size() != 1)
         throw InputError(cat(file,
@@ -280,7 +285,8 @@ std::string Dataset::describe() const {
 rt::NamedTensors Dataset::load(size_t i) const {
     if (i >= count_) throw InternalError(cat("dataset sample ", i, " of ", count_));
     if (kind_ == DataKind::Random) {
-        auto sample = rt::synthetic_inputs(model_, source_.seed + i, source_.shapes);
+        if (!model_) throw InternalError("random samples need the model's executor");
+        auto sample = rt::synthetic_inputs(*model_, source_.seed + i, source_.shapes);
         check_sample(sample, cat("random sample ", i));
         return sample;
     }
@@ -290,7 +296,7 @@ rt::NamedTensors Dataset::load(size_t i) const {
         std::vector<int64_t> row(all.begin() + static_cast<std::ptrdiff_t>(i) * t,
                                  all.begin() + static_cast<std::ptrdiff_t>(i + 1) * t);
         Tensor sample;
-        sample.name = model_.inputs()[0].name;
+        sample.name = feeds_[0].name;
         sample.dtype = DType::I64;
         sample.shape = {1, t};
         std::vector<std::byte> bytes(row.size() * sizeof(int64_t));
@@ -310,7 +316,7 @@ rt::NamedTensors Dataset::load(size_t i) const {
 }
 
 rt::NamedTensors Dataset::load_folder(const fs::path& dir) const {
-    const auto& feeds = model_.inputs();
+    const auto& feeds = feeds_;
     rt::NamedTensors sample;
     if (is_file(dir / "input_0.pb")) {
         for (size_t k = 0; is_file(dir / cat("input_", k, ".pb")); ++k) {
@@ -345,7 +351,7 @@ rt::NamedTensors Dataset::load_folder(const fs::path& dir) const {
 }
 
 void Dataset::check_sample(rt::NamedTensors& sample, const std::string& where) const {
-    const auto& feeds = model_.inputs();
+    const auto& feeds = feeds_;
     std::set<std::string> seen;
     for (const auto& [name, tensor] : sample) {
         std::string member = kind_ == DataKind::Npz ? cat(where, ": member '", name, ".npy'")

@@ -47,6 +47,10 @@ class Dataset {
   public:
     // Lists the samples (reads no tensor yet). `model` must outlive the dataset.
     Dataset(const rt::Executor& model, DataSource source);
+    // The same from the model's inputs alone (rt::graph_feeds), to check data before
+    // anything runs: load() reads and checks every kind of sample except random ones,
+    // which need the executor (rt::synthetic_inputs; InternalError here).
+    Dataset(std::vector<ValueInfo> feeds, DataSource source);
 
     [[nodiscard]] size_t size() const { return count_; }
     [[nodiscard]] DataKind kind() const { return kind_; }
@@ -64,7 +68,8 @@ class Dataset {
     void open_tokens();
     void check_sample(rt::NamedTensors& sample, const std::string& where) const;
 
-    const rt::Executor& model_;
+    std::vector<ValueInfo> feeds_;         // what a sample must hold
+    const rt::Executor* model_ = nullptr;  // null: checking only (no random samples)
     DataSource source_;
     DataKind kind_ = DataKind::Random;
     std::vector<std::filesystem::path> entries_;  // files or folders, sorted

@@ -12,50 +12,75 @@ namespace ep {
 
 using nlohmann::json;
 
+const char* unit_name(MetricUnit unit) {
+    switch (unit) {
+        case MetricUnit::Nats:
+            return "nats";
+        case MetricUnit::Percent:
+            return "percent (0-100)";
+        case MetricUnit::Points:
+            return "percentage points";
+        case MetricUnit::Decibels:
+            return "dB";
+        case MetricUnit::Bytes:
+            return "bytes";
+        case MetricUnit::Ratio:
+            return "a ratio";
+        case MetricUnit::Milliseconds:
+            return "milliseconds";
+    }
+    return "?";
+}
+
 const std::vector<GateSpec>& gate_specs() {
+    using U = MetricUnit;
     static const std::vector<GateSpec> specs{
-        {"max_kl_mean", "kl_mean", true, MetricNeeds::Validation,
+        {"max_kl_mean", "kl_mean", true, MetricNeeds::Validation, U::Nats,
          "mean KL(reference || candidate) per row of the first output with a class axis"},
-        {"max_kl_p99", "kl_p99", true, MetricNeeds::Validation,
+        {"max_kl_p99", "kl_p99", true, MetricNeeds::Validation, U::Nats,
          "99th percentile of the per-row KL divergence"},
-        {"min_top1_agreement", "top1_agreement", false, MetricNeeds::Validation,
-         "percent of rows whose argmax agree (0-100)", 0, 100},
-        {"max_accuracy_drop", "accuracy_drop", true, MetricNeeds::Labels,
+        {"min_top1_agreement", "top1_agreement", false, MetricNeeds::Validation, U::Percent,
+         "percent of rows whose argmax agree (0-100: 99 is 99 %)", 0, 100},
+        {"max_accuracy_drop", "accuracy_drop", true, MetricNeeds::Labels, U::Points,
          "reference accuracy - candidate accuracy, in percentage points (needs validate.labels)",
          -100, 100},
-        {"min_sqnr_db", "sqnr_db", false, MetricNeeds::Validation,
+        {"min_sqnr_db", "sqnr_db", false, MetricNeeds::Validation, U::Decibels,
          "lowest SQNR over the compared outputs, in dB", -1e300},
-        {"max_output_bytes", "output_bytes", true, MetricNeeds::Nothing,
+        {"max_output_bytes", "output_bytes", true, MetricNeeds::Nothing, U::Bytes,
          "bytes of the validated (else first) output, with its external data"},
-        {"min_compression_ratio", "compression_ratio", false, MetricNeeds::Nothing,
+        {"min_compression_ratio", "compression_ratio", false, MetricNeeds::Nothing, U::Ratio,
          "input bytes / output bytes"},
-        {"max_latency_ratio", "latency_ratio", true, MetricNeeds::Benchmark,
+        {"max_latency_ratio", "latency_ratio", true, MetricNeeds::Benchmark, U::Ratio,
          "candidate / reference time: median of the ratios of back-to-back runs"},
-        {"max_latency_p50_ms", "latency_p50_ms", true, MetricNeeds::Benchmark,
+        {"max_latency_p50_ms", "latency_p50_ms", true, MetricNeeds::Benchmark, U::Milliseconds,
          "candidate p50 latency in milliseconds"},
-        {"max_peak_memory_bytes", "peak_memory_bytes", true, MetricNeeds::Validation,
+        {"max_peak_memory_bytes", "peak_memory_bytes", true, MetricNeeds::Validation, U::Bytes,
          "candidate weight bytes + peak activation arena + repacked weights"},
     };
     return specs;
 }
 
 const std::vector<BaselineSpec>& baseline_specs() {
+    using U = MetricUnit;
     static const std::vector<BaselineSpec> specs{
-        {"kl_mean", true, false, MetricNeeds::Validation, "KL mean may rise by at most this"},
-        {"kl_p99", true, false, MetricNeeds::Validation, "KL p99 may rise by at most this"},
-        {"top1_agreement", false, false, MetricNeeds::Validation,
-         "top-1 agreement may fall by at most this many points"},
-        {"accuracy_candidate", false, false, MetricNeeds::Labels,
-         "candidate accuracy may fall by at most this many points"},
-        {"sqnr_db", false, false, MetricNeeds::Validation, "SQNR may fall by at most this many dB"},
-        {"output_bytes", true, true, MetricNeeds::Nothing,
+        {"kl_mean", true, false, MetricNeeds::Validation, U::Nats,
+         "KL mean may rise by at most this"},
+        {"kl_p99", true, false, MetricNeeds::Validation, U::Nats,
+         "KL p99 may rise by at most this"},
+        {"top1_agreement", false, false, MetricNeeds::Validation, U::Points,
+         "top-1 agreement may fall by at most this many percentage points"},
+        {"accuracy_candidate", false, false, MetricNeeds::Labels, U::Points,
+         "candidate accuracy may fall by at most this many percentage points"},
+        {"sqnr_db", false, false, MetricNeeds::Validation, U::Decibels,
+         "SQNR may fall by at most this many dB"},
+        {"output_bytes", true, true, MetricNeeds::Nothing, U::Ratio,
          "output bytes may grow by at most this fraction (0.01 = 1%)"},
-        {"latency_ratio", true, true, MetricNeeds::Benchmark,
-         "latency ratio may grow by at most this fraction"},
-        {"latency_p50_ms", true, true, MetricNeeds::Benchmark,
-         "p50 latency may grow by at most this fraction"},
-        {"peak_memory_bytes", true, true, MetricNeeds::Validation,
-         "peak memory may grow by at most this fraction"},
+        {"latency_ratio", true, true, MetricNeeds::Benchmark, U::Ratio,
+         "latency ratio may grow by at most this fraction (0.01 = 1%)"},
+        {"latency_p50_ms", true, true, MetricNeeds::Benchmark, U::Ratio,
+         "p50 latency may grow by at most this fraction (0.01 = 1%)"},
+        {"peak_memory_bytes", true, true, MetricNeeds::Validation, U::Ratio,
+         "peak memory may grow by at most this fraction (0.01 = 1%)"},
     };
     return specs;
 }
@@ -147,6 +172,22 @@ json metric_of(const json& metrics, const std::string& name) {
 
 }  // namespace
 
+std::string gate_unit_mistake(const GateSpec& spec, double value) {
+    if (spec.unit == MetricUnit::Percent && value > 0 && value <= 1)
+        return cat(show(value), " is read as ", show(value),
+                   " percent; this gate is in percent (0-100): did you mean ", show(value * 100),
+                   "?");
+    return {};
+}
+
+std::string tolerance_unit_mistake(const BaselineSpec& spec, double value) {
+    if (spec.relative && value > 1)
+        return cat(show(value), " is read as a fraction of the baseline (", show(value), " = +",
+                   show(value * 100), "%); this tolerance is a fraction (0.01 = 1%): did you mean ",
+                   show(value / 100), "?");
+    return {};
+}
+
 json evaluate_gates(const std::vector<Limit>& gates, const json& metrics) {
     json out = json::array();
     for (const auto& g : gates) {
@@ -158,39 +199,32 @@ json evaluate_gates(const std::vector<Limit>& gates, const json& metrics) {
     return out;
 }
 
-json compare_baseline(const std::vector<Limit>& tolerances, const json& metrics,
-                      const json& baseline_metrics) {
-    json out = json::array();
+BaselineComparison compare_baseline(const std::vector<Limit>& tolerances, const json& metrics,
+                                    const json& baseline_metrics) {
+    BaselineComparison out;
     for (const auto& t : tolerances) {
         const BaselineSpec* spec = find_baseline(t.name);
         if (!spec) throw InternalError(cat("unknown baseline metric '", t.name, "'"));
-        std::string name = cat("baseline.", t.name);
         double before = 0;
         if (!metric_value(metric_of(baseline_metrics, t.name), before)) {
-            json c = {{"name", name},
-                      {"metric", t.name},
-                      {"comparison", spec->lower_is_better ? "<=" : ">="},
-                      {"limit", nullptr},
-                      {"value", metric_of(metrics, t.name)},
-                      {"passed", false},
-                      {"detail", cat(t.name, " is not in the baseline report")}};
-            out.push_back(c);
+            out.not_in_baseline.push_back(t.name);
             continue;
         }
         double slack = spec->relative ? std::fabs(before) * t.value : t.value;
         double limit = spec->lower_is_better ? before + slack : before - slack;
         json c = check(
-            name, t.name, spec->lower_is_better, limit, metric_of(metrics, t.name),
+            cat("baseline.", t.name), t.name, spec->lower_is_better, limit,
+            metric_of(metrics, t.name),
             cat("baseline ", show(before), spec->lower_is_better ? " + " : " - ",
                 spec->relative ? cat(show(t.value * 100), "% = ") : std::string("tolerance = ")));
         c["baseline"] = report_number(before);
         c["tolerance"] = t.value;
-        out.push_back(c);
+        out.checks.push_back(c);
     }
     return out;
 }
 
-json read_baseline_metrics(const std::string& file) {
+BaselineReport read_baseline(const std::string& file) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw InputError(cat(file, ": cannot read the baseline report"));
     std::ostringstream text;
@@ -207,7 +241,17 @@ json read_baseline_metrics(const std::string& file) {
     auto metrics = doc.find("metrics");
     if (metrics == doc.end() || !metrics->is_object())
         throw InputError(cat(file, ": metrics: missing or not an object"));
-    return *metrics;
+    BaselineReport report;
+    report.metrics = *metrics;
+    auto input = doc.find("input");
+    if (input == doc.end() || !input->is_object() || !input->contains("sha256") ||
+        !(*input)["sha256"].is_string())
+        throw InputError(cat(file, ": input.sha256: missing (the digest of the model the ",
+                             "report was made from)"));
+    report.model_sha256 = (*input)["sha256"].get<std::string>();
+    if (input->contains("path") && (*input)["path"].is_string())
+        report.model_path = (*input)["path"].get<std::string>();
+    return report;
 }
 
 }  // namespace ep

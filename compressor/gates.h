@@ -28,11 +28,26 @@ enum class MetricNeeds : uint8_t {
     Benchmark,   // validate.benchmark_runs > 0
 };
 
+// The one unit of each metric, gate and tolerance (docs/ci.md "Units"). Shares of rows are
+// percent (0-100), never fractions; only the relative baseline tolerances are fractions.
+enum class MetricUnit : uint8_t {
+    Nats,         // KL divergence (natural log)
+    Percent,      // 0-100: 99 is 99 %
+    Points,       // percentage points: a difference of two percents
+    Decibels,     // SQNR
+    Bytes,        //
+    Ratio,        // a plain ratio: 1.2 is 20 % more
+    Milliseconds  //
+};
+// "percent (0-100)", "nats", ...
+[[nodiscard]] const char* unit_name(MetricUnit unit);
+
 struct GateSpec {
     const char* name;    // the recipe key: "max_kl_mean"
     const char* metric;  // the report metric it reads: "kl_mean"
     bool at_most;        // true: value <= limit; false: value >= limit
     MetricNeeds needs;
+    MetricUnit unit;  // of the metric and the limit
     const char* help;
     double min = 0;  // the smallest limit the recipe may set
     double max = 1e300;
@@ -41,8 +56,9 @@ struct GateSpec {
 struct BaselineSpec {
     const char* metric;    // the recipe key under "baseline" and the metric compared
     bool lower_is_better;  // kl_mean: yes; top1_agreement: no
-    bool relative;         // tolerance is a fraction of the earlier value
+    bool relative;         // tolerance is a fraction of the earlier value (0.01 = 1 %)
     MetricNeeds needs;
+    MetricUnit unit;  // of an absolute tolerance (Percent metrics: Points)
     const char* help;
 };
 
@@ -51,6 +67,15 @@ struct BaselineSpec {
 // The spec of a gate ("max_kl_mean") or a baseline metric ("kl_mean"); null when unknown.
 [[nodiscard]] const GateSpec* find_gate(std::string_view name);
 [[nodiscard]] const BaselineSpec* find_baseline(std::string_view metric);
+
+// Why a limit only makes sense in another unit than its gate's; empty when it does not.
+// A percent gate (0-100) with a value in (0, 1] reads like a fraction:
+//   "0.99 is read as 0.99 percent; this gate is in percent (0-100): did you mean 99?"
+// The recipe loader refuses such a value (exit 2) with this text after the field.
+[[nodiscard]] std::string gate_unit_mistake(const GateSpec& spec, double value);
+// The same for a baseline tolerance: a relative one (a fraction of the earlier value,
+// 0.01 = 1 %) above 1 reads like a percent ("did you mean 0.05?").
+[[nodiscard]] std::string tolerance_unit_mistake(const BaselineSpec& spec, double value);
 
 // One configured gate or tolerance, in recipe order.
 struct Limit {
@@ -62,14 +87,26 @@ struct Limit {
 [[nodiscard]] nlohmann::json evaluate_gates(const std::vector<Limit>& gates,
                                             const nlohmann::json& metrics);
 
-// Compares metrics with an earlier report's metrics (its "metrics" object).
-[[nodiscard]] nlohmann::json compare_baseline(const std::vector<Limit>& tolerances,
-                                              const nlohmann::json& metrics,
-                                              const nlohmann::json& baseline_metrics);
+// Compares metrics with an earlier report's metrics (its "metrics" object). A metric the
+// earlier report did not measure (absent or null) is no check: it is listed in
+// `not_in_baseline` (report.json "baseline.not_in_baseline"), not failed.
+struct BaselineComparison {
+    nlohmann::json checks = nlohmann::json::array();
+    nlohmann::json not_in_baseline = nlohmann::json::array();  // metric names
+};
+[[nodiscard]] BaselineComparison compare_baseline(const std::vector<Limit>& tolerances,
+                                                  const nlohmann::json& metrics,
+                                                  const nlohmann::json& baseline_metrics);
 
-// Reads an earlier report.json for --baseline; InputError naming the file when it is not
-// a readable edgepack.report/1 with a "metrics" object. Returns its "metrics".
-[[nodiscard]] nlohmann::json read_baseline_metrics(const std::string& file);
+// An earlier report.json, read for --baseline.
+struct BaselineReport {
+    nlohmann::json metrics;    // its "metrics"
+    std::string model_sha256;  // its input.sha256: the model it was made from
+    std::string model_path;    // its input.path
+};
+// InputError naming the file when it is not a readable edgepack.report/1 with a "metrics"
+// object and an input.sha256.
+[[nodiscard]] BaselineReport read_baseline(const std::string& file);
 
 // A number for reports: JSON number, or "inf" / "-inf" / "nan"; and back (null stays null).
 [[nodiscard]] nlohmann::json report_number(double v);

@@ -117,7 +117,13 @@ std::vector<OptionSpec> gate_option_specs() {
 std::vector<OptionSpec> baseline_option_specs() {
     std::vector<OptionSpec> specs;
     for (const auto& b : baseline_specs())
-        specs.push_back({b.metric, OptionType::Number, nullptr, b.help, {}, 0, 1e300});
+        specs.push_back({b.metric,
+                         OptionType::Number,
+                         nullptr,
+                         b.help,
+                         {},
+                         0,
+                         b.unit == MetricUnit::Points ? 100 : 1e300});
     return specs;
 }
 
@@ -434,6 +440,13 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
     };
     r.gates = limits("gates", gate_option_specs());
     r.baseline = limits("baseline", baseline_option_specs());
+    // A value that only makes sense in another unit (a fraction for a percent gate).
+    for (const auto& g : r.gates)
+        if (auto why = gate_unit_mistake(*find_gate(g.name), g.value); !why.empty())
+            fail(cat("gates.", g.name), why);
+    for (const auto& b : r.baseline)
+        if (auto why = tolerance_unit_mistake(*find_baseline(b.name), b.value); !why.empty())
+            fail(cat("baseline.", b.name), why);
     // A gate or tolerance the recipe cannot measure is a recipe error, not a failed gate.
     auto check_needs = [&](const std::string& field, MetricNeeds needs) {
         if (needs == MetricNeeds::Nothing) return;

@@ -411,11 +411,16 @@ std::vector<std::filesystem::path> write_reports(const json& report,
         {"report.html", render_report_html(report)},
         {"junit.xml", render_junit_xml(report)}};
     std::vector<std::filesystem::path> written;
-    for (const auto& [name, text] : files) {
-        OutputFile out(dir / name);
-        out.write(text);
-        out.commit();
-        written.push_back(dir / name);
+    try {
+        for (const auto& [name, text] : files) {
+            OutputFile out(dir / name);
+            out.write(text);
+            out.commit();
+            written.push_back(dir / name);
+        }
+    } catch (...) {  // all four or none
+        for (const auto& w : written) std::filesystem::remove(w, ec);
+        throw;
     }
     return written;
 }

@@ -82,7 +82,8 @@ struct TensorEntry {
                                           const nlohmann::json& memory);
 
 // Writes report.json, report.md, report.html and junit.xml into `dir` (created), each
-// atomically. Returns the paths written.
+// atomically, all four or none (those written are removed when one fails). Returns the
+// paths written.
 std::vector<std::filesystem::path> write_reports(const nlohmann::json& report,
                                                  const std::filesystem::path& dir);
 

@@ -915,6 +915,12 @@ Doc build_doc(const json& report, bool charts) {
         if (!at(baseline, "file").is_null())
             doc.para("Baseline checks compare with " + u(at(baseline, "file")) + ".");
     }
+    std::vector<std::string> not_in_baseline;
+    for (const auto& m : items(at(at(report, "baseline"), "not_in_baseline")))
+        not_in_baseline.push_back(u(m));
+    if (!not_in_baseline.empty())
+        doc.para("Not in the baseline report, so not compared (not failed): " +
+                 join(not_in_baseline, ", ") + ".");
 
     // Size.
     doc.heading("Size");

@@ -35,23 +35,6 @@ double read_number(const json& j) {
     return metric_value(j, v) ? v : NAN;
 }
 
-std::vector<int64_t> read_labels(const fs::path& path) {
-    Tensor t = read_npy(path);
-    std::vector<int64_t> labels;
-    if (t.dtype == DType::I64) {
-        auto v = t.values<int64_t>();
-        labels.assign(v.begin(), v.end());
-    } else if (t.dtype == DType::I32) {
-        auto v = t.values<int32_t>();
-        labels.assign(v.begin(), v.end());
-    } else {
-        throw InputError(cat(path.string(), ": labels must be int32 or int64 class indices, found ",
-                             dtype_name(t.dtype), " ", shape_string(t.shape)));
-    }
-    if (labels.empty()) throw InputError(cat(path.string(), ": holds no labels"));
-    return labels;
-}
-
 const char* kind_name(DataKind k) {
     switch (k) {
         case DataKind::Npz:
@@ -135,6 +118,23 @@ struct LayerState {
 };
 
 }  // namespace
+
+std::vector<int64_t> read_labels(const fs::path& path) {
+    Tensor t = read_npy(path);
+    std::vector<int64_t> labels;
+    if (t.dtype == DType::I64) {
+        auto v = t.values<int64_t>();
+        labels.assign(v.begin(), v.end());
+    } else if (t.dtype == DType::I32) {
+        auto v = t.values<int32_t>();
+        labels.assign(v.begin(), v.end());
+    } else {
+        throw InputError(cat(path.string(), ": labels must be int32 or int64 class indices, found ",
+                             dtype_name(t.dtype), " ", shape_string(t.shape)));
+    }
+    if (labels.empty()) throw InputError(cat(path.string(), ": holds no labels"));
+    return labels;
+}
 
 json validate_models(const ValidateOptions& options, Progress* progress) {
     rt::ExecOptions exec;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,10 @@ struct ValidateOptions {
 [[nodiscard]] nlohmann::json validate_models(rt::Executor& reference, rt::Executor& candidate,
                                              const ValidateOptions& options,
                                              Progress* progress = nullptr);
+
+// Reads a labels .npy: int32 or int64 class indices. InputError naming the file when it
+// holds another dtype or no label. `compress` calls it before writing anything.
+[[nodiscard]] std::vector<int64_t> read_labels(const std::filesystem::path& path);
 
 [[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
                                                size_t per_layer_rows = 10);

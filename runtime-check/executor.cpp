@@ -332,22 +332,25 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
 
 }  // namespace
 
+void check_supported_ops(const Graph& graph) {
+    std::map<std::string, size_t> unsupported;
+    find_unsupported(graph, unsupported);
+    if (unsupported.empty()) return;
+    size_t kinds = unsupported.size();
+    std::string list;
+    for (const auto& [op, count] : unsupported) {
+        if (!list.empty()) list += ", ";
+        list += cat(op, " (", count, count == 1 ? " node)" : " nodes)");
+    }
+    throw InputError(cat(kinds, " unsupported op", kinds == 1 ? "" : "s", ": ", list));
+}
+
 Executor::~Executor() = default;
 
 Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)), options_(options) {
     if (model_.graph.nodes.empty() && model_.format == SourceFormat::Safetensors)
         throw InputError("this model is a weights-only checkpoint: there is no graph to run");
-    std::map<std::string, size_t> unsupported;
-    find_unsupported(model_.graph, unsupported);
-    if (!unsupported.empty()) {
-        size_t kinds = unsupported.size();
-        std::string list;
-        for (const auto& [op, count] : unsupported) {
-            if (!list.empty()) list += ", ";
-            list += cat(op, " (", count, count == 1 ? " node)" : " nodes)");
-        }
-        throw InputError(cat(kinds, " unsupported op", kinds == 1 ? "" : "s", ": ", list));
-    }
+    check_supported_ops(model_.graph);
     check_output_counts(model_.graph);
     topo_sort(model_.graph, "");
     feeds_ = graph_feeds(model_.graph);

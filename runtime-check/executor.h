@@ -68,6 +68,11 @@ class Executor {
 // Graph inputs that are not initializers: what a run must feed.
 [[nodiscard]] std::vector<ValueInfo> graph_feeds(const Graph& graph);
 
+// Refuses (InputError "2 unsupported ops: LSTM (1 node), Scan (2 nodes)") a graph with a
+// node, here or in a subgraph, whose op the registry lacks: all of them at once. The
+// Executor checks this first; compress checks it before writing anything.
+void check_supported_ops(const Graph& graph);
+
 // Refuses (InputError naming the node) a node, here or in a subgraph, that names fewer
 // outputs than its kernel produces (a TopK naming only Values), and an If whose branch
 // declares other than as many outputs as the node names. The Executor checks this when it

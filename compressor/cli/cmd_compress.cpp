@@ -1,6 +1,7 @@
 // edgepack compress RECIPE.json [--dry-run] [--set PATH=VALUE ...] [-o OUT] [--time-passes]
 //                               [--verify-each] [--print-after PASS ...] [--threads N]
-//                               [--report-dir DIR] [--baseline REPORT.json] [--quiet] [--json]
+//                               [--report-dir DIR] [--baseline REPORT.json]
+//                               [--baseline-any-model] [--quiet] [--json]
 // edgepack compress --print-schema   (the recipe JSON Schema, docs/recipe.schema.json)
 // Parses the arguments and hands them to run_compress (compressor/compress.h).
 #include <unistd.h>
@@ -29,6 +30,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         int threads = 0;
         std::string report_dir;
         std::string baseline;
+        bool baseline_any_model = false;
         bool quiet = false;
         bool json = false;
         bool print_schema = false;
@@ -71,10 +73,14 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
                     "report_dir, else the validated output's directory)");
     cmd->add_option("--baseline", args->baseline,
                     "An earlier report.json: exit 1 when a metric got worse than the recipe's "
-                    "\"baseline\" tolerances allow");
+                    "\"baseline\" tolerances allow; it must be a report of the same model "
+                    "(its input.sha256)");
+    cmd->add_flag("--baseline-any-model", args->baseline_any_model,
+                  "Accept a --baseline report of another model (its input.sha256 differs)");
     cmd->add_flag("-q,--quiet", args->quiet, "Print nothing on stderr except errors");
     cmd->add_flag("--json", args->json,
-                  "Print the summary (verdict, gates, metrics) as JSON on stdout");
+                  "Print the summary (verdict, gates, metrics) as JSON on stdout; on exit 2 "
+                  "or 3, a JSON error object");
     cmd->add_flag("--print-schema", args->print_schema,
                   "Print the recipe JSON Schema (docs/recipe.schema.json) and exit");
     cmd->callback([args, &action] {
@@ -101,6 +107,9 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
             options.json_summary = args->json;
             if (!args->report_dir.empty()) options.report_dir = args->report_dir;
             if (!args->baseline.empty()) options.baseline = args->baseline;
+            if (args->baseline_any_model && args->baseline.empty())
+                throw InputError("--baseline-any-model: applies to --baseline REPORT.json only");
+            options.baseline_any_model = args->baseline_any_model;
             int threads = args->threads;
             if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
             options.manager.context.threads = threads > 0 ? threads : 1;
