@@ -151,7 +151,7 @@ struct CompressRun {
     // What this run has written so far (outputs, their data files, reports) and the
     // directories it created: removed when a later stage fails (remove_written).
     std::vector<std::filesystem::path> written_files;
-    std::vector<std::filesystem::path> created_dirs;  // deepest first, per output
+    std::vector<std::filesystem::path> created_dirs;
 
     Progress* long_steps() const { return options.quiet ? nullptr : options.progress; }
 };
@@ -233,7 +233,7 @@ void check_baseline_model(CompressRun& run) {
                                  : std::filesystem::path(b.model_path).filename().string(),
             " sha256 ", b.model_sha256.substr(0, 12), "..., this recipe's ",
             run.recipe.model.filename().string(), " sha256 ", digest.substr(0, 12),
-            "...); compare with a report of the same model, or pass ", "--baseline-any-model"));
+            "...); compare with a report of the same model, or pass --baseline-any-model"));
 }
 
 // The input model runs in the validation, and an .epk is made for the runtime: every op
@@ -431,10 +431,15 @@ std::vector<std::filesystem::path> missing_dirs(const std::filesystem::path& dir
 
 // A stage failed after writing began: what this run wrote is removed, so a failing run
 // leaves no output (the checks before writing make this rare).
-void remove_written(const CompressRun& run) noexcept {
+void remove_written(const CompressRun& run) {
     std::error_code ec;
     for (const auto& f : run.written_files) std::filesystem::remove(f, ec);
-    for (const auto& d : run.created_dirs) std::filesystem::remove(d, ec);  // only when empty
+    // Children before parents (a report folder inside an output's new folder): longest
+    // path first; remove() leaves a directory that is not empty.
+    std::vector<std::filesystem::path> dirs = run.created_dirs;
+    std::sort(dirs.begin(), dirs.end(),
+              [](const auto& a, const auto& b) { return a.native().size() > b.native().size(); });
+    for (const auto& d : dirs) std::filesystem::remove(d, ec);
 }
 
 // Step 5, the writing: every output, then the passes' summary and what was written.

@@ -398,8 +398,9 @@ TEST_CASE("gates: a percent gate given as a fraction is refused with a hint", "[
     CHECK_FALSE(fs::exists(s.dir / "out"));
 }
 
-TEST_CASE("--baseline: a report of another model is refused; missing metrics are not failures",
-          "[plan][baseline]") {
+TEST_CASE(
+    "compress --baseline: a report of another model is refused, missing metrics are not failures",
+    "[plan][baseline]") {
     Setup s;
     // The first release: no validation, so the baseline has no KL.
     s.recipe.erase("validate");
