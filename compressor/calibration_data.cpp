@@ -18,10 +18,18 @@ uint64_t splitmix64(uint64_t& state) {
     return z ^ (z >> 31);
 }
 
+DataSource source(const CalibrationConfig& config) {
+    DataSource s;
+    s.data = config.data;
+    s.samples = config.data.empty() ? std::max<uint64_t>(config.samples, 1) : 1;
+    s.seed = config.seed;
+    return s;
+}
+
 class Samples final : public calib::SampleList {
   public:
-    Samples(const rt::Executor& model, const CalibrationConfig& config, const std::string& what)
-        : dataset_(model, source(config)) {
+    Samples(Dataset dataset, const CalibrationConfig& config, const std::string& what)
+        : dataset_(std::move(dataset)) {
         size_t have = dataset_.size();
         size_t want = config.samples == 0
                           ? have
@@ -51,14 +59,6 @@ class Samples final : public calib::SampleList {
     std::string describe() const override { return describe_; }
 
   private:
-    static DataSource source(const CalibrationConfig& config) {
-        DataSource s;
-        s.data = config.data;
-        s.samples = config.data.empty() ? std::max<uint64_t>(config.samples, 1) : 1;
-        s.seed = config.seed;
-        return s;
-    }
-
     Dataset dataset_;
     std::vector<size_t> index_;
     std::string describe_;
@@ -72,7 +72,7 @@ class Provider final : public calib::DataProvider {
     std::unique_ptr<calib::SampleList> open(const rt::Executor& model) const override {
         return with_context(cat(what_, ": calibration.data"), [&] {
             return std::unique_ptr<calib::SampleList>(
-                std::make_unique<Samples>(model, config_, what_));
+                std::make_unique<Samples>(Dataset(model, source(config_)), config_, what_));
         });
     }
     std::string what() const override {
@@ -90,6 +90,15 @@ class Provider final : public calib::DataProvider {
 std::unique_ptr<calib::DataProvider> make_calibration_provider(const CalibrationConfig& config,
                                                                const std::string& what) {
     return std::make_unique<Provider>(config, what);
+}
+
+void check_calibration_data(const CalibrationConfig& config, const std::vector<ValueInfo>& feeds,
+                            const std::string& what) {
+    if (config.data.empty()) return;  // random samples, made from the model's declared inputs
+    with_context(cat(what, ": calibration.data"), [&] {
+        Samples samples(Dataset(feeds, source(config)), config, what);
+        for (size_t i = 0; i < samples.size(); ++i) (void)samples.load(i);
+    });
 }
 
 }  // namespace ep

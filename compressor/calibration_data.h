@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "calibration/calibration.h"
 #include "compressor/recipe.h"
@@ -20,5 +21,11 @@ namespace ep {
 // `what` names the recipe in messages ("recipe.json").
 [[nodiscard]] std::unique_ptr<calib::DataProvider> make_calibration_provider(
     const CalibrationConfig& config, const std::string& what);
+
+// Reads every sample the provider would choose and checks it against the model's inputs
+// (InputError "<what>: calibration.data: ..."), without running the model: what `compress`
+// and its --dry-run check before any pass runs. Random samples need no check.
+void check_calibration_data(const CalibrationConfig& config, const std::vector<ValueInfo>& feeds,
+                            const std::string& what);
 
 }  // namespace ep

@@ -280,6 +280,14 @@ void check_validation_inputs(const CompressRun& run) {
         with_context(cat(recipe.what, ": validate.labels"), [&] { (void)read_labels(vc.labels); });
 }
 
+// The calibration samples the passes will read, checked as check_validation_inputs checks
+// the validation's (the calibrating pass would refuse them only after earlier passes ran).
+void check_calibration_inputs(const CompressRun& run) {
+    if (!run.recipe.calibration || run.model.graph.nodes.empty()) return;
+    check_calibration_data(*run.recipe.calibration, rt::graph_feeds(run.model.graph),
+                           run.recipe.what);
+}
+
 // Refuses a directory this run could not create or write into: the nearest existing
 // ancestor must be a directory this process may write. Creates nothing.
 void check_writable_dir(const std::filesystem::path& dir, const std::string& what) {
@@ -321,6 +329,7 @@ void check_before_writing(CompressRun& run) {
     check_baseline_model(run);
     check_runtime_support(run);
     check_validation_inputs(run);
+    check_calibration_inputs(run);
     check_writable(run);
 }
 

@@ -9,9 +9,9 @@
 //   3. load the model; check each pass's needs() against it; then everything that could
 //      fail once writing begins: the --baseline report is of this model (input.sha256;
 //      unless baseline_any_model), the runtime implements every op (with a "validate"
-//      section or an .epk output), the validation data (every sample read and checked
-//      against the model's inputs, without running), labels and shapes, every output and
-//      the report folder can be written
+//      section or an .epk output), the validation and calibration data (every sample read
+//      and checked against the model's inputs, without running), labels and shapes, every
+//      output and the report folder can be written
 //   4. --dry-run: print the plan to `out` and stop (nothing is written; the checks of 3 ran,
 //      so a dry run exits as the real run would up to here)
 //   5. run the passes (hooks per PassManagerOptions); write every output atomically

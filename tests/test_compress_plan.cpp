@@ -281,6 +281,20 @@ TEST_CASE("compress plan: every validation sample is checked against the inputs 
     CHECK(r.exit_code == 0);
 }
 
+TEST_CASE("compress plan: calibration samples are checked before any pass runs", "[plan]") {
+    Setup s;
+    fs::create_directories(s.dir / "calib" / "s0");
+    write_npy(tensor_of(DType::F32, {2, 3}), s.dir / "calib" / "s0" / "x.npy");
+    s.recipe["calibration"] = {{"data", (s.dir / "calib").string()}};
+    s.recipe["passes"] = {{{"pass", "quantize-weights"},
+                           {"method", "gptq"},
+                           {"bits", 8},
+                           {"group_size", 0},
+                           {"min_elements", 0}}};
+    check_refused_before_writing(
+        s, {"r.json: calibration.data: ", "s0: input 'x': expected f32 [2, 8], found f32 [2, 3]"});
+}
+
 TEST_CASE("compress plan: a failure after writing began removes what the run wrote", "[plan]") {
     // Labels that hold more rows than any output: only running the models can tell, so the
     // dry run passes, and the real run fails in validation after writing the .epk.
