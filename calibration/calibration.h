@@ -47,6 +47,9 @@ class DataProvider {
     [[nodiscard]] virtual std::unique_ptr<SampleList> open(const rt::Executor& model) const = 0;
     // Where the data comes from, for messages ("recipe.json: calibration.data (calib.npy)").
     [[nodiscard]] virtual std::string what() const = 0;
+    // True when the samples are seeded random inputs, not data (the recipe's
+    // calibration.synthetic: true): a calibrating pass says so in its result.
+    [[nodiscard]] virtual bool synthetic() const { return false; }
 };
 
 // One activation to watch.

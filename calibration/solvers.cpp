@@ -354,4 +354,53 @@ std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,
     return quantize_rtn(e, scaled, rows, cols);
 }
 
+double hessian_error(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
+                     std::span<const std::byte> bytes, std::span<const double> hessian,
+                     double damp) {
+    const auto n = static_cast<size_t>(cols);
+    double mean_diag = 0.0;
+    for (size_t c = 0; c < n; ++c) mean_diag += hessian[c * n + c];
+    const double lambda = n ? damp * mean_diag / static_cast<double>(n) : 0.0;
+    Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> h(
+        hessian.data(), cols, cols);
+    std::vector<float> q(n);
+    Eigen::VectorXd err(cols);
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(e, bytes, rows, cols, r, q.data());
+        for (size_t c = 0; c < n; ++c)
+            err[static_cast<Eigen::Index>(c)] =
+                static_cast<double>(w[static_cast<size_t>(r) * n + c]) - q[c];
+        Eigen::VectorXd he = h * err;  // GEMV: one thread, fixed order
+        total += err.dot(he) + lambda * err.squaredNorm();
+    }
+    return total;
+}
+
+double output_error(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
+                    std::span<const std::byte> bytes, std::span<const float> scales,
+                    std::span<const float> x, int64_t x_rows) {
+    const auto n = static_cast<size_t>(cols);
+    // D = W - deq diag(1/s), rows x cols.
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> d(rows, cols);
+    std::vector<float> q(n);
+    for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(e, bytes, rows, cols, r, q.data());
+        for (size_t c = 0; c < n; ++c) {
+            double v = q[c];
+            if (!scales.empty()) v /= static_cast<double>(scales[c]);
+            d(r, static_cast<Eigen::Index>(c)) =
+                static_cast<double>(w[static_cast<size_t>(r) * n + c]) - v;
+        }
+    }
+    double total = 0.0;
+    Eigen::VectorXd xr(cols);
+    for (int64_t i = 0; i < x_rows; ++i) {
+        for (size_t c = 0; c < n; ++c)
+            xr[static_cast<Eigen::Index>(c)] = x[static_cast<size_t>(i) * n + c];
+        total += (d * xr).squaredNorm();
+    }
+    return total;
+}
+
 }  // namespace ep::calib

@@ -97,4 +97,21 @@ struct AwqResult {
                                                   int64_t rows, int64_t cols,
                                                   std::span<const float> scales);
 
+// The per-tensor check that a solver is never silently worse than round-to-nearest: the
+// objective each solver minimises, evaluated for any encoded matrix `bytes` (rows x cols,
+// stored orientation) of the float weight `w`.
+//   hessian_error: tr(E (H + lambda I) E^T), E = W - deq(bytes), lambda = damp * mean(diag H)
+//                  (GPTQ's layer-output error on the calibration rows, with the damping its
+//                  solve used, so weights of columns the calibration never excited count)
+//   output_error:  sum over the rows x of `x` of ||x (W - deq(bytes) diag(1/s))^T||^2 (AWQ:
+//                  `scales` s as applied, empty for none)
+// Both in double, one thread, in a fixed order.
+[[nodiscard]] double hessian_error(const Encoding& e, std::span<const float> w, int64_t rows,
+                                   int64_t cols, std::span<const std::byte> bytes,
+                                   std::span<const double> hessian, double damp);
+[[nodiscard]] double output_error(const Encoding& e, std::span<const float> w, int64_t rows,
+                                  int64_t cols, std::span<const std::byte> bytes,
+                                  std::span<const float> scales, std::span<const float> x,
+                                  int64_t x_rows);
+
 }  // namespace ep::calib

@@ -75,6 +75,7 @@ class Provider final : public calib::DataProvider {
                 std::make_unique<Samples>(Dataset(model, source(config_)), config_, what_));
         });
     }
+    bool synthetic() const override { return config_.data.empty(); }
     std::string what() const override {
         return cat(what_, ": calibration.data (",
                    config_.data.empty() ? std::string("random") : config_.data.string(), ")");

@@ -348,6 +348,8 @@ bool load_and_plan(CompressRun& run) {
     run.load_seconds = seconds_since(load_start);
     PassResources resources;
     resources.calibration_data = recipe.calibration.has_value();
+    resources.calibration_random = recipe.calibration && recipe.calibration->data.empty();
+    resources.calibration_synthetic = recipe.calibration && recipe.calibration->synthetic;
     run.manager.check_needs(run.model, recipe.model.filename().string(), resources);
     if (recipe.validate && run.model.graph.nodes.empty())
         throw InputError(cat(recipe.what, ": validate: ", recipe.model.filename().string(),

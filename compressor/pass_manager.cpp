@@ -60,7 +60,16 @@ void PassManager::check_needs(const Model& model, const std::string& what,
                                  "; use the ONNX model"));
         }
         if ((needs & kNeedsCalibrationData) && !resources.calibration_data)
-            throw InputError(cat(who, ": needs calibration data, and the recipe has none"));
+            throw InputError(cat(who, ": needs calibration data, and the recipe has none: add ",
+                                 "\"calibration\": {\"data\": ...} (calibration.data: a ",
+                                 "folder of samples or a token-id .npy)"));
+        if ((needs & kNeedsCalibrationData) && resources.calibration_random &&
+            !resources.calibration_synthetic)
+            throw InputError(cat(who, ": calibration.data: empty, so the pass would calibrate on ",
+                                 "random inputs (far worse than real samples); set ",
+                                 "calibration.data to a folder of samples or a token-id .npy, or ",
+                                 "say \"synthetic\": true in the calibration section to ",
+                                 "calibrate on random inputs on purpose"));
         if ((needs & kNeedsEvaluationData) && !resources.evaluation_data)
             throw InputError(cat(who, ": needs evaluation data, and the recipe has none"));
     }
@@ -154,6 +163,9 @@ std::vector<PassRecord> PassManager::run(Model& model, const PassManagerOptions&
         if (std::find(pa.begin(), pa.end(), name) != pa.end() ||
             std::find(pa.begin(), pa.end(), e.path) != pa.end())
             log << "--- after " << who << " ---\n" << dump_graph(model) << std::flush;
+        for (const auto& w : record.result.warnings)
+            log << "edgepack: warning: " << who << ": " << w << "\n";
+        log << std::flush;
         records.push_back(std::move(record));
     }
     return records;

@@ -34,7 +34,9 @@ struct PassManagerOptions {
 
 // What the run has besides the model; checked against each pass's needs().
 struct PassResources {
-    bool calibration_data = false;
+    bool calibration_data = false;       // the recipe has a "calibration" section
+    bool calibration_random = false;     // ... without calibration.data (random inputs)
+    bool calibration_synthetic = false;  // ... and says calibration.synthetic: true
     bool evaluation_data = false;
 };
 

@@ -59,7 +59,13 @@ std::vector<OptionSpec> calibration_specs() {
              OptionType::String,
              "",
              "calibration inputs: a directory (as edgepack run --data) or a [S, T] token-id "
-             ".npy; empty: seeded random inputs",
+             ".npy; empty: seeded random inputs (only with synthetic: true)",
+             {}},
+            {"synthetic",
+             OptionType::Bool,
+             false,
+             "calibrate on seeded random inputs when data is empty (otherwise a pass that "
+             "calibrates refuses to run)",
              {}},
             {"samples", OptionType::Int, 32, "samples to use (0 = all)", {}, 0, 1e9},
             {"seed", OptionType::Int, 0, "chooses the samples (and random inputs)", {}, 0, 9e18},
@@ -391,6 +397,9 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         cc.samples = c["samples"].get<uint64_t>();
         cc.seed = c["seed"].get<uint64_t>();
         cc.max_samples = c["max_samples"].get<uint64_t>();
+        cc.synthetic = c["synthetic"].get<bool>();
+        if (cc.synthetic && !cc.data.empty())
+            fail("calibration.synthetic", "true, but calibration.data is set: remove one");
         if (cc.samples > cc.max_samples)
             fail("calibration.samples", cat(cc.samples, " is above max_samples ", cc.max_samples));
         r.calibration = cc;

@@ -63,6 +63,7 @@ struct CalibrationConfig {
     uint64_t samples = 32;       // 0: all
     uint64_t seed = 0;
     uint64_t max_samples = 128;
+    bool synthetic = false;  // random inputs (no data) allowed on purpose
 };
 
 // The recipe's "validate" section: how `edgepack compress` checks what it wrote.

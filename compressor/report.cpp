@@ -97,7 +97,10 @@ std::vector<TensorEntry> tensor_inventory(const Model& model) {
     // Initializers, and the tensors of Constant nodes (weights in many exported graphs),
     // named after the Constant's output.
     std::vector<std::pair<std::string, const Tensor*>> tensors;
-    for (const auto& t : model.graph.initializers) tensors.emplace_back(t.name, &t);
+    // The main graph's initializers, then those of If / Loop / Scan bodies (depth first).
+    for_each_graph(model.graph, [&](const Graph& g) {
+        for (const auto& t : g.initializers) tensors.emplace_back(t.name, &t);
+    });
     for (const auto& node : model.graph.nodes)
         if (node.op_type == "Constant" && node.domain.empty() && node.outputs.size() == 1)
             for (const auto& a : node.attributes)
@@ -218,6 +221,20 @@ json passes_json(const std::vector<PassRecord>& records) {
     json out = json::array();
     for (size_t i = 0; i < records.size(); ++i) {
         const auto& r = records[i];
+        json quantized = json::array();
+        for (const auto& g : r.result.quantized)
+            quantized.push_back({{"op", g.op},
+                                 {"encoding", g.encoding},
+                                 {"method", g.method},
+                                 {"tensors", g.tensors},
+                                 {"input_bytes", g.input_bytes},
+                                 {"output_bytes", g.output_bytes},
+                                 {"line", quantized_group_line(g)}});
+        json calibration = nullptr;
+        if (const auto& c = r.result.calibration)
+            calibration = {{"method", c->method},   {"synthetic", c->synthetic},
+                           {"samples", c->samples}, {"description", c->description},
+                           {"solved", c->solved},   {"rtn_fallback", c->rtn_fallback}};
         out.push_back({{"index", i},
                        {"path", r.path},
                        {"pass", r.name},
@@ -225,6 +242,9 @@ json passes_json(const std::vector<PassRecord>& records) {
                        {"rewrites", r.result.rewrites},
                        {"summary", r.result.summary},
                        {"skipped", r.result.skipped.size()},
+                       {"quantized", std::move(quantized)},
+                       {"calibration", std::move(calibration)},
+                       {"warnings", r.result.warnings},
                        {"seconds", r.seconds}});
     }
     return out;

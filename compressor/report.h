@@ -23,8 +23,9 @@ class Progress;
 
 inline constexpr const char* kReportSchema = "edgepack.report/1";
 
-// What a model holds, tensor by tensor, for the before/after comparison: initializers and
-// the tensors of Constant nodes (named after their output).
+// What a model holds, tensor by tensor, for the before/after comparison: initializers (of
+// the main graph, then of subgraphs) and the tensors of Constant nodes (named after their
+// output).
 struct TensorEntry {
     std::string name;
     std::string dtype;     // logical dtype ("f32")

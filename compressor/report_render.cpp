@@ -891,6 +891,22 @@ Doc build_doc(const json& report, bool charts) {
         if (!parts.empty()) doc.para(join(parts, "; ") + ".");
     }
 
+    // What the passes did: their summary lines (one per group of tensors quantized alike),
+    // warnings, and what calibration ran on.
+    if (!items(at(report, "passes")).empty()) {
+        doc.heading("Passes");
+        for (const auto& p : items(at(report, "passes"))) {
+            std::string head = u(at(p, "path")) + " " + u(at(p, "pass"));
+            std::vector<std::string> facts;
+            if (auto n = count(at(p, "rewrites")))
+                facts.push_back(std::to_string(*n) + (*n == 1 ? " rewrite" : " rewrites"));
+            if (auto n = count(at(p, "skipped"))) facts.push_back(std::to_string(*n) + " skipped");
+            doc.para(head + (facts.empty() ? "" : ": " + join(facts, ", ")) + ".");
+            for (const auto& line : items(at(p, "summary"))) doc.para(u(line));
+            for (const auto& w : items(at(p, "warnings"))) doc.para("Warning: " + u(w));
+        }
+    }
+
     // Gates.
     doc.heading("Gates");
     if (gates.empty()) {

@@ -81,12 +81,45 @@ struct Skipped {
     std::string reason;
 };
 
+// Tensors of one op kind given one encoding by one method: a quantizing pass's summary is
+// a list of these (report.json passes[].quantized), and each prints as one line through
+// quantized_group_line, so the plan, the summary, report.json and report.md agree.
+struct QuantizedGroup {
+    std::string op;        // the reading op: "Gemm", "MatMul", "Conv", "Gather"; "tensor"
+                           // for a checkpoint (no graph)
+    std::string encoding;  // encoding_name: "int4g32", "int8c"
+    std::string method;    // "rtn", "gptq", "awq"
+    size_t tensors = 0;
+    uint64_t input_bytes = 0, output_bytes = 0;
+};
+
+// "2 Gemm weights int4g32 with gptq (16384 -> 2560 bytes)"; int8c reads "int8 per channel".
+[[nodiscard]] std::string quantized_group_line(const QuantizedGroup& group);
+
+// What a calibrating pass calibrated on and how its solver fared (report.json
+// passes[].calibration).
+struct CalibrationRecord {
+    std::string method;       // "gptq", "awq"
+    bool synthetic = false;   // seeded random inputs (the recipe's calibration.synthetic)
+    size_t samples = 0;       // samples run
+    std::string description;  // where they came from: "64 samples in mnist/"
+    size_t solved = 0;        // tensors the solver ran on
+    // Tensors where round-to-nearest scored better than the solver on the calibration
+    // objective, and were kept as rtn (never silently worse than rtn).
+    std::vector<std::string> rtn_fallback;
+};
+
 struct [[nodiscard]] PassResult {
     bool changed = false;
     size_t rewrites = 0;               // how many nodes/tensors were rewritten
     std::vector<std::string> summary;  // human-readable lines: what changed
     std::vector<Skipped> skipped;
-    bool shapes_still_valid = true;  // cached shape analysis may be kept
+    bool shapes_still_valid = true;         // cached shape analysis may be kept
+    std::vector<QuantizedGroup> quantized;  // what a quantizing pass encoded, by group
+    std::optional<CalibrationRecord> calibration;
+    // Things the user should know (printed on stderr as "warning: ..." and kept in the
+    // report): a calibration set too small for a layer, ...
+    std::vector<std::string> warnings;
 };
 
 // One tensor of a StreamingPlan: what the pass writes in place of `source`.

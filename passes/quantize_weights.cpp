@@ -77,9 +77,11 @@ enum class Role : uint8_t { MatMulB, GemmB, GatherTable, ConvW };
 
 struct Candidate {
     std::string name;
+    const Graph* graph = nullptr;  // the graph holding the initializer (main or a subgraph)
     Encoding encoding;
     Role role = Role::MatMulB;
     bool calibrated = false;  // gptq / awq applies (else rtn)
+    std::string rtn_why;      // why rtn when the method calibrates: "Conv", "in a subgraph"
     std::string activation;   // the A input (calibrated only)
     int64_t k = 0;            // reduction length
     int64_t rows = 0;         // output channels (stored rows)
@@ -230,16 +232,18 @@ class QuantizeWeights final : public Pass {
         std::vector<std::string> lines;
         uint64_t before = 0, after = 0;
         size_t n = a.candidates.size();
+        std::vector<std::string> methods;
         for (size_t i = 0; i < n; ++i) {
             const auto& c = a.candidates[i];
             before += c.old_bytes;
             after += c.new_bytes;
             lines.push_back(plan_line(model, a, i));
+            methods.emplace_back(c.calibrated ? method_name(method_) : "rtn");
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
-        lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize (", method_name(method_),
-                            "): ", mib(before), " -> ", mib(after), "; ", a.skipped.size(),
-                            " skipped"));
+        for (const auto& g : groups(model, a, methods)) lines.push_back(quantized_group_line(g));
+        lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize: ", mib(before), " -> ",
+                            mib(after), "; ", a.skipped.size(), " skipped"));
         return lines;
     }
 
@@ -274,7 +278,8 @@ class QuantizeWeights final : public Pass {
         p.result.rewrites = p.items.size();
         p.result.changed = p.result.rewrites > 0;
         p.result.shapes_still_valid = true;
-        p.result.summary.push_back(summary_line(p.result.rewrites, before, after));
+        p.result.quantized = groups(model, a, std::vector<std::string>(a.candidates.size(), "rtn"));
+        p.result.summary = summary_lines(p.result.rewrites, before, after, p.result.quantized);
         return p;
     }
 
@@ -287,37 +292,79 @@ class QuantizeWeights final : public Pass {
             before += c.old_bytes;
             after += c.new_bytes;
         }
+        // The method each candidate got, for the summary's groups.
+        std::vector<std::string> methods(a.candidates.size(), "rtn");
         if (method_ == Method::Rtn) {
             // One tensor at a time: the float copy lives only while it is encoded.
             for (const auto& c : a.candidates) {
-                Tensor* t = model.graph.find_initializer(c.name);
+                Tensor* t = find_tensor(model, c);
                 *t = quantize_tensor_rtn(*t, c.encoding);
                 t->check_consistent();
                 ++result.rewrites;
             }
         } else {
-            run_calibrated(model, context, a, result);
+            run_calibrated(model, context, a, result, methods);
         }
         result.changed = result.rewrites > 0;
         result.shapes_still_valid = true;
-        result.summary.insert(result.summary.begin(), summary_line(result.rewrites, before, after));
+        result.quantized = groups(model, a, methods);
+        auto head = summary_lines(result.rewrites, before, after, result.quantized);
+        result.summary.insert(result.summary.begin(), head.begin(), head.end());
         return result;
     }
 
   private:
-    std::string summary_line(size_t rewrites, uint64_t before, uint64_t after) const {
-        return cat("quantized ", rewrites, " tensor", rewrites == 1 ? "" : "s", " to ",
-                   encoding_name(encoding_), " with ", method_name(method_), ": ", mib(before),
-                   " -> ", mib(after));
+    // The initializer a candidate names, in the graph that holds it.
+    static Tensor* find_tensor(Model& model, const Candidate& c) {
+        Tensor* found = nullptr;
+        for_each_graph(model.graph, [&](Graph& g) {
+            if (!found && (&g == c.graph || !c.graph)) found = g.find_initializer(c.name);
+        });
+        return found;
+    }
+    static const Tensor* find_tensor(const Model& model, const Candidate& c) {
+        return find_tensor(const_cast<Model&>(model), c);
+    }
+
+    // The candidates by reading op, encoding and method (methods[i]: candidate i's), in
+    // order of first appearance.
+    static std::vector<QuantizedGroup> groups(const Model& model, const Analysis& a,
+                                              const std::vector<std::string>& methods) {
+        std::vector<QuantizedGroup> out;
+        const bool checkpoint = model.graph.nodes.empty();
+        for (size_t i = 0; i < a.candidates.size(); ++i) {
+            const auto& c = a.candidates[i];
+            QuantizedGroup key;
+            key.op = checkpoint ? "tensor" : std::string(role_name(c.role));
+            key.encoding = encoding_name(c.encoding);
+            key.method = methods[i];
+            auto it = std::find_if(out.begin(), out.end(), [&](const QuantizedGroup& g) {
+                return g.op == key.op && g.encoding == key.encoding && g.method == key.method;
+            });
+            if (it == out.end()) it = out.insert(out.end(), key);
+            ++it->tensors;
+            it->input_bytes += c.old_bytes;
+            it->output_bytes += c.new_bytes;
+        }
+        return out;
+    }
+
+    // "quantized N tensors: A MiB -> B MiB", then one line per group.
+    static std::vector<std::string> summary_lines(size_t rewrites, uint64_t before, uint64_t after,
+                                                  const std::vector<QuantizedGroup>& groups) {
+        std::vector<std::string> lines{cat("quantized ", rewrites, " tensor",
+                                           rewrites == 1 ? "" : "s", ": ", mib(before), " -> ",
+                                           mib(after))};
+        for (const auto& g : groups) lines.push_back(quantized_group_line(g));
+        return lines;
     }
 
     // The plan's line for candidate i: "[i/N] name [shape] f32 -> int4g32, A MiB -> B MiB".
     std::string plan_line(const Model& model, const Analysis& a, size_t i) const {
         const auto& c = a.candidates[i];
-        const Tensor* t = model.graph.find_initializer(c.name);
+        const Tensor* t = find_tensor(model, c);
         std::string how;
-        if (method_ != Method::Rtn)
-            how = c.calibrated ? "" : cat(" (rtn: ", role_name(c.role), ")");
+        if (method_ != Method::Rtn) how = c.calibrated ? "" : cat(" (rtn: ", c.rtn_why, ")");
         return cat("[", i + 1, "/", a.candidates.size(), "] ", c.name, " ", shape_string(t->shape),
                    " ", lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
                    mib(c.old_bytes), " -> ", mib(c.new_bytes), how);
@@ -360,6 +407,7 @@ class QuantizeWeights final : public Pass {
             }
             Candidate c;
             c.name = t.name;
+            c.graph = &model.graph;
             c.encoding = encoding_;
             c.encoding.axis = 1;
             c.role = Role::MatMulB;
@@ -382,65 +430,161 @@ class QuantizeWeights final : public Pass {
         return {};
     }
 
-    Analysis analyze_graph(const Model& model) const {
-        const Graph& g = model.graph;
-        Analysis a;
-        std::unordered_set<std::string> graph_inputs;
-        for (const auto& v : g.inputs) graph_inputs.insert(v.name);
-        auto uses_total = g.use_counts();
-        auto producers = g.producers();
+    // One read of an initializer: input `input` of `node` in `graph`, `depth` graphs below
+    // the main graph (0: the main graph; If / Loop / Scan bodies are 1 and deeper).
+    struct Use {
+        const Graph* graph = nullptr;
+        const Node* node = nullptr;
+        size_t input = 0;
+        int depth = 0;
+    };
 
-        struct Use {
-            size_t node;
-            size_t input;
+    // Every initializer of the model (main graph and subgraphs) with every read of it, a
+    // name resolved in the innermost enclosing graph that defines it (ONNX scoping: a
+    // subgraph sees the values of the graphs around it, and its own names shadow theirs).
+    struct Reads {
+        struct Entry {
+            const Graph* graph = nullptr;
+            const Tensor* tensor = nullptr;
+            std::vector<Use> uses;
+            bool graph_output = false;  // also an output of some graph
+            bool graph_input = false;   // also an input of its own graph
         };
-        std::unordered_map<std::string, std::vector<Use>> uses;
-        for (size_t i = 0; i < g.nodes.size(); ++i)
-            for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k)
-                if (!g.nodes[i].inputs[k].empty()) uses[g.nodes[i].inputs[k]].push_back({i, k});
+        std::vector<Entry> entries;                    // initializers, main graph first
+        std::unordered_map<const Tensor*, size_t> of;  // tensor -> entry
+        // Weight operands in visiting order (nodes in order, a node's subgraphs right
+        // after it), each once: an entry index, or a name that is not an initializer.
+        struct Operand {
+            std::optional<size_t> entry;
+            std::string name, from;  // not an initializer: name and what defines it
+        };
+        std::vector<Operand> operands;
+    };
 
-        // Weight operands in node order, each name once.
-        std::vector<std::string> order;
-        std::unordered_set<std::string> seen;
-        for (const auto& n : g.nodes) {
-            std::string w;
-            if ((is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm")) && n.inputs.size() >= 2)
-                w = n.inputs[1];
-            else if (conv_ && is_onnx_op(n, "Conv") && n.inputs.size() >= 2)
-                w = n.inputs[1];
-            else if (embeddings_ && is_onnx_op(n, "Gather") && !n.inputs.empty() &&
-                     g.find_initializer(n.inputs[0]))
-                w = n.inputs[0];  // index lookups into computed tensors are not tables
-            if (w.empty() || !seen.insert(w).second) continue;
-            order.push_back(w);
-        }
+    // The weight operand of `n` under this configuration, if it has one: its input index.
+    std::optional<size_t> weight_input(const Node& n) const {
+        if ((is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm")) && n.inputs.size() >= 2) return 1;
+        if (conv_ && is_onnx_op(n, "Conv") && n.inputs.size() >= 2) return 1;
+        if (embeddings_ && is_onnx_op(n, "Gather") && !n.inputs.empty()) return 0;
+        return std::nullopt;
+    }
 
-        for (const auto& name : order) {
-            const Tensor* t = g.find_initializer(name);
-            if (!t) {
-                auto p = producers.find(name);
-                std::string from =
-                    p != producers.end()
-                        ? cat("an activation computed by ", g.nodes[p->second].op_type)
-                        : (graph_inputs.count(name) ? "a graph input" : "not defined in the graph");
-                // Gather index tensors etc. are not weights: only report MatMul/Gemm/Conv.
-                a.skipped.push_back({name, cat("not an initializer (", from, ")")});
+    Reads collect_reads(const Model& model) const {
+        Reads r;
+        for_each_graph(model.graph, [&](const Graph& g) {
+            for (const auto& t : g.initializers) {
+                r.of.emplace(&t, r.entries.size());
+                r.entries.push_back({&g, &t, {}, false, false});
+            }
+        });
+        struct Scope {
+            const Graph* graph;
+            std::unordered_set<std::string> names;  // initializers, inputs, node outputs
+        };
+        std::vector<Scope> chain;
+        std::unordered_set<std::string> seen_names;
+        std::unordered_set<size_t> seen_entries;
+        // What `name` read in the innermost graph of `chain` refers to: an initializer's
+        // entry, or nullopt with `from` saying what it is.
+        auto resolve = [&](const std::string& name, std::string& from) -> std::optional<size_t> {
+            for (size_t i = chain.size(); i-- > 0;) {
+                const Graph& g = *chain[i].graph;
+                if (!chain[i].names.count(name)) continue;
+                if (const Tensor* t = g.find_initializer(name)) return r.of.at(t);
+                from = "a graph input";
+                for (const auto& n : g.nodes)
+                    if (std::find(n.outputs.begin(), n.outputs.end(), name) != n.outputs.end())
+                        from = cat("an activation computed by ", n.op_type);
+                return std::nullopt;
+            }
+            from = "not defined in the graph";
+            return std::nullopt;
+        };
+        std::function<void(const Graph&)> visit = [&](const Graph& g) {
+            Scope scope{&g, {}};
+            for (const auto& t : g.initializers) scope.names.insert(t.name);
+            for (const auto& v : g.inputs) scope.names.insert(v.name);
+            for (const auto& n : g.nodes) scope.names.insert(n.outputs.begin(), n.outputs.end());
+            chain.push_back(std::move(scope));
+            const int depth = static_cast<int>(chain.size()) - 1;
+            for (const auto& v : g.inputs)
+                if (const Tensor* t = g.find_initializer(v.name))
+                    r.entries[r.of.at(t)].graph_input = true;
+            for (const auto& n : g.nodes) {
+                const auto weight = weight_input(n);
+                for (size_t k = 0; k < n.inputs.size(); ++k) {
+                    if (n.inputs[k].empty()) continue;
+                    std::string from;
+                    auto e = resolve(n.inputs[k], from);
+                    if (e) r.entries[*e].uses.push_back({&g, &n, k, depth});
+                    if (weight != k) continue;
+                    // Gather index lookups into computed tensors are not tables.
+                    if (!e && is_onnx_op(n, "Gather")) continue;
+                    if (e ? seen_entries.insert(*e).second : seen_names.insert(n.inputs[k]).second)
+                        r.operands.push_back({e, e ? std::string() : n.inputs[k], from});
+                }
+                for (const auto& a : n.attributes)
+                    for (const auto& sub : a.graphs) visit(sub);
+            }
+            for (const auto& v : g.outputs) {
+                std::string from;
+                if (auto e = resolve(v.name, from)) r.entries[*e].graph_output = true;
+            }
+            chain.pop_back();
+        };
+        visit(model.graph);
+        return r;
+    }
+
+    // Why an initializer that is no weight operand stays as it is. The reason names the
+    // reading op, not the node, so the summary groups alike tensors (the plan names each).
+    std::string not_a_weight(const Reads::Entry& e) const {
+        const Tensor& t = *e.tensor;
+        if (e.uses.empty()) return e.graph_output ? "a graph output" : "not read by any node";
+        const Use& u = e.uses.front();
+        const Node& n = *u.node;
+        const std::string& op = n.op_type;
+        if ((is_onnx_op(n, "Conv") || is_onnx_op(n, "Gemm")) && u.input == 2)
+            return cat(t.shape.size() <= 1 ? "1-D bias" : "bias", " of a ", op,
+                       " (biases stay float)");
+        if (is_onnx_op(n, "Conv") && u.input == 1)
+            return "Conv weight; Conv weights stay float unless \"conv\": true";
+        if (is_onnx_op(n, "Gather") && u.input == 0)
+            return "Gather table; Gather tables stay float unless \"embeddings\": true";
+        if (is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm") || is_onnx_op(n, "Conv") ||
+            is_onnx_op(n, "Gather"))
+            return cat("input ", u.input, " of a ", op, ", which is not its weight operand");
+        return cat("read by ", op, " (input ", u.input,
+                   "): not a weight of a MatMul, Gemm, Conv or Gather");
+    }
+
+    Analysis analyze_graph(const Model& model) const {
+        Analysis a;
+        const Reads reads = collect_reads(model);
+        std::unordered_set<size_t> operand_entries;
+        for (const auto& op : reads.operands) {
+            if (!op.entry) {
+                a.skipped.push_back({op.name, cat("not an initializer (", op.from, ")")});
                 continue;
             }
+            operand_entries.insert(*op.entry);
+            const auto& entry = reads.entries[*op.entry];
+            const Tensor* t = entry.tensor;
+            const std::string& name = t->name;
             std::string why = common_problem(*t);
-            if (why.empty() && graph_inputs.count(name))
+            if (why.empty() && entry.graph_input)
                 why = "also a graph input (can be overridden at run time)";
             if (why.empty() && t->dtype != DType::F32)
                 why = cat("dtype ", lower_dtype(t->dtype), " (the graph quantizes f32 weights)");
-            const auto& us = uses[name];
-            if (why.empty() && uses_total[name] != us.size())
-                why = "also used by a subgraph or as a graph output";
+            if (why.empty() && entry.graph_output) why = "also a graph output";
+            const auto& us = entry.uses;
             std::optional<uint8_t> axis;
             Role role = Role::MatMulB;
             std::string activation;
+            bool in_subgraph = false;
             for (const auto& u : us) {
                 if (!why.empty()) break;
-                const Node& n = g.nodes[u.node];
+                const Node& n = *u.node;
                 std::optional<uint8_t> ax;
                 Role r = Role::MatMulB;
                 if (is_onnx_op(n, "MatMul") && u.input == 1) {
@@ -469,6 +613,7 @@ class QuantizeWeights final : public Pass {
                 }
                 axis = ax;
                 role = r;
+                in_subgraph = in_subgraph || u.depth > 0;
                 if ((r == Role::MatMulB || r == Role::GemmB) && !n.inputs.empty())
                     activation = n.inputs[0];
             }
@@ -484,6 +629,7 @@ class QuantizeWeights final : public Pass {
             }
             Candidate c;
             c.name = name;
+            c.graph = entry.graph;
             c.role = role;
             c.encoding =
                 role == Role::ConvW ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1} : encoding_;
@@ -493,33 +639,44 @@ class QuantizeWeights final : public Pass {
             c.k = dims.cols;
             c.old_bytes = float_bytes(*t);
             c.new_bytes = encoded_bytes(c.encoding, dims.rows, dims.cols).value_or(0);
+            if (method_ != Method::Rtn) c.rtn_why = std::string(role_name(role));
             if (method_ != Method::Rtn && (role == Role::MatMulB || role == Role::GemmB)) {
-                const Node& n = g.nodes[us.front().node];
+                const Node& n = *us.front().node;
                 if (us.size() != 1) {
                     a.skipped.push_back(
                         {name, cat("read by ", us.size(), " nodes; ", method_name(method_),
                                    " calibrates a weight with one activation")});
                     continue;
                 }
-                if (role == Role::GemmB && n.attr_int("transA", 0) != 0) {
+                if (in_subgraph) {
+                    // Activations inside a subgraph cannot be captured: rtn, said per tensor.
+                    c.rtn_why = cat("read inside a subgraph");
+                } else if (role == Role::GemmB && n.attr_int("transA", 0) != 0) {
                     a.skipped.push_back(
                         {name, cat("Gemm '", n.label(), "' has transA=1; ", method_name(method_),
                                    " needs row activations")});
                     continue;
-                }
-                if (activation.empty()) {
+                } else if (activation.empty()) {
                     a.skipped.push_back({name, "the node has no A input"});
                     continue;
+                } else {
+                    c.calibrated = true;
+                    c.rtn_why.clear();
+                    c.activation = activation;
                 }
-                c.calibrated = true;
-                c.activation = activation;
             }
             a.candidates.push_back(std::move(c));
         }
+        // Every other initializer, with why it is no weight to quantize.
+        for (size_t i = 0; i < reads.entries.size(); ++i)
+            if (!operand_entries.count(i))
+                a.skipped.push_back(
+                    {reads.entries[i].tensor->name, not_a_weight(reads.entries[i])});
         return a;
     }
 
-    void run_calibrated(Model& model, PassContext& context, Analysis& a, PassResult& result) {
+    void run_calibrated(Model& model, PassContext& context, Analysis& a, PassResult& result,
+                        std::vector<std::string>& methods) {
         if (!context.calibration)
             throw InputError(cat("method ", method_name(method_), " needs calibration data: add a ",
                                  "\"calibration\" section to the recipe"));
@@ -550,9 +707,19 @@ class QuantizeWeights final : public Pass {
             auto samples = context.calibration->open(exec);
             if (samples->size() == 0)
                 throw InputError(cat(context.calibration->what(), ": no samples"));
-            result.summary.push_back(cat("calibration: ", samples->describe(), ", ",
-                                         requests.size(), " activation",
-                                         requests.size() == 1 ? "" : "s"));
+            CalibrationRecord record;
+            record.method = std::string(method_name(method_));
+            record.synthetic = context.calibration->synthetic();
+            record.samples = samples->size();
+            record.description = samples->describe();
+            result.calibration = record;
+            result.summary.push_back(
+                record.synthetic
+                    ? cat("calibrated on ", record.samples, " synthetic random input",
+                          record.samples == 1 ? "" : "s", " (calibration.synthetic: true), ",
+                          requests.size(), " activation", requests.size() == 1 ? "" : "s")
+                    : cat("calibration: ", samples->describe(), ", ", requests.size(),
+                          " activation", requests.size() == 1 ? "" : "s"));
             // Batches of requests whose statistics fit the budget; each batch runs every sample.
             std::vector<std::vector<size_t>> batches;
             uint64_t bytes = 0;
@@ -579,8 +746,33 @@ class QuantizeWeights final : public Pass {
             }
         }
 
+        // A calibration set with fewer rows than a layer has input columns gives a
+        // rank-deficient Hessian (GPTQ) or too few rows to judge a scale (AWQ): said per layer.
+        for (const auto& c : a.candidates) {
+            if (!c.calibrated) continue;
+            const auto& st = stats[request_of[c.activation]];
+            if (st.rows >= static_cast<uint64_t>(c.k)) continue;
+            std::string dead;
+            if (!st.hessian.empty()) {
+                int64_t d = 0;
+                for (int64_t j = 0; j < c.k; ++j)
+                    d += st.hessian[static_cast<size_t>(j * c.k + j)] == 0.0;
+                dead = cat(", ", d, " dead column", d == 1 ? "" : "s");
+            }
+            result.warnings.push_back(
+                cat("tensor '", c.name, "': ", st.rows, " calibration row", st.rows == 1 ? "" : "s",
+                    " for ", c.k, " input columns (rank at most ", st.rows, dead,
+                    "); the rule of thumb is at least as many rows as columns: ",
+                    "give more calibration samples"));
+        }
+
         // Compute every new tensor (and AWQ's activation-side edits) before changing anything.
-        std::vector<Tensor> replaced;
+        std::vector<std::pair<const Candidate*, Tensor>> replaced;
+        std::vector<std::string> fallback;  // tensors kept as rtn: better on the objective
+        size_t solved = 0;
+        auto index_of = [&](const Candidate* c) {
+            return static_cast<size_t>(c - a.candidates.data());
+        };
         std::map<std::string, std::vector<float>> awq_scales;  // activation -> s
         if (method_ == Method::Awq) {
             std::map<std::string, std::vector<const Candidate*>> groups;
@@ -606,6 +798,7 @@ class QuantizeWeights final : public Pass {
                 auto found =
                     calib::awq_search(members[0]->encoding, mats, members[0]->k, st.kept,
                                       static_cast<int64_t>(st.kept_rows), st.abs_mean, grid_);
+                solved += members.size();
                 if (found.alpha > 0.0 || found.duo) ++better;
                 char buf[64];
                 std::snprintf(buf, sizeof buf, "%.2f%s", found.alpha, found.duo ? "d" : "");
@@ -617,8 +810,11 @@ class QuantizeWeights final : public Pass {
                 for (int64_t i = 0; i < clip_rows; ++i)
                     for (int64_t c = 0; c < k; ++c)
                         xs[static_cast<size_t>(i * k + c)] /= found.scales[static_cast<size_t>(c)];
+                // One scale vector per activation: AWQ or RTN for the whole group, whichever
+                // has the lower output error on the kept rows.
+                double awq_error = 0.0, rtn_error = 0.0;
+                std::vector<std::vector<std::byte>> awq_bytes, rtn_bytes;
                 for (size_t m = 0; m < members.size(); ++m) {
-                    const Tensor* t = model.graph.find_initializer(members[m]->name);
                     const auto& e = members[m]->encoding;
                     const int64_t rows = members[m]->rows;
                     std::vector<float> scaled(ws[m].size());
@@ -629,10 +825,25 @@ class QuantizeWeights final : public Pass {
                                 found.scales[static_cast<size_t>(c)];
                     if (clip_)
                         scaled = calib::awq_clip(e, scaled, rows, k, xs, clip_rows, grid_, 0.5);
-                    replaced.push_back(
-                        make_encoded_tensor(*t, e, quantize_rtn(e, scaled, rows, k)));
+                    awq_bytes.push_back(quantize_rtn(e, scaled, rows, k));
+                    rtn_bytes.push_back(quantize_rtn(e, ws[m], rows, k));
+                    const auto x_rows = static_cast<int64_t>(st.kept_rows);
+                    awq_error += calib::output_error(e, ws[m], rows, k, awq_bytes.back(),
+                                                     found.scales, st.kept, x_rows);
+                    rtn_error += calib::output_error(e, ws[m], rows, k, rtn_bytes.back(), {},
+                                                     st.kept, x_rows);
                 }
-                awq_scales[act] = std::move(found.scales);
+                const bool keep_rtn = rtn_error < awq_error;
+                for (size_t m = 0; m < members.size(); ++m) {
+                    const Tensor* t = model.graph.find_initializer(members[m]->name);
+                    replaced.emplace_back(
+                        members[m],
+                        make_encoded_tensor(*t, members[m]->encoding,
+                                            std::move(keep_rtn ? rtn_bytes[m] : awq_bytes[m])));
+                    methods[index_of(members[m])] = keep_rtn ? "rtn" : "awq";
+                    if (keep_rtn) fallback.push_back(members[m]->name);
+                }
+                if (!keep_rtn) awq_scales[act] = std::move(found.scales);
                 step.advance(members.size());
             }
             step.finish();
@@ -656,7 +867,17 @@ class QuantizeWeights final : public Pass {
                                               cat("tensor '", c.name, "'"));
                 if (r.retries) ++retried;
                 dead += r.dead_columns;
-                replaced.push_back(make_encoded_tensor(*t, c.encoding, std::move(r.bytes)));
+                ++solved;
+                // Never silently worse than rtn on GPTQ's own objective.
+                auto rtn = quantize_rtn(c.encoding, w, c.rows, c.k);
+                const bool keep_rtn =
+                    calib::hessian_error(c.encoding, w, c.rows, c.k, rtn, st.hessian, r.damp) <
+                    calib::hessian_error(c.encoding, w, c.rows, c.k, r.bytes, st.hessian, r.damp);
+                replaced.emplace_back(
+                    &c, make_encoded_tensor(*t, c.encoding,
+                                            keep_rtn ? std::move(rtn) : std::move(r.bytes)));
+                methods[index_of(&c)] = keep_rtn ? "rtn" : "gptq";
+                if (keep_rtn) fallback.push_back(c.name);
                 step.advance();
             }
             step.finish();
@@ -667,12 +888,23 @@ class QuantizeWeights final : public Pass {
         }
         for (const auto& c : a.candidates)
             if (!c.calibrated)
-                replaced.push_back(
-                    quantize_tensor_rtn(*model.graph.find_initializer(c.name), c.encoding));
+                replaced.emplace_back(&c, quantize_tensor_rtn(*find_tensor(model, c), c.encoding));
+        if (result.calibration) {
+            result.calibration->solved = solved;
+            result.calibration->rtn_fallback = fallback;
+            std::string names;
+            for (size_t i = 0; i < fallback.size() && i < 8; ++i)
+                names += cat(i ? ", " : "", fallback[i]);
+            if (fallback.size() > 8) names += cat(" and ", fallback.size() - 8, " more");
+            result.summary.push_back(cat("per-tensor RTN fallback: ", fallback.size(), " of ",
+                                         solved, fallback.empty() ? "" : cat(" (", names, ")"),
+                                         ": rtn scored better on ", method_name(method_),
+                                         "'s objective"));
+        }
 
         // Apply.
-        for (auto& t : replaced) {
-            *model.graph.find_initializer(t.name) = std::move(t);
+        for (auto& [c, t] : replaced) {
+            *find_tensor(model, *c) = std::move(t);
             ++result.rewrites;
         }
         if (method_ == Method::Awq) apply_awq_inverse(model, a, awq_scales, result);

@@ -2,6 +2,8 @@
 // declaration and one row to kPasses, in the order `edgepack` lists them.
 #include "passes/registry.h"
 
+#include "ir/error.h"
+
 namespace ep {
 
 // Factories, one per pass file.
@@ -38,6 +40,13 @@ std::string_view pass_kind_name(PassKind kind) {
             return "evaluation";
     }
     return "unknown";
+}
+
+std::string quantized_group_line(const QuantizedGroup& g) {
+    const std::string what = g.op == "tensor" ? "tensor" : g.op + " weight";
+    return cat(g.tensors, " ", what, g.tensors == 1 ? "" : "s", " ",
+               g.encoding == "int8c" ? std::string("int8 per channel") : g.encoding, " with ",
+               g.method, " (", g.input_bytes, " -> ", g.output_bytes, " bytes)");
 }
 
 std::unique_ptr<Pass> create_pass(std::string_view name) {

@@ -208,7 +208,15 @@ TEST_CASE("quantize-weights plan: one line per tensor with encodings and sizes",
     CHECK(lines[2] == "[3/3] W3 [40, 64] f32 -> int4g32, 0.01 MiB -> 0.00 MiB");
     CHECK(std::find(lines.begin(), lines.end(),
                     "skip small: 512 elements, below min_elements 1024") != lines.end());
-    CHECK(lines.back().rfind("3 tensors to quantize (rtn)", 0) == 0);
+    CHECK(std::find(
+              lines.begin(), lines.end(),
+              "skip B4: read by Add (input 1): not a weight of a MatMul, Gemm, Conv or Gather") !=
+          lines.end());
+    CHECK(std::find(lines.begin(), lines.end(),
+                    "1 MatMul weight int4g32 with rtn (12288 -> 1728 bytes)") != lines.end());
+    CHECK(std::find(lines.begin(), lines.end(),
+                    "2 Gemm weights int4g32 with rtn (20480 -> 2880 bytes)") != lines.end());
+    CHECK(lines.back() == "3 tensors to quantize: 0.03 MiB -> 0.00 MiB; 4 skipped");
     CHECK_FALSE(m.graph.find_initializer("W1")->is_encoded());  // plan changes nothing
 }
 

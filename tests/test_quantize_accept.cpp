@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -226,4 +227,71 @@ TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt and int4 g32 drop <= 0.2 pt o
         CHECK(gated);
         CHECK(drop <= c.max_drop);
     }
+}
+
+TEST_CASE("MNIST CNN: GPTQ on 64 images is never worse than RTN in KL, and says what it kept",
+          "[quantize][acceptance][real][gptq]") {
+    auto dir_models = ep::test::shared_models() / "mnist";
+    auto model = dir_models / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    EP_REQUIRE_FILE_OR_SKIP(dir_models / "t10k-images-idx3-ubyte.gz");
+    ep::test::TempDir dir;
+    // Calibration: the first 64 test images, one per sample; evaluation: the first 2000
+    // (mnist_to_npz.py takes a prefix, so they include the 64).
+    for (auto [out, limit, batch] : {std::tuple{"calib", "64", "1"}, {"eval", "2000", "1000"}}) {
+        auto r = ep::test::run_oracle(
+            "mnist_to_npz.py",
+            {(dir_models / "t10k-images-idx3-ubyte.gz").string(),
+             (dir_models / "t10k-labels-idx1-ubyte.gz").string(), (dir / out).string(),
+             "--labels-out", (dir / (std::string(out) + "-labels.npy")).string(), "--batch", batch,
+             "--limit", limit});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+    }
+    std::map<std::string, json> reports;
+    for (const char* method : {"rtn", "gptq"}) {
+        INFO(method);
+        const std::string calibration = std::string(method) == "rtn"
+                                            ? ""
+                                            : R"(, "calibration": {"data": ")" +
+                                                  (dir / "calib").string() + R"(", "samples": 0})";
+        ep::test::write_file(dir / "r.json", R"({"model": ")" + model.string() +
+                                                 R"(", "output": ")" +
+                                                 (dir / (std::string(method) + ".epk")).string() +
+                                                 R"(",
+                "passes": [{"pass": "quantize-weights", "bits": 4, "group_size": 32,
+                            "conv": true, "min_elements": 0, "method": ")" +
+                                                 method + R"("}])" + calibration + R"(,
+                "validate": {"data": ")" + (dir / "eval").string() +
+                                                 R"(", "benchmark_runs": 0, "threads": 2},
+                "report_dir": ")" + (dir / method).string() +
+                                                 R"("})");
+        auto c = ep::test::run_edgepack({"compress", (dir / "r.json").string()});
+        INFO(c.err);
+        REQUIRE(c.exit_code == 0);
+        reports[method] = read_json(dir / method / "report.json");
+        if (std::string(method) == "gptq") {
+            // fc1 reads 3136 columns; 64 calibration rows leave its Hessian rank-deficient.
+            CHECK_THAT(c.err, Catch::Contains("warning: passes[0] (quantize-weights): tensor "
+                                              "'fc1.weight': 64 calibration rows for 3136 input "
+                                              "columns"));
+        }
+    }
+    const double rtn = reports["rtn"]["metrics"]["kl_mean"].get<double>();
+    const double gptq = reports["gptq"]["metrics"]["kl_mean"].get<double>();
+    const json& pass = reports["gptq"]["passes"][0];
+    const json& cal = pass["calibration"];
+    WARN("KL mean: rtn " << rtn << ", gptq " << gptq << "; rtn fallback " << cal["rtn_fallback"]
+                         << " of " << cal["solved"]);
+    CHECK(cal["solved"] == 2);
+    CHECK(cal["synthetic"] == false);
+    CHECK(cal["samples"] == 64);
+    CHECK(gptq <= rtn);
+    // The fallback is counted in the summary, report.json and report.md alike.
+    const std::string line =
+        "per-tensor RTN fallback: " + std::to_string(cal["rtn_fallback"].size()) + " of 2";
+    bool said = false;
+    for (const auto& s : pass["summary"]) said = said || s.get<std::string>().rfind(line, 0) == 0;
+    CHECK(said);
+    CHECK_THAT(ep::test::read_file(dir / "gptq" / "report.md"), Catch::Contains(line));
 }
