@@ -81,9 +81,22 @@ nlohmann::json validation_section(const nlohmann::json& v, int threads) {
     nlohmann::json accuracy = nullptr;
     if (v.contains("accuracy_output"))
         accuracy = {{"output", v["accuracy_output"]},
+                    {"task", v["task"]},
                     {"reference", v["accuracy_reference"]},
                     {"candidate", v["accuracy_candidate"]},
                     {"drop", v["accuracy_drop"]}};
+    // The first CTC-decoded output: line agreement, and the CER with text labels.
+    nlohmann::json ctc = nullptr;
+    for (const auto& o : v["outputs"])
+        if (o["ctc"].is_object()) {
+            const auto& c = o["ctc"];
+            const bool labelled = c["labels"].is_object();
+            ctc = {{"output", o["name"]},
+                   {"line_agreement", c["line_agreement"]},
+                   {"cer_reference", labelled ? c["labels"]["cer"]["reference"] : nullptr},
+                   {"cer_candidate", labelled ? c["labels"]["cer"]["candidate"] : nullptr}};
+            break;
+        }
     return {{"candidate", v["candidate"]},
             {"inputs", v["inputs"]},
             {"labels", v["labels"]},
@@ -91,6 +104,7 @@ nlohmann::json validation_section(const nlohmann::json& v, int threads) {
             {"int8_activations", v["candidate_int8_activations"]},
             {"outputs", v["outputs"]},
             {"accuracy", accuracy},
+            {"ctc", ctc},
             {"not_compared", v["not_compared"]},
             {"per_layer", layers}};
 }
@@ -276,7 +290,10 @@ void check_validation_inputs(const CompressRun& run) {
             for (size_t i = 0; i < dataset.size(); ++i) (void)dataset.load(i);
         });
     }
-    if (!vc.labels.empty())
+    with_context(recipe.what, [&] {
+        check_output_specs(vc.outputs, run.model, vc.labels, "validate.labels");
+    });
+    if (!vc.labels.empty() && vc.labels.extension() != ".txt")
         with_context(cat(recipe.what, ": validate.labels"), [&] { (void)read_labels(vc.labels); });
 }
 
@@ -497,6 +514,8 @@ ValidateOptions validate_options(const CompressRun& run) {
     v.data.seed = vc.seed;
     v.data.shapes = validate_shapes(run.recipe);
     v.labels = vc.labels;
+    v.labels_field = "validate.labels";
+    v.outputs = vc.outputs;
     v.per_layer = vc.per_layer;
     v.threads = run.threads;
     v.candidate_int8_activations = vc.int8_activations;
@@ -623,12 +642,24 @@ void print_validation(const CompressRun& run) {
     };
     std::ostream& err = run.err;
     err << "edgepack: validation (" << run.validation["inputs"]["description"].get<std::string>()
-        << "): KL mean " << show(m["kl_mean"], "") << ", p99 " << show(m["kl_p99"], "")
-        << ", top-1 agreement " << show(m["top1_agreement"], "%") << ", SQNR "
-        << show(m["sqnr_db"], " dB");
+        << "):";
+    // Only what was measured: a map or an embedding has no KL and no top-1.
+    const char* sep = " ";
+    auto item = [&](const char* label, const nlohmann::json& v, const char* unit) {
+        if (v.is_null()) return;
+        err << sep << label << " " << show(v, unit);
+        sep = ", ";
+    };
+    item("KL mean", m["kl_mean"], "");
+    item("p99", m["kl_p99"], "");
+    item("top-1 agreement", m["top1_agreement"], "%");
+    item("line agreement", m["line_agreement"], "%");
+    item("SQNR", m["sqnr_db"], " dB");
     if (!m["accuracy_drop"].is_null())
         err << ", accuracy " << show(m["accuracy_reference"], "%") << " -> "
             << show(m["accuracy_candidate"], "%");
+    if (!m["cer_candidate"].is_null())
+        err << ", CER " << show(m["cer_reference"], "%") << " -> " << show(m["cer_candidate"], "%");
     if (!m["latency_ratio"].is_null())
         err << ", latency p50 " << show(m["latency_p50_ms"], " ms") << " (x"
             << show(m["latency_ratio"], "") << " of the input)";

@@ -26,6 +26,7 @@ enum class MetricNeeds : uint8_t {
     Validation,  // a "validate" section
     Labels,      // validate.labels
     Benchmark,   // validate.benchmark_runs > 0
+    CtcDecode,   // an output decoded with CTC (validate.outputs.NAME.decode = ctc)
 };
 
 // The one unit of each metric, gate and tolerance (docs/ci.md "Units"). Shares of rows are

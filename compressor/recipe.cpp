@@ -113,6 +113,37 @@ std::vector<OptionSpec> validate_specs() {
         {"benchmark_warmup", OptionType::Int, 3, "untimed runs before them", {}, 0, 1e6}};
 }
 
+// One entry of validate.outputs (keyed by output name): how that output is compared.
+std::vector<OptionSpec> output_entry_specs() {
+    return {{"kind", OptionType::String, nullptr,
+             "classes, sequence (per-position classes: CTC, LM logits), map (dense maps), "
+             "embedding or regression; default: inferred from the graph (docs/validate.md)",
+             rt::output_kind_names()},
+            {"axis",
+             OptionType::Int,
+             nullptr,
+             "classes: the class axis (negative counts from the end; default the last)",
+             {},
+             -64,
+             63},
+            {"threshold",
+             OptionType::Number,
+             rt::kDefaultMapThreshold,
+             "map: a value is on when above this (IoU of the thresholded maps)",
+             {},
+             -1e300},
+            {"decode",
+             OptionType::String,
+             "none",
+             "sequence: ctc (greedy CTC decoding; line accuracy, CER, line agreement) or none",
+             {"none", "ctc"}},
+            {"alphabet",
+             OptionType::String,
+             "",
+             "with decode ctc: one symbol per line; class 0 is the blank, class k is line k",
+             {}}};
+}
+
 std::vector<OptionSpec> gate_option_specs() {
     std::vector<OptionSpec> specs;
     for (const auto& g : gate_specs())
@@ -290,6 +321,53 @@ std::filesystem::path resolve(const std::filesystem::path& base, const std::stri
     return std::filesystem::absolute(path).lexically_normal();
 }
 
+// validate.outputs: {NAME: {"kind": ..., ...}}. Whether NAME is an output of the model is
+// checked once the model is loaded (check_output_specs in validate.h).
+OutputSpecs check_output_entries(const json& outputs, const std::filesystem::path& base_dir) {
+    if (!outputs.is_object())
+        fail("validate.outputs",
+             cat("expected an object {\"OUTPUT NAME\": {\"kind\": ...}}, found ",
+                 type_name(outputs)));
+    OutputSpecs specs;
+    for (const auto& [name, entry] : outputs.items()) {
+        std::string field = cat("validate.outputs.", name);
+        if (!entry.is_object())
+            fail(field, cat("expected an object {\"kind\": ...}, found ", type_name(entry)));
+        json e = check_object(entry, output_entry_specs(), field, "unknown key");
+        OutputSpec spec;
+        spec.field = field;
+        if (e["kind"].is_string())
+            spec.kind = rt::output_kind_from_name(e["kind"].get<std::string>());
+        if (!e["axis"].is_null()) {
+            if (spec.kind != rt::OutputKind::Classes)
+                fail(cat(field, ".axis"), "applies to kind classes only");
+            spec.axis = e["axis"].get<int64_t>();
+        }
+        spec.threshold = e["threshold"].get<double>();
+        if (entry.contains("threshold") && spec.kind && spec.kind != rt::OutputKind::Map)
+            fail(cat(field, ".threshold"), "applies to kind map only");
+        spec.ctc = e["decode"].get<std::string>() == "ctc";
+        auto alphabet = e["alphabet"].get<std::string>();
+        if (spec.ctc) {
+            if (spec.kind && spec.kind != rt::OutputKind::Sequence)
+                fail(cat(field, ".decode"), cat("ctc decodes a sequence output, kind is ",
+                                                rt::output_kind_name(*spec.kind)));
+            spec.kind = rt::OutputKind::Sequence;
+            if (alphabet.empty())
+                fail(cat(field, ".alphabet"),
+                     "missing: decode ctc needs the alphabet file (one symbol per line)");
+            spec.alphabet = resolve(base_dir, alphabet);
+            std::error_code ec;
+            if (!std::filesystem::is_regular_file(spec.alphabet, ec))
+                fail(cat(field, ".alphabet"), cat("not found: ", spec.alphabet.string()));
+        } else if (!alphabet.empty()) {
+            fail(cat(field, ".alphabet"), "applies to decode ctc only");
+        }
+        specs[name] = spec;
+    }
+    return specs;
+}
+
 PassConfig check_pass_entry(const json& entry, size_t index) {
     std::string path = cat("passes[", index, "]");
     if (!entry.is_object())
@@ -408,8 +486,11 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         if (!doc["validate"].is_object())
             fail("validate", cat("expected an object {\"samples\": N, ...}, found ",
                                  type_name(doc["validate"])));
-        json v = check_object(doc["validate"], validate_specs(), "validate", "unknown key");
+        json v =
+            check_object(doc["validate"], validate_specs(), "validate", "unknown key", {"outputs"});
         ValidateConfig vc;
+        if (doc["validate"].contains("outputs"))
+            vc.outputs = check_output_entries(doc["validate"]["outputs"], base_dir);
         auto existing = [&](const char* key) {
             std::filesystem::path p;
             auto value = v[key].get<std::string>();
@@ -422,6 +503,13 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
         };
         vc.data = existing("data");
         vc.labels = existing("labels");
+        if (vc.labels.extension() == ".txt" &&
+            std::none_of(vc.outputs.begin(), vc.outputs.end(),
+                         [](const auto& o) { return o.second.ctc; }))
+            fail("validate.labels",
+                 "text labels (.txt) go with an output decoded with CTC: add validate.outputs."
+                 "NAME = {\"kind\": \"sequence\", \"decode\": \"ctc\", \"alphabet\": FILE}; "
+                 "class labels are an int32/int64 .npy");
         vc.samples = v["samples"].get<uint64_t>();
         vc.seed = v["seed"].get<uint64_t>();
         vc.shapes = v["shapes"].get<std::vector<std::string>>();
@@ -464,6 +552,12 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
             fail(field, "needs validate.labels (accuracy is measured against labels)");
         if (needs == MetricNeeds::Benchmark && r.validate->benchmark_runs == 0)
             fail(field, "needs validate.benchmark_runs > 0 (it reads a latency)");
+        if (needs == MetricNeeds::CtcDecode &&
+            std::none_of(r.validate->outputs.begin(), r.validate->outputs.end(),
+                         [](const auto& o) { return o.second.ctc; }))
+            fail(field,
+                 "needs an output decoded with CTC (validate.outputs.NAME: {\"kind\": "
+                 "\"sequence\", \"decode\": \"ctc\", \"alphabet\": FILE})");
     };
     for (const auto& g : r.gates) check_needs(cat("gates.", g.name), find_gate(g.name)->needs);
     for (const auto& b : r.baseline)
@@ -670,8 +764,41 @@ void apply_override(json& doc, std::string_view assignment) {
         if (doc.contains(top) && !doc[top].is_object()) fail(top, "is not an object");
         std::vector<std::string> names;
         for (const auto& s : *specs) names.push_back(s.name);
+        if (top == "validate") names.push_back("outputs");
         const std::string& key = steps[1].key;
         where = cat(top, ".", key);
+        if (top == "validate" && key == "outputs" && steps.size() > 2) {
+            // validate.outputs.NAME[.KEY]: NAME is any output name, dots included
+            // (softmax_11.tmp_0); a last step naming an entry key is that key.
+            std::vector<std::string> entry_names;
+            for (const auto& s : output_entry_specs()) entry_names.push_back(s.name);
+            size_t end = steps.size();
+            const auto& last = steps.back();
+            const bool sets_key =
+                steps.size() > 3 && !last.is_index &&
+                std::find(entry_names.begin(), entry_names.end(), last.key) != entry_names.end();
+            if (sets_key) --end;
+            if (!sets_key && steps.size() > 3 && !last.is_index &&
+                nearest_name(last.key, entry_names))
+                fail(cat(where, ".", last.key),
+                     cat("unknown key", did_you_mean(last.key, entry_names)));
+            std::string name;
+            for (size_t k = 2; k < end; ++k) {
+                if (steps[k].is_index) fail(where, "is an object keyed by output name, not a list");
+                name += cat(name.empty() ? "" : ".", steps[k].key);
+            }
+            json& entries = doc["validate"]["outputs"];
+            if (!entries.is_null() && !entries.is_object()) fail(where, "is not an object");
+            where = cat(where, ".", name);
+            json& entry = entries[name];
+            if (!sets_key) {
+                entry = std::move(value);
+                return;
+            }
+            if (!entry.is_null() && !entry.is_object()) fail(where, "is not an object");
+            entry[last.key] = std::move(value);
+            return;
+        }
         if (std::find(names.begin(), names.end(), key) == names.end())
             fail(where, cat("unknown key", did_you_mean(key, names)));
         if (steps.size() == 2) {
@@ -870,6 +997,11 @@ json recipe_json_schema() {
                                              : "tolerances against --baseline REPORT.json";
         properties[name] = object_schema(specs, what);
     }
+    properties["validate"]["properties"]["outputs"] = {
+        {"type", "object"},
+        {"description",
+         "how outputs are compared, by output name (default: the kind inferred from the graph)"},
+        {"additionalProperties", object_schema(output_entry_specs(), "one output")}};
     return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
             {"$id", "edgepack.recipe/1"},
             {"title", "edgepack recipe"},

@@ -10,6 +10,7 @@
 //     "calib/", "samples": 32, "seed": 0, "max_samples": 128}, "validate": {"data": "", "samples":
 //     8, "seed": 0, "shapes": ["x=1,3,48,320"],
 //                  "labels": "", "threads": 0, "per_layer": true, "int8_activations": false,
+//                  "outputs": {"y": {"kind": "sequence", "decode": "ctc", "alphabet": "k.txt"}},
 //                  "benchmark_runs": 20, "benchmark_warmup": 3},
 //     "gates": {"max_kl_mean": 0.05, "min_top1_agreement": 95, ...},     // compressor/gates.h
 //     "baseline": {"kl_mean": 0.01, "output_bytes": 0.01, ...},         // tolerances for
@@ -47,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compressor/gates.h"
+#include "compressor/output_spec.h"
 #include "formats/onnx_io.h"
 
 namespace ep {
@@ -78,6 +80,7 @@ struct ValidateConfig {
     bool int8_activations = false;
     uint64_t benchmark_runs = 20;  // 0: no latency measurement
     uint64_t benchmark_warmup = 3;
+    OutputSpecs outputs;  // "outputs": {NAME: {"kind", "axis", "threshold", "decode", "alphabet"}}
 };
 
 struct Recipe {

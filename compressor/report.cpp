@@ -366,6 +366,9 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
               {"accuracy_reference", nullptr},
               {"accuracy_candidate", nullptr},
               {"accuracy_drop", nullptr},
+              {"line_agreement", nullptr},
+              {"cer_reference", nullptr},
+              {"cer_candidate", nullptr},
               {"sqnr_db", nullptr},
               {"cosine_similarity", nullptr},
               {"max_abs_error", nullptr},
@@ -405,6 +408,11 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
             m["accuracy_reference"] = validation["accuracy"]["reference"];
             m["accuracy_candidate"] = validation["accuracy"]["candidate"];
             m["accuracy_drop"] = validation["accuracy"]["drop"];
+        }
+        if (const auto ctc = validation.find("ctc"); ctc != validation.end() && ctc->is_object()) {
+            m["line_agreement"] = ctc->at("line_agreement");
+            m["cer_reference"] = ctc->at("cer_reference");
+            m["cer_candidate"] = ctc->at("cer_candidate");
         }
     }
     if (latency.is_object()) {

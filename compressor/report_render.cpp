@@ -996,23 +996,33 @@ Doc build_doc(const json& report, bool charts) {
         const json& acc_ref = at(metrics, "accuracy_reference");
         const json& acc_cand = at(metrics, "accuracy_candidate");
         const json& drop = at(metrics, "accuracy_drop");
+        const bool ctc = at(at(validation, "accuracy"), "task") == "ctc";
+        const char* accuracy = ctc ? "line accuracy (CTC vs labels)" : "accuracy (top-1 vs labels)";
         if (acc_ref.is_null() && acc_cand.is_null())
-            t.rows.push_back({{"accuracy (top-1 vs labels)"},
-                              {"not measured (no labels)"},
-                              {"not measured"},
-                              {""}});
+            t.rows.push_back({{accuracy}, {"not measured (no labels)"}, {"not measured"}, {""}});
         else
-            t.rows.push_back({{"accuracy (top-1 vs labels)"},
+            t.rows.push_back({{accuracy},
                               {fmt_percent(acc_ref)},
                               {fmt_percent(acc_cand)},
                               {drop.is_null() ? "" : "drop " + fmt_unit(drop, "pp")}});
+        const json& cer_cand = at(metrics, "cer_candidate");
+        if (!cer_cand.is_null())
+            t.rows.push_back({{"character error rate (CTC vs labels)"},
+                              {fmt_percent(at(metrics, "cer_reference"))},
+                              {fmt_percent(cer_cand)},
+                              {""}});
         auto row = [&](const char* label, const std::string& value) {
             t.rows.push_back({{label}, {""}, {value}, {""}});
         };
-        row("KL divergence, mean", fmt_value(at(metrics, "kl_mean")));
-        row("KL divergence, p99", fmt_value(at(metrics, "kl_p99")));
-        row("top-1 agreement", fmt_percent(at(metrics, "top1_agreement")));
-        row("top-k agreement", fmt_percent(at(metrics, "topk_agreement")));
+        // Class metrics only where an output has classes: a map or an embedding has none.
+        if (!at(metrics, "kl_mean").is_null()) {
+            row("KL divergence, mean", fmt_value(at(metrics, "kl_mean")));
+            row("KL divergence, p99", fmt_value(at(metrics, "kl_p99")));
+            row("top-1 agreement", fmt_percent(at(metrics, "top1_agreement")));
+            row("top-k agreement", fmt_percent(at(metrics, "topk_agreement")));
+        }
+        if (!at(metrics, "line_agreement").is_null())
+            row("line agreement (CTC text)", fmt_percent(at(metrics, "line_agreement")));
         row("SQNR", fmt_unit(at(metrics, "sqnr_db"), "dB"));
         // %.4g would print 0.99999 as 1.
         auto cosine = number(at(metrics, "cosine_similarity"));

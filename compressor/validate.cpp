@@ -14,6 +14,8 @@
 #include <unordered_map>
 
 #include "compressor/gates.h"
+#include "compressor/recipe.h"
+#include "compressor/task_metrics.h"
 #include "formats/model_io.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/metrics.h"
@@ -64,8 +66,40 @@ json basic_json(const rt::TensorMetrics& m) {
             {"nonfinite_mismatches", m.nonfinite_mismatches}};
 }
 
+json ctc_json(const CtcMetrics& c, const std::filesystem::path& alphabet) {
+    json lines = json::array();
+    for (const auto& l : c.disagreements) {
+        json line = {{"index", l.index}, {"reference", l.reference}, {"candidate", l.candidate}};
+        if (c.labelled) line["label"] = l.label;
+        lines.push_back(line);
+    }
+    json j = {{"decode", "ctc-greedy"},   {"alphabet", alphabet.string()},
+              {"classes", c.classes},     {"space_class", c.space_class},
+              {"sequences", c.sequences}, {"line_agreement", c.line_agreement},
+              {"disagreements", lines},   {"labels", nullptr}};
+    if (c.labelled)
+        j["labels"] = {{"characters", c.label_characters},
+                       {"line_accuracy",
+                        {{"reference", c.line_accuracy_reference},
+                         {"candidate", c.line_accuracy_candidate},
+                         {"drop", c.line_accuracy_drop}}},
+                       {"cer", {{"reference", c.cer_reference}, {"candidate", c.cer_candidate}}}};
+    return j;
+}
+
 json output_json(const rt::TensorMetrics& m) {
     json j = basic_json(m);
+    j["map"] = nullptr;
+    j["embedding"] = nullptr;
+    if (m.map)
+        j["map"] = {{"threshold", m.map->threshold},       {"elements", m.map->elements},
+                    {"on_reference", m.map->on_reference}, {"on_candidate", m.map->on_candidate},
+                    {"iou", number(m.map->iou)},           {"agreement", number(m.map->agreement)}};
+    if (m.embedding)
+        j["embedding"] = {{"rows", m.embedding->rows},
+                          {"dimension", m.embedding->dimension},
+                          {"cosine_mean", number(m.embedding->cosine_mean)},
+                          {"cosine_min", number(m.embedding->cosine_min)}};
     if (!m.classes) {
         j["classes"] = nullptr;
         return j;
@@ -73,6 +107,7 @@ json output_json(const rt::TensorMetrics& m) {
     const auto& c = *m.classes;
     const auto& kl = c.kl;
     json cj = {
+        {"axis", c.axis},
         {"classes", c.classes},
         {"rows", c.rows},
         {"input", rt::class_input_name(c.input)},
@@ -112,6 +147,36 @@ std::vector<std::string> intermediates(const Model& model) {
     return names;
 }
 
+// One compared output: its comparator, how its kind was chosen, its CTC decoding.
+struct OutputState {
+    rt::TensorComparator comparator;
+    const OutputSpec* spec = nullptr;  // null: nothing said, the kind is inferred
+    std::string kind_source, kind_reason;
+    std::optional<CtcScorer> ctc;
+};
+
+bool text_labels(const fs::path& labels) {
+    return labels.extension() == ".txt";
+}
+
+// The comparison of `output` from what `spec` says, else inferred from the first sample.
+rt::ComparisonSpec resolve_spec(OutputState& state, const Model& model, const Tensor& first) {
+    if (state.spec && state.spec->kind) {
+        rt::ComparisonSpec c;
+        c.kind = *state.spec->kind;
+        c.axis = state.spec->axis.value_or(-1);
+        c.threshold = state.spec->threshold;
+        state.kind_source = "given";
+        state.kind_reason = state.spec->field;
+        return c;
+    }
+    auto inferred = rt::infer_output_kind(model, state.comparator.name(), first.dtype, first.shape);
+    if (state.spec) inferred.spec.threshold = state.spec->threshold;
+    state.kind_source = "inferred";
+    state.kind_reason = inferred.reason;
+    return inferred.spec;
+}
+
 struct LayerState {
     rt::TensorComparator comparator;
     std::string error;  // set when a sample could not be compared; the layer is then skipped
@@ -134,6 +199,41 @@ std::vector<int64_t> read_labels(const fs::path& path) {
     }
     if (labels.empty()) throw InputError(cat(path.string(), ": holds no labels"));
     return labels;
+}
+
+void check_output_specs(const OutputSpecs& specs, const Model& model, const fs::path& labels,
+                        const std::string& labels_field) {
+    std::vector<std::string> names;
+    for (const auto& v : model.graph.outputs) names.push_back(v.name);
+    bool ctc = false;
+    for (const auto& [name, spec] : specs) {
+        auto it = std::find(names.begin(), names.end(), name);
+        if (it == names.end()) {
+            std::string hint = did_you_mean(name, names);
+            std::string list;
+            for (const auto& n : names) list += cat(list.empty() ? "" : ", ", "'", n, "'");
+            throw InputError(cat(spec.field, ": the model has no output '", name, "'",
+                                 hint.empty() ? cat(" (its outputs: ", list, ")") : hint));
+        }
+        if (!spec.ctc) continue;
+        ctc = true;
+        auto alphabet = read_ctc_alphabet(spec.alphabet, spec.alphabet_field());
+        const auto& declared = model.graph.outputs[static_cast<size_t>(it - names.begin())];
+        if (declared.type && declared.type->shape && !declared.type->shape->empty()) {
+            const auto& last = declared.type->shape->back();
+            auto symbols = static_cast<int64_t>(alphabet.size());
+            if (last.value && *last.value != symbols + 1 && *last.value != symbols + 2)
+                throw InputError(cat(spec.alphabet_field(), ": ", spec.alphabet.string(), " has ",
+                                     symbols, " symbols, so CTC needs ", symbols + 1,
+                                     " classes (blank + symbols) or ", symbols + 2,
+                                     " (with a space), but '", name, "' has ", *last.value));
+        }
+    }
+    if (!labels.empty() && text_labels(labels) && !ctc)
+        throw InputError(cat(labels_field, ": ", labels.string(),
+                             " holds text labels, which need an output decoded with CTC "
+                             "(validate.outputs.NAME: {\"kind\": \"sequence\", \"decode\": "
+                             "\"ctc\", \"alphabet\": FILE}); class labels are an int .npy"));
 }
 
 json validate_models(const ValidateOptions& options, Progress* progress) {
@@ -163,15 +263,26 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
     // Outputs compared by name, in the reference's order.
     std::set<std::string> candidate_outputs;
     for (const auto& v : candidate.outputs()) candidate_outputs.insert(v.name);
-    std::vector<rt::TensorComparator> outputs;
+    check_output_specs(options.outputs, reference.model(), options.labels, options.labels_field);
+    std::vector<OutputState> outputs;
     json not_compared = json::array();
     std::set<std::string> reference_outputs;
     for (const auto& v : reference.outputs()) {
         reference_outputs.insert(v.name);
-        if (candidate_outputs.count(v.name))
-            outputs.emplace_back(v.name, true);
-        else
+        if (candidate_outputs.count(v.name)) {
+            OutputState state{rt::TensorComparator(v.name), nullptr, {}, {}, {}};
+            if (auto it = options.outputs.find(v.name); it != options.outputs.end()) {
+                state.spec = &it->second;
+                if (it->second.ctc)
+                    state.ctc.emplace(
+                        v.name, it->second.alphabet_field(),
+                        read_ctc_alphabet(it->second.alphabet, it->second.alphabet_field()),
+                        it->second.alphabet);
+            }
+            outputs.push_back(std::move(state));
+        } else {
             not_compared.push_back({{"name", v.name}, {"reason", "output of the reference only"}});
+        }
     }
     for (const auto& v : candidate.outputs())
         if (!reference_outputs.count(v.name))
@@ -183,9 +294,15 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
             candidate.outputs().empty() ? "" : candidate.outputs()[0].name, ", ...)"));
 
     std::vector<int64_t> labels;
-    if (!options.labels.empty()) {
+    std::vector<std::string> text;
+    const std::string labels_what = cat(options.labels_field, " (", options.labels.string(), ")");
+    if (!options.labels.empty() && text_labels(options.labels)) {
+        text = read_text_labels(options.labels);
+        for (auto& o : outputs)
+            if (o.ctc) o.ctc->set_labels(&text, labels_what);
+    } else if (!options.labels.empty()) {
         labels = read_labels(options.labels);
-        for (auto& c : outputs) c.set_labels(labels, options.labels.string());
+        for (auto& o : outputs) o.comparator.set_labels(labels, options.labels.string());
     }
 
     std::vector<std::string> fetch;
@@ -197,7 +314,7 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
             if (in_candidate.count(name) && !reference_outputs.count(name) &&
                 !candidate_outputs.count(name)) {
                 fetch.push_back(name);
-                layers.push_back({rt::TensorComparator(name, false), {}});
+                layers.push_back({rt::TensorComparator(name), {}});
             }
     }
 
@@ -214,9 +331,15 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
         for (const auto& [name, t] : r) rv.emplace(name, &t);
         for (const auto& [name, t] : c) cv.emplace(name, &t);
         std::string sample = dataset.sample_name(k);
-        for (auto& comparator : outputs) {
-            const auto& name = comparator.name();
-            with_context(sample, [&] { comparator.add(*rv.at(name), *cv.at(name)); });
+        for (auto& o : outputs) {
+            const auto& name = o.comparator.name();
+            const Tensor& a = *rv.at(name);
+            const Tensor& b = *cv.at(name);
+            if (k == 0) o.comparator.set_spec(resolve_spec(o, reference.model(), a));
+            with_context(sample, [&] {
+                o.comparator.add(a, b);
+                if (o.ctc) o.ctc->add(a, b);
+            });
         }
         for (size_t i = 0; i < layers.size(); ++i) {
             auto& layer = layers[i];
@@ -257,16 +380,42 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
 
     json outs = json::array();
     std::optional<rt::TensorMetrics> labelled;
+    std::optional<std::pair<std::string, CtcMetrics>> decoded;  // the first CTC output
     std::string rows_seen;
-    for (const auto& comparator : outputs) {
-        auto m = comparator.finish();
+    for (const auto& o : outputs) {
+        auto m = o.comparator.finish();
         if (m.classes && m.classes->labelled && !labelled) labelled = m;
         if (m.classes)
             rows_seen += cat(rows_seen.empty() ? "" : ", ", "'", m.name, "': ", m.classes->rows);
-        outs.push_back(output_json(m));
+        json j = output_json(m);
+        j["kind"] = m.spec ? rt::output_kind_name(m.spec->kind) : "regression";
+        j["kind_source"] = o.kind_source;
+        j["kind_reason"] = o.kind_reason;
+        j["ctc"] = nullptr;
+        if (o.ctc) {
+            auto c = o.ctc->finish();
+            j["ctc"] = ctc_json(c, o.spec->alphabet);
+            if (!decoded) decoded.emplace(m.name, c);
+        }
+        outs.push_back(j);
     }
     report["outputs"] = outs;
-    if (!options.labels.empty()) {
+    report["task"] = nullptr;
+    if (decoded) {
+        const CtcMetrics& c = decoded->second;
+        report["line_agreement"] = c.line_agreement;
+        if (c.labelled) {
+            report["task"] = "ctc";
+            report["accuracy_output"] = decoded->first;
+            report["accuracy_reference"] = c.line_accuracy_reference;
+            report["accuracy_candidate"] = c.line_accuracy_candidate;
+            report["accuracy_drop"] = c.line_accuracy_drop;
+            report["cer_reference"] = c.cer_reference;
+            report["cer_candidate"] = c.cer_candidate;
+        }
+    }
+    if (!options.labels.empty() && !text_labels(options.labels)) {
+        report["task"] = "classes";
         if (!labelled)
             throw InputError(
                 cat(options.labels.string(), ": ", labels.size(),
@@ -342,18 +491,65 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
         if (o["nonfinite_mismatches"].get<uint64_t>() > 0)
             out += cat("  WARNING: ", o["nonfinite_mismatches"].get<uint64_t>(),
                        " values are NaN or infinite in one model and not the other\n");
+        if (o.contains("kind"))
+            out += cat("  compared as       : ", o["kind"].get<std::string>(), " (",
+                       o["kind_source"].get<std::string>(), ": ",
+                       o["kind_reason"].get<std::string>(), ")\n");
+        if (const auto& mp = o.value("map", json()); mp.is_object()) {
+            std::string label = "IoU (> " + fmt("%g", mp["threshold"].get<double>()) + ")";
+            label.resize(std::max<size_t>(label.size(), 18), ' ');
+            out += "  " + label + ": " + fmt("%.6f", read_number(mp["iou"])) + "  (" +
+                   cat(mp["on_reference"].get<uint64_t>(), " reference / ",
+                       mp["on_candidate"].get<uint64_t>(), " candidate values above)\n");
+            out += "  same side         : " + fmt("%.3f", read_number(mp["agreement"])) +
+                   " % of values\n";
+        }
+        if (const auto& e = o.value("embedding", json()); e.is_object()) {
+            out +=
+                cat("  cosine per row    : mean ", fmt("%.8f", read_number(e["cosine_mean"])),
+                    ", min ", fmt("%.8f", read_number(e["cosine_min"])), " (",
+                    e["rows"].get<uint64_t>(), " rows of ", e["dimension"].get<int64_t>(), ")\n");
+        }
+        if (const auto& ctc = o.value("ctc", json()); ctc.is_object()) {
+            out += cat("\n====== CTC decoding: '", o["name"].get<std::string>(), "', ",
+                       ctc["sequences"].get<uint64_t>(), " lines, alphabet ",
+                       ctc["alphabet"].get<std::string>(), " ======\n");
+            out += "line agreement : " + fmt("%7.3f", ctc["line_agreement"].get<double>()) +
+                   " %  (candidate text = reference text)\n";
+            if (const auto& l = ctc["labels"]; l.is_object()) {
+                out += cat("against ", report["labels"].get<std::string>(), " (",
+                           l["characters"].get<uint64_t>(), " characters):\n");
+                out += "line accuracy  : reference " +
+                       fmt("%7.3f", l["line_accuracy"]["reference"].get<double>()) +
+                       " %, candidate " +
+                       fmt("%7.3f", l["line_accuracy"]["candidate"].get<double>()) + " %, drop " +
+                       fmt("%.3f", l["line_accuracy"]["drop"].get<double>()) + " pp\n";
+                out += "CER            : reference " +
+                       fmt("%7.3f", l["cer"]["reference"].get<double>()) + " %, candidate " +
+                       fmt("%7.3f", l["cer"]["candidate"].get<double>()) + " %\n";
+            }
+            for (const auto& d : ctc["disagreements"])
+                out +=
+                    cat("  line ", d["index"].get<uint64_t>(), ": reference \"",
+                        d["reference"].get<std::string>(), "\", candidate \"",
+                        d["candidate"].get<std::string>(), "\"",
+                        d.contains("label") ? cat(", label \"", d["label"].get<std::string>(), "\"")
+                                            : std::string(),
+                        "\n");
+        }
         const auto& c = o["classes"];
         if (c.is_null()) continue;
         const auto& kl = c["kl_divergence"];
         auto line = [&](const char* label, const char* key) {
             out += cat(label, fmt("%10.6f", read_number(kl[key])), "\n");
         };
-        out +=
-            cat("\n====== KL divergence statistics: '", o["name"].get<std::string>(), "', ",
-                c["rows"].get<uint64_t>(), " rows of ", c["classes"].get<int64_t>(), " classes (",
-                c["input"].get<std::string>() == "logits" ? "softmax of logits"
-                                                          : c["input"].get<std::string>(),
-                ") ======\n");
+        const bool positions = o.value("kind", "") == "sequence";
+        out += cat("\n====== KL divergence statistics: '", o["name"].get<std::string>(), "', ",
+                   c["rows"].get<uint64_t>(), positions ? " positions" : " rows", " of ",
+                   c["classes"].get<int64_t>(), " classes (",
+                   c["input"].get<std::string>() == "logits" ? "softmax of logits"
+                                                             : c["input"].get<std::string>(),
+                   ") ======\n");
         out += "Mean    KLD: " + fmt("%10.6f", read_number(kl["mean"])) + " ± " +
                fmt("%10.6f", read_number(kl["mean_uncertainty"])) + "\n";
         line("Maximum KLD: ", "max");

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compressor/dataset.h"
+#include "compressor/output_spec.h"
 #include "ir/progress.h"
 
 namespace ep {
@@ -27,7 +28,11 @@ struct ValidateOptions {
     std::filesystem::path reference;
     std::filesystem::path candidate;
     DataSource data;
-    std::filesystem::path labels;  // .npy of int32/int64 class indices; empty: none
+    // .npy of int32/int64 class indices (for classes outputs), or .txt of one UTF-8 line per
+    // sequence (for an output decoded with CTC); empty: none
+    std::filesystem::path labels;
+    std::string labels_field = "--labels";  // names them in messages ("validate.labels")
+    OutputSpecs outputs;                    // how named outputs are compared; others: inferred
     bool per_layer = false;
     int threads = 1;
     // The candidate's MatMul / Gemm with int4 weights take int8 activations
@@ -50,6 +55,13 @@ struct ValidateOptions {
 // Reads a labels .npy: int32 or int64 class indices. InputError naming the file when it
 // holds another dtype or no label. `compress` calls it before writing anything.
 [[nodiscard]] std::vector<int64_t> read_labels(const std::filesystem::path& path);
+
+// Checks `specs` against the model they describe before anything runs: every name is an
+// output of `model` (InputError naming the spec's field, with a did-you-mean), every CTC
+// alphabet reads, text labels go with a CTC output, and a fixed class count in the declared
+// output shape fits the alphabet.
+void check_output_specs(const OutputSpecs& specs, const Model& model,
+                        const std::filesystem::path& labels, const std::string& labels_field);
 
 [[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
                                                size_t per_layer_rows = 10);

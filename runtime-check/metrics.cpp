@@ -7,6 +7,9 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <unordered_map>
+
+#include "ir/ir.h"
 
 namespace ep::rt {
 namespace {
@@ -50,7 +53,126 @@ std::optional<double> log_sum_exp(std::span<const double> x) {
     return m + std::log(s);
 }
 
+// Sizes around `axis`: elements before it (outer), on it, after it (inner).
+struct AxisSplit {
+    size_t outer = 1, along = 1, inner = 1;
+};
+AxisSplit split_at(std::span<const int64_t> shape, size_t axis) {
+    AxisSplit s;
+    for (size_t i = 0; i < shape.size(); ++i) {
+        auto d = static_cast<size_t>(shape[i]);
+        if (i < axis)
+            s.outer *= d;
+        else if (i == axis)
+            s.along = d;
+        else
+            s.inner *= d;
+    }
+    return s;
+}
+
+// Ops that move values without changing what they mean.
+bool passes_meaning_through(const std::string& op) {
+    return op == "Identity" || op == "Reshape" || op == "Flatten" || op == "Squeeze" ||
+           op == "Unsqueeze";
+}
+
 }  // namespace
+
+const std::vector<std::string>& output_kind_names() {
+    static const std::vector<std::string> names{"classes", "sequence", "map", "embedding",
+                                                "regression"};
+    return names;
+}
+
+const char* output_kind_name(OutputKind kind) {
+    return output_kind_names()[static_cast<size_t>(kind)].c_str();
+}
+
+std::optional<OutputKind> output_kind_from_name(std::string_view name) {
+    const auto& names = output_kind_names();
+    for (size_t i = 0; i < names.size(); ++i)
+        if (names[i] == name) return static_cast<OutputKind>(i);
+    return std::nullopt;
+}
+
+InferredKind infer_output_kind(const Model& model, const std::string& output, DType dtype,
+                               std::span<const int64_t> shape) {
+    const Graph& graph = model.graph;
+    const auto rank = static_cast<int64_t>(shape.size());
+    const int64_t last = shape.empty() ? 0 : shape.back();
+    auto make = [](OutputKind kind, std::string reason) {
+        InferredKind k;
+        k.spec.kind = kind;
+        k.reason = std::move(reason);
+        return k;
+    };
+    if (traits(dtype).kind != DTypeKind::Float)
+        return make(OutputKind::Regression, cat(dtype_name(dtype), " values, not scores"));
+
+    std::unordered_map<std::string, const Node*> producer;
+    for (const auto& node : graph.nodes)
+        for (const auto& o : node.outputs)
+            if (!o.empty()) producer.emplace(o, &node);
+    auto find = [&](const std::string& name) -> const Node* {
+        auto it = producer.find(name);
+        return it == producer.end() ? nullptr : it->second;
+    };
+    const Node* node = find(output);
+    while (node && passes_meaning_through(node->op_type) && !node->inputs.empty())
+        node = find(node->inputs[0]);
+    const std::string op = node ? node->op_type : std::string("a graph input or initializer");
+    const std::string shape_text = cat("rank ", rank);
+
+    if (op == "Softmax" || op == "LogSoftmax") {
+        // Before opset 13 the default axis is 1 (over the flattened trailing dimensions).
+        int64_t fallback = model.opset("") >= 13 ? -1 : 1;
+        int64_t axis = node->attr_int("axis", fallback);
+        if (axis < 0) axis += rank;
+        if (axis == rank - 1 && last >= 2)
+            return make(rank <= 2 ? OutputKind::Classes : OutputKind::Sequence,
+                        cat(op, " over the last axis, ", shape_text));
+        return make(rank >= 3 ? OutputKind::Map : OutputKind::Regression,
+                    cat(op, " over axis ", axis, ", not the last, ", shape_text));
+    }
+    if (op == "Sigmoid")
+        return make(rank >= 3 ? OutputKind::Map : OutputKind::Regression,
+                    cat("Sigmoid output, ", shape_text));
+    if (op == "LpNormalization") return make(OutputKind::Embedding, "LpNormalization output");
+    if (op == "Div" && node->inputs.size() == 2) {
+        // x / ||x||: the divisor comes (through an epsilon's Add / Max / Clip, or a
+        // broadcast) from ReduceL2, or from Sqrt of a sum of squares.
+        const Node* d = find(node->inputs[1]);
+        for (int hops = 0; d && hops < 4; ++hops) {
+            if (d->op_type == "ReduceL2")
+                return make(OutputKind::Embedding, "Div by its ReduceL2 norm");
+            if (d->op_type == "Sqrt") {
+                const Node* s = d->inputs.empty() ? nullptr : find(d->inputs[0]);
+                if (s && (s->op_type == "ReduceSumSquare" || s->op_type == "ReduceSum"))
+                    return make(OutputKind::Embedding, cat("Div by Sqrt of ", s->op_type));
+                break;
+            }
+            if (d->op_type != "Add" && d->op_type != "Max" && d->op_type != "Clip" &&
+                d->op_type != "Expand" && !passes_meaning_through(d->op_type))
+                break;
+            d = d->inputs.empty() ? nullptr : find(d->inputs[0]);
+        }
+    }
+    if (rank == 2 && last >= 2)
+        return make(OutputKind::Classes, cat(op, " output, rank 2: [rows, classes]"));
+    if (rank == 3 && last >= 2) {
+        bool linear = op == "MatMul" || op == "Gemm" || op == "MatMulNBits";
+        if (op == "Add")
+            for (const auto& in : node->inputs)
+                if (const Node* a = find(in); a && (a->op_type == "MatMul" || a->op_type == "Gemm"))
+                    linear = true;
+        if (linear)
+            return make(OutputKind::Sequence,
+                        cat(op, " output (a linear layer over the last axis), rank 3"));
+    }
+    if (rank >= 4) return make(OutputKind::Map, cat(op, " output, ", shape_text));
+    return make(OutputKind::Regression, cat(op, " output, ", shape_text));
+}
 
 const char* class_input_name(ClassInput kind) {
     switch (kind) {
@@ -112,6 +234,19 @@ std::vector<double> tensor_as_doubles(const Tensor& t, const std::string& what) 
                                  " values (numeric tensors only)"));
     }
     return out;
+}
+
+double cosine(std::span<const double> a, std::span<const double> b) {
+    double aa = 0, bb = 0, ab = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (!std::isfinite(a[i]) || !std::isfinite(b[i])) continue;
+        aa += a[i] * a[i];
+        bb += b[i] * b[i];
+        ab += a[i] * b[i];
+    }
+    if (aa == 0.0 && bb == 0.0) return 1.0;
+    if (aa == 0.0 || bb == 0.0) return 0.0;
+    return std::clamp(ab / (std::sqrt(aa) * std::sqrt(bb)), -1.0, 1.0);
 }
 
 double kl_from_logits(std::span<const double> p, std::span<const double> q) {
@@ -191,8 +326,13 @@ Estimate mean_and_uncertainty(std::span<const double> values) {
     return e;
 }
 
-TensorComparator::TensorComparator(std::string name, bool class_metrics)
-    : name_(std::move(name)), class_metrics_(class_metrics) {}
+TensorComparator::TensorComparator(std::string name, std::optional<ComparisonSpec> spec)
+    : name_(std::move(name)), spec_(spec) {}
+
+void TensorComparator::set_spec(const ComparisonSpec& spec) {
+    if (samples_ > 0) throw InternalError(cat("tensor '", name_, "': spec set after a sample"));
+    spec_ = spec;
+}
 
 void TensorComparator::set_labels(std::span<const int64_t> labels, std::string labels_source) {
     labels_ = labels;
@@ -230,22 +370,89 @@ void TensorComparator::add(const Tensor& reference, const Tensor& candidate) {
         ++finite_elements_;
     }
 
-    bool class_axis = class_metrics_ && traits(reference.dtype).kind == DTypeKind::Float &&
-                      reference.shape.size() >= 2 && reference.shape.back() >= 2;
-    if (samples_ == 1) classes_ = class_axis ? reference.shape.back() : 0;
-    if (classes_ > 0) {
-        if (!class_axis || reference.shape.back() != classes_)
-            throw InputError(cat(what, ": the class axis has ", reference.shape.back(),
+    if (!spec_) return;
+    const OutputKind kind = spec_->kind;
+    const auto rank = static_cast<int64_t>(reference.shape.size());
+    if (kind == OutputKind::Classes || kind == OutputKind::Sequence) {
+        if (traits(reference.dtype).kind != DTypeKind::Float)
+            throw InputError(cat(what, ": ", output_kind_name(kind), " needs float scores, found ",
+                                 dtype_name(reference.dtype)));
+        int64_t axis = kind == OutputKind::Sequence ? -1 : spec_->axis;
+        if (kind == OutputKind::Sequence && rank < 2)
+            throw InputError(cat(what, ": sequence needs [..., positions, classes], found ",
+                                 shape_string(reference.shape)));
+        if (axis < -rank || axis >= rank || rank == 0)
+            throw InputError(cat(what, ": class axis ", spec_->axis, " is out of range for ",
+                                 shape_string(reference.shape)));
+        if (axis < 0) axis += rank;
+        const int64_t classes = reference.shape[static_cast<size_t>(axis)];
+        if (classes < 2)
+            throw InputError(cat(what, ": the class axis ", axis, " of ",
+                                 shape_string(reference.shape), " has ", classes, " entr",
+                                 classes == 1 ? "y" : "ies", " (classes need 2 or more)"));
+        if (samples_ == 1) {
+            class_axis_ = axis;
+            classes_ = classes;
+        } else if (classes != classes_ || axis != class_axis_) {
+            throw InputError(cat(what, ": the class axis has ", classes,
                                  " entries, earlier samples had ", classes_));
+        }
         add_class_rows(ref, cand, reference.shape);
+    } else if (kind == OutputKind::Map) {
+        add_map(ref, cand);
+    } else if (kind == OutputKind::Embedding) {
+        if (rank == 0 || reference.shape.back() < 2)
+            throw InputError(cat(what, ": an embedding needs vectors along the last axis, found ",
+                                 shape_string(reference.shape)));
+        if (samples_ == 1) embedding_dim_ = reference.shape.back();
+        if (reference.shape.back() != embedding_dim_)
+            throw InputError(cat(what, ": the embedding has ", reference.shape.back(),
+                                 " dimensions, earlier samples had ", embedding_dim_));
+        add_embedding_rows(ref, cand, reference.shape);
     }
 }
 
+void TensorComparator::add_map(std::span<const double> ref, std::span<const double> cand) {
+    const double t = spec_->threshold;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        bool r = ref[i] > t, c = cand[i] > t;  // NaN is never on
+        map_on_reference_ += r;
+        map_on_candidate_ += c;
+        map_both_ += r && c;
+        map_same_ += r == c;
+    }
+    map_elements_ += ref.size();
+}
+
+void TensorComparator::add_embedding_rows(std::span<const double> ref, std::span<const double> cand,
+                                          std::span<const int64_t> /*shape*/) {
+    auto d = static_cast<size_t>(embedding_dim_);
+    for (size_t r = 0; r + d <= ref.size(); r += d)
+        row_cosines_.push_back(cosine(ref.subspan(r, d), cand.subspan(r, d)));
+}
+
 void TensorComparator::add_class_rows(std::span<const double> ref, std::span<const double> cand,
-                                      std::span<const int64_t> /*shape*/) {
+                                      std::span<const int64_t> shape) {
+    const AxisSplit split = split_at(shape, static_cast<size_t>(class_axis_));
+    const size_t c = split.along;
+    // Rows in (outer, inner) row-major order; a row along the last axis is contiguous.
+    std::vector<double> ref_rows, cand_rows;
+    if (split.inner != 1) {
+        ref_rows.resize(ref.size());
+        cand_rows.resize(cand.size());
+        size_t row = 0;
+        for (size_t o = 0; o < split.outer; ++o)
+            for (size_t i = 0; i < split.inner; ++i, ++row)
+                for (size_t k = 0; k < c; ++k) {
+                    size_t from = (o * c + k) * split.inner + i;
+                    ref_rows[row * c + k] = ref[from];
+                    cand_rows[row * c + k] = cand[from];
+                }
+        ref = ref_rows;
+        cand = cand_rows;
+    }
     bool probabilities = rows_are_probabilities(ref, classes_);
     (probabilities ? saw_probabilities_ : saw_logits_) = true;
-    size_t c = static_cast<size_t>(classes_);
     int64_t k = std::min(kTopK, classes_);
     for (size_t r = 0; r + c <= ref.size(); r += c) {
         auto p = ref.subspan(r, c), q = cand.subspan(r, c);
@@ -286,9 +493,39 @@ TensorMetrics TensorComparator::finish() const {
         m.cosine_similarity =
             std::clamp(sum_rc_ / (std::sqrt(sum_rr_) * std::sqrt(sum_cc_)), -1.0, 1.0);
     m.sqnr_db = sum_dd_ == 0.0 ? kInf : 10.0 * std::log10(sum_rr_ / sum_dd_);
+    m.spec = spec_;
+    if (spec_ && spec_->kind == OutputKind::Map) {
+        MapMetrics mm;
+        mm.threshold = spec_->threshold;
+        mm.elements = map_elements_;
+        mm.on_reference = map_on_reference_;
+        mm.on_candidate = map_on_candidate_;
+        uint64_t either = map_on_reference_ + map_on_candidate_ - map_both_;
+        mm.iou = either == 0 ? 1.0 : static_cast<double>(map_both_) / static_cast<double>(either);
+        mm.agreement = map_elements_ == 0 ? 100.0
+                                          : 100.0 * static_cast<double>(map_same_) /
+                                                static_cast<double>(map_elements_);
+        m.map = mm;
+    }
+    if (spec_ && spec_->kind == OutputKind::Embedding) {
+        EmbeddingMetrics em;
+        em.rows = row_cosines_.size();
+        em.dimension = embedding_dim_;
+        if (!row_cosines_.empty()) {
+            double sum = 0;
+            em.cosine_min = row_cosines_.front();
+            for (double v : row_cosines_) {
+                sum += v;
+                em.cosine_min = std::min(em.cosine_min, v);
+            }
+            em.cosine_mean = sum / static_cast<double>(row_cosines_.size());
+        }
+        m.embedding = em;
+    }
 
     if (classes_ > 0) {
         ClassMetrics cm;
+        cm.axis = class_axis_;
         cm.classes = classes_;
         cm.rows = kl_values_.size();
         cm.input = saw_logits_ && saw_probabilities_ ? ClassInput::Mixed

@@ -10,8 +10,18 @@
 // Pairs where a value is NaN or infinite are left out of those sums; pairs that differ
 // there are counted (nonfinite_mismatches) and make max_abs_error infinite.
 //
-// Outputs with a class axis (float, rank >= 2, last axis >= 2: every row along the last
-// axis is one distribution) also get, per row, the KL divergence
+// What else an output gets depends on its kind (OutputKind below; the default is inferred
+// from graph facts by infer_output_kind, a recipe can say it):
+//   classes, sequence  a class axis (classes: any axis, default the last; sequence: the last,
+//                      one row per position): per row the KL divergence below, top-1 / top-5
+//                      agreement, accuracy against labels
+//   map                IoU of the thresholded maps: |{r > t} ∩ {c > t}| / |{r > t} ∪ {c > t}|
+//                      over every element of every sample (1 when both sets are empty), and
+//                      the percent of elements on the same side of t
+//   embedding          cosine similarity of every row along the last axis: mean and minimum
+//   regression         the errors above only
+//
+// A class axis's rows each get the KL divergence
 //   KL(P || Q) = sum_i P_i * (log P_i - log Q_i),  P = softmax(reference row),
 //                                                  Q = softmax(candidate row)
 // computed with log-softmax in double. When a sample's reference rows are already
@@ -32,9 +42,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ir/tensor.h"
+
+namespace ep {
+struct Model;
+}
 
 namespace ep::rt {
 
@@ -54,10 +69,62 @@ struct KlStatistics {
            max = 0;
 };
 
+// What an output means, which decides how it is compared (docs/validate.md, "Output kinds").
+enum class OutputKind : uint8_t { Classes, Sequence, Map, Embedding, Regression };
+[[nodiscard]] const char* output_kind_name(OutputKind kind);  // "classes", ...
+[[nodiscard]] std::optional<OutputKind> output_kind_from_name(std::string_view name);
+[[nodiscard]] const std::vector<std::string>& output_kind_names();  // in enum order
+
+inline constexpr double kDefaultMapThreshold = 0.5;
+
+// How one tensor is compared beyond the errors every tensor gets.
+struct ComparisonSpec {
+    OutputKind kind = OutputKind::Regression;
+    int64_t axis = -1;  // classes: the class axis, negative counts from the end
+    double threshold = kDefaultMapThreshold;  // map: an element is "on" when value > threshold
+};
+
+// The kind an output gets when nobody says, and why (one line for the report). From graph
+// facts only, never from names: the node producing the output (looking through Identity,
+// Reshape, Flatten, Squeeze, Unsqueeze), the output's element type, rank and last dimension.
+//   not a float tensor                                 regression
+//   Softmax / LogSoftmax over the last axis            rank <= 2: classes, else sequence
+//   Softmax / LogSoftmax over another axis             rank >= 3: map, else regression
+//   Sigmoid                                            rank >= 3: map, else regression
+//   LpNormalization, or Div by an L2 norm (ReduceL2, or Sqrt of ReduceSumSquare / ReduceSum)
+//                                                      embedding
+//   anything else (logits of Gemm, MatMul, Conv ...):  rank 2 with last >= 2: classes;
+//     rank 3 with last >= 2 from a linear layer (MatMul, Gemm, or Add of one): sequence;
+//     rank >= 4: map; otherwise regression
+// So the default never finds classes on a spatial axis: a [1, 1, H, W] map is a map, a
+// [1, 96] L2-normalised vector an embedding. An unnormalised embedding [N, D] reads as
+// classes: say "embedding" in the recipe.
+struct InferredKind {
+    ComparisonSpec spec;
+    std::string reason;  // "Sigmoid output of rank 4"
+};
+[[nodiscard]] InferredKind infer_output_kind(const Model& model, const std::string& output,
+                                             DType dtype, std::span<const int64_t> shape);
+
+struct MapMetrics {
+    double threshold = kDefaultMapThreshold;
+    uint64_t elements = 0;
+    uint64_t on_reference = 0, on_candidate = 0;  // elements > threshold
+    double iou = 1;                               // |both| / |either|, 1 when both are empty
+    double agreement = 100;                       // percent of elements on the same side
+};
+
+struct EmbeddingMetrics {
+    uint64_t rows = 0;
+    int64_t dimension = 0;
+    double cosine_mean = 1, cosine_min = 1;  // per row along the last axis
+};
+
 enum class ClassInput : uint8_t { Logits, Probabilities, Mixed };
 [[nodiscard]] const char* class_input_name(ClassInput kind);  // "logits", ...
 
 struct ClassMetrics {
+    int64_t axis = -1;  // the class axis, counted from the front
     int64_t classes = 0;
     uint64_t rows = 0;
     ClassInput input = ClassInput::Logits;
@@ -83,21 +150,28 @@ struct TensorMetrics {
     double cosine_similarity = 1;
     double sqnr_db = 0;
     uint64_t nonfinite_mismatches = 0;
+    std::optional<ComparisonSpec> spec;  // null: the errors only (per-layer tensors)
     std::optional<ClassMetrics> classes;
+    std::optional<MapMetrics> map;
+    std::optional<EmbeddingMetrics> embedding;
 };
 
 // Accumulates one tensor's comparison over samples.
 class TensorComparator {
   public:
-    // `class_metrics`: compute the class-axis block when the tensor has a class axis.
-    TensorComparator(std::string name, bool class_metrics);
+    // `spec`: what the tensor is (null: the errors only). It may also be given later by
+    // set_spec, before the first sample (validate infers it from the first sample's shape).
+    explicit TensorComparator(std::string name, std::optional<ComparisonSpec> spec = {});
+    void set_spec(const ComparisonSpec& spec);
+    [[nodiscard]] const std::optional<ComparisonSpec>& spec() const { return spec_; }
 
     // Labels for every row of every sample, in order; they must outlive the comparator.
     // Rows beyond the labels (or fewer rows than labels) leave the accuracy unreported.
     void set_labels(std::span<const int64_t> labels, std::string labels_source);
 
     // Adds one sample. Throws InputError naming the tensor when the shapes differ, a
-    // dtype is not numeric, or a label is out of range.
+    // dtype is not numeric, a label is out of range, or the spec does not fit the tensor
+    // (a class axis out of range or of one entry, a class kind on integers).
     void add(const Tensor& reference, const Tensor& candidate);
 
     [[nodiscard]] TensorMetrics finish() const;
@@ -108,15 +182,19 @@ class TensorComparator {
   private:
     void add_class_rows(std::span<const double> ref, std::span<const double> cand,
                         std::span<const int64_t> shape);
+    void add_map(std::span<const double> ref, std::span<const double> cand);
+    void add_embedding_rows(std::span<const double> ref, std::span<const double> cand,
+                            std::span<const int64_t> shape);
 
     std::string name_;
-    bool class_metrics_;
+    std::optional<ComparisonSpec> spec_;
     DType dtype_ = DType::Undefined;
     std::vector<int64_t> shape_;
     uint64_t samples_ = 0, elements_ = 0, finite_elements_ = 0, nonfinite_mismatches_ = 0;
     double max_abs_ = 0, sum_abs_ = 0, sum_rr_ = 0, sum_cc_ = 0, sum_rc_ = 0, sum_dd_ = 0;
 
-    int64_t classes_ = 0;  // 0: no class block
+    int64_t class_axis_ = -1;  // counted from the front
+    int64_t classes_ = 0;      // 0: no class block
     bool saw_logits_ = false, saw_probabilities_ = false;
     std::vector<double> kl_values_;
     uint64_t same_top1_ = 0;
@@ -125,6 +203,11 @@ class TensorComparator {
     std::string labels_source_;
     bool labels_set_ = false;
     uint64_t correct_reference_ = 0, correct_candidate_ = 0;
+
+    uint64_t map_elements_ = 0, map_on_reference_ = 0, map_on_candidate_ = 0, map_both_ = 0,
+             map_same_ = 0;
+    int64_t embedding_dim_ = 0;
+    std::vector<double> row_cosines_;
 };
 
 // Helpers, exposed for tests and for other reports.
@@ -134,6 +217,9 @@ class TensorComparator {
 [[nodiscard]] double kl_from_logits(std::span<const double> p, std::span<const double> q);
 // KL(P || Q) for two probability rows, each value clamped below at kProbabilityEpsilon.
 [[nodiscard]] double kl_from_probabilities(std::span<const double> p, std::span<const double> q);
+// Cosine similarity of two vectors, clamped to [-1, 1]: 1 when both are all zero, 0 when
+// one is.
+[[nodiscard]] double cosine(std::span<const double> a, std::span<const double> b);
 // Index of the first largest value (NaNs never win).
 [[nodiscard]] int64_t argmax(std::span<const double> row);
 // Indices of the k largest values, larger first, ties to the lower index.

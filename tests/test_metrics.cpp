@@ -11,12 +11,15 @@ using namespace ep;
 
 namespace {
 
+const rt::ComparisonSpec kClasses{rt::OutputKind::Classes};
+
 Tensor f32(std::vector<int64_t> shape, std::vector<float> v) {
     return make_f32_tensor("t", std::move(shape), v);
 }
 
+// Compared as classes along the last axis, or (classes = false) for the errors only.
 rt::TensorMetrics compare(const Tensor& a, const Tensor& b, bool classes = true) {
-    rt::TensorComparator c("out", classes);
+    rt::TensorComparator c("out", classes ? std::optional(kClasses) : std::nullopt);
     c.add(a, b);
     return c.finish();
 }
@@ -25,13 +28,13 @@ rt::TensorMetrics compare(const Tensor& a, const Tensor& b, bool classes = true)
 
 TEST_CASE("error, cosine and SQNR of a vector pair", "[metrics]") {
     // r = [1 2 3 4], c = [1 2 3 5]: |d| = [0 0 0 1]; sum r^2 = 30, sum c^2 = 39, sum rc = 34.
-    auto m = compare(f32({4}, {1, 2, 3, 4}), f32({4}, {1, 2, 3, 5}));
+    auto m = compare(f32({4}, {1, 2, 3, 4}), f32({4}, {1, 2, 3, 5}), false);
     CHECK(m.max_abs_error == 1.0);
     CHECK(m.mean_abs_error == 0.25);
     CHECK(m.cosine_similarity == Approx(34.0 / std::sqrt(30.0 * 39.0)).epsilon(1e-14));
     CHECK(m.sqnr_db == Approx(10.0 * std::log10(30.0)).epsilon(1e-14));  // 14.7712 dB
     CHECK(m.elements == 4);
-    CHECK_FALSE(m.classes);  // rank 1: no class axis
+    CHECK_FALSE(m.classes);  // errors only
 
     auto same = compare(f32({2, 2}, {1, -2, 3, 4}), f32({2, 2}, {1, -2, 3, 4}));
     CHECK(same.max_abs_error == 0.0);
@@ -43,9 +46,9 @@ TEST_CASE("error, cosine and SQNR of a vector pair", "[metrics]") {
     CHECK(same.classes->kl.max == 0.0);
     CHECK(same.classes->same_top1.value == 100.0);
 
-    auto zeros = compare(f32({3}, {0, 0, 0}), f32({3}, {0, 0, 0}));
+    auto zeros = compare(f32({3}, {0, 0, 0}), f32({3}, {0, 0, 0}), false);
     CHECK(zeros.cosine_similarity == 1.0);
-    auto one_zero = compare(f32({3}, {0, 0, 0}), f32({3}, {1, 0, 0}));
+    auto one_zero = compare(f32({3}, {0, 0, 0}), f32({3}, {1, 0, 0}), false);
     CHECK(one_zero.cosine_similarity == 0.0);
     CHECK(std::isinf(one_zero.sqnr_db));
     CHECK(one_zero.sqnr_db < 0);  // no signal, some noise
@@ -112,7 +115,7 @@ TEST_CASE("same top-1, top-5 agreement and accuracy against labels", "[metrics]"
     Tensor ref = f32({3, 3}, {3, 2, 1, 1, 2, 3, 1, 3, 2});
     Tensor cand = f32({3, 3}, {3, 2, 1, 3, 2, 1, 1, 3, 2});
     std::vector<int64_t> labels{0, 2, 1};
-    rt::TensorComparator c("probs", true);
+    rt::TensorComparator c("probs", kClasses);
     c.set_labels(labels, "labels.npy");
     c.add(ref, cand);
     auto m = c.finish();
@@ -141,7 +144,7 @@ TEST_CASE("same top-1, top-5 agreement and accuracy against labels", "[metrics]"
 
 TEST_CASE("samples accumulate in order, labels span all of them", "[metrics]") {
     std::vector<int64_t> labels{1, 0, 0};
-    rt::TensorComparator c("y", true);
+    rt::TensorComparator c("y", kClasses);
     c.set_labels(labels, "labels.npy");
     c.add(f32({2, 2}, {0, 1, 1, 0}), f32({2, 2}, {0, 1, 0, 1}));  // rows: ref 1,0 cand 1,1
     c.add(f32({1, 2}, {1, 0}), f32({1, 2}, {1, 0}));              // row:  ref 0   cand 0
@@ -156,14 +159,14 @@ TEST_CASE("samples accumulate in order, labels span all of them", "[metrics]") {
 
     // Labels that do not cover the rows exactly: no accuracy.
     std::vector<int64_t> short_labels{1};
-    rt::TensorComparator d("y", true);
+    rt::TensorComparator d("y", kClasses);
     d.set_labels(short_labels, "labels.npy");
     d.add(f32({2, 2}, {0, 1, 1, 0}), f32({2, 2}, {0, 1, 1, 0}));
     CHECK_FALSE(d.finish().classes->labelled);
 }
 
 TEST_CASE("comparison errors name the tensor, non-finite values are counted", "[metrics]") {
-    rt::TensorComparator c("logits", true);
+    rt::TensorComparator c("logits", kClasses);
     try {
         c.add(f32({2, 3}, {0, 0, 0, 0, 0, 0}), f32({3, 2}, {0, 0, 0, 0, 0, 0}));
         FAIL("expected an error");
@@ -173,16 +176,16 @@ TEST_CASE("comparison errors name the tensor, non-finite values are counted", "[
     }
 
     std::vector<int64_t> bad{7};
-    rt::TensorComparator l("logits", true);
+    rt::TensorComparator l("logits", kClasses);
     l.set_labels(bad, "labels.npy");
     CHECK_THROWS_WITH(l.add(f32({1, 2}, {0, 1}), f32({1, 2}, {0, 1})),
                       Catch::Contains("labels.npy: label 0 is 7"));
 
     float nan = std::numeric_limits<float>::quiet_NaN();
-    auto m = compare(f32({3}, {1, nan, 2}), f32({3}, {1, 5, 2}));
+    auto m = compare(f32({3}, {1, nan, 2}), f32({3}, {1, 5, 2}), false);
     CHECK(m.nonfinite_mismatches == 1);
     CHECK(std::isinf(m.max_abs_error));
-    auto same_nan = compare(f32({2}, {nan, 2}), f32({2}, {nan, 2}));
+    auto same_nan = compare(f32({2}, {nan, 2}), f32({2}, {nan, 2}), false);
     CHECK(same_nan.nonfinite_mismatches == 0);
     CHECK(std::isinf(same_nan.sqnr_db));
 

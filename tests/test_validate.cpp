@@ -361,8 +361,10 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
     wrong_count.shape = {5};
     wrong_count.data = TensorData::owned(std::vector<std::byte>(40));
     write_npy(wrong_count, dir / "five.npy");
+    // The [1, 1, 28, 28] output is a map by default; read as classes along the last axis here.
     auto r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "2",
-                                 "--labels", (dir / "five.npy").string()});
+                                 "--output-kind", "output=classes", "--labels",
+                                 (dir / "five.npy").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err,
                Catch::Contains("5 labels, but no output with a class axis has that many rows"));
@@ -397,7 +399,8 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
 
     // A candidate that differs: KL > 0 on random inputs, same top-1 (a positive scale).
     r = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3",
-                            "--seed", "2", "--json", (dir / "r.json").string()});
+                            "--output-kind", "output=classes", "--seed", "2", "--json",
+                            (dir / "r.json").string()});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json report = read_json(dir / "r.json");
@@ -407,9 +410,9 @@ TEST_CASE("validate reports label, output and data problems as exit 2", "[valida
     CHECK(c["rows"] == 84);
     CHECK(report.find("accuracy_reference") == report.end());
     // Deterministic: the same run gives the same bytes.
-    auto again =
-        test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples", "3",
-                            "--seed", "2", "--threads", "2", "--json", (dir / "r2.json").string()});
+    auto again = test::run_edgepack({"validate", "--reference", a, "--candidate", b, "--samples",
+                                     "3", "--output-kind", "output=classes", "--seed", "2",
+                                     "--threads", "2", "--json", (dir / "r2.json").string()});
     REQUIRE(again.exit_code == 0);
     CHECK(test::read_file(dir / "r.json") == test::read_file(dir / "r2.json"));
     CHECK(again.out == r.out);

@@ -1,6 +1,6 @@
 // edgepack validate --reference A --candidate B [--data DIR | --samples N [--seed S]
 //                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
-//                   [--int8-activations]
+//                   [--int8-activations] [--output-kind NAME=KIND] [--ctc-alphabet NAME=FILE]
 //                   [--json FILE] [--quiet]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
 // the text report goes to stdout, the JSON object to FILE, progress to stderr (a bar on a
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
+#include "compressor/recipe.h"
 #include "compressor/validate.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
@@ -21,7 +22,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         std::string reference, candidate, data, labels, json;
         uint64_t samples = 4;
         uint64_t seed = 0;
-        std::vector<std::string> shapes;
+        std::vector<std::string> shapes, kinds, alphabets;
         bool per_layer = false;
         int threads = 1;
         bool int8_activations = false;
@@ -50,7 +51,14 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         "NAME=D0,D1,...: shape of a random input (symbolic dimensions default to 1)");
     data->excludes(samples)->excludes(seed)->excludes(shape);
     cmd->add_option("--labels", args->labels,
-                    ".npy of int32/int64 class indices, one per output row in sample order");
+                    ".npy of int32/int64 class indices, one per output row in sample order; or "
+                    ".txt of one UTF-8 line per sequence of a --ctc-alphabet output");
+    cmd->add_option("--output-kind", args->kinds,
+                    "NAME=KIND: compare output NAME as classes, sequence, map, embedding or "
+                    "regression (default: inferred from the graph, docs/validate.md)");
+    cmd->add_option("--ctc-alphabet", args->alphabets,
+                    "NAME=FILE: output NAME is a CTC sequence [.., T, C]; decode it greedily with "
+                    "this alphabet (one symbol per line, class 0 = blank)");
     cmd->add_flag("--per-layer", args->per_layer,
                   "Also compare every intermediate tensor both graphs share by name; rank by SQNR");
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
@@ -70,6 +78,36 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             for (const auto& spec : args->shapes)
                 rt::parse_shape_override(spec, options.data.shapes);
             options.labels = args->labels;
+            auto split = [](const std::string& what, const std::string& arg) {
+                auto eq = arg.find('=');
+                if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size())
+                    throw InputError(cat(what, " ", arg, ": expected NAME=VALUE"));
+                return std::pair(arg.substr(0, eq), arg.substr(eq + 1));
+            };
+            for (const auto& arg : args->kinds) {
+                auto [name, kind] = split("--output-kind", arg);
+                OutputSpec& spec = options.outputs[name];
+                spec.field = cat("--output-kind ", name);
+                spec.kind = rt::output_kind_from_name(kind);
+                if (!spec.kind)
+                    throw InputError(cat("--output-kind ", arg, ": '", kind,
+                                         "' is not one of classes, sequence, map, embedding, "
+                                         "regression",
+                                         did_you_mean(kind, rt::output_kind_names())));
+            }
+            for (const auto& arg : args->alphabets) {
+                auto [name, file] = split("--ctc-alphabet", arg);
+                OutputSpec& spec = options.outputs[name];
+                if (spec.kind && *spec.kind != rt::OutputKind::Sequence)
+                    throw InputError(cat("--ctc-alphabet ", name,
+                                         ": CTC decoding needs a "
+                                         "sequence output, --output-kind says ",
+                                         rt::output_kind_name(*spec.kind)));
+                spec.field = cat("--ctc-alphabet ", name);
+                spec.kind = rt::OutputKind::Sequence;
+                spec.ctc = true;
+                spec.alphabet = file;
+            }
             options.per_layer = args->per_layer;
             options.threads = args->threads;
             options.candidate_int8_activations = args->int8_activations;
