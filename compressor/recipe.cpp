@@ -80,6 +80,11 @@ std::vector<OptionSpec> validate_specs() {
          "evaluation inputs: a directory (as edgepack run --data) or a [S, T] token-id .npy; "
          "empty: seeded random inputs",
          {}},
+        {"require_data",
+         OptionType::Bool,
+         false,
+         "refuse synthetic inputs: without data the recipe is an error (exit 2)",
+         {}},
         {"samples", OptionType::Int, 8, "random samples (without data)", {}, 1, 1e6},
         {"seed", OptionType::Int, 0, "seed of the random samples", {}, 0, 9e18},
         {"shapes",
@@ -510,6 +515,10 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
                  "text labels (.txt) go with an output decoded with CTC: add validate.outputs."
                  "NAME = {\"kind\": \"sequence\", \"decode\": \"ctc\", \"alphabet\": FILE}; "
                  "class labels are an int32/int64 .npy");
+        if (v["require_data"].get<bool>() && vc.data.empty())
+            fail("validate.data",
+                 "missing, and validate.require_data is true: give real inputs (a directory as "
+                 "edgepack run --data takes, or an [S, T] token-id .npy), not random samples");
         vc.samples = v["samples"].get<uint64_t>();
         vc.seed = v["seed"].get<uint64_t>();
         vc.shapes = v["shapes"].get<std::vector<std::string>>();

@@ -869,6 +869,13 @@ Doc build_doc(const json& report, bool charts) {
                 (base_total == 1 ? " baseline check passed" : " baseline checks passed"));
         verdict = "PASS: " + join(parts, ", ");
     }
+    // Random inputs are said in words on the verdict line itself.
+    const json& inputs = at(at(report, "validation"), "inputs");
+    if (at(inputs, "synthetic").is_boolean() && at(inputs, "synthetic").get<bool>()) {
+        const auto n = count(at(inputs, "samples"));
+        verdict += "; validated on " + (n ? std::to_string(*n) + " " : std::string()) +
+                   "synthetic random input" + (n && *n == 1 ? "" : "s") + ", not real data";
+    }
     doc.title = fail ? "edgepack: FAIL" : "edgepack: PASS";
     doc.verdict("edgepack: " + verdict, !fail);
 

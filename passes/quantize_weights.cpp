@@ -6,7 +6,9 @@
 //   MatMul input B [K, N]              axis 0 (stored one output column per row)
 //   Gemm input B, transB = 0 [K, N]    axis 0;  transB = 1 [N, K]: axis 1
 //   Gather input 0 (axis 0) [V, D]     axis 1, with "embeddings": true (same scheme)
-//   Conv input W [O, I, k...]          int8 per output channel (int8c), with "conv": true
+//   Conv input W [O, I, k...]          int8 per output channel (int8c), with "conv": true;
+//                                      conv_group_size 32/64/128: int8 symmetric in groups
+//                                      along the flattened [I x k...] axis (int8g32 ...)
 // A candidate must be an F32 initializer of the main graph (not also a graph input),
 // selected by include/exclude (matched on the tensor name), have at least min_elements
 // elements, be 2-D (Conv: rank >= 3), and every use must be one of the roles above with
@@ -147,6 +149,14 @@ class QuantizeWeights final : public Pass {
              {"rtn", "gptq", "awq"}},
             {"min_elements", OptionType::Int, 1024, "smaller tensors stay float", {}, 0, 9e18},
             {"conv", OptionType::Bool, false, "also Conv weights (int8 per output channel)", {}},
+            {"conv_group_size",
+             OptionType::Int,
+             0,
+             "Conv weights: 0 = int8 per output channel; 32, 64, 128 = int8 in groups of "
+             "that many along the reduction axis (symmetric, scale_dtype scales)",
+             {},
+             0,
+             128},
             {"embeddings", OptionType::Bool, false, "also Gather tables (embeddings)", {}},
             {"damp",
              OptionType::Number,
@@ -218,6 +228,14 @@ class QuantizeWeights final : public Pass {
         method_ = parse_method(o.value("method", "rtn"));
         min_elements_ = o.value("min_elements", int64_t{1024});
         conv_ = o.value("conv", false);
+        const int conv_group = o.value("conv_group_size", 0);
+        if (conv_group != 0 && conv_group != 32 && conv_group != 64 && conv_group != 128)
+            throw InputError(cat("conv_group_size: ", conv_group,
+                                 " is not supported (expected 0, 32, 64 or 128)"));
+        conv_encoding_ = conv_group == 0
+                             ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1}
+                             : Encoding{QScheme::Int8Sym, static_cast<uint16_t>(conv_group),
+                                        sdt == "bf16" ? DType::BF16 : DType::F16, 1};
         embeddings_ = o.value("embeddings", false);
         gptq_.damp = o.value("damp", 0.01);
         gptq_.block_size = o.value("block_size", int64_t{128});
@@ -631,8 +649,7 @@ class QuantizeWeights final : public Pass {
             c.name = name;
             c.graph = entry.graph;
             c.role = role;
-            c.encoding =
-                role == Role::ConvW ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1} : encoding_;
+            c.encoding = role == Role::ConvW ? conv_encoding_ : encoding_;
             c.encoding.axis = *axis;
             auto dims = encoded_dims(c.encoding, t->shape, cat("tensor '", name, "'"));
             c.rows = dims.rows;
@@ -1002,6 +1019,7 @@ class QuantizeWeights final : public Pass {
     Method method_ = Method::Rtn;
     int64_t min_elements_ = 1024;
     bool conv_ = false;
+    Encoding conv_encoding_{QScheme::Int8Channel, 0, DType::F32, 1};  // conv_group_size
     bool embeddings_ = false;
     calib::GptqOptions gptq_;
     int grid_ = 20;

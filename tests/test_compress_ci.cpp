@@ -94,14 +94,21 @@ TEST_CASE("compress CI: gates that hold exit 0 and write the outputs and four re
     REQUIRE(r.exit_code == 0);
     CHECK(r.out.empty());
     CHECK_THAT(r.err, Catch::Contains("edgepack: gates: 9 passed, 0 failed"));
-    CHECK_THAT(r.err, Catch::Contains("edgepack: verdict: PASS (exit 0)"));
+    // Random inputs are said in words on the verdict lines and in report.json.
+    CHECK_THAT(r.err, Catch::Contains("edgepack: verdict: PASS (exit 0), validated on 8 "
+                                      "synthetic random inputs, not real data\n"));
     for (const char* f :
          {"m.epk", "m.onnx", "report.json", "report.md", "report.html", "junit.xml"})
         CHECK(fs::exists(dir / f));
+    const std::string md = test::read_file(dir / "report.md");
+    CHECK(md.substr(0, md.find('\n')) ==
+          "## edgepack: PASS: 9 of 9 gates passed; validated on 8 synthetic random inputs, not "
+          "real data");
 
     json report = read_json(dir / "report.json");
     CHECK(report["verdict"] == "pass");
     CHECK(report["exit_code"] == 0);
+    CHECK(report["validation"]["inputs"]["synthetic"] == true);
     CHECK(report["gates"].size() == 9);
     CHECK(report["outputs"][0]["validated"] == true);
     CHECK(report["outputs"][0]["bytes"] == fs::file_size(dir / "m.epk"));
@@ -142,6 +149,47 @@ TEST_CASE("compress CI: gates that hold exit 0 and write the outputs and four re
     json h = json::parse(html.out);
     for (const char* id : {"chart-per-layer", "chart-size", "chart-latency"})
         CHECK(h["charts"][id]["elements"].get<int>() > 3);
+}
+
+TEST_CASE("compress CI: validate.require_data without validate.data exits 2 naming the field",
+          "[ci][real]") {
+    EP_REQUIRE_FILE_OR_SKIP(mnist_model());
+    test::TempDir dir;
+    json recipe = mnist_recipe(dir.path());
+    recipe["validate"]["require_data"] = true;
+    auto path = write_recipe(dir, recipe);
+    for (bool dry : {false, true}) {
+        std::vector<std::string> args{"compress", path.string()};
+        if (dry) args.push_back("--dry-run");
+        auto r = test::run_edgepack(args);
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err, Catch::Contains("r.json: validate.data: missing, and "
+                                          "validate.require_data is true"));
+        CHECK_FALSE(fs::exists(dir / "m.epk"));
+        CHECK_FALSE(fs::exists(dir / "report.json"));
+    }
+    // The same recipe with the samples given as --set validate.data runs.
+    auto data = dir / "data";
+    auto made = test::run({test::python(), "-c",
+                           "import numpy as np, os, sys\n"
+                           "os.makedirs(sys.argv[1])\n"
+                           "rng = np.random.default_rng(0)\n"
+                           "for i in range(2):\n"
+                           "    x = rng.standard_normal((1, 1, 28, 28)).astype(np.float32)\n"
+                           "    np.savez(os.path.join(sys.argv[1], f'{i}.npz'), input=x)",
+                           data.string()});
+    INFO(made.err);
+    REQUIRE(made.exit_code == 0);
+    auto r = test::run_edgepack({"compress", path.string(), "--set", "validate.shapes=[]", "--set",
+                                 "validate.data=" + data.string()});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.err, Catch::Contains("edgepack: verdict: PASS (exit 0)\n"));
+    CHECK_THAT(r.err, !Catch::Contains("synthetic"));
+    json report = read_json(dir / "report.json");
+    CHECK(report["validation"]["inputs"]["synthetic"] == false);
+    CHECK(report["validation"]["inputs"]["source"] == "npz");
 }
 
 TEST_CASE("compress CI: a tightened gate exits 1, still writes everything, and names the gate",

@@ -233,4 +233,9 @@ TEST_CASE("MNIST int4g32 (Gemm) + int8c (Conv) exports match the .epk in ORT",
                 R"({"pass": "quantize-weights", "bits": 4, "group_size": 32, "conv": true, )"
                 R"("min_elements": 0})",
                 {"input=" + (dir / "x.npy").string()}, dir, "mnist_int4");
+    // Conv weights int8 in groups of 32 along [I x kh x kw] (conv1's 9-wide rows padded).
+    cross_check(model,
+                R"({"pass": "quantize-weights", "bits": 8, "group_size": 0, "conv": true, )"
+                R"("conv_group_size": 32, "min_elements": 0})",
+                {"input=" + (dir / "x.npy").string()}, dir, "mnist_conv_g32");
 }

@@ -96,6 +96,20 @@ TEST_CASE("report.md of a failing report names every failing gate and its value"
     CHECK(md.find("Baseline checks compare with previous/report.json.") != std::string::npos);
 }
 
+TEST_CASE("the verdict line says when the validation ran on synthetic random inputs", "[report]") {
+    auto r = fixture("report-pass.json");
+    r["validation"]["inputs"]["synthetic"] = false;
+    CHECK(first_line(render_report_markdown(r)) == "## edgepack: PASS: 5 of 5 gates passed");
+    r["validation"]["inputs"]["synthetic"] = true;
+    const std::string note = "validated on 8 synthetic random inputs, not real data";
+    CHECK(first_line(render_report_markdown(r)) ==
+          "## edgepack: PASS: 5 of 5 gates passed; " + note);
+    CHECK(render_report_html(r).find(note) != std::string::npos);
+    auto f = fixture("report-fail.json");
+    f["validation"]["inputs"]["synthetic"] = true;
+    CHECK(first_line(render_report_markdown(f)).find("; " + note) != std::string::npos);
+}
+
 TEST_CASE("report.md of a passing report: verdict, size, accuracy, latency, worst layers",
           "[report]") {
     auto md = render_report_markdown(fixture("report-pass.json"));

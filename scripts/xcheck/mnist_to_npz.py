@@ -5,13 +5,16 @@ usage: mnist_to_npz.py IMAGES.gz LABELS.gz OUT_DIR --labels-out LABELS.npy
                        [--batch 1000] [--key input] [--limit N] [--compressed]
 Writes OUT_DIR/batch_00.npz, batch_01.npz, ... each holding KEY = float32 [B, 1, 28, 28]
 preprocessed as (x / 255 - 0.5) / 0.5, and LABELS.npy = int64 [N] class indices in the
-same order. --compressed uses numpy.savez_compressed (deflated members).
+same order. --compressed deflates the members. The archives carry a fixed timestamp (where
+numpy.savez stamps the current time), so the bytes are the same on every run.
 """
 import argparse
 import gzip
+import io
 import os
 import struct
 import sys
+import zipfile
 
 import numpy as np
 
@@ -28,6 +31,17 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     if arr.size != int(np.prod(dims)):
         raise SystemExit(f"{path}: {arr.size} bytes of data, header says {dims}")
     return arr.reshape(dims)
+
+
+def save_npz(path: str, key: str, x: np.ndarray, compressed: bool) -> None:
+    """numpy.savez's layout (member KEY.npy) with a fixed timestamp."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, x, allow_pickle=False)
+    info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(info, buf.getvalue())
 
 
 def main() -> int:
@@ -48,11 +62,11 @@ def main() -> int:
     x = images.astype(np.float32)[:, None, :, :]
     x = (x / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
     os.makedirs(a.out, exist_ok=True)
-    save = np.savez_compressed if a.compressed else np.savez
     n_batches = (len(x) + a.batch - 1) // a.batch
     width = max(2, len(str(n_batches - 1)))
     for i in range(n_batches):
-        save(os.path.join(a.out, f"batch_{i:0{width}d}.npz"), **{a.key: x[i * a.batch:(i + 1) * a.batch]})
+        save_npz(os.path.join(a.out, f"batch_{i:0{width}d}.npz"), a.key,
+                 x[i * a.batch:(i + 1) * a.batch], a.compressed)
     np.save(a.labels_out, labels)
     print(f"{len(x)} images in {n_batches} files, labels -> {a.labels_out}")
     return 0

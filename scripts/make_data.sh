@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Makes the real data the example recipes calibrate and validate on, under .cache/data
+# (idempotent: a data set is remade only when its recipe line below or its generator
+# changed; every generator is seeded, so the bytes are the same on every machine).
+#   ppocr-rec-eval, ppocr-rec-calib  text lines rendered in DejaVu Sans, PP-OCR rec inputs
+#                                    [1,3,48,320] + labels.txt (scripts/render_text_lines.py)
+#   ppocr-cls-eval                   the same at [1,3,48,192], every other line rotated 180
+#                                    degrees + labels.npy (0 upright, 1 rotated)
+# With ../shared/models beside the repository (CI has it; a fresh clone may not):
+#   mnist-test                       the 10k MNIST test images, 10 .npz batches + labels.npy
+#   stories260k-calib.npy, -eval.npy token sequences stories260k sampled itself (there is no
+#                                    tokenizer for its 512-token vocabulary offline: this is
+#                                    the real token text we have), [64, 64] int64
+#   stories260k-ref.npy              ../shared/models/stories260k/ref_tokens.npy as [1, 64]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+py=.venv/bin/python
+data=.cache/data
+keys=.cache/models/ppocr/ppocr_keys_v1.txt
+shared=../shared/models
+mkdir -p "$data"
+
+# make_set NAME GENERATOR ARGS...: runs GENERATOR with ARGS (OUT starts the output path)
+# into $data/NAME unless $data/NAME.stamp holds the digest of the generator and the args.
+make_set() {
+  local name="$1" gen="$2"
+  shift 2
+  local stamp
+  stamp="$(printf '%s\n' "$@" | cat - "$gen" | sha256sum | cut -d' ' -f1)"
+  [ -e "$data/$name" ] && [ "$(cat "$data/$name.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  echo "make_data: $name" >&2
+  local tmp="$data/.tmp.$name"
+  rm -rf "$tmp" "$data/$name" "$data/$name.stamp"
+  local args=()
+  for a in "$@"; do [[ "$a" == OUT* ]] && args+=("$tmp${a#OUT}") || args+=("$a"); done
+  "$py" "$gen" "${args[@]}" >/dev/null
+  mv "$tmp" "$data/$name"
+  echo "$stamp" > "$data/$name.stamp"
+}
+
+render=scripts/render_text_lines.py
+make_set ppocr-rec-eval "$render" "$keys" OUT --count 64 --seed 1
+make_set ppocr-rec-calib "$render" "$keys" OUT --count 32 --seed 2
+make_set ppocr-cls-eval "$render" "$keys" OUT --count 64 --seed 3 --width 192 --min-chars 3 \
+  --max-chars 8 --rotate-half
+
+if [ -f "$shared/mnist/t10k-images-idx3-ubyte.gz" ]; then
+  make_set mnist-test scripts/xcheck/mnist_to_npz.py "$shared/mnist/t10k-images-idx3-ubyte.gz" \
+    "$shared/mnist/t10k-labels-idx1-ubyte.gz" OUT --labels-out OUT/labels.npy --batch 1000
+fi
+if [ -f "$shared/stories260k/model.onnx" ]; then
+  sample=scripts/xcheck/sample_tokens.py
+  make_set stories260k-calib.npy "$sample" "$shared/stories260k/model.onnx" OUT --seed 1 \
+    --count 64 --length 64
+  make_set stories260k-eval.npy "$sample" "$shared/stories260k/model.onnx" OUT --seed 2 \
+    --count 64 --length 64
+  make_set stories260k-ref.npy scripts/xcheck/reshape_npy.py "$shared/stories260k/ref_tokens.npy" \
+    OUT 1,-1
+fi
