@@ -7,12 +7,16 @@
 //   Gemm input B, transB = 0 [K, N]    axis 0;  transB = 1 [N, K]: axis 1
 //   Gather input 0 (axis 0) [V, D]     axis 1, with "embeddings": true (same scheme)
 //   Conv input W [O, I, k...]          int8 per output channel (int8c), with "conv": true
-// A candidate must be an F32 initializer of the main graph (not also a graph input),
+// The nodes of every graph count: If / Loop / Scan bodies too, a name resolved in the
+// innermost graph that defines it (a body's own initializer, or one of a graph around it).
+// A candidate must be an F32 initializer (not also an input or output of a graph),
 // selected by include/exclude (matched on the tensor name), have at least min_elements
 // elements, be 2-D (Conv: rank >= 3), and every use must be one of the roles above with
-// one and the same layout. Everything else is skipped with the reason (the plan lists
-// each; the summary groups them): not an initializer, excluded, below min_elements, shared
-// with an op that cannot read an encoded tensor, used with two layouts, already encoded...
+// one and the same layout. Every other initializer of the model is skipped with the reason
+// (the plan lists each; the summary groups them): not an initializer, excluded, below
+// min_elements, shared with an op that cannot read an encoded tensor, used with two
+// layouts, already encoded, a bias, read by an op whose weight it is not...
+// The summary is one line per (reading op, encoding, method) with bytes (QuantizedGroup).
 // Checkpoints (.safetensors, no graph): every selected 2-D float tensor (f32/f16/bf16) is
 // a candidate with axis 1 (the [out, in] layout of nn.Linear weights); rtn only (GPTQ and
 // AWQ need a graph to capture activations: the pass manager reports that). Tensors are
@@ -21,8 +25,13 @@
 //
 // GPTQ / AWQ need the recipe's calibration data. Activations are captured once from the
 // model as it is before this pass (not sequentially through already quantized layers),
-// for MatMul / Gemm (transA = 0) weights with a single use; Conv and Gather tables are
-// quantized with rtn (the plan says so per tensor). Statistics are captured in batches of
+// for MatMul / Gemm (transA = 0) weights with a single use in the main graph; Conv and
+// Gather tables, and weights read inside a subgraph, are quantized with rtn (the plan says
+// so per tensor). Each solved tensor is compared with its rtn encoding on the solver's
+// objective (calib::hessian_error for GPTQ; calib::output_error over an activation's
+// matrices for AWQ) and the rtn bytes are kept where they score lower, counted in the
+// summary and CalibrationRecord::rtn_fallback. A layer with fewer calibration rows than
+// input columns is a warning naming it. Statistics are captured in batches of
 // at most 1 GiB (the calibration set is re-run per batch), so memory stays bounded.
 // GPTQ: a Cholesky failure after the damping retries is an error naming the tensor, never
 // a silent fallback. AWQ searches one scale vector per activation, shared by every
