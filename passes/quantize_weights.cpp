@@ -487,8 +487,9 @@ class QuantizeWeights final : public Pass {
             }
         });
         struct Scope {
-            const Graph* graph;
-            std::unordered_set<std::string> names;  // initializers, inputs, node outputs
+            std::unordered_map<std::string, const Tensor*> initializers;
+            std::unordered_set<std::string> inputs;
+            std::unordered_map<std::string, std::string_view> produced;  // output -> op type
         };
         std::vector<Scope> chain;
         std::unordered_set<std::string> seen_names;
@@ -497,23 +498,28 @@ class QuantizeWeights final : public Pass {
         // entry, or nullopt with `from` saying what it is.
         auto resolve = [&](const std::string& name, std::string& from) -> std::optional<size_t> {
             for (size_t i = chain.size(); i-- > 0;) {
-                const Graph& g = *chain[i].graph;
-                if (!chain[i].names.count(name)) continue;
-                if (const Tensor* t = g.find_initializer(name)) return r.of.at(t);
-                from = "a graph input";
-                for (const auto& n : g.nodes)
-                    if (std::find(n.outputs.begin(), n.outputs.end(), name) != n.outputs.end())
-                        from = cat("an activation computed by ", n.op_type);
-                return std::nullopt;
+                const Scope& scope = chain[i];
+                if (auto t = scope.initializers.find(name); t != scope.initializers.end())
+                    return r.of.at(t->second);
+                if (auto p = scope.produced.find(name); p != scope.produced.end()) {
+                    from = cat("an activation computed by ", p->second);
+                    return std::nullopt;
+                }
+                if (scope.inputs.count(name)) {
+                    from = "a graph input";
+                    return std::nullopt;
+                }
             }
             from = "not defined in the graph";
             return std::nullopt;
         };
         std::function<void(const Graph&)> visit = [&](const Graph& g) {
-            Scope scope{&g, {}};
-            for (const auto& t : g.initializers) scope.names.insert(t.name);
-            for (const auto& v : g.inputs) scope.names.insert(v.name);
-            for (const auto& n : g.nodes) scope.names.insert(n.outputs.begin(), n.outputs.end());
+            Scope scope;
+            for (const auto& t : g.initializers) scope.initializers.emplace(t.name, &t);
+            for (const auto& v : g.inputs) scope.inputs.insert(v.name);
+            for (const auto& n : g.nodes)
+                for (const auto& o : n.outputs)
+                    if (!o.empty()) scope.produced.emplace(o, n.op_type);
             chain.push_back(std::move(scope));
             const int depth = static_cast<int>(chain.size()) - 1;
             for (const auto& v : g.inputs)
