@@ -9,12 +9,16 @@
 //   Conv input W [O, I, k...]          int8 per output channel (int8c), with "conv": true;
 //                                      conv_group_size 32/64/128: int8 symmetric in groups
 //                                      along the flattened [I x k...] axis (int8g32 ...)
-// A candidate must be an F32 initializer of the main graph (not also a graph input),
+// The nodes of every graph count: If / Loop / Scan bodies too, a name resolved in the
+// innermost graph that defines it (a body's own initializer, or one of a graph around it).
+// A candidate must be an F32 initializer (not also an input or output of a graph),
 // selected by include/exclude (matched on the tensor name), have at least min_elements
 // elements, be 2-D (Conv: rank >= 3), and every use must be one of the roles above with
-// one and the same layout. Everything else is skipped with the reason (the plan lists
-// each; the summary groups them): not an initializer, excluded, below min_elements, shared
-// with an op that cannot read an encoded tensor, used with two layouts, already encoded...
+// one and the same layout. Every other initializer of the model is skipped with the reason
+// (the plan lists each; the summary groups them): not an initializer, excluded, below
+// min_elements, shared with an op that cannot read an encoded tensor, used with two
+// layouts, already encoded, a bias, read by an op whose weight it is not...
+// The summary is one line per (reading op, encoding, method) with bytes (QuantizedGroup).
 // Checkpoints (.safetensors, no graph): every selected 2-D float tensor (f32/f16/bf16) is
 // a candidate with axis 1 (the [out, in] layout of nn.Linear weights); rtn only (GPTQ and
 // AWQ need a graph to capture activations: the pass manager reports that). Tensors are
@@ -23,8 +27,13 @@
 //
 // GPTQ / AWQ need the recipe's calibration data. Activations are captured once from the
 // model as it is before this pass (not sequentially through already quantized layers),
-// for MatMul / Gemm (transA = 0) weights with a single use; Conv and Gather tables are
-// quantized with rtn (the plan says so per tensor). Statistics are captured in batches of
+// for MatMul / Gemm (transA = 0) weights with a single use in the main graph; Conv and
+// Gather tables, and weights read inside a subgraph, are quantized with rtn (the plan says
+// so per tensor). Each solved tensor is compared with its rtn encoding on the solver's
+// objective (calib::hessian_error for GPTQ; calib::output_error over an activation's
+// matrices for AWQ) and the rtn bytes are kept where they score lower, counted in the
+// summary and CalibrationRecord::rtn_fallback. A layer with fewer calibration rows than
+// input columns is a warning naming it. Statistics are captured in batches of
 // at most 1 GiB (the calibration set is re-run per batch), so memory stays bounded.
 // GPTQ: a Cholesky failure after the damping retries is an error naming the tensor, never
 // a silent fallback. AWQ searches one scale vector per activation, shared by every
@@ -496,8 +505,9 @@ class QuantizeWeights final : public Pass {
             }
         });
         struct Scope {
-            const Graph* graph;
-            std::unordered_set<std::string> names;  // initializers, inputs, node outputs
+            std::unordered_map<std::string, const Tensor*> initializers;
+            std::unordered_set<std::string> inputs;
+            std::unordered_map<std::string, std::string_view> produced;  // output -> op type
         };
         std::vector<Scope> chain;
         std::unordered_set<std::string> seen_names;
@@ -506,23 +516,28 @@ class QuantizeWeights final : public Pass {
         // entry, or nullopt with `from` saying what it is.
         auto resolve = [&](const std::string& name, std::string& from) -> std::optional<size_t> {
             for (size_t i = chain.size(); i-- > 0;) {
-                const Graph& g = *chain[i].graph;
-                if (!chain[i].names.count(name)) continue;
-                if (const Tensor* t = g.find_initializer(name)) return r.of.at(t);
-                from = "a graph input";
-                for (const auto& n : g.nodes)
-                    if (std::find(n.outputs.begin(), n.outputs.end(), name) != n.outputs.end())
-                        from = cat("an activation computed by ", n.op_type);
-                return std::nullopt;
+                const Scope& scope = chain[i];
+                if (auto t = scope.initializers.find(name); t != scope.initializers.end())
+                    return r.of.at(t->second);
+                if (auto p = scope.produced.find(name); p != scope.produced.end()) {
+                    from = cat("an activation computed by ", p->second);
+                    return std::nullopt;
+                }
+                if (scope.inputs.count(name)) {
+                    from = "a graph input";
+                    return std::nullopt;
+                }
             }
             from = "not defined in the graph";
             return std::nullopt;
         };
         std::function<void(const Graph&)> visit = [&](const Graph& g) {
-            Scope scope{&g, {}};
-            for (const auto& t : g.initializers) scope.names.insert(t.name);
-            for (const auto& v : g.inputs) scope.names.insert(v.name);
-            for (const auto& n : g.nodes) scope.names.insert(n.outputs.begin(), n.outputs.end());
+            Scope scope;
+            for (const auto& t : g.initializers) scope.initializers.emplace(t.name, &t);
+            for (const auto& v : g.inputs) scope.inputs.insert(v.name);
+            for (const auto& n : g.nodes)
+                for (const auto& o : n.outputs)
+                    if (!o.empty()) scope.produced.emplace(o, n.op_type);
             chain.push_back(std::move(scope));
             const int depth = static_cast<int>(chain.size()) - 1;
             for (const auto& v : g.inputs)

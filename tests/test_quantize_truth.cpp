@@ -4,6 +4,7 @@
 // reason, and calibrating on random inputs needs calibration.synthetic: true.
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -253,6 +254,23 @@ TEST_CASE("quantize-weights finds weights read inside If branches and the runtim
 
     // ONNX Runtime agrees with our runtime on the float original.
     save_model(original, dir / "f.onnx");
+
+    // Through edgepack compress: report.json lists the body's initializer as quantized and
+    // the float one with its reason.
+    test::write_file(dir / "r.json", R"({"model": "f.onnx", "output": "c.epk",
+        "passes": [{"pass": "quantize-weights", "conv": true, "min_elements": 0}],
+        "validate": {"samples": 2, "benchmark_runs": 0}, "report_dir": "rep"})");
+    auto c = test::run_edgepack({"compress", (dir / "r.json").string()});
+    INFO(c.err);
+    REQUIRE(c.exit_code == 0);
+    std::map<std::string, json> tensors;
+    const json report = read_json(dir / "rep" / "report.json");
+    for (const auto& t : report["tensors"]) tensors[t["name"].get<std::string>()] = t;
+    for (const char* name : {"Wc", "Wg", "Wl"}) CHECK(tensors[name]["decision"] == "quantized");
+    CHECK(tensors["zero"]["decision"] == "skipped");
+    CHECK(tensors["zero"]["reason"] ==
+          "read by Greater (input 1): not a weight of a MatMul, Gemm, Conv or Gather");
+
     auto xs = normal_values(32, 8);
     write_npy(make_f32_tensor("x", {1, 4, 8}, xs), dir / "x.npy");
     auto o = test::run_oracle(
