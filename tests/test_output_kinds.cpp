@@ -558,6 +558,58 @@ TEST_CASE("compress: the recipe says the kind, CTC gates judge the task metric",
     CHECK_THAT(bad.err, Catch::Contains("validate.labels (") && Catch::Contains("3 lines"));
 }
 
+TEST_CASE("compress validates every .epk and .onnx output, the .onnx too",
+          "[validate][kinds][ci]") {
+    test::TempDir dir;
+    save_model(detector(1.0f), dir / "det.onnx");
+    json recipe = {{"model", "det.onnx"},
+                   {"passes", json::array()},
+                   {"output", {"out/m.onnx", "out/m.epk"}},
+                   {"validate",
+                    {{"samples", 2},
+                     {"benchmark_runs", 0},
+                     {"outputs", {{"prob", {{"kind", "regression"}}}}}}},
+                   {"gates", {{"min_sqnr_db", 100}}}};
+    test::write_file(dir / "r.json", recipe.dump(2));
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string()});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    json report = read_json(dir / "out/report.json");
+    // The first .epk is the primary validation, though the .onnx is listed first.
+    CHECK(report["validation"]["candidate"].get<std::string>().ends_with("m.epk"));
+    const auto& outs = report["outputs"];
+    REQUIRE(outs.size() == 2);
+    CHECK(outs[0]["validated"] == true);
+    CHECK(outs[1]["validated"] == true);
+    CHECK(outs[0].find("not_validated") == outs[0].end());
+    REQUIRE(report["other_validations"].size() == 1);
+    const auto& other = report["other_validations"][0];
+    CHECK(other["candidate"].get<std::string>().ends_with("m.onnx"));
+    CHECK(other["outputs"][0]["kind"] == "regression");
+    CHECK(other["gates"][0]["name"] == "min_sqnr_db");
+    CHECK(other["gates"][0]["passed"] == true);
+    CHECK(report["validation"]["outputs"][0]["kind"] == "regression");
+    CHECK(report["validation"]["outputs"][0]["kind_reason"] == "validate.outputs.prob");
+    CHECK_THAT(r.err, Catch::Contains("also validated ") && Catch::Contains("m.onnx"));
+    auto md = test::read_file(dir / "out/report.md");
+    CHECK_THAT(md, Catch::Contains("| also validated |"));
+    auto schema = test::run_oracle("json_schema_check.py",
+                                   {(test::source_dir() / "docs" / "report.schema.json").string(),
+                                    (dir / "out/report.json").string()});
+    INFO(schema.out << schema.err);
+    CHECK(schema.exit_code == 0);
+
+    // Without the recipe's word the map is inferred: a map, no KL gate to read.
+    r = test::run_edgepack({"compress", (dir / "r.json").string(), "--set", "validate.outputs={}"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    report = read_json(dir / "out/report.json");
+    CHECK(report["validation"]["outputs"][0]["kind"] == "map");
+    CHECK(report["other_validations"][0]["outputs"][0]["kind"] == "map");
+    CHECK(report["metrics"]["top1_agreement"].is_null());
+    CHECK_THAT(r.err, !Catch::Contains("top-1"));
+}
+
 TEST_CASE("validate.outputs in recipes and --set, output names with dots included",
           "[recipe][kinds]") {
     test::TempDir dir;
