@@ -475,15 +475,7 @@ void judge(CompressRun& run) {
         other["metrics"] =
             flat_metrics(other, nlohmann::json(), nlohmann::json(), nlohmann::json());
         other["gates"] = evaluate_gates(every_output, other["metrics"]);
-        const std::string file =
-            std::filesystem::path(other["candidate"].get<std::string>()).filename().string();
-        for (const auto& c : other["gates"])
-            for (auto& g : run.gates)
-                if (g["name"] == c["name"] && g["passed"].get<bool>() && !c["passed"].get<bool>()) {
-                    g = c;
-                    g["detail"] = cat(file, ": ", c["detail"].get<std::string>());
-                    g["output"] = other["candidate"];
-                }
+        fold_output_checks(run.gates, other["gates"], other["candidate"].get<std::string>());
     }
     for (auto& o : run.outputs_json)
         if (auto it = run.not_validated.find(o["path"].get<std::string>());

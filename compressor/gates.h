@@ -63,6 +63,13 @@ struct Limit {
 [[nodiscard]] nlohmann::json evaluate_gates(const std::vector<Limit>& gates,
                                             const nlohmann::json& metrics);
 
+// Folds the checks of the same gates judged on another output (`output`, a path) into
+// `checks`: a gate holds only when it holds on every output, so a check that passed in
+// `checks` and failed in `other` becomes that failure, its detail prefixed with the file's
+// name and "output" set to the path. Gates absent from `other` are left as they are.
+void fold_output_checks(nlohmann::json& checks, const nlohmann::json& other,
+                        const std::string& output);
+
 // Compares metrics with an earlier report's metrics (its "metrics" object).
 [[nodiscard]] nlohmann::json compare_baseline(const std::vector<Limit>& tolerances,
                                               const nlohmann::json& metrics,

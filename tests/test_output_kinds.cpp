@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "compressor/gates.h"
 #include "compressor/recipe.h"
 #include "compressor/task_metrics.h"
 #include "formats/model_io.h"
@@ -672,4 +673,24 @@ TEST_CASE("PP-OCRv4 rec decodes with ppocr_keys_v1.txt: 6623 symbols + blank + s
     CHECK_THAT(r.err, Catch::Contains("--ctc-alphabet softmax_11.tmp_0: ") &&
                           Catch::Contains("has 2 symbols, so CTC needs 3 classes") &&
                           Catch::Contains("has 6625"));
+}
+
+TEST_CASE("a comparison gate fails when it fails on any validated output", "[ci][kinds]") {
+    std::vector<Limit> gates{{"max_kl_mean", 0.01}, {"min_sqnr_db", 30}};
+    json first = evaluate_gates(gates, {{"kl_mean", 0.005}, {"sqnr_db", 35.0}});
+    json second = evaluate_gates(gates, {{"kl_mean", 0.02}, {"sqnr_db", 40.0}});
+    REQUIRE(first[0]["passed"] == true);
+    fold_output_checks(first, second, "/out/m.onnx");
+    CHECK(first[0]["passed"] == false);
+    CHECK(first[0]["value"] == 0.02);
+    CHECK(first[0]["output"] == "/out/m.onnx");
+    CHECK(first[0]["detail"] == "m.onnx: kl_mean 0.02 > limit 0.01 (by 0.01)");
+    CHECK(first[1]["passed"] == true);  // held on both: the first output's check stays
+    CHECK(first[1]["value"] == 35.0);
+    CHECK(first[1].find("output") == first[1].end());
+    // A gate that already failed on the first output keeps that failure.
+    json failing = evaluate_gates(gates, {{"kl_mean", 0.5}, {"sqnr_db", 35.0}});
+    fold_output_checks(failing, second, "/out/m.onnx");
+    CHECK(failing[0]["value"] == 0.5);
+    CHECK(failing[0].find("output") == failing[0].end());
 }
