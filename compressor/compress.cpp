@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -53,13 +54,39 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
     return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
 
-// The output the recipe validates: the first .epk, else the first .onnx.
+bool runnable(const std::filesystem::path& output) {
+    return output.extension() == ".epk" || output.extension() == ".onnx";
+}
+
+// The output the recipe validates first (its report.json "validation", size and benchmark):
+// the first .epk, else the first .onnx. With a "validate" section every other .epk / .onnx
+// output is validated too (other_validated_outputs).
 std::optional<std::filesystem::path> validated_output(
     const std::vector<std::filesystem::path>& outputs) {
     for (const char* ext : {".epk", ".onnx"})
         for (const auto& o : outputs)
             if (o.extension() == ext) return o;
     return std::nullopt;
+}
+
+// Every .epk / .onnx output but the first validated one, in recipe order.
+std::vector<std::filesystem::path> other_validated_outputs(
+    const std::vector<std::filesystem::path>& outputs,
+    const std::optional<std::filesystem::path>& first) {
+    std::vector<std::filesystem::path> others;
+    for (const auto& o : outputs)
+        if (runnable(o) && (!first || o != *first)) others.push_back(o);
+    return others;
+}
+
+// A gate judged on every validated output, not only the first: one that reads a comparison
+// of the two models (sizes, latency and memory are measured on the first output only).
+bool judged_on_every_output(const Limit& gate) {
+    const GateSpec* spec = find_gate(gate.name);
+    return spec &&
+           (spec->needs == MetricNeeds::Validation || spec->needs == MetricNeeds::Labels ||
+            spec->needs == MetricNeeds::CtcDecode) &&
+           std::string_view(spec->metric) != "peak_memory_bytes";
 }
 
 // report.json "validation" from `edgepack validate`'s report (schema edgepack.validate/1).
@@ -159,6 +186,7 @@ struct CompressRun {
     // write_outputs, measure_size
     SaveOptions save;
     std::optional<std::filesystem::path> validated;
+    std::vector<std::filesystem::path> also_validated;  // with a "validate" section
     nlohmann::json outputs_json = nlohmann::json::array();
     double save_seconds = 0.0;
     size_t primary = 0;  // in outputs_json: the validated output, else the first
@@ -167,6 +195,10 @@ struct CompressRun {
     // validate_and_benchmark (null without a "validate" section)
     int threads = 1;
     nlohmann::json validation, latency, memory;
+    // One validation section per output of also_validated (with its own "metrics" and
+    // "gates"), and why an output could not be validated, by path.
+    nlohmann::json other_validations = nlohmann::json::array();
+    std::map<std::filesystem::path, std::string> not_validated;
     double validate_seconds = 0.0, benchmark_seconds = 0.0;
     // judge
     nlohmann::json metrics, gates, baseline, failed;  // failed: names of the failed checks
@@ -454,7 +486,8 @@ nlohmann::json write_output(CompressRun& run, const std::filesystem::path& outpu
         extra.push_back(data);
     run.written_files.insert(run.written_files.end(), extra.begin(), extra.end());
     nlohmann::json file = file_json(output, extra);
-    file["validated"] = run.validated && output == *run.validated;
+    file["validated"] = (run.validated && output == *run.validated) ||
+                        std::count(run.also_validated.begin(), run.also_validated.end(), output);
     return file;
 }
 
@@ -489,6 +522,8 @@ void write_outputs(CompressRun& run) {
     for (const auto& d : missing_dirs(run.report_dir)) run.created_dirs.push_back(d);
     run.save = save_options(run);
     run.validated = validated_output(run.outputs);
+    if (run.recipe.validate)
+        run.also_validated = other_validated_outputs(run.outputs, run.validated);
     for (const auto& output : run.outputs) run.outputs_json.push_back(write_output(run, output));
     std::ostream& err = run.err;
     err << format_summary(run.records);
@@ -503,8 +538,8 @@ void write_outputs(CompressRun& run) {
 
 // report.json "size": the input against the primary output, by tensor category.
 void measure_size(CompressRun& run) {
-    for (size_t i = 0; i < run.outputs_json.size(); ++i)
-        if (run.outputs_json[i]["validated"].get<bool>()) {
+    for (size_t i = 0; i < run.outputs.size(); ++i)
+        if (run.validated && run.outputs[i] == *run.validated) {
             run.primary = i;
             break;
         }
@@ -576,6 +611,24 @@ void validate_and_benchmark(CompressRun& run) {
     rt::Executor candidate(load_model(*run.validated), exec);
     run.validation =
         validation_section(validate_models(reference, candidate, v, run.long_steps()), run.threads);
+    // Every other .epk / .onnx output against the same reference executor.
+    for (const auto& other : run.also_validated) {
+        if (run.progress)
+            run.err << "edgepack: validating " << other.string() << "\n" << std::flush;
+        std::optional<rt::Executor> also;
+        try {
+            also.emplace(load_model(other), exec);
+        } catch (const InputError& e) {
+            // The file was written; the runtime cannot run it (an op it lacks): said in the
+            // report, and no gate passes on an unchecked file.
+            run.not_validated[other] = e.what();
+            continue;
+        }
+        ValidateOptions vo = v;
+        vo.candidate = other;
+        run.other_validations.push_back(validation_section(
+            validate_models(reference, *also, vo, run.long_steps()), run.threads));
+    }
     run.validate_seconds = seconds_since(validate_start);
     benchmark(run, reference, candidate, v.data);
 }
@@ -584,6 +637,33 @@ void validate_and_benchmark(CompressRun& run) {
 void judge(CompressRun& run) {
     run.metrics = flat_metrics(run.validation, run.size, run.latency, run.memory);
     run.gates = evaluate_gates(run.recipe.gates, run.metrics);
+    // The comparison gates hold only when they hold for every validated output.
+    std::vector<Limit> every_output;
+    for (const auto& g : run.recipe.gates)
+        if (judged_on_every_output(g)) every_output.push_back(g);
+    for (auto& other : run.other_validations) {
+        other["metrics"] =
+            flat_metrics(other, nlohmann::json(), nlohmann::json(), nlohmann::json());
+        other["gates"] = evaluate_gates(every_output, other["metrics"]);
+        fold_output_checks(run.gates, other["gates"], other["candidate"].get<std::string>());
+    }
+    for (auto& o : run.outputs_json)
+        if (auto it = run.not_validated.find(o["path"].get<std::string>());
+            it != run.not_validated.end()) {
+            o["validated"] = false;
+            o["not_validated"] = it->second;
+        }
+    if (!run.not_validated.empty()) {
+        // A gate cannot hold on a file that was not checked.
+        for (auto& g : run.gates) {
+            Limit limit{g["name"].get<std::string>(), 0};
+            if (!judged_on_every_output(limit) || !g["passed"].get<bool>()) continue;
+            const auto& [path, why] = *run.not_validated.begin();
+            g["passed"] = false;
+            g["detail"] = cat(path.filename().string(), ": not validated (", why, ")");
+            g["output"] = path.string();
+        }
+    }
     if (run.options.baseline) {
         BaselineComparison c =
             compare_baseline(run.recipe.baseline, run.metrics, run.baseline_report.metrics);
@@ -621,6 +701,7 @@ nlohmann::json report_json(const CompressRun& run) {
             {"passes", passes_json(run.records)},
             {"tensors", tensor_decisions(run.before, run.after, run.records)},
             {"validation", run.validation},
+            {"other_validations", run.other_validations},
             {"metrics", run.metrics},
             {"latency", run.latency},
             {"memory", run.memory},
@@ -708,6 +789,23 @@ void print_json_summary(const CompressRun& run) {
 void print_summary(const CompressRun& run) {
     std::ostream& err = run.err;
     if (!run.validation.is_null()) print_validation(run);
+    for (const auto& other : run.other_validations) {
+        size_t failed = 0;
+        for (const auto& g : other["gates"]) failed += g["passed"].get<bool>() ? 0 : 1;
+        const auto& m = other["metrics"];
+        err << "edgepack: also validated " << other["candidate"].get<std::string>() << ":";
+        const char* sep = " ";
+        for (const char* key :
+             {"kl_mean", "top1_agreement", "line_agreement", "accuracy_candidate", "sqnr_db"}) {
+            if (m[key].is_null()) continue;
+            err << sep << key << " " << m[key].dump();
+            sep = ", ";
+        }
+        err << "; gates on it: " << other["gates"].size() - failed << " passed, " << failed
+            << " failed\n";
+    }
+    for (const auto& [path, why] : run.not_validated)
+        err << "edgepack: not validated: " << path.string() << ": " << why << "\n";
     if (!run.gates.empty()) print_checks(err, run.gates, "gates");
     if (run.baseline.is_object()) {
         print_checks(err, run.baseline["checks"], "baseline");

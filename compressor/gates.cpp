@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -207,6 +208,17 @@ json evaluate_gates(const std::vector<Limit>& gates, const json& metrics) {
                             metric_of(metrics, spec->metric), "limit "));
     }
     return out;
+}
+
+void fold_output_checks(json& checks, const json& other, const std::string& output) {
+    const std::string file = std::filesystem::path(output).filename().string();
+    for (const auto& c : other)
+        for (auto& g : checks)
+            if (g["name"] == c["name"] && g["passed"].get<bool>() && !c["passed"].get<bool>()) {
+                g = c;
+                g["detail"] = cat(file, ": ", c["detail"].get<std::string>());
+                g["output"] = output;
+            }
 }
 
 BaselineComparison compare_baseline(const std::vector<Limit>& tolerances, const json& metrics,

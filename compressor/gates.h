@@ -88,6 +88,13 @@ struct Limit {
 [[nodiscard]] nlohmann::json evaluate_gates(const std::vector<Limit>& gates,
                                             const nlohmann::json& metrics);
 
+// Folds the checks of the same gates judged on another output (`output`, a path) into
+// `checks`: a gate holds only when it holds on every output, so a check that passed in
+// `checks` and failed in `other` becomes that failure, its detail prefixed with the file's
+// name and "output" set to the path. Gates absent from `other` are left as they are.
+void fold_output_checks(nlohmann::json& checks, const nlohmann::json& other,
+                        const std::string& output);
+
 // Compares metrics with an earlier report's metrics (its "metrics" object). A metric the
 // earlier report did not measure (absent or null) is no check: it is listed in
 // `not_in_baseline` (report.json "baseline.not_in_baseline"), not failed.

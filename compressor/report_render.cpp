@@ -1130,13 +1130,42 @@ Doc build_doc(const json& report, bool charts) {
                 {}};
         for (const auto& o : items(outputs)) {
             const json& v = at(o, "validated");
+            const json& why = at(o, "not_validated");
+            std::string validated = v.is_boolean() ? (v.get<bool>() ? "yes" : "no") : "";
+            if (why.is_string()) validated += ": " + u(why);
             t.rows.push_back({{u(at(o, "path"))},
                               {u(at(o, "format"))},
                               {fmt_bytes(at(o, "bytes"))},
                               {short_hash(at(o, "sha256"))},
-                              {v.is_boolean() ? (v.get<bool>() ? "yes" : "no") : ""}});
+                              {validated}});
         }
         doc.table(std::move(t));
+        // Every other validated output: its comparison and the gates judged on it (the
+        // accuracy section above is the first validated output's).
+        const json& others = at(report, "other_validations");
+        if (!items(others).empty()) {
+            Table v{{"also validated", "KL mean", "top-1 agreement", "line agreement", "accuracy",
+                     "SQNR", "gates"},
+                    {false, true, true, true, true, true, false},
+                    {}};
+            for (const auto& other : items(others)) {
+                const json& m = at(other, "metrics");
+                size_t failed = 0, total = 0;
+                for (const auto& g : items(at(other, "gates"))) {
+                    ++total;
+                    if (!(at(g, "passed") == true)) ++failed;
+                }
+                v.rows.push_back({{u(at(other, "candidate"))},
+                                  {fmt_value(at(m, "kl_mean"))},
+                                  {fmt_percent(at(m, "top1_agreement"))},
+                                  {fmt_percent(at(m, "line_agreement"))},
+                                  {fmt_percent(at(m, "accuracy_candidate"))},
+                                  {fmt_unit(at(m, "sqnr_db"), "dB")},
+                                  {std::to_string(total - failed) + " of " + std::to_string(total) +
+                                   " passed"}});
+            }
+            doc.table(std::move(v));
+        }
     }
     {
         const json& env = at(report, "environment");

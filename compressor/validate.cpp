@@ -232,8 +232,9 @@ void check_output_specs(const OutputSpecs& specs, const Model& model, const fs::
     if (!labels.empty() && text_labels(labels) && !ctc)
         throw InputError(cat(labels_field, ": ", labels.string(),
                              " holds text labels, which need an output decoded with CTC "
-                             "(validate.outputs.NAME: {\"kind\": \"sequence\", \"decode\": "
-                             "\"ctc\", \"alphabet\": FILE}); class labels are an int .npy"));
+                             "(--ctc-alphabet NAME=FILE, or in a recipe validate.outputs.NAME: "
+                             "{\"decode\": \"ctc\", \"alphabet\": FILE}); class labels are "
+                             "an int32/int64 .npy"));
 }
 
 json validate_models(const ValidateOptions& options, Progress* progress) {

@@ -112,6 +112,16 @@ TEST_CASE("compress CI: gates that hold exit 0 and write the outputs and four re
     CHECK(report["gates"].size() == 9);
     CHECK(report["outputs"][0]["validated"] == true);
     CHECK(report["outputs"][0]["bytes"] == fs::file_size(dir / "m.epk"));
+    // The .onnx a user ships is validated too, and the comparison gates judged on it.
+    CHECK(report["outputs"][1]["validated"] == true);
+    REQUIRE(report["other_validations"].size() == 1);
+    const json& onnx = report["other_validations"][0];
+    CHECK(onnx["candidate"] == (dir / "m.onnx").string());
+    CHECK(onnx["metrics"]["kl_mean"].get<double>() ==
+          Approx(report["metrics"]["kl_mean"].get<double>()).margin(1e-6));
+    CHECK(onnx["gates"].size() == 4);  // KL mean, KL p99, top-1, SQNR; not sizes or memory
+    for (const auto& g : onnx["gates"]) CHECK(g["passed"] == true);
+    CHECK_THAT(r.err, Catch::Contains("edgepack: also validated " + (dir / "m.onnx").string()));
     CHECK(report["input"]["bytes"] == fs::file_size(mnist_model()));
     // Every weight of MNIST's two Conv and two Gemm layers is quantized; biases are not.
     size_t quantized = 0;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "compressor/gates.h"
 #include "compressor/recipe.h"
 #include "compressor/task_metrics.h"
 #include "formats/model_io.h"
@@ -558,6 +559,58 @@ TEST_CASE("compress: the recipe says the kind, CTC gates judge the task metric",
     CHECK_THAT(bad.err, Catch::Contains("validate.labels (") && Catch::Contains("3 lines"));
 }
 
+TEST_CASE("compress validates every .epk and .onnx output, the .onnx too",
+          "[validate][kinds][ci]") {
+    test::TempDir dir;
+    save_model(detector(1.0f), dir / "det.onnx");
+    json recipe = {{"model", "det.onnx"},
+                   {"passes", json::array()},
+                   {"output", {"out/m.onnx", "out/m.epk"}},
+                   {"validate",
+                    {{"samples", 2},
+                     {"benchmark_runs", 0},
+                     {"outputs", {{"prob", {{"kind", "regression"}}}}}}},
+                   {"gates", {{"min_sqnr_db", 100}}}};
+    test::write_file(dir / "r.json", recipe.dump(2));
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string()});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    json report = read_json(dir / "out/report.json");
+    // The first .epk is the primary validation, though the .onnx is listed first.
+    CHECK(report["validation"]["candidate"].get<std::string>().ends_with("m.epk"));
+    const auto& outs = report["outputs"];
+    REQUIRE(outs.size() == 2);
+    CHECK(outs[0]["validated"] == true);
+    CHECK(outs[1]["validated"] == true);
+    CHECK(outs[0].find("not_validated") == outs[0].end());
+    REQUIRE(report["other_validations"].size() == 1);
+    const auto& other = report["other_validations"][0];
+    CHECK(other["candidate"].get<std::string>().ends_with("m.onnx"));
+    CHECK(other["outputs"][0]["kind"] == "regression");
+    CHECK(other["gates"][0]["name"] == "min_sqnr_db");
+    CHECK(other["gates"][0]["passed"] == true);
+    CHECK(report["validation"]["outputs"][0]["kind"] == "regression");
+    CHECK(report["validation"]["outputs"][0]["kind_reason"] == "validate.outputs.prob");
+    CHECK_THAT(r.err, Catch::Contains("also validated ") && Catch::Contains("m.onnx"));
+    auto md = test::read_file(dir / "out/report.md");
+    CHECK_THAT(md, Catch::Contains("| also validated |"));
+    auto schema = test::run_oracle("json_schema_check.py",
+                                   {(test::source_dir() / "docs" / "report.schema.json").string(),
+                                    (dir / "out/report.json").string()});
+    INFO(schema.out << schema.err);
+    CHECK(schema.exit_code == 0);
+
+    // Without the recipe's word the map is inferred: a map, no KL gate to read.
+    r = test::run_edgepack({"compress", (dir / "r.json").string(), "--set", "validate.outputs={}"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    report = read_json(dir / "out/report.json");
+    CHECK(report["validation"]["outputs"][0]["kind"] == "map");
+    CHECK(report["other_validations"][0]["outputs"][0]["kind"] == "map");
+    CHECK(report["metrics"]["top1_agreement"].is_null());
+    CHECK_THAT(r.err, !Catch::Contains("top-1"));
+}
+
 TEST_CASE("validate.outputs in recipes and --set, output names with dots included",
           "[recipe][kinds]") {
     test::TempDir dir;
@@ -620,4 +673,24 @@ TEST_CASE("PP-OCRv4 rec decodes with ppocr_keys_v1.txt: 6623 symbols + blank + s
     CHECK_THAT(r.err, Catch::Contains("--ctc-alphabet softmax_11.tmp_0: ") &&
                           Catch::Contains("has 2 symbols, so CTC needs 3 classes") &&
                           Catch::Contains("has 6625"));
+}
+
+TEST_CASE("a comparison gate fails when it fails on any validated output", "[ci][kinds]") {
+    std::vector<Limit> gates{{"max_kl_mean", 0.01}, {"min_sqnr_db", 30}};
+    json first = evaluate_gates(gates, {{"kl_mean", 0.005}, {"sqnr_db", 35.0}});
+    json second = evaluate_gates(gates, {{"kl_mean", 0.02}, {"sqnr_db", 40.0}});
+    REQUIRE(first[0]["passed"] == true);
+    fold_output_checks(first, second, "/out/m.onnx");
+    CHECK(first[0]["passed"] == false);
+    CHECK(first[0]["value"] == 0.02);
+    CHECK(first[0]["output"] == "/out/m.onnx");
+    CHECK(first[0]["detail"] == "m.onnx: kl_mean 0.02 > limit 0.01 (by 0.01)");
+    CHECK(first[1]["passed"] == true);  // held on both: the first output's check stays
+    CHECK(first[1]["value"] == 35.0);
+    CHECK(first[1].find("output") == first[1].end());
+    // A gate that already failed on the first output keeps that failure.
+    json failing = evaluate_gates(gates, {{"kl_mean", 0.5}, {"sqnr_db", 35.0}});
+    fold_output_checks(failing, second, "/out/m.onnx");
+    CHECK(failing[0]["value"] == 0.5);
+    CHECK(failing[0].find("output") == failing[0].end());
 }

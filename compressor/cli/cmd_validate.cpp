@@ -32,10 +32,13 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
     auto* cmd = app.add_subcommand(
         "validate",
         "Compare a candidate model with a reference on the same inputs: per output max/mean "
-        "absolute error, cosine similarity, SQNR; for class outputs KL divergence of the softmax "
-        "distributions (llama.cpp-style statistics), same top-1 and top-5 agreement; with --labels "
-        "both accuracies and the drop. Also the distillation-loss evaluation: teacher = "
-        "--reference, student = --candidate, KL(teacher || student).");
+        "absolute error, cosine similarity, SQNR, and the metrics of the output's kind (inferred "
+        "from the graph, or --output-kind): classes / sequence get the KL divergence of the "
+        "distributions (llama.cpp-style statistics), same top-1 and top-5 agreement; maps the "
+        "IoU of the thresholded maps; embeddings the cosine per row. With --labels the task "
+        "metric: top-1 accuracy (.npy), or CTC line accuracy and character error rate (.txt). "
+        "Also the distillation-loss evaluation: teacher = --reference, student = --candidate, "
+        "KL(teacher || student).");
     cmd->add_option("--reference", args->reference, "Reference (teacher) model")->required();
     cmd->add_option("--candidate", args->candidate, "Candidate (student) model")->required();
     auto* data = cmd->add_option("--data", args->data,
