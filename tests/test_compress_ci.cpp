@@ -456,48 +456,9 @@ TEST_CASE("compress CI: --quiet prints nothing, plain lines on a pipe, the schem
     CHECK(test::run_edgepack({"compress", bad_path.string()}).exit_code == 2);
 }
 
-TEST_CASE("compress CI: the cleanup and PP-OCRv4 example recipes run with their gates holding",
-          "[ci][examples][real]") {
-    struct Example {
-        const char* recipe;
-        fs::path model;
-    };
-    const auto recipes = test::source_dir() / "examples" / "recipes";
-    for (const Example& e :
-         {Example{"ppocr-rec-int8.json",
-                  test::model_cache() / "ppocr" / "ch_PP-OCRv4_rec_infer.onnx"},
-          Example{"cleanup-ppocr-cls.json",
-                  test::model_cache() / "ppocr" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"},
-          Example{"cleanup-stories260k.json",
-                  test::shared_models() / "stories260k" / "model.onnx"}}) {
-        DYNAMIC_SECTION(e.recipe) {
-            INFO(e.recipe);
-            EP_REQUIRE_FILE_OR_CONTINUE(e.model);
-            test::TempDir dir;
-            auto recipe = recipes / e.recipe;
-            auto ext = read_json(recipe)["output"].get<std::string>();
-            auto out = dir / ("out" + fs::path(ext).extension().string());
-            auto r = test::run_edgepack({"compress", recipe.string(), "-o", out.string(),
-                                         "--report-dir", (dir / "reports").string()});
-            INFO(r.err);
-            CHECK(r.exit_code == 0);
-            CHECK_THAT(r.err, Catch::Contains("edgepack: verdict: PASS (exit 0)"));
-            auto schema =
-                test::run_oracle("json_schema_check.py",
-                                 {(test::source_dir() / "docs" / "report.schema.json").string(),
-                                  (dir / "reports" / "report.json").string()});
-            INFO(schema.out << schema.err);
-            CHECK(schema.exit_code == 0);
-            json report = read_json(dir / "reports" / "report.json");
-            CHECK_FALSE(report["gates"].empty());
-            CHECK(report["validation"].is_object());
-        }
-    }
-}
-
 TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][examples]") {
-    // The tests that run them: this file (cleanup, PP-OCRv4) and test_quantize_accept.cpp
-    // (stories260k int8 / int4 RTN, GPTQ, AWQ; MNIST int8 / int4, with real data).
+    // The tests that run them, on real data: test_examples.cpp (every one, on a slice of its
+    // data) and test_quantize_accept.cpp (stories260k and MNIST on the full sets).
     const std::set<std::string> tested{
         "ppocr-rec-int8.json",       "cleanup-ppocr-cls.json",    "cleanup-stories260k.json",
         "stories260k-int8.json",     "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",

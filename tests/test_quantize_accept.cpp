@@ -3,9 +3,9 @@
 // int4 (docs/quantization.md has the table these tests assert).
 //
 // stories260k: calibration and evaluation token sequences are sampled from the model
-// itself with ONNX Runtime (scripts/xcheck/sample_tokens.py; calibration seed 1, evaluation
-// seed 2: disjoint draws), the example recipes are compressed to .epk and
-// `edgepack validate --data eval.npy --json` gives the KL mean against the float model.
+// itself with ONNX Runtime (scripts/xcheck/sample_tokens.py, run by scripts/make_data.sh;
+// calibration seed 1, evaluation seed 2: disjoint draws), the example recipes are compressed to
+// .epk and `edgepack validate --data eval.npy --json` gives the KL mean against the float model.
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -24,6 +24,11 @@ json read_json(const fs::path& p) {
     std::ifstream in(p);
     REQUIRE(in.good());
     return json::parse(in);
+}
+
+// What scripts/make_data.sh (part of scripts/setup.sh) writes.
+fs::path data_dir() {
+    return ep::test::source_dir() / ".cache" / "data";
 }
 
 fs::path stories() {
@@ -103,8 +108,11 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
           "[quantize][acceptance][real]") {
     EP_REQUIRE_FILE_OR_SKIP(stories());
     ep::test::TempDir dir;
-    sample_tokens(dir / "calib.npy", 1, 64, 64);
-    sample_tokens(dir / "eval.npy", 2, 64, 64);
+    // The set-up's tokens (scripts/make_data.sh: sample_tokens.py seeds 1 and 2, 64 x 64).
+    const fs::path calib = data_dir() / "stories260k-calib.npy";
+    const fs::path eval = data_dir() / "stories260k-eval.npy";
+    REQUIRE(fs::exists(calib));
+    REQUIRE(fs::exists(eval));
     std::map<std::string, double> kl;
     for (const char* v : {"int8", "int4-rtn", "int4-gptq", "int4-awq"}) {
         INFO(v);
@@ -115,14 +123,12 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
         // evaluation tokens of this run; exit 0 means its gates held.
         auto reports = dir / (std::string(v) + "-report");
         std::vector<std::string> args{
-            "compress",     recipe.string(),
-            "-o",           out.string(),
-            "--report-dir", reports.string(),
-            "--set",        "validate.data=" + (dir / "eval.npy").string()};
+            "compress",     recipe.string(),  "-o",    out.string(),
+            "--report-dir", reports.string(), "--set", "validate.data=" + eval.string()};
         if (std::string(v).find("gptq") != std::string::npos ||
             std::string(v).find("awq") != std::string::npos) {
             args.push_back("--set");
-            args.push_back("calibration.data=" + (dir / "calib.npy").string());
+            args.push_back("calibration.data=" + calib.string());
         }
         auto c = ep::test::run_edgepack(args);
         INFO(c.err);
@@ -136,13 +142,13 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
         // ONNX Runtime + numpy on the model exported as ONNX (QDQ: the same int8 codes and
         // scales) with validate_oracle.py.
         if (std::string(v) == "int8") {
-            json alone = validate(stories(), out, {"--data", (dir / "eval.npy").string()},
-                                  dir / "int8-validate.json");
+            json alone =
+                validate(stories(), out, {"--data", eval.string()}, dir / "int8-validate.json");
             CHECK(kl_mean(alone) == kl[v]);
             auto onnx = dir / "int8.onnx";
-            auto e = ep::test::run_edgepack(
-                {"compress", recipe.string(), "-o", onnx.string(), "--set", "onnx.quantized=qdq",
-                 "--set", "validate.data=" + (dir / "eval.npy").string(), "--quiet"});
+            auto e = ep::test::run_edgepack({"compress", recipe.string(), "-o", onnx.string(),
+                                             "--set", "onnx.quantized=qdq", "--set",
+                                             "validate.data=" + eval.string(), "--quiet"});
             INFO(e.err);
             REQUIRE(e.exit_code == 0);
             auto npz = dir / "eval-npz";
@@ -152,7 +158,7 @@ TEST_CASE("stories260k: int8 KL <= 0.05 and int4 g32 GPTQ and AWQ KL <= 0.85 x R
                  "os.makedirs(sys.argv[2])\n"
                  "for i, row in enumerate(np.load(sys.argv[1])):\n"
                  "    np.savez(os.path.join(sys.argv[2], f'{i:04d}.npz'), input_ids=row[None])",
-                 (dir / "eval.npy").string(), npz.string()});
+                 eval.string(), npz.string()});
             INFO(split.err);
             REQUIRE(split.exit_code == 0);
             auto oracle = ep::test::run_oracle("validate_oracle.py",
@@ -185,13 +191,9 @@ TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt and int4 g32 drop <= 0.2 pt o
     EP_REQUIRE_FILE_OR_SKIP(model);
     EP_REQUIRE_FILE_OR_SKIP(dir_models / "t10k-images-idx3-ubyte.gz");
     ep::test::TempDir dir;
-    auto r = ep::test::run_oracle(
-        "mnist_to_npz.py",
-        {(dir_models / "t10k-images-idx3-ubyte.gz").string(),
-         (dir_models / "t10k-labels-idx1-ubyte.gz").string(), (dir / "data").string(),
-         "--labels-out", (dir / "labels.npy").string(), "--batch", "1000", "--compressed"});
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
+    // The set-up's test set (scripts/make_data.sh: mnist_to_npz.py, 10 batches of 1000).
+    const fs::path data = data_dir() / "mnist-test";
+    REQUIRE(fs::exists(data / "labels.npy"));
     struct Case {
         const char* name;
         const char* recipe;
@@ -204,10 +206,10 @@ TEST_CASE("MNIST CNN: int8 accuracy drop <= 0.1 pt and int4 g32 drop <= 0.2 pt o
         // The example recipe with the 10k test set and its labels: its gates include
         // max_accuracy_drop, so exit 0 is the acceptance criterion itself.
         auto reports = dir / (std::string(c.name) + "-report");
-        auto comp = ep::test::run_edgepack({"compress", recipe.string(), "-o", out.string(),
-                                            "--report-dir", reports.string(), "--set",
-                                            "validate.data=" + (dir / "data").string(), "--set",
-                                            "validate.labels=" + (dir / "labels.npy").string()});
+        auto comp =
+            ep::test::run_edgepack({"compress", recipe.string(), "-o", out.string(), "--report-dir",
+                                    reports.string(), "--set", "validate.data=" + data.string(),
+                                    "--set", "validate.labels=" + (data / "labels.npy").string()});
         INFO(comp.err);
         REQUIRE(comp.exit_code == 0);
         json report = read_json(reports / "report.json");

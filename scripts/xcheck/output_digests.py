@@ -2,7 +2,7 @@
 """SHA-256 of everything the example recipes write, to prove a refactor changed no byte.
 
 Runs every recipe in ROOT/examples/recipes with ROOT's build (after making the data the
-recipes name, as docs/ci.md does), then prints one line per file: the digest of each output
+recipes name with ROOT's scripts/make_data.sh), then prints one line per file: the digest of each output
 (.epk, .onnx, .onnx.data, .safetensors) and of each report.json with what legitimately
 differs between two runs taken out (timings, latencies and the gates judged on them, the
 verdict and exit code that follow those gates, the environment, and the checkout's own path). Run it in two checkouts and diff the outputs:
@@ -48,22 +48,9 @@ def normalized_report(path: pathlib.Path, root: pathlib.Path) -> str:
 
 
 def make_data(root: pathlib.Path) -> None:
-    py = str(root / ".venv" / "bin" / "python")
-    demo = root / "build" / "demo"
-    demo.mkdir(parents=True, exist_ok=True)
-    mnist = root.parent / "shared" / "models" / "mnist"
-    xcheck = root / "scripts" / "xcheck"
-    if (mnist / "t10k-images-idx3-ubyte.gz").exists() and not (demo / "mnist-test").exists():
-        subprocess.run([py, str(xcheck / "mnist_to_npz.py"), str(mnist / "t10k-images-idx3-ubyte.gz"),
-                        str(mnist / "t10k-labels-idx1-ubyte.gz"), str(demo / "mnist-test"),
-                        "--labels-out", str(demo / "mnist-test-labels.npy"), "--batch", "1000"],
-                       check=True, stdout=subprocess.DEVNULL)
-    stories = root.parent / "shared" / "models" / "stories260k" / "model.onnx"
-    for name, seed in (("stories260k-calib.npy", 1), ("stories260k-eval.npy", 2)):
-        if stories.exists() and not (demo / name).exists():
-            subprocess.run([py, str(xcheck / "sample_tokens.py"), str(stories), str(demo / name),
-                            "--seed", str(seed), "--count", "64", "--length", "64"],
-                           check=True, stdout=subprocess.DEVNULL)
+    """The data the recipes name: scripts/make_data.sh (idempotent) writes .cache/data."""
+    subprocess.run(["bash", str(root / "scripts" / "make_data.sh")], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def main() -> int:
