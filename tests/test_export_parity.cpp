@@ -13,6 +13,7 @@
 #include "formats/onnx_io.h"
 #include "ir/ir.h"
 #include "op_model.h"
+#include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
 #include "support.h"
 
@@ -200,4 +201,63 @@ TEST_CASE("an .onnx export that cannot succeed exits 2 at plan time and writes n
             REQUIRE(!std::filesystem::exists(onnx));
         }
     }
+}
+
+TEST_CASE("raising Softmax / LogSoftmax / Hardmax below opset 13 keeps their meaning",
+          "[export-parity][opset]") {
+    // Below opset 13 these normalise over the dimensions from `axis` on, flattened; the
+    // raised model must compute the same (formats/onnx_version.h).
+    test::TempDir dir;
+    Model m;
+    m.ir_version = 6;
+    m.opset_imports = {{"", 11}};
+    ValueType known;
+    known.elem = DType::F32;
+    known.shape = std::vector<Dim>{{2, "", ""}, {3, "", ""}, {4, "", ""}};
+    ValueType unranked;
+    unranked.elem = DType::F32;
+    m.graph.inputs = {{"x", unranked, ""}, {"z", known, ""}};  // x: rank unknown
+    auto node = [](const char* op, const char* in, const char* out, int64_t axis) {
+        Node n;
+        n.name = out;
+        n.op_type = op;
+        n.inputs = {in};
+        n.outputs = {out};
+        n.attributes = {int_attr("axis", axis)};
+        return n;
+    };
+    m.graph.nodes = {node("Softmax", "x", "s1", 1), node("LogSoftmax", "x", "l0", 0),
+                     node("Hardmax", "z", "h0", 0), node("Softmax", "z", "s2", 2)};
+    for (const char* o : {"s1", "l0", "h0", "s2"}) m.graph.outputs.push_back({o, {}, ""});
+    const auto path = dir / "soft11.onnx";
+    write_onnx(m, path);
+    int64_t stored = 0;
+    Model raised = read_onnx(path, OnnxReadOptions{13}, &stored);
+    REQUIRE(stored == 11);
+    REQUIRE(raised.opset("") == 13);
+    Tensor x = test::random_f32({2, 3, 4}, 5, -3.0f, 3.0f);
+    const rt::NamedTensors feeds{{"x", x}, {"z", x}};
+    auto want = rt::Executor(read_onnx(path), rt::ExecOptions{1}).run(feeds);
+    auto got = rt::Executor(raised, rt::ExecOptions{1}).run(feeds);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(want[i].first);
+        REQUIRE(got[i].first == want[i].first);
+        REQUIRE(got[i].second.shape == want[i].second.shape);
+        const auto a = got[i].second.to_floats(), b = want[i].second.to_floats();
+        for (size_t k = 0; k < a.size(); ++k) REQUIRE(a[k] == Approx(b[k]).margin(1e-6));
+    }
+    if (test::run({test::python(), "-c", "import onnxruntime"}).exit_code != 0) return;
+    // The reference semantics themselves: ONNX Runtime on the opset-11 file.
+    write_npy(x, dir / "x.npy");
+    write_npy(x, dir / "z.npy");
+    const auto ref = dir / "ref";
+    std::filesystem::create_directories(ref);
+    for (const auto& [name, t] : got) write_npy(t, ref / (name + ".npy"));
+    auto o =
+        test::run_oracle("ort_quant_compare.py",
+                         {path.string(), "--input", "x=" + (dir / "x.npy").string(), "--input",
+                          "z=" + (dir / "z.npy").string(), "--ref", ref.string(), "--tol", "1e-6"});
+    INFO(o.out << o.err);
+    REQUIRE(o.exit_code == 0);
 }
