@@ -208,6 +208,13 @@ void raise_default_opset(onnx::ModelProto& proto, int64_t target, const std::str
     const int64_t source = default_opset(proto);
     if (source == 0 || source >= target) return;
     onnx::GraphProto& g = *proto.mutable_graph();
+    // ONNX 1.12's converter fails on any node of another domain (its schema lookup throws
+    // std::out_of_range): say which.
+    for (const auto& n : g.node())
+        if (!is_default_domain(n.domain()))
+            throw InputError(cat(what, ": the ONNX version converter cannot raise opset ", source,
+                                 " to ", target, " at ", node_label(n), " of domain '", n.domain(),
+                                 "': it converts default-domain models only"));
     auto kept = stub_initializers(g);
     const auto value_info = g.value_info();
     try {

@@ -14,9 +14,9 @@
 //     registers Hardmax 12 -> 13 as compatible, which it is not), the node is rewritten
 //     before converting as Flatten(axis) -> op(axis = 1) -> Reshape(Shape(x)), which means
 //     the same at every opset.
-// Nodes of other domains are left as they are (their meaning does not depend on the
-// default opset). A conversion the converter cannot make is an InputError naming the node
-// (found by converting each node alone) and both opsets.
+// A node of another domain is an InputError naming it (ONNX 1.12's converter fails on any).
+// A conversion the converter cannot make is an InputError naming the node (found by
+// converting each node alone) and both opsets.
 #pragma once
 
 #include <onnx/onnx_pb.h>

@@ -163,12 +163,18 @@ TEST_CASE("an .onnx export that cannot succeed exits 2 at plan time and writes n
     up.outputs = {"y"};
     m.graph.nodes = {mm, up};
     m.graph.outputs = {{"y", {}, ""}};
-    const auto source = dir / "odd9.onnx";
-    write_onnx(m, source);
+    const auto odd = dir / "odd9.onnx";
+    write_onnx(m, odd);
+    // A node of another domain: ONNX 1.12's converter converts default-domain models only.
+    m.graph.nodes[1].op_type = "Foo";
+    m.graph.nodes[1].domain = "com.example";
+    m.opset_imports.push_back({"com.example", 1});
+    const auto custom = dir / "custom9.onnx";
+    write_onnx(m, custom);
 
     const auto epk = dir / "out.epk";
     const auto onnx = dir / "out.onnx";
-    auto recipe_with = [&](const std::string& onnx_section) {
+    auto recipe_with = [&](const std::filesystem::path& source, const std::string& onnx_section) {
         const auto path = dir / "recipe.json";
         test::write_file(path, "{\"model\": \"" + source.string() +
                                    "\", \"passes\": [{\"pass\": \"quantize-weights\", \"bits\": "
@@ -179,16 +185,22 @@ TEST_CASE("an .onnx export that cannot succeed exits 2 at plan time and writes n
     };
     struct Case {
         const char* what;
+        std::filesystem::path source;
         std::string onnx_section;
         std::vector<std::string> message;
     };
-    for (const Case& c : {Case{"opset conversion",
-                               "\"onnx\": {\"quantized\": \"qdq\"}, ",
-                               {"cannot raise opset 9 to 13", "node 'odd' (NotAnOp)"}},
-                          Case{"no onnx.quantized",
-                               "",
-                               {"out.onnx", "choose onnx.quantized = matmulnbits or qdq"}}}) {
-        const auto recipe = recipe_with(c.onnx_section);
+    const std::vector<Case> cases{
+        {"unknown op",
+         odd,
+         "\"onnx\": {\"quantized\": \"qdq\"}, ",
+         {"cannot raise opset 9 to 13", "node 'odd' (NotAnOp)"}},
+        {"other domain",
+         custom,
+         "\"onnx\": {\"quantized\": \"matmulnbits\"}, ",
+         {"cannot raise opset 9 to 13", "node 'odd' (Foo) of domain 'com.example'"}},
+        {"no onnx.quantized", odd, "", {"out.onnx", "choose onnx.quantized = matmulnbits or qdq"}}};
+    for (const Case& c : cases) {
+        const auto recipe = recipe_with(c.source, c.onnx_section);
         for (bool dry : {true, false}) {
             CAPTURE(c.what, dry);
             std::vector<std::string> args{"compress", recipe.string()};
