@@ -15,6 +15,7 @@
 
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
+#include "compressor/export_check.h"
 #include "compressor/gates.h"
 #include "compressor/report.h"
 #include "compressor/stream_compress.h"
@@ -174,6 +175,7 @@ struct CompressRun {
     // load_and_plan
     PassManager manager;
     Model model;
+    std::vector<std::string> export_plan;  // check_exports' lines (export_check.h)
     double load_seconds = 0.0;
     PassManagerOptions manager_options;
     std::unique_ptr<calib::DataProvider> calibration;
@@ -263,6 +265,7 @@ void print_dry_run(CompressRun& run) {
     if (run.outputs.empty()) out << "(no output)";
     const size_t n = run.manager.size();
     out << ", " << n << " pass" << (n == 1 ? "" : "es") << "\n";
+    for (const auto& line : run.export_plan) out << line << "\n";
     for (const auto& line : run.manager.plan(run.model)) out << line << "\n";
     if (!run.report_dir.empty()) out << "reports: " << run.report_dir.string() << "\n";
     out << std::flush;
@@ -405,13 +408,17 @@ bool load_and_plan(CompressRun& run) {
     if (run.progress)
         run.err << "edgepack: loading " << recipe.model.string() << "\n" << std::flush;
     auto load_start = std::chrono::steady_clock::now();
-    run.model = load_model(recipe.model);
+    int64_t source_opset = 0;
+    run.model = load_model(recipe.model, export_read_options(recipe, run.outputs), &source_opset);
     run.load_seconds = seconds_since(load_start);
     PassResources resources;
     resources.calibration_data = recipe.calibration.has_value();
     resources.calibration_random = recipe.calibration && recipe.calibration->data.empty();
     resources.calibration_synthetic = recipe.calibration && recipe.calibration->synthetic;
     run.manager.check_needs(run.model, recipe.model.filename().string(), resources);
+    run.export_plan = check_exports(run.model, source_opset, recipe, run.outputs);
+    if (!run.options.dry_run)
+        for (const auto& line : run.export_plan) run.err << "edgepack: " << line << "\n";
     if (recipe.validate && run.model.graph.nodes.empty())
         throw InputError(cat(recipe.what, ": validate: ", recipe.model.filename().string(),
                              " is a weights-only checkpoint (no graph to run); validation "

@@ -23,14 +23,16 @@ FileFormat detect_format(const std::filesystem::path& path) {
     return FileFormat::Unknown;
 }
 
-Model load_model(const std::filesystem::path& path) {
+Model load_model(const std::filesystem::path& path, const OnnxReadOptions& onnx,
+                 int64_t* source_opset) {
+    if (source_opset) *source_opset = 0;
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) throw InputError(cat(path.string(), ": no such file"));
     if (std::filesystem::is_directory(path, ec))
         throw InputError(cat(path.string(), ": is a directory, expected a model file"));
     switch (detect_format(path)) {
         case FileFormat::Onnx:
-            return read_onnx(path);
+            return read_onnx(path, onnx, source_opset);
         case FileFormat::Safetensors: {
             Model model = read_safetensors(path);
             try {

@@ -15,7 +15,10 @@ enum class FileFormat : uint8_t { Onnx, Safetensors, Epk, Unknown };
 [[nodiscard]] FileFormat detect_format(const std::filesystem::path& path);
 
 // Throws InputError naming the file when it is missing, unreadable or malformed.
-[[nodiscard]] Model load_model(const std::filesystem::path& path);
+// `onnx` applies to an .onnx file (read_onnx); `source_opset` receives the default-domain
+// opset as stored (0: none, or not an .onnx file).
+[[nodiscard]] Model load_model(const std::filesystem::path& path, const OnnxReadOptions& onnx = {},
+                               int64_t* source_opset = nullptr);
 
 struct SaveOptions {
     OnnxWriteOptions onnx;

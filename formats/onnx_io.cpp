@@ -46,6 +46,7 @@
 #include <optional>
 
 #include "formats/onnx_quant_export.h"
+#include "formats/onnx_version.h"
 #include "ir/checked.h"
 #include "ir/mapped_file.h"
 #include "ir/output_file.h"
@@ -1050,12 +1051,15 @@ Model read_onnx_bytes(std::span<const std::byte> bytes, const std::filesystem::p
     return Reader(base_dir, what).model(proto);
 }
 
-Model read_onnx(const std::filesystem::path& path) {
+Model read_onnx(const std::filesystem::path& path, const OnnxReadOptions& options,
+                int64_t* source_opset) {
     onnx::ModelProto proto;
     {
         auto file = MappedFile::open(path);
         proto = parse_model(file->bytes(), path.string());
     }  // the model file's pages are not needed once parsed
+    if (source_opset) *source_opset = default_opset(proto);
+    if (options.min_opset > 0) raise_default_opset(proto, options.min_opset, path.string());
     return Reader(path.parent_path(), path.string()).model(proto);
 }
 

@@ -18,7 +18,16 @@
 
 namespace ep {
 
-[[nodiscard]] Model read_onnx(const std::filesystem::path& path);
+struct OnnxReadOptions {
+    // Raise the default-domain opset to at least this with the ONNX library's version
+    // converter (formats/onnx_version.h) before the model becomes a Model; 0: as stored.
+    // An InputError names the node and opsets when it cannot.
+    int64_t min_opset = 0;
+};
+
+// `source_opset`, when given, receives the default-domain opset as stored (0: none).
+[[nodiscard]] Model read_onnx(const std::filesystem::path& path,
+                              const OnnxReadOptions& options = {}, int64_t* source_opset = nullptr);
 // Parses a serialized ModelProto; external data is resolved relative to `base_dir`.
 // `what` names the input in error messages.
 [[nodiscard]] Model read_onnx_bytes(std::span<const std::byte> bytes,

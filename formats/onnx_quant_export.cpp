@@ -1,6 +1,7 @@
 #include "formats/onnx_quant_export.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
@@ -10,6 +11,12 @@ namespace {
 
 constexpr int64_t kQdqOpset = 21;
 constexpr const char* kMs = "com.microsoft";
+// MatMulNBits accuracy_level 1: f32 activations (ORT's levels: 0 unset, 1 fp32, 2 fp16,
+// 3 bf16, 4 int8). Written explicitly so no reader falls back to another default.
+constexpr int64_t kNBitsAccuracyFp32 = 1;
+// MatMulNBits block for an int8 per-channel weight: the row's one f32 scale repeated in
+// every block. ONNX Runtime wants a power of two >= 16; its kernels take blocks up to 256.
+constexpr int64_t kNBitsChannelBlock = 128;
 
 Node make_node(std::string name, std::string op, std::vector<std::string> in,
                std::vector<std::string> out, std::vector<Attribute> attrs = {},
@@ -117,8 +124,14 @@ DType code_dtype(const Stored& s) {
     return s.tr->symmetric ? DType::I8 : DType::U8;
 }
 
-// Quantized codes + DequantizeLinear (opset 21) producing the tensor's own name.
-void add_dequantize(const Tensor& t, Names& names, std::vector<Tensor>& inits,
+// Quantized codes + DequantizeLinear (opset 21) producing the tensor's own name. With
+// `opaque` (the tensor feeds a MatMul or Gemm) the DequantizeLinear output goes through a
+// Reshape to the tensor's own shape: ONNX Runtime's default session fuses a
+// DequantizeLinear that feeds a MatMul/Gemm directly into MatMulNBits with int8
+// activations (session.qdq_matmulnbits_accuracy_level, default 4), which would compute
+// other numbers than the encoded model; it leaves DequantizeLinear -> Reshape -> MatMul
+// in f32 (verified with ONNX Runtime 1.31).
+void add_dequantize(const Tensor& t, bool opaque, Names& names, std::vector<Tensor>& inits,
                     std::vector<Node>& nodes) {
     const Stored s = stored_of(t);
     const DType dt = code_dtype(s);
@@ -170,7 +183,7 @@ void add_dequantize(const Tensor& t, Names& names, std::vector<Tensor>& inits,
         inits.push_back(bytes_tensor(xz, dt, s_shape, pack_codes(zps, dt)));
         dq_in.push_back(xz);
     }
-    const bool reshape = s.tr->grouped && !axis0 && t.shape.size() != 2;
+    const bool reshape = opaque || (s.tr->grouped && !axis0 && t.shape.size() != 2);
     const std::string dq_out = reshape ? names.fresh(t.name + "_dequantized") : t.name;
     nodes.push_back(make_node(names.fresh(t.name + "_DequantizeLinear"), "DequantizeLinear", dq_in,
                               {dq_out}, attrs));
@@ -195,15 +208,22 @@ NBitsWeight add_nbits_weight(const Tensor& t, Names& names, std::vector<Tensor>&
     w.k = s.cols;
     w.n = s.rows;
     w.bits = s.tr->bits;
-    w.block = s.e.group;
-    const int64_t nb = s.blocks, blob = w.block * w.bits / 8, offset = int64_t{1} << (w.bits - 1);
+    // int8 per channel: blocks of kNBitsChannelBlock (one block of the next power of two
+    // >= 16 for a shorter row), each with the row's scale.
+    w.block = s.tr->grouped
+                  ? s.e.group
+                  : std::min<int64_t>(kNBitsChannelBlock,
+                                      static_cast<int64_t>(std::bit_ceil(
+                                          static_cast<uint64_t>(std::max<int64_t>(w.k, 16)))));
+    const int64_t nb = s.tr->grouped ? s.blocks : (w.k + w.block - 1) / w.block;
+    const int64_t blob = w.block * w.bits / 8, offset = int64_t{1} << (w.bits - 1);
     std::vector<int> codes;
     codes.reserve(static_cast<size_t>(w.n * nb * w.block));
     std::vector<float> scales;
     std::vector<int> zps;
     for (int64_t r = 0; r < w.n; ++r)
         for (int64_t b = 0; b < nb; ++b) {
-            QParams p = s.params(r, b);
+            QParams p = s.params(r, s.tr->grouped ? b : 0);
             scales.push_back(p.scale);
             zps.push_back(p.zero);
             for (int64_t j = 0; j < w.block; ++j) {
@@ -241,8 +261,6 @@ bool nbits_eligible(const Node& node, const Tensor& w) {
     if (!node.domain.empty() || node.inputs.size() < 2 || node.outputs.empty() ||
         node.outputs[0].empty() || w.shape.size() != 2)
         return false;
-    const auto& tr = traits(w.encoding.scheme);
-    if (!tr.grouped) return false;
     if (node.op_type == "MatMul") return w.encoding.axis == 0;
     if (node.op_type != "Gemm") return false;
     const int64_t tb = node.attr_int("transB", 0) != 0 ? 1 : 0;
@@ -275,36 +293,25 @@ void axes_to_input(Node& node, const char* attr_name, size_t index, Names& names
     node.inputs.insert(node.inputs.begin() + static_cast<std::ptrdiff_t>(index), name);
 }
 
-// Raises the default-domain opset to `target`, moving attributes that became inputs.
+// Raises the default-domain opset from 13 or later to `target` (<= 21), moving the
+// attributes that became inputs. Sources below 13 are converted by the ONNX library's
+// version converter when read (read_onnx's min_opset, formats/onnx_io.h).
 void raise_opset(Model& m, int64_t target, Names& names) {
     const int64_t src = m.opset("");
     m.ir_version = std::max<int64_t>(m.ir_version, 10);
     if (src >= target) return;
-    if (src != 0 && src < 11)
+    if (src != 0 && src < kMinExportOpset)
         throw InputError(cat("the model's opset is ", src, ": quantized ONNX export raises it to ",
-                             target,
-                             " (for DequantizeLinear blocks) and supports sources from opset 11"));
+                             target, " and needs a source at opset ", kMinExportOpset,
+                             " or later (edgepack compress raises it with the ONNX version "
+                             "converter when a recipe writes a quantized .onnx)"));
     static const std::unordered_set<std::string> reduce18{
         "ReduceMean", "ReduceMax", "ReduceMin",    "ReduceProd",     "ReduceSumSquare",
         "ReduceL1",   "ReduceL2",  "ReduceLogSum", "ReduceLogSumExp"};
     for_each_graph(m.graph, [&](Graph& g) {
         for (auto& node : g.nodes) {
             if (!node.domain.empty() && node.domain != "ai.onnx") continue;
-            const std::string& op = node.op_type;
-            if ((src < 18 && reduce18.count(op)) ||
-                (src < 13 && (op == "ReduceSum" || op == "Squeeze" || op == "Unsqueeze")))
-                axes_to_input(node, "axes", 1, names, g);
-            if (src < 13 && op == "Split") axes_to_input(node, "split", 1, names, g);
-            if (src < 12 && op == "Dropout")
-                std::erase_if(node.attributes,
-                              [](const Attribute& a) { return a.name == "ratio"; });
-            if (src < 13 && (op == "Softmax" || op == "LogSoftmax" || op == "Hardmax"))
-                throw InputError(
-                    cat("node ", node.label(), ": ", op,
-                        " changed meaning at opset 13; "
-                        "the model's opset ",
-                        src, " cannot be raised to ", target,
-                        " for quantized ONNX export (export the source at opset >= 13)"));
+            if (src < 18 && reduce18.count(node.op_type)) axes_to_input(node, "axes", 1, names, g);
         }
     });
     bool found = false;
@@ -365,11 +372,11 @@ Model export_quantized_onnx(const Model& model, const std::string& mode) {
             std::vector<std::string> in{node.inputs[0], nw.b, nw.scales};
             if (!nw.zero_points.empty()) in.push_back(nw.zero_points);
             const std::string base = node.name.empty() ? node.outputs.at(0) : node.name;
-            nodes.push_back(
-                make_node(names.fresh(base + "_MatMulNBits"), "MatMulNBits", in, {out},
-                          {int_attr("K", nw.k), int_attr("N", nw.n), int_attr("bits", nw.bits),
-                           int_attr("block_size", nw.block), int_attr("accuracy_level", 0)},
-                          kMs));
+            nodes.push_back(make_node(
+                names.fresh(base + "_MatMulNBits"), "MatMulNBits", in, {out},
+                {int_attr("K", nw.k), int_attr("N", nw.n), int_attr("bits", nw.bits),
+                 int_attr("block_size", nw.block), int_attr("accuracy_level", kNBitsAccuracyFp32)},
+                kMs));
             if (has_c)
                 nodes.push_back(make_node(names.fresh(base + "_bias"), "Add", {out, node.inputs[2]},
                                           {node.outputs.at(0)}));
@@ -379,10 +386,15 @@ Model export_quantized_onnx(const Model& model, const std::string& mode) {
         g.nodes = std::move(nodes);
         std::unordered_map<std::string, int> reads;
         count_reads(g, reads);
+        std::unordered_set<std::string> matmul_reads;
+        for (const auto& node : g.nodes)
+            if ((node.op_type == "MatMul" || node.op_type == "Gemm") &&
+                (node.domain.empty() || node.domain == "ai.onnx"))
+                matmul_reads.insert(node.inputs.begin(), node.inputs.end());
         std::vector<Node> pre;
         for (const auto& name : order)
             if (reads[name] > 0) {
-                add_dequantize(encoded.at(name), names, inits, pre);
+                add_dequantize(encoded.at(name), matmul_reads.count(name) > 0, names, inits, pre);
                 need_dq = true;
             }
         // A graph input listing an initializer (IR < 4 style) would clash with the

@@ -1,0 +1,70 @@
+// Export checks at plan time (contract in export_check.h).
+#include "compressor/export_check.h"
+
+#include "formats/onnx_quant_export.h"
+#include "ir/error.h"
+#include "passes/registry.h"
+
+namespace ep {
+namespace {
+
+// True when the recipe has a pass that encodes weights.
+bool recipe_quantizes(const Recipe& recipe) {
+    for (const auto& p : recipe.passes)
+        if (auto pass = create_pass(p.name); pass && pass->kind() == PassKind::Quantization)
+            return true;
+    return false;
+}
+
+bool is_onnx(const std::filesystem::path& p) {
+    return p.extension() == ".onnx";
+}
+
+}  // namespace
+
+OnnxReadOptions export_read_options(const Recipe& recipe,
+                                    const std::vector<std::filesystem::path>& outputs) {
+    OnnxReadOptions o;
+    if (recipe.onnx.quantized.empty() || !recipe_quantizes(recipe)) return o;
+    for (const auto& out : outputs)
+        if (is_onnx(out)) o.min_opset = kMinExportOpset;
+    return o;
+}
+
+std::vector<std::string> check_exports(const Model& model, int64_t source_opset,
+                                       const Recipe& recipe,
+                                       const std::vector<std::filesystem::path>& outputs) {
+    std::vector<std::string> lines;
+    const bool encoded = has_encoded_tensors(model) || recipe_quantizes(recipe);
+    const int64_t opset = model.opset("");
+    bool raised_said = false;
+    for (const auto& out : outputs) {
+        if (out.extension() == ".safetensors" && !model.graph.nodes.empty())
+            throw InputError(cat(out.string(), ": a model with ", model.graph.nodes.size(),
+                                 " nodes cannot be written as safetensors (weights only); "
+                                 "write .onnx or .epk"));
+        if (!is_onnx(out) || !encoded) continue;
+        if (recipe.onnx.quantized.empty())
+            throw InputError(cat(out.string(), ": ", recipe.what,
+                                 " writes quantized (encoded) weights, which plain ONNX cannot "
+                                 "hold: choose onnx.quantized = matmulnbits or qdq"));
+        if (opset != 0 && opset < kMinExportOpset)
+            throw InputError(cat(out.string(), ": onnx.quantized = ", recipe.onnx.quantized,
+                                 " needs a source at opset ", kMinExportOpset,
+                                 " or later; the model is at opset ", opset,
+                                 " (an .onnx source is raised with the ONNX version converter; "
+                                 "compress the .onnx instead)"));
+        if (!raised_said && source_opset != 0 && source_opset < opset) {
+            lines.push_back(cat("raise opset ", source_opset, " -> ", opset,
+                                " with the ONNX version converter (the quantized .onnx export "
+                                "needs opset >= ",
+                                kMinExportOpset, "; every output is made from the raised model)"));
+            raised_said = true;
+        }
+        lines.push_back(
+            cat("export ", out.filename().string(), ": onnx.quantized = ", recipe.onnx.quantized));
+    }
+    return lines;
+}
+
+}  // namespace ep
