@@ -337,9 +337,8 @@ void check_validation_inputs(const CompressRun& run) {
             for (size_t i = 0; i < dataset.size(); ++i) (void)dataset.load(i);
         });
     }
-    with_context(recipe.what, [&] {
-        check_output_specs(vc.outputs, run.model, vc.labels, "validate.labels");
-    });
+    with_context(recipe.what,
+                 [&] { check_output_specs(vc.outputs, run.model, vc.labels, "validate.labels"); });
     if (!vc.labels.empty() && vc.labels.extension() != ".txt")
         with_context(cat(recipe.what, ": validate.labels"), [&] { (void)read_labels(vc.labels); });
 }
