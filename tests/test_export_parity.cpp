@@ -13,6 +13,7 @@
 #include "formats/onnx_io.h"
 #include "ir/ir.h"
 #include "op_model.h"
+#include "pass_model.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
 #include "support.h"
@@ -144,24 +145,12 @@ TEST_CASE("an .onnx export that cannot succeed exits 2 at plan time and writes n
     Model m;
     m.ir_version = 4;
     m.opset_imports = {{"", 9}};
-    ValueType f;
-    f.elem = DType::F32;
-    f.shape = std::vector<Dim>{{1, "", ""}, {64, "", ""}};
-    m.graph.inputs = {{"x", f, ""}};
+    m.graph.inputs = {test::f32_value("x", {1, 64})};
     Tensor w = test::random_f32({64, 64}, 3);
     w.name = "w";
     m.graph.initializers.push_back(w);
-    Node mm;
-    mm.name = "mm";
-    mm.op_type = "MatMul";
-    mm.inputs = {"x", "w"};
-    mm.outputs = {"h"};
-    Node up;
-    up.name = "odd";
-    up.op_type = "NotAnOp";
-    up.inputs = {"h"};
-    up.outputs = {"y"};
-    m.graph.nodes = {mm, up};
+    m.graph.nodes = {test::make_node("MatMul", "mm", {"x", "w"}, {"h"}),
+                     test::make_node("NotAnOp", "odd", {"h"}, {"y"})};
     m.graph.outputs = {{"y", {}, ""}};
     const auto odd = dir / "odd9.onnx";
     write_onnx(m, odd);
@@ -223,20 +212,11 @@ TEST_CASE("raising Softmax / LogSoftmax / Hardmax below opset 13 keeps their mea
     Model m;
     m.ir_version = 6;
     m.opset_imports = {{"", 11}};
-    ValueType known;
-    known.elem = DType::F32;
-    known.shape = std::vector<Dim>{{2, "", ""}, {3, "", ""}, {4, "", ""}};
     ValueType unranked;
     unranked.elem = DType::F32;
-    m.graph.inputs = {{"x", unranked, ""}, {"z", known, ""}};  // x: rank unknown
+    m.graph.inputs = {{"x", unranked, ""}, test::f32_value("z", {2, 3, 4})};  // x: rank unknown
     auto node = [](const char* op, const char* in, const char* out, int64_t axis) {
-        Node n;
-        n.name = out;
-        n.op_type = op;
-        n.inputs = {in};
-        n.outputs = {out};
-        n.attributes = {int_attr("axis", axis)};
-        return n;
+        return test::make_node(op, out, {in}, {out}, {int_attr("axis", axis)});
     };
     m.graph.nodes = {node("Softmax", "x", "s1", 1), node("LogSoftmax", "x", "l0", 0),
                      node("Hardmax", "z", "h0", 0), node("Softmax", "z", "s2", 2)};
