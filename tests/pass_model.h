@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <string_view>
@@ -112,11 +113,17 @@ inline void add_bn(Model& m, const BnParams& p, const std::string& in, const std
     m.graph.nodes.push_back(std::move(bn));
 }
 
-inline PassResult run_pass(const std::string& name, Model& m, nlohmann::json options = {}) {
+// The registered pass `name`, configured with `options` (null: no options).
+inline std::unique_ptr<Pass> configured_pass(const std::string& name, nlohmann::json options = {}) {
     auto pass = create_pass(name);
     REQUIRE(pass != nullptr);
     if (!options.is_object()) options = nlohmann::json::object();
     pass->configure(options);
+    return pass;
+}
+
+inline PassResult run_pass(const std::string& name, Model& m, nlohmann::json options = {}) {
+    auto pass = configured_pass(name, std::move(options));
     PassContext ctx;
     return pass->run(m, ctx);
 }

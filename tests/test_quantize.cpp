@@ -75,11 +75,9 @@ Model layouts_model() {
     return m;
 }
 
+// The quantize-weights pass configured with `options`.
 std::unique_ptr<Pass> configured(const json& options) {
-    auto p = create_pass("quantize-weights");
-    REQUIRE(p != nullptr);
-    p->configure(options);
-    return p;
+    return test::configured_pass("quantize-weights", options);
 }
 
 std::string reason_of(const PassResult& r, const std::string& name) {

@@ -111,11 +111,9 @@ Model if_model() {
     return m;
 }
 
+// The quantize-weights pass configured with `options`.
 std::unique_ptr<Pass> configured(const json& options) {
-    auto p = create_pass("quantize-weights");
-    REQUIRE(p != nullptr);
-    p->configure(options);
-    return p;
+    return test::configured_pass("quantize-weights", options);
 }
 
 bool has_line(const std::vector<std::string>& lines, const std::string& line) {
