@@ -1,9 +1,12 @@
 // Tiny models and helpers shared by the pass tests (test_fold_batchnorm.cpp,
-// test_promote_constants.cpp, test_pass_manager.cpp, test_pass_registry.cpp).
+// test_promote_constants.cpp, test_pass_manager.cpp, test_pass_registry.cpp) and the
+// quantize and output-kind tests (test_quantize.cpp, test_quantize_truth.cpp,
+// test_output_kinds.cpp).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <string_view>
@@ -27,13 +30,23 @@ inline std::vector<float> random_values(size_t n, uint32_t seed, float lo = -1.0
     return v;
 }
 
+// Normally distributed values (mean 0, standard deviation `scale`), seeded.
+inline std::vector<float> normal_values(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
 inline Node make_node(std::string op, std::string name, std::vector<std::string> inputs,
-                      std::vector<std::string> outputs) {
+                      std::vector<std::string> outputs, std::vector<Attribute> attributes = {}) {
     Node n;
     n.op_type = std::move(op);
     n.name = std::move(name);
     n.inputs = std::move(inputs);
     n.outputs = std::move(outputs);
+    n.attributes = std::move(attributes);
     return n;
 }
 
@@ -41,6 +54,16 @@ inline ValueInfo value(std::string name) {
     ValueInfo v;
     v.name = std::move(name);
     return v;
+}
+
+// An f32 value of fixed `dims`.
+inline ValueInfo f32_value(std::string name, std::vector<int64_t> dims) {
+    ValueType t;
+    t.elem = DType::F32;
+    std::vector<Dim> shape;
+    for (int64_t d : dims) shape.push_back(Dim{d, {}, {}});
+    t.shape = shape;
+    return {std::move(name), t, ""};
 }
 
 inline std::vector<float> floats_of(const Model& m, const std::string& name) {
@@ -90,11 +113,17 @@ inline void add_bn(Model& m, const BnParams& p, const std::string& in, const std
     m.graph.nodes.push_back(std::move(bn));
 }
 
-inline PassResult run_pass(const std::string& name, Model& m, nlohmann::json options = {}) {
+// The registered pass `name`, configured with `options` (null: no options).
+inline std::unique_ptr<Pass> configured_pass(const std::string& name, nlohmann::json options = {}) {
     auto pass = create_pass(name);
     REQUIRE(pass != nullptr);
     if (!options.is_object()) options = nlohmann::json::object();
     pass->configure(options);
+    return pass;
+}
+
+inline PassResult run_pass(const std::string& name, Model& m, nlohmann::json options = {}) {
+    auto pass = configured_pass(name, std::move(options));
     PassContext ctx;
     return pass->run(m, ctx);
 }

@@ -1,64 +1,28 @@
 // Bad input ends as exit 2, never as "internal error" (exit 3): the four kinds of file a
 // fuzz run of the readers found (issue 18, item 10). Each is refused with a message naming
 // the node or field, by `inspect`/`run` and by `compress`, which then writes nothing.
-#include <onnx/onnx_pb.h>
-
 #include "formats/model_io.h"
 #include "ir/error.h"
 #include "ir/utf8.h"
+#include "onnx_proto.h"
 #include "support.h"
 
 using namespace ep;
+using ep::test::add_node;
+using ep::test::add_value;
+using ep::test::write_model;
 namespace fs = std::filesystem;
 
 namespace {
 
-onnx::ModelProto empty_model() {
-    onnx::ModelProto m;
-    m.set_ir_version(8);
-    m.set_producer_name("edgepack-tests");
-    auto* op = m.add_opset_import();
-    op->set_domain("");
-    op->set_version(17);
-    m.mutable_graph()->set_name("bad");
-    return m;
-}
-
-void add_value(google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>* list,
-               const std::string& name, int elem_type, std::vector<int64_t> dims) {
-    auto* v = list->Add();
-    v->set_name(name);
-    auto* tt = v->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(elem_type);
-    auto* shape = tt->mutable_shape();
-    for (int64_t d : dims) shape->add_dim()->set_dim_value(d);
-}
-
-onnx::NodeProto* add_node(onnx::GraphProto& g, const std::string& op, const std::string& name,
-                          std::vector<std::string> inputs, std::vector<std::string> outputs) {
-    auto* n = g.add_node();
-    n->set_op_type(op);
-    n->set_name(name);
-    for (const auto& i : inputs) n->add_input(i);
-    for (const auto& o : outputs) n->add_output(o);
-    return n;
-}
-
 // x: f32 [1, 4] -> Relu "relu" -> y.
 onnx::ModelProto relu_model() {
-    auto m = empty_model();
+    auto m = test::empty_model("bad");
     auto& g = *m.mutable_graph();
-    add_value(g.mutable_input(), "x", onnx::TensorProto::FLOAT, {1, 4});
+    add_value(g.mutable_input(), "x", {1, 4});
     add_node(g, "Relu", "relu", {"x"}, {"y"});
-    add_value(g.mutable_output(), "y", onnx::TensorProto::FLOAT, {1, 4});
+    add_value(g.mutable_output(), "y", {1, 4});
     return m;
-}
-
-fs::path write_model(const test::TempDir& dir, const onnx::ModelProto& m,
-                     const std::string& name = "model.onnx") {
-    fs::path path = dir / name;
-    test::write_file(path, m.SerializeAsString());
-    return path;
 }
 
 void check_exit2(const std::vector<std::string>& args, const std::vector<std::string>& fragments) {
@@ -155,10 +119,10 @@ TEST_CASE("bad input: tensor, node and value names that are not UTF-8 are refuse
 TEST_CASE("bad input: an If branch that declares no outputs is refused naming the If node",
           "[bad-input][executor]") {
     test::TempDir dir;
-    auto m = empty_model();
+    auto m = test::empty_model("bad");
     auto& g = *m.mutable_graph();
-    add_value(g.mutable_input(), "cond", onnx::TensorProto::BOOL, {});
-    add_value(g.mutable_input(), "x", onnx::TensorProto::FLOAT, {1, 4});
+    add_value(g.mutable_input(), "cond", {}, onnx::TensorProto::BOOL);
+    add_value(g.mutable_input(), "x", {1, 4});
     auto* node = add_node(g, "If", "choose", {"cond"}, {"o"});
     auto* then_attr = node->add_attribute();
     then_attr->set_name("then_branch");
@@ -170,9 +134,9 @@ TEST_CASE("bad input: an If branch that declares no outputs is refused naming th
     auto& else_g = *else_attr->mutable_g();
     else_g.set_name("else");
     add_node(else_g, "Identity", "pass", {"x"}, {"e"});
-    add_value(else_g.mutable_output(), "e", onnx::TensorProto::FLOAT, {1, 4});
+    add_value(else_g.mutable_output(), "e", {1, 4});
     add_node(g, "Relu", "relu", {"o"}, {"y"});
-    add_value(g.mutable_output(), "y", onnx::TensorProto::FLOAT, {1, 4});
+    add_value(g.mutable_output(), "y", {1, 4});
     auto path = write_model(dir, m);
     const std::vector<std::string> fragments = {
         "If node 'choose': then_branch declares 0 outputs, the node names 1"};
@@ -187,16 +151,16 @@ TEST_CASE("bad input: an If branch that declares no outputs is refused naming th
 TEST_CASE("bad input: a TopK that names one output is refused naming the node",
           "[bad-input][executor]") {
     test::TempDir dir;
-    auto m = empty_model();
+    auto m = test::empty_model("bad");
     auto& g = *m.mutable_graph();
-    add_value(g.mutable_input(), "x", onnx::TensorProto::FLOAT, {1, 5});
+    add_value(g.mutable_input(), "x", {1, 5});
     auto* k = g.add_initializer();
     k->set_name("k");
     k->set_data_type(onnx::TensorProto::INT64);
     k->add_dims(1);
     k->add_int64_data(2);
     add_node(g, "TopK", "top2", {"x", "k"}, {"values"});
-    add_value(g.mutable_output(), "values", onnx::TensorProto::FLOAT, {1, 2});
+    add_value(g.mutable_output(), "values", {1, 2});
     auto path = write_model(dir, m);
     const std::vector<std::string> fragments = {
         "TopK node 'top2' names 1 output; TopK produces 2 (Values, Indices)"};

@@ -19,53 +19,28 @@
 #include "ir/dtype.h"
 #include "ir/error.h"
 #include "ir/tensor.h"
+#include "onnx_proto.h"
 #include "runtime-check/npy.h"
 #include "support.h"
 
 using namespace ep;
+using ep::test::add_node;
+using ep::test::add_value;
+using ep::test::empty_model;
+using ep::test::fill_weight;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
-void add_value(google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>* list,
-               const std::string& name, std::vector<int64_t> dims) {
-    auto* v = list->Add();
-    v->set_name(name);
-    auto* tt = v->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(onnx::TensorProto::FLOAT);
-    auto* shape = tt->mutable_shape();
-    for (int64_t d : dims) shape->add_dim()->set_dim_value(d);
-}
-
-void fill_weight(onnx::TensorProto* w, const std::string& name, std::vector<int64_t> dims) {
-    w->set_name(name);
-    w->set_data_type(onnx::TensorProto::FLOAT);
-    int64_t n = 1;
-    for (int64_t d : dims) {
-        w->add_dims(d);
-        n *= d;
-    }
-    for (int64_t i = 0; i < n; ++i) w->add_float_data(static_cast<float>((i * 7) % 11) / 10.0f);
-}
-
 // x: f32 [2, 8] -> MatMul(x, W [8, 4]) -> y: f32 [2, 4]. With `as_constant`, W is the
 // value of a Constant node instead of an initializer (as PP-OCR's exports hold weights).
 onnx::ModelProto matmul_model(bool as_constant = false) {
-    onnx::ModelProto m;
-    m.set_ir_version(8);
-    m.set_producer_name("edgepack-tests");
-    auto* op = m.add_opset_import();
-    op->set_domain("");
-    op->set_version(17);
+    auto m = empty_model("plan");
     auto& g = *m.mutable_graph();
-    g.set_name("plan");
     add_value(g.mutable_input(), "x", {2, 8});
     if (as_constant) {
-        auto* c = g.add_node();
-        c->set_op_type("Constant");
-        c->set_name("w_const");
-        c->add_output("W");
+        auto* c = add_node(g, "Constant", "w_const", {}, {"W"});
         auto* a = c->add_attribute();
         a->set_name("value");
         a->set_type(onnx::AttributeProto::TENSOR);
@@ -73,36 +48,19 @@ onnx::ModelProto matmul_model(bool as_constant = false) {
     } else {
         fill_weight(g.add_initializer(), "W", {8, 4});
     }
-    auto* n = g.add_node();
-    n->set_op_type("MatMul");
-    n->set_name("mm");
-    n->add_input("x");
-    n->add_input("W");
-    n->add_output("y");
+    add_node(g, "MatMul", "mm", {"x", "W"}, {"y"});
     add_value(g.mutable_output(), "y", {2, 4});
     return m;
 }
 
 // x: f32 [1, 2, 3] -> LSTM "vad" (hidden 2) -> y: a voice-activity model's recurrent core.
 onnx::ModelProto lstm_model() {
-    onnx::ModelProto m;
-    m.set_ir_version(8);
-    m.set_producer_name("edgepack-tests");
-    auto* op = m.add_opset_import();
-    op->set_domain("");
-    op->set_version(17);
+    auto m = empty_model("vad");
     auto& g = *m.mutable_graph();
-    g.set_name("vad");
     add_value(g.mutable_input(), "x", {1, 2, 3});
     fill_weight(g.add_initializer(), "W", {1, 8, 3});
     fill_weight(g.add_initializer(), "R", {1, 8, 2});
-    auto* n = g.add_node();
-    n->set_op_type("LSTM");
-    n->set_name("vad");
-    n->add_input("x");
-    n->add_input("W");
-    n->add_input("R");
-    n->add_output("y");
+    auto* n = add_node(g, "LSTM", "vad", {"x", "W", "R"}, {"y"});
     auto* hs = n->add_attribute();
     hs->set_name("hidden_size");
     hs->set_type(onnx::AttributeProto::INT);

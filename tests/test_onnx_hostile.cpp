@@ -2,28 +2,23 @@
 // names the file, the tensor and the problem, both through ep::load_model and through
 // `edgepack inspect FILE` (whose error boundary maps InputError to exit 2). None may crash,
 // hang, read outside the model's directory or allocate what the file merely claims.
-#include <onnx/onnx_pb.h>
-
 #include <cstring>
 
 #include "formats/model_io.h"
 #include "ir/error.h"
+#include "onnx_proto.h"
 #include "support.h"
 
 using namespace ep;
+using ep::test::write_model;
 namespace fs = std::filesystem;
 
 namespace {
 
 // A valid model with one f32 initializer "w" of shape [4] whose data the cases corrupt.
 onnx::ModelProto base_model() {
-    onnx::ModelProto m;
-    m.set_ir_version(8);
-    auto* op = m.add_opset_import();
-    op->set_domain("");
-    op->set_version(17);
+    auto m = test::empty_model("hostile");
     auto* g = m.mutable_graph();
-    g->set_name("hostile");
     auto* w = g->add_initializer();
     w->set_name("w");
     w->set_data_type(onnx::TensorProto::FLOAT);
@@ -58,13 +53,6 @@ void make_external(onnx::ModelProto& m, const std::string& location, const std::
     add("location", location);
     add("offset", offset);
     add("length", length);
-}
-
-fs::path write_model(const test::TempDir& dir, const onnx::ModelProto& m,
-                     const std::string& name = "model.onnx") {
-    fs::path path = dir / name;
-    test::write_file(path, m.SerializeAsString());
-    return path;
 }
 
 // The file must be refused with exit code 2 and a message containing every fragment.

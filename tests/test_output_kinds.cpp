@@ -10,37 +10,20 @@
 #include "compressor/task_metrics.h"
 #include "formats/model_io.h"
 #include "ir/ir.h"
+#include "pass_model.h"
 #include "runtime-check/metrics.h"
 #include "runtime-check/npy.h"
 #include "support.h"
 
 using namespace ep;
+using ep::test::f32_value;
+using ep::test::make_node;
 using nlohmann::json;
 
 namespace {
 
 Tensor f32(std::vector<int64_t> shape, std::vector<float> v, std::string name = "t") {
     return make_f32_tensor(std::move(name), std::move(shape), v);
-}
-
-Node node(std::string op, std::vector<std::string> in, std::vector<std::string> out,
-          std::vector<Attribute> attrs = {}) {
-    Node n;
-    n.name = out[0];
-    n.op_type = std::move(op);
-    n.inputs = std::move(in);
-    n.outputs = std::move(out);
-    n.attributes = std::move(attrs);
-    return n;
-}
-
-ValueInfo f32_value(std::string name, std::vector<int64_t> dims) {
-    ValueType t;
-    t.elem = DType::F32;
-    std::vector<Dim> shape;
-    for (int64_t d : dims) shape.push_back({d, "", ""});
-    t.shape = shape;
-    return {std::move(name), t, ""};
 }
 
 // One input `x` of `dims`, the given nodes and initializers, one output.
@@ -65,20 +48,21 @@ std::vector<float> ramp(size_t n, float scale, float offset = 0) {
 // x [1, 1, 8, 8] -> Conv 3x3 (pads 1) -> Sigmoid -> "prob" [1, 1, 8, 8]: a text detector's
 // probability map, in miniature.
 Model detector(float weight_scale) {
-    return graph_model({1, 1, 8, 8},
-                       {node("Conv", {"x", "w"}, {"logit"}, {ints_attr("pads", {1, 1, 1, 1})}),
-                        node("Sigmoid", {"logit"}, {"prob"})},
-                       {f32({1, 1, 3, 3}, ramp(9, weight_scale), "w")}, "prob");
+    return graph_model(
+        {1, 1, 8, 8},
+        {make_node("Conv", "logit", {"x", "w"}, {"logit"}, {ints_attr("pads", {1, 1, 1, 1})}),
+         make_node("Sigmoid", "prob", {"logit"}, {"prob"})},
+        {f32({1, 1, 3, 3}, ramp(9, weight_scale), "w")}, "prob");
 }
 
 // x [1, 16] -> Gemm (W [16, 96]) -> Div by its ReduceL2 -> "emb" [1, 96].
 Model embedder(float weight_scale) {
-    return graph_model(
-        {1, 16},
-        {node("Gemm", {"x", "w"}, {"h"}),
-         node("ReduceL2", {"h"}, {"norm"}, {ints_attr("axes", {-1}), int_attr("keepdims", 1)}),
-         node("Div", {"h", "norm"}, {"emb"})},
-        {f32({16, 96}, ramp(16 * 96, weight_scale), "w")}, "emb");
+    return graph_model({1, 16},
+                       {make_node("Gemm", "h", {"x", "w"}, {"h"}),
+                        make_node("ReduceL2", "norm", {"h"}, {"norm"},
+                                  {ints_attr("axes", {-1}), int_attr("keepdims", 1)}),
+                        make_node("Div", "emb", {"h", "norm"}, {"emb"})},
+                       {f32({16, 96}, ramp(16 * 96, weight_scale), "w")}, "emb");
 }
 
 rt::InferredKind infer(const Model& m, const std::string& out, std::vector<int64_t> shape,
@@ -103,10 +87,10 @@ Model ctc_model(float bias_on_class_3) {
     std::string in = "x";
     if (bias_on_class_3 != 0) {
         inits.push_back(f32({5}, {0, 0, 0, bias_on_class_3, 0}, "bias"));
-        nodes.push_back(node("Add", {"x", "bias"}, {"shifted"}));
+        nodes.push_back(make_node("Add", "shifted", {"x", "bias"}, {"shifted"}));
         in = "shifted";
     }
-    nodes.push_back(node("Softmax", {in}, {"probs"}, {int_attr("axis", 2)}));
+    nodes.push_back(make_node("Softmax", "probs", {in}, {"probs"}, {int_attr("axis", 2)}));
     return graph_model({1, 6, 5}, std::move(nodes), std::move(inits), "probs");
 }
 
@@ -142,28 +126,45 @@ void write_ctc_case(const test::TempDir& dir) {
     save_model(ctc_model(0.2f), dir / "cand.onnx");
 }
 
+// `edgepack validate` of dir/ref.onnx against dir/cand.onnx on the samples in dir/data,
+// with `extra` arguments.
+test::RunResult validate_pair(const test::TempDir& dir, const std::vector<std::string>& extra) {
+    const auto path = [&](const char* name) { return (dir / name).string(); };
+    std::vector<std::string> args{"validate",        "--reference", path("ref.onnx"), "--candidate",
+                                  path("cand.onnx"), "--data",      path("data")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_edgepack(args);
+}
+
+// The same with the labels in dir/data, the alphabet of output "probs" and r.json.
+test::RunResult validate_ctc(const test::TempDir& dir) {
+    return validate_pair(
+        dir, {"--labels", (dir / "data/labels.txt").string(), "--ctc-alphabet",
+              "probs=" + (dir / "alphabet.txt").string(), "--json", (dir / "r.json").string()});
+}
+
 }  // namespace
 
 TEST_CASE("the default kind comes from graph facts, never top-1 over a spatial axis",
           "[validate][kinds]") {
     // Logits of a Gemm, [N, 10]: classes (MNIST).
-    Model gemm = graph_model({1, 16}, {node("Gemm", {"x", "w"}, {"y"})},
+    Model gemm = graph_model({1, 16}, {make_node("Gemm", "y", {"x", "w"}, {"y"})},
                              {f32({16, 10}, ramp(160, 1), "w")}, "y");
     CHECK(infer(gemm, "y", {1, 10}).spec.kind == rt::OutputKind::Classes);
     // Language-model logits [1, T, 512] from MatMul: sequence (stories260k).
-    Model lm = graph_model({1, 4, 8}, {node("MatMul", {"x", "w"}, {"logits"})},
+    Model lm = graph_model({1, 4, 8}, {make_node("MatMul", "logits", {"x", "w"}, {"logits"})},
                            {f32({8, 512}, ramp(8 * 512, 1), "w")}, "logits");
     CHECK(infer(lm, "logits", {1, 4, 512}).spec.kind == rt::OutputKind::Sequence);
     // Softmax over the last axis of rank 3: sequence (PP-OCRv4 rec [1, 40, 6625]).
-    Model rec =
-        graph_model({1, 40, 6625}, {node("Softmax", {"x"}, {"p"}, {int_attr("axis", 2)})}, {}, "p");
+    Model rec = graph_model(
+        {1, 40, 6625}, {make_node("Softmax", "p", {"x"}, {"p"}, {int_attr("axis", 2)})}, {}, "p");
     CHECK(infer(rec, "p", {1, 40, 6625}).spec.kind == rt::OutputKind::Sequence);
     // ... and of rank 2: classes; over a channel axis of a map: a map.
-    Model cls =
-        graph_model({1, 2}, {node("Softmax", {"x"}, {"p"}, {int_attr("axis", -1)})}, {}, "p");
+    Model cls = graph_model(
+        {1, 2}, {make_node("Softmax", "p", {"x"}, {"p"}, {int_attr("axis", -1)})}, {}, "p");
     CHECK(infer(cls, "p", {1, 2}).spec.kind == rt::OutputKind::Classes);
-    Model seg =
-        graph_model({1, 3, 8, 8}, {node("Softmax", {"x"}, {"p"}, {int_attr("axis", 1)})}, {}, "p");
+    Model seg = graph_model(
+        {1, 3, 8, 8}, {make_node("Softmax", "p", {"x"}, {"p"}, {int_attr("axis", 1)})}, {}, "p");
     CHECK(infer(seg, "p", {1, 3, 8, 8}).spec.kind == rt::OutputKind::Map);
     // A Sigmoid map [1, 1, H, W]: map (PP-OCRv4 det), with the reason in words.
     auto det = infer(detector(1), "prob", {1, 1, 8, 8});
@@ -172,31 +173,35 @@ TEST_CASE("the default kind comes from graph facts, never top-1 over a spatial a
     // Through a Reshape the producer still counts.
     Model reshaped = detector(1);
     reshaped.graph.nodes.back().outputs = {"p4"};
-    reshaped.graph.nodes.push_back(node("Reshape", {"p4", "shape"}, {"prob"}));
+    reshaped.graph.nodes.push_back(make_node("Reshape", "prob", {"p4", "shape"}, {"prob"}));
     CHECK(infer(reshaped, "prob", {1, 64, 1}).spec.kind == rt::OutputKind::Map);
     // L2-normalised vectors: embedding, by LpNormalization or Div by ReduceL2 / Sqrt(sum x^2).
     CHECK(infer(embedder(1), "emb", {1, 96}).spec.kind == rt::OutputKind::Embedding);
-    Model lp = graph_model({1, 96}, {node("LpNormalization", {"x"}, {"unit"})}, {}, "unit");
+    Model lp =
+        graph_model({1, 96}, {make_node("LpNormalization", "unit", {"x"}, {"unit"})}, {}, "unit");
     CHECK(infer(lp, "unit", {1, 96}).spec.kind == rt::OutputKind::Embedding);
     Model div =
         graph_model({1, 96},
-                    {node("ReduceL2", {"x"}, {"norm"}, {int_attr("keepdims", 1)}),
-                     node("Max", {"norm", "eps"}, {"safe"}), node("Div", {"x", "safe"}, {"unit"})},
+                    {make_node("ReduceL2", "norm", {"x"}, {"norm"}, {int_attr("keepdims", 1)}),
+                     make_node("Max", "safe", {"norm", "eps"}, {"safe"}),
+                     make_node("Div", "unit", {"x", "safe"}, {"unit"})},
                     {f32({}, {1e-12f}, "eps")}, "unit");
     CHECK(infer(div, "unit", {1, 96}).spec.kind == rt::OutputKind::Embedding);
-    Model sqrt = graph_model({1, 96},
-                             {node("ReduceSumSquare", {"x"}, {"ss"}), node("Sqrt", {"ss"}, {"n"}),
-                              node("Div", {"x", "n"}, {"unit"})},
-                             {}, "unit");
+    Model sqrt = graph_model(
+        {1, 96},
+        {make_node("ReduceSumSquare", "ss", {"x"}, {"ss"}), make_node("Sqrt", "n", {"ss"}, {"n"}),
+         make_node("Div", "unit", {"x", "n"}, {"unit"})},
+        {}, "unit");
     CHECK(infer(sqrt, "unit", {1, 96}).spec.kind == rt::OutputKind::Embedding);
     // A Div by anything else is not a norm; a Conv feature map is a map; integers regress.
-    Model scale = graph_model({1, 96}, {node("Div", {"x", "s"}, {"y"})}, {f32({}, {2}, "s")}, "y");
+    Model scale =
+        graph_model({1, 96}, {make_node("Div", "y", {"x", "s"}, {"y"})}, {f32({}, {2}, "s")}, "y");
     CHECK(infer(scale, "y", {1, 96}).spec.kind == rt::OutputKind::Classes);
     CHECK(infer(detector(1), "logit", {1, 1, 8, 8}).spec.kind == rt::OutputKind::Map);
     CHECK(infer(gemm, "y", {1, 10}, DType::I64).spec.kind == rt::OutputKind::Regression);
     CHECK(infer(gemm, "y", {1, 1}).spec.kind == rt::OutputKind::Regression);
     // A rank-3 output of something other than a linear layer is not a sequence.
-    Model conv1d = graph_model({1, 4, 16}, {node("Conv", {"x", "w"}, {"y"})},
+    Model conv1d = graph_model({1, 4, 16}, {make_node("Conv", "y", {"x", "w"}, {"y"})},
                                {f32({4, 4, 1}, ramp(16, 1), "w")}, "y");
     CHECK(infer(conv1d, "y", {1, 4, 16}).spec.kind == rt::OutputKind::Regression);
 }
@@ -285,11 +290,7 @@ TEST_CASE("CTC greedy decoding, Levenshtein over code points", "[metrics][ctc]")
 TEST_CASE("CTC line accuracy, CER and line agreement on a crafted set", "[validate][ctc]") {
     test::TempDir dir;
     write_ctc_case(dir);
-    auto r = test::run_edgepack(
-        {"validate", "--reference", (dir / "ref.onnx").string(), "--candidate",
-         (dir / "cand.onnx").string(), "--data", (dir / "data").string(), "--labels",
-         (dir / "data/labels.txt").string(), "--ctc-alphabet",
-         "probs=" + (dir / "alphabet.txt").string(), "--json", (dir / "r.json").string()});
+    auto r = validate_ctc(dir);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json report = read_json(dir / "r.json");
@@ -323,22 +324,16 @@ TEST_CASE("CTC line accuracy, CER and line agreement on a crafted set", "[valida
     // A label count that is not the number of lines, an alphabet that does not fit the
     // classes, text labels without a CTC output: exit 2 naming what is wrong.
     test::write_file(dir / "three.txt", "aé\n中中 a\néé\n");
-    r = test::run_edgepack({"validate", "--reference", (dir / "ref.onnx").string(), "--candidate",
-                            (dir / "cand.onnx").string(), "--data", (dir / "data").string(),
-                            "--labels", (dir / "three.txt").string(), "--ctc-alphabet",
+    r = validate_pair(dir, {"--labels", (dir / "three.txt").string(), "--ctc-alphabet",
                             "probs=" + (dir / "alphabet.txt").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("--labels (") && Catch::Contains("three.txt"));
     test::write_file(dir / "long.txt", "a\né\n中\nb\nc\n");
-    r = test::run_edgepack({"validate", "--reference", (dir / "ref.onnx").string(), "--candidate",
-                            (dir / "cand.onnx").string(), "--data", (dir / "data").string(),
-                            "--ctc-alphabet", "probs=" + (dir / "long.txt").string()});
+    r = validate_pair(dir, {"--ctc-alphabet", "probs=" + (dir / "long.txt").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("has 5 symbols, so CTC needs 6 classes") &&
                           Catch::Contains("'probs' has 5"));
-    r = test::run_edgepack({"validate", "--reference", (dir / "ref.onnx").string(), "--candidate",
-                            (dir / "cand.onnx").string(), "--data", (dir / "data").string(),
-                            "--labels", (dir / "data/labels.txt").string()});
+    r = validate_pair(dir, {"--labels", (dir / "data/labels.txt").string()});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("text labels, which need an output decoded with CTC"));
 }
@@ -361,11 +356,7 @@ TEST_CASE("CTC metrics agree with an independent Python computation on random li
     INFO(oracle.err);
     REQUIRE(oracle.exit_code == 0);
     json o = json::parse(oracle.out);
-    auto r = test::run_edgepack(
-        {"validate", "--reference", (dir / "ref.onnx").string(), "--candidate",
-         (dir / "cand.onnx").string(), "--data", (dir / "data").string(), "--labels",
-         (dir / "data/labels.txt").string(), "--ctc-alphabet",
-         "probs=" + (dir / "alphabet.txt").string(), "--json", (dir / "r.json").string()});
+    auto r = validate_ctc(dir);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     const json report = read_json(dir / "r.json");

@@ -18,6 +18,7 @@
 #include "formats/model_io.h"
 #include "ir/encoding.h"
 #include "op_model.h"
+#include "pass_model.h"
 #include "passes/registry.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -26,27 +27,11 @@
 
 using namespace ep;
 using ep::test::int_attr;
+using ep::test::make_node;
+using ep::test::normal_values;
 using nlohmann::json;
 
 namespace {
-
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
-Node node(std::string op, std::string name, std::vector<std::string> in,
-          std::vector<std::string> out) {
-    Node n;
-    n.op_type = std::move(op);
-    n.name = std::move(name);
-    n.inputs = std::move(in);
-    n.outputs = std::move(out);
-    return n;
-}
 
 // x [2, 64] feeds: MatMul W1 [64, 48]; Gemm W2 [64, 40] (transB 0); Gemm W3 [40, 64]
 // (transB 1); MatMul small [64, 8] (512 elements); MatMul W4 [64, 32] also read by an Add;
@@ -64,7 +49,7 @@ Model layouts_model() {
     auto add = [&](const char* name, std::vector<int64_t> shape, uint32_t seed) {
         size_t n = 1;
         for (auto d : shape) n *= static_cast<size_t>(d);
-        m.graph.initializers.push_back(make_f32_tensor(name, shape, random_values(n, seed)));
+        m.graph.initializers.push_back(make_f32_tensor(name, shape, normal_values(n, seed)));
     };
     add("W1", {64, 48}, 1);
     add("W2", {64, 40}, 2);
@@ -73,15 +58,15 @@ Model layouts_model() {
     add("W4", {64, 32}, 5);
     add("B4", {2, 32}, 6);
     auto& g = m.graph;
-    g.nodes.push_back(node("MatMul", "mm1", {"x", "W1"}, {"y1"}));
-    g.nodes.push_back(node("Gemm", "gemm2", {"x", "W2"}, {"y2"}));
-    g.nodes.push_back(node("Gemm", "gemm3", {"x", "W3"}, {"y3"}));
+    g.nodes.push_back(make_node("MatMul", "mm1", {"x", "W1"}, {"y1"}));
+    g.nodes.push_back(make_node("Gemm", "gemm2", {"x", "W2"}, {"y2"}));
+    g.nodes.push_back(make_node("Gemm", "gemm3", {"x", "W3"}, {"y3"}));
     g.nodes.back().attributes.push_back(int_attr("transB", 1));
-    g.nodes.push_back(node("MatMul", "mm_small", {"x", "small"}, {"y4"}));
-    g.nodes.push_back(node("MatMul", "mm4", {"x", "W4"}, {"y5"}));
-    g.nodes.push_back(node("Add", "add4", {"W4", "B4"}, {"y6"}));
-    g.nodes.push_back(node("Transpose", "tr", {"x"}, {"xt"}));
-    g.nodes.push_back(node("MatMul", "mm_act", {"x", "xt"}, {"y7"}));
+    g.nodes.push_back(make_node("MatMul", "mm_small", {"x", "small"}, {"y4"}));
+    g.nodes.push_back(make_node("MatMul", "mm4", {"x", "W4"}, {"y5"}));
+    g.nodes.push_back(make_node("Add", "add4", {"W4", "B4"}, {"y6"}));
+    g.nodes.push_back(make_node("Transpose", "tr", {"x"}, {"xt"}));
+    g.nodes.push_back(make_node("MatMul", "mm_act", {"x", "xt"}, {"y7"}));
     for (const char* o : {"y1", "y2", "y3", "y4", "y5", "y6", "y7"}) {
         ValueInfo v;
         v.name = o;
@@ -90,11 +75,9 @@ Model layouts_model() {
     return m;
 }
 
+// The quantize-weights pass configured with `options`.
 std::unique_ptr<Pass> configured(const json& options) {
-    auto p = create_pass("quantize-weights");
-    REQUIRE(p != nullptr);
-    p->configure(options);
-    return p;
+    return test::configured_pass("quantize-weights", options);
 }
 
 std::string reason_of(const PassResult& r, const std::string& name) {
@@ -276,7 +259,7 @@ TEST_CASE(
     "[quantize][gptq]") {
     const int64_t rows = 24, cols = 96;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
-    auto w = random_values(static_cast<size_t>(rows * cols), 11);
+    auto w = normal_values(static_cast<size_t>(rows * cols), 11);
     std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
     for (int64_t i = 0; i < cols; ++i) h[static_cast<size_t>(i * cols + i)] = 3.0;
     auto r = calib::gptq_quantize(e, w, rows, cols, h, {}, "t");
@@ -285,8 +268,8 @@ TEST_CASE(
 
     // Correlated activations: x = z A with a random mixing matrix.
     const int64_t n = 512;
-    auto z = random_values(static_cast<size_t>(n * cols), 12);
-    auto a = random_values(static_cast<size_t>(cols * cols), 13, 0.3f);
+    auto z = normal_values(static_cast<size_t>(n * cols), 12);
+    auto a = normal_values(static_cast<size_t>(cols * cols), 13, 0.3f);
     for (int64_t i = 0; i < cols; ++i) a[static_cast<size_t>(i * cols + i)] += 1.0f;
     std::vector<float> x(static_cast<size_t>(n * cols), 0.0f);
     for (int64_t s = 0; s < n; ++s)
@@ -344,7 +327,7 @@ TEST_CASE("gptq reports a Cholesky failure after retries instead of falling back
           "[quantize][gptq]") {
     const int64_t rows = 4, cols = 32;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
-    auto w = random_values(static_cast<size_t>(rows * cols), 1);
+    auto w = normal_values(static_cast<size_t>(rows * cols), 1);
     std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
     for (int64_t i = 0; i < cols; ++i) h[static_cast<size_t>(i * cols + i)] = -1.0;  // not PD
     try {
@@ -367,8 +350,8 @@ TEST_CASE("awq search never loses to RTN on its rows and scales outlier channels
           "[quantize][awq]") {
     const int64_t rows = 16, cols = 64, n = 256;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
-    auto w = random_values(static_cast<size_t>(rows * cols), 21);
-    auto x = random_values(static_cast<size_t>(n * cols), 22);
+    auto w = normal_values(static_cast<size_t>(rows * cols), 21);
+    auto x = normal_values(static_cast<size_t>(n * cols), 22);
     std::vector<double> mean(static_cast<size_t>(cols), 0.0);
     for (int64_t s = 0; s < n; ++s)
         for (int64_t c = 0; c < cols; ++c) {
@@ -444,18 +427,18 @@ Model awq_model() {
     t.shape = std::vector<Dim>{Dim{4, {}, {}}, Dim{64, {}, {}}};
     x.type = t;
     m.graph.inputs = {x};
-    auto g = random_values(64, 30, 0.3f);
+    auto g = normal_values(64, 30, 0.3f);
     for (auto& v : g) v = 1.0f + v;
     m.graph.initializers.push_back(make_f32_tensor("g", {64}, g));
-    m.graph.initializers.push_back(make_f32_tensor("Wq", {64, 64}, random_values(4096, 31)));
-    m.graph.initializers.push_back(make_f32_tensor("Wk", {64, 32}, random_values(2048, 32)));
-    m.graph.initializers.push_back(make_f32_tensor("Wo", {64, 48}, random_values(3072, 33)));
+    m.graph.initializers.push_back(make_f32_tensor("Wq", {64, 64}, normal_values(4096, 31)));
+    m.graph.initializers.push_back(make_f32_tensor("Wk", {64, 32}, normal_values(2048, 32)));
+    m.graph.initializers.push_back(make_f32_tensor("Wo", {64, 48}, normal_values(3072, 33)));
     auto& gr = m.graph;
-    gr.nodes.push_back(node("Mul", "norm", {"x", "g"}, {"a"}));
-    gr.nodes.push_back(node("MatMul", "q", {"a", "Wq"}, {"yq"}));
-    gr.nodes.push_back(node("MatMul", "k", {"a", "Wk"}, {"yk"}));
-    gr.nodes.push_back(node("Relu", "relu", {"x"}, {"b"}));
-    gr.nodes.push_back(node("MatMul", "o", {"b", "Wo"}, {"yo"}));
+    gr.nodes.push_back(make_node("Mul", "norm", {"x", "g"}, {"a"}));
+    gr.nodes.push_back(make_node("MatMul", "q", {"a", "Wq"}, {"yq"}));
+    gr.nodes.push_back(make_node("MatMul", "k", {"a", "Wk"}, {"yk"}));
+    gr.nodes.push_back(make_node("Relu", "relu", {"x"}, {"b"}));
+    gr.nodes.push_back(make_node("MatMul", "o", {"b", "Wo"}, {"yo"}));
     for (const char* o : {"yq", "yk", "yo"}) {
         ValueInfo v;
         v.name = o;
@@ -539,9 +522,9 @@ TEST_CASE(
 TEST_CASE("gptq codes match a numpy port of AutoGPTQ's fasterquant", "[quantize][gptq][xcheck]") {
     const int64_t rows = 16, cols = 96;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
-    auto w = random_values(static_cast<size_t>(rows * cols), 41);
+    auto w = normal_values(static_cast<size_t>(rows * cols), 41);
     const int64_t n = 300;
-    auto x = random_values(static_cast<size_t>(n * cols), 42);
+    auto x = normal_values(static_cast<size_t>(n * cols), 42);
     for (int64_t s = 0; s < n; ++s)  // correlated neighbours
         for (int64_t c = 1; c < cols; ++c)
             x[static_cast<size_t>(s * cols + c)] += 0.7f * x[static_cast<size_t>(s * cols + c - 1)];

@@ -13,45 +13,19 @@
 #include "compressor/calibration_data.h"
 #include "formats/model_io.h"
 #include "ir/encoding.h"
+#include "pass_model.h"
 #include "passes/registry.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
 #include "support.h"
 
 using namespace ep;
+using ep::test::f32_value;
+using ep::test::make_node;
+using ep::test::normal_values;
 using nlohmann::json;
 
 namespace {
-
-std::vector<float> normal_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
-Node node(std::string op, std::string name, std::vector<std::string> in,
-          std::vector<std::string> out) {
-    Node n;
-    n.op_type = std::move(op);
-    n.name = std::move(name);
-    n.inputs = std::move(in);
-    n.outputs = std::move(out);
-    return n;
-}
-
-ValueInfo f32_value(std::string name, std::vector<int64_t> dims) {
-    ValueInfo v;
-    v.name = std::move(name);
-    ValueType t;
-    t.elem = DType::F32;
-    std::vector<Dim> d;
-    for (auto x : dims) d.push_back(Dim{x, {}, {}});
-    t.shape = d;
-    v.type = t;
-    return v;
-}
 
 void add_weight(Graph& g, const std::string& name, std::vector<int64_t> shape, uint32_t seed,
                 float scale = 0.3f) {
@@ -74,15 +48,15 @@ Model mixed_model() {
     add_weight(g, "G1", {256, 32}, 4, 0.1f);
     add_weight(g, "Cg1", {32}, 5);
     add_weight(g, "G2", {32, 16}, 6);
-    g.nodes.push_back(node("Conv", "conv1", {"x", "Wc1", "Bc1"}, {"c1"}));
+    g.nodes.push_back(make_node("Conv", "conv1", {"x", "Wc1", "Bc1"}, {"c1"}));
     g.nodes.back().attributes.push_back(ints_attr("pads", {1, 1, 1, 1}));
-    g.nodes.push_back(node("Relu", "relu1", {"c1"}, {"r1"}));
-    g.nodes.push_back(node("Conv", "conv2", {"r1", "Wc2"}, {"c2"}));
+    g.nodes.push_back(make_node("Relu", "relu1", {"c1"}, {"r1"}));
+    g.nodes.push_back(make_node("Conv", "conv2", {"r1", "Wc2"}, {"c2"}));
     g.nodes.back().attributes.push_back(ints_attr("pads", {1, 1, 1, 1}));
-    g.nodes.push_back(node("Flatten", "flat", {"c2"}, {"f"}));
-    g.nodes.push_back(node("Gemm", "gemm1", {"f", "G1", "Cg1"}, {"g1"}));
-    g.nodes.push_back(node("Relu", "relu2", {"g1"}, {"r2"}));
-    g.nodes.push_back(node("Gemm", "gemm2", {"r2", "G2"}, {"y"}));
+    g.nodes.push_back(make_node("Flatten", "flat", {"c2"}, {"f"}));
+    g.nodes.push_back(make_node("Gemm", "gemm1", {"f", "G1", "Cg1"}, {"g1"}));
+    g.nodes.push_back(make_node("Relu", "relu2", {"g1"}, {"r2"}));
+    g.nodes.push_back(make_node("Gemm", "gemm2", {"r2", "G2"}, {"y"}));
     g.outputs = {f32_value("y", {1, 16})};
     return m;
 }
@@ -101,27 +75,27 @@ Model if_model() {
     add_weight(g, "Wc", {8, 4, 3}, 11);
     add_weight(g, "Wg", {32, 64}, 12, 0.2f);
     g.initializers.push_back(make_f32_tensor("zero", {}, std::vector<float>{0.0f}));
-    g.nodes.push_back(node("ReduceMax", "max", {"x"}, {"mx"}));
+    g.nodes.push_back(make_node("ReduceMax", "max", {"x"}, {"mx"}));
     g.nodes.back().attributes.push_back(int_attr("keepdims", 0));
-    g.nodes.push_back(node("Greater", "positive", {"mx", "zero"}, {"cond"}));
+    g.nodes.push_back(make_node("Greater", "positive", {"mx", "zero"}, {"cond"}));
 
     Graph then_g;
     then_g.name = "then";
-    then_g.nodes.push_back(node("Conv", "conv", {"x", "Wc"}, {"c"}));
+    then_g.nodes.push_back(make_node("Conv", "conv", {"x", "Wc"}, {"c"}));
     then_g.nodes.back().attributes.push_back(ints_attr("pads", {1, 1}));
-    then_g.nodes.push_back(node("Flatten", "flat_c", {"c"}, {"t_out"}));
+    then_g.nodes.push_back(make_node("Flatten", "flat_c", {"c"}, {"t_out"}));
     then_g.outputs = {f32_value("t_out", {1, 64})};
 
     Graph else_g;
     else_g.name = "else";
     add_weight(else_g, "Wl", {64, 64}, 13, 0.2f);
-    else_g.nodes.push_back(node("Flatten", "flat_x", {"x"}, {"fx"}));
-    else_g.nodes.push_back(node("Gemm", "gemm", {"fx", "Wg"}, {"gg"}));
-    else_g.nodes.push_back(node("Relu", "relu", {"gg"}, {"gr"}));
-    else_g.nodes.push_back(node("MatMul", "mm", {"gr", "Wl"}, {"e_out"}));
+    else_g.nodes.push_back(make_node("Flatten", "flat_x", {"x"}, {"fx"}));
+    else_g.nodes.push_back(make_node("Gemm", "gemm", {"fx", "Wg"}, {"gg"}));
+    else_g.nodes.push_back(make_node("Relu", "relu", {"gg"}, {"gr"}));
+    else_g.nodes.push_back(make_node("MatMul", "mm", {"gr", "Wl"}, {"e_out"}));
     else_g.outputs = {f32_value("e_out", {1, 64})};
 
-    Node iff = node("If", "branch", {"cond"}, {"y"});
+    Node iff = make_node("If", "branch", {"cond"}, {"y"});
     Attribute a_then;
     a_then.name = "then_branch";
     a_then.type = AttrType::Graph;
@@ -137,11 +111,9 @@ Model if_model() {
     return m;
 }
 
+// The quantize-weights pass configured with `options`.
 std::unique_ptr<Pass> configured(const json& options) {
-    auto p = create_pass("quantize-weights");
-    REQUIRE(p != nullptr);
-    p->configure(options);
-    return p;
+    return test::configured_pass("quantize-weights", options);
 }
 
 bool has_line(const std::vector<std::string>& lines, const std::string& line) {
@@ -404,7 +376,7 @@ TEST_CASE("gptq keeps rtn for a tensor where rtn scores better on its objective,
     m.opset_imports = {{"", 17}};
     m.graph.inputs = {f32_value("x", {4, 64})};
     add_weight(m.graph, "W", {64, 32}, 21);
-    m.graph.nodes.push_back(node("MatMul", "mm", {"x", "W"}, {"y"}));
+    m.graph.nodes.push_back(make_node("MatMul", "mm", {"x", "W"}, {"y"}));
     m.graph.outputs = {f32_value("y", {4, 32})};
     std::vector<Tensor> xs;
     for (uint32_t s = 0; s < 8; ++s) {
