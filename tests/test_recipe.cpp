@@ -17,6 +17,16 @@ struct RecipeDir {
     Recipe parse(const std::string& text, const std::vector<std::string>& sets = {}) const {
         return parse_recipe(text, "recipe.json", dir.path(), sets);
     }
+    // The loader's verdict: parsing, then creating and configuring the passes (pass options
+    // are checked there); "(no error)" when it accepts the recipe.
+    std::string loader_error(const std::string& text) const {
+        try {
+            PassManager passes(parse(text));
+        } catch (const Error& e) {
+            return e.what();
+        }
+        return "(no error)";
+    }
     std::string error(const std::string& text, const std::vector<std::string>& sets = {}) const {
         try {
             (void)parse(text, sets);
@@ -291,16 +301,6 @@ TEST_CASE(
     };
     RecipeDir dir;
     std::vector<std::string> args{(test::source_dir() / "docs" / "recipe.schema.json").string()};
-    // The loader: parsing, then creating and configuring the passes (pass options are
-    // checked there).
-    auto loader_error = [&](const std::string& text) -> std::string {
-        try {
-            PassManager passes(dir.parse(text));
-        } catch (const Error& e) {
-            return e.what();
-        }
-        return "(no error)";
-    };
     for (size_t i = 0; i < cases.size(); ++i) {
         auto path = dir.dir / ("r" + std::to_string(i) + ".json");
         test::write_file(path, cases[i].text);
@@ -314,7 +314,7 @@ TEST_CASE(
         const Case& c = cases[i];
         INFO(c.text);
         std::string schema_errors = verdicts.at(args[i + 1]).dump();
-        std::string loader = loader_error(c.text);
+        std::string loader = dir.loader_error(c.text);
         INFO("schema: " << schema_errors << "\nloader: " << loader);
         if (c.valid) {
             CHECK(verdicts.at(args[i + 1]).empty());
@@ -335,14 +335,6 @@ TEST_CASE("recipe schema gaps: what passes the schema and the loader rejects",
     // "validate" section, a rule across fields the schema does not state. When the schema
     // learns them, flip the first check.
     RecipeDir dir;
-    auto loader_error = [&](const std::string& text) -> std::string {
-        try {
-            PassManager passes(dir.parse(text));
-        } catch (const Error& e) {
-            return e.what();
-        }
-        return "(no error)";
-    };
     auto schema = (test::source_dir() / "docs" / "recipe.schema.json").string();
     for (const char* text :
          {R"({"model": "m.onnx", "passes": [{"pass": "quantize-weights", "bits": 5}]})",
@@ -354,6 +346,6 @@ TEST_CASE("recipe schema gaps: what passes the schema and the loader rejects",
         auto r = test::run_oracle("json_schema_check.py", {schema, path.string()});
         INFO(r.out << r.err);
         CHECK(r.exit_code == 0);
-        CHECK(loader_error(text) != "(no error)");
+        CHECK(dir.loader_error(text) != "(no error)");
     }
 }
