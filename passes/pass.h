@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,7 +49,8 @@ namespace ep {
 
 namespace calib {
 class DataProvider;  // calibration/calibration.h
-}
+struct RangeTable;   // calibration/ranges.h
+}  // namespace calib
 class Progress;  // ir/progress.h
 
 enum class PassKind : uint8_t { Cleanup, Quantization, Pruning, Merge, Evaluation };
@@ -120,6 +122,13 @@ struct [[nodiscard]] PassResult {
     // Things the user should know (printed on stderr as "warning: ..." and kept in the
     // report): a calibration set too small for a layer, ...
     std::vector<std::string> warnings;
+    // The activation ranges an activation-quantizing pass used (captured, or read from
+    // calibration.ranges): what `compress --save-calibration FILE` writes.
+    std::shared_ptr<const calib::RangeTable> ranges;
+    // Names of the nodes whose computation the pass made quantized (their names and output
+    // value names are kept, so the float and quantized models can be compared node by
+    // node): the candidates of the accuracy-aware fallback.
+    std::vector<std::string> quantized_nodes;
 };
 
 // One tensor of a StreamingPlan: what the pass writes in place of `source`.
@@ -146,6 +155,9 @@ struct PassContext {
     const calib::DataProvider* calibration = nullptr;
     // Where long steps (calibration capture, GPTQ/AWQ) report progress; null: nothing printed.
     Progress* progress = nullptr;
+    // Activation ranges read from the recipe's calibration.ranges (null when absent): an
+    // activation-quantizing pass uses them instead of capturing.
+    const calib::RangeTable* ranges = nullptr;
 };
 
 class Pass {
@@ -172,6 +184,13 @@ class Pass {
         (void)model;
         return std::nullopt;
     }
+
+    // Accuracy-aware fallback (the recipe's "fallback" section, compressor/fallback): a pass
+    // that quantizes node by node (quantize-static, quantize-dynamic) returns true, lists
+    // the nodes it quantized in PassResult::quantized_nodes, and leaves the nodes named in
+    // keep_float() in float on its next run(), as if excluded.
+    [[nodiscard]] virtual bool can_keep_float() const { return false; }
+    virtual void keep_float(const std::vector<std::string>& node_names) { (void)node_names; }
 };
 
 }  // namespace ep
