@@ -16,6 +16,7 @@
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
 #include "compressor/export_check.h"
+#include "compressor/fallback.h"
 #include "compressor/gates.h"
 #include "compressor/report.h"
 #include "compressor/stream_compress.h"
@@ -84,10 +85,7 @@ std::vector<std::filesystem::path> other_validated_outputs(
 // of the two models (sizes, latency and memory are measured on the first output only).
 bool judged_on_every_output(const Limit& gate) {
     const GateSpec* spec = find_gate(gate.name);
-    return spec &&
-           (spec->needs == MetricNeeds::Validation || spec->needs == MetricNeeds::Labels ||
-            spec->needs == MetricNeeds::CtcDecode) &&
-           std::string_view(spec->metric) != "peak_memory_bytes";
+    return spec && compares_outputs(*spec);
 }
 
 // report.json "validation" from `edgepack validate`'s report (schema edgepack.validate/1).
@@ -185,6 +183,7 @@ struct CompressRun {
     std::optional<StreamPlan> stream;
     std::vector<PassRecord> records;
     double passes_seconds = 0.0;
+    nlohmann::json fallback;  // report.json "fallback" (null without a "fallback" section)
     // write_outputs, measure_size
     SaveOptions save;
     std::optional<std::filesystem::path> validated;
@@ -267,6 +266,10 @@ void print_dry_run(CompressRun& run) {
     out << ", " << n << " pass" << (n == 1 ? "" : "es") << "\n";
     for (const auto& line : run.export_plan) out << line << "\n";
     for (const auto& line : run.manager.plan(run.model)) out << line << "\n";
+    if (run.recipe.fallback)
+        for (const auto& line :
+             fallback_plan(*run.recipe.fallback, run.recipe.passes, run.recipe.gates))
+            out << line << "\n";
     if (!run.report_dir.empty()) out << "reports: " << run.report_dir.string() << "\n";
     out << std::flush;
     run.err << "edgepack: dry run: nothing written\n";
@@ -435,6 +438,31 @@ bool load_and_plan(CompressRun& run) {
     return false;
 }
 
+ValidateOptions validate_options(const CompressRun& run);
+int validation_threads(const CompressRun& run);
+
+// The accuracy-aware fallback (fallback.h): its gates are measured as the validation
+// measures them, on the model in memory (without the per-layer comparison), and its nodes
+// ranked on the calibration samples.
+FallbackSetup fallback_setup(const CompressRun& run) {
+    FallbackSetup setup;
+    setup.config = *run.recipe.fallback;
+    setup.gates = run.recipe.gates;
+    setup.ranking_data = run.calibration.get();
+    ValidateOptions v = validate_options(run);
+    v.per_layer = false;
+    rt::ExecOptions exec;
+    exec.threads = v.threads;
+    auto reference = std::make_shared<rt::Executor>(load_model(run.recipe.model), exec);
+    exec.int8_activations = run.recipe.validate->int8_activations;
+    setup.measure = [v, exec, reference](const Model& candidate) {
+        rt::Executor executor(candidate, exec);
+        return flat_metrics(validation_section(validate_models(*reference, executor, v), v.threads),
+                            nlohmann::json(), nlohmann::json(), nlohmann::json());
+    };
+    return setup;
+}
+
 // Step 5, the passes: run here in memory, or planned now and run while the output is
 // written (stream_compress.h).
 void run_or_stream(CompressRun& run) {
@@ -447,10 +475,18 @@ void run_or_stream(CompressRun& run) {
     // transformed while it is written, in bounded memory (stream_compress.h); the rest
     // runs in memory.
     const PassManagerOptions& hooks = run.options.manager;
-    if (run.outputs.size() == 1 && !hooks.verify_each && hooks.print_after.empty())
+    if (run.outputs.size() == 1 && !hooks.verify_each && hooks.print_after.empty() &&
+        !run.recipe.fallback)
         run.stream = plan_stream_compress(run.recipe, run.model, run.outputs[0]);
     auto passes_start = std::chrono::steady_clock::now();
-    if (!run.stream) run.records = run.manager.run(run.model, run.manager_options, run.err);
+    if (run.recipe.fallback) {
+        FallbackRun fallback = run_with_fallback(run.manager, run.model, run.manager_options,
+                                                 run.err, fallback_setup(run), run.long_steps());
+        run.records = std::move(fallback.records);
+        run.fallback = std::move(fallback.report);
+    } else if (!run.stream) {
+        run.records = run.manager.run(run.model, run.manager_options, run.err);
+    }
     run.passes_seconds = seconds_since(passes_start);
 }
 
@@ -561,7 +597,7 @@ ValidateOptions validate_options(const CompressRun& run) {
     const ValidateConfig& vc = *run.recipe.validate;
     ValidateOptions v;
     v.reference = run.recipe.model;
-    v.candidate = *run.validated;
+    v.candidate = validated_output(run.outputs).value_or(run.recipe.model);
     v.data.data = vc.data;
     v.data.samples = vc.samples;
     v.data.seed = vc.seed;
@@ -570,7 +606,7 @@ ValidateOptions validate_options(const CompressRun& run) {
     v.labels_field = "validate.labels";
     v.outputs = vc.outputs;
     v.per_layer = vc.per_layer;
-    v.threads = run.threads;
+    v.threads = validation_threads(run);
     v.candidate_int8_activations = vc.int8_activations;
     return v;
 }
@@ -597,13 +633,18 @@ void benchmark(CompressRun& run, rt::Executor& reference, rt::Executor& candidat
     run.benchmark_seconds = seconds_since(bench_start);
 }
 
+// The validation's thread count: validate.threads, else the run's --threads.
+int validation_threads(const CompressRun& run) {
+    const Recipe& recipe = run.recipe;
+    return recipe.validate && recipe.validate->threads > 0 ? recipe.validate->threads
+                                                           : run.options.manager.context.threads;
+}
+
 // Step 6: with a "validate" section, the validated output against the input, then both
 // timed.
 void validate_and_benchmark(CompressRun& run) {
     const Recipe& recipe = run.recipe;
-    run.threads = recipe.validate && recipe.validate->threads > 0
-                      ? recipe.validate->threads
-                      : run.options.manager.context.threads;
+    run.threads = validation_threads(run);
     if (!recipe.validate) return;
     ValidateOptions v = validate_options(run);
     if (run.progress)
@@ -713,6 +754,7 @@ nlohmann::json report_json(const CompressRun& run) {
             {"memory", run.memory},
             {"gates", run.gates},
             {"baseline", run.baseline},
+            {"fallback", run.fallback},
             {"timings",
              {{"load_s", run.load_seconds},
               {"passes_s", run.passes_seconds},

@@ -96,6 +96,12 @@ const std::vector<BaselineSpec>& baseline_specs() {
     return specs;
 }
 
+bool compares_outputs(const GateSpec& spec) {
+    return (spec.needs == MetricNeeds::Validation || spec.needs == MetricNeeds::Labels ||
+            spec.needs == MetricNeeds::CtcDecode) &&
+           std::string_view(spec.metric) != "peak_memory_bytes";
+}
+
 const GateSpec* find_gate(std::string_view name) {
     for (const auto& s : gate_specs())
         if (name == s.name) return &s;

@@ -69,6 +69,12 @@ struct BaselineSpec {
 [[nodiscard]] const GateSpec* find_gate(std::string_view name);
 [[nodiscard]] const BaselineSpec* find_baseline(std::string_view metric);
 
+// A gate on how the candidate's outputs compare with the input model's (KL, agreement,
+// accuracy, CER, SQNR): a validation run measures it on every validated output, and the
+// accuracy-aware fallback (compressor/fallback.h) can judge it on a model in memory. Sizes,
+// latencies and peak memory are not such gates.
+[[nodiscard]] bool compares_outputs(const GateSpec& spec);
+
 // Why a limit only makes sense in another unit than its gate's; empty when it does not.
 // A percent gate (0-100) with a value in (0, 1] reads like a fraction:
 //   "0.99 is read as 0.99 percent; this gate is in percent (0-100): did you mean 99?"

@@ -118,6 +118,12 @@ std::string first_problems(const std::vector<std::string>& problems) {
 
 std::vector<PassRecord> PassManager::run(Model& model, const PassManagerOptions& options,
                                          std::ostream& log) {
+    return run_range(model, options, log, 0, passes_.size());
+}
+
+std::vector<PassRecord> PassManager::run_range(Model& model, const PassManagerOptions& options,
+                                               std::ostream& log, size_t begin, size_t end) {
+    end = std::min(end, passes_.size());
     std::vector<PassRecord> records;
     std::set<std::string> baseline;
     if (options.verify_each) {
@@ -129,7 +135,7 @@ std::vector<PassRecord> PassManager::run(Model& model, const PassManagerOptions&
                 << first_problems(problems) << "); --verify-each reports only new ones\n";
     }
     PassContext context = options.context;
-    for (size_t i = 0; i < passes_.size(); ++i) {
+    for (size_t i = begin; i < end; ++i) {
         auto& e = passes_[i];
         std::string name(e.pass->name());
         std::string who = cat(e.path, " (", name, ")");

@@ -72,6 +72,13 @@ class PassManager {
     // Runs every pass in order. `log` receives progress lines, warnings and dumps.
     [[nodiscard]] std::vector<PassRecord> run(Model& model, const PassManagerOptions& options,
                                               std::ostream& log);
+    // Runs the passes [begin, end) in order, as run() does (the accuracy-aware fallback runs
+    // the passes before its pass once and the rest again for every node it returns to float).
+    [[nodiscard]] std::vector<PassRecord> run_range(Model& model, const PassManagerOptions& options,
+                                                    std::ostream& log, size_t begin, size_t end);
+
+    [[nodiscard]] Pass& pass(size_t i) { return *passes_.at(i).pass; }
+    [[nodiscard]] const std::string& path(size_t i) const { return passes_.at(i).path; }
 
   private:
     struct Entry {

@@ -28,7 +28,7 @@ constexpr size_t kMaxRecipeBytes = 16u << 20;  // 16 MB
 const std::vector<std::string>& top_level_keys() {
     static const std::vector<std::string> keys{"description", "model",       "passes",   "output",
                                                "onnx",        "calibration", "validate", "gates",
-                                               "baseline",    "report_dir"};
+                                               "baseline",    "report_dir",  "fallback"};
     return keys;
 }
 
@@ -169,6 +169,29 @@ std::vector<OptionSpec> baseline_option_specs() {
     return specs;
 }
 
+std::vector<OptionSpec> fallback_specs() {
+    return {{"max_nodes",
+             OptionType::Int,
+             8,
+             "the budget: at most this many quantized nodes returned to float",
+             {},
+             1,
+             1e6},
+            {"rank",
+             OptionType::String,
+             "sqnr",
+             "which nodes go back first: sqnr (lowest per-node SQNR, float vs quantized output "
+             "of the node on the calibration samples) or ablation (each node alone in float: "
+             "the largest gain in the graph outputs' SQNR on the calibration samples)",
+             {"sqnr", "ablation"}},
+            {"pass",
+             OptionType::String,
+             "",
+             "the pass whose nodes go back to float (\"passes[1]\" or a pass name); empty: "
+             "the one pass of the recipe that can keep nodes in float",
+             {}}};
+}
+
 // The top-level objects whose keys are options: their specs.
 const std::vector<std::pair<std::string, std::vector<OptionSpec>>>& section_specs() {
     static const std::vector<std::pair<std::string, std::vector<OptionSpec>>> sections{
@@ -176,7 +199,8 @@ const std::vector<std::pair<std::string, std::vector<OptionSpec>>>& section_spec
         {"calibration", calibration_specs()},
         {"validate", validate_specs()},
         {"gates", gate_option_specs()},
-        {"baseline", baseline_option_specs()}};
+        {"baseline", baseline_option_specs()},
+        {"fallback", fallback_specs()}};
     return sections;
 }
 
@@ -400,6 +424,75 @@ PassConfig check_pass_entry(const json& entry, size_t index) {
     return config;
 }
 
+// The "fallback" section, checked against the rest of the recipe (passes, validate, gates,
+// calibration already read): the pass it drives can keep nodes in float, and the loop has
+// a gate it can judge on the validation data and samples to rank nodes on.
+FallbackConfig check_fallback(const json& section, const Recipe& r) {
+    if (!section.is_object())
+        fail("fallback", cat("expected an object {\"max_nodes\": N, \"rank\": ...}, found ",
+                             type_name(section)));
+    json f = check_object(section, fallback_specs(), "fallback", "unknown key");
+    FallbackConfig fc;
+    fc.max_nodes = f["max_nodes"].get<uint64_t>();
+    fc.rank =
+        f["rank"].get<std::string>() == "ablation" ? FallbackRank::Ablation : FallbackRank::Sqnr;
+    fc.pass = f["pass"].get<std::string>();
+    std::vector<size_t> able;  // passes that can keep nodes in float
+    std::string able_names;
+    for (size_t i = 0; i < r.passes.size(); ++i) {
+        if (!create_pass(r.passes[i].name)->can_keep_float()) continue;
+        able.push_back(i);
+        able_names +=
+            cat(able_names.empty() ? "" : ", ", r.passes[i].path, " (", r.passes[i].name, ")");
+    }
+    auto describe = [&](size_t i) { return cat(r.passes[i].path, " (", r.passes[i].name, ")"); };
+    if (fc.pass.empty()) {
+        if (able.empty())
+            fail("fallback",
+                 "no pass of the recipe can keep nodes in float (the fallback drives "
+                 "an activation-quantizing pass: quantize-static, quantize-dynamic)");
+        if (able.size() > 1)
+            fail("fallback.pass",
+                 cat("missing, and ", able_names, " can each keep nodes in float: name one"));
+        fc.pass_index = able[0];
+    } else {
+        std::vector<size_t> named;
+        std::vector<std::string> known;
+        for (size_t i = 0; i < r.passes.size(); ++i) {
+            if (r.passes[i].path == fc.pass || r.passes[i].name == fc.pass) named.push_back(i);
+            known.push_back(r.passes[i].path);
+            known.push_back(r.passes[i].name);
+        }
+        if (named.empty())
+            fail("fallback.pass",
+                 cat("'", fc.pass, "' is no pass of this recipe", did_you_mean(fc.pass, known)));
+        if (named.size() > 1)
+            fail("fallback.pass",
+                 cat("'", fc.pass, "' names ", named.size(),
+                     " passes of this recipe: give its path (", r.passes[named[0]].path, ", ...)"));
+        fc.pass_index = named[0];
+        if (std::find(able.begin(), able.end(), fc.pass_index) == able.end())
+            fail("fallback.pass", cat(describe(fc.pass_index), " cannot keep nodes in float",
+                                      able.empty() ? std::string(" (no pass of this recipe can)")
+                                                   : cat(" (", able_names, " can)")));
+    }
+    if (!r.validate)
+        fail("fallback",
+             "needs a \"validate\" section: the gates are judged on the validation "
+             "data after each node goes back to float");
+    if (std::none_of(r.gates.begin(), r.gates.end(),
+                     [](const Limit& g) { return compares_outputs(*find_gate(g.name)); }))
+        fail("fallback",
+             "needs a gate on the outputs to aim at (max_kl_mean, min_top1_agreement, "
+             "max_accuracy_drop, min_sqnr_db, ...); sizes and latency are not judged "
+             "while nodes go back to float");
+    if (!r.calibration)
+        fail("fallback.rank",
+             "ranks the nodes on the calibration samples: add a \"calibration\" "
+             "section");
+    return fc;
+}
+
 Recipe validate(json doc, const std::string& what, const std::filesystem::path& base_dir) {
     Recipe r;
     r.what = what;
@@ -580,6 +673,7 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
                  "needs an .epk or .onnx output (the runtime cannot run a "
                  "weights-only .safetensors file)");
     }
+    if (doc.contains("fallback")) r.fallback = check_fallback(doc["fallback"], r);
     if (doc.contains("report_dir"))
         r.report_dir = resolve(base_dir, required_string(doc, "report_dir"));
     // Last, so that every schema error is reported even when the model is missing too.
@@ -1003,7 +1097,10 @@ json recipe_json_schema() {
                            : name == "calibration" ? "calibration samples for GPTQ/AWQ"
                            : name == "validate"    ? "how the written model is checked"
                            : name == "gates" ? "limits on report metrics (exit 1 when one fails)"
-                                             : "tolerances against --baseline REPORT.json";
+                           : name == "fallback"
+                               ? "accuracy-aware fallback: quantized nodes back to float until "
+                                 "the gates hold"
+                               : "tolerances against --baseline REPORT.json";
         properties[name] = object_schema(specs, what);
     }
     properties["validate"]["properties"]["outputs"] = {

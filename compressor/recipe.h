@@ -16,6 +16,7 @@
 //     "baseline": {"kl_mean": 0.01, "output_bytes": 0.01, ...},         // tolerances for
 //     --baseline "report_dir": "reports/"                 // default: the validated output's
 //     directory
+//     "fallback": {"max_nodes": 8, "rank": "sqnr", "pass": "passes[0]"}  // compressor/fallback.h
 //   }
 // The JSON Schema of this format (docs/recipe.schema.json) is generated from the same tables
 // the loader checks against (recipe_json_schema()); a test keeps the file equal to it.
@@ -83,6 +84,20 @@ struct ValidateConfig {
     OutputSpecs outputs;  // "outputs": {NAME: {"kind", "axis", "threshold", "decode", "alphabet"}}
 };
 
+// The recipe's "fallback" section (compressor/fallback.h): return the quantized nodes that
+// hurt most to float, one by one, until the gates hold or max_nodes are back in float.
+enum class FallbackRank : uint8_t {
+    Sqnr,     // per-node SQNR, float vs quantized output of the node, calibration samples
+    Ablation  // one node at a time in float: the graph outputs' SQNR gained
+};
+struct FallbackConfig {
+    uint64_t max_nodes = 8;  // the budget: at most this many nodes returned to float
+    FallbackRank rank = FallbackRank::Sqnr;
+    std::string pass;       // the pass it drives ("passes[1]" or a pass name); empty: the one
+                            // pass of the recipe that can keep nodes in float
+    size_t pass_index = 0;  // which of Recipe::passes it drives (resolved by the loader)
+};
+
 struct Recipe {
     std::string what;                // the recipe file as the user named it, for messages
     std::filesystem::path base_dir;  // relative paths in the recipe are relative to this
@@ -94,8 +109,9 @@ struct Recipe {
     OnnxWriteOptions onnx;
     std::optional<CalibrationConfig> calibration;
     std::optional<ValidateConfig> validate;
-    std::vector<Limit> gates;                         // compressor/gates.h
-    std::vector<Limit> baseline;                      // tolerances, used with --baseline
+    std::vector<Limit> gates;     // compressor/gates.h
+    std::vector<Limit> baseline;  // tolerances, used with --baseline
+    std::optional<FallbackConfig> fallback;
     std::optional<std::filesystem::path> report_dir;  // absolute
     nlohmann::json document;                          // the recipe after overrides
 };

@@ -835,6 +835,69 @@ std::string short_hash(const json& j) {
     return u(h.substr(0, std::min<size_t>(12, h.size())));
 }
 
+// The accuracy-aware fallback (report.json "fallback"): what it found, and every node it
+// returned to float with its cost in bytes and its gain in each judged metric.
+void fallback_section(Doc& doc, const json& fallback) {
+    if (!fallback.is_object()) return;
+    doc.heading("Accuracy-aware fallback");
+    const std::string pass = u(at(fallback, "pass")) + " (" + u(at(fallback, "pass_name")) + ")";
+    const std::string outcome = plain(at(fallback, "outcome"));
+    const auto& returned = items(at(fallback, "returned"));
+    std::vector<std::string> missed;
+    for (const auto& g : items(at(at(fallback, "initial"), "gates")))
+        if (!(at(g, "passed") == true)) missed.push_back(u(at(g, "name")));
+    std::string text;
+    if (outcome == "not needed") {
+        text = "The gates held after " + pass + ": no node went back to float.";
+    } else {
+        text = "The gates missed after " + pass + " (" + join(missed, ", ") + ")";
+        if (outcome == "no candidates") {
+            text += "; the pass quantized no node that could go back to float.";
+        } else {
+            const auto candidates = count(at(fallback, "candidates"));
+            text += "; " + std::to_string(returned.size()) + " of " +
+                    (candidates ? std::to_string(*candidates) : std::string("?")) +
+                    " quantized nodes went back to float, ranked by " + u(at(fallback, "rank"));
+            if (!at(fallback, "ranked_on").is_null()) text += " on " + u(at(fallback, "ranked_on"));
+            text += outcome == "gates hold" ? "; the gates now hold."
+                                            : "; " + u(outcome) + ", the gates still miss.";
+        }
+    }
+    doc.para(text);
+    if (!returned.empty()) {
+        const bool sqnr = plain(at(fallback, "rank")) == "sqnr";
+        Table t{{"#", "node", "op", sqnr ? "node SQNR dB" : "output SQNR gain dB", "cost bytes",
+                 "gain", "gates"},
+                {true, false, false, true, true, false, false},
+                {}};
+        for (const auto& r : returned) {
+            std::vector<std::string> gains;
+            const json& before = at(r, "metrics_before");
+            for (const auto& [metric, after] : at(r, "metrics_after").items())
+                gains.push_back(u(metric) + " " + fmt_metric(metric, at(before, metric.c_str())) +
+                                " -> " + fmt_metric(metric, after));
+            const json& cost = at(r, "cost_bytes");
+            std::string cost_text = cost.is_number_integer() && cost.get<int64_t>() > 0
+                                        ? "+" + group_digits(cost.get<uint64_t>())
+                                        : fmt_value(cost);
+            const bool held = at(r, "gates_held") == true;
+            t.rows.push_back({{fmt_value(at(r, "rank"))},
+                              {u(at(r, "node"))},
+                              {u(at(r, "op_type"))},
+                              {fmt_value(at(r, "score"))},
+                              {cost_text},
+                              {join(gains, "; ")},
+                              {held ? "hold" : "miss", !held}});
+        }
+        doc.table(std::move(t));
+    }
+    std::vector<std::string> not_judged;
+    for (const auto& g : items(at(fallback, "not_judged"))) not_judged.push_back(u(g));
+    if (!not_judged.empty())
+        doc.para("Not judged while nodes went back to float (judged on the written output): " +
+                 join(not_judged, ", ") + ".");
+}
+
 Doc build_doc(const json& report, bool charts) {
     Doc doc;
     const auto gates = read_gates(report);
@@ -938,6 +1001,7 @@ Doc build_doc(const json& report, bool charts) {
         if (!at(baseline, "file").is_null())
             doc.para("Baseline checks compare with " + u(at(baseline, "file")) + ".");
     }
+    fallback_section(doc, at(report, "fallback"));
     std::vector<std::string> not_in_baseline;
     for (const auto& m : items(at(at(report, "baseline"), "not_in_baseline")))
         not_in_baseline.push_back(u(m));

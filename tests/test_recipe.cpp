@@ -99,7 +99,8 @@ TEST_CASE("recipe error: a typo in a top-level key suggests the key", "[recipe]"
     CHECK_THAT(d.error(R"({"model": "m.onnx", "zzzzzz": 1})"),
                Catch::StartsWith(
                    "recipe.json: zzzzzz: unknown key (valid: description, model, "
-                   "passes, output, onnx, calibration, validate, gates, baseline, report_dir)"));
+                   "passes, output, onnx, calibration, validate, gates, baseline, report_dir, "
+                   "fallback)"));
 }
 
 TEST_CASE("recipe error: a typo in a pass option suggests the option", "[recipe]") {
