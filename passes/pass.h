@@ -185,6 +185,16 @@ class Pass {
         return std::nullopt;
     }
 
+    // True when the pass leaves encoded weights (Tensor::encoding, ir/encoding.h), which a
+    // plain .onnx cannot hold (compress then needs onnx.quantized for an .onnx output). A
+    // pass that writes standard ONNX ops and integer initializers (QDQ) returns false.
+    [[nodiscard]] virtual bool writes_encoded_weights() const {
+        return kind() == PassKind::Quantization;
+    }
+    // The default-domain opset the pass needs in the model it rewrites (0: any); compress
+    // raises an .onnx source below it with the ONNX version converter when it reads it.
+    [[nodiscard]] virtual int64_t min_opset() const { return 0; }
+
     // Accuracy-aware fallback (the recipe's "fallback" section, compressor/fallback): a pass
     // that quantizes node by node (quantize-static, quantize-dynamic) returns true, lists
     // the nodes it quantized in PassResult::quantized_nodes, and leaves the nodes named in
