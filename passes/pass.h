@@ -62,6 +62,11 @@ enum PassNeed : uint32_t {
     kNeedsCalibrationData = 1u << 0,
     kNeedsEvaluationData = 1u << 1,
     kNeedsGraph = 1u << 2,  // needs nodes, not only weights (fails on a bare checkpoint)
+    // Calibrates activation ranges (calib::collect_ranges) and returns them in
+    // PassResult::ranges: the recipe's calibration.ranges can stand in for
+    // kNeedsCalibrationData (PassContext::ranges, no capture), and `compress
+    // --save-calibration FILE` writes what it returns.
+    kUsesActivationRanges = 1u << 3,
 };
 
 enum class OptionType : uint8_t { Bool, Int, Number, String, StringList };

@@ -81,7 +81,7 @@ TEST_CASE("minmax ranges: every value seen over every sample, non-finite values 
     CHECK(s.ranges.at("x").max == 4.5f);
 }
 
-TEST_CASE("collect_ranges refuses a name the model does not produce and a non-float value",
+TEST_CASE("collect_ranges refuses a name the model does not produce and a bad percentile",
           "[calibration][ranges]") {
     rt::Executor exec(relu_mul_model(), rt::ExecOptions{});
     FixedSamples samples(fixed_inputs());
