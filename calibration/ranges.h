@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -73,8 +74,78 @@ struct RangeTable {
                                         const CalibratorOptions& options,
                                         Progress::Step* progress = nullptr);
 
+// The options a calibrator used, as the file's "options" holds them (only those that
+// method reads: minmax {"symmetric"}, percentile {"percentile", "symmetric", "bins"},
+// entropy and mse {"bins", "quantized_bins", "symmetric"}).
+[[nodiscard]] nlohmann::json calibrator_options_to_json(const CalibratorOptions& options);
+// Throws InputError naming the option when options are unusable: percentile outside
+// (0, 100], bins outside [quantized_bins, 65536], quantized_bins outside [2, 65536].
+void check_calibrator_options(const CalibratorOptions& options);
+
+// The streaming histogram of one activation (percentile, entropy, mse). It holds 2 * bins
+// counts over [-T, T], bin width w = T / bins: bin k counts x in [-T + k w, -T + (k+1) w),
+// so 0 is the edge between bins `bins - 1` and `bins`, and the histogram of |x| is exact:
+// abs bin j = bin (bins + j) + bin (bins - 1 - j), covering [j w, (j+1) w]. T is the
+// smallest power of two above every |x| seen (so every value falls strictly inside, and
+// x * bins / T is exact: no value lands in a neighbour bin by rounding); when a wider value
+// arrives T doubles (as often as needed) and each pair of neighbouring bins on either side
+// of 0 merges into one, which is exactly the histogram the values would have had at the
+// new T (its edges are a subset of the old ones), so the result does not depend on how
+// the values were split into samples, only on their maximum. Non-finite values (NaN,
+// +-inf) are ignored and counted apart.
+class ActivationHistogram {
+  public:
+    explicit ActivationHistogram(int64_t bins);
+    // A fixed histogram (tests, and the numpy cross-check): counts.size() == 2 * bins.
+    static ActivationHistogram from_counts(double limit, std::vector<uint64_t> counts, float min,
+                                           float max);
+    void add(const float* x, size_t n);
+
+    [[nodiscard]] int64_t bins() const { return bins_; }
+    [[nodiscard]] double limit() const { return limit_; }  // T; 0 until a non-zero value
+    [[nodiscard]] double width() const { return limit_ / static_cast<double>(bins_); }
+    [[nodiscard]] const std::vector<uint64_t>& counts() const { return counts_; }
+    [[nodiscard]] std::vector<uint64_t> abs_counts() const;  // `bins` counts over [0, T]
+    [[nodiscard]] uint64_t total() const;                    // finite values counted
+    [[nodiscard]] uint64_t non_finite() const { return non_finite_; }
+    [[nodiscard]] float min() const { return min_; }  // exact, over the finite values
+    [[nodiscard]] float max() const { return max_; }
+
+  private:
+    void grow_to(double amax);
+    int64_t bins_;
+    double limit_ = 0.0;
+    std::vector<uint64_t> counts_;
+    uint64_t non_finite_ = 0;
+    bool seen_ = false;
+    float min_ = 0.0f, max_ = 0.0f;
+};
+
+// The thresholds on fixed histograms, in bins (docs/quantization.md states each; the tests
+// check them against scripts/xcheck/calib_ref.py, a numpy reference of the same text).
+// Smallest k with (total - sum(counts[0..k])) <= tail * total: the bin where the share of
+// values above it falls to `tail` or below (-1 when counts are all zero).
+[[nodiscard]] int64_t tail_bin(const std::vector<uint64_t>& counts, double tail);
+// Entropy (TensorRT): the i in [quantized_bins, size] minimising KL(P_i || Q_i) on |x| bins;
+// the largest such i on a tie. The threshold is i bins.
+[[nodiscard]] int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts,
+                                             int64_t quantized_bins);
+// MSE: the i in [quantized_bins, size] minimising the squared error of quantizing every
+// |x| bin centre to quantized_bins - 1 levels over [0, i bins]; the smallest on a tie.
+[[nodiscard]] int64_t mse_threshold_bins(const std::vector<uint64_t>& abs_counts,
+                                         int64_t quantized_bins);
+// The range a calibrator chooses from a histogram (minmax: [min, max]).
+[[nodiscard]] ActivationRange range_from_histogram(const ActivationHistogram& hist,
+                                                   const CalibratorOptions& options);
+
 [[nodiscard]] nlohmann::json range_table_to_json(const RangeTable& table);
 // Throws InputError naming `where` (the file) and the field that is wrong.
 [[nodiscard]] RangeTable range_table_from_json(const nlohmann::json& j, const std::string& where);
+// Reads and checks a range table file; InputError "<where>: ..." when it cannot be read, is
+// not JSON or has a wrong field.
+[[nodiscard]] RangeTable read_range_table(const std::filesystem::path& file,
+                                          const std::string& where);
+// Writes the table (2-space indented JSON) atomically: a temporary renamed over `file`.
+void write_range_table(const RangeTable& table, const std::filesystem::path& file);
 
 }  // namespace ep::calib

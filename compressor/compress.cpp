@@ -13,6 +13,7 @@
 #include <optional>
 #include <ostream>
 
+#include "calibration/ranges.h"
 #include "compressor/calibration_data.h"
 #include "compressor/dataset.h"
 #include "compressor/export_check.h"
@@ -177,6 +178,8 @@ struct CompressRun {
     double load_seconds = 0.0;
     PassManagerOptions manager_options;
     std::unique_ptr<calib::DataProvider> calibration;
+    std::optional<calib::RangeTable> ranges;                // the recipe's calibration.ranges
+    std::optional<std::filesystem::path> save_calibration;  // --save-calibration (absolute)
     // run_or_stream
     std::vector<TensorEntry> before;  // what the input holds, for the per-tensor report
     nlohmann::json input_json;
@@ -235,6 +238,9 @@ void resolve_outputs(CompressRun& run) {
         if (same_file(o, recipe.model))
             throw InputError(cat(o.string(), ": the output would overwrite the input model; ",
                                  "choose another output path"));
+    if (options.save_calibration)
+        run.save_calibration =
+            std::filesystem::absolute(*options.save_calibration).lexically_normal();
     if (options.baseline) {
         if (recipe.baseline.empty())
             throw InputError(cat("--baseline: ", recipe.what, " sets no tolerances; add a ",
@@ -265,11 +271,16 @@ void print_dry_run(CompressRun& run) {
     const size_t n = run.manager.size();
     out << ", " << n << " pass" << (n == 1 ? "" : "es") << "\n";
     for (const auto& line : run.export_plan) out << line << "\n";
+    if (run.ranges)
+        out << "calibration ranges: " << run.recipe.calibration->ranges.string() << " ("
+            << run.ranges->ranges.size() << " activations, " << run.ranges->calibrator
+            << "; capture skipped)\n";
     for (const auto& line : run.manager.plan(run.model)) out << line << "\n";
     if (run.recipe.fallback)
         for (const auto& line :
              fallback_plan(*run.recipe.fallback, run.recipe.passes, run.recipe.gates))
             out << line << "\n";
+    if (run.save_calibration) out << "save calibration: " << run.save_calibration->string() << "\n";
     if (!run.report_dir.empty()) out << "reports: " << run.report_dir.string() << "\n";
     out << std::flush;
     run.err << "edgepack: dry run: nothing written\n";
@@ -387,6 +398,34 @@ void check_writable(const CompressRun& run) {
         check_writable_dir(o.parent_path(), what);
     }
     if (!run.report_dir.empty()) check_writable_dir(run.report_dir, run.report_dir_what);
+    if (const auto& file = run.save_calibration) {
+        const std::string flag = cat("--save-calibration ", file->string());
+        std::error_code ec;
+        if (std::filesystem::is_directory(*file, ec))
+            throw InputError(cat(flag, ": is a directory"));
+        if (same_file(*file, run.recipe.model))
+            throw InputError(cat(flag, ": would overwrite the input model"));
+        for (const auto& o : run.outputs)
+            if (same_file(*file, o))
+                throw InputError(cat(flag, ": is also an output of the recipe"));
+        check_writable_dir(file->parent_path(), "--save-calibration");
+        if (!run.manager.uses_activation_ranges())
+            throw InputError(cat(flag, ": none of the recipe's passes calibrates activation ",
+                                 "ranges (quantize-static does), so there is nothing to save"));
+    }
+}
+
+// The recipe's calibration.ranges: read and checked now (a bad file is exit 2 before any
+// pass runs), handed to the passes through PassContext::ranges.
+void read_calibration_ranges(CompressRun& run) {
+    const Recipe& recipe = run.recipe;
+    if (!recipe.calibration || recipe.calibration->ranges.empty()) return;
+    const auto& file = recipe.calibration->ranges;
+    const std::string where = cat(recipe.what, ": calibration.ranges: ", file.string());
+    run.ranges = calib::read_range_table(file, where);
+    if (!run.manager.uses_activation_ranges())
+        throw InputError(cat(recipe.what, ": calibration.ranges: none of the recipe's passes ",
+                             "reads activation ranges (quantize-static does); remove it"));
 }
 
 // Everything that could fail once writing has begun, checked before the first byte (and
@@ -417,7 +456,9 @@ bool load_and_plan(CompressRun& run) {
     resources.calibration_data = recipe.calibration.has_value();
     resources.calibration_random = recipe.calibration && recipe.calibration->data.empty();
     resources.calibration_synthetic = recipe.calibration && recipe.calibration->synthetic;
+    resources.calibration_ranges = recipe.calibration && !recipe.calibration->ranges.empty();
     run.manager.check_needs(run.model, recipe.model.filename().string(), resources);
+    read_calibration_ranges(run);
     run.export_plan = check_exports(run.model, source_opset, recipe, run.outputs);
     if (!run.options.dry_run)
         for (const auto& line : run.export_plan) run.err << "edgepack: " << line << "\n";
@@ -433,6 +474,7 @@ bool load_and_plan(CompressRun& run) {
         run.calibration = make_calibration_provider(*recipe.calibration, recipe.what);
         run.manager_options.context.calibration = run.calibration.get();
     }
+    if (run.ranges) run.manager_options.context.ranges = &*run.ranges;
     if (!run.options.dry_run) return true;
     print_dry_run(run);
     return false;
@@ -533,6 +575,27 @@ nlohmann::json write_output(CompressRun& run, const std::filesystem::path& outpu
     return file;
 }
 
+// --save-calibration: the ranges every pass that calibrated returned, merged by value name
+// (a later pass's range wins; the file's calibrator and options are the first pass's).
+// Throws before anything is written when no pass returned any.
+std::optional<calib::RangeTable> ranges_to_save(const CompressRun& run) {
+    if (!run.save_calibration) return std::nullopt;
+    std::optional<calib::RangeTable> table;
+    for (const auto& record : run.records) {
+        if (!record.result.ranges) continue;
+        if (!table) {
+            table = *record.result.ranges;
+            continue;
+        }
+        for (const auto& [name, range] : record.result.ranges->ranges) table->ranges[name] = range;
+    }
+    if (!table)
+        throw InputError(cat("--save-calibration ", run.save_calibration->string(),
+                             ": the passes calibrated no activation ranges (none quantized ",
+                             "activations on this model)"));
+    return table;
+}
+
 // The directories from `dir` up that do not exist yet, deepest first.
 std::vector<std::filesystem::path> missing_dirs(const std::filesystem::path& dir) {
     std::vector<std::filesystem::path> missing;
@@ -566,7 +629,17 @@ void write_outputs(CompressRun& run) {
     run.validated = validated_output(run.outputs);
     if (run.recipe.validate)
         run.also_validated = other_validated_outputs(run.outputs, run.validated);
+    const std::optional<calib::RangeTable> ranges = ranges_to_save(run);
+    if (ranges)
+        for (const auto& d : missing_dirs(run.save_calibration->parent_path()))
+            run.created_dirs.push_back(d);
     for (const auto& output : run.outputs) run.outputs_json.push_back(write_output(run, output));
+    if (ranges) {
+        std::error_code ec;
+        std::filesystem::create_directories(run.save_calibration->parent_path(), ec);
+        run.written_files.push_back(*run.save_calibration);
+        calib::write_range_table(*ranges, *run.save_calibration);
+    }
     std::ostream& err = run.err;
     err << format_summary(run.records);
     if (run.options.manager.time_passes)
@@ -575,6 +648,9 @@ void write_outputs(CompressRun& run) {
     for (const auto& o : run.outputs_json)
         err << "edgepack: wrote " << o["path"].get<std::string>() << " ("
             << human_bytes(o["bytes"].get<uint64_t>()) << ")\n";
+    if (ranges)
+        err << "edgepack: wrote " << run.save_calibration->string() << " (" << ranges->ranges.size()
+            << " activation ranges, " << ranges->calibrator << ")\n";
     err << std::flush;
 }
 

@@ -6,18 +6,19 @@
 //   1. load and validate the recipe with its --set overrides; check -o's extension; read the
 //      --baseline report (a bad one is bad input, exit 2, before any work); the report folder
 //   2. create and configure the passes; check --print-after names
-//   3. load the model; check each pass's needs() against it; then everything that could
+//   3. load the model; check each pass's needs() against it; read the recipe's
+//      calibration.ranges (a bad file: InputError naming the field); then everything that could
 //      fail once writing begins: the --baseline report is of this model (input.sha256;
 //      unless baseline_any_model), the runtime implements every op (with a "validate"
 //      section or an .epk output), the validation and calibration data (every sample read
 //      and checked against the model's inputs, without running), labels and shapes, every
-//      output and the report folder can be written
+//      output, the --save-calibration file and the report folder can be written
 //   4. --dry-run: print the plan to `out` and stop (nothing is written; the checks of 3 ran,
 //      so a dry run exits as the real run would up to here)
 //   5. run the passes (hooks per PassManagerOptions); write every output atomically
 //      (a safetensors checkpoint whose one pass offers a streaming plan, e.g. rtn
 //      quantize-weights, written to one .epk or .safetensors file, is transformed while it
-//      is written instead: stream_compress.h)
+//      is written instead: stream_compress.h), then the --save-calibration file
 //   6. with a "validate" section: compare the validated output (the first .epk, else the
 //      first .onnx) with the input model on the validation samples, and time both
 //   7. evaluate the gates and the baseline checks; write report.json, report.md,
@@ -53,6 +54,10 @@ struct CompressOptions {
     bool quiet = false;               // --quiet: nothing on `err` except what throws
     bool json_summary = false;        // --json: the summary as one JSON object on `out`
     Progress* progress = nullptr;     // progress of long steps (may be null)
+    // --save-calibration FILE: the activation ranges the passes used (PassResult::ranges),
+    // written as an edgepack.calibration/1 file with the outputs (relative to the working
+    // directory); refused at plan time when no pass calibrates activation ranges.
+    std::optional<std::filesystem::path> save_calibration;
     PassManagerOptions manager;
 };
 

@@ -1,6 +1,8 @@
 // Export checks at plan time (contract in export_check.h).
 #include "compressor/export_check.h"
 
+#include <algorithm>
+
 #include "formats/onnx_quant_export.h"
 #include "ir/error.h"
 #include "passes/registry.h"
@@ -11,9 +13,16 @@ namespace {
 // True when the recipe has a pass that encodes weights.
 bool recipe_quantizes(const Recipe& recipe) {
     for (const auto& p : recipe.passes)
-        if (auto pass = create_pass(p.name); pass && pass->kind() == PassKind::Quantization)
-            return true;
+        if (auto pass = create_pass(p.name); pass && pass->writes_encoded_weights()) return true;
     return false;
+}
+
+// The highest opset a pass of the recipe needs (0: none).
+int64_t recipe_min_opset(const Recipe& recipe) {
+    int64_t opset = 0;
+    for (const auto& p : recipe.passes)
+        if (auto pass = create_pass(p.name)) opset = std::max(opset, pass->min_opset());
+    return opset;
 }
 
 bool is_onnx(const std::filesystem::path& p) {
@@ -25,9 +34,10 @@ bool is_onnx(const std::filesystem::path& p) {
 OnnxReadOptions export_read_options(const Recipe& recipe,
                                     const std::vector<std::filesystem::path>& outputs) {
     OnnxReadOptions o;
+    o.min_opset = recipe_min_opset(recipe);
     if (recipe.onnx.quantized.empty() || !recipe_quantizes(recipe)) return o;
     for (const auto& out : outputs)
-        if (is_onnx(out)) o.min_opset = kMinExportOpset;
+        if (is_onnx(out)) o.min_opset = std::max(o.min_opset, kMinExportOpset);
     return o;
 }
 
@@ -38,6 +48,14 @@ std::vector<std::string> check_exports(const Model& model, int64_t source_opset,
     const bool encoded = has_encoded_tensors(model) || recipe_quantizes(recipe);
     const int64_t opset = model.opset("");
     bool raised_said = false;
+    if (const int64_t need = recipe_min_opset(recipe);
+        need > 0 && source_opset != 0 && source_opset < opset) {
+        lines.push_back(
+            cat("raise opset ", source_opset, " -> ", opset,
+                " with the ONNX version converter (a pass of the recipe needs opset >= ", need,
+                "; every output is made from the raised model)"));
+        raised_said = true;
+    }
     for (const auto& out : outputs) {
         if (out.extension() == ".safetensors" && !model.graph.nodes.empty())
             throw InputError(cat(out.string(), ": a model with ", model.graph.nodes.size(),

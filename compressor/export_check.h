@@ -12,6 +12,10 @@
 //                the node and opsets; a non-ONNX source below it (.epk) fails here.
 //   .safetensors a model with nodes cannot be written (weights only).
 //   .epk         takes every model.
+// A pass may need a minimum opset whatever the outputs (Pass::min_opset: quantize-static's
+// per-channel QuantizeLinear axis needs 13): an ONNX source below it is raised the same way
+// when read, and the plan says so. Passes whose Pass::writes_encoded_weights() is false
+// (QDQ: standard ops and integer initializers) need no onnx.quantized.
 #pragma once
 
 #include <filesystem>
@@ -25,7 +29,7 @@
 namespace ep {
 
 // How the source must be read for the recipe's outputs: min_opset = kMinExportOpset when a
-// quantized .onnx output will hold encoded weights.
+// quantized .onnx output will hold encoded weights, at least every pass's Pass::min_opset.
 [[nodiscard]] OnnxReadOptions export_read_options(
     const Recipe& recipe, const std::vector<std::filesystem::path>& outputs);
 

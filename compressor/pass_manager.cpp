@@ -59,6 +59,10 @@ void PassManager::check_needs(const Model& model, const std::string& what,
             throw InputError(cat(who, ": needs a graph of nodes, but ", what, " is ", kind,
                                  "; use the ONNX model"));
         }
+        // calibration.ranges alone stands in for samples when the pass only needs ranges.
+        if ((needs & kNeedsCalibrationData) && (needs & kUsesActivationRanges) &&
+            resources.calibration_ranges)
+            needs &= ~static_cast<uint32_t>(kNeedsCalibrationData);
         if ((needs & kNeedsCalibrationData) && !resources.calibration_data)
             throw InputError(cat(who, ": needs calibration data, and the recipe has none: add ",
                                  "\"calibration\": {\"data\": ...} (calibration.data: a ",
@@ -73,6 +77,12 @@ void PassManager::check_needs(const Model& model, const std::string& what,
         if ((needs & kNeedsEvaluationData) && !resources.evaluation_data)
             throw InputError(cat(who, ": needs evaluation data, and the recipe has none"));
     }
+}
+
+bool PassManager::uses_activation_ranges() const {
+    return std::any_of(passes_.begin(), passes_.end(), [](const Entry& e) {
+        return (e.pass->needs() & kUsesActivationRanges) != 0;
+    });
 }
 
 std::vector<std::string> PassManager::plan(const Model& model) {

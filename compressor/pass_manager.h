@@ -37,6 +37,7 @@ struct PassResources {
     bool calibration_data = false;       // the recipe has a "calibration" section
     bool calibration_random = false;     // ... without calibration.data (random inputs)
     bool calibration_synthetic = false;  // ... and says calibration.synthetic: true
+    bool calibration_ranges = false;     // ... with calibration.ranges (a range table file)
     bool evaluation_data = false;
 };
 
@@ -61,8 +62,13 @@ class PassManager {
     void check_print_after(const std::vector<std::string>& names) const;
     // Throws InputError naming the first pass whose needs the run cannot meet. `what` names
     // the model in the message.
+    // A pass that declares kUsesActivationRanges is content with calibration.ranges alone
+    // (no calibration.data); calibration.ranges in a recipe none of whose passes reads
+    // activation ranges is refused too (it would be ignored).
     void check_needs(const Model& model, const std::string& what,
                      const PassResources& resources = {}) const;
+    // True when a pass declares kUsesActivationRanges (what --save-calibration needs).
+    [[nodiscard]] bool uses_activation_ranges() const;
 
     // The dry-run plan: a header per pass, then its plan() lines indented. Cleanup passes
     // run on a copy of the model so that later passes are planned on what they will see;

@@ -67,6 +67,13 @@ std::vector<OptionSpec> calibration_specs() {
              "calibrate on seeded random inputs when data is empty (otherwise a pass that "
              "calibrates refuses to run)",
              {}},
+            {"ranges",
+             OptionType::String,
+             "",
+             "activation ranges from an earlier run (an edgepack.calibration/1 file written by "
+             "compress --save-calibration): a pass that quantizes activations uses them and "
+             "skips capture; with it, calibration.data may be left out",
+             {}},
             {"samples", OptionType::Int, 32, "samples to use (0 = all)", {}, 0, 1e9},
             {"seed", OptionType::Int, 0, "chooses the samples (and random inputs)", {}, 0, 9e18},
             {"max_samples", OptionType::Int, 128, "hard limit on samples", {}, 1, 1e9}};
@@ -486,10 +493,10 @@ FallbackConfig check_fallback(const json& section, const Recipe& r) {
              "needs a gate on the outputs to aim at (max_kl_mean, min_top1_agreement, "
              "max_accuracy_drop, min_sqnr_db, ...); sizes and latency are not judged "
              "while nodes go back to float");
-    if (!r.calibration)
+    if (!r.calibration || (r.calibration->data.empty() && !r.calibration->synthetic))
         fail("fallback.rank",
-             "ranks the nodes on the calibration samples: add a \"calibration\" "
-             "section");
+             "ranks the nodes on the calibration samples: set calibration.data (a folder of "
+             "samples or a token-id .npy)");
     return fc;
 }
 
@@ -569,6 +576,12 @@ Recipe validate(json doc, const std::string& what, const std::filesystem::path& 
             std::error_code ec;
             if (!std::filesystem::exists(cc.data, ec))
                 fail("calibration.data", cat("not found: ", cc.data.string()));
+        }
+        if (auto ranges = c["ranges"].get<std::string>(); !ranges.empty()) {
+            cc.ranges = resolve(base_dir, ranges);
+            std::error_code ec;
+            if (!std::filesystem::is_regular_file(cc.ranges, ec))
+                fail("calibration.ranges", cat("not found: ", cc.ranges.string()));
         }
         cc.samples = c["samples"].get<uint64_t>();
         cc.seed = c["seed"].get<uint64_t>();

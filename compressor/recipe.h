@@ -67,6 +67,9 @@ struct CalibrationConfig {
     uint64_t seed = 0;
     uint64_t max_samples = 128;
     bool synthetic = false;  // random inputs (no data) allowed on purpose
+    // absolute; empty: none. An edgepack.calibration/1 file (calibration/ranges.h) whose
+    // activation ranges replace capture (compress reads it into PassContext::ranges).
+    std::filesystem::path ranges;
 };
 
 // The recipe's "validate" section: how `edgepack compress` checks what it wrote.

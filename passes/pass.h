@@ -62,6 +62,11 @@ enum PassNeed : uint32_t {
     kNeedsCalibrationData = 1u << 0,
     kNeedsEvaluationData = 1u << 1,
     kNeedsGraph = 1u << 2,  // needs nodes, not only weights (fails on a bare checkpoint)
+    // Calibrates activation ranges (calib::collect_ranges) and returns them in
+    // PassResult::ranges: the recipe's calibration.ranges can stand in for
+    // kNeedsCalibrationData (PassContext::ranges, no capture), and `compress
+    // --save-calibration FILE` writes what it returns.
+    kUsesActivationRanges = 1u << 3,
 };
 
 enum class OptionType : uint8_t { Bool, Int, Number, String, StringList };
@@ -184,6 +189,16 @@ class Pass {
         (void)model;
         return std::nullopt;
     }
+
+    // True when the pass leaves encoded weights (Tensor::encoding, ir/encoding.h), which a
+    // plain .onnx cannot hold (compress then needs onnx.quantized for an .onnx output). A
+    // pass that writes standard ONNX ops and integer initializers (QDQ) returns false.
+    [[nodiscard]] virtual bool writes_encoded_weights() const {
+        return kind() == PassKind::Quantization;
+    }
+    // The default-domain opset the pass needs in the model it rewrites (0: any); compress
+    // raises an .onnx source below it with the ONNX version converter when it reads it.
+    [[nodiscard]] virtual int64_t min_opset() const { return 0; }
 
     // Accuracy-aware fallback (the recipe's "fallback" section, compressor/fallback): a pass
     // that quantizes node by node (quantize-static, quantize-dynamic) returns true, lists

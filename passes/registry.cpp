@@ -10,6 +10,7 @@ namespace ep {
 std::unique_ptr<Pass> make_promote_constants_pass();  // passes/promote_constants.cpp
 std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.cpp
 std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
+std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.cpp
 
 namespace {
 
@@ -22,6 +23,7 @@ constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
+    {"quantize-static", make_quantize_static_pass},
 };
 
 }  // namespace

@@ -6,8 +6,12 @@
 #                                    [1,3,48,320] + labels.txt (scripts/render_text_lines.py)
 #   ppocr-cls-eval                   the same at [1,3,48,192], every other line rotated 180
 #                                    degrees + labels.npy (0 upright, 1 rotated)
+#   ppocr-cls-calib                  32 other lines the same way (quantize-static's ranges)
 # With ../shared/models beside the repository (CI has it; a fresh clone may not):
 #   mnist-test                       the 10k MNIST test images, 10 .npz batches + labels.npy
+#   mnist-calib                      the first 1000 of them as 10 batches of 100 (the
+#                                    training set is not available offline): the
+#                                    calibration set of the static int8 recipe
 #   stories260k-calib.npy, -eval.npy token sequences stories260k sampled itself (there is no
 #                                    tokenizer for its 512-token vocabulary offline: this is
 #                                    the real token text we have), [64, 64] int64
@@ -44,10 +48,15 @@ make_set ppocr-rec-eval "$render" "$keys" OUT --count 64 --seed 1
 make_set ppocr-rec-calib "$render" "$keys" OUT --count 32 --seed 2
 make_set ppocr-cls-eval "$render" "$keys" OUT --count 64 --seed 3 --width 192 --min-chars 3 \
   --max-chars 8 --rotate-half
+make_set ppocr-cls-calib "$render" "$keys" OUT --count 32 --seed 4 --width 192 --min-chars 3 \
+  --max-chars 8 --rotate-half
 
 if [ -f "$shared/mnist/t10k-images-idx3-ubyte.gz" ]; then
   make_set mnist-test scripts/xcheck/mnist_to_npz.py "$shared/mnist/t10k-images-idx3-ubyte.gz" \
     "$shared/mnist/t10k-labels-idx1-ubyte.gz" OUT --labels-out OUT/labels.npy --batch 1000
+  make_set mnist-calib scripts/xcheck/mnist_to_npz.py "$shared/mnist/t10k-images-idx3-ubyte.gz" \
+    "$shared/mnist/t10k-labels-idx1-ubyte.gz" OUT --labels-out OUT/labels.npy --batch 100 \
+    --limit 1000
 fi
 if [ -f "$shared/stories260k/model.onnx" ]; then
   sample=scripts/xcheck/sample_tokens.py

@@ -1,7 +1,8 @@
 // edgepack compress RECIPE.json [--dry-run] [--set PATH=VALUE ...] [-o OUT] [--time-passes]
 //                               [--verify-each] [--print-after PASS ...] [--threads N]
 //                               [--report-dir DIR] [--baseline REPORT.json]
-//                               [--baseline-any-model] [--quiet] [--json]
+//                               [--baseline-any-model] [--save-calibration FILE]
+//                               [--quiet] [--json]
 // edgepack compress --print-schema   (the recipe JSON Schema, docs/recipe.schema.json)
 // Parses the arguments and hands them to run_compress (compressor/compress.h).
 #include <unistd.h>
@@ -30,6 +31,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
         int threads = 0;
         std::string report_dir;
         std::string baseline;
+        std::string save_calibration;
         bool baseline_any_model = false;
         bool quiet = false;
         bool json = false;
@@ -75,6 +77,11 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
                     "An earlier report.json: exit 1 when a metric got worse than the recipe's "
                     "\"baseline\" tolerances allow; it must be a report of the same model "
                     "(its input.sha256)");
+    cmd->add_option("--save-calibration", args->save_calibration,
+                    "Write the activation ranges the passes calibrated (an "
+                    "edgepack.calibration/1 file) to FILE; a later recipe reuses them with "
+                    "calibration.ranges and skips capture")
+        ->type_name("FILE");
     cmd->add_flag("--baseline-any-model", args->baseline_any_model,
                   "Accept a --baseline report of another model (its input.sha256 differs)");
     cmd->add_flag("-q,--quiet", args->quiet, "Print nothing on stderr except errors");
@@ -107,6 +114,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action) {
             options.json_summary = args->json;
             if (!args->report_dir.empty()) options.report_dir = args->report_dir;
             if (!args->baseline.empty()) options.baseline = args->baseline;
+            if (!args->save_calibration.empty()) options.save_calibration = args->save_calibration;
             if (args->baseline_any_model && args->baseline.empty())
                 throw InputError("--baseline-any-model: applies to --baseline REPORT.json only");
             options.baseline_any_model = args->baseline_any_model;
