@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <set>
 
 #include "calibration/calibration.h"
+#include "calibration/ranges.h"
 #include "compressor/gates.h"
 #include "compressor/report.h"
 #include "ir/error.h"
@@ -92,8 +94,13 @@ struct Loop {
     const FallbackSetup& setup;
     size_t target = 0;
     Model before;                      // the model as it was before the fallback's pass
-    PassManagerOptions rerun_options;  // ranges of the first run, no progress lines
-    std::shared_ptr<const calib::RangeTable> ranges;
+    PassManagerOptions rerun_options;  // no progress lines
+    // The activation ranges captured so far (every run's PassResult::ranges merged), handed
+    // to the re-runs when the recipe gave none: a cache, so a re-run whose nodes need a
+    // range it lacks (another set of nodes in float reads other activations) runs again
+    // without it and captures; what it captured joins the cache.
+    std::optional<calib::RangeTable> captured;
+    bool recipe_ranges = false;
     std::vector<Limit> judged;  // the gates judged in the loop
     size_t pass_runs = 0, evaluations = 0;
     std::string ranked_on;  // the calibration samples' description
@@ -103,9 +110,28 @@ struct Loop {
                                      std::ostream& log) {
         Pass& pass = manager.pass(target);
         pass.keep_float(keep);
-        out = before;
-        auto records = manager.run_range(out, rerun_options, log, target, manager.size());
-        ++pass_runs;
+        std::vector<PassRecord> records;
+        PassManagerOptions o = rerun_options;
+        if (!recipe_ranges && captured) {
+            o.context.ranges = &*captured;
+            try {
+                out = before;
+                records = manager.run_range(out, o, log, target, manager.size());
+            } catch (const Error& e) {
+                // A range missing from the cache (the pass manager rethrows a pass's
+                // InputError as an Error with its code): capture below.
+                if (e.code() != ExitCode::BadInput) throw;
+                records.clear();
+            }
+            ++pass_runs;
+        }
+        if (records.empty()) {
+            o.context.ranges = recipe_ranges ? rerun_options.context.ranges : nullptr;
+            out = before;
+            records = manager.run_range(out, o, log, target, manager.size());
+            ++pass_runs;
+            remember(records.front().result);
+        }
         const auto& quantized = records.front().result.quantized_nodes;
         for (const auto& k : keep)
             if (std::find(quantized.begin(), quantized.end(), k) != quantized.end())
@@ -113,6 +139,15 @@ struct Loop {
                                         "): quantized node ", k,
                                         " although the fallback asked to keep it in float"));
         return records;
+    }
+
+    void remember(const PassResult& result) {
+        if (recipe_ranges || !result.ranges) return;
+        if (!captured) {
+            captured = *result.ranges;
+            return;
+        }
+        for (const auto& [name, range] : result.ranges->ranges) captured->ranges[name] = range;
     }
 
     struct Judgement {
@@ -326,9 +361,8 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
     loop.rerun_options = options;
     loop.rerun_options.progress = false;
     loop.rerun_options.context.progress = nullptr;
-    loop.ranges = first.ranges;
-    if (!loop.rerun_options.context.ranges && loop.ranges)
-        loop.rerun_options.context.ranges = loop.ranges.get();
+    loop.recipe_ranges = options.context.ranges != nullptr;
+    loop.remember(first);
     std::ostream quiet(nullptr);  // re-runs repeat the first run's warnings: dropped
 
     Loop::Judgement now = loop.judge(model);
