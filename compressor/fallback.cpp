@@ -285,11 +285,19 @@ nlohmann::json ranked_json(const Ranked& r) {
 }
 
 // "kl_mean 0.031 -> 0.012" for every judged metric.
+std::string metric_text(const nlohmann::json& v) {
+    double d = 0;
+    if (!metric_value(v, d)) return "-";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4g", d);
+    return buf;
+}
+
 std::string metric_changes(const nlohmann::json& before, const nlohmann::json& after) {
     std::string out;
     for (const auto& [metric, value] : after.items())
         out += cat(out.empty() ? "" : ", ", metric, " ",
-                   before.value(metric, nlohmann::json()).dump(), " -> ", value.dump());
+                   metric_text(before.value(metric, nlohmann::json())), " -> ", metric_text(value));
     return out;
 }
 

@@ -391,6 +391,37 @@ TEST_CASE("fallback: bad fallback fields are exit 2 naming the field", "[fallbac
                                "in float"));
 }
 
+TEST_CASE("fallback: it needs a pass to drive, validation data, a gate on the outputs and samples",
+          "[fallback][recipe]") {
+    RecipeDir d;
+    const std::string one = R"([{"pass": "quantize-static"}])";
+    const std::string two = R"([{"pass": "quantize-static"}, {"pass": "quantize-static"}])";
+    CHECK_THAT(d.error(recipe("{}", one, R"("gates": {"max_kl_mean": 0.01},
+                       "calibration": {"data": "calib"})")),
+               Catch::Contains("recipe.json: fallback: needs a \"validate\" section"));
+    CHECK_THAT(d.error(recipe("{}", one, R"("validate": {"samples": 2},
+                       "gates": {"min_compression_ratio": 2}, "calibration": {"data": "calib"})")),
+               Catch::Contains("recipe.json: fallback: needs a gate on the outputs to aim at"));
+    CHECK_THAT(d.error(recipe("{}", one, R"("validate": {"samples": 2},
+                       "gates": {"max_kl_mean": 0.01}, "calibration": {"samples": 4})")),
+               Catch::Contains("recipe.json: fallback.rank: ranks the nodes on the calibration "
+                               "samples: set calibration.data"));
+    CHECK_THAT(d.error(recipe("{}", two)),
+               Catch::Contains("fallback.pass: missing, and passes[0] (quantize-static), "
+                               "passes[1] (quantize-static) can each keep nodes in float: name "
+                               "one"));
+    CHECK_THAT(d.error(recipe(R"({"pass": "quantize-static"})", two)),
+               Catch::Contains("fallback.pass: 'quantize-static' names 2 passes of this recipe: "
+                               "give its path (passes[0], ...)"));
+    const Recipe r = parse_recipe(recipe(R"({"pass": "passes[1]", "rank": "ablation"})", two),
+                                  "recipe.json", d.dir.path());
+    REQUIRE(r.fallback);
+    CHECK(r.fallback->pass_index == 1);
+    CHECK(r.fallback->rank == FallbackRank::Ablation);
+    CHECK(r.fallback->max_nodes == 8);
+    CHECK(d.error(recipe("{}", one)) == "(no error)");
+}
+
 TEST_CASE("fallback: the section reads with its defaults and is in the recipe schema",
           "[fallback][recipe]") {
     const json schema = recipe_json_schema()["properties"]["fallback"];
