@@ -281,62 +281,6 @@ class Namer {
     std::unordered_set<std::string> used_;
 };
 
-// TEMPORARY until calibration/ranges.cpp (wt-calib) lands.
-std::string_view calibrator_word(calib::Calibrator c) {
-    switch (c) {
-        case calib::Calibrator::MinMax:
-            return "minmax";
-        case calib::Calibrator::Percentile:
-            return "percentile";
-        case calib::Calibrator::Entropy:
-            return "entropy";
-        case calib::Calibrator::Mse:
-            return "mse";
-    }
-    return "?";
-}
-std::optional<calib::Calibrator> calibrator_parse(std::string_view name) {
-    for (auto c : {calib::Calibrator::MinMax, calib::Calibrator::Percentile,
-                   calib::Calibrator::Entropy, calib::Calibrator::Mse})
-        if (calibrator_word(c) == name) return c;
-    return std::nullopt;
-}
-
-// TEMPORARY until calibration/ranges.cpp (wt-calib) lands: minmax over every sample.
-calib::RangeTable collect_activation_ranges(rt::Executor& exec, const calib::SampleList& samples,
-                                            const std::vector<std::string>& names,
-                                            const calib::CalibratorOptions& options,
-                                            Progress::Step* progress) {
-    calib::RangeTable table;
-    table.calibrator = std::string(calibrator_word(options.method));
-    table.samples = samples.size();
-    std::map<std::string, calib::ActivationRange> r;
-    std::map<std::string, bool> seen;
-    for (size_t s = 0; s < samples.size(); ++s) {
-        auto inputs = samples.load(s);
-        auto outs = exec.run(inputs, names);
-        std::map<std::string, const Tensor*> by_name;
-        for (const auto& [n, t] : outs) by_name[n] = &t;
-        for (const auto& [n, t] : inputs) by_name.emplace(n, &t);
-        for (const auto& name : names) {
-            auto it = by_name.find(name);
-            if (it == by_name.end())
-                throw InputError(cat("activation '", name, "' was not produced"));
-            auto v = it->second->values<float>();
-            for (float x : v) {
-                auto& rr = r[name];
-                if (!seen[name]) rr.min = rr.max = x;
-                seen[name] = true;
-                rr.min = std::min(rr.min, x);
-                rr.max = std::max(rr.max, x);
-            }
-        }
-        if (progress) progress->advance(1);
-    }
-    table.ranges = r;
-    return table;
-}
-
 // One weight (or per-tensor initializer input) to quantize.
 struct WeightPlan {
     std::string name;        // the float initializer
@@ -389,7 +333,9 @@ class QuantizeStatic final : public Pass {
         return "static int8 quantization of activations and weights (QDQ, as ONNX Runtime's "
                "quantize_static): Conv/MatMul/Gemm, Add/Mul/Concat, pooling, shape ops";
     }
-    uint32_t needs() const override { return kNeedsCalibrationData | kNeedsGraph; }
+    uint32_t needs() const override {
+        return kNeedsCalibrationData | kNeedsGraph | kUsesActivationRanges;
+    }
     bool writes_encoded_weights() const override { return false; }
     // Per-channel QuantizeLinear / DequantizeLinear (axis) need opset 13.
     int64_t min_opset() const override { return 13; }
@@ -463,20 +409,16 @@ class QuantizeStatic final : public Pass {
             op_types_.insert(t);
         }
         std::string cal = o.value("calibrator", "minmax");
-        auto method = calibrator_parse(cal);
+        auto method = calib::calibrator_from_name(cal);
         if (!method)
             throw InputError(cat("calibrator: '", cal,
                                  "' is not a calibrator (minmax, percentile, entropy, mse)"));
         calib_.method = *method;
         calib_.percentile = o.value("percentile", 99.999);
-        if (!(calib_.percentile > 0.0 && calib_.percentile <= 100.0))
-            throw InputError(cat("percentile: ", calib_.percentile, " is out of range (0, 100]"));
         calib_.bins = o.value("bins", int64_t{2048});
         calib_.quantized_bins = o.value("quantized_bins", int64_t{128});
-        if (calib_.method == calib::Calibrator::Entropy && calib_.quantized_bins > calib_.bins)
-            throw InputError(cat("quantized_bins: ", calib_.quantized_bins, " is more than bins (",
-                                 calib_.bins, ")"));
-        calib_.symmetric = false;
+        calib_.symmetric = false;  // ORT's ActivationSymmetric default
+        calib::check_calibrator_options(calib_);
     }
 
     std::vector<std::string> plan(const Model& model) const override {
@@ -486,12 +428,12 @@ class QuantizeStatic final : public Pass {
         for (const auto& s : a.skipped) lines.push_back(cat("keep float ", s.name, ": ", s.reason));
         auto needed = a.needs_range();
         lines.push_back(cat(needed.size(), " activation range", needed.size() == 1 ? "" : "s", " (",
-                            calibrator_word(calib_.method), "; or read from calibration.ranges), ",
-                            a.qdq.size(), " Q/DQ pair", a.qdq.size() == 1 ? "" : "s", ", ",
-                            a.weights.size(), " weight", a.weights.size() == 1 ? "" : "s", " ",
-                            type_word(weight_type_), per_channel_ ? " per channel" : " per tensor",
-                            ", ", a.biases.size(), " bias", a.biases.size() == 1 ? "" : "es",
-                            " int32"));
+                            calib::calibrator_name(calib_.method),
+                            "; or read from calibration.ranges), ", a.qdq.size(), " Q/DQ pair",
+                            a.qdq.size() == 1 ? "" : "s", ", ", a.weights.size(), " weight",
+                            a.weights.size() == 1 ? "" : "s", " ", type_word(weight_type_),
+                            per_channel_ ? " per channel" : " per tensor", ", ", a.biases.size(),
+                            " bias", a.biases.size() == 1 ? "" : "es", " int32"));
         return lines;
     }
 
@@ -536,19 +478,19 @@ class QuantizeStatic final : public Pass {
                 throw InputError(cat(context.calibration->what(), ": no samples"));
             auto step = progress_step(context.progress, "calibration", samples->size(), "samples");
             table = std::make_shared<calib::RangeTable>(
-                collect_activation_ranges(exec, *samples, needed, calib_, &step));
+                calib::collect_ranges(exec, *samples, needed, calib_, &step));
             table->synthetic = context.calibration->synthetic();
             if (table->data.empty()) table->data = samples->describe();
             if (table->samples == 0) table->samples = samples->size();
             CalibrationRecord record;
-            record.method = std::string(calibrator_word(calib_.method));
+            record.method = std::string(calib::calibrator_name(calib_.method));
             record.synthetic = table->synthetic;
             record.samples = samples->size();
             record.description = samples->describe();
             result.calibration = record;
             result.summary.push_back(cat("calibration: ", samples->describe(), ", ", needed.size(),
                                          " activation range", needed.size() == 1 ? "" : "s", " (",
-                                         calibrator_word(calib_.method), ")",
+                                         calib::calibrator_name(calib_.method), ")",
                                          record.synthetic ? " on synthetic random inputs" : ""));
         }
         result.ranges = table;
@@ -850,8 +792,11 @@ Analysis QuantizeStatic::analyze(const Model& model) const {
         bool has_float = false;
         for (const auto& in : n.inputs)
             if (!in.empty() && type_of(in) == DType::F32 && !is_const(in)) has_float = true;
+        // Nodes without a float activation input (shape arithmetic, constants) are not
+        // candidates; every other node is quantized or listed with its reason.
+        if (!has_float) continue;
         if (cls == OpClass::None) {
-            if (has_float && !is_onnx_op(n, "QuantizeLinear") && !is_onnx_op(n, "DequantizeLinear"))
+            if (!is_onnx_op(n, "QuantizeLinear") && !is_onnx_op(n, "DequantizeLinear"))
                 a.skipped.push_back(
                     {n.label(), cat(n.op_type, " is not an op quantize-static quantizes")});
             continue;
