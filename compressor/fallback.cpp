@@ -376,6 +376,7 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
     Loop::Judgement now = loop.judge(model);
     const Loop::Judgement initial = now;
     nlohmann::json returned = nlohmann::json::array();
+    nlohmann::json no_effect = nlohmann::json::array();
     nlohmann::json ranking_json = nlohmann::json::array();
     std::string outcome;
     if (now.held) {
@@ -399,30 +400,46 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
                 : rank_by_ablation(loop, model, candidates, progress, quiet);
         sort_ranking(ranking, config.rank);
         for (const auto& r : ranking) ranking_json.push_back(ranked_json(r));
-        const size_t budget = std::min<size_t>(config.max_nodes, ranking.size());
-        auto step = progress_step(progress, "fallback", budget, "nodes");
+        auto step = progress_step(progress, "fallback", ranking.size(), "nodes");
         std::vector<std::string> keep;
         uint64_t bytes = tensor_bytes(model);
-        for (size_t i = 0; i < budget && !now.held; ++i) {
-            const Ranked& r = ranking[i];
+        size_t next_rank = 0;
+        while (returned.size() < config.max_nodes && next_rank < ranking.size() && !now.held) {
+            const Ranked& r = ranking[next_rank++];
             step.set_detail(r.node);
             keep.push_back(r.node);
             Model candidate;
             std::vector<PassRecord> records = loop.quantize(keep, candidate, quiet);
             Loop::Judgement next = loop.judge(candidate);
+            step.advance();
             const uint64_t bytes_after = tensor_bytes(candidate);
+            const int64_t cost = static_cast<int64_t>(bytes_after) - static_cast<int64_t>(bytes);
+            if (next.metrics == now.metrics) {
+                // In float it changes no judged metric by a single bit (a pooling or shape op
+                // reading values its producer's quantization already rounded computes the
+                // same): it stays quantized and does not count against the budget.
+                keep.pop_back();
+                no_effect.push_back({{"node", r.node},
+                                     {"op_type", r.op_type},
+                                     {"rank", next_rank},
+                                     {"score", report_number(r.score)},
+                                     {"cost_bytes", cost}});
+                log << "edgepack: fallback: " << r.node << " (" << r.op_type << ", "
+                    << score_text(config.rank, r.score)
+                    << ") in float changes no judged metric: kept quantized\n";
+                continue;
+            }
             nlohmann::json gain = nlohmann::json::object();
             for (const auto& [metric, value] : next.metrics.items()) {
-                double a = 0, b = 0;
-                gain[metric] = metric_value(value, a) &&
-                                       metric_value(now.metrics.value(metric, nlohmann::json()), b)
-                                   ? report_number(a - b)
+                double x = 0, y = 0;
+                gain[metric] = metric_value(value, x) &&
+                                       metric_value(now.metrics.value(metric, nlohmann::json()), y)
+                                   ? report_number(x - y)
                                    : nlohmann::json();
             }
-            const int64_t cost = static_cast<int64_t>(bytes_after) - static_cast<int64_t>(bytes);
             returned.push_back({{"node", r.node},
                                 {"op_type", r.op_type},
-                                {"rank", i + 1},
+                                {"rank", next_rank},
                                 {"score", report_number(r.score)},
                                 {"cost_bytes", cost},
                                 {"bytes_before", bytes},
@@ -431,8 +448,8 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
                                 {"metrics_after", next.metrics},
                                 {"gain", gain},
                                 {"gates_held", next.held}});
-            log << "edgepack: fallback: [" << i + 1 << "/" << budget << "] " << r.node << " ("
-                << r.op_type << ", " << score_text(config.rank, r.score)
+            log << "edgepack: fallback: [" << returned.size() << "/" << config.max_nodes << "] "
+                << r.node << " (" << r.op_type << ", " << score_text(config.rank, r.score)
                 << ") back to float: " << (cost >= 0 ? "+" : "") << cost << " bytes, "
                 << metric_changes(now.metrics, next.metrics) << "; gates "
                 << (next.held ? "hold" : "miss") << "\n"
@@ -441,11 +458,10 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
             last = std::move(records);
             now = std::move(next);
             bytes = bytes_after;
-            step.advance();
         }
-        outcome = now.held                    ? "gates hold"
-                  : budget < config.max_nodes ? "no candidates left"
-                                              : "budget spent";
+        outcome = now.held                              ? "gates hold"
+                  : returned.size() == config.max_nodes ? "budget spent"
+                                                        : "no candidates left";
         if (!now.held)
             log << "edgepack: fallback: " << outcome << " after " << returned.size() << " node"
                 << (returned.size() == 1 ? "" : "s") << " back to float; the gates still miss ("
@@ -480,6 +496,7 @@ FallbackRun run_with_fallback(PassManager& manager, Model& model, const PassMana
         {"final", {{"metrics", now.metrics}, {"gates", now.checks}}},
         {"ranking", ranking_json},
         {"returned", returned},
+        {"no_effect", no_effect},
         {"pass_runs", loop.pass_runs},
         {"evaluations", loop.evaluations}};
     return out;

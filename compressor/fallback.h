@@ -26,8 +26,10 @@
 //      far), the pass and the passes after it re-run on a copy of `before`, the gates
 //      judged again. Each step records the node, its score, its cost (the model's tensor
 //      bytes after minus before the step) and its gain (each judged metric before and
-//      after). It stops when the gates hold, after max_nodes steps, or with no candidate
-//      left.
+//      after). A node whose step changes no judged metric by a single bit (a pooling or
+//      shape op reading values already rounded for the node before it computes the same)
+//      stays quantized, is listed as "no_effect" and does not count against max_nodes. It stops
+//      when the gates hold, after max_nodes nodes returned, or with no candidate left.
 // The model left is the last one judged: the gates hold on it, or the budget is spent and
 // the run's verdict fails as any failed gate does (exit 1). Sizes, latency and peak memory
 // are not judged in the loop (they are judged on the written output as always): the report

@@ -891,6 +891,11 @@ void fallback_section(Doc& doc, const json& fallback) {
         }
         doc.table(std::move(t));
     }
+    std::vector<std::string> no_effect;
+    for (const auto& n : items(at(fallback, "no_effect"))) no_effect.push_back(u(at(n, "node")));
+    if (!no_effect.empty())
+        doc.para("Tried and kept quantized, as in float they change no judged metric: " +
+                 join(no_effect, ", ") + ".");
     std::vector<std::string> not_judged;
     for (const auto& g : items(at(fallback, "not_judged"))) not_judged.push_back(u(g));
     if (!not_judged.empty())

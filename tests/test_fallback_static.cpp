@@ -142,3 +142,39 @@ TEST_CASE("fallback: a KL gate static int8 misses on MNIST holds after nodes go 
     INFO(schema.out << schema.err);
     CHECK(schema.exit_code == 0);
 }
+
+TEST_CASE("fallback: by per-node SQNR on MNIST, nodes that change nothing in float stay quantized",
+          "[fallback][static][real]") {
+    const auto model = test::shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    EP_REQUIRE_FILE_OR_SKIP(test::source_dir() / ".cache" / "data" / "mnist-test" / "labels.npy");
+    test::TempDir dir;
+    mnist_split(dir.path());
+    test::write_file(dir / "r.json", recipe(model, R"({"max_nodes": 4, "rank": "sqnr"})"));
+    const auto run =
+        test::run_edgepack({"compress", (dir / "r.json").string(), "--threads", "2", "--quiet"});
+    INFO(run.err);
+    CHECK(run.exit_code == 0);
+    const json report = json::parse(test::read_file(dir / "out" / "report.json"));
+    const json& fb = report["fallback"];
+    INFO(fb.dump(2));
+    CHECK(fb["outcome"] == "gates hold");
+    // The MaxPools and the Reshape read values already rounded for the Conv before them:
+    // lowest SQNR, yet in float they compute the same. They are tried, kept quantized and
+    // not counted; the nodes returned each change the KL.
+    REQUIRE(!fb["no_effect"].empty());
+    for (const auto& n : fb["no_effect"]) CHECK(n["op_type"] != "Gemm");
+    CHECK(fb["no_effect"][0]["rank"] == 1);
+    REQUIRE(!fb["returned"].empty());
+    CHECK(fb["returned"].size() <= 4);
+    for (const auto& r : fb["returned"]) {
+        CHECK(r["metrics_after"]["kl_mean"] != r["metrics_before"]["kl_mean"]);
+        CHECK(r["cost_bytes"].get<int64_t>() > 0);
+    }
+    // Every node tried is in one list or the other, in rank order.
+    CHECK(fb["no_effect"].size() + fb["returned"].size() <= fb["ranking"].size());
+    CHECK(report["metrics"]["kl_mean"] == fb["final"]["metrics"]["kl_mean"]);
+    CHECK_THAT(test::read_file(dir / "out" / "report.md"),
+               Catch::Contains("Tried and kept quantized, as in float they change no judged "
+                               "metric: "));
+}
