@@ -292,7 +292,8 @@ class QuantizeDynamic final : public Pass {
             auto [wname, made] = weight(k, nodes);
             auto& group = groups[k.op];
             group.op = k.op;
-            group.encoding = options_.per_channel ? "int8c" : "int8";
+            group.encoding =
+                cat(options_.uint8_weights ? "uint8" : "int8", options_.per_channel ? "c" : "");
             group.method = "rtn";
             if (made) {
                 ++group.tensors;
@@ -344,7 +345,7 @@ class QuantizeDynamic final : public Pass {
         const int64_t have = model.opset("");
         if (have != 0 && have < needed_opset())
             throw InputError(
-                cat("quantize-dynamic: the model imports ONNX opset ", have, "; ",
+                cat("the model imports ONNX opset ", have, "; ",
                     options_.format == Format::Qdq && options_.per_channel
                         ? "format qdq with per_channel needs opset 13 (per-axis DequantizeLinear): "
                           "set per_channel false or format integer"
@@ -636,6 +637,7 @@ class QuantizeDynamic final : public Pass {
         rescale.inputs = {cast.outputs[0], scales.outputs[0]};
         rescale.outputs = {has_bias ? fresh(y + "_unbiased") : y};
 
+        const std::string unbiased = rescale.outputs[0];
         nodes.push_back(std::move(product));
         nodes.push_back(std::move(cast));
         nodes.push_back(std::move(scales));
@@ -666,7 +668,7 @@ class QuantizeDynamic final : public Pass {
         Node add;
         add.op_type = "Add";
         add.name = fresh(base + "_bias_add");
-        add.inputs = {rescale.outputs[0], bias};
+        add.inputs = {unbiased, bias};
         add.outputs = {y};
         nodes.push_back(std::move(add));
     }

@@ -9,7 +9,8 @@ usage: ort_dynamic_check.py FLOAT.onnx QUANT.onnx --data DATA [--ort-quantize [-
   DATA       a folder of .npz samples (one run each; members named after the inputs), or a
              token-id .npy [S, T] (sample s = row s as [1, T]), as edgepack's --data reads them
   --ours DIR edgepack's outputs of QUANT.onnx on the same samples (`edgepack run --data DATA
-             -o DIR`: DIR/sample_K/NAME.npy, or DIR/NAME.npy for one sample): prints the largest
+             --out DIR`: DIR/sample_KK/NAME.npy in sample order, or DIR/NAME.npy for one sample):
+             prints the largest
              |ORT - ours| per output
 Metrics per float output (over all samples): cosine per row along the last axis (mean and
 min), max |quantized - float|, and for the outputs named in --classes (logits whose last axis
@@ -128,12 +129,13 @@ def main() -> int:
         entry["outputs"] = {n: metrics([r[n] for r in ref], [g[n] for g in got], n in classes) for n in floats}
         if label == "edgepack" and a.ours:
             worst = {}
+            dirs = sorted(d for d in os.listdir(a.ours) if d.startswith("sample_"))
+            if len(dirs) != len(got) and not (len(got) == 1 and not dirs):
+                raise SystemExit(f"{a.ours}: {len(dirs)} sample folders, {len(got)} samples")
             for n in floats:
                 d = 0.0
                 for k, g in enumerate(got):
-                    f = os.path.join(a.ours, f"sample_{k}", safe(n) + ".npy")
-                    if len(got) == 1 and not os.path.exists(f):
-                        f = os.path.join(a.ours, safe(n) + ".npy")
+                    f = os.path.join(a.ours, dirs[k] if dirs else "", safe(n) + ".npy")
                     d = max(d, float(np.abs(np.load(f).astype(np.float64) - g[n]).max()))
                 worst[n] = d
             entry["ort_vs_edgepack_max_abs_diff"] = worst
