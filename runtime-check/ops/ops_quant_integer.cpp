@@ -33,19 +33,22 @@ namespace {
 // sum_k a[k] * b[k] of zero-point-adjusted 8-bit values (|value| <= 255) held in int16:
 // exact. A chunk of at most 32768 products (each |p| <= 65025) cannot overflow int32;
 // chunks add up in int64. Integer addition is associative, so the vectorized reduction
-// gives the same bits as the plain loop. Written as one plain reduction so the compiler
-// emits pairwise multiply-add (pmaddwd): 1.3-1.5x faster than 16 separate int32 lanes, which
-// it widened element by element (CPU time of a 128 x 384 x 1536 product: 10 -> 7 ms).
+// gives the same bits as the plain loop.
 inline int64_t dot_i16(const int16_t* a, const int16_t* b, int64_t k) {
     int64_t total = 0;
     for (int64_t k0 = 0; k0 < k; k0 += 32768) {
         const int64_t len = std::min<int64_t>(32768, k - k0);
         const int16_t* pa = a + k0;
         const int16_t* pb = b + k0;
+        int32_t lanes[16] = {};
+        int64_t t = 0;
+        for (; t + 16 <= len; t += 16)
+#pragma omp simd
+            for (int l = 0; l < 16; ++l)
+                lanes[l] += static_cast<int32_t>(pa[t + l]) * static_cast<int32_t>(pb[t + l]);
         int32_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t t = 0; t < len; ++t)
-            sum += static_cast<int32_t>(pa[t]) * static_cast<int32_t>(pb[t]);
+        for (int l = 0; l < 16; ++l) sum += lanes[l];
+        for (; t < len; ++t) sum += static_cast<int32_t>(pa[t]) * static_cast<int32_t>(pb[t]);
         total += sum;
     }
     return total;
