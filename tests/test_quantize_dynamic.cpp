@@ -366,3 +366,37 @@ TEST_CASE("quantize-dynamic on the MiniLM sentence encoder: runs in ONNX Runtime
     CHECK(e["outputs"]["461"]["cosine_min"].get<double>() > 0.99);
     CHECK(e["ort_vs_edgepack_max_abs_diff"]["461"].get<double>() < 0.1);
 }
+
+TEST_CASE("quantize-dynamic: bad options and an opset the form cannot use are exit 2, no output",
+          "[quantize-dynamic][cli]") {
+    const auto model = test::shared_models() / "mnist" / "mnist-cnn.onnx";  // opset 11
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    test::TempDir dir;
+    const auto out = dir / "q.onnx";
+    struct Case {
+        json pass;
+        const char* message;
+    };
+    const Case cases[] = {
+        {{{"pass", "quantize-dynamic"}, {"format", "qdq"}},
+         "opset 11; format qdq with per_channel needs opset 13"},
+        {{{"pass", "quantize-dynamic"}, {"op_types", {"MatMul", "Relu"}}},
+         "op_types: 'Relu' is not supported (expected MatMul, Gemm or Conv)"},
+        {{{"pass", "quantize-dynamic"}, {"weight_type", "int4"}},
+         "passes[0].weight_type: 'int4' is not one of"},
+    };
+    for (const auto& c : cases) {
+        const json recipe = {
+            {"model", model.string()}, {"passes", json::array({c.pass})}, {"output", out.string()}};
+        test::write_file(dir / "r.json", recipe.dump());
+        for (const bool dry : {false, true}) {
+            INFO(c.pass.dump() << (dry ? " --dry-run" : ""));
+            std::vector<std::string> args{"compress", (dir / "r.json").string()};
+            if (dry) args.push_back("--dry-run");
+            auto r = test::run_edgepack(args);
+            CHECK(r.exit_code == 2);
+            CHECK_THAT(r.err, Catch::Contains(c.message));
+            CHECK_FALSE(fs::exists(out));
+        }
+    }
+}
