@@ -10,7 +10,7 @@
 namespace ep {
 namespace {
 
-// True when the recipe has a pass that encodes weights.
+// True when the recipe has a pass that encodes weights (Pass::writes_encoded_weights).
 bool recipe_quantizes(const Recipe& recipe) {
     for (const auto& p : recipe.passes)
         if (auto pass = create_pass(p.name); pass && pass->writes_encoded_weights()) return true;

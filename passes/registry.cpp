@@ -11,6 +11,7 @@ std::unique_ptr<Pass> make_promote_constants_pass();  // passes/promote_constant
 std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.cpp
 std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
 std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.cpp
+std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
 
 namespace {
 
@@ -24,6 +25,7 @@ constexpr PassEntry kPasses[] = {
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},
+    {"quantize-dynamic", make_quantize_dynamic_pass},
 };
 
 }  // namespace
