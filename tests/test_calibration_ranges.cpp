@@ -276,25 +276,19 @@ std::vector<FixedHistogram> fixed_histograms() {
 
 }  // namespace
 
-TEST_CASE("each calibrator matches the numpy reference of its definition on fixed histograms",
-          "[calibration][histogram][xcheck]") {
-    struct Method {
-        calib::Calibrator method;
-        double percentile;
-        bool symmetric;
-        int64_t quantized_bins;
-    };
-    const Method methods[] = {
-        {calib::Calibrator::MinMax, 99.999, false, 128},
-        {calib::Calibrator::MinMax, 99.999, true, 128},
-        {calib::Calibrator::Percentile, 99.999, false, 128},
-        {calib::Calibrator::Percentile, 99.0, true, 128},
-        {calib::Calibrator::Percentile, 90.0, false, 128},
-        {calib::Calibrator::Entropy, 99.999, false, 128},
-        {calib::Calibrator::Entropy, 99.999, true, 4},
-        {calib::Calibrator::Mse, 99.999, false, 128},
-        {calib::Calibrator::Mse, 99.999, true, 4},
-    };
+namespace {
+
+struct Method {
+    calib::Calibrator method;
+    double percentile;
+    bool symmetric;
+    int64_t quantized_bins;
+};
+
+// Runs `methods` on every fixed histogram, here and in scripts/xcheck/calib_ref.py, and
+// requires the same threshold bin and the same float range bits. Returns how many cases
+// ended below the histogram's max (clipped); for the histogram calibrators, at least half.
+size_t check_against_reference(const std::vector<Method>& methods) {
     nlohmann::json cases = nlohmann::json::array();
     std::vector<std::pair<calib::ActivationRange, int64_t>> ours;  // range, threshold bins
     auto hists = fixed_histograms();
@@ -327,7 +321,7 @@ TEST_CASE("each calibrator matches the numpy reference of its definition on fixe
                              {"symmetric", m.symmetric},
                              {"quantized_bins", m.quantized_bins}});
         }
-    REQUIRE(cases.size() >= 4 * 5);
+    REQUIRE(cases.size() >= 4);  // the hand-made ones; 3 more with the MNIST data
     TempDir dir;
     write_file(dir / "cases.json", nlohmann::json{{"cases", cases}}.dump());
     auto r =
@@ -345,6 +339,35 @@ TEST_CASE("each calibrator matches the numpy reference of its definition on fixe
         if (threshold >= 0) CHECK(threshold == ref[i]["threshold_bins"].get<int64_t>());
         if (range.max < static_cast<float>(cases[i]["max"].get<double>())) ++clipped;
     }
-    // The calibrators do clip: most non-minmax cases end below the histogram's max.
-    CHECK(clipped >= cases.size() / 3);
+    INFO(clipped << " of " << cases.size() << " cases clipped");
+    // The histogram calibrators do clip: most ranges end below the histogram's max.
+    if (methods[0].method != calib::Calibrator::MinMax) CHECK(2 * clipped >= cases.size());
+    return clipped;
+}
+
+}  // namespace
+
+TEST_CASE("minmax matches the numpy reference of its definition on fixed histograms",
+          "[calibration][histogram][xcheck]") {
+    CHECK(check_against_reference({{calib::Calibrator::MinMax, 99.999, false, 128},
+                                   {calib::Calibrator::MinMax, 99.999, true, 128}}) == 0);
+}
+
+TEST_CASE("percentile matches the numpy reference of its definition on fixed histograms",
+          "[calibration][histogram][xcheck]") {
+    (void)check_against_reference({{calib::Calibrator::Percentile, 99.999, false, 128},
+                                   {calib::Calibrator::Percentile, 99.0, true, 128},
+                                   {calib::Calibrator::Percentile, 90.0, false, 128}});
+}
+
+TEST_CASE("entropy matches the numpy reference of its definition on fixed histograms",
+          "[calibration][histogram][xcheck]") {
+    (void)check_against_reference({{calib::Calibrator::Entropy, 99.999, false, 128},
+                                   {calib::Calibrator::Entropy, 99.999, true, 4}});
+}
+
+TEST_CASE("mse matches the numpy reference of its definition on fixed histograms",
+          "[calibration][histogram][xcheck]") {
+    (void)check_against_reference(
+        {{calib::Calibrator::Mse, 99.999, false, 128}, {calib::Calibrator::Mse, 99.999, true, 4}});
 }
