@@ -205,10 +205,15 @@ int64_t tail_bin(const std::vector<uint64_t>& counts, double tail) {
     return static_cast<int64_t>(counts.size()) - 1;
 }
 
-int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts, int64_t quantized_bins) {
-    const auto n = static_cast<int64_t>(abs_counts.size());
+int64_t entropy_threshold_bins(const std::vector<uint64_t>& counts, int64_t quantized_bins) {
+    const auto n = static_cast<int64_t>(counts.size());
     const int64_t levels = quantized_bins;
     if (levels < 1 || n < levels) throw InternalError("entropy: fewer bins than quantized bins");
+    // As TensorRT: the first bin counts as many values as the second, so the spike of exact
+    // zeros a ReLU leaves does not dominate P (it would pull the threshold to the smallest
+    // candidate).
+    std::vector<uint64_t> abs_counts = counts;
+    if (n >= 2) abs_counts[0] = abs_counts[1];
     uint64_t total = 0;
     for (uint64_t c : abs_counts) total += c;
     if (total == 0) return n;

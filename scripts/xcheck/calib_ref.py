@@ -38,8 +38,10 @@ def sequential_sum(terms):
 
 def entropy_bins(h, levels):
     """TensorRT's entropy calibration on the |x| histogram h."""
-    h = np.asarray(h, dtype=np.int64)
+    h = np.array(h, dtype=np.int64)
     n = h.size
+    if n >= 2:
+        h[0] = h[1]  # TensorRT: the zero bin counts as its neighbour
     total = int(h.sum())
     if total == 0:
         return n
