@@ -63,7 +63,7 @@ def entropy_bins(h, levels):
             q = np.zeros(i)
             q[nz] = merged[level[nz]] / count[level[nz]] / q_total
             m = p > 0
-            kl = sequential_sum(p[m] * np.log(p[m] / q[m]))
+            kl = sequential_sum(p[m] * (np.log(p[m]) - np.log(q[m])))
         if best is None or kl <= best:  # the largest i on a tie
             best, best_i = kl, i
     return best_i
