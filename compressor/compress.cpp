@@ -470,7 +470,10 @@ bool load_and_plan(CompressRun& run) {
     run.manager_options = run.options.manager;
     run.manager_options.progress = run.progress;
     run.manager_options.context.progress = run.long_steps();
-    if (recipe.calibration) {
+    // No data and no synthetic: true (a section with only calibration.ranges) gives the
+    // passes no samples at all, never random ones they did not ask for.
+    if (recipe.calibration &&
+        (!recipe.calibration->data.empty() || recipe.calibration->synthetic)) {
         run.calibration = make_calibration_provider(*recipe.calibration, recipe.what);
         run.manager_options.context.calibration = run.calibration.get();
     }
