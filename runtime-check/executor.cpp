@@ -9,6 +9,7 @@
 #include "runtime-check/op_registry.h"
 #include "runtime-check/ops/ops.h"
 #include "runtime-check/ops/quant_matmul.h"
+#include "runtime-check/qdq_fusion.h"
 
 namespace ep::rt {
 
@@ -273,6 +274,9 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
         Plan::Step step;
         step.node = &node;
         step.kernel = find_kernel(node.domain, node.op_type);
+        if (!step.kernel) step.kernel = fused_kernel(node);
+        if (!step.kernel)
+            throw InternalError(cat("node ", node.label(), ": no kernel for ", node.op_type));
         step.opset = model.opset(node.domain);
         for (const auto& in : node.inputs) {
             if (in.empty()) {
@@ -354,14 +358,26 @@ Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)),
     check_output_counts(model_.graph);
     topo_sort(model_.graph, "");
     feeds_ = graph_feeds(model_.graph);
-    plan_ = compile(model_, model_.graph, nullptr);
+    if (options_.fuse_qdq) {
+        QdqFusion f = fuse_qdq(model_.graph);
+        fused_ops_ = f.conv + f.matmul + f.gemm + f.elementwise + f.moves;
+        if (fused_ops_ > 0) {
+            fused_graph_ = std::make_unique<Graph>(model_.graph);
+            fused_graph_->nodes = std::move(f.nodes);
+            fused_away_ = std::move(f.removed_values);
+        }
+    }
+    plan_ = compile(model_, fused_graph_ ? *fused_graph_ : model_.graph, nullptr);
     if (options_.int8_activations) qpacks_ = std::make_unique<QPackCache>();
 }
 
 NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
     stats_ = {};
     live_bytes_ = 0;
-    const Plan& plan = *plan_;
+    bool unfused = false;
+    for (const auto& name : fetch) unfused = unfused || fused_away_.count(name) > 0;
+    if (unfused && !unfused_plan_) unfused_plan_ = compile(model_, model_.graph, nullptr);
+    const Plan& plan = unfused ? *unfused_plan_ : *plan_;
     Frame frame;
     frame.values.resize(plan.slot_names.size());
     frame.ptr.assign(plan.slot_names.size(), nullptr);
