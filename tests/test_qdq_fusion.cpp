@@ -17,6 +17,7 @@
 #include "compressor/dataset.h"
 #include "formats/model_io.h"
 #include "op_model.h"
+#include "pass_model.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/kernels/igemm.h"
 #include "runtime-check/npy.h"
@@ -432,4 +433,105 @@ TEST_CASE(
          << "; vs ORT (optimized) max |diff| " << diff_ort << ", agreement " << agree_ort);
     CHECK(agree_unfused >= 0.9);
     CHECK(agree_ort >= 0.9);
+}
+
+namespace {
+
+Tensor scalar_f32(float v) {
+    return values_tensor<float>(DType::F32, {}, {v});
+}
+Tensor scalar_u8(uint8_t v) {
+    return bytes_tensor(DType::U8, {}, {v});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "elementwise and data-movement QDQ patterns give the unfused bytes; fetching a fused "
+    "value runs the unfused plan",
+    "[qdq][fusion]") {
+    // x -> Q -> DQ -> Mul(DQ(per-channel codes)) -> Q -> DQ -> Div(6.0) -> Q -> DQ ->
+    // Add(DQ(xq)) -> Q -> DQ -> Transpose -> Q (same scale) -> DQ -> y; plus a QDQ Conv whose
+    // float output is also a graph output (not fused). Rows of 600 elements take the
+    // 256-entry tables of the elementwise step.
+    Model m;
+    m.opset_imports.push_back({"", 13});
+    Graph& g = m.graph;
+    g.inputs.push_back(test::f32_value("x", {1, 4, 6, 100}));
+    auto init = [&](std::string name, Tensor t) {
+        t.name = std::move(name);
+        g.initializers.push_back(std::move(t));
+    };
+    init("s_x", scalar_f32(0.02f));
+    init("z_x", scalar_u8(128));
+    init("c_q", bytes_tensor(DType::U8, {1, 4, 1, 1}, {10, 200, 128, 77}));
+    init("s_c", scalar_f32(0.01f));
+    init("z_c", scalar_u8(100));
+    init("s_m", scalar_f32(0.015f));
+    init("z_m", scalar_u8(120));
+    init("six", scalar_f32(6.0f));
+    init("s_d", scalar_f32(0.004f));
+    init("z_d", scalar_u8(110));
+    init("s_a", scalar_f32(0.03f));
+    init("z_a", scalar_u8(126));
+    auto add = [&](std::string op, std::string name, std::vector<std::string> in,
+                   std::vector<std::string> out, std::vector<Attribute> attrs = {}) {
+        Node n;
+        n.op_type = std::move(op);
+        n.name = std::move(name);
+        n.inputs = std::move(in);
+        n.outputs = std::move(out);
+        n.attributes = std::move(attrs);
+        g.nodes.push_back(std::move(n));
+    };
+    add("QuantizeLinear", "q_x", {"x", "s_x", "z_x"}, {"xq"});
+    add("DequantizeLinear", "dq_x", {"xq", "s_x", "z_x"}, {"xd"});
+    add("DequantizeLinear", "dq_c", {"c_q", "s_c", "z_c"}, {"cd"});
+    add("Mul", "mul", {"xd", "cd"}, {"m"});
+    add("QuantizeLinear", "q_m", {"m", "s_m", "z_m"}, {"mq"});
+    add("DequantizeLinear", "dq_m", {"mq", "s_m", "z_m"}, {"md"});
+    add("Div", "div", {"md", "six"}, {"d"});
+    add("QuantizeLinear", "q_d", {"d", "s_d", "z_d"}, {"dq"});
+    add("DequantizeLinear", "dq_d", {"dq", "s_d", "z_d"}, {"dd"});
+    add("DequantizeLinear", "dq_x2", {"xq", "s_x", "z_x"}, {"xd2"});
+    add("Add", "add", {"dd", "xd2"}, {"a"});
+    add("QuantizeLinear", "q_a", {"a", "s_a", "z_a"}, {"aq"});
+    add("DequantizeLinear", "dq_a", {"aq", "s_a", "z_a"}, {"ad"});
+    add("Transpose", "transpose", {"ad"}, {"t"}, {test::ints_attr("perm", {0, 2, 3, 1})});
+    add("QuantizeLinear", "q_t", {"t", "s_a", "z_a"}, {"tq"});
+    add("DequantizeLinear", "dq_t", {"tq", "s_a", "z_a"}, {"y"});
+    // A Conv whose float output is a graph output: it stays as written.
+    std::vector<uint8_t> wb(4 * 4);
+    for (size_t i = 0; i < wb.size(); ++i) wb[i] = static_cast<uint8_t>(i * 37 % 255);
+    init("w_q", bytes_tensor(DType::I8, {4, 4, 1, 1}, wb));
+    init("s_w", scalar_f32(0.005f));
+    init("z_w", bytes_tensor(DType::I8, {}, {0}));
+    add("DequantizeLinear", "dq_w", {"w_q", "s_w", "z_w"}, {"wd"});
+    add("Conv", "conv", {"xd", "wd"}, {"conv_out"});
+    add("QuantizeLinear", "q_conv", {"conv_out", "s_a", "z_a"}, {"cq"});
+    add("DequantizeLinear", "dq_conv", {"cq", "s_a", "z_a"}, {"y2"});
+    g.outputs = {test::value("y"), test::value("y2"), test::value("conv_out")};
+
+    Tensor x = values_tensor<float>(DType::F32, {1, 4, 6, 100}, test::normal_values(2400, 7, 1.5f));
+    rt::NamedTensors feeds{{"x", x}};
+    rt::Executor fused(m, {1});
+    rt::ExecOptions plain{1};
+    plain.fuse_qdq = false;
+    rt::Executor unfused(m, plain);
+    CHECK(fused.fused_qdq_ops() == 4);  // Mul, Div, Add, Transpose; not the Conv
+    auto yf = fused.run(feeds);
+    auto yu = unfused.run(feeds);
+    REQUIRE(yf.size() == 3);
+    for (size_t i = 0; i < yf.size(); ++i) {
+        INFO(yf[i].first);
+        CHECK(bytes_of(yf[i].second) == bytes_of(yu[i].second));
+    }
+    // The Mul's float output exists only in the unfused plan: fetching it runs that plan.
+    auto with_m = fused.run(feeds, {"m"});
+    REQUIRE(with_m.size() == 4);
+    CHECK(with_m[3].first == "m");
+    CHECK(bytes_of(with_m[3].second) == bytes_of(unfused.run(feeds, {"m"})[3].second));
+    CHECK(bytes_of(with_m[0].second) == bytes_of(yu[0].second));
+    rt::Executor three(m, {3});
+    CHECK(bytes_of(three.run(feeds)[0].second) == bytes_of(yu[0].second));
 }
