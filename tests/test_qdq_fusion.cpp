@@ -452,8 +452,7 @@ TEST_CASE(
     "[qdq][fusion]") {
     // x -> Q -> DQ -> Mul(DQ(per-channel codes)) -> Q -> DQ -> Div(6.0) -> Q -> DQ ->
     // Add(DQ(xq)) -> Q -> DQ -> Transpose -> Q (same scale) -> DQ -> y; plus a QDQ Conv whose
-    // float output is also a graph output (not fused). Rows of 600 elements take the
-    // 256-entry tables of the elementwise step.
+    // float output is also a graph output (not fused).
     Model m;
     m.opset_imports.push_back({"", 13});
     Graph& g = m.graph;

@@ -367,79 +367,107 @@ void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const I
     });
 }
 
-void depthwise_i8(const ExecOptions& options, const DepthwiseI8& p) {
+namespace {
+
+// Channels [c0, c1) of a depthwise convolution; inlined into one plain and one AVX-512 copy
+// so the compiler vectorises the integer loops for each (integers: the same values).
+__attribute__((always_inline)) inline void depthwise_channels(const DepthwiseI8& p, int64_t c0,
+                                                              int64_t c1) {
     const int64_t ph = (p.oh - 1) * p.sh + (p.kh - 1) * p.dh + 1;
     const int64_t pw = (p.ow - 1) * p.sw + (p.kw - 1) * p.dw + 1;
     const int32_t lo = p.y_signed ? -128 : 0, hi = p.y_signed ? 127 : 255;
-    parallel_for(options, p.channels, 1, [&](int64_t c0, int64_t c1) {
-        // (x - x_zp) of one channel in int16, zero-padded to the window's extent.
-        std::vector<int16_t> plane(static_cast<size_t>(ph * pw));
-        std::vector<int32_t> acc(static_cast<size_t>(p.ow));
-        std::vector<int32_t> taps(static_cast<size_t>(p.kh * p.kw));
-        for (int64_t ch = c0; ch < c1; ++ch) {
-            const uint8_t* xc = p.x + ch * p.ih * p.iw;
-            // Columns [x0, x1) of a plane row come from the input; the rest is padding.
-            const int64_t x0 = std::clamp<int64_t>(p.pad_left, 0, pw);
-            const int64_t x1 = std::clamp<int64_t>(p.pad_left + p.iw, x0, pw);
-            for (int64_t y = 0; y < ph; ++y) {
-                const int64_t iy = y - p.pad_top;
-                int16_t* row = plane.data() + y * pw;
-                if (iy < 0 || iy >= p.ih) {
-                    std::fill(row, row + pw, int16_t{0});
-                    continue;
-                }
-                std::fill(row, row + x0, int16_t{0});
-                std::fill(row + x1, row + pw, int16_t{0});
-                const uint8_t* src = xc + iy * p.iw + (x0 - p.pad_left);
-                const int64_t n = x1 - x0;
-                int16_t* dst = row + x0;
-                if (p.x_signed) {
-#pragma omp simd
-                    for (int64_t j = 0; j < n; ++j)
-                        dst[j] = static_cast<int16_t>(static_cast<int8_t>(src[j]) - p.x_zp);
-                } else {
-#pragma omp simd
-                    for (int64_t j = 0; j < n; ++j)
-                        dst[j] = static_cast<int16_t>(static_cast<int32_t>(src[j]) - p.x_zp);
-                }
+    // (x - x_zp) of one channel in int16, zero-padded to the window's extent.
+    std::vector<int16_t> plane(static_cast<size_t>(ph * pw));
+    std::vector<int32_t> acc(static_cast<size_t>(p.ow));
+    std::vector<int32_t> taps(static_cast<size_t>(p.kh * p.kw));
+    for (int64_t ch = c0; ch < c1; ++ch) {
+        const uint8_t* xc = p.x + ch * p.ih * p.iw;
+        // Columns [x0, x1) of a plane row come from the input; the rest is padding.
+        const int64_t x0 = std::clamp<int64_t>(p.pad_left, 0, pw);
+        const int64_t x1 = std::clamp<int64_t>(p.pad_left + p.iw, x0, pw);
+        for (int64_t y = 0; y < ph; ++y) {
+            const int64_t iy = y - p.pad_top;
+            int16_t* row = plane.data() + y * pw;
+            if (iy < 0 || iy >= p.ih) {
+                std::fill(row, row + pw, int16_t{0});
+                continue;
             }
-            for (int64_t t = 0; t < p.kh * p.kw; ++t) {
-                const uint8_t b = p.w[ch * p.kh * p.kw + t];
-                taps[static_cast<size_t>(t)] =
-                    (p.w_signed ? static_cast<int8_t>(b) : static_cast<int32_t>(b)) - p.w_zp[ch];
-            }
-            const int32_t bias = p.bias ? p.bias[ch] : 0;
-            const float m = p.mult[ch];
-            for (int64_t oy = 0; oy < p.oh; ++oy) {
-                int32_t* a = acc.data();
-                for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] = bias;
-                for (int64_t ky = 0; ky < p.kh; ++ky)
-                    for (int64_t kx = 0; kx < p.kw; ++kx) {
-                        const int32_t wv = taps[static_cast<size_t>(ky * p.kw + kx)];
-                        const int16_t* src =
-                            plane.data() + (oy * p.sh + ky * p.dh) * pw + kx * p.dw;
-                        if (p.sw == 1) {
+            std::fill(row, row + x0, int16_t{0});
+            std::fill(row + x1, row + pw, int16_t{0});
+            const uint8_t* src = xc + iy * p.iw + (x0 - p.pad_left);
+            const int64_t n = x1 - x0;
+            int16_t* dst = row + x0;
+            if (p.x_signed) {
 #pragma omp simd
-                            for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] += wv * src[ox];
-                        } else {
-                            for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] += wv * src[ox * p.sw];
-                        }
-                    }
-                uint8_t* dst = p.y + (ch * p.oh + oy) * p.ow;
-                if (p.y_signed) {
-                    auto* d = reinterpret_cast<int8_t*>(dst);
+                for (int64_t j = 0; j < n; ++j)
+                    dst[j] = static_cast<int16_t>(static_cast<int8_t>(src[j]) - p.x_zp);
+            } else {
 #pragma omp simd
-                    for (int64_t ox = 0; ox < p.ow; ++ox)
-                        d[ox] = static_cast<int8_t>(
-                            saturate_round(static_cast<float>(a[ox]) * m, p.y_zp, lo, hi));
-                } else {
-#pragma omp simd
-                    for (int64_t ox = 0; ox < p.ow; ++ox)
-                        dst[ox] = static_cast<uint8_t>(
-                            saturate_round(static_cast<float>(a[ox]) * m, p.y_zp, lo, hi));
-                }
+                for (int64_t j = 0; j < n; ++j)
+                    dst[j] = static_cast<int16_t>(static_cast<int32_t>(src[j]) - p.x_zp);
             }
         }
+        for (int64_t t = 0; t < p.kh * p.kw; ++t) {
+            const uint8_t b = p.w[ch * p.kh * p.kw + t];
+            taps[static_cast<size_t>(t)] =
+                (p.w_signed ? static_cast<int8_t>(b) : static_cast<int32_t>(b)) - p.w_zp[ch];
+        }
+        const int32_t bias = p.bias ? p.bias[ch] : 0;
+        const float m = p.mult[ch];
+        for (int64_t oy = 0; oy < p.oh; ++oy) {
+            int32_t* a = acc.data();
+            for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] = bias;
+            for (int64_t ky = 0; ky < p.kh; ++ky)
+                for (int64_t kx = 0; kx < p.kw; ++kx) {
+                    const int32_t wv = taps[static_cast<size_t>(ky * p.kw + kx)];
+                    const int16_t* src = plane.data() + (oy * p.sh + ky * p.dh) * pw + kx * p.dw;
+                    if (p.sw == 1) {
+#pragma omp simd
+                        for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] += wv * src[ox];
+                    } else {
+                        for (int64_t ox = 0; ox < p.ow; ++ox) a[ox] += wv * src[ox * p.sw];
+                    }
+                }
+            uint8_t* dst = p.y + (ch * p.oh + oy) * p.ow;
+            if (p.y_signed) {
+                auto* d = reinterpret_cast<int8_t*>(dst);
+#pragma omp simd
+                for (int64_t ox = 0; ox < p.ow; ++ox)
+                    d[ox] = static_cast<int8_t>(
+                        saturate_round(static_cast<float>(a[ox]) * m, p.y_zp, lo, hi));
+            } else {
+#pragma omp simd
+                for (int64_t ox = 0; ox < p.ow; ++ox)
+                    dst[ox] = static_cast<uint8_t>(
+                        saturate_round(static_cast<float>(a[ox]) * m, p.y_zp, lo, hi));
+            }
+        }
+    }
+}
+
+void depthwise_portable(const DepthwiseI8& p, int64_t c0, int64_t c1) {
+    depthwise_channels(p, c0, c1);
+}
+#ifdef EP_I8_X86
+EP_I8_AVX512 void depthwise_avx512(const DepthwiseI8& p, int64_t c0, int64_t c1) {
+    depthwise_channels(p, c0, c1);
+}
+EP_I8_AVX2 void depthwise_avx2(const DepthwiseI8& p, int64_t c0, int64_t c1) {
+    depthwise_channels(p, c0, c1);
+}
+#endif
+
+}  // namespace
+
+void depthwise_i8(const ExecOptions& options, const DepthwiseI8& p) {
+    const IgemmIsa isa = igemm_isa();
+    parallel_for(options, p.channels, 1, [&](int64_t c0, int64_t c1) {
+#ifdef EP_I8_X86
+        if (isa == IgemmIsa::Avx512Vnni) return depthwise_avx512(p, c0, c1);
+        if (isa == IgemmIsa::Avx2) return depthwise_avx2(p, c0, c1);
+#endif
+        (void)isa;
+        depthwise_portable(p, c0, c1);
     });
 }
 

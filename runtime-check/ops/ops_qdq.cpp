@@ -6,10 +6,9 @@
 //   y  = saturate(round_half_even((da OP db) / y_scale) + y_zp)
 //
 // exactly the operations (and f32 roundings) of DequantizeLinear, the float op and
-// QuantizeLinear one after the other, so the bytes are the unfused reference's. Where one
-// input is constant along a row of the broadcast (a scalar, or a per-channel [1, C, 1, 1]
-// operand) and the row is long, the row runs through a 256-entry table of the same formula
-// indexed by the other input's byte.
+// QuantizeLinear one after the other, so the bytes are the unfused reference's. Rows of the
+// broadcast go a chunk at a time: 8-bit inputs dequantized into a float buffer, then
+// kernels/qdq_binary.h's vectorised loop.
 //
 // Node (made by the fusion, never read from a file): domain "ai.edgepack.fused", op_type
 // "QdqBinary", attribute op = "Add" | "Sub" | "Mul" | "Div", inputs
@@ -19,6 +18,7 @@
 #include <array>
 #include <cstring>
 
+#include "runtime-check/kernels/qdq_binary.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
 #include "runtime-check/ops/quant_common.h"
@@ -26,21 +26,14 @@
 namespace ep::rt {
 namespace {
 
-enum class BinOp { Add, Sub, Mul, Div };
-
-template <BinOp OP>
-inline float apply(float a, float b) {
-    if constexpr (OP == BinOp::Add) return a + b;
-    if constexpr (OP == BinOp::Sub) return a - b;
-    if constexpr (OP == BinOp::Mul) return a * b;
-    return a / b;
-}
-
 // One input as float values: 256 dequantized codes (8-bit input) or the float data.
 struct Operand {
     const uint8_t* codes = nullptr;  // 8-bit input
     std::array<float, 256> table{};  // dequantized value of each byte
     const float* values = nullptr;   // float input
+    bool is_signed = false;          // 8-bit input: its parameters
+    int32_t zp = 0;
+    float scale = 0.0f;
 
     [[nodiscard]] float at(int64_t i) const { return codes ? table[codes[i]] : values[i]; }
 };
@@ -64,58 +57,64 @@ Operand operand(const OpContext& c, size_t index, const char* what) {
         op.table[static_cast<size_t>(b)] = static_cast<float>(v - zp) * scale;
     }
     op.codes = reinterpret_cast<const uint8_t*>(t.data.bytes().data());
+    op.is_signed = is_signed;
+    op.zp = zp;
+    op.scale = scale;
     return op;
 }
 
-template <BinOp OP, typename T>
-void run(OpContext& c, const Operand& a, const Operand& b, const Broadcast& bc, float ys,
-         int32_t yz, T* y) {
-    constexpr int32_t lo = std::is_signed_v<T> ? -128 : 0, hi = std::is_signed_v<T> ? 127 : 255;
-    auto q = [&](float v) { return static_cast<T>(saturate_round(v / ys, yz, lo, hi)); };
-    for_each_broadcast_row<2>(
-        c.options, bc,
-        [&](int64_t out, const std::array<int64_t, 2>& base, const std::array<int64_t, 2>& step,
-            int64_t n) {
-            T* dst = y + out;
-            // A row where one input is constant and the other an 8-bit input: a table.
-            const bool a_const = step[0] == 0, b_const = step[1] == 0;
-            if (n >= 512 && b_const && a.codes && !a_const) {
-                const float bv = b.at(base[1]);
-                std::array<T, 256> lut;
-                for (int k = 0; k < 256; ++k)
-                    lut[static_cast<size_t>(k)] = q(apply<OP>(a.table[static_cast<size_t>(k)], bv));
-                const uint8_t* src = a.codes + base[0];
-                for (int64_t j = 0; j < n; ++j) dst[j] = lut[src[j]];
-                return;
-            }
-            if (n >= 512 && a_const && b.codes && !b_const) {
-                const float av = a.at(base[0]);
-                std::array<T, 256> lut;
-                for (int k = 0; k < 256; ++k)
-                    lut[static_cast<size_t>(k)] = q(apply<OP>(av, b.table[static_cast<size_t>(k)]));
-                const uint8_t* src = b.codes + base[1];
-                for (int64_t j = 0; j < n; ++j) dst[j] = lut[src[j]];
-                return;
-            }
-            for (int64_t j = 0; j < n; ++j)
-                dst[j] = q(apply<OP>(a.at(base[0] + j * step[0]), b.at(base[1] + j * step[1])));
-        });
+void run(OpContext& c, QdqBinaryOp op, const Operand& a, const Operand& b, const Broadcast& bc,
+         float ys, int32_t yz, bool y_signed, uint8_t* y) {
+    constexpr int64_t kChunk = 1024;  // floats per operand buffer (stays in L1)
+    for_each_broadcast_row<2>(c.options, bc,
+                              [&](int64_t out, const std::array<int64_t, 2>& base,
+                                  const std::array<int64_t, 2>& step, int64_t n) {
+                                  float buf[2][kChunk];
+                                  float scalar[2];
+                                  const Operand* ops[2] = {&a, &b};
+                                  if (step[0] == 0 && step[1] == 0) {
+                                      uint8_t v;
+                                      scalar[0] = a.at(base[0]);
+                                      scalar[1] = b.at(base[1]);
+                                      qdq_binary_row(op, &scalar[0], 1, &scalar[1], 1, ys, yz,
+                                                     y_signed, &v, 1);
+                                      std::fill(y + out, y + out + n, v);
+                                      return;
+                                  }
+                                  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+                                      const int64_t len = std::min(kChunk, n - j0);
+                                      const float* p[2];
+                                      for (int k = 0; k < 2; ++k) {
+                                          const Operand& o = *ops[k];
+                                          if (step[k] == 0) {
+                                              scalar[k] = o.at(base[k]);
+                                              p[k] = &scalar[k];
+                                          } else if (o.codes) {
+                                              dequantize_row(o.codes + base[k] + j0, o.is_signed,
+                                                             o.zp, o.scale, buf[k], len);
+                                              p[k] = buf[k];
+                                          } else {
+                                              p[k] = o.values + base[k] + j0;
+                                          }
+                                      }
+                                      qdq_binary_row(op, p[0], step[0], p[1], step[1], ys, yz,
+                                                     y_signed, y + out + j0, len);
+                                  }
+                              });
 }
 
 }  // namespace
 
 void op_qdq_binary(OpContext& c) {
     const std::string name = c.node.attr_string("op", "");
-    BinOp op;
-    if (name == "Add")
-        op = BinOp::Add;
-    else if (name == "Sub")
-        op = BinOp::Sub;
+    QdqBinaryOp op = QdqBinaryOp::Add;
+    if (name == "Sub")
+        op = QdqBinaryOp::Sub;
     else if (name == "Mul")
-        op = BinOp::Mul;
+        op = QdqBinaryOp::Mul;
     else if (name == "Div")
-        op = BinOp::Div;
-    else
+        op = QdqBinaryOp::Div;
+    else if (name != "Add")
         c.fail(cat("op '", name, "' is not Add, Sub, Mul or Div"));
     const Tensor& y_zp = c.input(7);
     if (y_zp.dtype != DType::U8 && y_zp.dtype != DType::I8)
@@ -126,24 +125,8 @@ void op_qdq_binary(OpContext& c) {
     const Tensor* ins[2] = {&c.input(0), &c.input(3)};
     Broadcast bc = make_broadcast(c, ins);
     Tensor y = make_uninitialized_tensor(y_zp.dtype, bc.shape);
-    auto go = [&](auto tag) {
-        using T = decltype(tag);
-        T* out = reinterpret_cast<T*>(y.data.mutable_bytes().data());
-        switch (op) {
-            case BinOp::Add:
-                return run<BinOp::Add>(c, a, b, bc, ys, yz, out);
-            case BinOp::Sub:
-                return run<BinOp::Sub>(c, a, b, bc, ys, yz, out);
-            case BinOp::Mul:
-                return run<BinOp::Mul>(c, a, b, bc, ys, yz, out);
-            case BinOp::Div:
-                return run<BinOp::Div>(c, a, b, bc, ys, yz, out);
-        }
-    };
-    if (y_zp.dtype == DType::I8)
-        go(int8_t{});
-    else
-        go(uint8_t{});
+    run(c, op, a, b, bc, ys, yz, y_zp.dtype == DType::I8,
+        reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data()));
     c.outputs.push_back(std::move(y));
 }
 
