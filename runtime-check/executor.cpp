@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "runtime-check/kernels/igemm.h"
 #include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/op_registry.h"
 #include "runtime-check/ops/ops.h"
@@ -30,6 +31,7 @@ struct Executor::Plan {
         // A Relu whose input (a local slot) is last read here: runs in place on that
         // value when the run does not keep it.
         int32_t in_place_slot = -1;
+        uint64_t constant_inputs = 0;  // bit k: input k is an initializer of this plan
     };
     const Graph* graph = nullptr;
     const Plan* parent = nullptr;
@@ -46,6 +48,11 @@ struct Executor::Plan {
     std::unordered_map<const Tensor*, int32_t> dequantized_slot;
     std::vector<std::unique_ptr<Tensor>> dequantized;
 
+    [[nodiscard]] bool is_initializer(int32_t slot) const {
+        for (const auto& [s, t] : initializers)
+            if (s == slot) return true;
+        return false;
+    }
     int32_t add_slot(const std::string& name) {
         auto [it, inserted] = slot_of.emplace(name, static_cast<int32_t>(slot_names.size()));
         if (inserted) slot_names.push_back(name);
@@ -290,6 +297,10 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
                         "' is not produced by any earlier node, input or initializer"));
             step.inputs.push_back(dequantize_if_needed(*plan, node, step.inputs.size(), *ref));
         }
+        for (size_t k = 0; k < step.inputs.size() && k < 64; ++k)
+            if (step.inputs[k].depth == 0 && step.inputs[k].slot >= 0 &&
+                plan->is_initializer(step.inputs[k].slot))
+                step.constant_inputs |= uint64_t{1} << k;
         for (const auto& attr : node.attributes)
             for (const auto& sub : attr.graphs)
                 plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
@@ -369,6 +380,7 @@ Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)),
     }
     plan_ = compile(model_, fused_graph_ ? *fused_graph_ : model_.graph, nullptr);
     if (options_.int8_activations) qpacks_ = std::make_unique<QPackCache>();
+    igemm_cache_ = std::make_unique<IgemmCache>();
 }
 
 NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
@@ -455,6 +467,8 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
             }
         }
         OpContext ctx{node, {}, {}, options_, step.opset, &runner, qpacks_.get()};
+        ctx.igemm_cache = igemm_cache_.get();
+        ctx.constant_inputs = step.constant_inputs;
         ctx.inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {
             if (step.inputs[k].slot < 0) {

@@ -23,6 +23,7 @@
 namespace ep::rt {
 
 class QPackCache;  // kernels/qgemm.h
+class IgemmCache;  // kernels/igemm.h
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
@@ -69,8 +70,9 @@ class Executor {
     std::unique_ptr<Plan> unfused_plan_;
     ExecOptions options_;
     std::vector<ValueInfo> feeds_;
-    std::unique_ptr<Plan> plan_;          // the main graph's; subgraph plans hang off it
-    std::unique_ptr<QPackCache> qpacks_;  // int8_activations: packed int4 weights (qgemm.h)
+    std::unique_ptr<Plan> plan_;               // the main graph's; subgraph plans hang off it
+    std::unique_ptr<QPackCache> qpacks_;       // int8_activations: packed int4 weights (qgemm.h)
+    std::unique_ptr<IgemmCache> igemm_cache_;  // int8 weights of the QDQ kernels (igemm.h)
     RunStats stats_;
     uint64_t live_bytes_ = 0;
     size_t fused_ops_ = 0;

@@ -142,7 +142,7 @@ TEST_CASE("igemm: every instruction set gives the bytes of the int64 reference",
 }
 
 TEST_CASE("QLinearConv (the fused Conv) gives ConvInteger's sums requantized, byte for byte",
-          "[qdq][qlinearconv]") {
+          "[qdq][qlinearconv][kernels]") {
     struct Case {
         const char* what;
         int64_t n, c_in, c_out, group, h, w, kh, kw, stride, pad, dilation;
@@ -224,7 +224,7 @@ TEST_CASE("QLinearConv (the fused Conv) gives ConvInteger's sums requantized, by
 }
 
 TEST_CASE("QLinearMatMul and QGemm (the fused MatMul / Gemm) give the integer sums requantized",
-          "[qdq][qlinearmatmul]") {
+          "[qdq][qlinearmatmul][kernels]") {
     const int64_t m = GENERATE(1, 5, 40);
     const int64_t k = GENERATE(3, 32, 120);
     const int64_t n = GENERATE(1, 17, 64);
@@ -422,8 +422,23 @@ TEST_CASE(
     auto yu = floats_of(unfused.run(feeds).at(0).second);
     rt::Executor two(m, {2});
     CHECK(floats_of(two.run(feeds).at(0).second) == yf);
+    // A second run reads the weights prepared by the first (the executor's cache).
+    CHECK(floats_of(fused.run(feeds).at(0).second) == yf);
     const fs::path npy = dir / "x.npy";
     write_npy(feeds.at(0).second, npy);
+    // The AVX2 and portable kernels give the same bytes (a fresh process per table:
+    // EDGEPACK_ISA is read once).
+    for (const char* isa : {"avx2", "baseline"}) {
+        INFO("EDGEPACK_ISA=" << isa);
+        const fs::path out = dir / isa;
+        auto r = test::run({"/usr/bin/env", std::string("EDGEPACK_ISA=") + isa,
+                            test::edgepack_binary().string(), "run", qdq.string(), "--input",
+                            "x=" + npy.string(), "--out", out.string(), "--quiet"});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        for (const auto& e : fs::directory_iterator(out))
+            CHECK(floats_of(read_npy(e.path())) == yf);
+    }
     auto ort = ort_output(dir, qdq, "x", npy, true, "ort");
     const double diff_unfused = max_abs_diff(yf, yu), diff_ort = max_abs_diff(yf, ort);
     const double agree_unfused = argmax_agreement(yf, yu, classes);

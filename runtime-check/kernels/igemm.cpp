@@ -280,6 +280,20 @@ IgemmWeights igemm_prepare_weights(const uint8_t* src, bool is_signed, int64_t r
     return w;
 }
 
+const IgemmWeights& IgemmCache::get(const uint8_t* src, bool is_signed, int64_t rows, int64_t k,
+                                    int64_t row_stride, int64_t k_stride,
+                                    const std::vector<int32_t>& zp) {
+    for (const auto& e : entries_)
+        if (e->src == src && e->is_signed == is_signed && e->rows == rows && e->k == k &&
+            e->row_stride == row_stride && e->k_stride == k_stride && e->zp_in == zp)
+            return e->weights;
+    auto e = std::make_unique<Entry>(
+        Entry{src, is_signed, rows, k, row_stride, k_stride, zp,
+              igemm_prepare_weights(src, is_signed, rows, k, row_stride, k_stride, zp)});
+    entries_.push_back(std::move(e));
+    return entries_.back()->weights;
+}
+
 void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
                       const int32_t* bias, const float* mult, const IgemmOutput& y, IgemmIsa isa) {
     const int64_t cols = x.cols;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "runtime-check/kernels/parallel.h"
@@ -48,6 +49,26 @@ struct IgemmWeights {
 [[nodiscard]] IgemmWeights igemm_prepare_weights(const uint8_t* src, bool is_signed, int64_t rows,
                                                  int64_t k, int64_t row_stride, int64_t k_stride,
                                                  const std::vector<int32_t>& zp);
+
+// Prepared weights of one executor, for weights that are initializers (the same bytes every
+// run): made at first use and kept for the executor's lifetime. Keyed by the source bytes'
+// address and the layout; the zero points are compared on every use.
+class IgemmCache {
+  public:
+    [[nodiscard]] const IgemmWeights& get(const uint8_t* src, bool is_signed, int64_t rows,
+                                          int64_t k, int64_t row_stride, int64_t k_stride,
+                                          const std::vector<int32_t>& zp);
+
+  private:
+    struct Entry {
+        const uint8_t* src;
+        bool is_signed;
+        int64_t rows, k, row_stride, k_stride;
+        std::vector<int32_t> zp_in;
+        IgemmWeights weights;
+    };
+    std::vector<std::unique_ptr<Entry>> entries_;
+};
 
 // The activation: x[k][c] at src[k * k_stride + c * c_stride], 8-bit (is_signed: int8).
 struct IgemmActivation {

@@ -6,6 +6,7 @@
 #include "runtime-check/kernels/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
 #define EP_QB_X86 1
 #define EP_QB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2")))
 #define EP_QB_AVX2 __attribute__((target("avx2")))
@@ -121,6 +122,27 @@ EP_QB_AVX2 void gather_avx2(const uint8_t* codes, bool is_signed, int32_t zp, fl
 }
 #endif
 
+void lookup_portable(const uint8_t* lut, const uint8_t* x, uint8_t* y, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) y[j] = lut[x[j]];
+}
+#ifdef EP_QB_X86
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) void lookup_vbmi(const uint8_t* lut,
+                                                                        const uint8_t* x,
+                                                                        uint8_t* y, int64_t n) {
+    const __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 64);
+    const __m512i t2 = _mm512_loadu_si512(lut + 128), t3 = _mm512_loadu_si512(lut + 192);
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        const __m512i idx = _mm512_loadu_si512(x + j);
+        const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);  // bit 6 picks t0 / t1
+        const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);
+        const __mmask64 high = _mm512_movepi8_mask(idx);  // bit 7
+        _mm512_storeu_si512(y + j, _mm512_mask_blend_epi8(high, lo, hi));
+    }
+    lookup_portable(lut, x + j, y + j, n - j);
+}
+#endif
+
 enum class Isa { Portable, Avx2, Avx512 };
 
 Isa isa() {
@@ -133,7 +155,23 @@ Isa isa() {
     return chosen;
 }
 
+bool has_vbmi() {
+#ifdef EP_QB_X86
+    static const bool yes = isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vbmi");
+    return yes;
+#else
+    return false;
+#endif
+}
+
 }  // namespace
+
+void lookup_row(const uint8_t* lut, const uint8_t* x, uint8_t* y, int64_t n) {
+#ifdef EP_QB_X86
+    if (has_vbmi()) return lookup_vbmi(lut, x, y, n);
+#endif
+    lookup_portable(lut, x, y, n);
+}
 
 void qdq_binary_row(QdqBinaryOp op, const float* a, int64_t a_step, const float* b, int64_t b_step,
                     float y_scale, int32_t y_zp, bool y_signed, uint8_t* y, int64_t n) {

@@ -21,4 +21,7 @@ void qdq_binary_row(QdqBinaryOp op, const float* a, int64_t a_step, const float*
 void dequantize_row(const uint8_t* codes, bool is_signed, int32_t zp, float scale, float* dst,
                     int64_t n);
 
+// y[j] = lut[x[j]] for j < n (AVX-512 VBMI: 64 bytes per two vpermi2b; else a plain loop).
+void lookup_row(const uint8_t* lut, const uint8_t* x, uint8_t* y, int64_t n);
+
 }  // namespace ep::rt

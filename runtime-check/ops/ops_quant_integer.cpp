@@ -386,6 +386,18 @@ bool is_8bit(DType dt) {
     return dt == DType::U8 || dt == DType::I8;
 }
 
+// The weights of input `input` prepared for igemm: from the executor's cache when the input
+// is an initializer, else made into `local`.
+const IgemmWeights& weights_for(const OpContext& c, size_t input, IgemmWeights& local,
+                                const uint8_t* src, bool is_signed, int64_t rows, int64_t k,
+                                int64_t row_stride, int64_t k_stride,
+                                const std::vector<int32_t>& zp) {
+    if (c.igemm_cache && input < 64 && ((c.constant_inputs >> input) & 1))
+        return c.igemm_cache->get(src, is_signed, rows, k, row_stride, k_stride, zp);
+    local = igemm_prepare_weights(src, is_signed, rows, k, row_stride, k_stride, zp);
+    return local;
+}
+
 bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float x_scale,
                        int32_t x_zp, const Tensor& w, const std::vector<float>& w_scale,
                        const std::vector<int32_t>& w_zp, float y_scale, DType out_dt,
@@ -457,8 +469,9 @@ bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float 
     for (int64_t b = 0; b < g.n; ++b)
         for (int64_t gi = 0; gi < g.group; ++gi) {
             std::vector<int32_t> zps(w_zp.begin() + gi * cout_g, w_zp.begin() + (gi + 1) * cout_g);
-            IgemmWeights wp = igemm_prepare_weights(pw + gi * cout_g * rows, w_signed, cout_g, rows,
-                                                    rows, 1, zps);
+            IgemmWeights local;
+            const IgemmWeights& wp = weights_for(c, 3, local, pw + gi * cout_g * rows, w_signed,
+                                                 cout_g, rows, rows, 1, zps);
             const uint8_t* xg = px + (b * g.c_in + gi * cin_g) * in_pixels;
             IgemmActivation a;
             a.is_signed = x_signed;
@@ -568,8 +581,9 @@ bool qlinear_matmul_fast(OpContext& c) {
     const int64_t batches = b_2d ? 1 : a.element_count() / std::max<int64_t>(m * k, 1);
     const int64_t rows_a = b_2d ? a.element_count() / std::max<int64_t>(k, 1) : m;
     for (int64_t bi = 0; bi < batches; ++bi) {
-        IgemmWeights wp =
-            igemm_prepare_weights(u8_data(b) + bi * k * n, b.dtype == DType::I8, n, k, 1, n, bzp);
+        IgemmWeights local;
+        const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b) + bi * k * n,
+                                             b.dtype == DType::I8, n, k, 1, n, bzp);
         IgemmActivation x;
         x.src = u8_data(a) + bi * m * k;
         x.is_signed = a.dtype == DType::I8;
@@ -600,8 +614,9 @@ bool qgemm_fast(OpContext& c, const Tensor& a, float a_scale, int32_t a_zp, cons
     for (int64_t j = 0; j < n; ++j)
         mult[static_cast<size_t>(j)] =
             alpha * a_scale * b_scale[b_scale.size() == 1 ? 0 : static_cast<size_t>(j)] / y_scale;
-    IgemmWeights wp =
-        igemm_prepare_weights(u8_data(b), b.dtype == DType::I8, n, k, tb ? k : 1, tb ? 1 : n, b_zp);
+    IgemmWeights local;
+    const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b), b.dtype == DType::I8, n, k,
+                                         tb ? k : 1, tb ? 1 : n, b_zp);
     Tensor y = make_uninitialized_tensor(out_dt, {m, n});
     IgemmActivation x;
     x.src = u8_data(a);
