@@ -16,4 +16,4 @@ if [[ ! -f "$build/build.ninja" ]]; then
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGEPACK_BUILD_TESTS=OFF >/dev/null
 fi
 ninja -C "$build" edgepack >/dev/null
-exec "$python" "$root/bench/qdq_vs_float.py" --edgepack "$build/compressor/edgepack" "$@"
+exec "$python" "$root/bench/qdq_vs_float.py" --edgepack "$build/compressor/edgepack" --work "$build" "$@"

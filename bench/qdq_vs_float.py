@@ -4,8 +4,8 @@ edgepack and against ONNX Runtime running the same QDQ model, in one run.
 
 The QDQ model is PP-OCRv4 rec quantized by onnxruntime.quantization.quantize_static
 (scripts/xcheck/ort_qdq_model.py: per-channel int8 weights, uint8 activations, minmax,
-calibrated on the first 16 lines of .cache/data/ppocr-rec-calib), written once to
-.cache/models/ppocr/ch_PP-OCRv4_rec_qdq.onnx. The input is a real rendered text line
+calibrated on the first 16 lines of .cache/data/ppocr-rec-calib), written once into the
+--work folder (bench/qdq.sh: the build folder) as ppocr-rec-qdq.onnx. The input is a real rendered text line
 (.cache/data/ppocr-rec-eval/00000.npz). For every thread count the script alternates
 rounds of four sides so that all see the same machine load:
   edgepack float   `edgepack bench` on the float model
@@ -15,7 +15,7 @@ rounds of four sides so that all see the same machine load:
 and prints p50 latencies and the ratios int8 / float (edgepack) and edgepack / ORT (int8).
 
 Usage: bench/qdq_vs_float.py --edgepack BUILD/compressor/edgepack [--threads 1 2]
-       [--rounds 5] [--runs 10] [--warmup 3] [--json FILE]
+       [--rounds 5] [--runs 10] [--warmup 3] [--json FILE] [--work DIR]
 """
 import argparse
 import json
@@ -33,17 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_ort import CACHE, ROOT, edgepack_round, ort_round, ort_session  # noqa: E402
 
 FLOAT = CACHE / "ppocr" / "ch_PP-OCRv4_rec_infer.onnx"
-QDQ = CACHE / "ppocr" / "ch_PP-OCRv4_rec_qdq.onnx"
 CALIB = ROOT / ".cache" / "data" / "ppocr-rec-calib"
 LINE = ROOT / ".cache" / "data" / "ppocr-rec-eval" / "00000.npz"
 
 
-def make_qdq():
-    if QDQ.exists():
+def make_qdq(qdq):
+    if qdq.exists():
         return
-    print(f"making {QDQ} with onnxruntime.quantization.quantize_static ...", file=sys.stderr)
+    print(f"making {qdq} with onnxruntime.quantization.quantize_static ...", file=sys.stderr)
     subprocess.run([sys.executable, str(ROOT / "scripts" / "xcheck" / "ort_qdq_model.py"),
-                    str(FLOAT), str(CALIB), str(QDQ), "--per-channel", "--samples", "16"],
+                    str(FLOAT), str(CALIB), str(qdq), "--per-channel", "--samples", "16"],
                    check=True, capture_output=True)
 
 
@@ -56,11 +55,15 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--work", default=str(ROOT / "build-bench"),
+                    help="folder for the QDQ model (made once)")
     args = ap.parse_args()
+    QDQ = Path(args.work) / "ppocr-rec-qdq.onnx"
     for p in (FLOAT, CALIB, LINE):
         if not p.exists():
             sys.exit(f"error: {p} not found (scripts/fetch_models.sh, scripts/make_data.sh)")
-    make_qdq()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    make_qdq(QDQ)
     x = np.load(LINE)["x"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgepack-qdq-bench-") as tmp:
