@@ -471,7 +471,7 @@ TEST_CASE(
     Model m;
     m.opset_imports.push_back({"", 13});
     Graph& g = m.graph;
-    g.inputs.push_back(test::f32_value("x", {1, 4, 6, 100}));
+    g.inputs.push_back(test::f32_value("x", {1, 4, 64, 100}));
     auto init = [&](std::string name, Tensor t) {
         t.name = std::move(name);
         g.initializers.push_back(std::move(t));
@@ -526,7 +526,8 @@ TEST_CASE(
     add("DequantizeLinear", "dq_conv", {"cq", "s_a", "z_a"}, {"y2"});
     g.outputs = {test::value("y"), test::value("y2"), test::value("conv_out")};
 
-    Tensor x = values_tensor<float>(DType::F32, {1, 4, 6, 100}, test::normal_values(2400, 7, 1.5f));
+    Tensor x =
+        values_tensor<float>(DType::F32, {1, 4, 64, 100}, test::normal_values(25600, 7, 1.5f));
     rt::NamedTensors feeds{{"x", x}};
     rt::Executor fused(m, {1});
     rt::ExecOptions plain{1};

@@ -66,58 +66,67 @@ Operand operand(const OpContext& c, size_t index, const char* what) {
 void run(OpContext& c, QdqBinaryOp op, const Operand& a, const Operand& b, const Broadcast& bc,
          float ys, int32_t yz, bool y_signed, uint8_t* y) {
     constexpr int64_t kChunk = 1024;  // floats per operand buffer (stays in L1)
-    for_each_broadcast_row<2>(
-        c.options, bc,
-        [&](int64_t out, const std::array<int64_t, 2>& base, const std::array<int64_t, 2>& step,
-            int64_t n) {
-            float buf[2][kChunk];
-            float scalar[2];
-            const Operand* ops[2] = {&a, &b};
-            if (step[0] == 0 && step[1] == 0) {
-                uint8_t v;
-                scalar[0] = a.at(base[0]);
-                scalar[1] = b.at(base[1]);
-                qdq_binary_row(op, &scalar[0], 1, &scalar[1], 1, ys, yz, y_signed, &v, 1);
-                std::fill(y + out, y + out + n, v);
-                return;
-            }
-            // One input constant along a long row, the other 8-bit: the row's 256 possible
-            // outputs (the same loop on every code), then a table lookup per element.
-            for (int k = 0; k < 2 && n >= 512; ++k) {
-                const Operand& var = *ops[1 - k];
-                if (step[k] != 0 || step[1 - k] != 1 || !var.codes) continue;
-                alignas(64) uint8_t codes[256], lut[256];
-                float deq[256];
-                for (int v = 0; v < 256; ++v) codes[v] = static_cast<uint8_t>(v);
-                dequantize_row(codes, var.is_signed, var.zp, var.scale, deq, 256);
-                scalar[0] = ops[k]->at(base[k]);
-                if (k == 0)
-                    qdq_binary_row(op, &scalar[0], 0, deq, 1, ys, yz, y_signed, lut, 256);
-                else
-                    qdq_binary_row(op, deq, 1, &scalar[0], 0, ys, yz, y_signed, lut, 256);
-                lookup_row(lut, var.codes + base[1 - k], y + out, n);
-                return;
-            }
-            for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
-                const int64_t len = std::min(kChunk, n - j0);
-                const float* p[2];
-                for (int k = 0; k < 2; ++k) {
-                    const Operand& o = *ops[k];
-                    if (step[k] == 0) {
-                        scalar[k] = o.at(base[k]);
-                        p[k] = &scalar[k];
-                    } else if (o.codes) {
-                        dequantize_row(o.codes + base[k] + j0, o.is_signed, o.zp, o.scale, buf[k],
-                                       len);
-                        p[k] = buf[k];
-                    } else {
-                        p[k] = o.values + base[k] + j0;
-                    }
+    auto row = [&](int64_t out, const std::array<int64_t, 2>& base,
+                   const std::array<int64_t, 2>& step, int64_t n) {
+        float buf[2][kChunk];
+        float scalar[2];
+        const Operand* ops[2] = {&a, &b};
+        if (step[0] == 0 && step[1] == 0) {
+            uint8_t v;
+            scalar[0] = a.at(base[0]);
+            scalar[1] = b.at(base[1]);
+            qdq_binary_row(op, &scalar[0], 1, &scalar[1], 1, ys, yz, y_signed, &v, 1);
+            std::fill(y + out, y + out + n, v);
+            return;
+        }
+        // One input constant along a long row, the other 8-bit: the row's 256 possible
+        // outputs (the same loop on every code), then a table lookup per element.
+        for (int k = 0; k < 2 && n >= 512; ++k) {
+            const Operand& var = *ops[1 - k];
+            if (step[k] != 0 || step[1 - k] != 1 || !var.codes) continue;
+            alignas(64) uint8_t codes[256], lut[256];
+            float deq[256];
+            for (int v = 0; v < 256; ++v) codes[v] = static_cast<uint8_t>(v);
+            dequantize_row(codes, var.is_signed, var.zp, var.scale, deq, 256);
+            scalar[0] = ops[k]->at(base[k]);
+            if (k == 0)
+                qdq_binary_row(op, &scalar[0], 0, deq, 1, ys, yz, y_signed, lut, 256);
+            else
+                qdq_binary_row(op, deq, 1, &scalar[0], 0, ys, yz, y_signed, lut, 256);
+            lookup_row(lut, var.codes + base[1 - k], y + out, n);
+            return;
+        }
+        for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+            const int64_t len = std::min(kChunk, n - j0);
+            const float* p[2];
+            for (int k = 0; k < 2; ++k) {
+                const Operand& o = *ops[k];
+                if (step[k] == 0) {
+                    scalar[k] = o.at(base[k]);
+                    p[k] = &scalar[k];
+                } else if (o.codes) {
+                    dequantize_row(o.codes + base[k] + j0, o.is_signed, o.zp, o.scale, buf[k], len);
+                    p[k] = buf[k];
+                } else {
+                    p[k] = o.values + base[k] + j0;
                 }
-                qdq_binary_row(op, p[0], step[0], p[1], step[1], ys, yz, y_signed, y + out + j0,
-                               len);
+            }
+            qdq_binary_row(op, p[0], step[0], p[1], step[1], ys, yz, y_signed, y + out + j0, len);
+        }
+    };
+    // One long row (a scalar operand, or equal shapes): split it over the threads too.
+    constexpr int64_t kSplit = 16384;
+    if (bc.dims.size() == 1 && bc.count > kSplit) {
+        std::array<int64_t, 2> step{bc.strides[0][0], bc.strides[1][0]};
+        parallel_for(c.options, (bc.count + kSplit - 1) / kSplit, 1, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                const int64_t j0 = t * kSplit;
+                row(j0, {j0 * step[0], j0 * step[1]}, step, std::min(kSplit, bc.count - j0));
             }
         });
+        return;
+    }
+    for_each_broadcast_row<2>(c.options, bc, row);
 }
 
 }  // namespace
