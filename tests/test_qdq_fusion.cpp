@@ -462,9 +462,9 @@ Tensor scalar_u8(uint8_t v) {
 }  // namespace
 
 TEST_CASE(
-    "elementwise and data-movement QDQ patterns give the unfused bytes; fetching a fused "
-    "value runs the unfused plan",
-    "[qdq][fusion]") {
+    "elementwise and data-movement QDQ patterns give the unfused bytes, and fetching a "
+    "fused value runs the unfused plan",
+    "[qdq][fusion][kernels]") {
     // x -> Q -> DQ -> Mul(DQ(per-channel codes)) -> Q -> DQ -> Div(6.0) -> Q -> DQ ->
     // Add(DQ(xq)) -> Q -> DQ -> Transpose -> Q (same scale) -> DQ -> y; plus a QDQ Conv whose
     // float output is also a graph output (not fused).
