@@ -5,10 +5,12 @@
 #include <set>
 #include <unordered_set>
 
+#include "runtime-check/kernels/igemm.h"
 #include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/op_registry.h"
 #include "runtime-check/ops/ops.h"
 #include "runtime-check/ops/quant_matmul.h"
+#include "runtime-check/qdq_fusion.h"
 
 namespace ep::rt {
 
@@ -29,6 +31,7 @@ struct Executor::Plan {
         // A Relu whose input (a local slot) is last read here: runs in place on that
         // value when the run does not keep it.
         int32_t in_place_slot = -1;
+        uint64_t constant_inputs = 0;  // bit k: input k is an initializer of this plan
     };
     const Graph* graph = nullptr;
     const Plan* parent = nullptr;
@@ -45,6 +48,11 @@ struct Executor::Plan {
     std::unordered_map<const Tensor*, int32_t> dequantized_slot;
     std::vector<std::unique_ptr<Tensor>> dequantized;
 
+    [[nodiscard]] bool is_initializer(int32_t slot) const {
+        for (const auto& [s, t] : initializers)
+            if (s == slot) return true;
+        return false;
+    }
     int32_t add_slot(const std::string& name) {
         auto [it, inserted] = slot_of.emplace(name, static_cast<int32_t>(slot_names.size()));
         if (inserted) slot_names.push_back(name);
@@ -273,6 +281,9 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
         Plan::Step step;
         step.node = &node;
         step.kernel = find_kernel(node.domain, node.op_type);
+        if (!step.kernel) step.kernel = fused_kernel(node);
+        if (!step.kernel)
+            throw InternalError(cat("node ", node.label(), ": no kernel for ", node.op_type));
         step.opset = model.opset(node.domain);
         for (const auto& in : node.inputs) {
             if (in.empty()) {
@@ -286,6 +297,10 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
                         "' is not produced by any earlier node, input or initializer"));
             step.inputs.push_back(dequantize_if_needed(*plan, node, step.inputs.size(), *ref));
         }
+        for (size_t k = 0; k < step.inputs.size() && k < 64; ++k)
+            if (step.inputs[k].depth == 0 && step.inputs[k].slot >= 0 &&
+                plan->is_initializer(step.inputs[k].slot))
+                step.constant_inputs |= uint64_t{1} << k;
         for (const auto& attr : node.attributes)
             for (const auto& sub : attr.graphs)
                 plan->subplans.emplace(&sub, compile(model, sub, plan.get()));
@@ -354,14 +369,27 @@ Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)),
     check_output_counts(model_.graph);
     topo_sort(model_.graph, "");
     feeds_ = graph_feeds(model_.graph);
-    plan_ = compile(model_, model_.graph, nullptr);
+    if (options_.fuse_qdq) {
+        QdqFusion f = fuse_qdq(model_.graph);
+        fused_ops_ = f.conv + f.matmul + f.gemm + f.elementwise + f.moves;
+        if (fused_ops_ > 0) {
+            fused_graph_ = std::make_unique<Graph>(model_.graph);
+            fused_graph_->nodes = std::move(f.nodes);
+            fused_away_ = std::move(f.removed_values);
+        }
+    }
+    plan_ = compile(model_, fused_graph_ ? *fused_graph_ : model_.graph, nullptr);
     if (options_.int8_activations) qpacks_ = std::make_unique<QPackCache>();
+    igemm_cache_ = std::make_unique<IgemmCache>();
 }
 
 NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
     stats_ = {};
     live_bytes_ = 0;
-    const Plan& plan = *plan_;
+    bool unfused = false;
+    for (const auto& name : fetch) unfused = unfused || fused_away_.count(name) > 0;
+    if (unfused && !unfused_plan_) unfused_plan_ = compile(model_, model_.graph, nullptr);
+    const Plan& plan = unfused ? *unfused_plan_ : *plan_;
     Frame frame;
     frame.values.resize(plan.slot_names.size());
     frame.ptr.assign(plan.slot_names.size(), nullptr);
@@ -439,6 +467,8 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
             }
         }
         OpContext ctx{node, {}, {}, options_, step.opset, &runner, qpacks_.get()};
+        ctx.igemm_cache = igemm_cache_.get();
+        ctx.constant_inputs = step.constant_inputs;
         ctx.inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {
             if (step.inputs[k].slot < 0) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,7 @@
 namespace ep::rt {
 
 class QPackCache;  // kernels/qgemm.h
+class IgemmCache;  // kernels/igemm.h
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
@@ -45,6 +47,9 @@ class Executor {
     [[nodiscard]] NamedTensors run(const NamedTensors& inputs,
                                    const std::vector<std::string>& fetch = {});
     [[nodiscard]] const RunStats& last_stats() const { return stats_; }
+    // QDQ patterns fused into integer ops when the plan was compiled (0 with
+    // ExecOptions::fuse_qdq off).
+    [[nodiscard]] size_t fused_qdq_ops() const { return fused_ops_; }
 
     ~Executor();
     Executor(const Executor&) = delete;
@@ -57,12 +62,20 @@ class Executor {
     std::vector<Tensor> run_plan(const Plan& plan, Frame& frame, const std::vector<bool>* keep);
 
     Model model_;
+    // The main graph with its QDQ patterns fused (qdq_fusion.h), when any was; the plan
+    // runs it. A run that fetches a value the fusion removed runs the unfused plan,
+    // compiled at that first use.
+    std::unique_ptr<Graph> fused_graph_;
+    std::unordered_set<std::string> fused_away_;
+    std::unique_ptr<Plan> unfused_plan_;
     ExecOptions options_;
     std::vector<ValueInfo> feeds_;
-    std::unique_ptr<Plan> plan_;          // the main graph's; subgraph plans hang off it
-    std::unique_ptr<QPackCache> qpacks_;  // int8_activations: packed int4 weights (qgemm.h)
+    std::unique_ptr<Plan> plan_;               // the main graph's; subgraph plans hang off it
+    std::unique_ptr<QPackCache> qpacks_;       // int8_activations: packed int4 weights (qgemm.h)
+    std::unique_ptr<IgemmCache> igemm_cache_;  // int8 weights of the QDQ kernels (igemm.h)
     RunStats stats_;
     uint64_t live_bytes_ = 0;
+    size_t fused_ops_ = 0;
 };
 
 // Graph inputs that are not initializers: what a run must feed.

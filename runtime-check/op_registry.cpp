@@ -138,6 +138,7 @@ const std::vector<OpEntry>& op_table() {
         {"", "Where", op_where},
         {"", "Xor", op_xor},
         {"com.microsoft", "MatMulNBits", op_matmul_nbits},
+        {"com.microsoft", "QGemm", op_qgemm},
     };
     return table;
 }

@@ -15,6 +15,10 @@ struct ExecOptions {
     // (qgemm.h: qgemm_i8), like ONNX Runtime's MatMulNBits accuracy_level 4: faster, and
     // less exact (the validate report shows by how much). Off: float activations.
     bool int8_activations = false;
+    // QDQ patterns (DequantizeLinear -> Conv / MatMul / Gemm -> QuantizeLinear) run as
+    // integer ops with 8-bit activations (qdq_fusion.h). Off: every DequantizeLinear, float
+    // op and QuantizeLinear runs as written (the unfused reference).
+    bool fuse_qdq = true;
 };
 
 // Splits [0, n) into contiguous chunks over the configured threads and calls

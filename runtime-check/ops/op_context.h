@@ -20,6 +20,7 @@
 namespace ep::rt {
 
 class QPackCache;  // weights repacked for the int8-activation kernel (qgemm.h)
+class IgemmCache;  // int8 weights prepared for the QDQ kernels (igemm.h)
 
 struct OpContext;
 using KernelFn = void (*)(OpContext&);
@@ -34,7 +35,9 @@ struct OpContext {
     const ExecOptions& options;
     int64_t opset = 0;
     const SubgraphRunner* run_subgraph = nullptr;
-    QPackCache* qpacks = nullptr;  // the executor's, when int8_activations is on
+    QPackCache* qpacks = nullptr;       // the executor's, when int8_activations is on
+    IgemmCache* igemm_cache = nullptr;  // the executor's
+    uint64_t constant_inputs = 0;       // bit i: input i is an initializer (same bytes each run)
 
     [[nodiscard]] size_t input_count() const { return inputs.size(); }
     [[nodiscard]] bool has_input(size_t i) const { return i < inputs.size() && inputs[i]; }

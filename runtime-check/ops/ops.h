@@ -66,6 +66,10 @@ void op_pad(OpContext& c);
 void op_pow(OpContext& c);
 void op_qlinear_conv(OpContext& c);
 void op_qlinear_matmul(OpContext& c);
+// com.microsoft.QGemm (ONNX Runtime's contrib op): the fused form of a QDQ Gemm.
+void op_qgemm(OpContext& c);
+// ai.edgepack.fused.QdqBinary: a QDQ Add / Sub / Mul / Div on 8-bit codes (ops_qdq.cpp).
+void op_qdq_binary(OpContext& c);
 void op_quantize_linear(OpContext& c);
 void op_range(OpContext& c);
 void op_reciprocal(OpContext& c);

@@ -16,10 +16,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 
 #include "ir/checked.h"
+#include "runtime-check/kernels/igemm.h"
 #include "runtime-check/ops/conv_shape.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
@@ -357,6 +359,283 @@ Tensor requantize(const OpContext& c, const Tensor& acc, int64_t len, DType out_
     return y;
 }
 
+// ---- the fast paths: kernels/igemm.h, same numbers as the reference code above -----------
+
+const uint8_t* u8_data(const Tensor& t) {
+    return reinterpret_cast<const uint8_t*>(t.data.bytes().data());
+}
+
+// An int32 bias of `n` values (shape [n], [1, n] or a scalar broadcast), or empty when the
+// input is absent; nullopt when it has another shape (the reference code handles it).
+std::optional<std::vector<int32_t>> row_bias(const OpContext& c, size_t index, int64_t n,
+                                             const char* what) {
+    if (!c.has_input(index)) return std::vector<int32_t>{};
+    const Tensor& bias = *c.inputs[index];
+    if (bias.dtype != DType::I32) return std::nullopt;
+    check_bytes(c, bias, what);
+    auto v = bias.values<int32_t>();
+    if (static_cast<int64_t>(v.size()) == n &&
+        (bias.shape.size() == 1 || (bias.shape.size() == 2 && bias.shape[0] == 1)))
+        return std::vector<int32_t>(v.begin(), v.end());
+    if (v.size() == 1 && bias.shape.size() <= 1)
+        return std::vector<int32_t>(static_cast<size_t>(n), v[0]);
+    return std::nullopt;
+}
+
+bool is_8bit(DType dt) {
+    return dt == DType::U8 || dt == DType::I8;
+}
+
+// The weights of input `input` prepared for igemm: from the executor's cache when the input
+// is an initializer, else made into `local`.
+const IgemmWeights& weights_for(const OpContext& c, size_t input, IgemmWeights& local,
+                                const uint8_t* src, bool is_signed, int64_t rows, int64_t k,
+                                int64_t row_stride, int64_t k_stride,
+                                const std::vector<int32_t>& zp) {
+    if (c.igemm_cache && input < 64 && ((c.constant_inputs >> input) & 1))
+        return c.igemm_cache->get(src, is_signed, rows, k, row_stride, k_stride, zp);
+    local = igemm_prepare_weights(src, is_signed, rows, k, row_stride, k_stride, zp);
+    return local;
+}
+
+bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float x_scale,
+                       int32_t x_zp, const Tensor& w, const std::vector<float>& w_scale,
+                       const std::vector<int32_t>& w_zp, float y_scale, DType out_dt,
+                       int32_t y_zp) {
+    if (!is_8bit(out_dt)) return false;
+    check_8bit(c, x, "x");
+    check_8bit(c, w, "w");
+    auto bias = row_bias(c, 8, g.c_out, "B");
+    if (!bias || (c.has_input(8) && c.inputs[8]->element_count() != g.c_out)) return false;
+    if (!bias->empty() && c.inputs[8]->shape.size() != 1) return false;
+    std::vector<float> mult(static_cast<size_t>(g.c_out));
+    for (int64_t o = 0; o < g.c_out; ++o)
+        mult[static_cast<size_t>(o)] =
+            x_scale * w_scale[w_scale.size() == 1 ? 0 : static_cast<size_t>(o)] / y_scale;
+    Tensor y = make_uninitialized_tensor(out_dt, g.output_shape());
+    uint8_t* py = reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data());
+    const uint8_t* px = u8_data(x);
+    const uint8_t* pw = u8_data(w);
+    const bool x_signed = x.dtype == DType::I8, w_signed = w.dtype == DType::I8;
+    const bool y_signed = out_dt == DType::I8;
+    const size_t s = g.spatial_rank();
+    const int64_t in_pixels = g.in_pixels(), out_pixels = g.out_pixels(), ks = g.kernel_size();
+    const int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group, rows = cin_g * ks;
+    const int32_t* bias_p = bias->empty() ? nullptr : bias->data();
+    if (s == 2 && cin_g == 1 && cout_g == 1) {  // depthwise
+        for (int64_t b = 0; b < g.n; ++b) {
+            DepthwiseI8 p;
+            p.x = px + b * g.c_in * in_pixels;
+            p.x_signed = x_signed;
+            p.x_zp = x_zp;
+            p.w = pw;
+            p.w_signed = w_signed;
+            p.w_zp = w_zp.data();
+            p.bias = bias_p;
+            p.mult = mult.data();
+            p.y = py + b * g.c_out * out_pixels;
+            p.y_signed = y_signed;
+            p.y_zp = y_zp;
+            p.channels = g.c_out;
+            p.ih = g.in[0];
+            p.iw = g.in[1];
+            p.oh = g.out[0];
+            p.ow = g.out[1];
+            p.kh = g.kernel[0];
+            p.kw = g.kernel[1];
+            p.sh = g.strides[0];
+            p.sw = g.strides[1];
+            p.dh = g.dilations[0];
+            p.dw = g.dilations[1];
+            p.pad_top = g.pads_begin[0];
+            p.pad_left = g.pads_begin[1];
+            depthwise_i8(c.options, p);
+        }
+        c.outputs.push_back(std::move(y));
+        return true;
+    }
+    bool pointwise = ks == 1;
+    for (size_t d = 0; d < s; ++d)
+        pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
+    std::vector<uint8_t> cols;
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t d = s - 1; d > 0; --d) in_strides[d - 1] = in_strides[d] * g.in[d];
+    if (!pointwise) {
+        auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
+        if (!count || *count > (uint64_t{1} << 34)) return false;
+        cols.resize(static_cast<size_t>(*count));
+    }
+    const auto pad = static_cast<uint8_t>(x_zp);
+    for (int64_t b = 0; b < g.n; ++b)
+        for (int64_t gi = 0; gi < g.group; ++gi) {
+            std::vector<int32_t> zps(w_zp.begin() + gi * cout_g, w_zp.begin() + (gi + 1) * cout_g);
+            IgemmWeights local;
+            const IgemmWeights& wp = weights_for(c, 3, local, pw + gi * cout_g * rows, w_signed,
+                                                 cout_g, rows, rows, 1, zps);
+            const uint8_t* xg = px + (b * g.c_in + gi * cin_g) * in_pixels;
+            IgemmActivation a;
+            a.is_signed = x_signed;
+            a.cols = out_pixels;
+            a.zp = x_zp;
+            a.c_stride = 1;
+            if (pointwise) {
+                a.src = xg;
+                a.k_stride = in_pixels;
+            } else {
+                // im2col: row (channel, kernel position), one column per output pixel; the
+                // padding holds x_zp, which contributes 0.
+                parallel_for(c.options, rows, 1, [&](int64_t r0, int64_t r1) {
+                    std::vector<int64_t> kpos(s);
+                    for (int64_t r = r0; r < r1; ++r) {
+                        const int64_t ch = r / ks;
+                        int64_t rem = r % ks;
+                        for (size_t d = s; d-- > 0;) {
+                            kpos[d] = (rem % g.kernel[d]) * g.dilations[d] - g.pads_begin[d];
+                            rem /= g.kernel[d];
+                        }
+                        uint8_t* dst = cols.data() + r * out_pixels;
+                        const uint8_t* src = xg + ch * in_pixels;
+                        if (s == 2) {
+                            for (int64_t oy = 0; oy < g.out[0]; ++oy) {
+                                const int64_t iy = oy * g.strides[0] + kpos[0];
+                                uint8_t* drow = dst + oy * g.out[1];
+                                if (iy < 0 || iy >= g.in[0]) {
+                                    std::memset(drow, pad, static_cast<size_t>(g.out[1]));
+                                    continue;
+                                }
+                                const uint8_t* srow = src + iy * g.in[1];
+                                for (int64_t ox = 0; ox < g.out[1]; ++ox) {
+                                    const int64_t ix = ox * g.strides[1] + kpos[1];
+                                    drow[ox] = ix < 0 || ix >= g.in[1] ? pad : srow[ix];
+                                }
+                            }
+                            continue;
+                        }
+                        for (int64_t p = 0; p < out_pixels; ++p) {
+                            int64_t prem = p, at = 0;
+                            bool inside = true;
+                            for (size_t d = s; d-- > 0;) {
+                                const int64_t pos = (prem % g.out[d]) * g.strides[d] + kpos[d];
+                                prem /= g.out[d];
+                                inside = inside && pos >= 0 && pos < g.in[d];
+                                at += pos * in_strides[d];
+                            }
+                            dst[p] = inside ? src[at] : pad;
+                        }
+                    }
+                });
+                a.src = cols.data();
+                a.k_stride = out_pixels;
+            }
+            IgemmOutput o;
+            o.dst = py + (b * g.c_out + gi * cout_g) * out_pixels;
+            o.is_signed = y_signed;
+            o.row_stride = out_pixels;
+            o.col_stride = 1;
+            o.zp = y_zp;
+            igemm_requantize(c.options, wp, a, bias_p ? bias_p + gi * cout_g : nullptr,
+                             mult.data() + gi * cout_g, o);
+        }
+    c.outputs.push_back(std::move(y));
+    return true;
+}
+
+// QLinearMatMul with per-tensor a and y, b per tensor or per column, and B either 2-D or
+// with the same batch dimensions as A.
+bool qlinear_matmul_fast(OpContext& c) {
+    const Tensor& a = c.input(0);
+    const Tensor& b = c.input(3);
+    if (!c.has_input(2) || !c.has_input(5) || !c.has_input(7)) return false;
+    if (!is_8bit(a.dtype) || !is_8bit(b.dtype) || a.shape.size() < 2 || b.shape.size() < 2)
+        return false;
+    check_8bit(c, a, "A");
+    check_8bit(c, b, "B");
+    const int64_t k = a.shape.back(), m = a.shape[a.shape.size() - 2], n = b.shape.back();
+    if (b.shape[b.shape.size() - 2] != k) return false;
+    const bool b_2d = b.shape.size() == 2;
+    if (!b_2d && (b.shape.size() != a.shape.size() ||
+                  !std::equal(a.shape.begin(), a.shape.end() - 2, b.shape.begin())))
+        return false;
+    const Tensor& a_scale = c.input(1);
+    const Tensor& b_scale = c.input(4);
+    const Tensor& y_zp_t = c.input(7);
+    if (a_scale.element_count() != 1 || c.input(2).element_count() != 1 || !is_8bit(y_zp_t.dtype))
+        return false;
+    const int64_t nb = b_scale.element_count();
+    if (nb != 1 && !(b_2d && nb == n && b_scale.shape.size() == 1)) return false;
+    if (c.input(5).element_count() != nb || c.input(5).shape != b_scale.shape) return false;
+    const float as = scalar_scale(c, 1, "a_scale");
+    const int32_t azp = scalar_zp(c, 2, "a_zero_point", a.dtype);
+    std::vector<float> bs = read_float_values(c, b_scale, "b_scale");
+    if (c.input(5).dtype != b.dtype) c.fail("b_zero_point must have B's type");
+    std::vector<int32_t> bzp = read_q_values(c, c.input(5), "b_zero_point");
+    const float ys = scalar_scale(c, 6, "y_scale");
+    const int32_t yzp = scalar_zp(c, 7, "y_zero_point", y_zp_t.dtype);
+    std::vector<float> mult(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j)
+        mult[static_cast<size_t>(j)] = as * bs[nb == 1 ? 0 : static_cast<size_t>(j)] / ys;
+    std::vector<int64_t> out_shape = a.shape;
+    out_shape.back() = n;
+    Tensor y = make_uninitialized_tensor(y_zp_t.dtype, out_shape);
+    uint8_t* py = reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data());
+    const int64_t batches = b_2d ? 1 : a.element_count() / std::max<int64_t>(m * k, 1);
+    const int64_t rows_a = b_2d ? a.element_count() / std::max<int64_t>(k, 1) : m;
+    for (int64_t bi = 0; bi < batches; ++bi) {
+        IgemmWeights local;
+        const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b) + bi * k * n,
+                                             b.dtype == DType::I8, n, k, 1, n, bzp);
+        IgemmActivation x;
+        x.src = u8_data(a) + bi * m * k;
+        x.is_signed = a.dtype == DType::I8;
+        x.cols = rows_a;
+        x.k_stride = 1;
+        x.c_stride = k;
+        x.zp = azp;
+        IgemmOutput o;
+        o.dst = py + bi * m * n;
+        o.is_signed = y_zp_t.dtype == DType::I8;
+        o.row_stride = 1;
+        o.col_stride = n;
+        o.zp = yzp;
+        igemm_requantize(c.options, wp, x, nullptr, mult.data(), o);
+    }
+    c.outputs.push_back(std::move(y));
+    return true;
+}
+
+bool qgemm_fast(OpContext& c, const Tensor& a, float a_scale, int32_t a_zp, const Tensor& b,
+                bool tb, const std::vector<float>& b_scale, const std::vector<int32_t>& b_zp,
+                float alpha, float y_scale, DType out_dt, int32_t y_zp) {
+    if (!is_8bit(out_dt)) return false;
+    const int64_t m = a.shape[0], k = a.shape[1], n = tb ? b.shape[0] : b.shape[1];
+    auto bias = row_bias(c, 6, n, "C");
+    if (!bias) return false;
+    std::vector<float> mult(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j)
+        mult[static_cast<size_t>(j)] =
+            alpha * a_scale * b_scale[b_scale.size() == 1 ? 0 : static_cast<size_t>(j)] / y_scale;
+    IgemmWeights local;
+    const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b), b.dtype == DType::I8, n, k,
+                                         tb ? k : 1, tb ? 1 : n, b_zp);
+    Tensor y = make_uninitialized_tensor(out_dt, {m, n});
+    IgemmActivation x;
+    x.src = u8_data(a);
+    x.is_signed = a.dtype == DType::I8;
+    x.cols = m;
+    x.k_stride = 1;
+    x.c_stride = k;
+    x.zp = a_zp;
+    IgemmOutput o;
+    o.dst = reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data());
+    o.is_signed = out_dt == DType::I8;
+    o.row_stride = 1;
+    o.col_stride = n;
+    o.zp = y_zp;
+    igemm_requantize(c.options, wp, x, bias->empty() ? nullptr : bias->data(), mult.data(), o);
+    c.outputs.push_back(std::move(y));
+    return true;
+}
+
 }  // namespace
 
 void op_matmul_integer(OpContext& c) {
@@ -380,6 +659,7 @@ void op_qlinear_matmul(OpContext& c) {
     const Tensor& b = c.input(3);
     const Tensor* a_zp = c.has_input(2) ? c.inputs[2] : nullptr;
     const Tensor* b_zp = c.has_input(5) ? c.inputs[5] : nullptr;
+    if (qlinear_matmul_fast(c)) return;
     IntMatMul r = int_matmul(c, a, a_zp, b, b_zp);
     const Tensor& a_scale = c.input(1);
     const Tensor& b_scale = c.input(4);
@@ -421,6 +701,7 @@ void op_qlinear_conv(OpContext& c) {
     float y_scale = scalar_scale(c, 6, "y_scale");
     DType out_dt = c.has_input(7) ? c.inputs[7]->dtype : x.dtype;
     int32_t y_zp = scalar_zp(c, 7, "y_zero_point", out_dt);
+    if (qlinear_conv_fast(c, g, x, x_scale, x_zp, w, w_scale, w_zp, y_scale, out_dt, y_zp)) return;
     Tensor acc = int_conv(c, g, x, x_zp, w, w_zp);
     const int64_t pixels = g.out_pixels();
     if (c.has_input(8)) {
@@ -447,6 +728,76 @@ void op_qlinear_conv(OpContext& c) {
     Tensor y = requantize(c, acc, pixels, out_dt, y_zp, [&](int64_t row, int64_t) {
         return mult[static_cast<size_t>(row % g.c_out)];
     });
+    c.outputs.push_back(std::move(y));
+}
+
+void op_qgemm(OpContext& c) {
+    // com.microsoft.QGemm (ONNX Runtime's contrib op, quantized output only):
+    //   acc = sum_k (A'[m, k] - a_zp) * (B'[k, n] - b_zp[n]) + C[m, n]  (int32, C broadcast)
+    //   y   = saturate(round_half_even(float(acc) * (alpha * a_scale * b_scale[n] / y_scale))
+    //         + y_zp)
+    // with A' = transA ? A^T : A and B' = transB ? B^T : B.
+    const Tensor& a = c.input(0);
+    const Tensor& b = c.input(3);
+    check_8bit(c, a, "A");
+    check_8bit(c, b, "B");
+    if (a.shape.size() != 2 || b.shape.size() != 2) c.fail("A and B must be 2-D");
+    if (!c.has_input(7)) c.fail("QGemm with a float output (no y_scale) is not supported");
+    const bool ta = c.node.attr_int("transA", 0) != 0, tb = c.node.attr_int("transB", 0) != 0;
+    const float alpha = c.node.attr_float("alpha", 1.0f);
+    const int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
+    const int64_t n = tb ? b.shape[0] : b.shape[1];
+    if ((tb ? b.shape[1] : b.shape[0]) != k)
+        c.fail(cat("shapes ", shape_string(a.shape), " and ", shape_string(b.shape),
+                   " cannot be multiplied (transA ", ta, ", transB ", tb, ")"));
+    const float a_scale = scalar_scale(c, 1, "a_scale");
+    const int32_t a_zp = scalar_zp(c, 2, "a_zero_point", a.dtype);
+    std::vector<float> b_scale = read_float_values(c, c.input(4), "b_scale");
+    if (b_scale.size() != 1 && static_cast<int64_t>(b_scale.size()) != n)
+        c.fail(cat("b_scale must be a scalar or have ", n, " elements, found ",
+                   shape_string(c.input(4).shape)));
+    std::vector<int32_t> b_zp = per_channel_zp(c, 5, b, n);
+    const float y_scale = scalar_scale(c, 7, "y_scale");
+    DType out_dt = c.has_input(8) ? c.inputs[8]->dtype : a.dtype;
+    const int32_t y_zp = scalar_zp(c, 8, "y_zero_point", out_dt);
+    if (!ta && qgemm_fast(c, a, a_scale, a_zp, b, tb, b_scale, b_zp, alpha, y_scale, out_dt, y_zp))
+        return;
+    // A' and B' as row-major [m, k] and [k, n] copies, then the shared integer product.
+    auto transposed = [](const Tensor& t) {
+        Tensor r = make_tensor(t.dtype, {t.shape[1], t.shape[0]});
+        const std::byte* in = t.data.bytes().data();
+        std::byte* out = r.data.mutable_bytes().data();
+        for (int64_t i = 0; i < t.shape[0]; ++i)
+            for (int64_t j = 0; j < t.shape[1]; ++j)
+                out[j * t.shape[0] + i] = in[i * t.shape[1] + j];
+        return r;
+    };
+    Tensor at = ta ? transposed(a) : a, bt = tb ? transposed(b) : b;
+    Tensor azp_t = make_tensor(a.dtype, {});
+    azp_t.data.mutable_bytes()[0] = static_cast<std::byte>(a_zp);
+    Tensor bzp_t = make_tensor(b.dtype, {n});
+    for (int64_t j = 0; j < n; ++j)
+        bzp_t.data.mutable_bytes()[static_cast<size_t>(j)] =
+            static_cast<std::byte>(b_zp[static_cast<size_t>(j)]);
+    IntMatMul r = int_matmul(c, at, &azp_t, bt, &bzp_t);
+    if (c.has_input(6)) {
+        const Tensor& bias = *c.inputs[6];
+        if (bias.dtype != DType::I32)
+            c.fail(cat("C must be int32, found ", dtype_name(bias.dtype)));
+        check_bytes(c, bias, "C");
+        std::vector<int32_t> cv(bias.values<int32_t>().begin(), bias.values<int32_t>().end());
+        std::vector<int32_t> full = expand_param(c, cv, bias.shape, {m, n}, "C");
+        auto av = r.y.mutable_values<int32_t>();
+        for (size_t i = 0; i < full.size(); ++i)
+            av[i] =
+                static_cast<int32_t>(static_cast<uint32_t>(av[i]) + static_cast<uint32_t>(full[i]));
+    }
+    std::vector<float> mult(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j)
+        mult[static_cast<size_t>(j)] =
+            alpha * a_scale * b_scale[b_scale.size() == 1 ? 0 : static_cast<size_t>(j)] / y_scale;
+    Tensor y = requantize(c, r.y, n, out_dt, y_zp,
+                          [&](int64_t, int64_t j) { return mult[static_cast<size_t>(j)]; });
     c.outputs.push_back(std::move(y));
 }
 
