@@ -299,3 +299,39 @@ TEST_CASE(
     const double diff = j["epk_vs_onnx"]["output"]["max_abs_diff"].get<double>();
     CHECK(diff < 0.1);
 }
+
+TEST_CASE(
+    "compress with quantize-static: bad options and data mismatching the model are exit 2 "
+    "naming the field, in --dry-run and in a real run, and leave no output",
+    "[quantize_static][errors][cli]") {
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto data = source_dir() / ".cache" / "data";
+    EP_REQUIRE_FILE_OR_SKIP(data / "ppocr-cls-calib");
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    struct Case {
+        std::string set, message;
+    };
+    const std::vector<Case> cases = {
+        {"passes[0].calibrator=kl",
+         "passes[0].calibrator: 'kl' is not one of minmax, percentile, entropy, mse"},
+        {"passes[0].percentile=0",
+         "passes[0] (quantize-static): percentile: 0 is outside (0, 100]"},
+        {"passes[0].op_types=[\"Softmax\"]",
+         "op_types: 'Softmax' is not an op quantize-static quantizes"},
+        {"calibration.data=" + (data / "ppocr-cls-calib").string(),
+         "calibration.data: " + (data / "ppocr-cls-calib").string()},
+    };
+    TempDir dir;
+    for (const auto& c : cases)
+        for (bool dry : {true, false}) {
+            std::vector<std::string> args{
+                "compress", recipe.string(), "-o", (dir / "q.epk").string(), "--set", c.set};
+            if (dry) args.push_back("--dry-run");
+            auto r = run_edgepack(args);
+            INFO(c.set << (dry ? " --dry-run" : "") << ": " << r.err);
+            CHECK(r.exit_code == 2);
+            CHECK_THAT(r.err, Catch::Contains(c.message));
+            CHECK_FALSE(std::filesystem::exists(dir / "q.epk"));
+        }
+}
