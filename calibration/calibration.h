@@ -12,6 +12,8 @@
 // (the last dimension; [1, T, K] is T rows) and accumulates per activation:
 //   hessian   H = 2/n * sum over rows x^T x   (K x K, double; n = rows seen), for GPTQ
 //   abs_mean  mean |x| per input channel      (K, double), for AWQ
+//   abs_max   max |x| per input channel       (K, double; NaN and +-inf left out), for
+//             SmoothQuant (passes/smooth_quant.h)
 //   kept      up to keep_rows rows of X (f32), chosen by reservoir sampling with a fixed
 //             seed (deterministic), for AWQ's grid search
 // Memory is bounded by K^2 doubles + keep_rows * K floats per activation, whatever the
@@ -58,6 +60,7 @@ struct CaptureRequest {
     int64_t k = 0;           // expected last dimension (the weight's reduction length)
     bool hessian = false;
     bool abs_mean = false;
+    bool abs_max = false;
     uint64_t keep_rows = 0;  // rows of X to keep (0: none)
 };
 
@@ -67,6 +70,7 @@ struct ActivationStats {
     uint64_t rows = 0;             // rows seen
     std::vector<double> hessian;   // k*k, row-major, 2/n X^T X (empty unless requested)
     std::vector<double> abs_mean;  // k (empty unless requested)
+    std::vector<double> abs_max;   // k (empty unless requested)
     std::vector<float> kept;       // kept_rows * k
     uint64_t kept_rows = 0;
 };

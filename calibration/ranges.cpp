@@ -205,10 +205,15 @@ int64_t tail_bin(const std::vector<uint64_t>& counts, double tail) {
     return static_cast<int64_t>(counts.size()) - 1;
 }
 
-int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts, int64_t quantized_bins) {
-    const auto n = static_cast<int64_t>(abs_counts.size());
+int64_t entropy_threshold_bins(const std::vector<uint64_t>& counts, int64_t quantized_bins) {
+    const auto n = static_cast<int64_t>(counts.size());
     const int64_t levels = quantized_bins;
     if (levels < 1 || n < levels) throw InternalError("entropy: fewer bins than quantized bins");
+    // As TensorRT: the first bin counts as many values as the second, so the spike of exact
+    // zeros a ReLU leaves does not dominate P (it would pull the threshold to the smallest
+    // candidate).
+    std::vector<uint64_t> abs_counts = counts;
+    if (n >= 2) abs_counts[0] = abs_counts[1];
     uint64_t total = 0;
     for (uint64_t c : abs_counts) total += c;
     if (total == 0) return n;
@@ -218,40 +223,59 @@ int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts, int64_t 
         above[static_cast<size_t>(j)] =
             above[static_cast<size_t>(j) + 1] + abs_counts[static_cast<size_t>(j)];
 
-    std::vector<double> merged(static_cast<size_t>(levels));
-    std::vector<int64_t> nonzero(static_cast<size_t>(levels));
+    // log p_j for the bins below the candidate (their P is their own count), once.
+    const double p_total = static_cast<double>(total);
+    std::vector<double> log_p(static_cast<size_t>(n), 0.0);
+    for (size_t j = 0; j < static_cast<size_t>(n); ++j)
+        if (abs_counts[j] > 0) log_p[j] = std::log(static_cast<double>(abs_counts[j]) / p_total);
+
+    std::vector<double> log_q(static_cast<size_t>(levels));
     double best = std::numeric_limits<double>::infinity();
     int64_t best_i = n;
     bool any = false;
     for (int64_t i = levels; i <= n; ++i) {
         // Q: the first i bins (outliers left out) merged into `levels` levels, bin j in
-        // level floor(j * levels / i), each level's count spread evenly over its non-empty
+        // level floor(j * levels / i) (level l holds bins [ceil(l i / levels),
+        // ceil((l + 1) i / levels))), each level's count spread evenly over its non-empty
         // bins; P: the first i bins with the outliers added to the last.
-        std::fill(merged.begin(), merged.end(), 0.0);
-        std::fill(nonzero.begin(), nonzero.end(), 0);
-        for (int64_t j = 0; j < i; ++j) {
-            const uint64_t c = abs_counts[static_cast<size_t>(j)];
-            if (c == 0) continue;
-            const auto level = static_cast<size_t>(j * levels / i);
-            merged[level] += static_cast<double>(c);
-            ++nonzero[level];
-        }
-        const double q_total = static_cast<double>(total - above[static_cast<size_t>(i)]);
-        const double p_total = static_cast<double>(total);
+        const uint64_t outliers = above[static_cast<size_t>(i)];
+        const double q_total = static_cast<double>(total - outliers);
         double kl = 0.0;
-        for (int64_t j = 0; j < i; ++j) {
-            uint64_t pc = abs_counts[static_cast<size_t>(j)];
-            if (j == i - 1) pc += above[static_cast<size_t>(i)];
-            if (pc == 0) continue;
-            const double p = static_cast<double>(pc) / p_total;
-            const uint64_t hc = abs_counts[static_cast<size_t>(j)];
-            if (hc == 0 || q_total == 0.0) {
-                kl = std::numeric_limits<double>::infinity();
-                break;
+        if (q_total == 0.0 || (abs_counts[static_cast<size_t>(i - 1)] == 0 && outliers > 0)) {
+            kl = std::numeric_limits<double>::infinity();  // some p_j > 0 has q_j = 0
+        } else {
+            for (int64_t l = 0; l < levels; ++l) {
+                const int64_t begin = (l * i + levels - 1) / levels;
+                const int64_t end = ((l + 1) * i + levels - 1) / levels;
+                double merged = 0.0;
+                int64_t nonzero = 0;
+                for (int64_t j = begin; j < end; ++j) {
+                    const uint64_t c = abs_counts[static_cast<size_t>(j)];
+                    if (c == 0) continue;
+                    merged += static_cast<double>(c);
+                    ++nonzero;
+                }
+                log_q[static_cast<size_t>(l)] =
+                    nonzero > 0 ? std::log(merged / static_cast<double>(nonzero) / q_total) : 0.0;
             }
-            const auto level = static_cast<size_t>(j * levels / i);
-            const double q = merged[level] / static_cast<double>(nonzero[level]) / q_total;
-            kl += p * std::log(p / q);
+            // KL = sum over p_j > 0 of p_j (log p_j - log q_j), in j order.
+            int64_t level = 0;
+            int64_t level_end = (i + levels - 1) / levels;
+            for (int64_t j = 0; j < i; ++j) {
+                while (j >= level_end) {
+                    ++level;
+                    level_end = ((level + 1) * i + levels - 1) / levels;
+                }
+                const uint64_t c = abs_counts[static_cast<size_t>(j)];
+                if (j < i - 1) {
+                    if (c == 0) continue;
+                    const double p = static_cast<double>(c) / p_total;
+                    kl += p * (log_p[static_cast<size_t>(j)] - log_q[static_cast<size_t>(level)]);
+                } else if (c + outliers > 0) {
+                    const double p = static_cast<double>(c + outliers) / p_total;
+                    kl += p * (std::log(p) - log_q[static_cast<size_t>(level)]);
+                }
+            }
         }
         if (!any || kl <= best) {
             best = kl;

@@ -126,8 +126,9 @@ class ActivationHistogram {
 // Smallest k with (total - sum(counts[0..k])) <= tail * total: the bin where the share of
 // values above it falls to `tail` or below (-1 when counts are all zero).
 [[nodiscard]] int64_t tail_bin(const std::vector<uint64_t>& counts, double tail);
-// Entropy (TensorRT): the i in [quantized_bins, size] minimising KL(P_i || Q_i) on |x| bins;
-// the largest such i on a tie. The threshold is i bins.
+// Entropy (TensorRT): the i in [quantized_bins, size] minimising KL(P_i || Q_i) on |x| bins
+// (bin 0 counted as bin 1, as TensorRT does); the largest such i on a tie. The threshold is
+// i bins.
 [[nodiscard]] int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts,
                                              int64_t quantized_bins);
 // MSE: the i in [quantized_bins, size] minimising the squared error of quantizing every

@@ -112,8 +112,9 @@ TEST_CASE("calibration.ranges: a missing, unreadable or wrong file is exit 2 nam
     }
 }
 
-TEST_CASE("--save-calibration: a path that cannot be written, or nothing to save, is exit 2",
-          "[calibration][ranges][bad-input]") {
+TEST_CASE(
+    "compress --save-calibration: a path that cannot be written, or nothing to save, is exit 2",
+    "[calibration][ranges][bad-input]") {
     EP_REQUIRE_FILE_OR_SKIP(mnist());
     test::TempDir dir;
     test::write_file(dir / "r.json", recipe(""));

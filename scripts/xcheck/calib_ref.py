@@ -38,8 +38,10 @@ def sequential_sum(terms):
 
 def entropy_bins(h, levels):
     """TensorRT's entropy calibration on the |x| histogram h."""
-    h = np.asarray(h, dtype=np.int64)
+    h = np.array(h, dtype=np.int64)
     n = h.size
+    if n >= 2:
+        h[0] = h[1]  # TensorRT: the zero bin counts as its neighbour
     total = int(h.sum())
     if total == 0:
         return n
@@ -61,7 +63,7 @@ def entropy_bins(h, levels):
             q = np.zeros(i)
             q[nz] = merged[level[nz]] / count[level[nz]] / q_total
             m = p > 0
-            kl = sequential_sum(p[m] * np.log(p[m] / q[m]))
+            kl = sequential_sum(p[m] * (np.log(p[m]) - np.log(q[m])))
         if best is None or kl <= best:  # the largest i on a tie
             best, best_i = kl, i
     return best_i
