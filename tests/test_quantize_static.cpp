@@ -335,3 +335,43 @@ TEST_CASE(
             CHECK_FALSE(std::filesystem::exists(dir / "q.epk"));
         }
 }
+
+TEST_CASE("quantize-static smooth_alpha runs SmoothQuant on the MatMul / Gemm inputs first",
+          "[quantize_static][smoothquant]") {
+    Model f = small_cnn();
+    f.graph.nodes.pop_back();  // logits, not the Softmax
+    f.graph.outputs = {f32_value("logits", {1, 4})};
+    Model q = f;
+    Data data(samples(16));
+    PassContext ctx;
+    ctx.calibration = &data;
+    PassResult r = configured_pass("quantize-static", {{"smooth_alpha", 0.5}})->run(q, ctx);
+    INFO(r.summary.size());
+    bool smoothed = false;
+    for (const auto& line : r.summary)
+        smoothed |= line.rfind("smooth_alpha 0.5: smooth 'f' (12 channels) for 'fc'", 0) == 0;
+    CHECK(smoothed);
+    CHECK(std::find(r.quantized_nodes.begin(), r.quantized_nodes.end(), "fc") !=
+          r.quantized_nodes.end());
+    double worst = 0.0, scale = 0.0;
+    for (size_t s = 0; s < 4; ++s) {
+        Tensor x = samples(20).at(16 + s);
+        auto a = run_model(f, x);
+        auto b = run_model(q, x);
+        for (size_t i = 0; i < a.size(); ++i) {
+            worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+            scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+        }
+    }
+    CHECK(worst < 0.05 * scale);
+    // A range file alone cannot drive SmoothQuant.
+    calib::RangeTable table;
+    PassContext only_ranges;
+    only_ranges.ranges = &table;
+    Model m = small_cnn();
+    CHECK_THROWS_WITH(
+        configured_pass("quantize-static", {{"smooth_alpha", 0.5}})->run(m, only_ranges),
+        Catch::Contains("smooth_alpha needs the recipe's calibration data"));
+    CHECK_THROWS_WITH(configured_pass("quantize-static", {{"smooth_alpha", 1.5}}),
+                      Catch::Contains("smooth_alpha: 1.5 is outside [0, 1]"));
+}
