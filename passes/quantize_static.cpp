@@ -31,7 +31,10 @@
 // A tensor gets one Q/DQ pair when a quantized node reads it; only quantized nodes read
 // the DequantizeLinear output, a node left in float keeps reading the float tensor. Graph
 // outputs are not quantized (they stay float and keep their names; ORT quantizes them).
-// Every other node, and each node that fails a check, is kept float with its reason.
+// Every other node that reads a float activation, and each node that fails a check, is kept
+// float with its reason (nodes of shape arithmetic, with no float activation input, are not
+// candidates). `keep_float` (the accuracy-aware fallback) keeps named nodes float as if
+// excluded; PassResult::quantized_nodes lists the nodes quantized.
 //
 // Formulas (ORT's compute_scale_zp / quantize_data, reproduced bit for bit):
 //   qmin, qmax   int8 [-128, 127], uint8 [0, 255]; symmetric int8 weights [-127, 127];
@@ -45,6 +48,10 @@
 // asymmetric (ORT's ActivationSymmetric default), ranges from the recipe's
 // calibration.ranges (PassContext::ranges) or captured on the calibration data with the
 // chosen calibrator (calib::collect_ranges) on the model as it is before this pass.
+//
+// smooth_alpha (in [0, 1]) first runs SmoothQuant (passes/smooth_quant.h) on the MatMul /
+// Gemm nodes this pass would quantize, with the calibration data, then analyses the smoothed
+// model again and captures its ranges.
 //
 // Preconditions, checked before anything changes: opset >= 13 for per-channel weights
 // (axis of QuantizeLinear / DequantizeLinear), >= 10 otherwise (compress raises an ONNX

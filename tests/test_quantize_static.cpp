@@ -375,3 +375,45 @@ TEST_CASE("quantize-static smooth_alpha runs SmoothQuant on the MatMul / Gemm in
     CHECK_THROWS_WITH(configured_pass("quantize-static", {{"smooth_alpha", 1.5}}),
                       Catch::Contains("smooth_alpha: 1.5 is outside [0, 1]"));
 }
+
+TEST_CASE(
+    "quantize-static writes the initializers ORT's quantize_static writes: same names, "
+    "the same int8 weights, int32 biases and zero points, scales within an ulp or two",
+    "[quantize_static][real][ort]") {
+    // minmax on the same 1000 images: the ranges agree to the float rounding of the two
+    // runtimes (the ReLU maxima), everything else is defined by the same formulas.
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto calib = source_dir() / ".cache" / "data" / "mnist-calib";
+    EP_REQUIRE_FILE_OR_SKIP(calib);
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    TempDir dir;
+    auto r = run_edgepack(
+        {"compress", recipe.string(), "-o", (dir / "ours.onnx").string(), "--report-dir",
+         (dir / "reports").string(), "--set", "passes[0].calibrator=minmax", "--set",
+         "validate.data=" + calib.string(), "--set",
+         "validate.labels=" + (calib / "labels.npy").string(), "--set", "validate.benchmark_runs=0",
+         "--set", "validate.per_layer=false", "--set", "gates={}", "--quiet"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto o = run_oracle("static_vs_ort.py",
+                        {"--float", model.string(), "--ours", (dir / "ours.onnx").string(),
+                         "--calib", calib.string(), "--eval", calib.string(), "--calibrator",
+                         "minmax", "--ort-out", (dir / "ort.onnx").string()});
+    INFO(o.out << o.err);
+    REQUIRE(o.exit_code == 0);
+    auto c = run_oracle("qdq_initializers.py",
+                        {(dir / "ours.onnx").string(), (dir / "ort.onnx").string()});
+    INFO(c.out << c.err);
+    REQUIRE(c.exit_code == 0);
+    auto j = nlohmann::json::parse(c.out);
+    CHECK(j["only_ours"].empty());
+    // ORT also quantizes the graph output; we keep graph outputs float.
+    CHECK(j["only_ort"] == nlohmann::json::array({"output_scale", "output_zero_point"}));
+    CHECK(j["compared"].get<int>() == 32);
+    for (const auto& [name, d] : j["different"].items()) {
+        INFO(name << ": " << d.dump());
+        REQUIRE(d.contains("max_ulp"));  // only float scales may differ
+        CHECK(d["max_ulp"].get<int>() <= 2);
+    }
+}
