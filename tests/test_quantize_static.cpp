@@ -417,3 +417,40 @@ TEST_CASE(
         CHECK(d["max_ulp"].get<int>() <= 2);
     }
 }
+
+TEST_CASE(
+    "quantize-static: --save-calibration writes the ranges it used, and a second run with "
+    "calibration.ranges and no capture writes the same model byte for byte",
+    "[quantize_static][real][calibration]") {
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto calib = source_dir() / ".cache" / "data" / "mnist-calib";
+    EP_REQUIRE_FILE_OR_SKIP(calib);
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    TempDir dir;
+    auto compress = [&](const std::string& out, std::vector<std::string> extra) {
+        std::vector<std::string> args{
+            "compress",     recipe.string(),
+            "-o",           (dir / out).string(),
+            "--report-dir", (dir / ("reports-" + out)).string(),
+            "--set",        "validate.data=" + calib.string(),
+            "--set",        "validate.labels=" + (calib / "labels.npy").string(),
+            "--set",        "validate.benchmark_runs=0",
+            "--set",        "validate.per_layer=false",
+            "--quiet"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return run_edgepack(args);
+    };
+    auto first = compress("a.onnx", {"--save-calibration", (dir / "ranges.json").string()});
+    INFO(first.err);
+    REQUIRE(first.exit_code == 0);
+    auto table = nlohmann::json::parse(read_file(dir / "ranges.json"));
+    CHECK(table["calibrator"] == "entropy");
+    CHECK(table["ranges"].size() == 4);  // input and the three ReLU outputs
+    CHECK(table["ranges"].contains("/relu/Relu_output_0"));
+    auto second =
+        compress("b.onnx", {"--set", "calibration.ranges=" + (dir / "ranges.json").string()});
+    INFO(second.err);
+    REQUIRE(second.exit_code == 0);
+    CHECK(read_file(dir / "a.onnx") == read_file(dir / "b.onnx"));
+}
