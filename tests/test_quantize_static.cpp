@@ -453,4 +453,11 @@ TEST_CASE(
     INFO(second.err);
     REQUIRE(second.exit_code == 0);
     CHECK(read_file(dir / "a.onnx") == read_file(dir / "b.onnx"));
+    // Capture on 1 and on 2 threads: the same bytes.
+    auto one = compress("c.onnx", {"--threads", "1"});
+    auto two = compress("d.onnx", {"--threads", "2"});
+    REQUIRE(one.exit_code == 0);
+    REQUIRE(two.exit_code == 0);
+    CHECK(read_file(dir / "c.onnx") == read_file(dir / "d.onnx"));
+    CHECK(read_file(dir / "a.onnx") == read_file(dir / "c.onnx"));
 }
