@@ -8,11 +8,10 @@
 namespace ep {
 namespace {
 
-// True when the recipe has a pass that encodes weights.
+// True when the recipe has a pass that encodes weights (Pass::encodes_weights).
 bool recipe_quantizes(const Recipe& recipe) {
     for (const auto& p : recipe.passes)
-        if (auto pass = create_pass(p.name); pass && pass->kind() == PassKind::Quantization)
-            return true;
+        if (auto pass = create_pass(p.name); pass && pass->encodes_weights()) return true;
     return false;
 }
 

@@ -29,6 +29,8 @@ const char* unit_name(MetricUnit unit) {
             return "a ratio";
         case MetricUnit::Milliseconds:
             return "milliseconds";
+        case MetricUnit::Cosine:
+            return "cosine similarity (-1 to 1)";
     }
     return "?";
 }
@@ -55,6 +57,10 @@ const std::vector<GateSpec>& gate_specs() {
          100},
         {"min_sqnr_db", "sqnr_db", false, MetricNeeds::Validation, U::Decibels,
          "lowest SQNR over the compared outputs, in dB", -1e300},
+        {"min_cosine_similarity", "cosine_similarity", false, MetricNeeds::Validation, U::Cosine,
+         "lowest cosine similarity of reference and candidate over the compared outputs (each "
+         "output as one vector, -1 to 1)",
+         -1, 1},
         {"max_output_bytes", "output_bytes", true, MetricNeeds::Nothing, U::Bytes,
          "bytes of the validated (else first) output, with its external data"},
         {"min_compression_ratio", "compression_ratio", false, MetricNeeds::Nothing, U::Ratio,

@@ -32,13 +32,14 @@ enum class MetricNeeds : uint8_t {
 // The one unit of each metric, gate and tolerance (docs/ci.md "Units"). Shares of rows are
 // percent (0-100), never fractions; only the relative baseline tolerances are fractions.
 enum class MetricUnit : uint8_t {
-    Nats,         // KL divergence (natural log)
-    Percent,      // 0-100: 99 is 99 %
-    Points,       // percentage points: a difference of two percents
-    Decibels,     // SQNR
-    Bytes,        //
-    Ratio,        // a plain ratio: 1.2 is 20 % more
-    Milliseconds  //
+    Nats,          // KL divergence (natural log)
+    Percent,       // 0-100: 99 is 99 %
+    Points,        // percentage points: a difference of two percents
+    Decibels,      // SQNR
+    Bytes,         //
+    Ratio,         // a plain ratio: 1.2 is 20 % more
+    Milliseconds,  //
+    Cosine         // cosine similarity, -1 to 1
 };
 // "percent (0-100)", "nats", ...
 [[nodiscard]] const char* unit_name(MetricUnit unit);

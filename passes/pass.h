@@ -167,6 +167,10 @@ class Pass {
     [[nodiscard]] virtual PassKind kind() const = 0;
     [[nodiscard]] virtual std::string_view description() const = 0;
     [[nodiscard]] virtual uint32_t needs() const { return kNeedsNothing; }
+    // Whether run() leaves encoded weights (Tensor::encoding, ir/encoding.h), which a plain
+    // .onnx output cannot hold (compress then asks for onnx.quantized). Passes that write
+    // standard ONNX quantization ops over plain int8 tensors (quantize-dynamic) say false.
+    [[nodiscard]] virtual bool encodes_weights() const { return kind() == PassKind::Quantization; }
     // Options besides "pass", "include" and "exclude", which every pass accepts.
     [[nodiscard]] virtual std::vector<OptionSpec> option_specs() const { return {}; }
 

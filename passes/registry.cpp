@@ -10,6 +10,7 @@ namespace ep {
 std::unique_ptr<Pass> make_promote_constants_pass();  // passes/promote_constants.cpp
 std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.cpp
 std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
+std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
 
 namespace {
 
@@ -22,6 +23,7 @@ constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
+    {"quantize-dynamic", make_quantize_dynamic_pass},
 };
 
 }  // namespace

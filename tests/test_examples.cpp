@@ -151,11 +151,18 @@ TEST_CASE("examples: the MNIST recipes run on the MNIST test set", "[examples][r
 TEST_CASE("examples: the stories260k recipes run on its token sequences", "[examples][real]") {
     const auto model = test::shared_models() / "stories260k" / "model.onnx";
     // All 64 evaluation sequences (the model is tiny): AWQ's gate has a thin margin.
-    for (const char* recipe :
-         {"cleanup-stories260k.json", "stories260k-int8.json", "stories260k-int4-rtn.json",
-          "stories260k-int4-gptq.json", "stories260k-int4-awq.json"}) {
+    for (const char* recipe : {"cleanup-stories260k.json", "stories260k-int8.json",
+                               "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",
+                               "stories260k-int4-awq.json", "stories260k-dynamic-int8.json"}) {
         DYNAMIC_SECTION(recipe) {
             run_example({recipe, model, 64});
         }
     }
+}
+
+TEST_CASE("examples: minilm-dynamic-int8.json runs on tokenized license-text sentences",
+          "[examples][real]") {
+    // 4 batches of 4 sentences (.npz); the encoder comes from scripts/fetch_models.sh.
+    run_example({"minilm-dynamic-int8.json",
+                 test::model_cache() / "minilm" / "paraphrase-MiniLM-L3-v2.onnx", 4});
 }
