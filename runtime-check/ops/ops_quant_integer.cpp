@@ -427,6 +427,15 @@ void im2col_u8(const ExecOptions& options, const ConvShape& g, const uint8_t* xg
                         continue;
                     }
                     const uint8_t* srow = src + iy * g.in[1];
+                    if (g.strides[1] == 1) {
+                        // ix = ox + kpos[1] is inside for ox in [lo, hi): one copy.
+                        const int64_t lo = std::clamp<int64_t>(-kpos[1], 0, g.out[1]);
+                        const int64_t hi = std::clamp<int64_t>(g.in[1] - kpos[1], lo, g.out[1]);
+                        std::memset(drow, pad, static_cast<size_t>(lo));
+                        std::memcpy(drow + lo, srow + lo + kpos[1], static_cast<size_t>(hi - lo));
+                        std::memset(drow + hi, pad, static_cast<size_t>(g.out[1] - hi));
+                        continue;
+                    }
                     for (int64_t ox = 0; ox < g.out[1]; ++ox) {
                         const int64_t ix = ox * g.strides[1] + kpos[1];
                         drow[ox] = ix < 0 || ix >= g.in[1] ? pad : srow[ix];
