@@ -428,18 +428,22 @@ void igemm_int32(const ExecOptions& options, const IgemmWeights& w, const IgemmA
             tile(w.w.data() + r0 * w.kp, w.kp, p0, p0 + pk.panel_bytes, out);
             const int64_t rows = std::min(kTileRows, w.rows - r0);
             const int64_t n = std::min(kTileCols, cols - c0);
-            for (int64_t r = 0; r < rows; ++r) {
-                const auto i = static_cast<size_t>(r0 + r);
-                const int32_t term = pk.row_term[i], wzp = w.zp[i];
-                const int32_t* acc = out + r * kTileCols;
-                int32_t* d = dst + (r0 + r) * row_stride + c0 * col_stride;
-                if (!pk.colsum.empty() && wzp != 0) {
-                    const int32_t* cs = pk.colsum.data() + c0;
+            const int32_t* term = pk.row_term.data() + r0;
+            const int32_t* cs = pk.colsum.empty() ? nullptr : pk.colsum.data() + c0;
+            // acc + row term - wz * colsum, all mod 2^32.
+            auto value = [&](int64_t r, int64_t j) {
+                int32_t v = wrap_add(out[r * kTileCols + j], term[r]);
+                if (cs) v = wrap_add(v, wrap_mul(-w.zp[static_cast<size_t>(r0 + r)], cs[j]));
+                return v;
+            };
+            int32_t* d = dst + r0 * row_stride + c0 * col_stride;
+            if (row_stride == 1) {  // MatMul: a column's rows are adjacent in the output
+                for (int64_t j = 0; j < n; ++j)
+                    for (int64_t r = 0; r < rows; ++r) d[j * col_stride + r] = value(r, j);
+            } else {
+                for (int64_t r = 0; r < rows; ++r)
                     for (int64_t j = 0; j < n; ++j)
-                        d[j * col_stride] = wrap_add(wrap_add(acc[j], term), -wrap_mul(wzp, cs[j]));
-                } else {
-                    for (int64_t j = 0; j < n; ++j) d[j * col_stride] = wrap_add(acc[j], term);
-                }
+                        d[r * row_stride + j * col_stride] = value(r, j);
             }
         }
     });
