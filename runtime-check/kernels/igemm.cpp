@@ -294,15 +294,31 @@ const IgemmWeights& IgemmCache::get(const uint8_t* src, bool is_signed, int64_t 
     return entries_.back()->weights;
 }
 
-void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
-                      const int32_t* bias, const float* mult, const IgemmOutput& y, IgemmIsa isa) {
+namespace {
+
+// The activation packed into panels (the layout above), the column sums of the packed
+// bytes when some weight zero point is not 0, and each row's constant term
+//   bias - xz * sum_k w + K * xz * wz   (mod 2^32).
+struct Packed {
+    std::vector<uint8_t> xp;
+    std::vector<int32_t> colsum;
+    std::vector<int32_t> row_term;
+    int64_t panels = 0, panel_bytes = 0;
+};
+
+Packed pack_activation(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
+                       const int32_t* bias, IgemmIsa isa) {
+    Packed pk;
     const int64_t cols = x.cols;
-    if (w.rows == 0 || cols == 0) return;
     const int64_t kq = w.kp / 4;
     const int64_t panels = ((cols + kPanel - 1) / kPanel + 1) / 2 * 2;
     const int64_t panel_bytes = kq * 64;
-    std::vector<uint8_t> xp(static_cast<size_t>(panels * panel_bytes));
-    std::vector<int32_t> colsum(w.any_zp ? static_cast<size_t>(panels * kPanel) : 0);
+    pk.panels = panels;
+    pk.panel_bytes = panel_bytes;
+    std::vector<uint8_t>& xp = pk.xp;
+    std::vector<int32_t>& colsum = pk.colsum;
+    xp.resize(static_cast<size_t>(panels * panel_bytes));
+    colsum.resize(w.any_zp ? static_cast<size_t>(panels * kPanel) : 0);
     const uint8_t flip = x.is_signed ? 0x80 : 0;
     const int32_t xz = x.zp + (x.is_signed ? 128 : 0);
     // Pack the activation, a panel per task.
@@ -345,8 +361,8 @@ void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const I
                 }
         }
     });
-    // Row terms: bias - xz * sum_k w + K * xz * wz (mod 2^32).
-    std::vector<int32_t> row_term(static_cast<size_t>(w.rows));
+    std::vector<int32_t>& row_term = pk.row_term;
+    row_term.resize(static_cast<size_t>(w.rows));
     for (int64_t r = 0; r < w.rows; ++r) {
         const auto i = static_cast<size_t>(r);
         int32_t t = bias ? bias[r] : 0;
@@ -354,6 +370,20 @@ void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const I
         t = wrap_add(t, wrap_mul(wrap_mul(static_cast<int32_t>(w.k), xz), w.zp[i]));
         row_term[i] = t;
     }
+    return pk;
+}
+
+}  // namespace
+
+void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
+                      const int32_t* bias, const float* mult, const IgemmOutput& y, IgemmIsa isa) {
+    const int64_t cols = x.cols;
+    if (w.rows == 0 || cols == 0) return;
+    const Packed pk = pack_activation(options, w, x, bias, isa);
+    const std::vector<uint8_t>& xp = pk.xp;
+    const std::vector<int32_t>& colsum = pk.colsum;
+    const std::vector<int32_t>& row_term = pk.row_term;
+    const int64_t panels = pk.panels, panel_bytes = pk.panel_bytes;
     const TileFn tile = tile_fn(isa);
     const int64_t row_tiles = w.rows_padded / kTileRows, col_tiles = panels / 2;
     const int32_t lo = y.is_signed ? -128 : 0, hi = y.is_signed ? 127 : 255;
@@ -376,6 +406,44 @@ void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const I
                 else
                     requant_row(out + r * kTileCols, row_term[i], w.zp[i], cs, mult[r0 + r], y.zp,
                                 lo, hi, y.dst + off, y.col_stride, n);
+            }
+        }
+    });
+}
+
+void igemm_int32(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
+                 const int32_t* bias, int32_t* dst, int64_t row_stride, int64_t col_stride,
+                 IgemmIsa isa) {
+    const int64_t cols = x.cols;
+    if (w.rows == 0 || cols == 0) return;
+    const Packed pk = pack_activation(options, w, x, bias, isa);
+    const TileFn tile = tile_fn(isa);
+    const int64_t row_tiles = w.rows_padded / kTileRows, col_tiles = pk.panels / 2;
+    parallel_for(options, row_tiles * col_tiles, 1, [&](int64_t t0, int64_t t1) {
+        alignas(64) int32_t out[kTileRows * kTileCols];
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t ct = t / row_tiles, rt = t % row_tiles;
+            const int64_t r0 = rt * kTileRows, c0 = ct * kTileCols;
+            const uint8_t* p0 = pk.xp.data() + (2 * ct) * pk.panel_bytes;
+            tile(w.w.data() + r0 * w.kp, w.kp, p0, p0 + pk.panel_bytes, out);
+            const int64_t rows = std::min(kTileRows, w.rows - r0);
+            const int64_t n = std::min(kTileCols, cols - c0);
+            const int32_t* term = pk.row_term.data() + r0;
+            const int32_t* cs = pk.colsum.empty() ? nullptr : pk.colsum.data() + c0;
+            // acc + row term - wz * colsum, all mod 2^32.
+            auto value = [&](int64_t r, int64_t j) {
+                int32_t v = wrap_add(out[r * kTileCols + j], term[r]);
+                if (cs) v = wrap_add(v, wrap_mul(-w.zp[static_cast<size_t>(r0 + r)], cs[j]));
+                return v;
+            };
+            int32_t* d = dst + r0 * row_stride + c0 * col_stride;
+            if (row_stride == 1) {  // MatMul: a column's rows are adjacent in the output
+                for (int64_t j = 0; j < n; ++j)
+                    for (int64_t r = 0; r < rows; ++r) d[j * col_stride + r] = value(r, j);
+            } else {
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < n; ++j)
+                        d[r * row_stride + j * col_stride] = value(r, j);
             }
         }
     });

@@ -1,5 +1,5 @@
 // The 8-bit integer GEMM and depthwise convolution behind the fused QDQ ops (QLinearConv,
-// QLinearMatMul, QGemm; runtime-check/qdq_fusion.h):
+// QLinearMatMul, QGemm; runtime-check/qdq_fusion.h) and MatMulInteger / ConvInteger:
 //
 //   acc[r][c] = sum_k (x[k][c] - x_zp) * (w[r][k] - w_zp[r]) + bias[r]     exact, int32
 //               (wrapping modulo 2^32 as the ONNX contract allows)
@@ -91,6 +91,13 @@ struct IgemmOutput {
 void igemm_requantize(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
                       const int32_t* bias, const float* mult, const IgemmOutput& y,
                       IgemmIsa isa = igemm_isa());
+
+// The exact accumulators acc[r][c] above (wrapping modulo 2^32; bias one int32 per row, may
+// be null) as int32 at dst[r * row_stride + c * col_stride]: MatMulInteger / ConvInteger.
+// The same bits on every table and thread count.
+void igemm_int32(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
+                 const int32_t* bias, int32_t* dst, int64_t row_stride, int64_t col_stride,
+                 IgemmIsa isa = igemm_isa());
 
 // One depthwise convolution (2-D, one filter per channel) over `channels` planes:
 //   acc[ch][oy][ox] = sum_{ky,kx} (x[ch][iy][ix] - x_zp) * (w[ch][ky][kx] - w_zp[ch]) + bias[ch]

@@ -398,6 +398,66 @@ const IgemmWeights& weights_for(const OpContext& c, size_t input, IgemmWeights& 
     return local;
 }
 
+// im2col of one image's group of channels for igemm: row (channel, kernel position), one
+// column per output pixel; the padding holds the zero point `pad`, which contributes 0.
+void im2col_u8(const ExecOptions& options, const ConvShape& g, const uint8_t* xg, uint8_t pad,
+               uint8_t* cols) {
+    const size_t s = g.spatial_rank();
+    const int64_t in_pixels = g.in_pixels(), out_pixels = g.out_pixels(), ks = g.kernel_size();
+    const int64_t rows = g.c_in / g.group * ks;
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t d = s - 1; d > 0; --d) in_strides[d - 1] = in_strides[d] * g.in[d];
+    parallel_for(options, rows, 1, [&](int64_t r0, int64_t r1) {
+        std::vector<int64_t> kpos(s);
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t ch = r / ks;
+            int64_t rem = r % ks;
+            for (size_t d = s; d-- > 0;) {
+                kpos[d] = (rem % g.kernel[d]) * g.dilations[d] - g.pads_begin[d];
+                rem /= g.kernel[d];
+            }
+            uint8_t* dst = cols + r * out_pixels;
+            const uint8_t* src = xg + ch * in_pixels;
+            if (s == 2) {
+                for (int64_t oy = 0; oy < g.out[0]; ++oy) {
+                    const int64_t iy = oy * g.strides[0] + kpos[0];
+                    uint8_t* drow = dst + oy * g.out[1];
+                    if (iy < 0 || iy >= g.in[0]) {
+                        std::memset(drow, pad, static_cast<size_t>(g.out[1]));
+                        continue;
+                    }
+                    const uint8_t* srow = src + iy * g.in[1];
+                    if (g.strides[1] == 1) {
+                        // ix = ox + kpos[1] is inside for ox in [lo, hi): one copy.
+                        const int64_t lo = std::clamp<int64_t>(-kpos[1], 0, g.out[1]);
+                        const int64_t hi = std::clamp<int64_t>(g.in[1] - kpos[1], lo, g.out[1]);
+                        std::memset(drow, pad, static_cast<size_t>(lo));
+                        std::memcpy(drow + lo, srow + lo + kpos[1], static_cast<size_t>(hi - lo));
+                        std::memset(drow + hi, pad, static_cast<size_t>(g.out[1] - hi));
+                        continue;
+                    }
+                    for (int64_t ox = 0; ox < g.out[1]; ++ox) {
+                        const int64_t ix = ox * g.strides[1] + kpos[1];
+                        drow[ox] = ix < 0 || ix >= g.in[1] ? pad : srow[ix];
+                    }
+                }
+                continue;
+            }
+            for (int64_t p = 0; p < out_pixels; ++p) {
+                int64_t prem = p, at = 0;
+                bool inside = true;
+                for (size_t d = s; d-- > 0;) {
+                    const int64_t pos = (prem % g.out[d]) * g.strides[d] + kpos[d];
+                    prem /= g.out[d];
+                    inside = inside && pos >= 0 && pos < g.in[d];
+                    at += pos * in_strides[d];
+                }
+                dst[p] = inside ? src[at] : pad;
+            }
+        }
+    });
+}
+
 bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float x_scale,
                        int32_t x_zp, const Tensor& w, const std::vector<float>& w_scale,
                        const std::vector<int32_t>& w_zp, float y_scale, DType out_dt,
@@ -458,8 +518,6 @@ bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float 
     for (size_t d = 0; d < s; ++d)
         pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
     std::vector<uint8_t> cols;
-    std::vector<int64_t> in_strides(s, 1);
-    for (size_t d = s - 1; d > 0; --d) in_strides[d - 1] = in_strides[d] * g.in[d];
     if (!pointwise) {
         auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
         if (!count || *count > (uint64_t{1} << 34)) return false;
@@ -482,48 +540,7 @@ bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float 
                 a.src = xg;
                 a.k_stride = in_pixels;
             } else {
-                // im2col: row (channel, kernel position), one column per output pixel; the
-                // padding holds x_zp, which contributes 0.
-                parallel_for(c.options, rows, 1, [&](int64_t r0, int64_t r1) {
-                    std::vector<int64_t> kpos(s);
-                    for (int64_t r = r0; r < r1; ++r) {
-                        const int64_t ch = r / ks;
-                        int64_t rem = r % ks;
-                        for (size_t d = s; d-- > 0;) {
-                            kpos[d] = (rem % g.kernel[d]) * g.dilations[d] - g.pads_begin[d];
-                            rem /= g.kernel[d];
-                        }
-                        uint8_t* dst = cols.data() + r * out_pixels;
-                        const uint8_t* src = xg + ch * in_pixels;
-                        if (s == 2) {
-                            for (int64_t oy = 0; oy < g.out[0]; ++oy) {
-                                const int64_t iy = oy * g.strides[0] + kpos[0];
-                                uint8_t* drow = dst + oy * g.out[1];
-                                if (iy < 0 || iy >= g.in[0]) {
-                                    std::memset(drow, pad, static_cast<size_t>(g.out[1]));
-                                    continue;
-                                }
-                                const uint8_t* srow = src + iy * g.in[1];
-                                for (int64_t ox = 0; ox < g.out[1]; ++ox) {
-                                    const int64_t ix = ox * g.strides[1] + kpos[1];
-                                    drow[ox] = ix < 0 || ix >= g.in[1] ? pad : srow[ix];
-                                }
-                            }
-                            continue;
-                        }
-                        for (int64_t p = 0; p < out_pixels; ++p) {
-                            int64_t prem = p, at = 0;
-                            bool inside = true;
-                            for (size_t d = s; d-- > 0;) {
-                                const int64_t pos = (prem % g.out[d]) * g.strides[d] + kpos[d];
-                                prem /= g.out[d];
-                                inside = inside && pos >= 0 && pos < g.in[d];
-                                at += pos * in_strides[d];
-                            }
-                            dst[p] = inside ? src[at] : pad;
-                        }
-                    }
-                });
+                im2col_u8(c.options, g, xg, pad, cols.data());
                 a.src = cols.data();
                 a.k_stride = out_pixels;
             }
@@ -535,6 +552,54 @@ bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float 
             o.zp = y_zp;
             igemm_requantize(c.options, wp, a, bias_p ? bias_p + gi * cout_g : nullptr,
                              mult.data() + gi * cout_g, o);
+        }
+    c.outputs.push_back(std::move(y));
+    return true;
+}
+
+// ConvInteger through igemm_int32: per (image, group), the group's output channels are the
+// weight rows (prepared once when w is an initializer) and the activation is x itself for a
+// pointwise convolution, else its im2col (padding = x_zp). Same sums as int_conv.
+bool conv_integer_fast(OpContext& c, const ConvShape& g, const Tensor& x, int32_t x_zp,
+                       const Tensor& w, const std::vector<int32_t>& w_zp) {
+    check_8bit(c, x, "x");
+    check_8bit(c, w, "w");
+    const size_t s = g.spatial_rank();
+    const int64_t in_pixels = g.in_pixels(), out_pixels = g.out_pixels(), ks = g.kernel_size();
+    const int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group, rows = cin_g * ks;
+    bool pointwise = ks == 1;
+    for (size_t d = 0; d < s; ++d)
+        pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
+    std::vector<uint8_t> cols;
+    if (!pointwise) {
+        auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
+        if (!count || *count > (uint64_t{1} << 34)) return false;
+        cols.resize(static_cast<size_t>(*count));
+    }
+    Tensor y = make_uninitialized_tensor(DType::I32, g.output_shape());
+    int32_t* py = y.mutable_values<int32_t>().data();
+    const bool w_signed = w.dtype == DType::I8;
+    for (int64_t b = 0; b < g.n; ++b)
+        for (int64_t gi = 0; gi < g.group; ++gi) {
+            std::vector<int32_t> zps(w_zp.begin() + gi * cout_g, w_zp.begin() + (gi + 1) * cout_g);
+            IgemmWeights local;
+            const IgemmWeights& wp = weights_for(c, 1, local, u8_data(w) + gi * cout_g * rows,
+                                                 w_signed, cout_g, rows, rows, 1, zps);
+            const uint8_t* xg = u8_data(x) + (b * g.c_in + gi * cin_g) * in_pixels;
+            IgemmActivation a;
+            a.is_signed = x.dtype == DType::I8;
+            a.cols = out_pixels;
+            a.zp = x_zp;
+            a.c_stride = 1;
+            a.src = xg;
+            a.k_stride = in_pixels;
+            if (!pointwise) {
+                im2col_u8(c.options, g, xg, static_cast<uint8_t>(x_zp), cols.data());
+                a.src = cols.data();
+                a.k_stride = out_pixels;
+            }
+            igemm_int32(c.options, wp, a, nullptr, py + (b * g.c_out + gi * cout_g) * out_pixels,
+                        out_pixels, 1);
         }
     c.outputs.push_back(std::move(y));
     return true;
@@ -636,9 +701,61 @@ bool qgemm_fast(OpContext& c, const Tensor& a, float a_scale, int32_t a_zp, cons
     return true;
 }
 
+// MatMulInteger with a per-tensor a_zero_point, b_zero_point per tensor or per column, and B
+// either 2-D or with A's batch dimensions: the exact int32 sums of igemm_int32, B's columns
+// being the weight rows (prepared once when B is an initializer). Other shapes: int_matmul.
+bool matmul_integer_fast(OpContext& c) {
+    const Tensor& a = c.input(0);
+    const Tensor& b = c.input(1);
+    if (!is_8bit(a.dtype) || !is_8bit(b.dtype) || a.shape.size() < 2 || b.shape.size() < 2)
+        return false;
+    check_8bit(c, a, "A");
+    check_8bit(c, b, "B");
+    const int64_t k = a.shape.back(), m = a.shape[a.shape.size() - 2], n = b.shape.back();
+    if (k == 0 || b.shape[b.shape.size() - 2] != k) return false;
+    const bool b_2d = b.shape.size() == 2;
+    if (!b_2d && (b.shape.size() != a.shape.size() ||
+                  !std::equal(a.shape.begin(), a.shape.end() - 2, b.shape.begin())))
+        return false;
+    int32_t azp = 0;
+    if (c.has_input(2)) {
+        if (c.input(2).element_count() != 1 || c.input(2).dtype != a.dtype) return false;
+        azp = read_q_values(c, c.input(2), "a_zero_point")[0];
+    }
+    std::vector<int32_t> bzp{0};
+    if (c.has_input(3)) {
+        const Tensor& t = c.input(3);
+        if (t.dtype != b.dtype) return false;
+        if (t.element_count() != 1 && !(t.shape.size() == 1 && t.shape[0] == n)) return false;
+        bzp = read_q_values(c, t, "b_zero_point");
+    }
+    std::vector<int64_t> out_shape = a.shape;
+    out_shape.back() = n;
+    Tensor y = make_uninitialized_tensor(DType::I32, out_shape);
+    int32_t* py = y.mutable_values<int32_t>().data();
+    const int64_t batches = b_2d || m == 0 ? 1 : a.element_count() / (m * k);
+    const int64_t rows_a = b_2d ? a.element_count() / k : m;
+    for (int64_t bi = 0; bi < batches && rows_a > 0; ++bi) {
+        IgemmWeights local;
+        const IgemmWeights& wp = weights_for(c, 1, local, u8_data(b) + bi * k * n,
+                                             b.dtype == DType::I8, n, k, 1, n, bzp);
+        IgemmActivation x;
+        x.src = u8_data(a) + bi * m * k;
+        x.is_signed = a.dtype == DType::I8;
+        x.cols = rows_a;
+        x.k_stride = 1;
+        x.c_stride = k;
+        x.zp = azp;
+        igemm_int32(c.options, wp, x, nullptr, py + bi * m * n, 1, n);
+    }
+    c.outputs.push_back(std::move(y));
+    return true;
+}
+
 }  // namespace
 
 void op_matmul_integer(OpContext& c) {
+    if (matmul_integer_fast(c)) return;
     const Tensor* a_zp = c.has_input(2) ? c.inputs[2] : nullptr;
     const Tensor* b_zp = c.has_input(3) ? c.inputs[3] : nullptr;
     IntMatMul r = int_matmul(c, c.input(0), a_zp, c.input(1), b_zp);
@@ -651,6 +768,7 @@ void op_conv_integer(OpContext& c) {
     ConvShape g = conv_shape(c, x.shape, w.shape);
     int32_t x_zp = scalar_zp(c, 2, "x_zero_point", x.dtype);
     std::vector<int32_t> w_zp = per_channel_zp(c, 3, w, g.c_out);
+    if (conv_integer_fast(c, g, x, x_zp, w, w_zp)) return;
     c.outputs.push_back(int_conv(c, g, x, x_zp, w, w_zp));
 }
 
