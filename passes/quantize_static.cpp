@@ -31,7 +31,10 @@
 // A tensor gets one Q/DQ pair when a quantized node reads it; only quantized nodes read
 // the DequantizeLinear output, a node left in float keeps reading the float tensor. Graph
 // outputs are not quantized (they stay float and keep their names; ORT quantizes them).
-// Every other node, and each node that fails a check, is kept float with its reason.
+// Every other node that reads a float activation, and each node that fails a check, is kept
+// float with its reason (nodes of shape arithmetic, with no float activation input, are not
+// candidates). `keep_float` (the accuracy-aware fallback) keeps named nodes float as if
+// excluded; PassResult::quantized_nodes lists the nodes quantized.
 //
 // Formulas (ORT's compute_scale_zp / quantize_data, reproduced bit for bit):
 //   qmin, qmax   int8 [-128, 127], uint8 [0, 255]; symmetric int8 weights [-127, 127];
@@ -45,6 +48,10 @@
 // asymmetric (ORT's ActivationSymmetric default), ranges from the recipe's
 // calibration.ranges (PassContext::ranges) or captured on the calibration data with the
 // chosen calibrator (calib::collect_ranges) on the model as it is before this pass.
+//
+// smooth_alpha (in [0, 1]) first runs SmoothQuant (passes/smooth_quant.h) on the MatMul /
+// Gemm nodes this pass would quantize, with the calibration data, then analyses the smoothed
+// model again and captures its ranges.
 //
 // Preconditions, checked before anything changes: opset >= 13 for per-channel weights
 // (axis of QuantizeLinear / DequantizeLinear), >= 10 otherwise (compress raises an ONNX
@@ -66,6 +73,7 @@
 #include "ir/progress.h"
 #include "passes/pass.h"
 #include "passes/selector.h"
+#include "passes/smooth_quant.h"
 
 namespace ep {
 
@@ -381,6 +389,14 @@ class QuantizeStatic final : public Pass {
              {},
              16,
              1 << 20},
+            {"smooth_alpha",
+             OptionType::Number,
+             -1,
+             "SmoothQuant before quantizing: migration strength in [0, 1] for the MatMul / "
+             "Gemm inputs (passes/smooth_quant.h); -1: off",
+             {},
+             -1,
+             1},
             {"quantized_bins",
              OptionType::Int,
              128,
@@ -419,12 +435,19 @@ class QuantizeStatic final : public Pass {
         calib_.quantized_bins = o.value("quantized_bins", int64_t{128});
         calib_.symmetric = false;  // ORT's ActivationSymmetric default
         calib::check_calibrator_options(calib_);
+        smooth_alpha_ = o.value("smooth_alpha", -1.0);
+        if (smooth_alpha_ != -1.0 && !(smooth_alpha_ >= 0.0 && smooth_alpha_ <= 1.0))
+            throw InputError(cat("smooth_alpha: ", smooth_alpha_, " is outside [0, 1] (-1: off)"));
     }
 
     std::vector<std::string> plan(const Model& model) const override {
         check_opset(model);
         Analysis a = analyze(model);
-        std::vector<std::string> lines = a.node_lines;
+        std::vector<std::string> lines;
+        if (smooth_alpha_ >= 0.0 && !smooth_options(model, a).nodes.empty())
+            for (auto& l : plan_smooth_quant(model, smooth_options(model, a)))
+                lines.push_back(cat("smooth_alpha ", smooth_alpha_, ": ", l));
+        lines.insert(lines.end(), a.node_lines.begin(), a.node_lines.end());
         for (const auto& s : a.skipped) lines.push_back(cat("keep float ", s.name, ": ", s.reason));
         auto needed = a.needs_range();
         lines.push_back(cat(needed.size(), " activation range", needed.size() == 1 ? "" : "s", " (",
@@ -446,6 +469,23 @@ class QuantizeStatic final : public Pass {
         PassResult result;
         check_opset(model);
         Analysis a = analyze(model);
+        // (An empty node list would mean "every eligible node" to smooth_quant: skip then.)
+        if (smooth_alpha_ >= 0.0 && !smooth_options(model, a).nodes.empty()) {
+            // SmoothQuant first (it needs samples: a range file alone cannot drive it), on
+            // the MatMul / Gemm nodes this pass quantizes; the model computes the same
+            // function afterwards, and the ranges are captured on it.
+            if (!context.calibration)
+                throw InputError(
+                    "smooth_alpha needs the recipe's calibration data (calibration.data); "
+                    "calibration.ranges alone cannot drive SmoothQuant");
+            SmoothQuantResult smoothed = smooth_quant(model, smooth_options(model, a), context);
+            for (auto& line : smoothed.summary())
+                result.summary.push_back(cat("smooth_alpha ", smooth_alpha_, ": ", line));
+            for (auto& k : smoothed.skipped)
+                result.warnings.push_back(
+                    cat("smooth_alpha: ", k.name, " not smoothed: ", k.reason));
+            a = analyze(model);
+        }
         result.skipped = a.skipped;
         if (a.quantized.empty()) {
             result.summary.push_back("no node to quantize");
@@ -680,6 +720,19 @@ class QuantizeStatic final : public Pass {
     }
 
   private:
+    // SmoothQuant's options: the MatMul / Gemm nodes with a weight this pass quantizes.
+    SmoothQuantOptions smooth_options(const Model& model, const Analysis& a) const {
+        SmoothQuantOptions o;
+        o.alpha = smooth_alpha_;
+        for (size_t i : a.quantized) {
+            const Node& n = model.graph.nodes[i];
+            if ((is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm")) && n.inputs.size() > 1 &&
+                model.graph.find_initializer(n.inputs[1]))
+                o.nodes.push_back(n.name);
+        }
+        return o;
+    }
+
     void check_opset(const Model& model) const {
         int64_t opset = model.opset("");
         int64_t need = per_channel_ ? 13 : 10;
@@ -702,6 +755,7 @@ class QuantizeStatic final : public Pass {
     DType weight_type_ = DType::I8;
     bool per_channel_ = true;
     bool reduce_range_ = false;
+    double smooth_alpha_ = -1.0;  // -1: no SmoothQuant
     std::set<std::string> op_types_;
     calib::CalibratorOptions calib_;
     std::set<std::string> keep_float_;

@@ -463,7 +463,8 @@ TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][
         "ppocr-rec-int8.json",           "cleanup-ppocr-cls.json",    "cleanup-stories260k.json",
         "stories260k-int8.json",         "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",
         "stories260k-int4-awq.json",     "mnist-int8.json",           "mnist-int4.json",
-        "stories260k-dynamic-int8.json", "minilm-dynamic-int8.json"};
+        "stories260k-dynamic-int8.json", "minilm-dynamic-int8.json",  "mnist-static-int8.json",
+        "ppocr-cls-static-int8.json",    "ppocr-rec-static-int8.json"};
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(test::source_dir() / "examples" / "recipes"))
         if (f.path().extension() == ".json") files.push_back(f.path().string());

@@ -138,6 +138,15 @@ TEST_CASE("examples: cleanup-ppocr-cls.json runs on rendered text lines half tur
     run_example({"cleanup-ppocr-cls.json", ppocr("ch_ppocr_mobile_v2.0_cls_infer.onnx"), 16});
 }
 
+TEST_CASE("examples: ppocr-rec-static-int8.json runs on rendered text lines", "[examples][real]") {
+    run_example({"ppocr-rec-static-int8.json", ppocr("ch_PP-OCRv4_rec_infer.onnx"), 32});
+}
+
+TEST_CASE("examples: ppocr-cls-static-int8.json runs on rendered text lines half turned",
+          "[examples][real]") {
+    run_example({"ppocr-cls-static-int8.json", ppocr("ch_ppocr_mobile_v2.0_cls_infer.onnx"), 32});
+}
+
 TEST_CASE("examples: the MNIST recipes run on the MNIST test set", "[examples][real]") {
     const auto model = test::shared_models() / "mnist" / "mnist-cnn.onnx";
     // One batch file: 1000 test images with their labels.

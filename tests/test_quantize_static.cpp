@@ -299,3 +299,165 @@ TEST_CASE(
     const double diff = j["epk_vs_onnx"]["output"]["max_abs_diff"].get<double>();
     CHECK(diff < 0.1);
 }
+
+TEST_CASE(
+    "compress with quantize-static: bad options and data mismatching the model are exit 2 "
+    "naming the field, in --dry-run and in a real run, and leave no output",
+    "[quantize_static][errors][cli]") {
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto data = source_dir() / ".cache" / "data";
+    EP_REQUIRE_FILE_OR_SKIP(data / "ppocr-cls-calib");
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    struct Case {
+        std::string set, message;
+    };
+    const std::vector<Case> cases = {
+        {"passes[0].calibrator=kl",
+         "passes[0].calibrator: 'kl' is not one of minmax, percentile, entropy, mse"},
+        {"passes[0].percentile=0",
+         "passes[0] (quantize-static): percentile: 0 is outside (0, 100]"},
+        {"passes[0].op_types=[\"Softmax\"]",
+         "op_types: 'Softmax' is not an op quantize-static quantizes"},
+        {"calibration.data=" + (data / "ppocr-cls-calib").string(),
+         "calibration.data: " + (data / "ppocr-cls-calib").string()},
+    };
+    TempDir dir;
+    for (const auto& c : cases)
+        for (bool dry : {true, false}) {
+            std::vector<std::string> args{
+                "compress", recipe.string(), "-o", (dir / "q.epk").string(), "--set", c.set};
+            if (dry) args.push_back("--dry-run");
+            auto r = run_edgepack(args);
+            INFO(c.set << (dry ? " --dry-run" : "") << ": " << r.err);
+            CHECK(r.exit_code == 2);
+            CHECK_THAT(r.err, Catch::Contains(c.message));
+            CHECK_FALSE(std::filesystem::exists(dir / "q.epk"));
+        }
+}
+
+TEST_CASE("quantize-static smooth_alpha runs SmoothQuant on the MatMul / Gemm inputs first",
+          "[quantize_static][smoothquant]") {
+    Model f = small_cnn();
+    f.graph.nodes.pop_back();  // logits, not the Softmax
+    f.graph.outputs = {f32_value("logits", {1, 4})};
+    Model q = f;
+    Data data(samples(16));
+    PassContext ctx;
+    ctx.calibration = &data;
+    PassResult r = configured_pass("quantize-static", {{"smooth_alpha", 0.5}})->run(q, ctx);
+    INFO(r.summary.size());
+    bool smoothed = false;
+    for (const auto& line : r.summary)
+        smoothed |= line.rfind("smooth_alpha 0.5: smooth 'f' (12 channels) for 'fc'", 0) == 0;
+    CHECK(smoothed);
+    CHECK(std::find(r.quantized_nodes.begin(), r.quantized_nodes.end(), "fc") !=
+          r.quantized_nodes.end());
+    double worst = 0.0, scale = 0.0;
+    for (size_t s = 0; s < 4; ++s) {
+        Tensor x = samples(20).at(16 + s);
+        auto a = run_model(f, x);
+        auto b = run_model(q, x);
+        for (size_t i = 0; i < a.size(); ++i) {
+            worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+            scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+        }
+    }
+    CHECK(worst < 0.05 * scale);
+    // A range file alone cannot drive SmoothQuant.
+    calib::RangeTable table;
+    PassContext only_ranges;
+    only_ranges.ranges = &table;
+    Model m = small_cnn();
+    CHECK_THROWS_WITH(
+        configured_pass("quantize-static", {{"smooth_alpha", 0.5}})->run(m, only_ranges),
+        Catch::Contains("smooth_alpha needs the recipe's calibration data"));
+    CHECK_THROWS_WITH(configured_pass("quantize-static", {{"smooth_alpha", 1.5}}),
+                      Catch::Contains("smooth_alpha: 1.5 is outside [0, 1]"));
+}
+
+TEST_CASE(
+    "quantize-static writes the initializers ORT's quantize_static writes: same names, "
+    "the same int8 weights, int32 biases and zero points, scales within an ulp or two",
+    "[quantize_static][real][ort]") {
+    // minmax on the same 1000 images: the ranges agree to the float rounding of the two
+    // runtimes (the ReLU maxima), everything else is defined by the same formulas.
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto calib = source_dir() / ".cache" / "data" / "mnist-calib";
+    EP_REQUIRE_FILE_OR_SKIP(calib);
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    TempDir dir;
+    auto r = run_edgepack(
+        {"compress", recipe.string(), "-o", (dir / "ours.onnx").string(), "--report-dir",
+         (dir / "reports").string(), "--set", "passes[0].calibrator=minmax", "--set",
+         "validate.data=" + calib.string(), "--set",
+         "validate.labels=" + (calib / "labels.npy").string(), "--set", "validate.benchmark_runs=0",
+         "--set", "validate.per_layer=false", "--set", "gates={}", "--quiet"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto o = run_oracle("static_vs_ort.py",
+                        {"--float", model.string(), "--ours", (dir / "ours.onnx").string(),
+                         "--calib", calib.string(), "--eval", calib.string(), "--calibrator",
+                         "minmax", "--ort-out", (dir / "ort.onnx").string()});
+    INFO(o.out << o.err);
+    REQUIRE(o.exit_code == 0);
+    auto c = run_oracle("qdq_initializers.py",
+                        {(dir / "ours.onnx").string(), (dir / "ort.onnx").string()});
+    INFO(c.out << c.err);
+    REQUIRE(c.exit_code == 0);
+    auto j = nlohmann::json::parse(c.out);
+    CHECK(j["only_ours"].empty());
+    // ORT also quantizes the graph output; we keep graph outputs float.
+    CHECK(j["only_ort"] == nlohmann::json::array({"output_scale", "output_zero_point"}));
+    CHECK(j["compared"].get<int>() == 32);
+    for (const auto& [name, d] : j["different"].items()) {
+        INFO(name << ": " << d.dump());
+        REQUIRE(d.contains("max_ulp"));  // only float scales may differ
+        CHECK(d["max_ulp"].get<int>() <= 2);
+    }
+}
+
+TEST_CASE(
+    "quantize-static: --save-calibration writes the ranges it used, and a second run with "
+    "calibration.ranges and no capture writes the same model byte for byte",
+    "[quantize_static][real][calibration]") {
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    const auto calib = source_dir() / ".cache" / "data" / "mnist-calib";
+    EP_REQUIRE_FILE_OR_SKIP(calib);
+    const auto recipe = source_dir() / "examples" / "recipes" / "mnist-static-int8.json";
+    TempDir dir;
+    auto compress = [&](const std::string& out, std::vector<std::string> extra) {
+        std::vector<std::string> args{
+            "compress",     recipe.string(),
+            "-o",           (dir / out).string(),
+            "--report-dir", (dir / ("reports-" + out)).string(),
+            "--set",        "validate.data=" + calib.string(),
+            "--set",        "validate.labels=" + (calib / "labels.npy").string(),
+            "--set",        "validate.benchmark_runs=0",
+            "--set",        "validate.per_layer=false",
+            "--quiet"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return run_edgepack(args);
+    };
+    auto first = compress("a.onnx", {"--save-calibration", (dir / "ranges.json").string()});
+    INFO(first.err);
+    REQUIRE(first.exit_code == 0);
+    auto table = nlohmann::json::parse(read_file(dir / "ranges.json"));
+    CHECK(table["calibrator"] == "entropy");
+    CHECK(table["ranges"].size() == 4);  // input and the three ReLU outputs
+    CHECK(table["ranges"].contains("/relu/Relu_output_0"));
+    auto second =
+        compress("b.onnx", {"--set", "calibration.ranges=" + (dir / "ranges.json").string()});
+    INFO(second.err);
+    REQUIRE(second.exit_code == 0);
+    CHECK(read_file(dir / "a.onnx") == read_file(dir / "b.onnx"));
+    // Capture on 1 and on 2 threads: the same bytes.
+    auto one = compress("c.onnx", {"--threads", "1"});
+    auto two = compress("d.onnx", {"--threads", "2"});
+    REQUIRE(one.exit_code == 0);
+    REQUIRE(two.exit_code == 0);
+    CHECK(read_file(dir / "c.onnx") == read_file(dir / "d.onnx"));
+    CHECK(read_file(dir / "a.onnx") == read_file(dir / "c.onnx"));
+}

@@ -7,7 +7,7 @@ usage: static_vs_ort.py --float F.onnx --ours OURS.onnx --calib DIR --eval DIR
                         [--labels labels.npy | labels.txt --alphabet keys.txt]
                         [--calibrator minmax|percentile|entropy|mse] [--percentile 99.999]
                         [--activation-type int8|uint8] [--weight-type int8|uint8]
-                        [--per-tensor] [--ort-out ORT.onnx] [--epk OURS.epk --edgepack BIN]
+                        [--per-tensor] [--op-types Conv,MatMul,...] [--ort-out ORT.onnx] [--epk OURS.epk --edgepack BIN]
                         [--json OUT.json]
 
 F.onnx is the float model quantize-static saw (for a recipe whose earlier passes change the
@@ -157,6 +157,7 @@ def main():
     ap.add_argument("--activation-type", default="int8", choices=["int8", "uint8"])
     ap.add_argument("--weight-type", default="int8", choices=["int8", "uint8"])
     ap.add_argument("--per-tensor", action="store_true")
+    ap.add_argument("--op-types", default="", help="comma-separated op types for both (empty: ORT's default)")
     ap.add_argument("--ort-out")
     ap.add_argument("--epk")
     ap.add_argument("--edgepack")
@@ -192,7 +193,8 @@ def main():
     quantize_static(float_path, ort_path, Reader(calib), quant_format=QuantFormat.QDQ,
                     per_channel=not a.per_tensor, activation_type=qt[a.activation_type],
                     weight_type=qt[a.weight_type], calibrate_method=method[a.calibrator],
-                    extra_options=extra)
+                    extra_options=extra,
+                    op_types_to_quantize=[t for t in a.op_types.split(",") if t] or None)
 
     ref = run_all(a.float_model, evals)
     report = {"calibrator": a.calibrator, "calibration_samples": len(calib),
