@@ -341,8 +341,11 @@ size_t check_against_reference(const std::vector<Method>& methods) {
         if (range.max < static_cast<float>(cases[i]["max"].get<double>())) ++clipped;
     }
     INFO(clipped << " of " << cases.size() << " cases clipped");
-    // The histogram calibrators do clip: most ranges end below the histogram's max.
-    if (methods[0].method != calib::Calibrator::MinMax) CHECK(2 * clipped >= cases.size());
+    // The histogram calibrators do clip: most ranges end below the histogram's max (entropy,
+    // which never clips more than 0.01% of the values, is checked by its caller).
+    if (methods[0].method != calib::Calibrator::MinMax &&
+        methods[0].method != calib::Calibrator::Entropy)
+        CHECK(2 * clipped >= cases.size());
     return clipped;
 }
 
@@ -363,8 +366,9 @@ TEST_CASE("percentile matches the numpy reference of its definition on fixed his
 
 TEST_CASE("entropy matches the numpy reference of its definition on fixed histograms",
           "[calibration][histogram][xcheck]") {
-    (void)check_against_reference({{calib::Calibrator::Entropy, 99.999, false, 128},
-                                   {calib::Calibrator::Entropy, 99.999, true, 4}});
+    // The far outliers of the Laplace-like shape are clipped (they are under 0.01%).
+    CHECK(check_against_reference({{calib::Calibrator::Entropy, 99.999, false, 128},
+                                   {calib::Calibrator::Entropy, 99.999, true, 4}}) >= 1);
 }
 
 TEST_CASE("mse matches the numpy reference of its definition on fixed histograms",
