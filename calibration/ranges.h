@@ -12,7 +12,8 @@
 //   minmax      [min, max] over every value seen
 //   percentile  the `percentile` (default 99.999) of |x| (symmetric) or of x on both tails
 //   entropy     the threshold minimising KL(P || Q) between the histogram and its
-//               `quantized_bins`-level quantization (TensorRT's calibrator)
+//               quantization to the grid's levels (TensorRT's calibrator; 2 * quantized_bins
+//               levels for a non-negative activation; never clipping over 0.01% of values)
 //   mse         the threshold minimising the expected squared quantization error over the
 //               histogram
 //
