@@ -205,10 +205,17 @@ int64_t tail_bin(const std::vector<uint64_t>& counts, double tail) {
     return static_cast<int64_t>(counts.size()) - 1;
 }
 
-int64_t entropy_threshold_bins(const std::vector<uint64_t>& counts, int64_t quantized_bins) {
+int64_t entropy_threshold_bins(const std::vector<uint64_t>& counts, int64_t quantized_bins,
+                               bool non_negative) {
     const auto n = static_cast<int64_t>(counts.size());
-    const int64_t levels = quantized_bins;
-    if (levels < 1 || n < levels) throw InternalError("entropy: fewer bins than quantized bins");
+    if (quantized_bins < 1 || n < quantized_bins)
+        throw InternalError("entropy: fewer bins than quantized bins");
+    // The levels the quantizer really has over [0, a]: all 2 L of them for an activation with
+    // no negative value (uint8 over [0, a]), L when the grid also covers [-a, 0).
+    const int64_t levels = non_negative ? std::min(2 * quantized_bins, n) : quantized_bins;
+    // KL does not see how far the clipped values lie, only how many there are: never clip
+    // more than kEntropyMaxClipped of the values (counted before the zero-bin rule below).
+    const int64_t first = std::max(levels, tail_bin(counts, kEntropyMaxClipped) + 1);
     // As TensorRT: the first bin counts as many values as the second, so the spike of exact
     // zeros a ReLU leaves does not dominate P (it would pull the threshold to the smallest
     // candidate).
@@ -233,7 +240,7 @@ int64_t entropy_threshold_bins(const std::vector<uint64_t>& counts, int64_t quan
     double best = std::numeric_limits<double>::infinity();
     int64_t best_i = n;
     bool any = false;
-    for (int64_t i = levels; i <= n; ++i) {
+    for (int64_t i = first; i <= n; ++i) {
         // Q: the first i bins (outliers left out) merged into `levels` levels, bin j in
         // level floor(j * levels / i) (level l holds bins [ceil(l i / levels),
         // ceil((l + 1) i / levels))), each level's count spread evenly over its non-empty
@@ -342,9 +349,10 @@ ActivationRange range_from_histogram(const ActivationHistogram& hist,
             break;
         }
         case Calibrator::Entropy:
-            amax = static_cast<double>(
-                       entropy_threshold_bins(hist.abs_counts(), options.quantized_bins)) *
-                   w;
+            amax =
+                static_cast<double>(entropy_threshold_bins(
+                    hist.abs_counts(), options.quantized_bins, lo >= 0.0F && !options.symmetric)) *
+                w;
             break;
         case Calibrator::Mse:
             amax =

@@ -12,7 +12,8 @@
 //   minmax      [min, max] over every value seen
 //   percentile  the `percentile` (default 99.999) of |x| (symmetric) or of x on both tails
 //   entropy     the threshold minimising KL(P || Q) between the histogram and its
-//               `quantized_bins`-level quantization (TensorRT's calibrator)
+//               quantization to the grid's levels (TensorRT's calibrator; 2 * quantized_bins
+//               levels for a non-negative activation; never clipping over 0.01% of values)
 //   mse         the threshold minimising the expected squared quantization error over the
 //               histogram
 //
@@ -126,11 +127,15 @@ class ActivationHistogram {
 // Smallest k with (total - sum(counts[0..k])) <= tail * total: the bin where the share of
 // values above it falls to `tail` or below (-1 when counts are all zero).
 [[nodiscard]] int64_t tail_bin(const std::vector<uint64_t>& counts, double tail);
-// Entropy (TensorRT): the i in [quantized_bins, size] minimising KL(P_i || Q_i) on |x| bins
-// (bin 0 counted as bin 1, as TensorRT does); the largest such i on a tie. The threshold is
-// i bins.
+// Entropy (TensorRT's KL, guarded): the i in [max(levels, tail_bin(abs_counts, 1e-4) + 1),
+// size] minimising KL(P_i || Q_i) on |x| bins (bin 0 counted as bin 1, as TensorRT does); the
+// largest such i on a tie. The threshold is i bins. The levels are 2 * quantized_bins when
+// non_negative (no value below 0: the whole grid lies over [0, a]), and only thresholds that clip
+// at most kEntropyMaxClipped of the values are candidates (KL alone prefers to clip the sparse,
+// strong tail).
+inline constexpr double kEntropyMaxClipped = 1e-4;
 [[nodiscard]] int64_t entropy_threshold_bins(const std::vector<uint64_t>& abs_counts,
-                                             int64_t quantized_bins);
+                                             int64_t quantized_bins, bool non_negative);
 // MSE: the i in [quantized_bins, size] minimising the squared error of quantizing every
 // |x| bin centre to quantized_bins - 1 levels over [0, i bins]; the smallest on a tie.
 [[nodiscard]] int64_t mse_threshold_bins(const std::vector<uint64_t>& abs_counts,

@@ -305,7 +305,8 @@ size_t check_against_reference(const std::vector<Method>& methods) {
             opt.quantized_bins = m.quantized_bins;
             int64_t threshold = -1;
             if (m.method == calib::Calibrator::Entropy)
-                threshold = calib::entropy_threshold_bins(fh.hist.abs_counts(), m.quantized_bins);
+                threshold = calib::entropy_threshold_bins(fh.hist.abs_counts(), m.quantized_bins,
+                                                          fh.hist.min() >= 0.0F && !m.symmetric);
             if (m.method == calib::Calibrator::Mse)
                 threshold = calib::mse_threshold_bins(fh.hist.abs_counts(), m.quantized_bins);
             ours.emplace_back(calib::range_from_histogram(fh.hist, opt), threshold);
@@ -340,8 +341,11 @@ size_t check_against_reference(const std::vector<Method>& methods) {
         if (range.max < static_cast<float>(cases[i]["max"].get<double>())) ++clipped;
     }
     INFO(clipped << " of " << cases.size() << " cases clipped");
-    // The histogram calibrators do clip: most ranges end below the histogram's max.
-    if (methods[0].method != calib::Calibrator::MinMax) CHECK(2 * clipped >= cases.size());
+    // The histogram calibrators do clip: most ranges end below the histogram's max (entropy,
+    // which never clips more than 0.01% of the values, is checked by its caller).
+    if (methods[0].method != calib::Calibrator::MinMax &&
+        methods[0].method != calib::Calibrator::Entropy)
+        CHECK(2 * clipped >= cases.size());
     return clipped;
 }
 
@@ -362,8 +366,9 @@ TEST_CASE("percentile matches the numpy reference of its definition on fixed his
 
 TEST_CASE("entropy matches the numpy reference of its definition on fixed histograms",
           "[calibration][histogram][xcheck]") {
-    (void)check_against_reference({{calib::Calibrator::Entropy, 99.999, false, 128},
-                                   {calib::Calibrator::Entropy, 99.999, true, 4}});
+    // The far outliers of the Laplace-like shape are clipped (they are under 0.01%).
+    CHECK(check_against_reference({{calib::Calibrator::Entropy, 99.999, false, 128},
+                                   {calib::Calibrator::Entropy, 99.999, true, 4}}) >= 1);
 }
 
 TEST_CASE("mse matches the numpy reference of its definition on fixed histograms",
@@ -415,4 +420,38 @@ TEST_CASE(
         }
         CHECK(narrower >= 2);  // they do clip some tails
     }
+}
+
+TEST_CASE("entropy on MNIST never clips more than 0.01% of an activation's values",
+          "[calibration][ranges][real]") {
+    // TensorRT's KL alone clips the first ReLU at 1.03 of its 2.61 maximum (3.8% of the
+    // values) and costs 0.2 points of accuracy; the guarded definition keeps every candidate
+    // at or above the bin where 99.99% of |x| lies.
+    const auto model = shared_models() / "mnist" / "mnist-cnn.onnx";
+    const auto data = source_dir() / ".cache" / "data" / "mnist-test";
+    EP_REQUIRE_FILE_OR_SKIP(model);
+    EP_REQUIRE_FILE_OR_SKIP(data);
+    CalibrationConfig config;
+    config.data = data;
+    config.samples = 1;  // 1000 test images
+    auto provider = make_calibration_provider(config, "test");
+    const std::vector<std::string> names = {"/relu/Relu_output_0", "/pool/MaxPool_output_0",
+                                            "/relu_1/Relu_output_0", "/relu_2/Relu_output_0"};
+    auto ranges = [&](calib::Calibrator method) {
+        rt::Executor exec(load_model(model), rt::ExecOptions{});
+        auto samples = provider->open(exec);
+        calib::CalibratorOptions opt;
+        opt.method = method;
+        opt.percentile = 99.99;
+        opt.symmetric = method == calib::Calibrator::Percentile;  // on |x|
+        return calib::collect_ranges(exec, *samples, names, opt);
+    };
+    const calib::RangeTable entropy = ranges(calib::Calibrator::Entropy);
+    const calib::RangeTable p9999 = ranges(calib::Calibrator::Percentile);
+    for (const auto& name : names) {
+        INFO(name);
+        CHECK(entropy.ranges.at(name).min == 0.0F);
+        CHECK(entropy.ranges.at(name).max >= p9999.ranges.at(name).max);
+    }
+    CHECK(entropy.ranges.at("/relu/Relu_output_0").max > 2.0F);  // max 2.61
 }

@@ -36,24 +36,31 @@ def sequential_sum(terms):
     return float(np.cumsum(terms)[-1]) if len(terms) else 0.0
 
 
-def entropy_bins(h, levels):
-    """TensorRT's entropy calibration on the |x| histogram h."""
+MAX_CLIPPED = 1e-4  # entropy: candidates clip at most this share of the values
+
+
+def entropy_bins(h, quantized_bins, non_negative):
+    """TensorRT's entropy calibration on the |x| histogram h, with the levels of the real
+    grid (2 L over [0, a] for a non-negative activation, L otherwise) and candidates that
+    clip at most MAX_CLIPPED of the values."""
     h = np.array(h, dtype=np.int64)
     n = h.size
+    levels = min(2 * quantized_bins, n) if non_negative else quantized_bins
+    first = max(levels, tail_bin(h, MAX_CLIPPED) + 1)
     if n >= 2:
         h[0] = h[1]  # TensorRT: the zero bin counts as its neighbour
     total = int(h.sum())
     if total == 0:
         return n
     best, best_i = None, n
-    for i in range(levels, n + 1):
-        first = h[:i].astype(np.float64)
+    for i in range(first, n + 1):
+        first_i = h[:i].astype(np.float64)
         outliers = float(h[i:].sum())
-        P = first.copy()
+        P = first_i.copy()
         P[-1] += outliers
         level = (np.arange(i, dtype=np.int64) * levels) // i
-        nz = first > 0
-        merged = np.bincount(level[nz], weights=first[nz], minlength=levels)
+        nz = first_i > 0
+        merged = np.bincount(level[nz], weights=first_i[nz], minlength=levels)
         count = np.bincount(level[nz], minlength=levels)
         q_total = float(h[:i].sum())
         p = P / float(total)
@@ -117,7 +124,7 @@ def range_of(case):
             return f32(max(bottom, lo)), f32(min(top, hi)), None
         amax = (tail_bin(abs_h, (100.0 - p) / 100.0) + 1) * w
     elif method == "entropy":
-        threshold = entropy_bins(abs_h, int(case["quantized_bins"]))
+        threshold = entropy_bins(abs_h, int(case["quantized_bins"]), lo >= 0.0 and not sym)
         amax = threshold * w
     elif method == "mse":
         threshold = mse_bins(abs_h, int(case["quantized_bins"]))
