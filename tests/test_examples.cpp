@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support.h"
+#include "without_latency.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -37,14 +38,6 @@ fs::path slice(const fs::path& src, const fs::path& dst, int n) {
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
     return dst;
-}
-
-// A recipe's limits without those that read a latency.
-json without_latency(const json& limits) {
-    json out = json::object();
-    for (const auto& [k, v] : limits.items())
-        if (k.find("latency") == std::string::npos) out[k] = v;
-    return out;
 }
 
 struct Example {
@@ -80,10 +73,10 @@ void run_example(const Example& e) {
         "--set",        "validate.data=" + eval.string(),
         "--set",        "validate.benchmark_runs=0",
         "--set",        "validate.per_layer=false",
-        "--set",        "gates=" + without_latency(recipe["gates"]).dump()};
+        "--set",        "gates=" + ep::test::without_latency(recipe["gates"]).dump()};
     if (recipe.contains("baseline")) {
         args.push_back("--set");
-        args.push_back("baseline=" + without_latency(recipe["baseline"]).dump());
+        args.push_back("baseline=" + ep::test::without_latency(recipe["baseline"]).dump());
     }
     if (recipe["validate"].contains("labels")) {
         const auto labels = fs::path(recipe["validate"]["labels"].get<std::string>());
