@@ -1,7 +1,8 @@
 // Tiny models and helpers shared by the pass tests (test_fold_batchnorm.cpp,
 // test_promote_constants.cpp, test_pass_manager.cpp, test_pass_registry.cpp) and the
 // quantize and output-kind tests (test_quantize.cpp, test_quantize_truth.cpp,
-// test_output_kinds.cpp).
+// test_output_kinds.cpp), and the in-memory calibration samples of the activation
+// quantization tests.
 #pragma once
 
 #include <cmath>
@@ -15,7 +16,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "calibration/calibration.h"
 #include "compressor/pass_manager.h"
+#include "ir/error.h"
 #include "ir/ir.h"
 #include "passes/registry.h"
 
@@ -193,5 +196,34 @@ inline Model conv_bn_model(size_t c, size_t m, size_t k, size_t group, bool with
     add_bn(model, make_bn(m, seed + 11), "t", "y");
     return model;
 }
+
+// Calibration samples given in memory: sample i feeds `x` the tensor xs[i]. `what` names
+// them in messages and reports ("8 fixed samples").
+class MemorySamples final : public calib::SampleList {
+  public:
+    explicit MemorySamples(std::vector<Tensor> xs, std::string what = "fixed samples")
+        : xs_(std::move(xs)), what_(std::move(what)) {}
+    size_t size() const override { return xs_.size(); }
+    rt::NamedTensors load(size_t i) const override { return {{"x", xs_.at(i)}}; }
+    std::string describe() const override { return cat(xs_.size(), " ", what_); }
+
+  private:
+    std::vector<Tensor> xs_;
+    std::string what_;
+};
+
+class MemoryData final : public calib::DataProvider {
+  public:
+    explicit MemoryData(std::vector<Tensor> xs, std::string what = "fixed samples")
+        : xs_(std::move(xs)), what_(std::move(what)) {}
+    std::unique_ptr<calib::SampleList> open(const rt::Executor&) const override {
+        return std::make_unique<MemorySamples>(xs_, what_);
+    }
+    std::string what() const override { return what_; }
+
+  private:
+    std::vector<Tensor> xs_;
+    std::string what_;
+};
 
 }  // namespace ep::test

@@ -114,29 +114,6 @@ std::vector<Tensor> samples(size_t n, uint32_t seed) {
     return out;
 }
 
-class Samples final : public calib::SampleList {
-  public:
-    explicit Samples(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    size_t size() const override { return xs_.size(); }
-    rt::NamedTensors load(size_t i) const override { return {{"x", xs_.at(i)}}; }
-    std::string describe() const override { return cat(xs_.size(), " seeded samples"); }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
-class Data final : public calib::DataProvider {
-  public:
-    explicit Data(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    std::unique_ptr<calib::SampleList> open(const rt::Executor&) const override {
-        return std::make_unique<Samples>(xs_);
-    }
-    std::string what() const override { return "seeded samples"; }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
 // The output's SQNR against the float model on `validation` (report metric sqnr_db).
 double output_sqnr(const Model& reference, const Model& candidate,
                    const std::vector<Tensor>& validation) {
@@ -155,7 +132,7 @@ double output_sqnr(const Model& reference, const Model& candidate,
 
 struct Fixture {
     Model original = chain_model();
-    Data calibration{samples(8, 100)};
+    test::MemoryData calibration{samples(8, 100), "seeded samples"};
     std::vector<Tensor> validation = samples(16, 500);
     FakeKeepFloatPass* fake = nullptr;
     PassManager manager;

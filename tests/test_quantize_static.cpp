@@ -19,29 +19,6 @@ using namespace ep::test;
 
 namespace {
 
-class Samples final : public calib::SampleList {
-  public:
-    explicit Samples(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    size_t size() const override { return xs_.size(); }
-    rt::NamedTensors load(size_t i) const override { return {{"x", xs_.at(i)}}; }
-    std::string describe() const override { return cat(xs_.size(), " fixed samples"); }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
-class Data final : public calib::DataProvider {
-  public:
-    explicit Data(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    std::unique_ptr<calib::SampleList> open(const rt::Executor&) const override {
-        return std::make_unique<Samples>(xs_);
-    }
-    std::string what() const override { return "fixed samples"; }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
 // x [1, 2, 6, 6] -> Conv(W [3, 2, 3, 3], B) -> y -> Relu -> r -> MaxPool 2x2 -> p
 //   -> Flatten -> f [1, 12] -> Gemm(W2 [4, 12], C, transB) -> logits -> Softmax -> out
 Model small_cnn() {
@@ -96,7 +73,7 @@ std::vector<float> run_model(const Model& m, const Tensor& x) {
 TEST_CASE("quantize-static writes ORT's QDQ graph: names kept, Relu fused, same-range ops share",
           "[quantize_static]") {
     Model m = small_cnn();
-    Data data(samples(8));
+    MemoryData data(samples(8));
     PassContext ctx;
     ctx.calibration = &data;
     auto pass = configured_pass("quantize-static");
@@ -144,7 +121,7 @@ TEST_CASE("quantize-static weights and biases follow ORT's formulas bit for bit"
     Model m = small_cnn();
     const std::vector<float> w = m.graph.find_initializer("W")->to_floats();
     const std::vector<float> b = m.graph.find_initializer("B")->to_floats();
-    Data data(samples(4));
+    MemoryData data(samples(4));
     PassContext ctx;
     ctx.calibration = &data;
     (void)configured_pass("quantize-static")->run(m, ctx);
@@ -178,7 +155,7 @@ TEST_CASE("quantize-static's model computes what the float model does, within in
             f.graph.nodes.pop_back();
             f.graph.outputs = {f32_value("logits", {1, 4})};
             Model q = f;
-            Data data(samples(16));
+            MemoryData data(samples(16));
             PassContext ctx;
             ctx.calibration = &data;
             (void)configured_pass("quantize-static", {{"activation_type", act}})->run(q, ctx);
@@ -203,7 +180,7 @@ TEST_CASE("quantize-static's model computes what the float model does, within in
 
 TEST_CASE("quantize-static keeps excluded, filtered and fallback nodes float, each with its reason",
           "[quantize_static]") {
-    Data data(samples(2));
+    MemoryData data(samples(2));
     PassContext ctx;
     ctx.calibration = &data;
     SECTION("exclude") {
@@ -342,7 +319,7 @@ TEST_CASE("quantize-static smooth_alpha runs SmoothQuant on the MatMul / Gemm in
     f.graph.nodes.pop_back();  // logits, not the Softmax
     f.graph.outputs = {f32_value("logits", {1, 4})};
     Model q = f;
-    Data data(samples(16));
+    MemoryData data(samples(16));
     PassContext ctx;
     ctx.calibration = &data;
     PassResult r = configured_pass("quantize-static", {{"smooth_alpha", 0.5}})->run(q, ctx);

@@ -339,34 +339,6 @@ TEST_CASE("compress: calibrating on random inputs needs calibration.synthetic, a
     CHECK(schema.exit_code == 0);
 }
 
-namespace {
-
-// Calibration samples given in memory: each sample feeds `x` one [rows, k] tensor.
-class FixedSamples final : public calib::SampleList {
-  public:
-    explicit FixedSamples(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    size_t size() const override { return xs_.size(); }
-    rt::NamedTensors load(size_t i) const override { return {{"x", xs_.at(i)}}; }
-    std::string describe() const override { return cat(xs_.size(), " fixed samples"); }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
-class FixedData final : public calib::DataProvider {
-  public:
-    explicit FixedData(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    std::unique_ptr<calib::SampleList> open(const rt::Executor&) const override {
-        return std::make_unique<FixedSamples>(xs_);
-    }
-    std::string what() const override { return "fixed samples"; }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
-}  // namespace
-
 TEST_CASE("gptq keeps rtn for a tensor where rtn scores better on its objective, and counts it",
           "[quantize][gptq][summary]") {
     // x [4, 64] -> MatMul(x, W [64, 32]) -> y. The calibration rows excite only input
@@ -385,7 +357,7 @@ TEST_CASE("gptq keeps rtn for a tensor where rtn scores better on its objective,
         for (size_t i = 0; i < 4; ++i) v[i * 64] = r[i];
         xs.push_back(make_f32_tensor("x", {4, 64}, v));
     }
-    FixedData data(xs);
+    test::MemoryData data(xs);
     PassContext ctx;
     ctx.calibration = &data;
     Model q = m;

@@ -20,30 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Samples given in memory, each feeding `x`.
-class FixedSamples final : public calib::SampleList {
-  public:
-    explicit FixedSamples(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    size_t size() const override { return xs_.size(); }
-    rt::NamedTensors load(size_t i) const override { return {{"x", xs_.at(i)}}; }
-    std::string describe() const override { return cat(xs_.size(), " fixed samples"); }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
-class FixedData final : public calib::DataProvider {
-  public:
-    explicit FixedData(std::vector<Tensor> xs) : xs_(std::move(xs)) {}
-    std::unique_ptr<calib::SampleList> open(const rt::Executor&) const override {
-        return std::make_unique<FixedSamples>(xs_);
-    }
-    std::string what() const override { return "fixed samples"; }
-
-  private:
-    std::vector<Tensor> xs_;
-};
-
 // max |a - b| / max |a| over every output of every sample.
 double max_relative_diff(const Model& a, const Model& b, const calib::SampleList& samples,
                          const calib::SampleList& samples_b) {
@@ -138,7 +114,7 @@ TEST_CASE("smoothquant folds into LayerNormalization, Gemm, MatMul and Mul, else
     Model m = fold_model();
     std::vector<Tensor> xs;
     for (uint32_t s = 0; s < 4; ++s) xs.push_back(channel_outliers({8, 16}, 100 + s));
-    FixedData data(xs);
+    MemoryData data(xs);
     SmoothQuantOptions options;
     auto plan = plan_smooth_quant(m, options);
     INFO(Catch::StringMaker<std::vector<std::string>>::convert(plan));
@@ -163,7 +139,7 @@ TEST_CASE("smoothquant folds into LayerNormalization, Gemm, MatMul and Mul, else
     CHECK(s.graph.nodes.size() == m.graph.nodes.size() + 2);
     CHECK(verify(s).empty());
 
-    FixedSamples samples(xs);
+    MemorySamples samples(xs);
     const double rel = max_relative_diff(m, s, samples, samples);
     INFO("max relative difference " << rel);
     CHECK(rel <= 1e-5);

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "runtime-check/kernels/saturate_round.h"
 #include "runtime-check/kernels/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -38,16 +39,6 @@ namespace {
 constexpr int64_t kPanel = 16;  // columns of a packed panel
 constexpr int64_t kTileRows = 8;
 constexpr int64_t kTileCols = 32;  // two panels
-
-// round_half_even(v) + zp saturated to [lo, hi]: ops/quant_common.h's saturate_round (the
-// QuantizeLinear of the reference ops), repeated here because kernels/ cannot include ops/.
-inline int32_t saturate_round(float v, int32_t zp, int32_t lo, int32_t hi) {
-    const auto lo_f = static_cast<float>(lo - zp), hi_f = static_cast<float>(hi - zp);
-    v = v > lo_f ? v : lo_f;
-    v = v < hi_f ? v : hi_f;
-    const float r = (v + 12582912.0f) - 12582912.0f;
-    return static_cast<int32_t>(r) + zp;
-}
 
 inline int32_t wrap_add(int32_t a, int32_t b) {
     return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));

@@ -3,6 +3,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "runtime-check/kernels/saturate_round.h"
 #include "runtime-check/kernels/simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -14,16 +15,6 @@
 
 namespace ep::rt {
 namespace {
-
-// round_half_even(v) + zp saturated to [lo, hi] (ops/quant_common.h's saturate_round).
-__attribute__((always_inline)) inline int32_t saturate_round(float v, int32_t zp, int32_t lo,
-                                                             int32_t hi) {
-    const auto lo_f = static_cast<float>(lo - zp), hi_f = static_cast<float>(hi - zp);
-    v = v > lo_f ? v : lo_f;
-    v = v < hi_f ? v : hi_f;
-    const float r = (v + 12582912.0f) - 12582912.0f;
-    return static_cast<int32_t>(r) + zp;
-}
 
 template <QdqBinaryOp OP>
 __attribute__((always_inline)) inline float apply(float a, float b) {

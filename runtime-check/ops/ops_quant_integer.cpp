@@ -365,6 +365,31 @@ const uint8_t* u8_data(const Tensor& t) {
     return reinterpret_cast<const uint8_t*>(t.data.bytes().data());
 }
 
+// `rows` row-major rows of `k` codes of `a`, starting `offset` codes in, as igemm's
+// activation with zero point `zp`.
+IgemmActivation row_major_activation(const Tensor& a, int64_t offset, int64_t rows, int64_t k,
+                                     int32_t zp) {
+    IgemmActivation x;
+    x.src = u8_data(a) + offset;
+    x.is_signed = a.dtype == DType::I8;
+    x.cols = rows;
+    x.k_stride = 1;
+    x.c_stride = k;
+    x.zp = zp;
+    return x;
+}
+
+// A row-major [rows, n] 8-bit output of type `dt` at `dst`, zero point `zp`.
+IgemmOutput row_major_output(uint8_t* dst, DType dt, int64_t n, int32_t zp) {
+    IgemmOutput o;
+    o.dst = dst;
+    o.is_signed = dt == DType::I8;
+    o.row_stride = 1;
+    o.col_stride = n;
+    o.zp = zp;
+    return o;
+}
+
 // An int32 bias of `n` values (shape [n], [1, n] or a scalar broadcast), or empty when the
 // input is absent; nullopt when it has another shape (the reference code handles it).
 std::optional<std::vector<int32_t>> row_bias(const OpContext& c, size_t index, int64_t n,
@@ -649,19 +674,8 @@ bool qlinear_matmul_fast(OpContext& c) {
         IgemmWeights local;
         const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b) + bi * k * n,
                                              b.dtype == DType::I8, n, k, 1, n, bzp);
-        IgemmActivation x;
-        x.src = u8_data(a) + bi * m * k;
-        x.is_signed = a.dtype == DType::I8;
-        x.cols = rows_a;
-        x.k_stride = 1;
-        x.c_stride = k;
-        x.zp = azp;
-        IgemmOutput o;
-        o.dst = py + bi * m * n;
-        o.is_signed = y_zp_t.dtype == DType::I8;
-        o.row_stride = 1;
-        o.col_stride = n;
-        o.zp = yzp;
+        const IgemmActivation x = row_major_activation(a, bi * m * k, rows_a, k, azp);
+        const IgemmOutput o = row_major_output(py + bi * m * n, y_zp_t.dtype, n, yzp);
         igemm_requantize(c.options, wp, x, nullptr, mult.data(), o);
     }
     c.outputs.push_back(std::move(y));
@@ -683,19 +697,9 @@ bool qgemm_fast(OpContext& c, const Tensor& a, float a_scale, int32_t a_zp, cons
     const IgemmWeights& wp = weights_for(c, 3, local, u8_data(b), b.dtype == DType::I8, n, k,
                                          tb ? k : 1, tb ? 1 : n, b_zp);
     Tensor y = make_uninitialized_tensor(out_dt, {m, n});
-    IgemmActivation x;
-    x.src = u8_data(a);
-    x.is_signed = a.dtype == DType::I8;
-    x.cols = m;
-    x.k_stride = 1;
-    x.c_stride = k;
-    x.zp = a_zp;
-    IgemmOutput o;
-    o.dst = reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data());
-    o.is_signed = out_dt == DType::I8;
-    o.row_stride = 1;
-    o.col_stride = n;
-    o.zp = y_zp;
+    const IgemmActivation x = row_major_activation(a, 0, m, k, a_zp);
+    const IgemmOutput o = row_major_output(
+        reinterpret_cast<uint8_t*>(y.data.mutable_bytes().data()), out_dt, n, y_zp);
     igemm_requantize(c.options, wp, x, bias->empty() ? nullptr : bias->data(), mult.data(), o);
     c.outputs.push_back(std::move(y));
     return true;
@@ -739,13 +743,7 @@ bool matmul_integer_fast(OpContext& c) {
         IgemmWeights local;
         const IgemmWeights& wp = weights_for(c, 1, local, u8_data(b) + bi * k * n,
                                              b.dtype == DType::I8, n, k, 1, n, bzp);
-        IgemmActivation x;
-        x.src = u8_data(a) + bi * m * k;
-        x.is_signed = a.dtype == DType::I8;
-        x.cols = rows_a;
-        x.k_stride = 1;
-        x.c_stride = k;
-        x.zp = azp;
+        const IgemmActivation x = row_major_activation(a, bi * m * k, rows_a, k, azp);
         igemm_int32(c.options, wp, x, nullptr, py + bi * m * n, 1, n);
     }
     c.outputs.push_back(std::move(y));

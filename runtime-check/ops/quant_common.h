@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ir/checked.h"
+#include "runtime-check/kernels/saturate_round.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/op_context.h"
 
@@ -139,19 +140,6 @@ void dispatch_q(const OpContext& c, DType dt, bool allow_i32, const char* what, 
                    ": float8 quantization is not supported by this runtime"));
     c.fail(cat(what, " has type ", dtype_name(dt), "; expected one of uint8, int8, uint16, int16, ",
                "uint4, int4", allow_i32 ? ", int32" : ""));
-}
-
-// round_half_even(v) + zp, saturated to [lo, hi]. v is clamped to [lo - zp, hi - zp]
-// first (written so that NaN becomes lo - zp, as the ONNX reference's cast of NaN
-// saturates low, and so that it compiles to maxps/minps), then rounded by adding and
-// subtracting 1.5 * 2^23, which rounds ties to even in the default rounding mode for
-// |v| < 2^22. Branch-free, so loops vectorize.
-inline int32_t saturate_round(float v, int32_t zp, int32_t lo, int32_t hi) {
-    const auto lo_f = static_cast<float>(lo - zp), hi_f = static_cast<float>(hi - zp);
-    v = v > lo_f ? v : lo_f;
-    v = v < hi_f ? v : hi_f;
-    const float r = (v + 12582912.0f) - 12582912.0f;
-    return static_cast<int32_t>(r) + zp;
 }
 
 // Every element of an integer (quantized) tensor as int32.
