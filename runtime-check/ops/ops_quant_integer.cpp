@@ -407,6 +407,24 @@ std::optional<std::vector<int32_t>> row_bias(const OpContext& c, size_t index, i
     return std::nullopt;
 }
 
+// A 1x1 convolution with unit strides and no padding reads its input as the GEMM's
+// activation directly; any other needs an im2col buffer.
+bool is_pointwise(const ConvShape& g) {
+    bool pointwise = g.kernel_size() == 1;
+    for (size_t d = 0; d < g.spatial_rank(); ++d)
+        pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
+    return pointwise;
+}
+
+// Sizes the im2col buffer of `rows` x `out_pixels` bytes; false (the reference code runs)
+// when that would overflow or exceed 16 GiB.
+bool size_im2col(std::vector<uint8_t>& cols, int64_t out_pixels, int64_t rows) {
+    auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
+    if (!count || *count > (uint64_t{1} << 34)) return false;
+    cols.resize(static_cast<size_t>(*count));
+    return true;
+}
+
 bool is_8bit(DType dt) {
     return dt == DType::U8 || dt == DType::I8;
 }
@@ -539,15 +557,9 @@ bool qlinear_conv_fast(OpContext& c, const ConvShape& g, const Tensor& x, float 
         c.outputs.push_back(std::move(y));
         return true;
     }
-    bool pointwise = ks == 1;
-    for (size_t d = 0; d < s; ++d)
-        pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
+    const bool pointwise = is_pointwise(g);
     std::vector<uint8_t> cols;
-    if (!pointwise) {
-        auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
-        if (!count || *count > (uint64_t{1} << 34)) return false;
-        cols.resize(static_cast<size_t>(*count));
-    }
+    if (!pointwise && !size_im2col(cols, out_pixels, rows)) return false;
     const auto pad = static_cast<uint8_t>(x_zp);
     for (int64_t b = 0; b < g.n; ++b)
         for (int64_t gi = 0; gi < g.group; ++gi) {
@@ -589,18 +601,11 @@ bool conv_integer_fast(OpContext& c, const ConvShape& g, const Tensor& x, int32_
                        const Tensor& w, const std::vector<int32_t>& w_zp) {
     check_8bit(c, x, "x");
     check_8bit(c, w, "w");
-    const size_t s = g.spatial_rank();
     const int64_t in_pixels = g.in_pixels(), out_pixels = g.out_pixels(), ks = g.kernel_size();
     const int64_t cin_g = g.c_in / g.group, cout_g = g.c_out / g.group, rows = cin_g * ks;
-    bool pointwise = ks == 1;
-    for (size_t d = 0; d < s; ++d)
-        pointwise = pointwise && g.strides[d] == 1 && g.pads_begin[d] == 0 && g.pads_end[d] == 0;
+    const bool pointwise = is_pointwise(g);
     std::vector<uint8_t> cols;
-    if (!pointwise) {
-        auto count = checked_mul(static_cast<uint64_t>(out_pixels), static_cast<uint64_t>(rows));
-        if (!count || *count > (uint64_t{1} << 34)) return false;
-        cols.resize(static_cast<size_t>(*count));
-    }
+    if (!pointwise && !size_im2col(cols, out_pixels, rows)) return false;
     Tensor y = make_uninitialized_tensor(DType::I32, g.output_shape());
     int32_t* py = y.mutable_values<int32_t>().data();
     const bool w_signed = w.dtype == DType::I8;
