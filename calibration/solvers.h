@@ -49,6 +49,11 @@ struct GptqOptions {
     double damp = 0.01;
     int64_t block_size = 128;
     bool act_order = false;
+    // Pruned weights (ir/sparse.h mask, rows x mask_words(cols), stored orientation): when
+    // not empty, a weight whose bit is clear is quantized to the code of 0.0 and its whole
+    // value becomes the error GPTQ spreads over the later columns (SparseGPT's joint
+    // prune-and-quantize with a fixed mask), so a pruned tensor stays pruned.
+    std::span<const uint64_t> mask;
 };
 
 struct GptqResult {
@@ -63,6 +68,35 @@ struct GptqResult {
 [[nodiscard]] GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t rows,
                                        int64_t cols, std::span<const double> hessian,
                                        const GptqOptions& options, const std::string& what);
+
+// SparseGPT (Frantar & Alistarh 2023, following the reference implementation's
+// fasterprune): prunes a float matrix to `sparsity` (unstructured: at the start of each
+// block of block_size columns, the weights of that block, all rows together, whose score
+// w^2 / U_jj^2 is at or below the sparsity quantile are pruned, U the upper Cholesky
+// factor of (H + damp mean(diag H) I)^-1, as the reference's `tmp <= thresh`) or to an
+// n:m pattern (in every m consecutive columns of a row, the m - keep_n of lowest score
+// pruned: the reference's prunen / prunem), updating the remaining weights with the OBS
+// error column by column, with the lazy batch update after each block. Dead columns (H[c][c] == 0):
+// H[c][c] = 1 and W[:, c] = 0, as GPTQ. Cholesky failures retry with damping x10 up to 3 times,
+// then InputError naming `what` (never skipped). Double precision, one thread, fixed order.
+struct SparseGptOptions {
+    double sparsity = 0.5;     // unstructured: fraction pruned (ignored when m > 0)
+    int keep_n = 0, m = 0;     // n:m (keep_n kept of every m): m > 0 selects it
+    int64_t block_size = 128;  // the block (reference: blocksize 128)
+    double damp = 0.01;        // percdamp
+};
+struct SparseGptResult {
+    std::vector<float> weights;  // rows x cols, stored orientation, pruned weights exactly 0
+    std::vector<uint64_t> mask;  // rows x mask_words(cols) (ir/sparse.h): bit set = kept
+    double damp = 0.0;           // relative damping finally used
+    int retries = 0;
+    int64_t dead_columns = 0;
+    double loss = 0.0;  // sum over columns of ||w - w_pruned||^2 / (2 U[j][j]^2)
+};
+[[nodiscard]] SparseGptResult sparsegpt_prune(std::span<const float> w, int64_t rows, int64_t cols,
+                                              std::span<const double> hessian,
+                                              const SparseGptOptions& options,
+                                              const std::string& what);
 
 struct AwqMatrix {
     std::span<const float> w;  // rows x cols, stored orientation

@@ -21,6 +21,7 @@
 #include <set>
 
 #include "ir/checked.h"
+#include "ir/sparse.h"
 #include "ir/utf8.h"
 
 #ifndef EDGEPACK_VERSION
@@ -752,8 +753,9 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
         auto axis = e.u64("axis");
         if (axis > 1) e.fail("axis ", axis, " (expected 0 or 1)");
         enc->axis = static_cast<uint8_t>(axis);
+        if (enc->is_sparse()) enc->sparse.kept = e.u64("kept");
         e.done();
-        if (t.dtype != DType::F32)
+        if (t.dtype != DType::F32 && enc->is_quantized())
             fail("an encoded tensor has the logical dtype f32, found ", dtype_name(t.dtype));
         t.encoding = *enc;
     }
@@ -786,6 +788,12 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
     position = *end;
     t.data = TensorData::view(file, static_cast<size_t>(info.data_offset + offset),
                               static_cast<size_t>(bytes));
+    if (t.encoding.is_sparse()) {
+        // Kernels trust the mask and row_start: every field is checked once here.
+        auto dims = encoded_dims(t.encoding, t.shape, cat("tensor '", t.name, "'"));
+        check_sparse_bytes(t.encoding, t.dtype, t.data.bytes(), dims.rows, dims.cols,
+                           cat("tensor '", t.name, "'"));
+    }
     return t;
 }
 
@@ -992,8 +1000,10 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
                 throw InputError(cat("tensor '", t.name, "': doc_string is not valid UTF-8"));
             e["doc_string"] = t.doc_string;
         }
-        if (t.is_encoded())
+        if (t.is_encoded()) {
             e["encoding"] = {{"name", encoding_name(t.encoding)}, {"axis", t.encoding.axis}};
+            if (t.encoding.is_sparse()) e["encoding"]["kept"] = t.encoding.sparse.kept;
+        }
         if (t.dtype == DType::String) {
             json s = json::array();
             for (const auto& x : t.strings)

@@ -4,6 +4,7 @@
 
 #include "formats/safetensors.h"
 #include "formats/safetensors_quant.h"
+#include "ir/sparse.h"
 
 namespace ep {
 
@@ -51,8 +52,29 @@ Model load_model(const std::filesystem::path& path, const OnnxReadOptions& onnx,
         cat(path.string(), ": unknown model format (expected .onnx, .safetensors or .epk)"));
 }
 
+namespace {
+bool has_sparse(const Model& model) {
+    bool any = false;
+    for_each_graph(model.graph, [&](const Graph& g) {
+        for (const Tensor& t : g.initializers) any = any || t.encoding.is_sparse();
+    });
+    return any;
+}
+}  // namespace
+
+Model densified(const Model& model) {
+    Model out = model;
+    for_each_graph(out.graph, [](Graph& g) {
+        for (Tensor& t : g.initializers)
+            if (t.encoding.is_sparse()) t = densify_tensor(t);
+    });
+    return out;
+}
+
 void save_model(const Model& model, const std::filesystem::path& path, const SaveOptions& options) {
     auto ext = path.extension().string();
+    // Only .epk stores sparse weights; ONNX and safetensors get the same values dense.
+    if (ext != ".epk" && has_sparse(model)) return save_model(densified(model), path, options);
     if (ext == ".onnx") return write_onnx(model, path, options.onnx);
     if (ext == ".safetensors") {
         if (!model.graph.nodes.empty())

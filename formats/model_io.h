@@ -28,8 +28,12 @@ struct SaveOptions {
 // The output's format comes from its extension; throws InputError for an unknown one
 // or when the model cannot be expressed in it (a graph with nodes as safetensors).
 // Encoded tensors go to safetensors as U8 + __metadata__ (formats/safetensors_quant.h),
-// and come back as encoded tensors from load_model.
+// and come back as encoded tensors from load_model. Sparse tensors (ir/sparse.h) are stored
+// sparse only in .epk; .onnx and .safetensors get their dense form (densified()).
 void save_model(const Model& model, const std::filesystem::path& path,
                 const SaveOptions& options = {});
+
+// A copy of `model` with every sparse initializer (subgraphs included) in its dense form.
+[[nodiscard]] Model densified(const Model& model);
 
 }  // namespace ep

@@ -13,6 +13,7 @@
 #include "checked.h"
 #include "encoding_simd.h"
 #include "error.h"
+#include "sparse.h"
 #include "tensor.h"
 
 namespace ep {
@@ -56,7 +57,36 @@ const QSchemeTraits& traits(QScheme scheme) {
     return kSchemes[i];
 }
 
+namespace {
+std::string sparse_suffix(const Sparsity& s) {
+    if (s.layout == SparseLayout::Bitmask) return "bitmask";
+    if (s.layout == SparseLayout::NM) return cat(int(s.n), ":", int(s.m));
+    return "";
+}
+
+// "2:4" / "bitmask" -> the layout (kept left 0).
+std::optional<Sparsity> parse_sparse(std::string_view s) {
+    if (s == "bitmask") return Sparsity{SparseLayout::Bitmask, 0, 0, 0};
+    auto colon = s.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 >= s.size() || s.size() > 5)
+        return std::nullopt;
+    int v[2] = {0, 0};
+    std::string_view parts[2] = {s.substr(0, colon), s.substr(colon + 1)};
+    for (int i = 0; i < 2; ++i)
+        for (char c : parts[i]) {
+            if (c < '0' || c > '9') return std::nullopt;
+            v[i] = v[i] * 10 + (c - '0');
+        }
+    if (v[0] < 1 || v[1] > 64 || v[0] >= v[1]) return std::nullopt;
+    return Sparsity{SparseLayout::NM, static_cast<uint8_t>(v[0]), static_cast<uint8_t>(v[1]), 0};
+}
+}  // namespace
+
 std::string encoding_name(const Encoding& e) {
+    if (e.is_sparse()) {
+        if (e.scheme == QScheme::None) return sparse_suffix(e.sparse);
+        return cat(encoding_name(e.dense()), "+", sparse_suffix(e.sparse));
+    }
     const auto& t = traits(e.scheme);
     if (e.scheme == QScheme::None) return "none";
     if (!t.grouped) return "int8c";
@@ -67,7 +97,19 @@ std::string encoding_name(const Encoding& e) {
 
 std::optional<Encoding> encoding_from_name(std::string_view name) {
     if (name == "none") return Encoding{};
-    if (name == "int8c") return Encoding{QScheme::Int8Channel, 0, DType::F32, 1};
+    if (auto plus = name.find('+'); plus != std::string_view::npos) {
+        auto dense = encoding_from_name(name.substr(0, plus));
+        auto sparse = parse_sparse(name.substr(plus + 1));
+        if (!dense || dense->scheme == QScheme::None || !sparse) return std::nullopt;
+        dense->sparse = *sparse;
+        return dense;
+    }
+    if (auto sparse = parse_sparse(name)) {
+        Encoding e;
+        e.sparse = *sparse;
+        return e;
+    }
+    if (name == "int8c") return Encoding{QScheme::Int8Channel, 0, DType::F32, 1, {}};
     Encoding e;
     if (name.ends_with("-bf16")) {
         e.scale_dtype = DType::BF16;
@@ -98,7 +140,11 @@ std::optional<Encoding> encoding_from_name(std::string_view name) {
 void check_encoding(const Encoding& e, const std::string& what) {
     auto i = static_cast<size_t>(e.scheme);
     if (i >= kSchemes.size()) throw InputError(cat(what, ": unknown quantization scheme ", i));
-    if (e.scheme == QScheme::None) return;
+    if (e.scheme == QScheme::None) {
+        if (e.is_sparse() && e.axis > 1)
+            throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 or 1)"));
+        return;
+    }
     if (e.axis > 1)
         throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 or 1)"));
     if (traits(e.scheme).grouped) {
@@ -125,8 +171,13 @@ uint64_t row_bytes(const Encoding& e, int64_t cols) {
     return static_cast<uint64_t>(blocks_per_row(e, cols)) * block_bytes(e);
 }
 
-std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols) {
+std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols, DType dtype) {
     if (rows < 0 || cols < 0) return std::nullopt;
+    if (e.is_sparse()) {
+        auto s = sparse_sections(e, dtype, rows, cols);
+        if (!s) return std::nullopt;
+        return s->total;
+    }
     auto r = static_cast<uint64_t>(rows), c = static_cast<uint64_t>(cols);
     if (e.scheme == QScheme::Int8Channel) {
         auto codes = checked_mul(r, c);
@@ -481,6 +532,10 @@ void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t 
 }
 
 std::vector<float> dequantize_tensor(const Tensor& t) {
+    if (t.encoding.is_sparse()) {
+        // The dense form holds exactly the same values (sparse.h).
+        return densify_tensor(t).to_floats();
+    }
     check_encoding(t.encoding, cat("tensor '", t.name, "'"));
     auto dims = encoded_dims(t.encoding, t.shape, cat("tensor '", t.name, "'"));
     t.check_consistent();

@@ -62,13 +62,37 @@ struct QSchemeTraits {
 
 [[nodiscard]] const QSchemeTraits& traits(QScheme scheme);
 
+// Sparse storage of pruned weights (sparse.h): which layout, and how many weights are kept.
+enum class SparseLayout : uint8_t { None, Bitmask, NM };
+
+struct Sparsity {
+    SparseLayout layout = SparseLayout::None;
+    uint8_t n = 0, m = 0;  // NM: n kept in every m consecutive columns
+    uint64_t kept = 0;     // kept weights in the whole tensor (the mask's popcount)
+
+    [[nodiscard]] bool is_none() const { return layout == SparseLayout::None; }
+    friend bool operator==(const Sparsity&, const Sparsity&) = default;
+};
+
 struct Encoding {
     QScheme scheme = QScheme::None;
     uint16_t group = 0;              // elements per block (grouped schemes): 32, 64 or 128
     DType scale_dtype = DType::F16;  // grouped: F16 or BF16; int8c: F32
     uint8_t axis = 1;                // the reduction axis (see above): 0 or 1
+    // Stored sparse (sparse.h) over the dense form this encoding describes without it. A
+    // sparse tensor of scheme None holds plain float values (its dtype's) and is encoded.
+    Sparsity sparse;
 
-    [[nodiscard]] bool is_none() const { return scheme == QScheme::None; }
+    // Plain tensor: neither quantized nor sparse.
+    [[nodiscard]] bool is_none() const { return scheme == QScheme::None && sparse.is_none(); }
+    [[nodiscard]] bool is_sparse() const { return !sparse.is_none(); }
+    [[nodiscard]] bool is_quantized() const { return scheme != QScheme::None; }
+    // This encoding without sparse storage (the dense form's).
+    [[nodiscard]] Encoding dense() const {
+        Encoding e = *this;
+        e.sparse = {};
+        return e;
+    }
     friend bool operator==(const Encoding&, const Encoding&) = default;
 };
 
@@ -106,9 +130,11 @@ static_assert(sizeof(BlockInt8Sym<32>) == 34 && sizeof(BlockInt8Sym<64>) == 66 &
 static_assert(sizeof(BlockInt8Asym<32>) == 36 && sizeof(BlockInt8Asym<64>) == 68 &&
               sizeof(BlockInt8Asym<128>) == 132);
 
-// "int4g32", "int4g32a", "int8c", "int8g64-bf16" ("none" for QScheme::None).
+// "int4g32", "int4g32a", "int8c", "int8g64-bf16" ("none" for QScheme::None); a sparse one
+// appends "+bitmask" or "+2:4" ("int4g32+2:4"; scheme None: "bitmask", "2:4").
 [[nodiscard]] std::string encoding_name(const Encoding& e);
-// The inverse of encoding_name (axis is not part of the name: it is left at 1).
+// The inverse of encoding_name (axis and sparse.kept are not part of the name: they are left
+// at 1 and 0).
 [[nodiscard]] std::optional<Encoding> encoding_from_name(std::string_view name);
 // Throws InputError naming `what` when the encoding is not one of the schemes above.
 void check_encoding(const Encoding& e, const std::string& what);
@@ -120,7 +146,9 @@ void check_encoding(const Encoding& e, const std::string& what);
 // Bytes of one stored row (grouped schemes).
 [[nodiscard]] uint64_t row_bytes(const Encoding& e, int64_t cols);
 // Bytes of an encoded rows x cols matrix; nullopt on overflow.
-[[nodiscard]] std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols);
+// A sparse encoding (sparse.h) needs the dtype of its values for scheme None.
+[[nodiscard]] std::optional<uint64_t> encoded_bytes(const Encoding& e, int64_t rows, int64_t cols,
+                                                    DType dtype = DType::F32);
 // Average storage bits per weight of a rows x cols matrix (scales and zero points included).
 [[nodiscard]] double bits_per_weight(const Encoding& e, int64_t rows, int64_t cols);
 

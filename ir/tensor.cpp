@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include "sparse.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -63,7 +65,8 @@ uint64_t Tensor::expected_bytes() const {
         std::string what = cat("tensor '", name, "'");
         check_encoding(encoding, what);
         auto dims = encoded_dims(encoding, shape, what);
-        auto bytes = encoded_bytes(encoding, dims.rows, dims.cols);
+        check_sparsity(encoding, dtype, dims.rows, dims.cols, what);
+        auto bytes = encoded_bytes(encoding, dims.rows, dims.cols, dtype);
         if (!bytes)
             throw InputError(
                 cat(what, ": ", encoding_name(encoding), " x ", shape_string(shape), " overflows"));

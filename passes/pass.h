@@ -103,6 +103,19 @@ struct QuantizedGroup {
 // "2 Gemm weights int4g32 with gptq (16384 -> 2560 bytes)"; int8c reads "int8 per channel".
 [[nodiscard]] std::string quantized_group_line(const QuantizedGroup& group);
 
+// One weight a pruning pass pruned (report.json passes[].pruned, `inspect`, the plan): the
+// same facts in every place.
+struct PrunedTensor {
+    std::string name;       // the initializer
+    std::string op;         // the reading op ("MatMul", "Conv", ...); "tensor" for a checkpoint
+    std::string method;     // "magnitude", "wanda", "sparsegpt"; structured: "l1", "l2", ...
+    std::string pattern;    // "unstructured", "2:4", "channels", "neurons", "heads"
+    double sparsity = 0.0;  // fraction of the tensor's weights now zero (or removed)
+    std::string storage;    // encoding_name of what is stored ("bitmask", "2:4", "int4g32+2:4");
+                            // "dense" when stored dense; "removed" for structured pruning
+    uint64_t input_bytes = 0, output_bytes = 0;
+};
+
 // What a calibrating pass calibrated on and how its solver fared (report.json
 // passes[].calibration).
 struct CalibrationRecord {
@@ -134,6 +147,8 @@ struct [[nodiscard]] PassResult {
     // value names are kept, so the float and quantized models can be compared node by
     // node): the candidates of the accuracy-aware fallback.
     std::vector<std::string> quantized_nodes;
+    // What a pruning pass pruned, one entry per weight (structured: per weight it shrank).
+    std::vector<PrunedTensor> pruned;
 };
 
 // One tensor of a StreamingPlan: what the pass writes in place of `source`.

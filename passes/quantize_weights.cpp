@@ -227,12 +227,12 @@ class QuantizeWeights final : public Pass {
                 throw InputError(
                     "scale_dtype: int8 per output channel (group_size 0) stores "
                     "f32 scales; remove scale_dtype");
-            encoding_ = {QScheme::Int8Channel, 0, DType::F32, 1};
+            encoding_ = {QScheme::Int8Channel, 0, DType::F32, 1, {}};
         } else {
             QScheme s = bits == 8 ? (sym ? QScheme::Int8Sym : QScheme::Int8Asym)
                                   : (sym ? QScheme::Int4Sym : QScheme::Int4Asym);
-            encoding_ = {s, static_cast<uint16_t>(group), sdt == "bf16" ? DType::BF16 : DType::F16,
-                         1};
+            encoding_ = {
+                s, static_cast<uint16_t>(group), sdt == "bf16" ? DType::BF16 : DType::F16, 1, {}};
         }
         method_ = parse_method(o.value("method", "rtn"));
         min_elements_ = o.value("min_elements", int64_t{1024});
@@ -241,10 +241,12 @@ class QuantizeWeights final : public Pass {
         if (conv_group != 0 && conv_group != 32 && conv_group != 64 && conv_group != 128)
             throw InputError(cat("conv_group_size: ", conv_group,
                                  " is not supported (expected 0, 32, 64 or 128)"));
-        conv_encoding_ = conv_group == 0
-                             ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1}
-                             : Encoding{QScheme::Int8Sym, static_cast<uint16_t>(conv_group),
-                                        sdt == "bf16" ? DType::BF16 : DType::F16, 1};
+        conv_encoding_ = conv_group == 0 ? Encoding{QScheme::Int8Channel, 0, DType::F32, 1, {}}
+                                         : Encoding{QScheme::Int8Sym,
+                                                    static_cast<uint16_t>(conv_group),
+                                                    sdt == "bf16" ? DType::BF16 : DType::F16,
+                                                    1,
+                                                    {}};
         embeddings_ = o.value("embeddings", false);
         gptq_.damp = o.value("damp", 0.01);
         gptq_.block_size = o.value("block_size", int64_t{128});
@@ -1030,11 +1032,11 @@ class QuantizeWeights final : public Pass {
     }
 
     Selector selector_;
-    Encoding encoding_{QScheme::Int4Sym, 32, DType::F16, 1};
+    Encoding encoding_{QScheme::Int4Sym, 32, DType::F16, 1, {}};
     Method method_ = Method::Rtn;
     int64_t min_elements_ = 1024;
     bool conv_ = false;
-    Encoding conv_encoding_{QScheme::Int8Channel, 0, DType::F32, 1};  // conv_group_size
+    Encoding conv_encoding_{QScheme::Int8Channel, 0, DType::F32, 1, {}};  // conv_group_size
     bool embeddings_ = false;
     calib::GptqOptions gptq_;
     int grid_ = 20;

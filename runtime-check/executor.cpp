@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "ir/sparse.h"
 #include "runtime-check/kernels/igemm.h"
 #include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/op_registry.h"
@@ -252,13 +253,18 @@ Ref dequantize_if_needed(Plan& plan, const Node& node, size_t index, Ref ref) {
     auto [at, inserted] = plan.dequantized_slot.emplace(t, -1);
     if (inserted) {
         auto copy = std::make_unique<Tensor>();
-        copy->name = t->name;
-        copy->shape = t->shape;
-        copy->dtype = DType::F32;
-        std::vector<float> values = dequantize_tensor(*t);
-        copy->data = TensorData::owned(std::vector<std::byte>(
-            reinterpret_cast<const std::byte*>(values.data()),
-            reinterpret_cast<const std::byte*>(values.data() + values.size())));
+        if (!t->encoding.is_quantized()) {
+            // Sparse float storage (ir/sparse.h): the dense tensor, in its own dtype.
+            *copy = densify_tensor(*t);
+        } else {
+            copy->name = t->name;
+            copy->shape = t->shape;
+            copy->dtype = DType::F32;
+            std::vector<float> values = dequantize_tensor(*t);
+            copy->data = TensorData::owned(std::vector<std::byte>(
+                reinterpret_cast<const std::byte*>(values.data()),
+                reinterpret_cast<const std::byte*>(values.data() + values.size())));
+        }
         // A name no graph value can have: the slot is internal to this plan.
         at->second = plan.add_slot(cat(t->name, "\x1f", "dequantized"));
         plan.initializers.emplace_back(at->second, copy.get());

@@ -11,6 +11,8 @@ namespace ep::rt {
 
 bool kernel_reads_encoding(const Node& node, size_t input, const Tensor& weight) {
     if (!node.domain.empty() || weight.shape.empty()) return false;
+    // Sparse storage (ir/sparse.h) is read densified until a kernel reads it in place.
+    if (weight.encoding.is_sparse()) return false;
     const auto rank = weight.shape.size();
     if (node.op_type == "MatMul") return input == 1 && rank == 2 && weight.encoding.axis == 0;
     if (node.op_type == "Gemm") {
