@@ -143,7 +143,8 @@ TEST_CASE("examples: ppocr-cls-static-int8.json runs on rendered text lines half
 TEST_CASE("examples: the MNIST recipes run on the MNIST test set", "[examples][real]") {
     const auto model = test::shared_models() / "mnist" / "mnist-cnn.onnx";
     // One batch file: 1000 test images with their labels.
-    for (const char* recipe : {"mnist-int8.json", "mnist-int4.json", "mnist-static-int8.json"}) {
+    for (const char* recipe : {"mnist-int8.json", "mnist-int4.json", "mnist-static-int8.json",
+                               "mnist-prune-structured.json"}) {
         DYNAMIC_SECTION(recipe) {
             run_example({recipe, model, 1});
         }
