@@ -14,8 +14,9 @@
 // the group a skip with its reason: nothing is pruned that the graph does not allow.
 //
 // Before: producers W_p with C output channels, consumers W_c with C*S input rows.
-// After:  W_p with C' = C - round(sparsity * C) channels (biases, BatchNormalization
-//         parameters sliced alike), W_c with C'*S rows, the Reshape constant's C*S
+// After:  W_p with C' = C - round(sparsity * C) channels (at least 1; rounded up to a
+//         multiple of round_to), biases and BatchNormalization parameters sliced
+//         alike, W_c with C'*S rows, the Reshape constant's C*S
 //         rewritten as C'*S, value_info of the values in between dropped (their shapes
 //         changed; shape inference gives them back).
 //
@@ -555,6 +556,13 @@ class PruneStructured final : public Pass {
              true,
              "least-squares re-fit of each consumer layer on calibration data",
              {}},
+            {"round_to",
+             OptionType::Int,
+             1,
+             "kept channels rounded up to a multiple of this (8 or 16 suit SIMD kernels)",
+             {},
+             1,
+             4096},
             {"ridge",
              OptionType::Number,
              1e-3,
@@ -582,6 +590,9 @@ class PruneStructured final : public Pass {
             throw InputError(
                 cat("importance: ", imp, " is not supported (expected l1, l2 or activation)"));
         reconstruct_ = o.value("reconstruct", true);
+        round_to_ = o.value("round_to", int64_t{1});
+        if (round_to_ < 1)
+            throw InputError(cat("round_to: ", round_to_, " is out of range (expected >= 1)"));
         ridge_ = o.value("ridge", 1e-3);
         if (!(ridge_ >= 0.0 && std::isfinite(ridge_)))
             throw InputError(cat("ridge: ", ridge_, " is out of range (expected >= 0)"));
@@ -614,15 +625,14 @@ class PruneStructured final : public Pass {
         for (size_t i = 0; i < groups.size(); ++i) {
             auto& grp = groups[i];
             const int64_t c = grp.channels;
-            int64_t remove = std::llround(sparsity_ * static_cast<double>(c));
-            remove = std::min(remove, c - 1);
+            const int64_t keep = kept_count(c);
             std::vector<int64_t> order(static_cast<size_t>(c));
             std::iota(order.begin(), order.end(), 0);
             const auto& s = scores[i];
             std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
                 return s[static_cast<size_t>(a)] > s[static_cast<size_t>(b)];
             });
-            grp.kept.assign(order.begin(), order.begin() + (c - remove));
+            grp.kept.assign(order.begin(), order.begin() + keep);
             std::sort(grp.kept.begin(), grp.kept.end());
         }
 
@@ -726,14 +736,21 @@ class PruneStructured final : public Pass {
         return s;
     }
 
-    std::string group_line(const Graph& g, const Group& grp) const {
-        const int64_t c = grp.channels;
+    // Channels kept of c: c - round(sparsity * c), at least 1, rounded up to a multiple of
+    // round_to (at most c).
+    int64_t kept_count(int64_t c) const {
         const int64_t remove =
             std::min<int64_t>(std::llround(sparsity_ * static_cast<double>(c)), c - 1);
+        const int64_t keep = c - remove;
+        return std::min(c, (keep + round_to_ - 1) / round_to_ * round_to_);
+    }
+
+    std::string group_line(const Graph& g, const Group& grp) const {
+        const int64_t c = grp.channels;
         std::string consumers;
         for (const auto& q : grp.consumers)
             consumers += (consumers.empty() ? "" : ", ") + q.layer.weight;
-        return cat("prune ", group_label(g, grp), ": ", c, " -> ", c - remove, " ",
+        return cat("prune ", group_label(g, grp), ": ", c, " -> ", kept_count(c), " ",
                    layer_op(grp.producers[0].kind), " ", grp.pattern, " by ",
                    importance_name(importance_), "; consumers ", consumers,
                    reconstruct_ ? " (reconstructed)" : "");
@@ -978,6 +995,7 @@ class PruneStructured final : public Pass {
     double sparsity_ = 0.3;
     Importance importance_ = Importance::L1;
     bool reconstruct_ = true;
+    int64_t round_to_ = 1;
     double ridge_ = 1e-3;
 };
 

@@ -3,7 +3,7 @@
 runs, and does ORT agree with our runtime on it?
 
     pruned_onnx_check.py PRUNED.onnx ORIGINAL.onnx --data DIR [--labels labels.npy]
-                         [--ours DIR] [--bench-runs N]
+                         [--ours DIR] [--bench-runs N] [--bench-batch B]
 
 1. onnx.checker.check_model(PRUNED, full_check=True) (shape inference included).
 2. Both models run in ONNX Runtime (CPU, one thread) on every sample of DIR (the .npz
@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--labels")
     ap.add_argument("--ours")
     ap.add_argument("--bench-runs", type=int, default=0)
+    ap.add_argument("--bench-batch", type=int, default=1)
     a = ap.parse_args()
 
     out = {}
@@ -79,7 +80,7 @@ def main():
     first = None
     for k, feeds in enumerate(samples(a.data)):
         if first is None:
-            first = {n: v[:1] for n, v in feeds.items()}
+            first = {n: v[: a.bench_batch] for n, v in feeds.items()}
         yp = sp.run([out_name], feeds)[0]
         yo = so.run([out_name], feeds)[0]
         preds_p.append(yp.argmax(axis=-1))
@@ -107,6 +108,7 @@ def main():
                 s.run([out_name], first)
                 times[name].append((time.perf_counter() - t0) * 1e3)
         med = {k: float(np.median(v)) for k, v in times.items()}
+        out["ort_bench_batch"] = int(next(iter(first.values())).shape[0])
         out["ort_latency_ms"] = med
         out["ort_speedup"] = med["original"] / med["pruned"]
     print(json.dumps(out))
