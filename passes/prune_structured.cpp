@@ -522,6 +522,20 @@ bool conv_2d_plain(const Node& n, const Tensor& w) {
     return pad == "NOTSET" || pad.empty();
 }
 
+rt::ExecOptions exec_options(const PassContext& context) {
+    rt::ExecOptions eo;
+    eo.threads = std::max(1, context.threads);
+    return eo;
+}
+
+// The calibration samples for `exec`'s model; none is an error naming the data.
+std::unique_ptr<calib::SampleList> open_samples(const rt::Executor& exec,
+                                                const PassContext& context) {
+    auto samples = context.calibration->open(exec);
+    if (samples->size() == 0) throw InputError(cat(context.calibration->what(), ": no samples"));
+    return samples;
+}
+
 class PruneStructured final : public Pass {
   public:
     std::string_view name() const override { return "prune-structured"; }
@@ -778,12 +792,8 @@ class PruneStructured final : public Pass {
     std::vector<std::vector<double>> activation_scores(const Model& model,
                                                        const std::vector<Group>& groups,
                                                        PassContext& context) const {
-        rt::ExecOptions eo;
-        eo.threads = std::max(1, context.threads);
-        rt::Executor exec(model, eo);
-        auto samples = context.calibration->open(exec);
-        if (samples->size() == 0)
-            throw InputError(cat(context.calibration->what(), ": no samples"));
+        rt::Executor exec(model, exec_options(context));
+        auto samples = open_samples(exec, context);
         std::vector<std::string> fetch;
         for (const auto& grp : groups) fetch.push_back(grp.read_value);
         std::vector<std::vector<double>> sums(groups.size());
@@ -855,12 +865,9 @@ class PruneStructured final : public Pass {
             return a.consumer->layer.node < b.consumer->layer.node;
         });
 
-        rt::ExecOptions eo;
-        eo.threads = std::max(1, context.threads);
+        const rt::ExecOptions eo = exec_options(context);
         rt::Executor exec_o(original, eo);
-        auto samples = context.calibration->open(exec_o);
-        if (samples->size() == 0)
-            throw InputError(cat(context.calibration->what(), ": no samples"));
+        auto samples = open_samples(exec_o, context);
         auto step = progress_step(context.progress, "reconstruction", fits.size() * samples->size(),
                                   "samples");
         size_t refit = 0;
