@@ -229,6 +229,34 @@ TEST_CASE("prune-structured reconstruction lowers the output error on calibratio
     CHECK(refit < 0.9 * plain);  // measured: 9329 -> 6875
 }
 
+TEST_CASE(
+    "prune-structured: activation importance finds the dead neurons; any thread count "
+    "gives the same bytes",
+    "[prune-structured]") {
+    std::vector<Tensor> calib;
+    for (uint32_t s = 0; s < 4; ++s) calib.push_back(input_tensor({1, 5, 8}, 200 + s));
+    MemoryData data(calib, "seeded normal inputs");
+    auto prune = [&](bool dead, int threads, const std::string& importance) {
+        Model m = dead_neuron_ffn(dead);
+        auto pass =
+            configured_pass("prune-structured", {{"sparsity", 0.34}, {"importance", importance}});
+        PassContext ctx;
+        ctx.calibration = &data;
+        ctx.threads = threads;
+        auto r = pass->run(m, ctx);
+        REQUIRE(r.changed);
+        return m;
+    };
+    const Model pruned = prune(true, 1, "activation");
+    CHECK(pruned.graph.find_initializer("ffn.w1")->shape == std::vector<int64_t>{8, 4});
+    const Tensor x = input_tensor({1, 5, 8}, 9);
+    CHECK(max_abs_diff(run_model(dead_neuron_ffn(true), x), run_model(pruned, x)) < 1e-5);
+    for (const char* importance : {"l1", "activation"}) {
+        INFO(importance);
+        CHECK(fingerprint(prune(false, 1, importance)) == fingerprint(prune(false, 3, importance)));
+    }
+}
+
 TEST_CASE("prune-structured rejects bad options naming the field", "[prune-structured]") {
     auto configure = [](nlohmann::json o) { configured_pass("prune-structured", std::move(o)); };
     CHECK_THROWS_WITH(configure({{"sparsity", 1.0}}), Catch::Contains("sparsity: 1"));
