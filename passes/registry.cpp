@@ -12,6 +12,7 @@ std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.c
 std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
 std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.cpp
 std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
+std::unique_ptr<Pass> make_prune_pass();              // passes/prune.cpp
 
 namespace {
 
@@ -26,6 +27,7 @@ constexpr PassEntry kPasses[] = {
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},
     {"quantize-dynamic", make_quantize_dynamic_pass},
+    {"prune", make_prune_pass},
 };
 
 }  // namespace
