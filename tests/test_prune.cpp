@@ -181,15 +181,19 @@ TEST_CASE("prune n:m runs along the reduction axis of MatMul [K, N], Gemm transB
 
 TEST_CASE("prune wanda keeps small weights on loud input channels that magnitude prunes",
           "[prune]") {
-    // x [8, 64]: channel 5 is 100x louder than the others; its weights are the smallest.
+    // x [8, 64]: channel 5 is 1000x louder than the others; its weights are +-0.01 (the
+    // others ~N(0, 1)), so |W| x ||X|| ranks them about 10x above the rest.
     Model m = mlp_model();
     auto w1 = test::floats_of(m, "W1");
-    for (int64_t n = 0; n < 48; ++n) w1[static_cast<size_t>(5 * 48 + n)] *= 0.01f;
+    for (int64_t n = 0; n < 48; ++n) {
+        float& w = w1[static_cast<size_t>(5 * 48 + n)];
+        w = w < 0.0f ? -0.01f : 0.01f;
+    }
     *m.graph.find_initializer("W1") = make_f32_tensor("W1", {64, 48}, w1);
     std::vector<Tensor> samples;
     for (uint32_t s = 0; s < 4; ++s) {
         auto x = normal_values(8 * 64, 100 + s);
-        for (int64_t t = 0; t < 8; ++t) x[static_cast<size_t>(t * 64 + 5)] *= 100.0f;
+        for (int64_t t = 0; t < 8; ++t) x[static_cast<size_t>(t * 64 + 5)] *= 1000.0f;
         samples.push_back(make_f32_tensor("x", {8, 64}, x));
     }
     test::MemoryData data(samples, "loud-channel samples");
@@ -239,10 +243,13 @@ TEST_CASE("prune scope global ranks |W| over all tensors; per-tensor maps; OWL k
 
     // {glob: sparsity}: the longest matching glob wins; a tensor nothing matches is skipped.
     Model p = mlp_model();
-    PassResult rp = run(p, {{"sparsity", {{"W*", 0.25}, {"W2", 0.75}}}});
+    PassResult rp = run(p, {{"sparsity", {{"*", 0.25}, {"W2", 0.75}}}});
     REQUIRE(rp.pruned.size() == 2);
     CHECK(rp.pruned[0].sparsity == Approx(0.25));
     CHECK(rp.pruned[1].sparsity == Approx(0.75));
+    Model amb = mlp_model();
+    CHECK_THROWS_WITH(run(amb, {{"sparsity", {{"W*", 0.25}, {"W2", 0.75}}}}),
+                      Catch::Contains("sparsity: 'W*' and 'W2' both match tensor 'W2'"));
     Model q = mlp_model();
     PassResult rq = run(q, {{"sparsity", {{"W1", 0.5}}}});
     CHECK(rq.pruned.size() == 1);
@@ -269,6 +276,7 @@ TEST_CASE("prune skips what it must not touch, each with its reason", "[prune]")
     m.graph.initializers.push_back(make_f32_tensor("bias", {48}, normal_values(48, 8)));
     m.graph.nodes.push_back(make_node("Add", "add", {"h", "bias"}, {"hb"}));
     m.graph.outputs.push_back(test::value("hb"));
+    auto plan = prune({{"exclude", {"W2"}}})->plan(m);
     PassResult r = run(m, {{"exclude", {"W2"}}});
     CHECK(r.pruned.size() == 1);
     CHECK(test::has_skip(r, "head",
@@ -278,7 +286,6 @@ TEST_CASE("prune skips what it must not touch, each with its reason", "[prune]")
     CHECK(
         test::has_skip(r, "bias", "read by Add (input 1): not a weight of a MatMul, Gemm or Conv"));
     CHECK(r.skipped.size() == 3);
-    auto plan = prune({{"exclude", {"W2"}}})->plan(m);
     CHECK(std::find(plan.begin(), plan.end(),
                     "[1/1] W1 [64, 48] MatMul: magnitude unstructured 50.0% -> bitmask, 12288 -> "
                     "6920 bytes") != plan.end());
