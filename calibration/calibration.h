@@ -14,6 +14,8 @@
 //   abs_mean  mean |x| per input channel      (K, double), for AWQ
 //   abs_max   max |x| per input channel       (K, double; NaN and +-inf left out), for
 //             SmoothQuant (passes/smooth_quant.h)
+//   sum_squares  sum over rows of x^2 per input channel (K, double; ||X_j||_2^2 over the
+//             calibration rows), for Wanda's |W| x ||X_j||_2 (passes/prune.cpp)
 //   kept      up to keep_rows rows of X (f32), chosen by reservoir sampling with a fixed
 //             seed (deterministic), for AWQ's grid search
 // Memory is bounded by K^2 doubles + keep_rows * K floats per activation, whatever the
@@ -61,17 +63,19 @@ struct CaptureRequest {
     bool hessian = false;
     bool abs_mean = false;
     bool abs_max = false;
+    bool sum_squares = false;
     uint64_t keep_rows = 0;  // rows of X to keep (0: none)
 };
 
 struct ActivationStats {
     std::string activation;
     int64_t k = 0;
-    uint64_t rows = 0;             // rows seen
-    std::vector<double> hessian;   // k*k, row-major, 2/n X^T X (empty unless requested)
-    std::vector<double> abs_mean;  // k (empty unless requested)
-    std::vector<double> abs_max;   // k (empty unless requested)
-    std::vector<float> kept;       // kept_rows * k
+    uint64_t rows = 0;                // rows seen
+    std::vector<double> hessian;      // k*k, row-major, 2/n X^T X (empty unless requested)
+    std::vector<double> abs_mean;     // k (empty unless requested)
+    std::vector<double> abs_max;      // k (empty unless requested)
+    std::vector<double> sum_squares;  // k (empty unless requested), not divided by rows
+    std::vector<float> kept;          // kept_rows * k
     uint64_t kept_rows = 0;
 };
 

@@ -72,6 +72,12 @@ void accumulate(Accumulator& acc, const CaptureRequest& req, const Tensor& t,
                 auto& m = s.abs_max[static_cast<size_t>(c)];
                 m = std::max(m, std::fabs(static_cast<double>(v)));
             }
+    if (req.sum_squares)
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < k; ++c) {
+                const double v = x[static_cast<size_t>(r * k + c)];
+                s.sum_squares[static_cast<size_t>(c)] += v * v;
+            }
     if (req.keep_rows > 0) {
         for (int64_t r = 0; r < rows; ++r) {
             uint64_t seen = s.rows + static_cast<uint64_t>(r);
@@ -108,6 +114,7 @@ std::vector<ActivationStats> capture_activations(rt::Executor& exec, const Sampl
         if (req.hessian) accs[i].h = Eigen::MatrixXd::Zero(req.k, req.k);
         if (req.abs_mean) s.abs_mean.assign(static_cast<size_t>(req.k), 0.0);
         if (req.abs_max) s.abs_max.assign(static_cast<size_t>(req.k), 0.0);
+        if (req.sum_squares) s.sum_squares.assign(static_cast<size_t>(req.k), 0.0);
         if (!feeds.count(req.activation)) fetch.push_back(req.activation);
     }
     std::sort(fetch.begin(), fetch.end());

@@ -8,13 +8,14 @@
 #include <cstring>
 #include <numeric>
 
+#include "calibration/hessian_factor.h"
 #include "ir/error.h"
 
 namespace ep::calib {
 
 namespace {
 
-using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using detail::MatrixD;
 
 // Parameters per stored row and block: params[r * nb + b] (int8c: nb = 1).
 int64_t groups_per_row(const Encoding& e, int64_t cols) {
@@ -55,23 +56,6 @@ std::vector<std::byte> pack_matrix(const Encoding& e, int64_t rows, int64_t cols
     return out;
 }
 
-// Upper Cholesky factor of (H + lambda I)^-1, or false when a factorisation fails.
-bool inverse_cholesky(const MatrixD& h, double lambda, MatrixD& upper) {
-    const auto n = h.rows();
-    MatrixD damped = h;
-    damped.diagonal().array() += lambda;
-    Eigen::LLT<MatrixD> llt(damped);
-    if (llt.info() != Eigen::Success) return false;
-    MatrixD inv = llt.solve(MatrixD::Identity(n, n));
-    inv = (inv + inv.transpose()) * 0.5;  // exact symmetry for the second factorisation
-    Eigen::LLT<MatrixD> llt2(inv);
-    if (llt2.info() != Eigen::Success) return false;
-    upper = llt2.matrixU();
-    for (Eigen::Index i = 0; i < n; ++i)
-        if (!(upper(i, i) > 0.0) || !std::isfinite(upper(i, i))) return false;
-    return upper.allFinite();
-}
-
 }  // namespace
 
 GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
@@ -101,36 +85,12 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
             wd(r, i) = static_cast<double>(
                 w[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])]);
     }
-    if (!h.allFinite())
-        throw InputError(cat(what, ": the calibration Hessian has non-finite values (the ",
-                             "activations overflow); GPTQ cannot quantize this tensor"));
-    for (int64_t i = 0; i < cols; ++i)
-        if (h(i, i) == 0.0) {
-            h(i, i) = 1.0;
-            wd.col(i).setZero();
-            ++result.dead_columns;
-        }
-    const double mean_diag = h.diagonal().mean();
-
-    MatrixD u;
-    bool ok = false;
-    double damp = options.damp;
-    for (int attempt = 0; attempt <= 3; ++attempt) {
-        if (attempt > 0) {
-            damp *= 10.0;
-            ++result.retries;
-        }
-        if (inverse_cholesky(h, damp * mean_diag, u)) {
-            ok = true;
-            break;
-        }
-    }
-    if (!ok)
-        throw InputError(cat(what, ": GPTQ: the Cholesky factorisation of the damped Hessian ",
-                             "failed even with damp = ", damp, " (", result.retries,
-                             " retries, float64); the calibration activations for this ",
-                             "weight are degenerate: exclude it or quantize it with rtn"));
-    result.damp = damp;
+    result.dead_columns = detail::prepare_hessian(h, wd, what, "GPTQ");
+    auto factor = detail::damped_inverse_cholesky(h, options.damp, what, "GPTQ",
+                                                  "exclude it or quantize it with rtn");
+    const MatrixD& u = factor.upper;
+    result.damp = factor.damp;
+    result.retries = factor.retries;
 
     // Group parameters, indexed by original column.
     const int64_t nb = groups_per_row(e, cols);

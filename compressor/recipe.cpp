@@ -297,6 +297,20 @@ void check_option(const OptionSpec& spec, json& v, const std::string& path) {
             if (d > spec.max) fail(path, cat(v.dump(), " is above the maximum ", spec.max));
             return;
         }
+        case OptionType::NumberOrMap: {
+            if (v.is_number()) {
+                OptionSpec number = spec;
+                number.type = OptionType::Number;
+                check_option(number, v, path);
+                return;
+            }
+            if (!v.is_object()) expect("a number or an object of glob: number");
+            if (v.empty()) fail(path, "expected at least one glob: number entry, found {}");
+            OptionSpec number = spec;
+            number.type = OptionType::Number;
+            for (auto& [key, item] : v.items()) check_option(number, item, cat(path, ".", key));
+            return;
+        }
         case OptionType::String: {
             if (!v.is_string()) expect("a string");
             if (spec.choices.empty()) return;
@@ -1051,6 +1065,16 @@ json option_schema(const OptionSpec& spec) {
             j["type"] = "array";
             j["items"] = {{"type", "string"}};
             break;
+        case OptionType::NumberOrMap: {
+            json number = {{"type", "number"}};
+            std::swap(j, number);
+            bounds(false);
+            std::swap(j, number);
+            j["oneOf"] = json::array(
+                {number,
+                 {{"type", "object"}, {"minProperties", 1}, {"additionalProperties", number}}});
+            break;
+        }
     }
     if (!spec.default_value.is_null()) j["default"] = spec.default_value;
     j["description"] = spec.help;

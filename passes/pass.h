@@ -69,7 +69,10 @@ enum PassNeed : uint32_t {
     kUsesActivationRanges = 1u << 3,
 };
 
-enum class OptionType : uint8_t { Bool, Int, Number, String, StringList };
+// NumberOrMap: a number, or an object mapping tensor-name globs to numbers (a per-layer
+// value, e.g. prune's {"sparsity": {"*": 0.5, "layers.0.*": 0.3}}); min / max bound every
+// number.
+enum class OptionType : uint8_t { Bool, Int, Number, String, StringList, NumberOrMap };
 
 struct OptionSpec {
     std::string name;

@@ -13,6 +13,7 @@ std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights
 std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.cpp
 std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
 std::unique_ptr<Pass> make_prune_structured_pass();   // passes/prune_structured.cpp
+std::unique_ptr<Pass> make_prune_pass();              // passes/prune.cpp
 
 namespace {
 
@@ -28,6 +29,7 @@ constexpr PassEntry kPasses[] = {
     {"quantize-static", make_quantize_static_pass},
     {"quantize-dynamic", make_quantize_dynamic_pass},
     {"prune-structured", make_prune_structured_pass},
+    {"prune", make_prune_pass},
 };
 
 }  // namespace
