@@ -12,6 +12,7 @@ std::unique_ptr<Pass> make_fold_batchnorm_pass();     // passes/fold_batchnorm.c
 std::unique_ptr<Pass> make_quantize_weights_pass();   // passes/quantize_weights.cpp
 std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.cpp
 std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
+std::unique_ptr<Pass> make_merge_lora_pass();         // passes/merge_lora.cpp
 
 namespace {
 
@@ -22,6 +23,7 @@ struct PassEntry {
 
 constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
+    {"merge-lora", make_merge_lora_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},
