@@ -623,14 +623,10 @@ std::string show(double v) {
 
 // ---------------------------------------------------------------- writing one tensor
 
-struct SelfCheck {
-    double worst = 0.0;  // the largest relative error seen
-};
-
 // The merged `base` (rows = shape[0]), a chunk of rows at a time, into `out`; checks W' x
 // against W x + B (A x) on `probes` seeded vectors.
 void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes, uint64_t seed,
-                  ByteSink& out, SelfCheck* check) {
+                  ByteSink& out) {
     const auto rows = static_cast<size_t>(base.shape[0]), cols = static_cast<size_t>(base.shape[1]);
     const auto R = static_cast<size_t>(f.rank), nin = static_cast<size_t>(f.in),
                nout = static_cast<size_t>(f.out);
@@ -686,6 +682,9 @@ void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes,
     std::vector<double> x(P * nin), ax(P * R, 0.0), y_base(P * nout, 0.0), y_out(P * nout, 0.0),
         y_abs(P * nout, 0.0);
     for (auto& v : x) v = normal(rng);
+    std::vector<double> x_l1(P, 0.0);
+    for (size_t p = 0; p < P; ++p)
+        for (size_t i = 0; i < nin; ++i) x_l1[p] += std::fabs(x[p * nin + i]);
     for (size_t p = 0; p < P; ++p)
         for (size_t k = 0; k < R; ++k)
             for (size_t i = 0; i < nin; ++i) ax[p * R + k] += f.a[k * nin + i] * x[p * nin + i];
@@ -734,13 +733,15 @@ void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes,
             abs2 += y_abs[p * nout + o] * y_abs[p * nout + o];
         }
         const double err = std::sqrt(err2), ref = std::sqrt(ref2);
-        const double allowed = kSelfCheckTolerance * ref + 2.0 * u_round * std::sqrt(abs2);
+        // f16's subnormals round by an absolute 2^-25, whatever the value.
+        const double tiny = base.dtype == DType::F16 ? std::ldexp(1.0, -25) * x_l1[p] : 0.0;
+        const double allowed = kSelfCheckTolerance * ref + 2.0 * u_round * std::sqrt(abs2) +
+                               tiny * std::sqrt(static_cast<double>(nout));
         if (err > allowed)
             throw InternalError(cat("tensor '", base.name,
                                     "': self-check failed: |W' x - (W x + "
                                     "B A x)| = ",
                                     err, " > ", allowed, " on probe ", p));
-        if (check && ref > 0) check->worst = std::max(check->worst, err / ref);
     }
 }
 
@@ -902,21 +903,16 @@ class MergeLoraPass final : public Pass {
         // Every new tensor is computed before any is replaced: a failure leaves the model
         // unchanged.
         std::vector<std::pair<Tensor*, TensorData>> updates;
-        SelfCheck check;
         auto step = progress_step(context.progress, "merge-lora", p.items.size(), "tensors");
         for (const auto& item : p.items) {
             Tensor* base = model.graph.find_initializer(item.tensor);
             BufferSink sink;
-            write_item(item, *base, sink, &check);
+            write_item(item, *base, sink);
             updates.emplace_back(base, TensorData::owned(std::move(sink.buffer())));
             step.advance();
         }
         for (auto& [t, d] : updates) t->data = std::move(d);
-        PassResult r = result_of(p);
-        r.summary.push_back(cat("self-check: W' x = W x + B (A x) on ", probes_,
-                                " seeded probes per merged tensor, worst relative error ",
-                                show(check.worst)));
-        return r;
+        return result_of(p);
     }
 
     std::optional<StreamingPlan> plan_streaming(const Model& model) const override {
@@ -935,23 +931,19 @@ class MergeLoraPass final : public Pass {
             item.bytes = source->expected_bytes();
             item.line = cat("[", i + 1, "/", p.items.size(), "] ", p.items[i].line);
             item.write = [this, source, plan_item = p.items[i]](ByteSink& out) {
-                write_item(plan_item, *source, out, nullptr);
+                write_item(plan_item, *source, out);
             };
             s.items.push_back(std::move(item));
         }
         s.result = result_of(p);
-        s.result.summary.push_back(cat("self-check: W' x = W x + B (A x) on ", probes_,
-                                       " seeded probes per merged tensor, checked as each is "
-                                       "written"));
         return s;
     }
 
   private:
-    void write_item(const PlanItem& item, const Tensor& base, ByteSink& out,
-                    SelfCheck* check) const {
+    void write_item(const PlanItem& item, const Tensor& base, ByteSink& out) const {
         switch (item.kind) {
             case ItemKind::Merge:
-                write_merged(base, *item.factors, item.in_out, probes_, combine_.seed, out, check);
+                write_merged(base, *item.factors, item.in_out, probes_, combine_.seed, out);
                 return;
             case ItemKind::AddBias:
                 write_bias(base, *item.factors, out);
@@ -962,11 +954,14 @@ class MergeLoraPass final : public Pass {
         }
     }
 
-    static PassResult result_of(const MergePlan& p) {
+    PassResult result_of(const MergePlan& p) const {
         PassResult r;
         r.changed = !p.items.empty();
         r.rewrites = p.items.size();
         r.summary = p.summary;
+        r.summary.push_back(cat("self-check: W' x = W x + B (A x) on ", probes_,
+                                " seeded probes per merged tensor, each within 1e-5 relative "
+                                "plus the dtype's rounding (a miss stops the run)"));
         r.skipped = p.skipped;
         return r;
     }

@@ -371,7 +371,7 @@ TEST_CASE(
         auto t3 = lora_tensors(4, 90);
         Model m = base_checkpoint();
         (void)merge(m, dir.path(), {{"adapters", {"a1", "a3"}}, {"combination", "ties"}});
-        // A: per element, the values with the sign of their sum, weighted by sqrt(w s) = 2,
+        // A: per element, the values with the sign of their sum, weighted by sqrt(w s) = sqrt(2),
         // averaged over how many kept.
         auto a1 = as_doubles(tensor_in(t1, key(1, "v", "lora_A.weight")));
         auto a3 = as_doubles(tensor_in(t3, key(1, "v", "lora_A.weight")));
@@ -383,7 +383,7 @@ TEST_CASE(
                 const double sign = x[i] + y[i] >= 0 ? 1 : -1;
                 double s = 0, n = 0;
                 for (double v : {x[i], y[i]})
-                    if ((v > 0 ? 1 : v < 0 ? -1 : 0) == sign) s += 2.0 * v, n += 1;
+                    if ((v > 0 ? 1 : v < 0 ? -1 : 0) == sign) s += std::sqrt(2.0) * v, n += 1;
                 out[i] = static_cast<float>(s / std::max(n, 1.0));
             }
             return out;
