@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "ir/error.h"
 #include "ir/progress.h"
@@ -603,9 +604,9 @@ struct PlanItem {
     ItemKind kind = ItemKind::Merge;
     std::string tensor;                      // the base tensor rewritten
     std::shared_ptr<const Factors> factors;  // Merge, AddBias
-    bool in_out = false;                     // Merge: the base is stored [in, out]
-    const Tensor* replacement = nullptr;     // Replace: the adapter's saved tensor
-    std::string line;                        // the plan's line
+    bool in_out = false;  // Merge: the base is stored [in, out]; Replace: write transposed
+    const Tensor* replacement = nullptr;  // Replace: the adapter's saved tensor
+    std::string line;                     // the plan's line
 };
 
 struct MergePlan {
@@ -753,16 +754,39 @@ void write_bias(const Tensor& base, const Factors& f, ByteSink& out) {
     out.write(bytes);
 }
 
-void write_replacement(const Tensor& base, const Tensor& from, ByteSink& out) {
-    if (from.dtype == base.dtype) {
+// `transpose`: `from` is [r, c] and `base` [c, r] (a saved [out, in] head whose graph
+// weight is stored [in, out]).
+void write_replacement(const Tensor& base, const Tensor& from, bool transpose, ByteSink& out) {
+    if (from.dtype == base.dtype && !transpose) {
         out.write(from.data.bytes());
         return;
     }
     auto v = all_doubles(from);
+    if (transpose) {
+        const auto rows = static_cast<size_t>(from.shape[0]);
+        const auto cols = static_cast<size_t>(from.shape[1]);
+        std::vector<double> t(v.size());
+        for (size_t r = 0; r < rows; ++r)
+            for (size_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
+        v = std::move(t);
+    }
     std::vector<std::byte> bytes(v.size() * element_bytes(base.dtype));
     for (size_t i = 0; i < v.size(); ++i)
         store(base.dtype, v[i], &bytes[i * element_bytes(base.dtype)]);
     out.write(bytes);
+}
+
+// A saved tensor "<module>.weight" that no initializer of the graph is named after (torch.onnx
+// renames a transposed head "onnx::MatMul_2626"): its weight found as an adapter module's
+// would be (lora_targets.h), taking the saved tensor as [out, in] like torch's nn.Linear;
+// `true` when the graph stores it [in, out] (written transposed). {"", false}: no target.
+std::pair<std::string, bool> saved_target_in_graph(const Model& model, const SavedTensor& s) {
+    const std::string_view suffix = ".weight";
+    if (s.tensor->shape.size() != 2 || !s.name.ends_with(suffix)) return {"", false};
+    AdapterModule m{s.name.substr(0, s.name.size() - suffix.size()), s.tensor->shape[1],
+                    s.tensor->shape[0]};
+    auto t = find_lora_targets(model, {m}, false, true).front();
+    return {t.tensor, !t.tensor.empty() && t.in_out};
 }
 
 // ---------------------------------------------------------------- the pass
@@ -949,7 +973,7 @@ class MergeLoraPass final : public Pass {
                 write_bias(base, *item.factors, out);
                 return;
             case ItemKind::Replace:
-                write_replacement(base, *item.replacement, out);
+                write_replacement(base, *item.replacement, item.in_out, out);
                 return;
         }
     }
@@ -1060,33 +1084,45 @@ class MergeLoraPass final : public Pass {
                                          "is not in the adapter"});
                     continue;
                 }
-                const Tensor* base = model.graph.find_initializer(s.name);
+                std::string target = s.name;
+                bool transpose = false;
+                if (!model.graph.find_initializer(target) && !model.graph.nodes.empty())
+                    std::tie(target, transpose) = saved_target_in_graph(model, s);
+                const Tensor* base = model.graph.find_initializer(target);
                 if (!base) {
                     unmatched.push_back(s.tensor->name);
                     continue;
                 }
-                if (!selector_.selects(s.name)) {
-                    p.skipped.push_back({s.name, "excluded by include/exclude"});
+                if (!selector_.selects(target)) {
+                    p.skipped.push_back({target, "excluded by include/exclude"});
                     continue;
                 }
                 const std::string at = cat(a->what, ": saved tensor '", s.tensor->name, "'");
-                if (!taken.insert(s.name).second)
-                    throw InputError(cat(at, ": '", s.name,
+                if (!taken.insert(target).second)
+                    throw InputError(cat(at, ": '", target,
                                          "' is already rewritten by another "
                                          "module or adapter"));
-                if (base->shape != s.tensor->shape)
+                std::vector<int64_t> want = s.tensor->shape;
+                if (transpose) std::reverse(want.begin(), want.end());
+                if (base->shape != want)
                     throw InputError(cat(at, ": shape ", shape_string(s.tensor->shape),
-                                         " but the model's '", s.name, "' is ",
+                                         transpose ? " (transposed for the graph)" : "",
+                                         " but the model's '", target, "' is ",
                                          shape_string(base->shape)));
                 if (base->is_encoded() || !is_float_dtype(base->dtype))
-                    throw InputError(cat(at, ": the model's '", s.name, "' is ",
+                    throw InputError(cat(at, ": the model's '", target, "' is ",
                                          dtype_name(base->dtype), ", not a float tensor"));
                 PlanItem item;
                 item.kind = ItemKind::Replace;
-                item.tensor = s.name;
+                item.tensor = target;
+                item.in_out = transpose;
                 item.replacement = s.tensor;
-                item.line = cat("replace ", s.name, " with the adapter's saved copy");
-                p.summary.push_back(cat("replaced ", s.name, " with the adapter's saved copy"));
+                const std::string what =
+                    target == s.name
+                        ? target
+                        : cat(target, " (", s.name, transpose ? ", transposed" : "", ")");
+                item.line = cat("replace ", what, " with the adapter's saved copy");
+                p.summary.push_back(cat("replaced ", what, " with the adapter's saved copy"));
                 p.items.push_back(std::move(item));
             }
         if (!unmatched.empty()) {

@@ -708,3 +708,52 @@ TEST_CASE(
         }
     }
 }
+
+TEST_CASE("merge-lora: a saved head renamed by the ONNX exporter is found through the graph",
+          "[lora]") {
+    // torch.onnx stores an nn.Linear head transposed, [in, out], under a new name
+    // ("onnx::MatMul_2626" for GPT-2's score); the adapter saves it [out, in] as score.weight.
+    Model m;
+    m.opset_imports.push_back({"", 17});
+    m.graph.inputs.push_back(value("x"));
+    m.graph.initializers.push_back(seeded("onnx::MatMul_1", {10, 12}, 1, 0.5f));
+    m.graph.initializers.push_back(seeded("onnx::MatMul_2", {10, 3}, 2, 0.5f));
+    m.graph.nodes.push_back(
+        make_node("MatMul", "/model/layers.0/attn/q/MatMul", {"x", "onnx::MatMul_1"}, {"q"}));
+    m.graph.nodes.push_back(make_node("MatMul", "/score/MatMul", {"x", "onnx::MatMul_2"}, {"y"}));
+    m.graph.outputs.push_back(value("q"));
+    m.graph.outputs.push_back(value("y"));
+    const Model before = m;
+
+    test::TempDir dir;
+    Tensor a = seeded(key(0, "q", "lora_A.weight"), {4, 10}, 3);
+    Tensor b = seeded(key(0, "q", "lora_B.weight"), {12, 4}, 4);
+    Tensor head = seeded("base_model.model.score.weight", {3, 10}, 5);
+    write_adapter(dir / "adapter", lora_config(), {a, b, head});
+    auto r = merge(m, dir.path(), {{"adapter", "adapter"}});
+    INFO(r.summary.size());
+    CHECK(r.rewrites == 2);
+
+    // The head: the saved [3, 10] values, transposed into the graph's [10, 3].
+    auto saved = head.to_floats();
+    std::vector<float> want(30);
+    for (int o = 0; o < 3; ++o)
+        for (int i = 0; i < 10; ++i) want[static_cast<size_t>(i * 3 + o)] = saved[o * 10 + i];
+    CHECK(find(m, "onnx::MatMul_2").to_floats() == want);
+    bool said = false;
+    for (const auto& line : r.summary)
+        said = said || line.find("onnx::MatMul_2 (score.weight, transposed)") != std::string::npos;
+    CHECK(said);
+
+    // The LoRA module by node name, [in, out]: W + 2 (B A)^T.
+    auto w = as_doubles(find(before, "onnx::MatMul_1"));
+    auto av = as_doubles(a), bv = as_doubles(b);
+    std::vector<float> merged(w.size());
+    for (int i = 0; i < 10; ++i)
+        for (int o = 0; o < 12; ++o) {
+            double d = 0;
+            for (int k = 0; k < 4; ++k) d += bv[o * 4 + k] * av[k * 10 + i];
+            merged[static_cast<size_t>(i * 12 + o)] = static_cast<float>(w[i * 12 + o] + 2.0 * d);
+        }
+    CHECK(find(m, "onnx::MatMul_1").to_floats() == merged);
+}
