@@ -472,7 +472,8 @@ TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][
                                        "ppocr-cls-static-int8.json",
                                        "ppocr-rec-static-int8.json",
                                        "stories260k-dynamic-int8.json",
-                                       "minilm-dynamic-int8.json"};
+                                       "minilm-dynamic-int8.json",
+                                       "stories260k-lora-int4.json"};
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(test::source_dir() / "examples" / "recipes"))
         if (f.path().extension() == ".json") files.push_back(f.path().string());

@@ -153,9 +153,10 @@ TEST_CASE("examples: the MNIST recipes run on the MNIST test set", "[examples][r
 TEST_CASE("examples: the stories260k recipes run on its token sequences", "[examples][real]") {
     const auto model = test::shared_models() / "stories260k" / "model.onnx";
     // All 64 evaluation sequences (the model is tiny): AWQ's gate has a thin margin.
-    for (const char* recipe : {"cleanup-stories260k.json", "stories260k-int8.json",
-                               "stories260k-int4-rtn.json", "stories260k-int4-gptq.json",
-                               "stories260k-int4-awq.json", "stories260k-dynamic-int8.json"}) {
+    for (const char* recipe :
+         {"cleanup-stories260k.json", "stories260k-int8.json", "stories260k-int4-rtn.json",
+          "stories260k-int4-gptq.json", "stories260k-int4-awq.json",
+          "stories260k-dynamic-int8.json", "stories260k-lora-int4.json"}) {
         DYNAMIC_SECTION(recipe) {
             run_example({recipe, model, 64});
         }
