@@ -85,19 +85,6 @@ bool is_number(std::string_view s) {
     });
 }
 
-// "h.2" before "h.10": numeric components compare as numbers.
-bool natural_less(const std::string& a, const std::string& b) {
-    auto pa = split_path(a), pb = split_path(b);
-    for (size_t i = 0; i < std::min(pa.size(), pb.size()); ++i) {
-        if (pa[i] == pb[i]) continue;
-        if (is_number(pa[i]) && is_number(pb[i])) {
-            if (pa[i].size() != pb[i].size()) return pa[i].size() < pb[i].size();
-        }
-        return pa[i] < pb[i];
-    }
-    return pa.size() < pb.size();
-}
-
 // The module's layer: its path up to and including its last numeric component ("" if none).
 std::string layer_key(const std::string& module) {
     auto parts = split_path(module);
@@ -283,6 +270,30 @@ std::vector<LoraTarget> through_graph(const Model& model, const std::vector<Adap
 }
 
 }  // namespace
+
+bool natural_less(const std::string& a, const std::string& b) {
+    size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+            std::isdigit(static_cast<unsigned char>(b[j]))) {
+            size_t ie = i, je = j;
+            while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+            while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+            auto na = a.substr(i, ie - i), nb = b.substr(j, je - j);
+            na.erase(0, std::min(na.find_first_not_of('0'), na.size()));
+            nb.erase(0, std::min(nb.find_first_not_of('0'), nb.size()));
+            if (na.size() != nb.size()) return na.size() < nb.size();
+            if (na != nb) return na < nb;
+            i = ie;
+            j = je;
+        } else {
+            if (a[i] != b[j]) return a[i] < b[j];
+            ++i;
+            ++j;
+        }
+    }
+    return a.size() - i < b.size() - j;
+}
 
 std::vector<LoraTarget> find_lora_targets(const Model& model,
                                           const std::vector<AdapterModule>& modules,
