@@ -233,31 +233,6 @@ bool is_target_module(const AdapterConfig& c, const std::string& module, const s
     });
 }
 
-// "h.2" before "h.10": digits compare as numbers, so modules come in layer order.
-bool natural_less(const std::string& a, const std::string& b) {
-    size_t i = 0, j = 0;
-    while (i < a.size() && j < b.size()) {
-        if (std::isdigit(static_cast<unsigned char>(a[i])) &&
-            std::isdigit(static_cast<unsigned char>(b[j]))) {
-            size_t ie = i, je = j;
-            while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
-            while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
-            auto na = a.substr(i, ie - i), nb = b.substr(j, je - j);
-            na.erase(0, std::min(na.find_first_not_of('0'), na.size()));
-            nb.erase(0, std::min(nb.find_first_not_of('0'), nb.size()));
-            if (na.size() != nb.size()) return na.size() < nb.size();
-            if (na != nb) return na < nb;
-            i = ie;
-            j = je;
-        } else {
-            if (a[i] != b[j]) return a[i] < b[j];
-            ++i;
-            ++j;
-        }
-    }
-    return a.size() - i < b.size() - j;
-}
-
 // ---------------------------------------------------------------- one adapter
 
 struct LoraModule {
@@ -280,7 +255,7 @@ struct Adapter {
     AdapterConfig config;
     Model tensors;
     double weight = 1.0;
-    std::vector<LoraModule> modules;  // in layer order
+    std::vector<LoraModule> modules;  // by name
     std::vector<SavedTensor> saved;
 };
 
@@ -415,9 +390,6 @@ std::unique_ptr<Adapter> read_adapter(const std::filesystem::path& dir, double w
         }
         a->modules.push_back(m);
     }
-    std::sort(a->modules.begin(), a->modules.end(), [](const LoraModule& x, const LoraModule& y) {
-        return natural_less(x.module, y.module);
-    });
     if (a->modules.empty() && a->saved.empty())
         throw InputError(cat(file, ": holds no LoRA tensors"));
     return a;
@@ -970,7 +942,7 @@ class MergeLoraPass final : public Pass {
         if (adapters_.empty())
             throw InternalError("merge-lora: plan before read_files (the adapter is not read)");
         MergePlan p;
-        // Modules of every adapter, in layer order, each with the adapters that have it.
+        // Modules of every adapter, by name, each with the adapters that have it.
         std::vector<std::string> order;
         std::map<std::string, std::vector<std::pair<const Adapter*, const LoraModule*>>> parts;
         for (const auto& a : adapters_)
@@ -978,7 +950,7 @@ class MergeLoraPass final : public Pass {
                 if (!parts.count(m.module)) order.push_back(m.module);
                 parts[m.module].emplace_back(a.get(), &m);
             }
-        std::stable_sort(order.begin(), order.end(), natural_less);
+        std::sort(order.begin(), order.end());
         std::vector<AdapterModule> wanted;
         for (const auto& name : order) {
             const LoraModule& m = *parts[name].front().second;
