@@ -256,7 +256,7 @@ struct Adapter {
     AdapterConfig config;
     Model tensors;
     double weight = 1.0;
-    std::vector<LoraModule> modules;  // in layer order
+    std::vector<LoraModule> modules;  // by name
     std::vector<SavedTensor> saved;
 };
 
@@ -391,9 +391,6 @@ std::unique_ptr<Adapter> read_adapter(const std::filesystem::path& dir, double w
         }
         a->modules.push_back(m);
     }
-    std::sort(a->modules.begin(), a->modules.end(), [](const LoraModule& x, const LoraModule& y) {
-        return natural_less(x.module, y.module);
-    });
     if (a->modules.empty() && a->saved.empty())
         throw InputError(cat(file, ": holds no LoRA tensors"));
     return a;
@@ -607,18 +604,24 @@ void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes,
     const auto R = static_cast<size_t>(f.rank), nin = static_cast<size_t>(f.in),
                nout = static_cast<size_t>(f.out);
     // delta(r, c) = sum_k u_r[k] V[c][k]: [out, in] storage: u_r = B[r, :], V = A^T;
-    // [in, out] storage: u_r = A[:, r], V = B.
-    std::vector<double> v_cols(cols * R);
-    for (size_t c = 0; c < cols; ++c)
-        for (size_t k = 0; k < R; ++k)
-            v_cols[c * R + k] = in_out ? f.b[c * R + k] : f.a[k * nin + c];
-    auto u_of = [&](size_t r, std::vector<double>& u) {
-        for (size_t k = 0; k < R; ++k) u[k] = in_out ? f.a[k * nin + r] : f.b[r * R + k];
+    // [in, out] storage: u_r = A[:, r], V = B. V is kept k-major, so a row's delta is R
+    // multiply-adds over contiguous columns (summed in k order).
+    std::vector<double> v(R * cols);
+    for (size_t k = 0; k < R; ++k)
+        for (size_t c = 0; c < cols; ++c)
+            v[k * cols + c] = in_out ? f.b[c * R + k] : f.a[k * nin + c];
+    auto delta_row = [&](size_t r, double* d) {
+        std::fill(d, d + cols, 0.0);
+        for (size_t k = 0; k < R; ++k) {
+            const double uk = in_out ? f.a[k * nin + r] : f.b[r * R + k];
+            const double* vk = &v[k * cols];
+            for (size_t c = 0; c < cols; ++c) d[c] += uk * vk[c];
+        }
     };
     const size_t esize = element_bytes(base.dtype);
     const size_t chunk_rows = std::max<size_t>(1, kChunkDoubles / std::max<size_t>(cols, 1));
     std::vector<double> w(std::min(rows, chunk_rows) * cols);
-    std::vector<double> u(R);
+    std::vector<double> d(cols), merged(cols), stored(cols);
     auto release = [&](size_t first_row, size_t n) {
         if (base.data.is_view())
             base.data.file()->release(base.data.file_offset() + first_row * cols * esize,
@@ -633,11 +636,9 @@ void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes,
             const size_t n = std::min(chunk_rows, rows - r0);
             read_doubles(base, r0 * cols, n * cols, w.data());
             for (size_t r = 0; r < n; ++r) {
-                u_of(r0 + r, u);
+                delta_row(r0 + r, d.data());
                 for (size_t c = 0; c < cols; ++c) {
-                    double d = 0.0;
-                    for (size_t k = 0; k < R; ++k) d += u[k] * v_cols[c * R + k];
-                    const double x = w[r * cols + c] + d;
+                    const double x = w[r * cols + c] + d[c];
                     norm2[in_out ? c : r0 + r] += x * x;
                 }
             }
@@ -671,24 +672,47 @@ void write_merged(const Tensor& base, const Factors& f, bool in_out, int probes,
         read_doubles(base, r0 * cols, n * cols, w.data());
         for (size_t r = 0; r < n; ++r) {
             const size_t row = r0 + r;
-            u_of(row, u);
+            const double* wr = &w[r * cols];
+            delta_row(row, d.data());
+            for (size_t c = 0; c < cols; ++c) merged[c] = wr[c] + d[c];
+            if (!factor.empty()) {
+                if (in_out)
+                    for (size_t c = 0; c < cols; ++c) merged[c] *= factor[c];
+                else
+                    for (size_t c = 0; c < cols; ++c) merged[c] *= factor[row];
+            }
+            std::byte* row_bytes = &bytes[r * cols * esize];
             for (size_t c = 0; c < cols; ++c) {
-                double d = 0.0;
-                for (size_t k = 0; k < R; ++k) d += u[k] * v_cols[c * R + k];
-                const size_t o = in_out ? c : row, i = in_out ? row : c;
-                const double wv = w[r * cols + c];
-                double merged = wv + d;
-                if (!factor.empty()) merged *= factor[o];
-                const double stored = store(base.dtype, merged, &bytes[(r * cols + c) * esize]);
-                if (!std::isfinite(stored))
+                stored[c] = store(base.dtype, merged[c], row_bytes + c * esize);
+                if (!std::isfinite(stored[c]))
                     throw InputError(cat("tensor '", base.name, "': the merged value at [", row,
-                                         ", ", c, "] (", merged, ") does not fit ",
+                                         ", ", c, "] (", merged[c], ") does not fit ",
                                          dtype_name(base.dtype)));
-                for (size_t p = 0; p < P; ++p) {
-                    const double xi = x[p * nin + i];
-                    y_base[p * nout + o] += wv * xi;
-                    y_out[p * nout + o] += stored * xi;
-                    y_abs[p * nout + o] += std::fabs(stored * xi);
+            }
+            // Probes: [out, in] storage: this row is output `row`, a dot with x; [in, out]:
+            // input `row`, every output gets x[row] times it.
+            for (size_t p = 0; p < P; ++p) {
+                const double* xp = &x[p * nin];
+                double* yb = &y_base[p * nout];
+                double* yo = &y_out[p * nout];
+                double* ya = &y_abs[p * nout];
+                if (in_out) {
+                    const double xi = xp[row];
+                    for (size_t c = 0; c < cols; ++c) {
+                        yb[c] += wr[c] * xi;
+                        yo[c] += stored[c] * xi;
+                        ya[c] += std::fabs(stored[c] * xi);
+                    }
+                } else {
+                    double sb = 0.0, so = 0.0, sa = 0.0;
+                    for (size_t c = 0; c < cols; ++c) {
+                        sb += wr[c] * xp[c];
+                        so += stored[c] * xp[c];
+                        sa += std::fabs(stored[c] * xp[c]);
+                    }
+                    yb[row] += sb;
+                    yo[row] += so;
+                    ya[row] += sa;
                 }
             }
         }
@@ -969,7 +993,7 @@ class MergeLoraPass final : public Pass {
         if (adapters_.empty())
             throw InternalError("merge-lora: plan before read_files (the adapter is not read)");
         MergePlan p;
-        // Modules of every adapter, in layer order, each with the adapters that have it.
+        // Modules of every adapter, by name, each with the adapters that have it.
         std::vector<std::string> order;
         std::map<std::string, std::vector<std::pair<const Adapter*, const LoraModule*>>> parts;
         for (const auto& a : adapters_)
@@ -977,7 +1001,7 @@ class MergeLoraPass final : public Pass {
                 if (!parts.count(m.module)) order.push_back(m.module);
                 parts[m.module].emplace_back(a.get(), &m);
             }
-        std::stable_sort(order.begin(), order.end(), natural_less);
+        std::sort(order.begin(), order.end());
         std::vector<AdapterModule> wanted;
         for (const auto& name : order) {
             const LoraModule& m = *parts[name].front().second;
