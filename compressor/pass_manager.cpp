@@ -10,10 +10,15 @@
 #include <ostream>
 #include <set>
 
+#include "formats/model_io.h"
 #include "ir/error.h"
 #include "passes/registry.h"
 
 namespace ep {
+
+PassFiles pass_files(const Recipe& recipe) {
+    return {recipe.base_dir, [](const std::filesystem::path& path) { return load_model(path); }};
+}
 
 PassManager::PassManager(const Recipe& recipe) {
     for (const auto& config : recipe.passes) {
@@ -21,8 +26,10 @@ PassManager::PassManager(const Recipe& recipe) {
         if (!pass)
             throw InternalError(cat(recipe.what, ": ", config.path, ": pass '", config.name,
                                     "' validated but not in the registry"));
-        with_context(cat(recipe.what, ": ", config.path, " (", config.name, ")"),
-                     [&] { pass->configure(config.options); });
+        with_context(cat(recipe.what, ": ", config.path, " (", config.name, ")"), [&] {
+            pass->configure(config.options);
+            pass->read_files(pass_files(recipe));
+        });
         add(config.path, std::move(pass));
     }
 }

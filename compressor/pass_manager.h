@@ -41,6 +41,10 @@ struct PassResources {
     bool evaluation_data = false;
 };
 
+// What Pass::read_files gets for the recipe's passes: paths relative to the recipe's
+// directory, tensor files read by load_model.
+[[nodiscard]] PassFiles pass_files(const Recipe& recipe);
+
 struct PassRecord {
     std::string path;  // "passes[1]"
     std::string name;  // "fold-batchnorm"

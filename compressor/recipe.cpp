@@ -327,6 +327,13 @@ void check_option(const OptionSpec& spec, json& v, const std::string& path) {
                     fail(cat(path, "[", i, "]"), cat("expected a string, found ", type_name(v[i])));
             return;
         }
+        case OptionType::NumberList: {
+            if (!v.is_array()) expect("a list of numbers");
+            for (size_t i = 0; i < v.size(); ++i)
+                if (!v[i].is_number())
+                    fail(cat(path, "[", i, "]"), cat("expected a number, found ", type_name(v[i])));
+            return;
+        }
     }
 }
 
@@ -1075,6 +1082,10 @@ json option_schema(const OptionSpec& spec) {
                  {{"type", "object"}, {"minProperties", 1}, {"additionalProperties", number}}});
             break;
         }
+        case OptionType::NumberList:
+            j["type"] = "array";
+            j["items"] = {{"type", "number"}};
+            break;
     }
     if (!spec.default_value.is_null()) j["default"] = spec.default_value;
     j["description"] = spec.help;

@@ -52,7 +52,10 @@ std::optional<StreamPlan> plan_stream_compress(const Recipe& recipe, const Model
     auto pass = create_pass(config.name);
     if (!pass) return std::nullopt;
     std::string who = cat(config.path, " (", config.name, ")");
-    with_context(cat(recipe.what, ": ", who), [&] { pass->configure(config.options); });
+    with_context(cat(recipe.what, ": ", who), [&] {
+        pass->configure(config.options);
+        pass->read_files(pass_files(recipe));
+    });
     return plan_stream_pass(config.path, std::move(pass), model, output);
 }
 

@@ -38,6 +38,9 @@ struct LoraTarget {
     std::string how;  // "name", "node name", "shape order": how it was found (for the report)
 };
 
+// Module paths in layer order: "h.2" before "h.10" (runs of digits compare as numbers).
+[[nodiscard]] bool natural_less(const std::string& a, const std::string& b);
+
 // One entry per module, same order. `fan_in_fan_out` is the adapter config's flag (the
 // layout of a checkpoint's weight; ignored on a graph, where the reading op decides).
 // Throws InputError listing every module without a target unless allow_unmatched (then its

@@ -33,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -71,8 +72,8 @@ enum PassNeed : uint32_t {
 
 // NumberOrMap: a number, or an object mapping tensor-name globs to numbers (a per-layer
 // value, e.g. prune's {"sparsity": {"*": 0.5, "layers.0.*": 0.3}}); min / max bound every
-// number.
-enum class OptionType : uint8_t { Bool, Int, Number, String, StringList, NumberOrMap };
+// number. NumberList: an array of numbers.
+enum class OptionType : uint8_t { Bool, Int, Number, String, StringList, NumberOrMap, NumberList };
 
 struct OptionSpec {
     std::string name;
@@ -170,6 +171,16 @@ struct StreamingPlan {
     PassResult result;  // what run() returns once every item is written
 };
 
+// Files a pass reads besides the model (merge-lora's adapters). Passes cannot include
+// formats/ (the layering rules), so the caller that loaded the recipe hands them a reader.
+struct PassFiles {
+    // Relative paths in the pass's options resolve against this: the recipe's directory.
+    std::filesystem::path base_dir;
+    // A tensor file's tensors as a weights-only Model (formats/model_io load_model); throws
+    // InputError naming the file.
+    std::function<Model(const std::filesystem::path&)> read_tensors;
+};
+
 struct PassContext {
     int threads = 1;
     bool verbose = false;
@@ -196,6 +207,9 @@ class Pass {
     // Takes the validated options (defaults filled in). Throws InputError naming the
     // option for values that are well-typed but unusable together.
     virtual void configure(const nlohmann::json& options) { (void)options; }
+    // A pass whose options name files (merge-lora's `adapter`) reads and checks them here,
+    // after configure() and before plan(), so a missing or bad file fails at plan time.
+    virtual void read_files(const PassFiles& files) { (void)files; }
 
     // One line per decision the pass would make on this model, without changing it.
     [[nodiscard]] virtual std::vector<std::string> plan(const Model& model) const = 0;

@@ -14,6 +14,7 @@ std::unique_ptr<Pass> make_quantize_static_pass();    // passes/quantize_static.
 std::unique_ptr<Pass> make_quantize_dynamic_pass();   // passes/quantize_dynamic.cpp
 std::unique_ptr<Pass> make_prune_structured_pass();   // passes/prune_structured.cpp
 std::unique_ptr<Pass> make_prune_pass();              // passes/prune.cpp
+std::unique_ptr<Pass> make_merge_lora_pass();         // passes/merge_lora.cpp
 
 namespace {
 
@@ -24,6 +25,7 @@ struct PassEntry {
 
 constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
+    {"merge-lora", make_merge_lora_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},

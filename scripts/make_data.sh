@@ -16,6 +16,11 @@
 #                                    tokenizer for its 512-token vocabulary offline: this is
 #                                    the real token text we have), [64, 64] int64
 #   stories260k-ref.npy              ../shared/models/stories260k/ref_tokens.npy as [1, 64]
+#   stories260k-lora, -lora-hf       a seeded rank-4 LoRA adapter in PEFT's layout on each
+#                                    layer's q / v / FFN-down projections (no torch:
+#                                    scripts/make_lora_adapter.py); -lora names the modules as
+#                                    model.onnx's initializers (llama2.c paths), -lora-hf as
+#                                    model.safetensors' tensors (Hugging Face paths), same values
 # With the MiniLM's vocabulary fetched (scripts/fetch_models.sh):
 #   minilm-eval                      64 English sentences from the license texts in
 #                                    /usr/share/common-licenses (every Debian system has them),
@@ -72,6 +77,10 @@ if [ -f "$shared/stories260k/model.onnx" ]; then
     --count 64 --length 64
   make_set stories260k-ref.npy scripts/xcheck/reshape_npy.py "$shared/stories260k/ref_tokens.npy" \
     OUT 1,-1
+  make_set stories260k-lora scripts/make_lora_adapter.py "$shared/stories260k/model.safetensors" \
+    OUT --naming llama2c --rank 4 --alpha 8 --seed 1
+  make_set stories260k-lora-hf scripts/make_lora_adapter.py \
+    "$shared/stories260k/model.safetensors" OUT --naming hf --rank 4 --alpha 8 --seed 1
 fi
 if [ -f .cache/models/minilm/vocab.json ]; then
   make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \
