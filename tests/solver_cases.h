@@ -13,13 +13,8 @@
 
 namespace ep::test {
 
-// GPTQ's H = 2/n X^T X of n seeded normal rows whose neighbouring columns are correlated
-// (x[c] += 0.7 x[c - 1]), cols x cols row-major.
-inline std::vector<double> correlated_hessian(int64_t cols, int64_t n, uint32_t seed) {
-    auto x = normal_values(static_cast<size_t>(n * cols), seed);
-    for (int64_t s = 0; s < n; ++s)
-        for (int64_t c = 1; c < cols; ++c)
-            x[static_cast<size_t>(s * cols + c)] += 0.7f * x[static_cast<size_t>(s * cols + c - 1)];
+// GPTQ's H = 2/n X^T X of the n rows of x (n x cols), cols x cols row-major.
+inline std::vector<double> hessian_of_rows(const std::vector<float>& x, int64_t n, int64_t cols) {
     std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
     for (int64_t s = 0; s < n; ++s)
         for (int64_t i = 0; i < cols; ++i)
@@ -28,6 +23,16 @@ inline std::vector<double> correlated_hessian(int64_t cols, int64_t n, uint32_t 
                                                         x[static_cast<size_t>(s * cols + i)] *
                                                         x[static_cast<size_t>(s * cols + j)];
     return h;
+}
+
+// The Hessian of n seeded normal rows whose neighbouring columns are correlated
+// (x[c] += 0.7 x[c - 1]).
+inline std::vector<double> correlated_hessian(int64_t cols, int64_t n, uint32_t seed) {
+    auto x = normal_values(static_cast<size_t>(n * cols), seed);
+    for (int64_t s = 0; s < n; ++s)
+        for (int64_t c = 1; c < cols; ++c)
+            x[static_cast<size_t>(s * cols + c)] += 0.7f * x[static_cast<size_t>(s * cols + c - 1)];
+    return hessian_of_rows(x, n, cols);
 }
 
 // A tensor of `dtype` holding the bytes of `values` (f64 Hessians, u8 masks) for write_npy.

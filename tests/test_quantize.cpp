@@ -280,13 +280,7 @@ TEST_CASE(
                 acc += z[static_cast<size_t>(s * cols + j)] * a[static_cast<size_t>(j * cols + k)];
             x[static_cast<size_t>(s * cols + k)] = acc;
         }
-    std::fill(h.begin(), h.end(), 0.0);
-    for (int64_t s = 0; s < n; ++s)
-        for (int64_t i = 0; i < cols; ++i)
-            for (int64_t j = 0; j < cols; ++j)
-                h[static_cast<size_t>(i * cols + j)] += 2.0 / n *
-                                                        x[static_cast<size_t>(s * cols + i)] *
-                                                        x[static_cast<size_t>(s * cols + j)];
+    h = test::hessian_of_rows(x, n, cols);
     auto output_error = [&](const std::vector<std::byte>& bytes) {
         std::vector<float> q(static_cast<size_t>(rows * cols));
         for (int64_t r0 = 0; r0 < rows; ++r0)
