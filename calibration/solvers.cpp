@@ -10,6 +10,7 @@
 
 #include "calibration/hessian_factor.h"
 #include "ir/error.h"
+#include "ir/sparse.h"
 
 namespace ep::calib {
 
@@ -104,13 +105,22 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
         params[static_cast<size_t>(r * nb + b)] =
             choose_qparams(e, std::span<const float>(buf.data(), static_cast<size_t>(c1 - c0)));
     };
+    // Pruned weights (options.mask, original columns): stored as the code of 0.0, and their
+    // value 0 is what the group's parameters see, so the range covers the kept weights.
+    const int64_t words = mask_words(cols);
+    if (!options.mask.empty() && options.mask.size() != static_cast<size_t>(rows * words))
+        throw InternalError(cat("gptq: ", what, ": mask size"));
+    auto pruned = [&](int64_t r, int64_t c) {
+        return !options.mask.empty() && !mask_bit(options.mask, words, r, c);
+    };
     const bool static_groups = options.act_order || !traits(e.scheme).grouped;
     if (static_groups)
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t b = 0; b < nb; ++b)
                 set_params(r, b, [&](int64_t c) {
                     // dead columns were zeroed
-                    return diag(c) == 0.0 ? 0.0f : w[static_cast<size_t>(r * cols + c)];
+                    return diag(c) == 0.0 || pruned(r, c) ? 0.0f
+                                                          : w[static_cast<size_t>(r * cols + c)];
                 });
     // Position of each original column in the permuted order (dynamic groups only use
     // the identity permutation).
@@ -123,13 +133,16 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
             const int64_t orig = perm[static_cast<size_t>(j)];
             if (!static_groups && orig % gw == 0)
                 for (int64_t r = 0; r < rows; ++r)
-                    set_params(r, orig / gw,
-                               [&](int64_t c) { return static_cast<float>(wd(r, c)); });
+                    set_params(r, orig / gw, [&](int64_t c) {
+                        return pruned(r, c) ? 0.0f : static_cast<float>(wd(r, c));
+                    });
             const double d = u(j, j);
             for (int64_t r = 0; r < rows; ++r) {
                 const QParams& p = params[static_cast<size_t>(r * nb + orig / gw)];
                 const double x = wd(r, j);
-                int q = quantize_value(e, static_cast<float>(x), p);
+                // A pruned weight takes the code of 0.0 (0, or the zero point: exact), and
+                // its whole current value is the error spread over the later columns.
+                int q = quantize_value(e, pruned(r, orig) ? 0.0f : static_cast<float>(x), p);
                 codes[static_cast<size_t>(r * cols + orig)] = q;
                 double deq = static_cast<double>(dequantize_value(e, q, p));
                 double ej = (x - deq) / d;

@@ -36,14 +36,24 @@
 // input columns is a warning naming it. Statistics are captured in batches of
 // at most 1 GiB (the calibration set is re-run per batch), so memory stays bounded.
 // GPTQ: a Cholesky failure after the damping retries is an error naming the tensor, never
-// a silent fallback. AWQ searches one scale vector per activation, shared by every
-// quantized matrix that reads it (q/k/v share theirs), and applies 1/s on the activation
-// side: folded into the producing Mul's per-channel constant when the activation comes
-// from a Mul by a [K] initializer (the RMSNorm weight in Llama graphs) and feeds only the
+// a silent fallback.
+//
+// Pruned weights (passes/prune*; ir/sparse.h): a float weight stored sparse, or a dense one
+// with weights exactly 0.0, is quantized with every pruned weight at the code of 0.0 (the
+// mask of a sparse source, else its exact zeros): rtn and awq do so by themselves (0 rounds
+// to the code of 0, and AWQ's pre-scale and clipping keep 0), GPTQ through
+// GptqOptions::mask (the pruned weight's value is its error). A sparse source's output is
+// stored sparse with the same layout and mask (int4g32+2:4, int8c+bitmask) when that is
+// smaller than the dense encoding and the layout fits it (n:m needs group % m == 0, the
+// same reduction axis); otherwise dense, the plan saying why. AWQ searches one scale vector per
+// activation, shared by every quantized matrix that reads it (q/k/v share theirs), and applies 1/s
+// on the activation side: folded into the producing Mul's per-channel constant when the activation
+// comes from a Mul by a [K] initializer (the RMSNorm weight in Llama graphs) and feeds only the
 // quantized matrices; otherwise a Mul by 1/s ("<activation>_awq_inv") is inserted before
 // them. GPTQ and AWQ compute every new tensor before changing the model, so an error
 // leaves the model as it was.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -58,6 +68,7 @@
 #include "ir/encoding.h"
 #include "ir/ir.h"
 #include "ir/progress.h"
+#include "ir/sparse.h"
 #include "passes/pass.h"
 #include "passes/quantize_weights.h"
 #include "passes/selector.h"
@@ -97,6 +108,8 @@ struct Candidate {
     int64_t k = 0;            // reduction length
     int64_t rows = 0;         // output channels (stored rows)
     uint64_t old_bytes = 0, new_bytes = 0;
+    Sparsity sparse;        // the output stored sparse (a sparse source's layout), else none
+    std::string dense_why;  // a sparse source stored dense: why
 };
 
 struct Analysis {
@@ -281,6 +294,9 @@ class QuantizeWeights final : public Pass {
     std::optional<StreamingPlan> plan_streaming(const Model& model) const override {
         if (method_ != Method::Rtn || !model.graph.nodes.empty()) return std::nullopt;
         Analysis a = analyze(model);
+        // Sparse sources (a prune pass before this one) are encoded in memory.
+        for (const auto& c : a.candidates)
+            if (model.graph.find_initializer(c.name)->encoding.is_sparse()) return std::nullopt;
         StreamingPlan p;
         p.action = "quantize";
         uint64_t before = 0, after = 0;
@@ -327,7 +343,8 @@ class QuantizeWeights final : public Pass {
             // One tensor at a time: the float copy lives only while it is encoded.
             for (const auto& c : a.candidates) {
                 Tensor* t = find_tensor(model, c);
-                *t = quantize_tensor_rtn(*t, c.encoding);
+                Tensor q = stored_as_planned(*t, c, quantize_tensor_rtn(*t, c.encoding));
+                *t = std::move(q);
                 t->check_consistent();
                 ++result.rewrites;
             }
@@ -365,7 +382,7 @@ class QuantizeWeights final : public Pass {
             const auto& c = a.candidates[i];
             QuantizedGroup key;
             key.op = checkpoint ? "tensor" : std::string(role_name(c.role));
-            key.encoding = encoding_name(c.encoding);
+            key.encoding = encoding_name(output_encoding(c));
             key.method = methods[i];
             auto it = std::find_if(out.begin(), out.end(), [&](const QuantizedGroup& g) {
                 return g.op == key.op && g.encoding == key.encoding && g.method == key.method;
@@ -395,8 +412,9 @@ class QuantizeWeights final : public Pass {
         std::string how;
         if (method_ != Method::Rtn) how = c.calibrated ? "" : cat(" (rtn: ", c.rtn_why, ")");
         return cat("[", i + 1, "/", a.candidates.size(), "] ", c.name, " ", shape_string(t->shape),
-                   " ", lower_dtype(t->dtype), " -> ", encoding_name(c.encoding), ", ",
-                   mib(c.old_bytes), " -> ", mib(c.new_bytes), how);
+                   " ", lower_dtype(t->dtype), " -> ", encoding_name(output_encoding(c)), ", ",
+                   mib(c.old_bytes), " -> ", mib(c.new_bytes), how,
+                   c.dense_why.empty() ? "" : cat(" (stored dense: ", c.dense_why, ")"));
     }
 
     static std::string_view role_name(Role r) {
@@ -411,6 +429,59 @@ class QuantizeWeights final : public Pass {
                 return "Conv";
         }
         return "?";
+    }
+
+    // The encoding a candidate is stored with: its quantized encoding, sparse when planned.
+    static Encoding output_encoding(const Candidate& c) {
+        Encoding e = c.encoding;
+        e.sparse = c.sparse;
+        return e;
+    }
+
+    // A sparse source keeps its layout when the quantized form can carry it and is smaller
+    // sparse than dense (c.sparse, c.new_bytes); else c.dense_why says why not.
+    static void plan_sparse_output(const Tensor& t, Candidate& c) {
+        const Sparsity& src = t.encoding.sparse;
+        if (src.is_none()) return;
+        if (t.encoding.axis != c.encoding.axis) {
+            c.dense_why = cat("pruned along axis ", int{t.encoding.axis}, ", quantized along ",
+                              int{c.encoding.axis});
+            return;
+        }
+        Encoding e = c.encoding;
+        e.sparse = src;
+        try {
+            check_sparsity(e, DType::F32, c.rows, c.k, encoding_name(e));
+        } catch (const InputError& err) {
+            c.dense_why = err.what();
+            return;
+        }
+        auto sections = sparse_sections(e, DType::F32, c.rows, c.k);
+        if (!sections || sections->total >= c.new_bytes) {
+            c.dense_why = cat(encoding_name(e), " would not be smaller");
+            return;
+        }
+        c.sparse = src;
+        c.new_bytes = sections->total;
+    }
+
+    // The pruned-weight mask of a source in c's stored orientation: a sparse source's own
+    // mask, else its exact zeros; empty when nothing is pruned (GptqOptions::mask).
+    static std::vector<uint64_t> pruned_mask(const Tensor& t, const Candidate& c) {
+        std::vector<uint64_t> mask = t.encoding.is_sparse() && t.encoding.axis == c.encoding.axis
+                                         ? tensor_mask(t)
+                                         : nonzero_mask(densify_tensor(t), c.encoding);
+        uint64_t kept = 0;
+        for (uint64_t w : mask) kept += static_cast<uint64_t>(std::popcount(w));
+        if (kept == static_cast<uint64_t>(c.rows * c.k)) mask.clear();
+        return mask;
+    }
+
+    // The quantized tensor `q` of `source` as the plan stores it: sparse with the source's
+    // layout and mask, or as it is.
+    static Tensor stored_as_planned(const Tensor& source, const Candidate& c, Tensor q) {
+        if (c.sparse.is_none()) return q;
+        return sparsify_tensor(q, c.sparse, tensor_mask(source));
     }
 
     // Bytes of t as stored now (logical element bytes).
@@ -444,6 +515,7 @@ class QuantizeWeights final : public Pass {
             c.k = t.shape[1];
             c.old_bytes = float_bytes(t);
             c.new_bytes = encoded_bytes(c.encoding, c.rows, c.k).value_or(0);
+            plan_sparse_output(t, c);
             a.candidates.push_back(std::move(c));
         }
         return a;
@@ -452,7 +524,8 @@ class QuantizeWeights final : public Pass {
     // Problems shared by both modes; "" when none.
     std::string common_problem(const Tensor& t) const {
         if (!selector_.selects(t.name)) return "not selected by include/exclude";
-        if (t.is_encoded()) return cat("already encoded (", encoding_name(t.encoding), ")");
+        if (t.encoding.is_quantized())
+            return cat("already encoded (", encoding_name(t.encoding), ")");
         if (t.element_count() == 0) return "empty tensor";
         if (t.element_count() < min_elements_)
             return cat(t.element_count(), " elements, below min_elements ", min_elements_);
@@ -673,6 +746,7 @@ class QuantizeWeights final : public Pass {
             c.k = dims.cols;
             c.old_bytes = float_bytes(*t);
             c.new_bytes = encoded_bytes(c.encoding, dims.rows, dims.cols).value_or(0);
+            plan_sparse_output(*t, c);
             if (method_ != Method::Rtn) c.rtn_why = std::string(role_name(role));
             if (method_ != Method::Rtn && (role == Role::MatMulB || role == Role::GemmB)) {
                 const Node& n = *us.front().node;
@@ -872,8 +946,10 @@ class QuantizeWeights final : public Pass {
                     const Tensor* t = model.graph.find_initializer(members[m]->name);
                     replaced.emplace_back(
                         members[m],
-                        make_encoded_tensor(*t, members[m]->encoding,
-                                            std::move(keep_rtn ? rtn_bytes[m] : awq_bytes[m])));
+                        stored_as_planned(*t, *members[m],
+                                          make_encoded_tensor(
+                                              *t, members[m]->encoding,
+                                              std::move(keep_rtn ? rtn_bytes[m] : awq_bytes[m]))));
                     methods[index_of(members[m])] = keep_rtn ? "rtn" : "awq";
                     if (keep_rtn) fallback.push_back(members[m]->name);
                 }
@@ -897,7 +973,10 @@ class QuantizeWeights final : public Pass {
                 const Tensor* t = model.graph.find_initializer(c.name);
                 const auto& st = stats[request_of[c.activation]];
                 auto w = stored_floats(*t, c.encoding);
-                auto r = calib::gptq_quantize(c.encoding, w, c.rows, c.k, st.hessian, gptq_,
+                const auto mask = pruned_mask(*t, c);
+                calib::GptqOptions options = gptq_;
+                options.mask = mask;
+                auto r = calib::gptq_quantize(c.encoding, w, c.rows, c.k, st.hessian, options,
                                               cat("tensor '", c.name, "'"));
                 if (r.retries) ++retried;
                 dead += r.dead_columns;
@@ -908,8 +987,10 @@ class QuantizeWeights final : public Pass {
                     calib::hessian_error(c.encoding, w, c.rows, c.k, rtn, st.hessian, r.damp) <
                     calib::hessian_error(c.encoding, w, c.rows, c.k, r.bytes, st.hessian, r.damp);
                 replaced.emplace_back(
-                    &c, make_encoded_tensor(*t, c.encoding,
-                                            keep_rtn ? std::move(rtn) : std::move(r.bytes)));
+                    &c, stored_as_planned(
+                            *t, c,
+                            make_encoded_tensor(*t, c.encoding,
+                                                keep_rtn ? std::move(rtn) : std::move(r.bytes))));
                 methods[index_of(&c)] = keep_rtn ? "rtn" : "gptq";
                 if (keep_rtn) fallback.push_back(c.name);
                 step.advance();
@@ -922,7 +1003,9 @@ class QuantizeWeights final : public Pass {
         }
         for (const auto& c : a.candidates)
             if (!c.calibrated)
-                replaced.emplace_back(&c, quantize_tensor_rtn(*find_tensor(model, c), c.encoding));
+                replaced.emplace_back(
+                    &c, stored_as_planned(*find_tensor(model, c), c,
+                                          quantize_tensor_rtn(*find_tensor(model, c), c.encoding)));
         if (result.calibration) {
             result.calibration->solved = solved;
             result.calibration->rtn_fallback = fallback;

@@ -23,6 +23,7 @@
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
 #include "runtime-check/synthetic_inputs.h"
+#include "solver_cases.h"
 #include "support.h"
 
 using namespace ep;
@@ -279,13 +280,7 @@ TEST_CASE(
                 acc += z[static_cast<size_t>(s * cols + j)] * a[static_cast<size_t>(j * cols + k)];
             x[static_cast<size_t>(s * cols + k)] = acc;
         }
-    std::fill(h.begin(), h.end(), 0.0);
-    for (int64_t s = 0; s < n; ++s)
-        for (int64_t i = 0; i < cols; ++i)
-            for (int64_t j = 0; j < cols; ++j)
-                h[static_cast<size_t>(i * cols + j)] += 2.0 / n *
-                                                        x[static_cast<size_t>(s * cols + i)] *
-                                                        x[static_cast<size_t>(s * cols + j)];
+    h = test::hessian_of_rows(x, n, cols);
     auto output_error = [&](const std::vector<std::byte>& bytes) {
         std::vector<float> q(static_cast<size_t>(rows * cols));
         for (int64_t r0 = 0; r0 < rows; ++r0)
@@ -523,32 +518,14 @@ TEST_CASE("gptq codes match a numpy port of AutoGPTQ's fasterquant", "[quantize]
     const int64_t rows = 16, cols = 96;
     Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
     auto w = normal_values(static_cast<size_t>(rows * cols), 41);
-    const int64_t n = 300;
-    auto x = normal_values(static_cast<size_t>(n * cols), 42);
-    for (int64_t s = 0; s < n; ++s)  // correlated neighbours
-        for (int64_t c = 1; c < cols; ++c)
-            x[static_cast<size_t>(s * cols + c)] += 0.7f * x[static_cast<size_t>(s * cols + c - 1)];
-    std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
-    for (int64_t s = 0; s < n; ++s)
-        for (int64_t i = 0; i < cols; ++i)
-            for (int64_t j = 0; j < cols; ++j)
-                h[static_cast<size_t>(i * cols + j)] += 2.0 / n *
-                                                        x[static_cast<size_t>(s * cols + i)] *
-                                                        x[static_cast<size_t>(s * cols + j)];
+    auto h = test::correlated_hessian(cols, 300, 42);
     calib::GptqOptions o;
     o.block_size = 64;  // groups of 32 inside blocks of 64: lazy updates across blocks
     auto r = calib::gptq_quantize(e, w, rows, cols, h, o, "t");
 
     test::TempDir dir;
     write_npy(make_f32_tensor("w", {rows, cols}, w), dir / "w.npy");
-    Tensor ht;
-    ht.name = "h";
-    ht.dtype = DType::F64;
-    ht.shape = {cols, cols};
-    std::vector<std::byte> hb(h.size() * 8);
-    std::memcpy(hb.data(), h.data(), hb.size());
-    ht.data = TensorData::owned(std::move(hb));
-    write_npy(ht, dir / "h.npy");
+    write_npy(test::raw_tensor("h", DType::F64, {cols, cols}, h), dir / "h.npy");
     auto py = test::run_oracle("gptq_ref.py", {(dir / "w.npy").string(), (dir / "h.npy").string(),
                                                (dir / "codes.npy").string(), "--block", "64"});
     INFO(py.err);

@@ -16,6 +16,7 @@
 #include "pass_model.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
+#include "solver_cases.h"
 #include "support.h"
 
 using namespace ep;
@@ -59,17 +60,6 @@ RealLayer stories260k_layer(const Model& m, const std::string& activation,
     REQUIRE(stats.size() == 1);
     l.h = stats[0].hessian;
     return l;
-}
-
-void write_f64_npy(const std::vector<double>& v, int64_t rows, int64_t cols, const fs::path& p) {
-    Tensor t;
-    t.name = "h";
-    t.dtype = DType::F64;
-    t.shape = {rows, cols};
-    std::vector<std::byte> b(v.size() * 8);
-    std::memcpy(b.data(), v.data(), b.size());
-    t.data = TensorData::owned(std::move(b));
-    write_npy(t, p);
 }
 
 // tr(E H E^T), E = W - P: the layer-output error on the calibration rows.
@@ -133,7 +123,7 @@ TEST_CASE("sparsegpt weights and mask equal a numpy port of the reference faster
 
     test::TempDir dir;
     write_npy(make_f32_tensor("w", {l.rows, l.cols}, l.w), dir / "w.npy");
-    write_f64_npy(l.h, l.cols, l.cols, dir / "h.npy");
+    write_npy(raw_tensor("h", DType::F64, {l.cols, l.cols}, l.h), dir / "h.npy");
 
     struct Case {
         const char* name;

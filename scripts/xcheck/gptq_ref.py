@@ -5,10 +5,13 @@ magnitude, q = clamp(round_half_away(x / d), -8, 7) in float32), for cross-check
 calibration/solvers.cpp.
 
 usage: gptq_ref.py W.npy H.npy OUT_CODES.npy [--group 32] [--block 128] [--damp 0.01]
+                  [--mask MASK.npy]
 W: f32 [rows, cols] (stored orientation), H: f64 [cols, cols]. Writes int32 codes
 [rows, cols]. Group parameters are taken when a group's first column is reached, from the
 current weights (the block's working copy included: edgepack's documented choice; AutoGPTQ
 reads W, which misses the updates made inside the current block).
+--mask: u8 [rows, cols], 0 = a pruned weight (GptqOptions::mask): it takes the code 0 and
+its whole current value is the error; the group parameters see it as 0.
 """
 import argparse
 import sys
@@ -42,8 +45,10 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=32)
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--damp", type=float, default=0.01)
+    ap.add_argument("--mask")
     a = ap.parse_args()
     W = np.load(a.w).astype(np.float64)
+    keep = np.load(a.mask).astype(bool) if a.mask else np.ones(W.shape, dtype=bool)
     H = np.load(a.h).astype(np.float64).copy()
     rows, cols = W.shape
     dead = np.diag(H) == 0
@@ -62,11 +67,11 @@ def main() -> int:
             j = i1 + i
             if j % a.group == 0:
                 for r in range(rows):
-                    scales[r, j // a.group] = qparams(W[r, j:j + a.group])
+                    scales[r, j // a.group] = qparams(W[r, j:j + a.group] * keep[r, j:j + a.group])
             d = U[j, j]
             for r in range(rows):
                 s = scales[r, j // a.group]
-                q = quant(W[r, j], s)
+                q = quant(W[r, j], s) if keep[r, j] else 0
                 codes[r, j] = q
                 deq = np.float64(np.float32(s) * np.float32(q))
                 Err1[r, i] = (W[r, j] - deq) / d
