@@ -366,7 +366,7 @@ std::string render_inspect_text(const json& r) {
         out << "by encoding\n";
         for (const auto& d : p["by_encoding"]) {
             char buf[200];
-            std::snprintf(buf, sizeof buf, "  %-14s%s in %s tensors, %s, %.3f bits/weight",
+            std::snprintf(buf, sizeof buf, "  %-15s %s in %s tensors, %s, %.3f bits/weight",
                           d["encoding"].get<std::string>().c_str(), grouped(d["count"]).c_str(),
                           grouped(d["tensors"]).c_str(), human_bytes(d["bytes"]).c_str(),
                           d["bits_per_weight"].get<double>());

@@ -39,7 +39,8 @@ std::optional<uint8_t> weight_axis(const Graph& g, const std::string& name) {
 // Prunes `t` by magnitude in its stored orientation (rows = output channels, columns along
 // `axis`, the reduction): n:m keeps the n largest |w| of every m consecutive columns (ties:
 // the earlier), else each row keeps its ceil(cols / 2) largest. The pruned weights become 0.0
-// and the tensor is stored sparse. A test helper standing in for the prune pass.
+// and the tensor is stored sparse when that is smaller than dense (the prune pass's storage
+// "auto"), else dense. A test helper standing in for the prune pass.
 Tensor prune_magnitude(const Tensor& t, uint8_t axis, Sparsity layout) {
     Encoding plain;
     plain.axis = axis;
@@ -67,14 +68,17 @@ Tensor prune_magnitude(const Tensor& t, uint8_t axis, Sparsity layout) {
                     at(r, c) = 0.0f;
             }
         }
-    return sparsify_tensor(make_f32_tensor(t.name, t.shape, v), layout, mask, axis);
+    Tensor dense = make_f32_tensor(t.name, t.shape, v);
+    Tensor sparse = sparsify_tensor(dense, layout, mask, axis);
+    return sparse.data.size() < dense.data.size() ? sparse : dense;
 }
 
 const Sparsity kBitmask{SparseLayout::Bitmask, 0, 0, 0};
 const Sparsity k24{SparseLayout::NM, 2, 4, 0};
 
-// Every MatMul / Gemm / Conv weight of `m` pruned by magnitude: 2:4 where the reduction
-// length allows, else half of each row (bitmask). Returns the names pruned.
+// Every MatMul / Gemm / Conv weight of `m` pruned by magnitude, alternately half of each row
+// (bitmask) and 2:4 (where the reduction length allows), so both layouts meet both
+// orientations. Returns the names pruned.
 std::vector<std::string> prune_model(Model& m) {
     std::vector<std::string> names;
     for (auto& t : m.graph.initializers) {
@@ -83,7 +87,8 @@ std::vector<std::string> prune_model(Model& m) {
         Encoding plain;
         plain.axis = *axis;
         auto dims = encoded_dims(plain, t.shape, t.name);
-        t = prune_magnitude(t, *axis, dims.cols % 4 == 0 ? k24 : kBitmask);
+        bool nm = names.size() % 2 == 1 && dims.cols % 4 == 0;
+        t = prune_magnitude(t, *axis, nm ? k24 : kBitmask);
         names.push_back(t.name);
     }
     return names;
@@ -126,27 +131,29 @@ TEST_CASE("inspect shows each sparse tensor's sparsity, pattern, encoding and si
     test::TempDir dir;
     Model m = load_model(mnist_model());
     auto pruned = prune_model(m);
-    // conv1 (9 columns) is pruned by rows, conv2 (288), fc1 (3136) and fc2 (128) 2:4.
+    // conv1 and fc1 half of each row, conv2 (288 columns) and fc2 (128) 2:4; conv1's 9
+    // columns are too short for the mask to pay: it stays dense, its zeros stored.
     REQUIRE(pruned ==
             std::vector<std::string>{"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"});
-    // fc1 quantized too: int4 g32 codes stored 2:4.
+    // The .onnx holds the float weights dense (a quantized .onnx needs onnx.quantized).
+    save_model(m, dir / "pruned.onnx");
+    // In the .epk fc1 is quantized too: int4 g32 codes stored with its bitmask.
     for (auto& t : m.graph.initializers)
         if (t.name == "fc1.weight") {
             Tensor dense = densify_tensor(t);
             Encoding e = *encoding_from_name("int4g32");
             Tensor q = quantize_tensor_rtn(dense, e);
-            t = sparsify_tensor(q, k24, tensor_mask(t));
+            t = sparsify_tensor(q, kBitmask, tensor_mask(t));
         }
     save_model(m, dir / "pruned.epk");
-    save_model(m, dir / "pruned.onnx");
 
     auto r = test::run_edgepack({"inspect", (dir / "pruned.epk").string(), "--json", "--tensors"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     json j = json::parse(r.out);
     const json& sp = j["sparse"];
-    REQUIRE(sp["tensors"] == 4);
-    REQUIRE(sp["layers"].size() == 4);
+    REQUIRE(sp["tensors"] == 3);
+    REQUIRE(sp["layers"].size() == 3);
     uint64_t weights = 0, kept = 0, bytes = 0, dense = 0;
     for (const auto& l : sp["layers"]) {
         INFO(l.dump());
@@ -165,24 +172,34 @@ TEST_CASE("inspect shows each sparse tensor's sparsity, pattern, encoding and si
     CHECK(sp["bytes"] == bytes);
     CHECK(sp["dense_bytes"] == dense);
     CHECK(sp["sparsity"].get<double>() == Approx(1.0 - double(kept) / double(weights)));
-    // conv1: [32, 1, 3, 3], 5 of 9 kept per row; fc1: [128, 3136] int4g32 2:4.
-    const json& conv1 = sp["layers"][0];
-    CHECK(conv1["name"] == "conv1.weight");
-    CHECK(conv1["pattern"] == "unstructured");
-    CHECK(conv1["encoding"] == "bitmask");
-    CHECK(conv1["kept"] == 32 * 5);
-    CHECK(conv1["sparsity"].get<double>() == Approx(4.0 / 9.0));
-    CHECK(conv1["dense_bytes"] == 32 * 9 * 4);
-    const json& fc1 = sp["layers"][2];
+    // conv2: [64, 32, 3, 3] 2:4 over 288 columns: a mask of 5 words a row and half the f32s.
+    const json& conv2 = sp["layers"][0];
+    CHECK(conv2["name"] == "conv2.weight");
+    CHECK(conv2["pattern"] == "2:4");
+    CHECK(conv2["encoding"] == "2:4");
+    CHECK(conv2["axis"] == 1);
+    CHECK(conv2["kept"] == 64 * 144);
+    CHECK(conv2["sparsity"].get<double>() == 0.5);
+    CHECK(conv2["dense_bytes"] == 64 * 288 * 4);
+    CHECK(conv2["bytes"] == 64 * 5 * 8 + 64 * 144 * 4);
+    // fc1: [128, 3136] int4g32, 1568 kept a row. Dense: 128 rows x 98 blocks of 18 bytes;
+    // sparse: the mask (49 words a row), row_start, the 2-byte scales, the kept nibbles.
+    const json& fc1 = sp["layers"][1];
     CHECK(fc1["name"] == "fc1.weight");
-    CHECK(fc1["pattern"] == "2:4");
-    CHECK(fc1["encoding"] == "int4g32+2:4");
+    CHECK(fc1["pattern"] == "unstructured");
+    CHECK(fc1["encoding"] == "int4g32+bitmask");
     CHECK(fc1["axis"] == 1);
+    CHECK(fc1["kept"] == 128 * 1568);
     CHECK(fc1["sparsity"].get<double>() == 0.5);
-    // Dense int4g32: 128 rows x 98 blocks of 18 bytes; sparse: mask 128 x 49 words, the
-    // 2-byte scales, and half the nibbles.
     CHECK(fc1["dense_bytes"] == 128 * 98 * 18);
-    CHECK(fc1["bytes"] == 128 * 49 * 8 + 128 * 98 * 2 + 128 * 3136 / 2 / 2);
+    CHECK(fc1["bytes"] == 128 * 49 * 8 + 129 * 8 + 128 * 98 * 2 + 128 * 1568 / 2);
+    CHECK(sp["layers"][2]["name"] == "fc2.weight");
+    // --tensors: conv1 is dense, 4 of its 9 weights a row zero.
+    for (const auto& t : j["tensors"])
+        if (t["name"] == "conv1.weight") {
+            CHECK(t["encoding"] == "f32");
+            CHECK(t["zero_fraction"].get<double>() == Approx(4.0 / 9.0));
+        }
     // --tensors: zero_fraction of a sparse tensor is its pruned fraction.
     for (const auto& t : j["tensors"])
         if (t["name"] == "fc2.weight") CHECK(t["zero_fraction"].get<double>() == 0.5);
@@ -191,10 +208,13 @@ TEST_CASE("inspect shows each sparse tensor's sparsity, pattern, encoding and si
     auto text = test::run_edgepack({"inspect", (dir / "pruned.epk").string()});
     REQUIRE(text.exit_code == 0);
     CHECK_THAT(text.out, Catch::Contains("sparse      "));
-    CHECK_THAT(text.out, Catch::Contains(" weights pruned ("));
-    CHECK_THAT(text.out, Catch::Contains("int4g32+2:4"));
-    CHECK_THAT(text.out, Catch::Contains("fc1.weight [128, 3136]"));
-    CHECK_THAT(text.out, Catch::Contains("44.44% unstructured"));
+    CHECK_THAT(text.out,
+               Catch::Contains("210,560 of 421,120 weights pruned (50.00%) in 3 tensors"));
+    CHECK_THAT(text.out, Catch::Contains("  int4g32+bitmask 401,408 in 1 tensors"));
+    CHECK_THAT(text.out, Catch::Contains("in 3 tensors"));
+    CHECK_THAT(text.out, Catch::Contains(
+                             " 50.00% unstructured int4g32+bitmask 172.51 KiB (dense 220.50 KiB)  "
+                             "fc1.weight [128, 3136]"));
 
     // The .onnx holds the same weights dense: no sparse tensors, the zeros stored.
     auto onnx =
@@ -245,9 +265,11 @@ TEST_CASE(
             save_model(weights_only(m), dir / "pruned.safetensors");
             // The .epk keeps every pruned weight sparse.
             Model back = load_model(dir / "pruned.epk");
-            size_t sparse = 0;
+            size_t sparse = 0, stored_sparse = 0;
             for (const auto& t : back.graph.initializers) sparse += t.encoding.is_sparse();
-            CHECK(sparse == pruned.size());
+            for (const auto& t : m.graph.initializers) stored_sparse += t.encoding.is_sparse();
+            CHECK(sparse == stored_sparse);
+            CHECK(sparse >= pruned.size() - 1);
 
             write_npy(c.data(), dir / "input.npy");
             auto run = test::run_edgepack({"run", (dir / "pruned.epk").string(), "--input",
