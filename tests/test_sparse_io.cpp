@@ -231,7 +231,7 @@ TEST_CASE("inspect shows each sparse tensor's sparsity, pattern, encoding and si
 
 TEST_CASE(
     "a pruned model written as .onnx runs in ONNX Runtime as our runtime runs its sparse "
-    ".epk, within 1e-4; its .safetensors is dense with the same values",
+    ".epk, within 1e-4, and its .safetensors is dense with the same values",
     "[sparse][xcheck][real]") {
     struct Case {
         const char* label;
