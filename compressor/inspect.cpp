@@ -5,6 +5,8 @@
 #include <map>
 #include <sstream>
 
+#include "ir/sparse.h"
+
 namespace ep {
 namespace {
 
@@ -113,6 +115,54 @@ double bits_of(const Tensor& t) {
     return traits(t.dtype).bits;
 }
 
+// "unstructured" for a bitmask, "2:4" for n:m.
+std::string sparse_pattern(const Sparsity& s) {
+    if (s.layout == SparseLayout::NM) return cat(int(s.n), ":", int(s.m));
+    return "unstructured";
+}
+
+// Bytes the tensor would take stored dense (its dense encoding, or its dtype's elements).
+uint64_t dense_bytes(const Tensor& t) {
+    Encoding d = t.encoding.dense();
+    if (d.is_none())
+        return storage_bytes(t.dtype, static_cast<uint64_t>(t.element_count())).value_or(0);
+    auto dims = encoded_dims(d, t.shape, cat("tensor '", t.name, "'"));
+    return encoded_bytes(d, dims.rows, dims.cols, t.dtype).value_or(0);
+}
+
+// The sparse-stored tensors, one entry each, and their totals: how much was pruned and
+// what the sparse storage saves over the dense form.
+json sparse_json(const std::vector<TensorRef>& tensors) {
+    json layers = json::array();
+    uint64_t weights = 0, kept = 0, bytes = 0, dense = 0;
+    for (const auto& ref : tensors) {
+        const Tensor& t = *ref.tensor;
+        if (!t.encoding.is_sparse()) continue;
+        auto n = static_cast<uint64_t>(t.element_count());
+        uint64_t d = dense_bytes(t);
+        weights += n;
+        kept += t.encoding.sparse.kept;
+        bytes += t.data.size();
+        dense += d;
+        layers.push_back({{"name", t.name},
+                          {"shape", t.shape},
+                          {"pattern", sparse_pattern(t.encoding.sparse)},
+                          {"axis", t.encoding.axis},
+                          {"kept", t.encoding.sparse.kept},
+                          {"sparsity", 1.0 - kept_fraction(t)},
+                          {"encoding", encoding_name(t.encoding)},
+                          {"bytes", t.data.size()},
+                          {"dense_bytes", d}});
+    }
+    return {{"tensors", layers.size()},
+            {"weights", weights},
+            {"kept", kept},
+            {"sparsity", weights ? 1.0 - double(kept) / double(weights) : 0.0},
+            {"bytes", bytes},
+            {"dense_bytes", dense},
+            {"layers", layers}};
+}
+
 }  // namespace
 
 json inspect_model(const Model& model, const std::filesystem::path& file,
@@ -192,6 +242,7 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
                              {"bits_per_weight", e[0] ? 8.0 * double(e[1]) / double(e[0]) : 0.0}});
     std::stable_sort(encodings.begin(), encodings.end(),
                      [](const json& a, const json& b) { return a["bytes"] > b["bytes"]; });
+    r["sparse"] = sparse_json(tensors);
     r["parameters"] = {{"count", total_count},
                        {"bytes", total_bytes},
                        {"tensors", tensors.size()},
@@ -226,7 +277,10 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
                   {"shape", t.shape},
                   {"bytes", t.dtype == DType::String ? 0 : t.data.size()}};
         if (detail) {
-            j["zero_fraction"] = t.is_encoded() ? 0.0 : t.zero_fraction();
+            // Sparse storage knows its pruned fraction; other encoded tensors are not decoded.
+            j["zero_fraction"] = t.encoding.is_sparse() ? 1.0 - kept_fraction(t)
+                                 : t.is_encoded()       ? 0.0
+                                                        : t.zero_fraction();
             j["source"] = ref.source;
             j["encoding"] = storage_name(t);
             if (t.is_encoded()) j["axis"] = t.encoding.axis;
@@ -312,11 +366,30 @@ std::string render_inspect_text(const json& r) {
         out << "by encoding\n";
         for (const auto& d : p["by_encoding"]) {
             char buf[200];
-            std::snprintf(buf, sizeof buf, "  %-14s%s in %s tensors, %s, %.3f bits/weight",
+            std::snprintf(buf, sizeof buf, "  %-15s %s in %s tensors, %s, %.3f bits/weight",
                           d["encoding"].get<std::string>().c_str(), grouped(d["count"]).c_str(),
                           grouped(d["tensors"]).c_str(), human_bytes(d["bytes"]).c_str(),
                           d["bits_per_weight"].get<double>());
             out << buf << "\n";
+        }
+    }
+    if (r.contains("sparse") && r["sparse"]["tensors"].get<uint64_t>() > 0) {
+        const json& sp = r["sparse"];
+        char buf[240];
+        std::snprintf(buf, sizeof buf,
+                      "%s of %s weights pruned (%.2f%%) in %s tensors, %s (dense %s)",
+                      grouped(sp["weights"].get<uint64_t>() - sp["kept"].get<uint64_t>()).c_str(),
+                      grouped(sp["weights"]).c_str(), 100.0 * sp["sparsity"].get<double>(),
+                      grouped(sp["tensors"]).c_str(), human_bytes(sp["bytes"]).c_str(),
+                      human_bytes(sp["dense_bytes"]).c_str());
+        row("sparse", buf);
+        for (const auto& l : sp["layers"]) {
+            std::snprintf(buf, sizeof buf, "  %6.2f%% %-13s%-16s%s (dense %s)  ",
+                          100.0 * l["sparsity"].get<double>(),
+                          l["pattern"].get<std::string>().c_str(),
+                          l["encoding"].get<std::string>().c_str(), human_bytes(l["bytes"]).c_str(),
+                          human_bytes(l["dense_bytes"]).c_str());
+            out << buf << l["name"].get<std::string>() << " " << shape_text(l["shape"]) << "\n";
         }
     }
     if (r.contains("ir_version")) {

@@ -14,6 +14,7 @@
 #include "compressor/gates.h"
 #include "compressor/report_render.h"
 #include "formats/epk.h"
+#include "ir/encoding.h"
 #include "ir/error.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
@@ -128,8 +129,11 @@ std::vector<TensorEntry> tensor_inventory(const Model& model) {
 json tensor_decisions(const std::vector<TensorEntry>& before, const std::vector<TensorEntry>& after,
                       const std::vector<PassRecord>& records) {
     std::map<std::string, std::string> skipped;  // first reason per name
-    for (const auto& r : records)
+    std::set<std::string> pruned;
+    for (const auto& r : records) {
         for (const auto& s : r.result.skipped) skipped.emplace(s.name, s.reason);
+        for (const auto& p : r.result.pruned) pruned.insert(p.name);
+    }
     std::unordered_map<std::string, const TensorEntry*> later;
     for (const auto& e : after) later.emplace(e.name, &e);
     json out = json::array();
@@ -147,8 +151,17 @@ json tensor_decisions(const std::vector<TensorEntry>& before, const std::vector<
             const TensorEntry& a = *it->second;
             if (!a.encoding.empty()) j["encoding"] = a.encoding;
             j["output_bytes"] = a.bytes;
-            if (!a.encoding.empty() && a.encoding != b.encoding)
+            // A pruned weight also quantized reads "quantized" (its encoding names both:
+            // "int4g32+2:4"); pruned alone, stored sparse or dense or shrunk, "pruned".
+            auto quantized_now = [&] {
+                auto e = encoding_from_name(a.encoding);
+                return e && e->is_quantized();
+            };
+            if (!a.encoding.empty() && a.encoding != b.encoding &&
+                (!pruned.count(b.name) || quantized_now()))
                 decision = "quantized";
+            else if (pruned.count(b.name))
+                decision = "pruned";
             else if (skipped.count(b.name))
                 decision = "skipped";
             else if (a.bytes != b.bytes || a.dtype != b.dtype || a.shape != b.shape)
@@ -156,7 +169,8 @@ json tensor_decisions(const std::vector<TensorEntry>& before, const std::vector<
             else
                 decision = "unchanged";
         }
-        if (auto s = skipped.find(b.name); s != skipped.end() && decision != "quantized")
+        if (auto s = skipped.find(b.name);
+            s != skipped.end() && decision != "quantized" && decision != "pruned")
             j["reason"] = s->second;
         j["decision"] = decision;
         out.push_back(std::move(j));
@@ -230,6 +244,17 @@ json passes_json(const std::vector<PassRecord>& records) {
                                  {"input_bytes", g.input_bytes},
                                  {"output_bytes", g.output_bytes},
                                  {"line", quantized_group_line(g)}});
+        json pruned = json::array();
+        for (const auto& t : r.result.pruned)
+            pruned.push_back({{"name", t.name},
+                              {"op", t.op},
+                              {"method", t.method},
+                              {"pattern", t.pattern},
+                              {"sparsity", report_number(t.sparsity)},
+                              {"storage", t.storage},
+                              {"input_bytes", t.input_bytes},
+                              {"output_bytes", t.output_bytes},
+                              {"line", pruned_tensor_line(t)}});
         json calibration = nullptr;
         if (const auto& c = r.result.calibration)
             calibration = {{"method", c->method},   {"synthetic", c->synthetic},
@@ -243,6 +268,7 @@ json passes_json(const std::vector<PassRecord>& records) {
                        {"summary", r.result.summary},
                        {"skipped", r.result.skipped.size()},
                        {"quantized", std::move(quantized)},
+                       {"pruned", std::move(pruned)},
                        {"calibration", std::move(calibration)},
                        {"warnings", r.result.warnings},
                        {"seconds", r.seconds}});

@@ -38,8 +38,9 @@ struct TensorEntry {
 [[nodiscard]] std::vector<TensorEntry> tensor_inventory(const Model& model);
 
 // report.json "tensors": one entry per tensor of either model, in the input's order then
-// new ones; decision "quantized" (encoded now, not before), "skipped" (a pass said why),
-// "removed", "added", "changed" (other bytes) or "unchanged".
+// new ones; decision "quantized" (encoded now, not before), "pruned" (in a pass's
+// PassResult::pruned and not quantized), "skipped" (a pass said why), "removed", "added",
+// "changed" (other bytes) or "unchanged".
 [[nodiscard]] nlohmann::json tensor_decisions(const std::vector<TensorEntry>& before,
                                               const std::vector<TensorEntry>& after,
                                               const std::vector<PassRecord>& records);

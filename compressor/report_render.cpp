@@ -835,6 +835,59 @@ std::string short_hash(const json& j) {
     return u(h.substr(0, std::min<size_t>(12, h.size())));
 }
 
+// A pruning pass's weights, one row each (report.json passes[].pruned), at most
+// kPrunedRows of them, then one row of totals over all.
+void pruned_table(Doc& doc, const json& pruned) {
+    constexpr size_t kPrunedRows = 40;
+    const auto& rows = items(pruned);
+    if (rows.empty()) return;
+    Table t{
+        {"weight", "op", "method", "pattern", "sparsity", "storage", "input bytes", "output bytes"},
+        {false, false, false, false, true, false, true, true},
+        {}};
+    uint64_t in = 0, out = 0;
+    bool sums = true;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const json& r = rows[i];
+        auto a = count(at(r, "input_bytes")), b = count(at(r, "output_bytes"));
+        sums = sums && a && b;
+        if (a && b) {
+            in += *a;
+            out += *b;
+        }
+        if (i >= kPrunedRows) continue;
+        auto sparsity = number(at(r, "sparsity"));
+        t.rows.push_back(
+            {{u(at(r, "name"))},
+             {u(at(r, "op"))},
+             {u(at(r, "method"))},
+             {u(at(r, "pattern"))},
+             {sparsity ? printf_double("%.1f %%", 100.0 * *sparsity) : std::string("not measured")},
+             {u(at(r, "storage"))},
+             {fmt_bytes(at(r, "input_bytes"))},
+             {fmt_bytes(at(r, "output_bytes"))}});
+    }
+    if (rows.size() > kPrunedRows)
+        t.rows.push_back(
+            {{"... " + std::to_string(rows.size() - kPrunedRows) + " more in report.json"},
+             {""},
+             {""},
+             {""},
+             {""},
+             {""},
+             {""},
+             {""}});
+    t.rows.push_back({{"all " + std::to_string(rows.size()) + " pruned weights"},
+                      {""},
+                      {""},
+                      {""},
+                      {""},
+                      {""},
+                      {sums ? fmt_bytes(json(in)) : std::string("not measured")},
+                      {sums ? fmt_bytes(json(out)) : std::string("not measured")}});
+    doc.table(std::move(t));
+}
+
 // The accuracy-aware fallback (report.json "fallback"): what it found, and every node it
 // returned to float with its cost in bytes and its gain in each judged metric.
 void fallback_section(Doc& doc, const json& fallback) {
@@ -979,6 +1032,7 @@ Doc build_doc(const json& report, bool charts) {
             doc.para(head + (facts.empty() ? "" : ": " + join(facts, ", ")) + ".");
             for (const auto& line : items(at(p, "summary"))) doc.para(u(line));
             for (const auto& w : items(at(p, "warnings"))) doc.para("Warning: " + u(w));
+            pruned_table(doc, at(p, "pruned"));
         }
     }
 

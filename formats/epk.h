@@ -44,7 +44,10 @@
 //        "bytes": dtype x shape (or encoded_bytes for an encoded tensor),
 //        "sha256": "<64 hex>" of the tensor's bytes,
 //        "encoding" (optional): {"name": "int4g32" (encoding_name), "axis": 0 or 1}
-//                    (dtype is then "f32", shape the logical shape: encoding.h),
+//                    (dtype is then "f32", shape the logical shape: encoding.h); a sparse
+//                    tensor ("int4g32+2:4", "bitmask": ir/sparse.h, whose first comment
+//                    defines its bytes) adds "kept": the kept weights' count, and plain
+//                    sparse floats keep their dtype (f32, f16, bf16),
 //        "doc_string" (optional)}
 //     string tensors have "strings": [bytes...] instead of offset/bytes/sha256 ]
 //   "model": {
@@ -82,7 +85,8 @@
 // header size, reserved; the three sections tile the file as above; the manifest parses
 // (nesting at most 512 levels) with every field of the right type; each tensor's dtype,
 // encoding, shape (rank <= 64, no overflow), bytes == dtype x shape, offset alignment and
-// range inside the data section, no overlap; every tensor index in range and used once.
+// range inside the data section, no overlap, and a sparse tensor's every field
+// (check_sparse_bytes); every tensor index in range and used once.
 // Tensors are views into the mapping (64-byte aligned, so typed spans are safe). Graph
 // referential checks (values produced before use, ...) are left to verify(), as for ONNX.
 // This library needs only the IR, nlohmann/json and OpenSSL's libcrypto (no protobuf).

@@ -120,6 +120,11 @@ struct PrunedTensor {
     uint64_t input_bytes = 0, output_bytes = 0;
 };
 
+// "blk.0.w1 (MatMul weight): 50.0% pruned by wanda, 2:4, stored 2:4 (16384 -> 9344 bytes)";
+// structured: "conv1.w (Conv weight): 30.0% pruned by l1, channels, removed (...)". The plan,
+// the summary, report.json (passes[].pruned[].line) and report.md say it in these words.
+[[nodiscard]] std::string pruned_tensor_line(const PrunedTensor& tensor);
+
 // What a calibrating pass calibrated on and how its solver fared (report.json
 // passes[].calibration).
 struct CalibrationRecord {

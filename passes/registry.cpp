@@ -2,6 +2,8 @@
 // declaration and one row to kPasses, in the order `edgepack` lists them.
 #include "passes/registry.h"
 
+#include <cstdio>
+
 #include "ir/error.h"
 
 namespace ep {
@@ -57,6 +59,15 @@ std::string quantized_group_line(const QuantizedGroup& g) {
     return cat(g.tensors, " ", what, g.tensors == 1 ? "" : "s", " ",
                g.encoding == "int8c" ? std::string("int8 per channel") : g.encoding, " with ",
                g.method, " (", g.input_bytes, " -> ", g.output_bytes, " bytes)");
+}
+
+std::string pruned_tensor_line(const PrunedTensor& t) {
+    char percent[32];
+    std::snprintf(percent, sizeof percent, "%.1f%%", 100.0 * t.sparsity);
+    const std::string what = t.op == "tensor" ? "tensor" : t.op + " weight";
+    const std::string stored = t.storage == "removed" ? "removed" : "stored " + t.storage;
+    return cat(t.name, " (", what, "): ", percent, " pruned by ", t.method, ", ", t.pattern, ", ",
+               stored, " (", t.input_bytes, " -> ", t.output_bytes, " bytes)");
 }
 
 std::unique_ptr<Pass> create_pass(std::string_view name) {

@@ -5,11 +5,18 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "epk_edit.h"
 #include "formats/epk.h"
 #include "support.h"
 
 using namespace ep;
 using nlohmann::json;
+using test::edit_manifest;
+using test::manifest_of;
+using test::put_u32;
+using test::put_u64;
+using test::reseal;
+using test::with_manifest;
 
 namespace {
 
@@ -44,46 +51,6 @@ std::string valid_file() {
     write_epk(small_model(), sink);
     auto& b = sink.buffer();
     return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
-uint64_t get_u64(const std::string& f, size_t at) {
-    uint64_t v = 0;
-    std::memcpy(&v, f.data() + at, 8);
-    return v;
-}
-void put_u64(std::string& f, size_t at, uint64_t v) {
-    std::memcpy(f.data() + at, &v, 8);
-}
-void put_u32(std::string& f, size_t at, uint32_t v) {
-    std::memcpy(f.data() + at, &v, 4);
-}
-
-// Recomputes the trailer so the damage is behind a valid checksum.
-void reseal(std::string& f) {
-    Sha256 sha;
-    sha.update(std::as_bytes(std::span(f.data(), f.size() - 32)));
-    auto d = sha.finish();
-    std::memcpy(f.data() + f.size() - 32, d.data(), 32);
-}
-
-// Replaces the manifest text (header lengths updated) and reseals.
-std::string with_manifest(const std::string& f, const std::string& text) {
-    uint64_t mo = get_u64(f, 16);
-    std::string out = f.substr(0, mo) + text + std::string(32, '\0');
-    put_u64(out, 24, text.size());
-    put_u64(out, 48, out.size());
-    reseal(out);
-    return out;
-}
-
-std::string manifest_of(const std::string& f) {
-    return f.substr(get_u64(f, 16), get_u64(f, 24));
-}
-
-std::string edit_manifest(const std::string& f, const std::function<void(json&)>& edit) {
-    json j = json::parse(manifest_of(f));
-    edit(j);
-    return with_manifest(f, j.dump());
 }
 
 struct Case {
