@@ -76,18 +76,6 @@ void expand_f32_portable(const SparseMat& s, int64_t r, uint64_t first, float* o
         }
 }
 
-// Codes [c0, c0 + len) of row r (len <= 64, c0 % 32 == 0) from `src` (one byte per kept
-// code, the next one first) into out, pruned weights at code z; returns the codes used.
-uint64_t expand_codes_portable(const SparseMat& s, int64_t r, int64_t c0, int64_t len,
-                               const uint8_t* src, uint8_t z, uint8_t* out) {
-    std::memset(out, z, static_cast<size_t>(len));
-    uint64_t bits = (s.row_mask(r)[c0 / 64] >> (c0 % 64)) &
-                    (len >= 64 ? ~uint64_t{0} : (uint64_t{1} << len) - 1);
-    uint64_t k = 0;
-    for (; bits; bits &= bits - 1) out[std::countr_zero(bits)] = src[k++];
-    return k;
-}
-
 #ifdef EP_SP_X86
 EP_SP_AVX512 void expand_f32_avx512(const SparseMat& s, int64_t r, uint64_t first, float* out) {
     const auto* v = reinterpret_cast<const float*>(s.values) + first;
@@ -103,23 +91,6 @@ EP_SP_AVX512 void expand_f32_avx512(const SparseMat& s, int64_t r, uint64_t firs
     }
 }
 
-EP_SP_AVX512 uint64_t expand_codes_avx512(const SparseMat& s, int64_t r, int64_t c0, int64_t len,
-                                          const uint8_t* src, uint8_t z, uint8_t* out) {
-    const uint64_t word = s.row_mask(r)[c0 / 64] >> (c0 % 64);
-    const __m256i zz = _mm256_set1_epi8(static_cast<char>(z));
-    uint64_t k = 0;
-    for (int64_t c = 0; c < len; c += 32) {
-        const auto m = static_cast<__mmask32>(word >> c);
-        const __m256i x = _mm256_mask_expandloadu_epi8(zz, m, src + k);
-        k += static_cast<uint64_t>(std::popcount(static_cast<uint32_t>(m)));
-        if (len - c >= 32)
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + c), x);
-        else
-            _mm256_mask_storeu_epi8(out + c, static_cast<__mmask32>((uint64_t{1} << (len - c)) - 1),
-                                    x);
-    }
-    return k;
-}
 #endif
 
 bool use_avx512_expand() {
@@ -138,15 +109,13 @@ bool use_avx512_expand() {
 // The expansion routines, chosen once (simd.h's table and the CPU).
 struct Expanders {
     void (*f32)(const SparseMat&, int64_t, uint64_t, float*);
-    uint64_t (*codes)(const SparseMat&, int64_t, int64_t, int64_t, const uint8_t*, uint8_t,
-                      uint8_t*);
 };
 const Expanders& expanders() {
 #ifdef EP_SP_X86
-    static const Expanders fast{expand_f32_avx512, expand_codes_avx512};
+    static const Expanders fast{expand_f32_avx512};
     if (use_avx512_expand()) return fast;
 #endif
-    static const Expanders portable{expand_f32_portable, expand_codes_portable};
+    static const Expanders portable{expand_f32_portable};
     return portable;
 }
 
@@ -239,66 +208,162 @@ void f32_rows(const SparseMat& s, const float* a, int64_t lda, float* y, int64_t
 
 // --- Expansion of quantized rows into the dense encoding's bytes ------------------------------
 
-size_t header_bytes(const Encoding& d) {
-    return traits(d.scheme).symmetric ? 2 : 4;
+// What a row expansion needs of the dense form, computed once per call.
+struct QuantForm {
+    bool int4 = false, grouped = false, symmetric = false;
+    int64_t group = 0, blocks = 0;  // grouped
+    size_t header = 0, block = 0;   // grouped: header bytes (2 or 4) and block bytes
+    int64_t padded = 0;             // codes per row: blocks * group, or cols (int8c)
+};
+QuantForm quant_form(const SparseMat& s) {
+    const auto& t = traits(s.d.scheme);
+    QuantForm f;
+    f.int4 = t.bits == 4;
+    f.grouped = t.grouped;
+    f.symmetric = t.symmetric;
+    if (f.grouped) {
+        f.group = s.d.group;
+        f.blocks = blocks_per_row(s.d, s.cols);
+        f.header = f.symmetric ? 2 : 4;
+        f.block = block_bytes(s.d);
+        f.padded = f.blocks * f.group;
+    } else {
+        f.padded = s.cols;
+    }
+    return f;
 }
 
-// Row r's codes, one byte each (the kept values of an int4 row unpacked from nibbles into
-// `unpacked`), expanded over the row's groups with each group's code of 0.0 into the dense
-// row at `out` (row_bytes for grouped schemes, cols codes for int8c).
-void expand_quant_row(const SparseMat& s, int64_t r, uint64_t first, std::vector<uint8_t>& unpacked,
-                      std::vector<uint8_t>& codes, std::byte* out) {
-    const Expanders& x = expanders();
-    const auto& t = traits(s.d.scheme);
+// The code of 0.0 of row r's block b.
+inline uint8_t zero_code(const SparseMat& s, const QuantForm& f, int64_t r, int64_t b) {
+    if (f.symmetric) return f.int4 ? 8 : 0;
+    return static_cast<uint8_t>(s.params[static_cast<size_t>(r * f.blocks + b) * f.header + 2]);
+}
+
+// Nibbles [first, first + count) of the values as one byte each into out.
+void unpack_nibbles_portable(const uint8_t* src, uint64_t first, uint64_t count, uint8_t* out) {
+    for (uint64_t i = 0; i < count; ++i) {
+        const uint64_t n = first + i;
+        out[i] = (src[n / 2] >> (4 * (n % 2))) & 0xF;
+    }
+}
+// codes[2i] | codes[2i + 1] << 4 for i < count / 2 (count even).
+void pack_nibbles_portable(const uint8_t* codes, int64_t count, uint8_t* out) {
+    for (int64_t i = 0; i < count / 2; ++i)
+        out[i] = static_cast<uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
+}
+// Row r's codes (one byte each, kept ones from src in column order) over padded columns,
+// pruned and padding columns at their block's code of 0.0.
+void expand_row_codes_portable(const SparseMat& s, const QuantForm& f, int64_t r,
+                               const uint8_t* src, uint8_t* out) {
+    const uint64_t* w = s.row_mask(r);
+    uint64_t k = 0;
+    for (int64_t c = 0; c < f.padded; ++c) {
+        const bool keep = c < s.cols && ((w[c / 64] >> (c % 64)) & 1u);
+        out[c] = keep ? src[k++] : zero_code(s, f, r, f.grouped ? c / f.group : 0);
+    }
+}
+
+#ifdef EP_SP_X86
+EP_SP_AVX512 void unpack_nibbles_avx512(const uint8_t* src, uint64_t first, uint64_t count,
+                                        uint8_t* out) {
+    // Whole bytes from first / 2: 32 bytes -> 64 codes; then drop the first code when odd.
+    const uint64_t b0 = first / 2, b1 = (first + count + 1) / 2;
+    uint8_t* o = out;
+    const bool odd = first % 2;
+    if (odd) o = out - 1;  // code 0 of byte b0 is not wanted: written one before `out`
+    const __m512i low = _mm512_set1_epi16(0x0F);
+    for (uint64_t b = b0; b < b1; b += 32) {
+        const uint64_t n = std::min<uint64_t>(32, b1 - b);
+        const __m256i v =
+            _mm256_maskz_loadu_epi8(static_cast<__mmask32>(n >= 32 ? ~0u : (1u << n) - 1), src + b);
+        const __m512i x = _mm512_cvtepu8_epi16(v);
+        const __m512i codes = _mm512_or_si512(_mm512_and_si512(x, low),
+                                              _mm512_slli_epi16(_mm512_srli_epi16(x, 4), 8));
+        _mm512_mask_storeu_epi8(o + 2 * (b - b0),
+                                n >= 32 ? ~__mmask64{0} : (__mmask64{1} << (2 * n)) - 1, codes);
+    }
+}
+EP_SP_AVX512 void pack_nibbles_avx512(const uint8_t* codes, int64_t count, uint8_t* out) {
+    const __m256i mul = _mm256_set1_epi16(0x1001);  // byte pairs (c0, c1) -> c0 + 16 c1
+    int64_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i / 2),
+                         _mm256_cvtepi16_epi8(_mm256_maddubs_epi16(v, mul)));
+    }
+    pack_nibbles_portable(codes + i, count - i, out + i / 2);
+}
+EP_SP_AVX512 void expand_row_codes_avx512(const SparseMat& s, const QuantForm& f, int64_t r,
+                                          const uint8_t* src, uint8_t* out) {
+    const uint64_t* w = s.row_mask(r);
+    uint64_t k = 0;
+    int64_t c = 0;
+    for (; c + 32 <= f.padded; c += 32) {
+        const auto m = c < s.cols ? static_cast<__mmask32>(w[c / 64] >> (c % 64)) : 0u;
+        const __m256i z =
+            _mm256_set1_epi8(static_cast<char>(zero_code(s, f, r, f.grouped ? c / f.group : 0)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + c),
+                            _mm256_mask_expandloadu_epi8(z, m, src + k));
+        k += static_cast<uint64_t>(std::popcount(static_cast<uint32_t>(m)));
+    }
+    for (; c < f.padded; ++c) {  // int8c's last columns
+        const bool keep = (w[c / 64] >> (c % 64)) & 1u;
+        out[c] = keep ? src[k++] : 0;
+    }
+}
+#endif
+
+// Row r of a quantized sparse weight as the dense encoding's row at `out` (row_bytes for
+// grouped schemes, cols codes for int8c), its block headers copied from the params.
+template <bool Fast>
+void expand_quant_row(const SparseMat& s, const QuantForm& f, int64_t r, uint64_t first,
+                      std::vector<uint8_t>& unpacked, std::vector<uint8_t>& codes, std::byte* out) {
     const uint64_t kept =
         s.e.sparse.layout == SparseLayout::NM ? s.per_row : s.start(r + 1) - first;
-    const uint8_t* src = reinterpret_cast<const uint8_t*>(s.values);
-    if (t.bits == 4) {
-        // Nibble i of the values is kept weight i: unpack this row's (it may start mid-byte).
-        const uint64_t b0 = first / 2, b1 = (first + kept + 1) / 2;
-        unpacked.resize(static_cast<size_t>(2 * (b1 - b0)) + 1);
-        for (uint64_t b = b0; b < b1; ++b) {
-            unpacked[2 * (b - b0)] = src[b] & 0xF;
-            unpacked[2 * (b - b0) + 1] = src[b] >> 4;
-        }
-        src = unpacked.data() + (first % 2);
-    } else {
-        src += first;
+    const auto* values = reinterpret_cast<const uint8_t*>(s.values);
+    const uint8_t* src = values + first;
+    if (f.int4) {  // nibble i of the values is kept weight i; a row may start mid-byte
+        unpacked.resize(static_cast<size_t>(kept) + 128);
+#ifdef EP_SP_X86
+        if constexpr (Fast)
+            unpack_nibbles_avx512(values, first, kept, unpacked.data() + 64);
+        else
+#endif
+            unpack_nibbles_portable(values, first, kept, unpacked.data() + 64);
+        src = unpacked.data() + 64;
     }
-    if (!t.grouped) {  // int8c: the codes themselves, pruned weights 0
-        auto* o = reinterpret_cast<uint8_t*>(out);
-        for (int64_t c0 = 0; c0 < s.cols; c0 += 64)
-            src += x.codes(s, r, c0, std::min<int64_t>(64, s.cols - c0), src, 0, o + c0);
-        return;
+    uint8_t* dense_codes = reinterpret_cast<uint8_t*>(out);  // int8c: the row itself
+    if (f.grouped) {
+        codes.resize(static_cast<size_t>(f.padded));
+        dense_codes = codes.data();
     }
-    const int64_t g = s.d.group, blocks = blocks_per_row(s.d, s.cols);
-    const size_t hb = header_bytes(s.d), bb = block_bytes(s.d);
-    codes.resize(static_cast<size_t>(g));
-    for (int64_t b = 0; b < blocks; ++b) {
-        std::byte* blk = out + static_cast<size_t>(b) * bb;
-        const std::byte* header = s.params + static_cast<size_t>(r * blocks + b) * hb;
-        std::memcpy(blk, header, hb);
-        const auto z = t.symmetric ? static_cast<uint8_t>(t.bits == 4 ? 8 : 0)
-                                   : static_cast<uint8_t>(header[2]);
-        // Columns past cols (the last block's padding) have no mask bits: code z, as the
-        // dense quantizer writes them.
-        for (int64_t c = 0; c < g; c += 64) {
-            const int64_t c0 = b * g + c, len = std::min<int64_t>(64, g - c);
-            uint8_t* o = codes.data() + c;
-            if (c0 >= s.cols) {
-                std::memset(o, z, static_cast<size_t>(len));
-                continue;
-            }
-            src += x.codes(s, r, c0, len, src, z, o);
+#ifdef EP_SP_X86
+    if constexpr (Fast)
+        expand_row_codes_avx512(s, f, r, src, dense_codes);
+    else
+#endif
+        expand_row_codes_portable(s, f, r, src, dense_codes);
+    if (!f.grouped) return;
+    for (int64_t b = 0; b < f.blocks; ++b) {
+        std::byte* blk = out + static_cast<size_t>(b) * f.block;
+        const std::byte* header = s.params + static_cast<size_t>(r * f.blocks + b) * f.header;
+        if (f.header == 2)
+            std::memcpy(blk, header, 2);
+        else
+            std::memcpy(blk, header, 4);
+        auto* q = reinterpret_cast<uint8_t*>(blk) + f.header;
+        const uint8_t* c = dense_codes + b * f.group;
+        if (!f.int4) {
+            for (int64_t i = 0; i < f.group; i += 8) std::memcpy(q + i, c + i, 8);
+            continue;
         }
-        auto* q = reinterpret_cast<uint8_t*>(blk + hb);
-        if (t.bits == 8) {
-            std::memcpy(q, codes.data(), static_cast<size_t>(g));
-        } else {
-            for (int64_t i = 0; i < g / 2; ++i)
-                q[i] = static_cast<uint8_t>(codes[static_cast<size_t>(2 * i)] |
-                                            (codes[static_cast<size_t>(2 * i + 1)] << 4));
+#ifdef EP_SP_X86
+        if constexpr (Fast) {
+            pack_nibbles_avx512(c, f.group, q);
+            continue;
         }
+#endif
+        pack_nibbles_portable(c, f.group, q);
     }
 }
 
@@ -370,48 +435,57 @@ void sparse_gemm_f32(const ExecOptions& options, QPackCache* qpacks, const Tenso
         plain ? static_cast<size_t>(s.cols) * 4
               : (traits(s.d.scheme).grouped ? static_cast<size_t>(row_bytes(s.d, s.cols))
                                             : static_cast<size_t>(s.cols));
-    const int64_t chunks = (s.rows + kSparseRows - 1) / kSparseRows;
-    const int64_t chunk_work = std::max<int64_t>(1, kSparseRows * s.cols * m);
+    const QuantForm form = plain ? QuantForm{} : quant_form(s);
+    const bool fast = use_avx512_expand();
+    // Few rows of A: longer chunks (fewer calls of the dense kernel, which prepares A per
+    // call); more rows: kSparseRows, the dense panel.
+    const int64_t chunk_rows = m <= kQSmallM ? 4 * kSparseRows : kSparseRows;
+    const int64_t chunks = (s.rows + chunk_rows - 1) / chunk_rows;
+    const int64_t chunk_work = std::max<int64_t>(1, chunk_rows * s.cols * m);
     const ExecOptions single{};
-    parallel_for(options, chunks, std::max<int64_t>(1, kGemmParallelWork / chunk_work),
-                 [&](int64_t c0, int64_t c1) {
-                     Scratch& sc = scratch();
-                     for (int64_t c = c0; c < c1; ++c) {
-                         const int64_t r0 = c * kSparseRows;
-                         const int64_t n = std::min(kSparseRows, s.rows - r0);
-                         // int8c keeps its codes, 4-byte padding, then f32 scales.
-                         const size_t codes_bytes = static_cast<size_t>(n) * row_size;
-                         const size_t scales_at = codes_bytes + (4 - codes_bytes % 4) % 4;
-                         sc.chunk.resize(scales_at + static_cast<size_t>(n) * 4 + 64);
-                         std::byte* chunk = sc.chunk.data();
-                         for (int64_t i = 0; i < n; ++i) {
-                             const int64_t r = r0 + i;
-                             const uint64_t first = checked_start(s, r);
-                             std::byte* row = chunk + static_cast<size_t>(i) * row_size;
-                             if (plain) {
-                                 expanders().f32(s, r, first, reinterpret_cast<float*>(row));
-                                 continue;
-                             }
-                             expand_quant_row(s, r, first, sc.unpacked, sc.codes, row);
-                             if (!traits(s.d.scheme).grouped)
-                                 std::memcpy(chunk + scales_at + static_cast<size_t>(i) * 4,
-                                             s.params + static_cast<size_t>(r) * 4, 4);
-                         }
-                         if (plain) {
-                             // More rows of A: the dense op's product on these channels: Gemm
-                             // transB = 1 ([N, K], axis 1) takes B transposed as we hold
-                             // it; MatMul / Gemm transB = 0 ([K, N], axis 0) the k-ordered
-                             // tile kernels, as for the dense [K, N] weight.
-                             const MatrixView av{a, m, s.cols, lda, false};
-                             const MatrixView bv{reinterpret_cast<const float*>(chunk), s.cols, n,
-                                                 s.cols, true};
-                             gemm_f32(single, av, bv, y + r0, ldy, false, s.e.axis == 0);
-                         } else {
-                             qgemm_encoded_rows(single, s.d, chunk, n, s.cols, a, m, lda, y + r0,
-                                                ldy, w.name);
-                         }
-                     }
-                 });
+    parallel_for(
+        options, chunks, std::max<int64_t>(1, kGemmParallelWork / chunk_work),
+        [&](int64_t c0, int64_t c1) {
+            Scratch& sc = scratch();
+            for (int64_t c = c0; c < c1; ++c) {
+                const int64_t r0 = c * chunk_rows;
+                const int64_t n = std::min(chunk_rows, s.rows - r0);
+                // int8c keeps its codes, 4-byte padding, then f32 scales.
+                const size_t codes_bytes = static_cast<size_t>(n) * row_size;
+                const size_t scales_at = codes_bytes + (4 - codes_bytes % 4) % 4;
+                sc.chunk.resize(scales_at + static_cast<size_t>(n) * 4 + 64);
+                std::byte* chunk = sc.chunk.data();
+                for (int64_t i = 0; i < n; ++i) {
+                    const int64_t r = r0 + i;
+                    const uint64_t first = checked_start(s, r);
+                    std::byte* row = chunk + static_cast<size_t>(i) * row_size;
+                    if (plain) {
+                        expanders().f32(s, r, first, reinterpret_cast<float*>(row));
+                        continue;
+                    }
+                    if (fast)
+                        expand_quant_row<true>(s, form, r, first, sc.unpacked, sc.codes, row);
+                    else
+                        expand_quant_row<false>(s, form, r, first, sc.unpacked, sc.codes, row);
+                    if (!traits(s.d.scheme).grouped)
+                        std::memcpy(chunk + scales_at + static_cast<size_t>(i) * 4,
+                                    s.params + static_cast<size_t>(r) * 4, 4);
+                }
+                if (plain) {
+                    // More rows of A: the dense op's product on these channels: Gemm
+                    // transB = 1 ([N, K], axis 1) takes B transposed as we hold
+                    // it; MatMul / Gemm transB = 0 ([K, N], axis 0) the k-ordered
+                    // tile kernels, as for the dense [K, N] weight.
+                    const MatrixView av{a, m, s.cols, lda, false};
+                    const MatrixView bv{reinterpret_cast<const float*>(chunk), s.cols, n, s.cols,
+                                        true};
+                    gemm_f32(single, av, bv, y + r0, ldy, false, s.e.axis == 0);
+                } else {
+                    qgemm_encoded_rows(single, s.d, chunk, n, s.cols, a, m, lda, y + r0, ldy,
+                                       w.name);
+                }
+            }
+        });
 }
 
 }  // namespace ep::rt
