@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/seeded.h"
 #include "ir/encoding.h"
 #include "ir/error.h"
 #include "ir/sparse.h"
@@ -45,6 +46,7 @@
 #include "runtime-check/kernels/simd.h"
 
 using namespace ep;
+using ep::bench::seeded;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -107,14 +109,6 @@ Args parse(int argc, char** argv) {
     for (int64_t m : a.ms)
         if (m <= 0) usage("--m values must be positive");
     return a;
-}
-
-std::vector<float> seeded(size_t count, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, 1.0f);
-    std::vector<float> v(count);
-    for (auto& x : v) x = d(rng);
-    return v;
 }
 
 // The [K, N] weight with, per output column j, the smaller half of |w| over K (bitmask) or
