@@ -11,21 +11,22 @@
 // (within K ulps of sum |a w|, tested). Neither packs nor copies the weight: that is what
 // makes it faster than the dense [K, N] kernel, which packs B on every call.
 //
-// Otherwise the weight is never densified whole either: fixed chunks of kSparseRows output channels
-// are expanded from the mask and the kept values into a per-thread dense piece (f32 values, or the
-// dense encoding's blocks with every pruned weight at the code of 0.0, exactly the bytes densify()
-// gives), in cache, and multiplied there by the dense kernels themselves (gemm_f32, or
-// qgemm_encoded_rows). So a sparse weight gives the same bits as the same weight densified (on
-// every instruction set; the portable float GEMM, Eigen, may block the two shapes differently:
-// within rounding there) and for any thread count: every output element is computed by one thread,
-// in the dense kernel's order. What the sparse form saves is memory traffic: a 50%-sparse f32
-// weight reads 4.1 bytes per 8 weights instead of 32, which is what bounds a GEMV
-// (bench/sparse.sh). The multiply-adds of the pruned weights are still done: skipping them would
-// change the summation order and so the bits.
+// Otherwise (codes, or more rows of A) the weight is never densified whole either: fixed
+// chunks of kSparseRows output channels (4 x kSparseRows for up to kQSmallM rows of A) are
+// expanded from the mask and the kept values into a per-thread dense piece (f32 values, or the
+// dense encoding's blocks with every pruned weight at the code of 0.0: exactly the bytes
+// densify() gives), in cache, and multiplied there by the dense kernels themselves (gemm_f32,
+// or qgemm_encoded_rows). So the result has the bits of the same weight densified (on every
+// instruction set; with the portable float GEMM, Eigen, which may block the two shapes
+// differently, within rounding) for any thread count: every output element is computed by one
+// thread, in the dense kernel's order. This path saves memory, not time: the expansion costs
+// more than the bytes it saves (bench/README.md), but far less than the dequantize-once
+// fallback (a float copy of the weight) it replaces. The pruned weights' multiply-adds are
+// still done: skipping them would change the summation order and so the bits.
 //
-// Expansion: AVX-512 (F, VL, BW, VBMI2) expand-loads of 16 floats or 32 codes per mask piece
-// when the CPU has them and simd.h runs the AVX-512 table, else plain loops; both write the
-// same bytes.
+// Expansion: AVX-512 (F, VL, BW, VBMI2) expand-loads of 8 or 16 floats or 32 codes per mask
+// piece, nibble unpack / pack in registers, when the CPU has them and simd.h runs the AVX-512
+// table; else plain loops writing the same bytes (AVX2-only CPUs take these).
 #pragma once
 
 #include <cstdint>
