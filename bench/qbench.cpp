@@ -35,6 +35,7 @@
 
 #include <sys/mman.h>
 
+#include "bench/seeded.h"
 #include "ir/encoding.h"
 #include "ir/error.h"
 #include "runtime-check/kernels/qgemm.h"
@@ -42,6 +43,7 @@
 #include "runtime-check/ops/quant_matmul.h"
 
 using namespace ep;
+using ep::bench::seeded;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -100,14 +102,6 @@ Args parse(int argc, char** argv) {
         a.reps < 0)
         usage("sizes, --threads and --copies must be positive");
     return a;
-}
-
-std::vector<float> seeded(size_t count, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, 1.0f);
-    std::vector<float> v(count);
-    for (auto& x : v) x = d(rng);
-    return v;
 }
 
 double ms_since(Clock::time_point t0) {

@@ -66,7 +66,7 @@ int64_t ceil_div(int64_t a, int64_t b) {
 }  // namespace
 
 void gemm_f32(const ExecOptions& options, const MatrixView& a, const MatrixView& b, float* c,
-              int64_t ldc, bool accumulate) {
+              int64_t ldc, bool accumulate, bool k_in_order) {
     const int64_t m = a.rows, n = b.cols, k = a.cols;
     if (m == 0 || n == 0) return;
     if (k == 0) {
@@ -89,7 +89,7 @@ void gemm_f32(const ExecOptions& options, const MatrixView& a, const MatrixView&
         lda = k;
     }
     const GemmTile whole{pa, lda, b.data, b.ld, b.transposed, c, ldc, k, accumulate, 0, m, 0, n};
-    if (b.transposed && m <= kDotRows) {
+    if (b.transposed && m <= kDotRows && !k_in_order) {
         parallel_for(options, n, std::max<int64_t>(1, kGemmParallelWork / (m * k)),
                      [&](int64_t j0, int64_t j1) {
                          GemmTile t = whole;

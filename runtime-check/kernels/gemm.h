@@ -25,7 +25,11 @@ struct MatrixView {
 };
 
 // C (row-major, ldc) = A * B, or C += A * B when accumulate.
+// k_in_order: with the SIMD kernels, always the tile kernels (one FMA chain over k in order
+// per element, as for a B that is not transposed), never the dot-product kernel of a few
+// rows with B transposed: so a B held transposed gives the bits of the same B held
+// [K, N] (the sparse kernels expand a MatMul weight's output channels as rows).
 void gemm_f32(const ExecOptions& options, const MatrixView& a, const MatrixView& b, float* c,
-              int64_t ldc, bool accumulate);
+              int64_t ldc, bool accumulate, bool k_in_order = false);
 
 }  // namespace ep::rt

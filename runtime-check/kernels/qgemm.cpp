@@ -8,6 +8,7 @@
 
 #include "ir/checked.h"
 #include "runtime-check/kernels/simd.h"
+#include "runtime-check/kernels/sparse_gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 // GCC 12's AVX-512 intrinsics build their results from _mm512_undefined_*() and warn that
@@ -39,15 +40,13 @@ struct QMat {
     uint64_t scales_at = 0;   // int8c: offset of the f32 scales
 };
 
-QMat qmat_of(const Tensor& w, const std::string& what) {
-    check_encoding(w.encoding, what);
-    w.check_consistent();
+// The stored matrix of dense encoded bytes (e not sparse; sizes checked by the caller).
+QMat qmat_from(const Encoding& e, const std::byte* data, int64_t rows, int64_t cols) {
     QMat q;
-    q.e = w.encoding;
-    auto dims = encoded_dims(w.encoding, w.shape, what);
-    q.rows = dims.rows;
-    q.cols = dims.cols;
-    q.data = reinterpret_cast<const uint8_t*>(w.data.bytes().data());
+    q.e = e;
+    q.rows = rows;
+    q.cols = cols;
+    q.data = reinterpret_cast<const uint8_t*>(data);
     if (traits(q.e.scheme).grouped) {
         q.chunk = q.e.group;
         q.row_stride = row_bytes(q.e, q.cols);
@@ -471,11 +470,32 @@ void run(const ExecOptions& options, const QMat& q, const float* a, int64_t m, i
         panels<S>(options, q, a, m, lda, y, ldy);
 }
 
+void run_scheme(const ExecOptions& options, const QMat& q, const float* a, int64_t m, int64_t lda,
+                float* y, int64_t ldy, const std::string& name) {
+    switch (q.e.scheme) {
+        case QScheme::Int8Channel:
+            return run<QScheme::Int8Channel>(options, q, a, m, lda, y, ldy);
+        case QScheme::Int8Sym:
+            return run<QScheme::Int8Sym>(options, q, a, m, lda, y, ldy);
+        case QScheme::Int8Asym:
+            return run<QScheme::Int8Asym>(options, q, a, m, lda, y, ldy);
+        case QScheme::Int4Sym:
+            return run<QScheme::Int4Sym>(options, q, a, m, lda, y, ldy);
+        case QScheme::Int4Asym:
+            return run<QScheme::Int4Asym>(options, q, a, m, lda, y, ldy);
+        default:
+            throw InputError(cat("weight '", name, "' has no encoding this kernel reads"));
+    }
+}
+
 }  // namespace
 
 void qgemm_encoded_f32(const ExecOptions& options, QPackCache* qpacks, const MatrixView& a,
                        const Tensor& w, float* y, int64_t ldy) {
-    const QMat q = qmat_of(w, cat("weight '", w.name, "'"));
+    const std::string what = cat("weight '", w.name, "'");
+    check_encoding(w.encoding, what);
+    w.check_consistent();
+    const EncodedDims dims = encoded_dims(w.encoding, w.shape, what);
     std::vector<float> at;  // A made row-major when it is transposed
     const float* pa = a.data;
     int64_t lda = a.ld;
@@ -487,23 +507,19 @@ void qgemm_encoded_f32(const ExecOptions& options, QPackCache* qpacks, const Mat
         pa = at.data();
         lda = a.cols;
     }
-    if (a.rows == 0 || q.rows == 0) return;
+    if (a.rows == 0 || dims.rows == 0) return;
+    if (w.encoding.is_sparse()) return sparse_gemm_f32(options, qpacks, w, pa, a.rows, lda, y, ldy);
+    const QMat q = qmat_from(w.encoding, w.data.bytes().data(), dims.rows, dims.cols);
     if (options.int8_activations && qpacks && qpack_i4_supported(q.e))
         return qgemm_i8(options, qpacks->get(w), pa, a.rows, lda, y, ldy);
-    switch (q.e.scheme) {
-        case QScheme::Int8Channel:
-            return run<QScheme::Int8Channel>(options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int8Sym:
-            return run<QScheme::Int8Sym>(options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int8Asym:
-            return run<QScheme::Int8Asym>(options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int4Sym:
-            return run<QScheme::Int4Sym>(options, q, pa, a.rows, lda, y, ldy);
-        case QScheme::Int4Asym:
-            return run<QScheme::Int4Asym>(options, q, pa, a.rows, lda, y, ldy);
-        default:
-            throw InputError(cat("weight '", w.name, "' has no encoding this kernel reads"));
-    }
+    run_scheme(options, q, pa, a.rows, lda, y, ldy, w.name);
+}
+
+void qgemm_encoded_rows(const ExecOptions& options, const Encoding& e, const std::byte* data,
+                        int64_t rows, int64_t cols, const float* a, int64_t m, int64_t lda,
+                        float* y, int64_t ldy, const std::string& name) {
+    if (m == 0 || rows == 0) return;
+    run_scheme(options, qmat_from(e, data, rows, cols), a, m, lda, y, ldy, name);
 }
 
 }  // namespace ep::rt

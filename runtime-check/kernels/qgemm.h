@@ -31,9 +31,18 @@ class QPackCache;
 // tensor whose stored matrix (encoded_dims) is N rows of K = a.cols: the caller checks the
 // dimensions. A may be transposed (it is copied to row-major first). With
 // options.int8_activations and a cache, int4 weights go through qgemm_i8 (below).
-// Throws InputError when w's encoding is not one this kernel reads.
+// A sparse w (ir/sparse.h) goes to sparse_gemm_f32 (sparse_gemm.h). Throws InputError when
+// w's encoding is not one this kernel reads.
 void qgemm_encoded_f32(const ExecOptions& options, QPackCache* qpacks, const MatrixView& a,
                        const Tensor& w, float* y, int64_t ldy);
+
+// Y[M, N] = A[M, K] (row-major, lda) * W^T for W the dense encoded rows x cols matrix at
+// `data` (e not sparse, the byte count checked by the caller): qgemm_encoded_f32's kernels
+// on a piece of a weight (the sparse kernels run them on the rows they expand, so that
+// sparse and dense weights give the same bits). `name` names the weight in errors.
+void qgemm_encoded_rows(const ExecOptions& options, const Encoding& e, const std::byte* data,
+                        int64_t rows, int64_t cols, const float* a, int64_t m, int64_t lda,
+                        float* y, int64_t ldy, const std::string& name);
 
 // The int8-activation variant (ExecOptions::int8_activations; qgemv_i8.cpp): int4 weights
 // (symmetric or with a zero point, any group) repacked once into tiles of 16 output

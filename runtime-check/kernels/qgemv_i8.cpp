@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 
 #include "ir/checked.h"
+#include "ir/sparse.h"
 #include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/kernels/simd.h"
 #include "runtime-check/kernels/thread_pool.h"
@@ -431,7 +432,8 @@ const QPackI4& QPackCache::get(const Tensor& w) {
                           slot->bf16 == (w.encoding.scale_dtype == DType::BF16);
         if (same) return *slot;
     }
-    slot = pack_i4(w, what);
+    // A sparse weight (ir/sparse.h) is packed from its dense form: the same packed bytes.
+    slot = pack_i4(w.encoding.is_sparse() ? densify_tensor(w) : w, what);
     return *slot;
 }
 

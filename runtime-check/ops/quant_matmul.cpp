@@ -6,14 +6,18 @@
 
 #include "ir/checked.h"
 #include "runtime-check/kernels/qgemm.h"
+#include "runtime-check/kernels/sparse_gemm.h"
 
 namespace ep::rt {
 
 bool kernel_reads_encoding(const Node& node, size_t input, const Tensor& weight) {
     if (!node.domain.empty() || weight.shape.empty()) return false;
-    // Sparse storage (ir/sparse.h) is read densified until a kernel reads it in place.
-    if (weight.encoding.is_sparse()) return false;
     const auto rank = weight.shape.size();
+    // Sparse storage (ir/sparse.h): MatMul and Gemm read the forms kernels/sparse_gemm.h
+    // reads in place; every other reader gets the dense tensor.
+    if (weight.encoding.is_sparse() &&
+        (node.op_type == "Gather" || !sparse_kernel_reads(weight.encoding, weight.dtype)))
+        return false;
     if (node.op_type == "MatMul") return input == 1 && rank == 2 && weight.encoding.axis == 0;
     if (node.op_type == "Gemm") {
         const int64_t tb = node.attr_int("transB", 0) != 0 ? 1 : 0;

@@ -9,6 +9,9 @@
 //   Gemm input 1     [K, N] with axis 0 (transB = 0) or [N, K] with axis 1 (transB = 1)
 //   Gather input 0   a table encoded along axis 1, gathered on axis 0: only the gathered
 //                    rows are dequantized
+// A sparse weight (ir/sparse.h) is read in place by MatMul and Gemm as above when
+// kernels/sparse_gemm.h reads its form (f32 values, int8 / int4 codes); Gather, Conv and
+// sparse f16 / bf16 values get the dense tensor.
 // Conv weights (int8c) stay on the dequantize-once fallback: a conv weight is small next
 // to its activations, and the im2col GEMM would need the whole filter bank anyway.
 // The products themselves are kernels/qgemm.h's.
