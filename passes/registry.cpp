@@ -23,11 +23,11 @@ struct PassEntry {
 
 constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
-    {"merge-lora", make_merge_lora_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},
     {"quantize-dynamic", make_quantize_dynamic_pass},
+    {"merge-lora", make_merge_lora_pass},
 };
 
 }  // namespace
