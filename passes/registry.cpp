@@ -27,13 +27,13 @@ struct PassEntry {
 
 constexpr PassEntry kPasses[] = {
     {"promote-constants", make_promote_constants_pass},
-    {"merge-lora", make_merge_lora_pass},
     {"fold-batchnorm", make_fold_batchnorm_pass},
     {"quantize-weights", make_quantize_weights_pass},
     {"quantize-static", make_quantize_static_pass},
     {"quantize-dynamic", make_quantize_dynamic_pass},
     {"prune-structured", make_prune_structured_pass},
     {"prune", make_prune_pass},
+    {"merge-lora", make_merge_lora_pass},
 };
 
 }  // namespace
