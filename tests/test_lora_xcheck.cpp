@@ -12,7 +12,7 @@
 
 using namespace ep;
 
-TEST_CASE("merge-lora equals PEFT's merge_and_unload (LoRA, rsLoRA, DoRA; safetensors, ONNX)",
+TEST_CASE("merge-lora equals PEFT's merge_and_unload (LoRA, rsLoRA, DoRA, on safetensors and ONNX)",
           "[lora][oracle]") {
     auto adapter = test::shared_models() / "peft-gpt2-lora/adapter_config.json";
     EP_REQUIRE_FILE_OR_SKIP(adapter);

@@ -230,7 +230,7 @@ TEST_CASE("prune-structured reconstruction lowers the output error on calibratio
 }
 
 TEST_CASE(
-    "prune-structured: activation importance finds the dead neurons; any thread count "
+    "prune-structured: activation importance finds the dead neurons, and any thread count "
     "gives the same bytes",
     "[prune-structured]") {
     std::vector<Tensor> calib;
