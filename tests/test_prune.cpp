@@ -229,8 +229,10 @@ TEST_CASE("prune wanda keeps small weights on loud input channels that magnitude
     CHECK(out_error(wanda) < 0.5 * out_error(mag));
 }
 
-TEST_CASE("prune scope global ranks |W| over all tensors, per-tensor maps pick by glob, OWL keeps the mean",
-          "[prune]") {
+TEST_CASE(
+    "prune scope global ranks |W| over all tensors, per-tensor maps pick by glob, OWL keeps the "
+    "mean",
+    "[prune]") {
     // W2 (scale 0.5) has smaller weights than W1 (scale 1): a global threshold prunes it more.
     Model g = mlp_model();
     PassResult r = run(g, {{"scope", "global"}, {"sparsity", 0.5}});
