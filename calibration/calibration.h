@@ -49,6 +49,9 @@ class DataProvider {
     virtual ~DataProvider() = default;
     // The samples for `model` (the executor must outlive the list).
     [[nodiscard]] virtual std::unique_ptr<SampleList> open(const rt::Executor& model) const = 0;
+    // open(), and an InputError naming the data when it holds no sample: what every
+    // calibrating pass needs.
+    [[nodiscard]] std::unique_ptr<SampleList> open_nonempty(const rt::Executor& model) const;
     // Where the data comes from, for messages ("recipe.json: calibration.data (calib.npy)").
     [[nodiscard]] virtual std::string what() const = 0;
     // True when the samples are seeded random inputs, not data (the recipe's

@@ -10,6 +10,12 @@
 
 namespace ep::calib {
 
+std::unique_ptr<SampleList> DataProvider::open_nonempty(const rt::Executor& model) const {
+    auto samples = open(model);
+    if (samples->size() == 0) throw InputError(cat(what(), ": no samples"));
+    return samples;
+}
+
 namespace {
 
 // splitmix64: a fixed, portable generator, so the kept rows do not depend on the library.

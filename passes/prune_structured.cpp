@@ -528,14 +528,6 @@ rt::ExecOptions exec_options(const PassContext& context) {
     return eo;
 }
 
-// The calibration samples for `exec`'s model; none is an error naming the data.
-std::unique_ptr<calib::SampleList> open_samples(const rt::Executor& exec,
-                                                const PassContext& context) {
-    auto samples = context.calibration->open(exec);
-    if (samples->size() == 0) throw InputError(cat(context.calibration->what(), ": no samples"));
-    return samples;
-}
-
 class PruneStructured final : public Pass {
   public:
     std::string_view name() const override { return "prune-structured"; }
@@ -793,7 +785,7 @@ class PruneStructured final : public Pass {
                                                        const std::vector<Group>& groups,
                                                        PassContext& context) const {
         rt::Executor exec(model, exec_options(context));
-        auto samples = open_samples(exec, context);
+        auto samples = context.calibration->open_nonempty(exec);
         std::vector<std::string> fetch;
         for (const auto& grp : groups) fetch.push_back(grp.read_value);
         std::vector<std::vector<double>> sums(groups.size());
@@ -867,7 +859,7 @@ class PruneStructured final : public Pass {
 
         const rt::ExecOptions eo = exec_options(context);
         rt::Executor exec_o(original, eo);
-        auto samples = open_samples(exec_o, context);
+        auto samples = context.calibration->open_nonempty(exec_o);
         auto step = progress_step(context.progress, "reconstruction", fits.size() * samples->size(),
                                   "samples");
         size_t refit = 0;

@@ -513,9 +513,7 @@ class QuantizeStatic final : public Pass {
             rt::ExecOptions eo;
             eo.threads = std::max(1, context.threads);
             rt::Executor exec(model, eo);
-            auto samples = context.calibration->open(exec);
-            if (samples->size() == 0)
-                throw InputError(cat(context.calibration->what(), ": no samples"));
+            auto samples = context.calibration->open_nonempty(exec);
             auto step = progress_step(context.progress, "calibration", samples->size(), "samples");
             table = std::make_shared<calib::RangeTable>(
                 calib::collect_ranges(exec, *samples, needed, calib_, &step));

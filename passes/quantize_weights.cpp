@@ -812,9 +812,7 @@ class QuantizeWeights final : public Pass {
             rt::ExecOptions eo;
             eo.threads = std::max(1, context.threads);
             rt::Executor exec(model, eo);
-            auto samples = context.calibration->open(exec);
-            if (samples->size() == 0)
-                throw InputError(cat(context.calibration->what(), ": no samples"));
+            auto samples = context.calibration->open_nonempty(exec);
             CalibrationRecord record;
             record.method = std::string(method_name(method_));
             record.synthetic = context.calibration->synthetic();
