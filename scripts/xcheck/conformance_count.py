@@ -140,13 +140,15 @@ def run_session(sess, model, feeds, wants):
             for i in range(len(got))]
 
 
-def ort_worker():
-    """Reads case directories from stdin, prints one JSON line per case."""
+def ort_worker(list_file):
+    """Reads case directories from list_file, prints one JSON line per case."""
     import onnx
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)
-    for line in sys.stdin:
+    with open(list_file) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         case = line.strip()
         if not case:
             continue
@@ -196,11 +198,11 @@ def run_ort(cases):
     results = {}
     todo = list(cases)
     while todo:
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ort-worker"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
-        proc.stdin.write("".join(c + "\n" for c in todo))
-        proc.stdin.close()
+        # The list goes through a file: a pipe both ways would fill and stall.
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("".join(c + "\n" for c in todo))
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ort-worker", f.name],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         current = None
         for line in proc.stdout:
             r = json.loads(line)
@@ -210,6 +212,7 @@ def run_ort(cases):
             results[os.path.basename(r.pop("case"))] = r
             current = None
         code = proc.wait()
+        os.unlink(f.name)
         if current is not None:
             results[os.path.basename(current)] = {
                 "result": "failed", "reason": f"ONNX Runtime died (exit {code})"}
@@ -238,10 +241,10 @@ def main():
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--filter", default="", help="only cases whose name contains this")
     p.add_argument("--reuse-ort", help="ONNX Runtime's results from an earlier --json")
-    p.add_argument("--ort-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ort-worker", metavar="LIST", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.ort_worker:
-        ort_worker()
+        ort_worker(a.ort_worker)
         return 0
 
     d = a.dir
