@@ -146,4 +146,8 @@ void op_tan(OpContext& c);
 void op_thresholded_relu(OpContext& c);
 void op_trilu(OpContext& c);
 
+// ops_loss.cpp
+void op_negative_log_likelihood_loss(OpContext& c);
+void op_softmax_cross_entropy_loss(OpContext& c);
+
 }  // namespace ep::rt
