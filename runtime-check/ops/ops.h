@@ -150,4 +150,11 @@ void op_trilu(OpContext& c);
 void op_negative_log_likelihood_loss(OpContext& c);
 void op_softmax_cross_entropy_loss(OpContext& c);
 
+// ops_bitwise.cpp
+void op_bit_shift(OpContext& c);
+void op_bitwise_and(OpContext& c);
+void op_bitwise_not(OpContext& c);
+void op_bitwise_or(OpContext& c);
+void op_bitwise_xor(OpContext& c);
+
 }  // namespace ep::rt
