@@ -157,4 +157,11 @@ void op_bitwise_not(OpContext& c);
 void op_bitwise_or(OpContext& c);
 void op_bitwise_xor(OpContext& c);
 
+// ops_rearrange.cpp
+void op_center_crop_pad(OpContext& c);
+void op_compress(OpContext& c);
+void op_reverse_sequence(OpContext& c);
+void op_tensor_scatter(OpContext& c);
+void op_unique(OpContext& c);
+
 }  // namespace ep::rt
