@@ -164,4 +164,10 @@ void op_reverse_sequence(OpContext& c);
 void op_tensor_scatter(OpContext& c);
 void op_unique(OpContext& c);
 
+// ops_normalization.cpp
+void op_group_normalization(OpContext& c);
+void op_lp_normalization(OpContext& c);
+void op_lrn(OpContext& c);
+void op_mean_variance_normalization(OpContext& c);
+
 }  // namespace ep::rt
