@@ -170,4 +170,8 @@ void op_lp_normalization(OpContext& c);
 void op_lrn(OpContext& c);
 void op_mean_variance_normalization(OpContext& c);
 
+// ops_einsum.cpp
+void op_det(OpContext& c);
+void op_einsum(OpContext& c);
+
 }  // namespace ep::rt
