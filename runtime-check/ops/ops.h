@@ -174,4 +174,8 @@ void op_mean_variance_normalization(OpContext& c);
 void op_det(OpContext& c);
 void op_einsum(OpContext& c);
 
+// Mish / Swish in ops_activation.cpp
+void op_mish(OpContext& c);
+void op_swish(OpContext& c);
+
 }  // namespace ep::rt

@@ -1,4 +1,4 @@
-// Activations and other float elementwise ops real models use: PRelu, Selu, Celu,
+// Activations and other float elementwise ops real models use: PRelu, Selu, Celu, Mish, Swish,
 // ThresholdedRelu, Softsign, Shrink, trigonometric/hyperbolic, IsNaN/IsInf, Dropout
 // (inference: identity) and CastLike. Computed in double, stored in the input's type.
 #include <algorithm>
@@ -53,6 +53,15 @@ void op_softsign(OpContext& c) {
 void op_shrink(OpContext& c) {
     double l = c.node.attr_float("lambd", 0.5f), b = c.node.attr_float("bias", 0.0f);
     unary(c, [l, b](double x) { return x < -l ? x + b : x > l ? x - b : 0.0; });
+}
+// Mish (opset 18): x * tanh(softplus(x)).
+void op_mish(OpContext& c) {
+    unary(c, [](double x) { return x * std::tanh(std::log1p(std::exp(x))); });
+}
+// Swish (opset 24): x * sigmoid(alpha * x).
+void op_swish(OpContext& c) {
+    double a = c.node.attr_float("alpha", 1.0f);
+    unary(c, [a](double x) { return x / (1 + std::exp(-a * x)); });
 }
 void op_tan(OpContext& c) {
     unary(c, [](double x) { return std::tan(x); });
