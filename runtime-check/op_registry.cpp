@@ -84,6 +84,7 @@ const std::vector<OpEntry>& op_table() {
         {"", "Log", op_log},
         {"", "LogSoftmax", op_log_softmax},
         {"", "LpNormalization", op_lp_normalization},
+        {"", "LpPool", op_lp_pool},
         {"", "MatMul", op_matmul},
         {"", "MatMulInteger", op_matmul_integer},
         {"", "Max", op_max},

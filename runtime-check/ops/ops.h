@@ -178,4 +178,7 @@ void op_einsum(OpContext& c);
 void op_mish(OpContext& c);
 void op_swish(OpContext& c);
 
+// LpPool in ops_linalg.cpp
+void op_lp_pool(OpContext& c);
+
 }  // namespace ep::rt

@@ -1,5 +1,5 @@
-// MatMul, Gemm, Conv, ConvTranspose and pooling, in float32 (f16/bf16/f64 inputs are
-// converted to f32 and back: the reference runtime computes these in f32).
+// MatMul, Gemm, Conv, ConvTranspose and pooling (max, average, Lp), in float32 (f16/bf16/f64 inputs
+// are converted to f32 and back: the reference runtime computes these in f32).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -503,7 +503,71 @@ void global_pool(OpContext& c, bool is_max) {
     c.outputs.push_back(from_f32(std::move(y), x0.dtype));
 }
 
+// LpPool: y = (sum over the window of |x|^p)^(1/p), p = 2 by default; padded positions
+// add nothing. The window geometry is pooling's (kernel_shape, strides, pads / auto_pad,
+// dilations, ceil_mode). Sums in double in window order, one thread per plane.
+void lp_pool(OpContext& c) {
+    const Tensor& x0 = c.input(0);
+    Tensor x = as_f32(c, x0);
+    if (x.shape.size() < 3) c.fail("LpPool expects X [N, C, ...]");
+    const double p = static_cast<double>(c.node.attr_int("p", 2));
+    if (p < 1) c.fail(cat("p ", p, ": expected >= 1"));
+    ConvShape g;
+    g.n = x.shape[0];
+    g.c_in = g.c_out = x.shape[1];
+    g.in.assign(x.shape.begin() + 2, x.shape.end());
+    g.kernel = c.node.attr_ints("kernel_shape");
+    if (g.kernel.size() != g.in.size()) c.fail("kernel_shape does not match the spatial rank");
+    resolve_window(c, g, WindowOptions{c.node.attr_int("ceil_mode", 0) != 0, false, {}});
+    const size_t s = g.in.size();
+    const int64_t in_pixels = product(g.in), out_pixels = product(g.out),
+                  kernel_size = product(g.kernel);
+    std::vector<int64_t> out_shape{g.n, g.c_in};
+    out_shape.insert(out_shape.end(), g.out.begin(), g.out.end());
+    Tensor y = make_uninitialized_tensor(DType::F32, out_shape);
+    std::vector<int64_t> in_strides(s, 1);
+    for (size_t i = s - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * g.in[i];
+    const float* px = x.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    parallel_for(c.options, g.n * g.c_in, 1, [&](int64_t p0, int64_t p1) {
+        std::vector<int64_t> oidx(s), kidx(s);
+        for (int64_t plane = p0; plane < p1; ++plane) {
+            const float* src = px + plane * in_pixels;
+            std::fill(oidx.begin(), oidx.end(), 0);
+            for (int64_t o = 0; o < out_pixels; ++o) {
+                double acc = 0;
+                for (int64_t kr = 0; kr < kernel_size; ++kr) {
+                    int64_t rem = kr;
+                    for (size_t d = s; d-- > 0;) {
+                        kidx[d] = rem % g.kernel[d];
+                        rem /= g.kernel[d];
+                    }
+                    int64_t off = 0;
+                    bool inside = true;
+                    for (size_t d = 0; d < s; ++d) {
+                        int64_t pos =
+                            oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+                        if (pos < 0 || pos >= g.in[d]) inside = false;
+                        off += pos * in_strides[d];
+                    }
+                    if (inside) acc += std::pow(std::abs(static_cast<double>(src[off])), p);
+                }
+                py[plane * out_pixels + o] = static_cast<float>(std::pow(acc, 1.0 / p));
+                for (size_t d = s; d-- > 0;) {
+                    if (++oidx[d] < g.out[d]) break;
+                    oidx[d] = 0;
+                }
+            }
+        }
+    });
+    c.outputs.push_back(from_f32(std::move(y), x0.dtype));
+}
+
 }  // namespace
+
+void op_lp_pool(OpContext& c) {
+    lp_pool(c);
+}
 
 void op_max_pool(OpContext& c) {
     pool(c, true);
