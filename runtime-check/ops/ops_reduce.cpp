@@ -175,6 +175,13 @@ void reduce(OpContext& c, Reduce kind) {
         else
             run([&](int64_t i) { return static_cast<double>(load_float(x.dtype, in, i)); },
                 [&](int64_t o, double v) { store_float(x.dtype, out, o, static_cast<float>(v)); });
+    } else if (x.dtype == DType::Bool && (kind == Reduce::Max || kind == Reduce::Min)) {
+        // ReduceMax / ReduceMin over bool (opset 20): any / all; an empty reduction gives
+        // false / true.
+        const uint8_t* in = x.values<uint8_t>().data();
+        uint8_t* out = y.mutable_values<uint8_t>().data();
+        run([&](int64_t i) { return in[i] ? 1.0 : 0.0; },
+            [&](int64_t o, double v) { out[o] = v > 0.5 ? 1 : 0; });
     } else {
         dispatch_numeric(c, x.dtype, [&](auto tag) {
             using T = decltype(tag);
