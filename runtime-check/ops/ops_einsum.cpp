@@ -12,23 +12,12 @@
 #include <cmath>
 #include <map>
 
+#include "runtime-check/ops/element_access.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
 namespace {
-
-double load_double(const Tensor& t, int64_t i) {
-    if (t.dtype == DType::F64) return t.values<double>()[static_cast<size_t>(i)];
-    return load_float(t.dtype, t.data.bytes().data(), i);
-}
-
-void store_double(Tensor& t, int64_t i, double v) {
-    if (t.dtype == DType::F64)
-        t.mutable_values<double>()[static_cast<size_t>(i)] = v;
-    else
-        store_float(t.dtype, t.data.mutable_bytes().data(), i, static_cast<float>(v));
-}
 
 constexpr int kEllipsis = -1;
 

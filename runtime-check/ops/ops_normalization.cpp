@@ -14,6 +14,7 @@
 // by one thread from sums taken in one fixed order: the same bits for any thread count.
 #include <cmath>
 
+#include "runtime-check/ops/element_access.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
 
@@ -45,24 +46,6 @@ Tensor float_tensor(DType dtype, const std::vector<int64_t>& shape, const std::v
             store_float(dtype, out, static_cast<int64_t>(i), static_cast<float>(v[i]));
     }
     return y;
-}
-
-// outer x axis x inner split of `shape` at `axis`.
-struct AxisSplit {
-    int64_t outer = 1, axis = 1, inner = 1;
-};
-AxisSplit split_at(const std::vector<int64_t>& shape, int64_t axis) {
-    AxisSplit s;
-    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-        int64_t n = shape[static_cast<size_t>(d)];
-        if (d < axis)
-            s.outer *= n;
-        else if (d == axis)
-            s.axis = n;
-        else
-            s.inner *= n;
-    }
-    return s;
 }
 
 }  // namespace

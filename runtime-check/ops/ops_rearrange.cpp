@@ -19,6 +19,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "runtime-check/ops/element_access.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
 
@@ -31,23 +32,6 @@ size_t element_bytes(const OpContext& c, DType dtype, const char* what) {
     if (bits < 8)
         c.fail(cat(what, " of type ", dtype_name(dtype), ": expected a type of whole bytes"));
     return static_cast<size_t>(bits / 8);
-}
-
-struct AxisSplit {
-    int64_t outer = 1, axis = 1, inner = 1;
-};
-AxisSplit split_at(const std::vector<int64_t>& shape, int64_t axis) {
-    AxisSplit s;
-    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-        int64_t n = shape[static_cast<size_t>(d)];
-        if (d < axis)
-            s.outer *= n;
-        else if (d == axis)
-            s.axis = n;
-        else
-            s.inner *= n;
-    }
-    return s;
 }
 
 std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {
