@@ -146,4 +146,9 @@ void op_tan(OpContext& c);
 void op_thresholded_relu(OpContext& c);
 void op_trilu(OpContext& c);
 
+// recurrent.cpp
+void op_gru(OpContext& c);
+void op_lstm(OpContext& c);
+void op_rnn(OpContext& c);
+
 }  // namespace ep::rt
