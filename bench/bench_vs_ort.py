@@ -40,6 +40,11 @@ def tokens(t):
     return lambda rng: {"input_ids": rng.integers(0, 512, size=(1, t), dtype=np.int64)}
 
 
+def vad_frame(index):
+    path = ROOT / ".cache" / "data" / "silero-vad-eval" / f"frame_{index:03d}.npz"
+    return lambda rng: dict(np.load(path))
+
+
 # name, path, input generator (seeded numpy Generator -> {input name: array})
 MODELS = [
     ("mnist-b1", SHARED / "mnist/mnist-cnn.onnx",
@@ -50,6 +55,9 @@ MODELS = [
     ("stories260k-t64", SHARED / "stories260k/model.onnx", tokens(64)),
     ("ppocr-cls", CACHE / "ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx", image((1, 3, 48, 192))),
     ("ppocr-rec", CACHE / "ppocr/ch_PP-OCRv4_rec_infer.onnx", image((1, 3, 48, 320))),
+    # Silero VAD v4 (LSTMs inside If): one voiced 512-sample frame of
+    # scripts/make_vad_data.py's signal with the states the frames before it left.
+    ("silero-vad", CACHE / "silero-vad/silero_vad.onnx", vad_frame(30)),
 ]
 
 

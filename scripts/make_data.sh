@@ -27,6 +27,12 @@
 #                                    BERT-uncased WordPiece ids: 16 .npz of input_ids and
 #                                    attention_mask [4, 32] + sentences.txt
 #                                    (scripts/tokenize_text.py)
+# With the Silero VAD fetched (scripts/fetch_models.sh):
+#   silero-vad-eval, silero-vad-calib  48 / 16 consecutive 512-sample frames of a synthesized
+#                                    16 kHz signal (voiced harmonic stretches and background
+#                                    noise; no speech recording is available offline) with
+#                                    the LSTM states the model carries between frames, .npz
+#                                    of input, sr, h, c (scripts/make_vad_data.py)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -85,4 +91,10 @@ fi
 if [ -f .cache/models/minilm/vocab.json ]; then
   make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \
     --batch 4 --length 32 --seed 1 --text /usr/share/common-licenses/*
+fi
+if [ -f .cache/models/silero-vad/silero_vad.onnx ]; then
+  make_set silero-vad-eval scripts/make_vad_data.py .cache/models/silero-vad/silero_vad.onnx OUT \
+    --frames 48 --seed 1
+  make_set silero-vad-calib scripts/make_vad_data.py .cache/models/silero-vad/silero_vad.onnx \
+    OUT --frames 16 --seed 2
 fi

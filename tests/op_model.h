@@ -78,6 +78,17 @@ inline std::vector<Tensor> run_node(const OneNode& spec, int threads) {
     return run_node(spec, rt::ExecOptions{threads});
 }
 
+// The message of the error running the node raises; it must be a bad-input error (exit 2).
+inline std::string error_of(const OneNode& spec) {
+    try {
+        (void)run_node(spec, 1);
+    } catch (const Error& e) {
+        if (e.code() != ExitCode::BadInput) return std::string("(not bad input) ") + e.what();
+        return e.what();
+    }
+    return "(no error)";
+}
+
 // Uniform f32 values in [lo, hi) from a fixed seed.
 inline Tensor random_f32(std::vector<int64_t> shape, uint32_t seed, float lo = -1.0f,
                          float hi = 1.0f) {

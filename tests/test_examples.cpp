@@ -171,3 +171,10 @@ TEST_CASE("examples: minilm-dynamic-int8.json runs on tokenized license-text sen
     run_example({"minilm-dynamic-int8.json",
                  test::model_cache() / "minilm" / "paraphrase-MiniLM-L3-v2.onnx", 4});
 }
+
+TEST_CASE("examples: silero-vad-int8.json runs on streamed frames of a synthesized signal",
+          "[examples][real][recurrent]") {
+    // 16 frames (.npz of input, sr, h, c); the model comes from scripts/fetch_models.sh.
+    run_example(
+        {"silero-vad-int8.json", test::model_cache() / "silero-vad" / "silero_vad.onnx", 16});
+}

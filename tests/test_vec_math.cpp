@@ -1,5 +1,5 @@
-// Vectorized exp and sigmoid (runtime-check/kernels/vec_math.h): accuracy against libm in double,
-// the documented edges (underflow to 0 below -87, overflow to +inf, NaN and infinities),
+// Vectorized exp, sigmoid and tanh (runtime-check/kernels/vec_math.h): accuracy against libm in
+// double, the documented edges (underflow to 0 below -87, overflow to +inf, NaN and infinities),
 // and the same bits whether an array is processed whole or in ragged pieces (what a
 // thread split does).
 #include <cmath>
@@ -92,6 +92,22 @@ TEST_CASE("sigmoid_f32: a few ulps on both sides, saturating, NaN kept", "[kerne
             REQUIRE(y[i] == 0.0f);  // exp(x) flushed to 0 (the true value is below 1.7e-38)
         } else {
             REQUIRE(ulps(y[i], ref) <= 6.0);
+        }
+    }
+}
+
+TEST_CASE("tanh_f32: close to libm, +-1 far out, NaN kept, the same bits however split",
+          "[kernels][vec-math]") {
+    auto x = test_values();
+    auto y = run_whole_and_split(rt::tanh_f32, x);
+    for (size_t i = 0; i < x.size(); ++i) {
+        INFO("x = " << x[i] << ", got " << y[i]);
+        if (std::isnan(x[i])) {
+            REQUIRE(std::isnan(y[i]));
+        } else {
+            // Eigen's rational tanh: within 2e-7 absolute (a few ulps away from 0).
+            const double ref = std::tanh(static_cast<double>(x[i]));
+            REQUIRE(std::abs(y[i] - ref) <= 2e-7 + 4e-7 * std::abs(ref));
         }
     }
 }

@@ -68,4 +68,19 @@ void sigmoid_f32(const float* x, float* y, int64_t n) {
     }
 }
 
+void tanh_f32(const float* x, float* y, int64_t n) {
+    // Aligned blocks padded to whole packets, as in exp_f32: every element goes through
+    // the packet tanh, so its bits do not depend on where a caller's chunk starts.
+    constexpr int64_t kBlock = 256;
+    alignas(64) float buf[kBlock];
+    for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+        const int64_t len = std::min(kBlock, n - i0);
+        const int64_t padded = (len + 15) / 16 * 16;
+        std::copy(x + i0, x + i0 + len, buf);
+        std::fill(buf + len, buf + padded, 0.0f);
+        Map(buf, padded) = ConstMap(buf, padded).tanh();
+        std::copy(buf, buf + len, y + i0);
+    }
+}
+
 }  // namespace ep::rt

@@ -4,6 +4,7 @@
 //                y may be x.
 //   sigmoid_f32: y = 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below (no
 //                overflow on either side).
+//   tanh_f32:    y = tanh(x) (Eigen's packet tanh, a few ulp; +-1 once |x| > 7.9). y may be x.
 // Pure functions of each element: results do not depend on how the array is split.
 #pragma once
 
@@ -13,5 +14,6 @@ namespace ep::rt {
 
 void exp_f32(const float* x, float* y, int64_t n);
 void sigmoid_f32(const float* x, float* y, int64_t n);
+void tanh_f32(const float* x, float* y, int64_t n);
 
 }  // namespace ep::rt

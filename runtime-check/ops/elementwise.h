@@ -188,4 +188,26 @@ inline void store_float(DType dt, std::byte* p, int64_t i, float v) {
     return dt == DType::F32 || dt == DType::F64 || dt == DType::F16 || dt == DType::BF16;
 }
 
+// The input as a float32 tensor (shares bytes when it already is one); fails naming the
+// node when it is not a float type.
+[[nodiscard]] inline Tensor as_f32(const OpContext& c, const Tensor& t) {
+    if (t.dtype == DType::F32) return t;
+    if (!is_float(t.dtype)) c.fail(cat("expected a float input, found ", dtype_name(t.dtype)));
+    Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
+    auto out = f.mutable_values<float>();
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
+    return f;
+}
+
+// A float32 tensor stored as `dt` (a float type).
+[[nodiscard]] inline Tensor from_f32(Tensor f, DType dt) {
+    if (dt == DType::F32) return f;
+    Tensor t = make_uninitialized_tensor(dt, f.shape);
+    auto in = f.values<float>();
+    for (size_t i = 0; i < in.size(); ++i)
+        store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
+    return t;
+}
+
 }  // namespace ep::rt

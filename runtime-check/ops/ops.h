@@ -180,5 +180,9 @@ void op_swish(OpContext& c);
 
 // LpPool in ops_linalg.cpp
 void op_lp_pool(OpContext& c);
+// recurrent.cpp
+void op_gru(OpContext& c);
+void op_lstm(OpContext& c);
+void op_rnn(OpContext& c);
 
 }  // namespace ep::rt

@@ -16,26 +16,6 @@
 namespace ep::rt {
 namespace {
 
-// The input as a float32 tensor (shares bytes when it already is one).
-Tensor as_f32(const OpContext& c, const Tensor& t) {
-    if (t.dtype == DType::F32) return t;
-    if (!is_float(t.dtype)) c.fail(cat("expected a float input, found ", dtype_name(t.dtype)));
-    Tensor f = make_uninitialized_tensor(DType::F32, t.shape);
-    auto out = f.mutable_values<float>();
-    for (size_t i = 0; i < out.size(); ++i)
-        out[i] = load_float(t.dtype, t.data.bytes().data(), static_cast<int64_t>(i));
-    return f;
-}
-
-Tensor from_f32(Tensor f, DType dt) {
-    if (dt == DType::F32) return f;
-    Tensor t = make_uninitialized_tensor(dt, f.shape);
-    auto in = f.values<float>();
-    for (size_t i = 0; i < in.size(); ++i)
-        store_float(dt, t.data.mutable_bytes().data(), static_cast<int64_t>(i), in[i]);
-    return t;
-}
-
 // The 1-D or 2-D window of a resolved geometry (1-D as height 1).
 Window2D window_2d(const ConvShape& g) {
     Window2D w{};

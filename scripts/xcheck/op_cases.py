@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes one-node ONNX test cases with outputs computed by ONNX Runtime (the oracle).
 
-usage: op_cases.py OUTDIR [--group quant|nbits|resize|all] [--seed S]
+usage: op_cases.py OUTDIR [--group quant|nbits|resize|recurrent|all] [--seed S]
 
 Each case is a directory OUTDIR/<name>/ holding
   model.onnx        the one-node model (quantized weights as initializers)
@@ -13,6 +13,8 @@ Each case is a directory OUTDIR/<name>/ holding
 same model with a Cast to int8/uint8 appended and the expected file holds int8/uint8
 values (the C++ test unpacks edgepack's int4 output to compare). When ONNX Runtime has no
 kernel for a case, the onnx reference evaluator is the oracle (marked in case.json).
+ONNX Runtime refuses layout = 1 for LSTM / GRU / RNN: for those cases the oracle is ORT on
+the same node with layout 0, fed and read through the axis swap ("ort-layout0").
 """
 import argparse
 import json
@@ -84,6 +86,8 @@ def build_model(case, cast_int4=False):
     nodes = [node]
     outs = []
     for i, name in enumerate(case.outputs):
+        if not name:  # an optional output the node leaves out
+            continue
         t = (case.out_types or {}).get(name, None)
         if cast_int4 and t in (TP.INT4, TP.UINT4):
             cast_name = name + "_as8"
@@ -115,6 +119,17 @@ def run_ort(model, feeds):
     return sess.run(None, feeds)
 
 
+def run_layout0_twin(case):
+    """A layout = 1 recurrent node through ORT as its layout = 0 twin: X, initial_h / c and
+    the outputs have their first two axes swapped (Y: [S, D, B, H] -> [B, S, D, H])."""
+    twin = Case(**{**case.__dict__, "attrs": {**case.attrs, "layout": 0}, "oracle": "ort"})
+    twin.feeds = {k: (np.swapaxes(v, 0, 1).copy() if k in ("X", "initial_h", "initial_c") else v)
+                  for k, v in case.feeds.items()}
+    outs = run_ort(build_model(twin), twin.feeds)
+    return [np.transpose(o, (2, 0, 1, 3)).copy() if o.ndim == 4 else np.swapaxes(o, 0, 1).copy()
+            for o in outs]
+
+
 def run_reference(model, feeds):
     return ReferenceEvaluator(model).run(None, feeds)
 
@@ -141,6 +156,8 @@ def write_case(root, case):
         ref_error = str(e).splitlines()[0][:200]
     if case.oracle == "ort":
         expected = run_ort(oracle_model, case.feeds)
+    elif case.oracle == "ort-layout0":
+        expected = run_layout0_twin(case)
     else:
         if ref is None:
             raise RuntimeError(f"{case.name}: reference failed: {ref_error}")
@@ -157,7 +174,7 @@ def write_case(root, case):
             value = value.astype(np.int8 if "int4" in str(value.dtype) and "u" not in str(value.dtype)
                                  else np.uint8)
         np.save(os.path.join(d, f"expected_{i}.npy"), value)
-    meta = {"inputs": list(case.feeds.keys()), "outputs": case.outputs, "atol": case.atol,
+    meta = {"inputs": list(case.feeds.keys()), "outputs": [o for o in case.outputs if o], "atol": case.atol,
             "rtol": case.rtol, "int_tol": case.int_tol, "oracle": case.oracle,
             "ref_max_diff": ref_diff}
     with open(os.path.join(d, "case.json"), "w") as f:
@@ -557,14 +574,90 @@ def resize_cases(rng):
     return cases
 
 
+def recurrent_cases(rng):
+    """LSTM / GRU / RNN: every direction, both layouts, sequence_lens, initial states,
+    peepholes, clip, activations with alpha / beta, linear_before_reset, input_forget,
+    outputs left out; random shapes, one large enough to split over threads."""
+    cases = []
+    f32 = np.float32
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+    def add(name, op, S, B, I, H, direction="forward", layout=0, lens=None, initial=False,
+            peephole=False, bias=True, outputs=None, opset=14, scale=0.5, **attrs):
+        G, D = gates[op], 2 if direction == "bidirectional" else 1
+        x_shape = (B, S, I) if layout else (S, B, I)
+        state_shape = (B, D, H) if layout else (D, B, H)
+        feeds = {"X": rng.standard_normal(x_shape).astype(f32)}
+        consts = {"W": (rng.standard_normal((D, G * H, I)) * scale).astype(f32),
+                  "R": (rng.standard_normal((D, G * H, H)) * scale).astype(f32)}
+        order = ["X", "W", "R"]
+        if bias:
+            consts["B"] = (rng.standard_normal((D, 2 * G * H)) * scale).astype(f32)
+        order.append("B" if bias else "")
+        if lens is not None:
+            feeds["sequence_lens"] = np.array(lens, np.int32)
+        order.append("sequence_lens" if lens is not None else "")
+        if initial:
+            feeds["initial_h"] = rng.standard_normal(state_shape).astype(f32)
+            if op == "LSTM":
+                feeds["initial_c"] = rng.standard_normal(state_shape).astype(f32)
+        order.append("initial_h" if initial else "")
+        if op == "LSTM":
+            order.append("initial_c" if initial else "")
+            if peephole:
+                consts["P"] = (rng.standard_normal((D, 3 * H)) * scale).astype(f32)
+                order.append("P")
+        while order and order[-1] == "":
+            order.pop()
+        outs = outputs or (["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"])
+        attrs = {"hidden_size": H, "direction": direction, **attrs}
+        if opset >= 14:
+            attrs["layout"] = layout
+        cases.append(Case(f"{op.lower()}_{name}", op, feeds, consts, outs, attrs=attrs,
+                          opset=opset, atol=2e-5, rtol=1e-4, input_order=order,
+                          oracle="ort-layout0" if layout else "ort"))
+
+    for op in ("LSTM", "GRU", "RNN"):
+        add("forward", op, 5, 3, 4, 6)
+        add("reverse", op, 5, 3, 4, 6, direction="reverse", initial=True)
+        add("bidirectional", op, 6, 2, 5, 4, direction="bidirectional", initial=True)
+        add("seq_lens_bidirectional", op, 7, 4, 3, 5, direction="bidirectional",
+            lens=[7, 3, 0, 5], initial=True)
+        add("seq_lens_reverse", op, 6, 3, 3, 4, direction="reverse", lens=[2, 6, 4])
+        add("layout1_bidirectional", op, 5, 3, 4, 3, direction="bidirectional", layout=1,
+            lens=[5, 2, 4], initial=True)
+        add("no_bias_opset7", op, 4, 2, 3, 5, bias=False, opset=7)
+        add("clip", op, 6, 2, 4, 5, direction="bidirectional", clip=0.7, scale=1.5)
+        add("only_y_h", op, 4, 3, 2, 3, outputs=["", "Y_h"])
+        add("only_y", op, 4, 1, 2, 3, outputs=["Y"])
+        # Large enough that the input projection and the step GEMM split over threads.
+        add("large", op, 24, 6, 96, 64, direction="bidirectional", scale=0.15)
+    add("peepholes_clip", "LSTM", 5, 3, 4, 6, direction="bidirectional", peephole=True,
+        initial=True, clip=1.2, scale=1.0)
+    add("input_forget", "LSTM", 5, 2, 3, 4, input_forget=1, peephole=True)
+    add("only_y_c", "LSTM", 4, 2, 3, 3, outputs=["", "", "Y_c"], initial=True)
+    add("activations", "LSTM", 5, 2, 3, 4, direction="bidirectional",
+        activations=["HardSigmoid", "LeakyRelu", "ScaledTanh", "sigmoid", "Elu", "Softsign"],
+        activation_alpha=[0.3, 0.05, 0.9, 0.7], activation_beta=[0.45, 1.3])
+    add("linear_before_reset", "GRU", 6, 3, 4, 5, direction="bidirectional",
+        linear_before_reset=1, lens=[6, 1, 4], initial=True)
+    add("activations", "GRU", 5, 2, 3, 4, direction="reverse",
+        activations=["Affine", "ThresholdedRelu"], activation_alpha=[0.4, 0.2],
+        activation_beta=[0.5], linear_before_reset=1)
+    add("activations", "RNN", 5, 2, 3, 4, direction="bidirectional",
+        activations=["Relu", "Softplus"])
+    return cases
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--group", default="all", choices=["quant", "nbits", "resize", "all"])
+    ap.add_argument("--group", default="all", choices=["quant", "nbits", "resize", "recurrent", "all"])
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
-    groups = {"quant": quant_cases, "nbits": nbits_cases, "resize": resize_cases}
+    groups = {"quant": quant_cases, "nbits": nbits_cases, "resize": resize_cases,
+              "recurrent": recurrent_cases}
     names = list(groups) if a.group == "all" else [a.group]
     count = 0
     for g in names:
