@@ -784,13 +784,7 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     const std::byte* p = all.data();
 
     // The checksum first: nothing else in the file is trusted before it matches.
-    Sha256 sha;
-    for (uint64_t at = 0; at < size - kEpkChecksumBytes; at += kChunk) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - kEpkChecksumBytes - at));
-        sha.update(all.subspan(static_cast<size_t>(at), n));
-        file->release(static_cast<size_t>(at), n);
-    }
-    auto digest = sha.finish();
+    auto digest = sha256_before_trailer(*file);
     EpkInfo info;
     if (std::memcmp(digest.data(), p + size - kEpkChecksumBytes, kEpkChecksumBytes) != 0) {
         std::string hint;
@@ -1077,6 +1071,18 @@ void write_epk(const Model& model, const std::filesystem::path& path,
     } catch (const InputError& e) {
         throw InputError(cat(path.string(), ": ", e.what()));
     }
+}
+
+std::array<std::byte, 32> sha256_before_trailer(const MappedFile& file) {
+    auto all = file.bytes();
+    const uint64_t size = all.size();
+    Sha256 sha;
+    for (uint64_t at = 0; at + kEpkChecksumBytes < size; at += kChunk) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - kEpkChecksumBytes - at));
+        sha.update(all.subspan(static_cast<size_t>(at), n));
+        file.release(static_cast<size_t>(at), n);
+    }
+    return sha.finish();
 }
 
 EpkTable read_epk_table(const std::filesystem::path& path) {

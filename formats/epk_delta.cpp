@@ -146,7 +146,8 @@ std::vector<DeltaRecord> plan_records(const std::vector<EpkTableEntry>& bt,
     return records;
 }
 
-EpkDelta parse_delta(std::span<const std::byte> all) {
+EpkDelta parse_delta(const MappedFile& file) {
+    const auto all = file.bytes();
     const uint64_t size = all.size();
     const uint64_t min_size = kEpkDeltaHeaderBytes + kEpkDeltaRecordBytes + kEpkChecksumBytes;
     if (size < min_size)
@@ -154,9 +155,7 @@ EpkDelta parse_delta(std::span<const std::byte> all) {
                              " (a 128-byte header, one 24-byte record and a 32-byte checksum): "
                              "truncated, or not a delta"));
     const std::byte* p = all.data();
-    Sha256 sha;
-    sha.update(all.first(static_cast<size_t>(size - kEpkChecksumBytes)));
-    auto digest = sha.finish();
+    auto digest = sha256_before_trailer(file);
     const bool magic =
         std::memcmp(p, kDeltaMagic.data(), kDeltaMagic.size()) == 0;  // checked after the sum
     if (std::memcmp(digest.data(), p + size - kEpkChecksumBytes, kEpkChecksumBytes) != 0) {
@@ -345,15 +344,14 @@ EpkDeltaStats diff_epk(const std::filesystem::path& base, const std::filesystem:
 
 EpkDelta read_epk_delta_header(const std::filesystem::path& delta) {
     auto file = MappedFile::open(delta);
-    return with_context(delta.string(), [&] { return parse_delta(file->bytes()); });
+    return with_context(delta.string(), [&] { return parse_delta(*file); });
 }
 
 EpkApplyStats apply_epk_delta(const std::filesystem::path& base, const std::filesystem::path& delta,
                               const std::filesystem::path& output, bool dry_run,
                               Progress* progress) {
     auto delta_file = MappedFile::open(delta);
-    const EpkDelta d =
-        with_context(delta.string(), [&] { return parse_delta(delta_file->bytes()); });
+    const EpkDelta d = with_context(delta.string(), [&] { return parse_delta(*delta_file); });
 
     auto base_file = MappedFile::open(base);
     const std::string base_sha = sha256_file_hex(base);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "formats/epk.h"
+#include "ir/mapped_file.h"
 #include "ir/output_file.h"
 
 namespace ep {
@@ -30,6 +31,10 @@ struct EpkTable {
 
 // read_epk's every check, each tensor's SHA-256 included, keeping the table.
 [[nodiscard]] EpkTable read_epk_table(const std::filesystem::path& path);
+
+// SHA-256 of a sealed file's bytes before its 32-byte trailer (the whole file when it is
+// shorter), streamed with the pages released as it goes; the caller compares the trailer.
+[[nodiscard]] std::array<std::byte, 32> sha256_before_trailer(const MappedFile& file);
 
 // Forwards to a sink and hashes everything written.
 class HashingSink final : public ByteSink {
