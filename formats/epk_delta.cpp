@@ -161,12 +161,16 @@ EpkDelta parse_delta(const MappedFile& file) {
     if (std::memcmp(digest.data(), p + size - kEpkChecksumBytes, kEpkChecksumBytes) != 0) {
         std::string hint;
         if (has_epk_magic(all))
-            hint = " (it is an .epk pack, not a delta: apply takes BASE.epk DELTA.epkd)";
+            hint = " (it starts as an .epk pack, not a delta)";
         else if (!magic)
             hint = " (its first bytes are not the .epkd magic: not a delta?)";
         throw InputError(cat("checksum mismatch: the delta is corrupt or truncated", hint));
     }
-    if (!magic) throw InputError("header: bad magic (not an .epkd delta)");
+    if (!magic)
+        throw InputError(has_epk_magic(all)
+                             ? "header: this is an .epk pack, not a delta (apply takes OLD.epk "
+                               "DELTA.epkd)"
+                             : "header: bad magic (not an .epkd delta)");
     if (auto v = get_le(p + 8, 4); v != kEpkDeltaFormatVersion)
         throw InputError(cat("header: format version ", v,
                              " is not supported (this edgepack reads version ",
