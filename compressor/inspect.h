@@ -27,5 +27,7 @@ struct InspectOptions {
                                            const InspectOptions& options = {},
                                            const EpkInfo* epk = nullptr);
 [[nodiscard]] std::string render_inspect_text(const nlohmann::json& report);
+// "512 B", "1.50 KiB", "3.25 MiB": sizes as inspect prints them.
+[[nodiscard]] std::string human_bytes(uint64_t bytes);
 
 }  // namespace ep

@@ -9,6 +9,7 @@
 // check the header, parse the manifest with every field typed and every range bounded,
 // and hand out tensors as views of the mapping.
 #include "formats/epk.h"
+#include "formats/epk_internal.h"
 
 #include <openssl/evp.h>
 
@@ -46,15 +47,6 @@ const std::string kZeroHash(64, '0');
 
 uint64_t align_up(uint64_t v) {
     return (v + kEpkAlignment - 1) / kEpkAlignment * kEpkAlignment;
-}
-
-void put_le(std::byte* p, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xFF);
-}
-uint64_t get_le(const std::byte* p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-    return v;
 }
 
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -308,23 +300,6 @@ json provenance_json(const EpkProvenance& p) {
             {"source_sha256", p.source_sha256},     {"recipe_file", p.recipe_file},
             {"recipe_sha256", p.recipe_sha256},     {"recipe_overrides", std::move(overrides)}};
 }
-
-// Forwards to a sink and hashes everything written.
-class HashingSink final : public ByteSink {
-  public:
-    explicit HashingSink(ByteSink& inner) : inner_(inner) {}
-    void write(std::span<const std::byte> bytes) override {
-        sha_.update(bytes);
-        inner_.write(bytes);
-    }
-    using ByteSink::write;
-    [[nodiscard]] uint64_t position() const override { return inner_.position(); }
-    [[nodiscard]] std::array<std::byte, 32> finish() { return sha_.finish(); }
-
-  private:
-    ByteSink& inner_;
-    Sha256 sha_;
-};
 
 // One tensor's bytes on their way to the file: hashed for the tensor table, counted.
 class TensorHashingSink final : public ByteSink {
@@ -797,7 +772,8 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
     return t;
 }
 
-EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkReadOptions& options) {
+EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkReadOptions& options,
+                    std::vector<EpkTableEntry>* table_out = nullptr) {
     auto all = file->bytes();
     const uint64_t size = all.size();
     const uint64_t min_size = kEpkHeaderBytes + kEpkChecksumBytes;
@@ -808,13 +784,7 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     const std::byte* p = all.data();
 
     // The checksum first: nothing else in the file is trusted before it matches.
-    Sha256 sha;
-    for (uint64_t at = 0; at < size - kEpkChecksumBytes; at += kChunk) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - kEpkChecksumBytes - at));
-        sha.update(all.subspan(static_cast<size_t>(at), n));
-        file->release(static_cast<size_t>(at), n);
-    }
-    auto digest = sha.finish();
+    auto digest = sha256_before_trailer(*file);
     EpkInfo info;
     if (std::memcmp(digest.data(), p + size - kEpkChecksumBytes, kEpkChecksumBytes) != 0) {
         std::string hint;
@@ -879,8 +849,12 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     table.reserve(tensors.size());
     std::vector<std::string> hashes(tensors.size());
     uint64_t position = 0;
-    for (size_t i = 0; i < tensors.size(); ++i)
+    for (size_t i = 0; i < tensors.size(); ++i) {
         table.push_back({parse_tensor(tensors[i], i, file, info, position, hashes[i]), false});
+        const Tensor& t = table.back().tensor;
+        if (table_out && t.dtype != DType::String)
+            table_out->push_back({t.name, t.data.file_offset(), t.data.size(), hashes[i]});
+    }
 
     if (options.verify_tensor_checksums) {
         for (size_t i = 0; i < table.size(); ++i) {
@@ -937,6 +911,15 @@ std::array<std::byte, 32> Sha256::finish() {
         n != 32)
         throw InternalError("OpenSSL: SHA-256 final failed");
     return out;
+}
+
+void put_le(std::byte* p, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xFF);
+}
+uint64_t get_le(const std::byte* p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+    return v;
 }
 
 std::string hex(std::span<const std::byte> bytes) {
@@ -1088,6 +1071,30 @@ void write_epk(const Model& model, const std::filesystem::path& path,
     } catch (const InputError& e) {
         throw InputError(cat(path.string(), ": ", e.what()));
     }
+}
+
+std::array<std::byte, 32> sha256_before_trailer(const MappedFile& file) {
+    auto all = file.bytes();
+    const uint64_t size = all.size();
+    Sha256 sha;
+    for (uint64_t at = 0; at + kEpkChecksumBytes < size; at += kChunk) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - kEpkChecksumBytes - at));
+        sha.update(all.subspan(static_cast<size_t>(at), n));
+        file.release(static_cast<size_t>(at), n);
+    }
+    return sha.finish();
+}
+
+EpkTable read_epk_table(const std::filesystem::path& path) {
+    auto file = MappedFile::open(path);
+    EpkTable out;
+    try {
+        out.info =
+            read_mapped(file, EpkReadOptions{.verify_tensor_checksums = true}, &out.tensors).info;
+    } catch (const InputError& e) {
+        throw InputError(cat(path.string(), ": ", e.what()));
+    }
+    return out;
 }
 
 EpkFile read_epk(const std::filesystem::path& path, const EpkReadOptions& options) {

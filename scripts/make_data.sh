@@ -21,6 +21,8 @@
 #                                    scripts/make_lora_adapter.py); -lora names the modules as
 #                                    model.onnx's initializers (llama2.c paths), -lora-hf as
 #                                    model.safetensors' tensors (Hugging Face paths), same values
+#   stories260k-lora-2               another adapter like stories260k-lora (seed 2): the
+#                                    LoRA-updated pack of the delta example (docs/delivery.md)
 # With the MiniLM's vocabulary fetched (scripts/fetch_models.sh):
 #   minilm-eval                      64 English sentences from the license texts in
 #                                    /usr/share/common-licenses (every Debian system has them),
@@ -87,6 +89,8 @@ if [ -f "$shared/stories260k/model.onnx" ]; then
     OUT --naming llama2c --rank 4 --alpha 8 --seed 1
   make_set stories260k-lora-hf scripts/make_lora_adapter.py \
     "$shared/stories260k/model.safetensors" OUT --naming hf --rank 4 --alpha 8 --seed 1
+  make_set stories260k-lora-2 scripts/make_lora_adapter.py \
+    "$shared/stories260k/model.safetensors" OUT --naming llama2c --rank 4 --alpha 8 --seed 2
 fi
 if [ -f .cache/models/minilm/vocab.json ]; then
   make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \

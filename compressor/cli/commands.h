@@ -12,5 +12,7 @@ void add_compress_command(CLI::App& app, std::function<int()>& action);
 void add_run_command(CLI::App& app, std::function<int()>& action);
 void add_bench_command(CLI::App& app, std::function<int()>& action);
 void add_validate_command(CLI::App& app, std::function<int()>& action);
+void add_diff_command(CLI::App& app, std::function<int()>& action);
+void add_apply_command(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ep::cli
