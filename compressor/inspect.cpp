@@ -178,6 +178,8 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
     if (epk) {
         const auto& p = epk->provenance;
         r["epk"] = {{"format_version", epk->format_version},
+                    {"format_minor", epk->format_minor},
+                    {"skipped_fields", epk->skipped_fields},
                     {"source_format", source_format},
                     {"sha256", epk->sha256},
                     {"checksum_verified", true},
@@ -315,8 +317,12 @@ std::string render_inspect_text(const json& r) {
     if (r["format"] == "epk") {
         const auto& e = r["epk"];
         const auto& p = e["provenance"];
-        row("format", "epk version " + std::to_string(e["format_version"].get<uint32_t>()) +
-                          " (from " + e["source_format"].get<std::string>() + ")");
+        row("format", "epk version " + std::to_string(e["format_version"].get<uint32_t>()) + "." +
+                          std::to_string(e["format_minor"].get<uint32_t>()) + " (from " +
+                          e["source_format"].get<std::string>() + ")");
+        // A newer minor version's keys this edgepack does not know (docs/epk.md).
+        for (const auto& f : e["skipped_fields"])
+            row("skipped", f.get<std::string>() + " (newer minor version; not understood)");
         row("checksum",
             "sha256 " + e["sha256"].get<std::string>() + " verified" +
                 (e["tensor_checksums_verified"].get<bool>() ? ", tensor checksums verified" : ""));

@@ -363,10 +363,22 @@ std::string type_of(const json& v) {
     return v.type_name();
 }
 
-// One JSON object whose fields are read by name; done() rejects fields nobody read.
+// What Fields::done() does with a key it does not know (docs/epk.md, "Format versions"): in
+// a file of this reader's minor version or older it is refused, since no writer of those
+// versions wrote one (the file is damaged or forged); in a newer minor's it is skipped, and
+// listed in `skipped` ("tensor 'w': 'stats'"), since a minor version adds only keys an
+// older reader may ignore without misreading anything.
+struct UnknownFields {
+    bool skip = false;
+    std::vector<std::string> skipped;
+};
+
+// One JSON object whose fields are read by name; done() rejects (or, in a newer minor
+// version, skips) fields nobody read.
 class Fields {
   public:
-    Fields(const json& j, std::string where) : j_(j), where_(std::move(where)) {
+    Fields(const json& j, std::string where, UnknownFields& unknown)
+        : j_(j), where_(std::move(where)), unknown_(unknown) {
         if (!j.is_object()) fail("expected an object, found ", type_of(j));
     }
     template <typename... Args>
@@ -436,13 +448,17 @@ class Fields {
         return out;
     }
     void done() const {
-        for (const auto& [key, _] : j_.items())
-            if (!seen_.count(key)) fail("unknown field '", key, "'");
+        for (const auto& [key, _] : j_.items()) {
+            if (seen_.count(key)) continue;
+            if (!unknown_.skip) fail("unknown field '", key, "'");
+            unknown_.skipped.push_back(cat(where_, ": '", key, "'"));
+        }
     }
 
   private:
     const json& j_;
     std::string where_;
+    UnknownFields& unknown_;
     std::set<std::string> seen_;
 };
 
@@ -478,10 +494,11 @@ struct TableEntry {
 
 class ManifestReader {
   public:
-    ManifestReader(std::vector<TableEntry>& table) : table_(table) {}
+    ManifestReader(std::vector<TableEntry>& table, UnknownFields& unknown)
+        : table_(table), unknown_(unknown) {}
 
     Model model(const json& j) {
-        Fields f(j, "model");
+        Fields f(j, "model", unknown_);
         Model m;
         auto format = f.str("source_format");
         if (format == "onnx")
@@ -512,12 +529,13 @@ class ManifestReader {
 
   private:
     std::vector<TableEntry>& table_;
+    UnknownFields& unknown_;
 
     std::vector<OpsetId> opsets(Fields& f, const char* key) {
         std::vector<OpsetId> out;
         size_t i = 0;
         for (const json& o : f.array(key)) {
-            Fields of(o, cat(f.where(), " ", key, "[", i++, "]"));
+            Fields of(o, cat(f.where(), " ", key, "[", i++, "]"), unknown_);
             OpsetId id;
             id.domain = of.str("domain");
             id.version = of.i64("version");
@@ -541,13 +559,13 @@ class ManifestReader {
     }
 
     ValueInfo value_info(const json& j, const std::string& where) {
-        Fields f(j, where);
+        Fields f(j, where, unknown_);
         ValueInfo v;
         v.name = f.str("name");
         v.doc_string = f.str("doc_string");
         const json& type = f.at("type");
         if (!type.is_null()) {
-            Fields t(type, cat(where, " ('", v.name, "') type"));
+            Fields t(type, cat(where, " ('", v.name, "') type"), unknown_);
             ValueType vt;
             vt.is_tensor = t.boolean("tensor");
             vt.elem = parse_dtype(t, "elem", true);
@@ -558,7 +576,7 @@ class ManifestReader {
                 if (!shape.is_array()) t.fail("'shape' must be null or an array");
                 std::vector<Dim> dims;
                 for (const json& d : shape) {
-                    Fields df(d, cat(t.where(), " dim ", dims.size()));
+                    Fields df(d, cat(t.where(), " dim ", dims.size()), unknown_);
                     Dim dim;
                     if (df.has("value"))
                         dim.value = df.i64("value");
@@ -585,7 +603,7 @@ class ManifestReader {
     }
 
     Attribute attribute(const json& j, const std::string& where) {
-        Fields f(j, where);
+        Fields f(j, where, unknown_);
         Attribute a;
         a.name = f.str("name");
         f.rename(cat(where, " ('", a.name, "')"));
@@ -618,7 +636,7 @@ class ManifestReader {
     }
 
     Node node(const json& j, const std::string& where) {
-        Fields f(j, where);
+        Fields f(j, where, unknown_);
         Node n;
         n.name = f.str("name");
         n.op_type = f.str("op_type");
@@ -635,7 +653,7 @@ class ManifestReader {
     }
 
     Graph graph(const json& j, const std::string& where) {
-        Fields f(j, where);
+        Fields f(j, where, unknown_);
         Graph g;
         g.name = f.str("name");
         g.doc_string = f.str("doc_string");
@@ -653,7 +671,7 @@ class ManifestReader {
     }
 
     Function function(const json& j, size_t index) {
-        Fields f(j, cat("functions[", index, "]"));
+        Fields f(j, cat("functions[", index, "]"), unknown_);
         Function fn;
         fn.name = f.str("name");
         fn.domain = f.str("domain");
@@ -678,8 +696,8 @@ bool is_hex64(const std::string& s) {
     return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-EpkProvenance parse_provenance(const json& j) {
-    Fields f(j, "provenance");
+EpkProvenance parse_provenance(const json& j, UnknownFields& unknown) {
+    Fields f(j, "provenance", unknown);
     EpkProvenance p;
     p.edgepack_version = f.str("edgepack_version");
     p.source_file = f.str("source_file");
@@ -697,8 +715,9 @@ EpkProvenance parse_provenance(const json& j) {
 // One tensor table entry: every field checked against the data section before the tensor
 // becomes a view. `position` is the end of the previous tensor (offsets increase).
 Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const MappedFile>& file,
-                    const EpkInfo& info, uint64_t& position, std::string& hash) {
-    Fields f(j, cat("tensors[", index, "]"));
+                    const EpkInfo& info, uint64_t& position, std::string& hash,
+                    UnknownFields& unknown) {
+    Fields f(j, cat("tensors[", index, "]"), unknown);
     Tensor t;
     t.name = f.str("name");
     f.rename(cat("tensor '", t.name, "'"));
@@ -720,7 +739,7 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
     if (!count) fail("shape ", shape_string(t.shape), ": the element count overflows");
     t.doc_string = g.opt_str("doc_string");
     if (g.has("encoding")) {
-        Fields e(g.at("encoding"), cat("tensor '", t.name, "' encoding"));
+        Fields e(g.at("encoding"), cat("tensor '", t.name, "' encoding"), unknown);
         auto name = e.str("name");
         auto enc = encoding_from_name(name);
         if (!enc || enc->is_none())
@@ -772,6 +791,20 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
     return t;
 }
 
+// Format versions (docs/epk.md): a file of a major version other than this reader's is
+// refused, naming both versions; any minor version of this major is read.
+void check_format_major(uint16_t major, uint16_t minor) {
+    if (major == kEpkFormatVersion) return;
+    std::string why = major > kEpkFormatVersion
+                          ? "a newer edgepack wrote it; reading it needs an edgepack that reads "
+                            "its major version"
+                          : "no edgepack writes it";
+    throw InputError(cat("header: format version ", major, ".", minor,
+                         " is not supported: this edgepack reads format version ",
+                         kEpkFormatVersion, ".x (it writes ", kEpkFormatVersion, ".",
+                         kEpkFormatMinor, "); ", why));
+}
+
 EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkReadOptions& options,
                     std::vector<EpkTableEntry>* table_out = nullptr) {
     auto all = file->bytes();
@@ -790,6 +823,11 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
         std::string hint;
         if (!has_epk_magic(all))
             hint = " (its first bytes are not the .epk magic: not an .epk file?)";
+        else if (uint16_t major = static_cast<uint16_t>(get_le(p + 8, 2));
+                 major > kEpkFormatVersion)  // a newer major may seal the file another way
+            hint = cat(" (or its header's format version ", major, ".", get_le(p + 10, 2),
+                       " is right, and it is newer than the ", kEpkFormatVersion,
+                       ".x this edgepack reads)");
         else if (uint64_t recorded = get_le(p + 48, 8); recorded != size)
             hint = cat(" (the header records ", recorded, " bytes, the file has ", size, ")");
         throw InputError(cat("checksum mismatch: the file is corrupt or truncated", hint));
@@ -797,11 +835,12 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     info.sha256 = hex(digest);
 
     if (!has_epk_magic(all)) throw InputError("header: bad magic (not an .epk file)");
-    info.format_version = static_cast<uint32_t>(get_le(p + 8, 4));
-    if (info.format_version != kEpkFormatVersion)
-        throw InputError(cat("header: format version ", info.format_version,
-                             " is not supported (this edgepack reads version ", kEpkFormatVersion,
-                             ")"));
+    info.format_version = static_cast<uint16_t>(get_le(p + 8, 2));
+    info.format_minor = static_cast<uint16_t>(get_le(p + 10, 2));
+    check_format_major(info.format_version, info.format_minor);
+    // A newer minor: same layout, keys this reader does not know are skipped and listed.
+    UnknownFields unknown;
+    unknown.skip = info.format_minor > kEpkFormatMinor;
     if (auto hs = get_le(p + 12, 4); hs != kEpkHeaderBytes)
         throw InputError(cat("header: header_size ", hs, " (expected ", kEpkHeaderBytes, ")"));
     info.manifest_offset = get_le(p + 16, 8);
@@ -809,7 +848,7 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     info.data_offset = get_le(p + 32, 8);
     info.data_length = get_le(p + 40, 8);
     info.file_length = get_le(p + 48, 8);
-    if (auto r = get_le(p + 56, 8); r != 0)
+    if (auto r = get_le(p + 56, 8); r != 0 && !unknown.skip)
         throw InputError(cat("header: reserved field is ", r, " (expected 0)"));
     if (info.file_length != size)
         throw InputError(
@@ -837,12 +876,12 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     std::string_view text(reinterpret_cast<const char*>(p + info.manifest_offset),
                           static_cast<size_t>(info.manifest_length));
     json manifest = parse_manifest(text);
-    Fields top(manifest, "top level");
+    Fields top(manifest, "top level", unknown);
     if (auto fmt = top.str("format"); fmt != "edgepack.epk")
         top.fail("'format' is \"", fmt, "\" (expected \"edgepack.epk\")");
     if (auto v = top.u64("format_version"); v != info.format_version)
         top.fail("'format_version' ", v, " disagrees with the header's ", info.format_version);
-    info.provenance = parse_provenance(top.at("provenance"));
+    info.provenance = parse_provenance(top.at("provenance"), unknown);
 
     const json& tensors = top.array("tensors");
     std::vector<TableEntry> table;
@@ -850,7 +889,8 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
     std::vector<std::string> hashes(tensors.size());
     uint64_t position = 0;
     for (size_t i = 0; i < tensors.size(); ++i) {
-        table.push_back({parse_tensor(tensors[i], i, file, info, position, hashes[i]), false});
+        table.push_back(
+            {parse_tensor(tensors[i], i, file, info, position, hashes[i], unknown), false});
         const Tensor& t = table.back().tensor;
         if (table_out && t.dtype != DType::String)
             table_out->push_back({t.name, t.data.file_offset(), t.data.size(), hashes[i]});
@@ -874,10 +914,11 @@ EpkFile read_mapped(const std::shared_ptr<const MappedFile>& file, const EpkRead
         info.tensor_checksums_verified = true;
     }
 
-    ManifestReader reader(table);
+    ManifestReader reader(table, unknown);
     EpkFile out;
     out.model = reader.model(top.at("model"));
     top.done();
+    info.skipped_fields = std::move(unknown.skipped);
     for (size_t i = 0; i < table.size(); ++i)
         if (!table[i].used)
             throw InputError(cat("manifest: tensors[", i, "] ('", table[i].tensor.name,
@@ -1021,7 +1062,8 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
     HashingSink out(sink);
     std::array<std::byte, kEpkHeaderBytes> header{};
     for (size_t i = 0; i < kMagic.size(); ++i) header[i] = static_cast<std::byte>(kMagic[i]);
-    put_le(&header[8], kEpkFormatVersion, 4);
+    put_le(&header[8], kEpkFormatVersion, 2);
+    put_le(&header[10], kEpkFormatMinor, 2);
     put_le(&header[12], kEpkHeaderBytes, 4);
     put_le(&header[16], manifest_offset, 8);
     put_le(&header[24], manifest_length, 8);

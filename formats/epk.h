@@ -19,18 +19,21 @@
 //   off size field
 //   0   8    magic             89 45 50 4B 0D 0A 1A 0A  ("\x89EPK\r\n\x1a\n", as PNG: a
 //                                                         text-mode copy breaks it)
-//   8   4    format_version    u32, 1
+//   8   2    format_version    u16, the major version, 1 (docs/epk.md "Format versions")
+//   10  2    format_minor      u16, the minor version, 0 (a version-1.0 file's bytes 8..12
+//                              are the u32 1 of the first files: they read as 1.0)
 //   12  4    header_size       u32, 64
 //   16  8    manifest_offset   u64, = data_offset + data_length
 //   24  8    manifest_length   u64, >= 2, at most 1 GiB
 //   32  8    data_offset       u64, = header_size (64)
 //   40  8    data_length       u64, a multiple of 64
 //   48  8    file_length       u64, = manifest_offset + manifest_length + 32 = file size
-//   56  8    reserved          u64, 0
+//   56  8    reserved          u64, 0 (a newer minor may use it: its readers ignore it)
 //
 // Manifest (a JSON object; every key below is required unless marked optional, and no
-// other keys are allowed, so a reader of version 1 understands all of a version-1 file):
-//   "format": "edgepack.epk"       "format_version": 1 (as the header)
+// other keys are allowed in a file of this reader's minor version or older, so a reader of
+// version 1.0 understands all of a version-1.0 file):
+//   "format": "edgepack.epk"       "format_version": 1 (the header's major version)
 //   "provenance": {                 where the file came from (values "" when not known)
 //       "edgepack_version": "0.1.0",   the writer's version
 //       "source_file": "model.onnx",   base name of the model that was compressed
@@ -79,9 +82,20 @@
 // Determinism: the same Model and provenance give the same bytes (no timestamps; keys
 // sorted; arrays in the IR's order; padding zero).
 //
+// Format versions: the major version changes when a reader of the previous one would
+// misread a file (a field's meaning or the layout changes); the minor version when a writer
+// adds keys an older reader may skip without misreading anything. Every version starts with
+// the magic and the two version fields and ends with the SHA-256 of the rest, checked first.
+// A reader refuses a file of another major version, naming both versions (and when the
+// checksum fails on a file whose header says a newer major, the message names it too). It
+// reads a newer minor of its own major, skipping the manifest keys it does not know (listed
+// in EpkInfo::skipped_fields) and the reserved header field; what it cannot skip (an unknown
+// dtype or encoding name) is refused, naming the tensor. In a file of its own minor or
+// older, an unknown key is an error.
+//
 // Reading (read_epk) checks, in this order, and throws InputError "FILE: ..." naming the
 // field: the size (at least 96 bytes); the SHA-256 trailer over the whole file (a flipped
-// byte anywhere is "checksum mismatch: the file is corrupt or truncated"); magic, version,
+// byte anywhere is "checksum mismatch: the file is corrupt or truncated"); magic, major version,
 // header size, reserved; the three sections tile the file as above; the manifest parses
 // (nesting at most 512 levels) with every field of the right type; each tensor's dtype,
 // encoding, shape (rank <= 64, no overflow), bytes == dtype x shape, offset alignment and
@@ -105,7 +119,8 @@
 
 namespace ep {
 
-inline constexpr uint32_t kEpkFormatVersion = 1;
+inline constexpr uint16_t kEpkFormatVersion = 1;  // the major version
+inline constexpr uint16_t kEpkFormatMinor = 0;
 inline constexpr uint64_t kEpkHeaderBytes = 64;
 inline constexpr uint64_t kEpkAlignment = 64;
 inline constexpr uint64_t kEpkChecksumBytes = 32;
@@ -128,7 +143,11 @@ struct EpkWriteOptions {
 };
 
 struct EpkInfo {
-    uint32_t format_version = 0;
+    uint32_t format_version = 0;  // the major version
+    uint32_t format_minor = 0;
+    // Manifest keys of a newer minor version this reader skipped ("tensors[0] ('w'):
+    // 'stats'"); always empty for a file of this reader's minor or older.
+    std::vector<std::string> skipped_fields;
     uint64_t file_length = 0;
     uint64_t manifest_offset = 0, manifest_length = 0;
     uint64_t data_offset = 0, data_length = 0;

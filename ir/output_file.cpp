@@ -70,7 +70,8 @@ void unregister_temporary(int slot) {
 
 }  // namespace
 
-OutputFile::OutputFile(std::filesystem::path destination) : destination_(std::move(destination)) {
+OutputFile::OutputFile(std::filesystem::path destination, OutputFileOptions options)
+    : destination_(std::move(destination)), options_(options) {
     auto dir = destination_.parent_path();
     if (dir.empty()) dir = ".";
     std::string pattern =
@@ -79,7 +80,7 @@ OutputFile::OutputFile(std::filesystem::path destination) : destination_(std::mo
     if (fd_ < 0)
         throw InputError(
             cat(destination_.string(), ": cannot create output: ", std::strerror(errno)));
-    ::fchmod(fd_, 0644);
+    ::fchmod(fd_, static_cast<mode_t>(options_.permissions));
     temporary_ = pattern;
     slot_ = register_temporary(temporary_.string());
     buffer_.reserve(1 << 20);
@@ -126,6 +127,19 @@ void OutputFile::commit() {
         throw InternalError(cat(destination_.string(), ": fsync failed: ", std::strerror(errno)));
     ::close(fd_);
     fd_ = -1;
+    if (!options_.replace) {
+        // link() fails with EEXIST instead of replacing; the temporary is removed after.
+        if (::link(temporary_.c_str(), destination_.c_str()) != 0) {
+            int err = errno;
+            if (err == EEXIST)
+                throw InputError(cat(destination_.string(), ": already exists (not replaced)"));
+            throw InternalError(cat(destination_.string(),
+                                    ": cannot link output into place: ", std::strerror(err)));
+        }
+        ::unlink(temporary_.c_str());
+        committed_ = true;
+        return;
+    }
     if (::rename(temporary_.c_str(), destination_.c_str()) != 0)
         throw InternalError(cat(destination_.string(),
                                 ": cannot rename output into place: ", std::strerror(errno)));

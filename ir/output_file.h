@@ -36,9 +36,18 @@ class BufferSink final : public ByteSink {
     std::vector<std::byte> buffer_;
 };
 
+// How OutputFile creates its destination: the permission bits (set on the temporary before
+// the first byte, so a secret is never readable by others), and whether commit() replaces
+// an existing file (the default) or refuses it with an InputError naming the file (hard link
+// into place: atomic, so two runs cannot both win; keygen's key files).
+struct OutputFileOptions {
+    unsigned permissions = 0644;
+    bool replace = true;
+};
+
 class OutputFile final : public ByteSink {
   public:
-    explicit OutputFile(std::filesystem::path destination);
+    explicit OutputFile(std::filesystem::path destination, OutputFileOptions options = {});
     ~OutputFile() override;
     OutputFile(const OutputFile&) = delete;
     OutputFile& operator=(const OutputFile&) = delete;
@@ -46,7 +55,8 @@ class OutputFile final : public ByteSink {
     void write(std::span<const std::byte> bytes) override;
     using ByteSink::write;
     [[nodiscard]] uint64_t position() const override { return position_; }
-    // Flushes, syncs and renames the temporary over the destination.
+    // Flushes, syncs and renames the temporary over the destination (or, with
+    // `replace = false`, links it into place and refuses an existing destination).
     void commit();
     [[nodiscard]] const std::filesystem::path& destination() const { return destination_; }
 
@@ -55,6 +65,7 @@ class OutputFile final : public ByteSink {
     void write_raw(const std::byte* p, size_t size);
     std::filesystem::path destination_;
     std::filesystem::path temporary_;
+    OutputFileOptions options_;
     int fd_ = -1;
     uint64_t position_ = 0;
     std::vector<std::byte> buffer_;

@@ -243,7 +243,7 @@ TEST_CASE("epk: encoded tensors keep encoding, axis, logical shape and bytes", "
     CHECK(by_encoding);
     r = test::run_edgepack({"inspect", (dir / "q.epk").string(), "--tensors"});
     CHECK(r.exit_code == 0);
-    CHECK_THAT(r.out, Catch::Contains("epk version 1 (from onnx)"));
+    CHECK_THAT(r.out, Catch::Contains("epk version 1.0 (from onnx)"));
     CHECK_THAT(r.out, Catch::Contains("int4g32"));
     CHECK_THAT(r.out, Catch::Contains("verified"));
 }

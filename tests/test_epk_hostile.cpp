@@ -102,7 +102,7 @@ std::vector<Case> hostile_cases() {
              return g;
          },
          "bad magic"},
-        {"format version 2", header(8, 2, 4), "format version 2 is not supported"},
+        {"format version 2", header(8, 2, 4), "format version 2.0 is not supported"},
         {"header size 32", header(12, 32, 4), "header_size 32"},
         {"reserved field set", header(56, 1, 8), "reserved field"},
         {"file length wrong", header(48, 12345, 8), "file_length 12345"},

@@ -1,6 +1,6 @@
 // edgepack run MODEL [--input NAME=FILE.npy ... | --data DIR | --samples N [--seed S]
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
-//                     [--int8-activations] [--quiet]
+//                     [--int8-activations] [--verify-key KEY.pub [--signature SIG]] [--quiet]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
 // (characters outside [A-Za-z0-9._-] become '_').
 //   --input: one run; outputs go to OUT/.
@@ -9,6 +9,7 @@
 //   index so the folders sort in sample order (and can be read back with --data OUT).
 // stderr: the outputs written (for many samples, once, as OUT/sample_*/NAME.npy) and the
 // progress over the samples (a bar on a terminal, plain lines otherwise); --quiet: nothing.
+// --verify-key: MODEL's detached signature (MODEL.sig) is checked before MODEL is loaded.
 #include <filesystem>
 #include <iostream>
 
@@ -56,6 +57,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
         int threads = 1;
         bool int8_activations = false;
         bool quiet = false;
+        VerifyKeyArgs verify;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand("run", "Run a model with the reference runtime");
@@ -79,10 +81,12 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
     cmd->add_flag("--int8-activations", args->int8_activations,
                   "MatMul/Gemm with int4 weights take int8 activations (faster, less exact)");
+    add_verify_key_options(*cmd, args->verify, "MODEL");
     cmd->add_flag("--quiet,-q", args->quiet, "Nothing on stderr but errors");
     cmd->callback([args, &action] {
         action = [args] {
             Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
+            verify_if_asked(args->verify, args->model, progress);
             rt::ExecOptions options;
             options.threads = args->threads;
             options.int8_activations = args->int8_activations;

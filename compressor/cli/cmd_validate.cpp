@@ -1,10 +1,12 @@
 // edgepack validate --reference A --candidate B [--data DIR | --samples N [--seed S]
 //                   [--shape NAME=D0,...]] [--labels FILE.npy] [--per-layer] [--threads N]
 //                   [--int8-activations] [--output-kind NAME=KIND] [--ctc-alphabet NAME=FILE]
-//                   [--json FILE] [--quiet]
+//                   [--json FILE] [--verify-key KEY.pub [--signature SIG]] [--quiet]
 // Compares a candidate model with a reference on the same inputs (compressor/validate.h):
 // the text report goes to stdout, the JSON object to FILE, progress to stderr (a bar on a
 // terminal, plain lines otherwise, nothing with --quiet; ir/progress.h).
+// --verify-key: the candidate's detached signature (CANDIDATE.sig) is checked before either
+// model is loaded (the reference is the float original, usually not signed).
 #include <iostream>
 
 #include <unistd.h>
@@ -27,6 +29,7 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         int threads = 1;
         bool int8_activations = false;
         bool quiet = false;
+        VerifyKeyArgs verify;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand(
@@ -69,9 +72,12 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
         "--int8-activations", args->int8_activations,
         "Run the candidate's int4 MatMul/Gemm with int8 activations (faster, less exact)");
     cmd->add_option("--json", args->json, "Write the report as one JSON object to FILE");
+    add_verify_key_options(*cmd, args->verify, "CANDIDATE");
     cmd->add_flag("--quiet,-q", args->quiet, "No progress on stderr (errors only)");
     cmd->callback([args, &action] {
         action = [args] {
+            Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
+            verify_if_asked(args->verify, args->candidate, progress);
             ValidateOptions options;
             options.reference = args->reference;
             options.candidate = args->candidate;
@@ -114,7 +120,6 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.per_layer = args->per_layer;
             options.threads = args->threads;
             options.candidate_int8_activations = args->int8_activations;
-            Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
             auto report = validate_models(options, &progress);
             if (!args->json.empty()) {
                 OutputFile out(args->json);

@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
     ep::cli::add_validate_command(app, action);
     ep::cli::add_diff_command(app, action);
     ep::cli::add_apply_command(app, action);
+    ep::cli::add_keygen_command(app, action);
+    ep::cli::add_sign_command(app, action);
     const bool json = wants_json(argc, argv);
     try {
         check_command(app, argc, argv);
