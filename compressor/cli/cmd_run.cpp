@@ -2,7 +2,8 @@
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
 //                     [--int8-activations] [--quiet]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
-// (characters outside [A-Za-z0-9._-] become '_').
+// (characters outside [A-Za-z0-9._-] become '_'). A run's .npy files appear together,
+// when all are written (OutputBatch).
 //   --input: one run; outputs go to OUT/.
 //   --data DIR / --samples N: one run per sample (compressor/dataset.h says what DIR may
 //   hold); sample k's outputs go to OUT/sample_K/, K zero-padded to the width of the last
@@ -17,6 +18,7 @@
 #include "compressor/cli/commands.h"
 #include "compressor/dataset.h"
 #include "formats/model_io.h"
+#include "ir/output_batch.h"
 #include "ir/progress.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -31,15 +33,18 @@ std::string output_line(const std::string& name, const Tensor& tensor,
                path.string());
 }
 
-// Writes each output to DIR/NAME.npy; `progress` (may be null) gets one line per output.
+// Writes each output to DIR/NAME.npy, all appearing together once every one is written
+// (OutputBatch); `progress` (may be null) gets one line per output.
 void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
                    Progress* progress) {
     std::filesystem::create_directories(dir);
-    for (const auto& [name, tensor] : outputs) {
-        auto path = dir / (safe_file_name(name) + ".npy");
-        write_npy(tensor, path);
-        if (progress) progress->log(output_line(name, tensor, path));
-    }
+    OutputBatch batch;
+    for (const auto& [name, tensor] : outputs)
+        write_npy(tensor, dir / (safe_file_name(name) + ".npy"));
+    batch.commit();
+    if (progress)
+        for (const auto& [name, tensor] : outputs)
+            progress->log(output_line(name, tensor, dir / (safe_file_name(name) + ".npy")));
 }
 
 }  // namespace
