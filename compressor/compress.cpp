@@ -359,11 +359,41 @@ void check_calibration_inputs(const CompressRun& run) {
                            run.recipe.what);
 }
 
+// No two files this run writes are the same file, and none is a file the input model is
+// read from (the model or its external data): an .onnx output also writes NAME.onnx.data
+// when its tensors go to external data. same_file sees through symlinks and hard links.
+void check_distinct_files(const CompressRun& run, const std::string& what) {
+    std::vector<std::filesystem::path> inputs = {run.recipe.model};
+    for (const auto& f : external_files(run.model, run.recipe.model)) inputs.push_back(f);
+    for (size_t i = 0; i < run.outputs.size(); ++i) {
+        const auto& o = run.outputs[i];
+        for (size_t j = 0; j < i; ++j)
+            if (same_file(o, run.outputs[j]))
+                throw InputError(cat(what, ": ", o.string(), " and ", run.outputs[j].string(),
+                                     " are the same file; a recipe writes each output once"));
+        std::vector<std::filesystem::path> writes = {o};
+        if (o.extension() == ".onnx") writes.push_back(o.string() + ".data");
+        for (const auto& w : writes)
+            for (const auto& in : inputs)
+                if (same_file(w, in))
+                    throw InputError(cat(
+                        what, ": ", o.string(),
+                        w == o
+                            ? std::string(" would overwrite ")
+                            : cat(" would write its external data to ", w.string(), ", which is "),
+                        in == run.recipe.model
+                            ? std::string("the input model")
+                            : cat("the input model's external data file ", in.string()),
+                        "; choose another output path"));
+    }
+}
+
 // Every output and the report folder can be written.
 void check_writable(const CompressRun& run) {
     const std::string what =
         run.options.output ? std::string("-o") : cat(run.recipe.what, ": output");
     for (const auto& o : run.outputs) check_writable_file(o, what);
+    check_distinct_files(run, what);
     if (!run.report_dir.empty()) check_writable_dir(run.report_dir, run.report_dir_what);
     if (const auto& file = run.save_calibration) {
         const std::string flag = cat("--save-calibration ", file->string());
@@ -375,6 +405,11 @@ void check_writable(const CompressRun& run) {
         for (const auto& o : run.outputs)
             if (same_file(*file, o))
                 throw InputError(cat(flag, ": is also an output of the recipe"));
+        if (!run.report_dir.empty())
+            for (const auto& r : report_files(run.report_dir))
+                if (same_file(*file, r))
+                    throw InputError(
+                        cat(flag, ": is also one of the reports (", run.report_dir_what, ")"));
         check_writable_dir(file->parent_path(), "--save-calibration");
         if (!run.manager.uses_activation_ranges())
             throw InputError(cat(flag, ": none of the recipe's passes calibrates activation ",

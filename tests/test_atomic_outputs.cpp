@@ -17,6 +17,7 @@
 #include "ir/error.h"
 #include "ir/output_batch.h"
 #include "ir/output_file.h"
+#include "onnx_proto.h"
 #include "support.h"
 
 extern char** environ;
@@ -159,4 +160,51 @@ TEST_CASE("compress killed with SIGKILL while writing leaves no output, and a re
     CHECK(fs::exists(dir / "m.onnx"));
     CHECK(fs::exists(dir / "report.json"));
     CHECK(names_with(dir.path(), ".edgepack-tmp-").empty());
+}
+
+TEST_CASE("run and validate check where they write before the model runs", "[atomic][cli]") {
+    // x [2, 3] -> Identity -> "a/b" and -> Identity -> "a_b": both would be a_b.npy.
+    test::TempDir dir;
+    auto m = test::empty_model("two");
+    auto& g = *m.mutable_graph();
+    test::add_value(g.mutable_input(), "x", {2, 3});
+    test::add_node(g, "Identity", "i1", {"x"}, {"a/b"});
+    test::add_node(g, "Identity", "i2", {"x"}, {"a_b"});
+    test::add_value(g.mutable_output(), "a/b", {2, 3});
+    test::add_value(g.mutable_output(), "a_b", {2, 3});
+    const std::string model = test::write_model(dir, m).string();
+    test::write_file(dir / "blocker", "a regular file");
+
+    SECTION("run: two outputs that would share a file") {
+        auto r = test::run_edgepack(
+            {"run", model, "--samples", "1", "--out", (dir / "o").string(), "--quiet"});
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err, Catch::Contains(cat("outputs 'a/b' and 'a_b' would both be written to ",
+                                              (dir / "o" / "sample_0" / "a_b.npy").string())));
+        CHECK_FALSE(fs::exists(dir / "o"));
+    }
+    SECTION("run: --out under a regular file") {
+        auto r = test::run_edgepack(
+            {"run", model, "--samples", "1", "--out", (dir / "blocker" / "o").string()});
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err, Catch::Contains("--out: "));
+        CHECK_THAT(r.err, Catch::Contains("blocker is a file, not a directory"));
+    }
+    SECTION("validate: --json onto the reference model, or onto a directory") {
+        const std::string before = test::read_file(model);
+        auto r = test::run_edgepack({"validate", "--reference", model, "--candidate", model,
+                                     "--samples", "1", "--json", model, "--quiet"});
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err, Catch::Contains(cat("--json ", model, ": would overwrite ", model,
+                                              ", an input of the validation")));
+        CHECK(test::read_file(model) == before);
+        auto d = test::run_edgepack({"validate", "--reference", model, "--candidate", model,
+                                     "--samples", "1", "--json", dir.path().string(), "--quiet"});
+        INFO(d.err);
+        CHECK(d.exit_code == 2);
+        CHECK_THAT(d.err, Catch::Contains(cat("--json: ", dir.path().string(), " is a directory")));
+    }
 }

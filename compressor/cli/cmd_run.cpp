@@ -2,8 +2,9 @@
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
 //                     [--int8-activations] [--quiet]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
-// (characters outside [A-Za-z0-9._-] become '_'). A run's .npy files appear together,
-// when all are written (OutputBatch).
+// (characters outside [A-Za-z0-9._-] become '_'; two outputs that would share a file are
+// exit 2). A run's .npy files appear together, when all are written (OutputBatch); --out
+// is checked before the model runs.
 //   --input: one run; outputs go to OUT/.
 //   --data DIR / --samples N: one run per sample (compressor/dataset.h says what DIR may
 //   hold); sample k's outputs go to OUT/sample_K/, K zero-padded to the width of the last
@@ -12,6 +13,7 @@
 // progress over the samples (a bar on a terminal, plain lines otherwise); --quiet: nothing.
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include <unistd.h>
 
@@ -37,6 +39,13 @@ std::string output_line(const std::string& name, const Tensor& tensor,
 // (OutputBatch); `progress` (may be null) gets one line per output.
 void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
                    Progress* progress) {
+    std::map<std::string, std::string> file_of;  // file name -> the output written there
+    for (const auto& [name, tensor] : outputs) {
+        auto [it, fresh] = file_of.emplace(safe_file_name(name) + ".npy", name);
+        if (!fresh)
+            throw InputError(cat("outputs '", it->second, "' and '", name,
+                                 "' would both be written to ", (dir / it->first).string()));
+    }
     std::filesystem::create_directories(dir);
     OutputBatch batch;
     for (const auto& [name, tensor] : outputs)
@@ -91,6 +100,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             rt::ExecOptions options;
             options.threads = args->threads;
             options.int8_activations = args->int8_activations;
+            check_writable_dir(args->out, "--out");  // before the model runs
             rt::Executor executor(load_model(args->model), options);
             if (args->data.empty() && args->samples == 0) {
                 rt::NamedTensors feeds;
