@@ -25,6 +25,7 @@
 #include "formats/epk.h"
 #include "formats/model_io.h"
 #include "ir/error.h"
+#include "ir/output_batch.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/synthetic_inputs.h"
 
@@ -48,13 +49,6 @@ std::string human_bytes(uint64_t n) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
     return cat(n, " bytes, ", buf);
-}
-
-bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
-    std::error_code ec;
-    if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec))
-        return std::filesystem::equivalent(a, b, ec);
-    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
 
 bool runnable(const std::filesystem::path& output) {
@@ -365,38 +359,41 @@ void check_calibration_inputs(const CompressRun& run) {
                            run.recipe.what);
 }
 
-// Refuses a directory this run could not create or write into: the nearest existing
-// ancestor must be a directory this process may write. Creates nothing.
-void check_writable_dir(const std::filesystem::path& dir, const std::string& what) {
-    namespace fs = std::filesystem;
-    fs::path p = dir.empty() ? fs::path(".") : dir;
-    for (;;) {
-        std::error_code ec;
-        auto status = fs::status(p, ec);
-        if (fs::exists(status)) {
-            if (!fs::is_directory(status))
-                throw InputError(
-                    cat(what, ": ", dir.string(), ": ", p.string(), " is a file, not a directory"));
-            break;
-        }
-        if (!p.has_parent_path() || p.parent_path() == p) break;
-        p = p.parent_path();
+// No two files this run writes are the same file, and none is a file the input model is
+// read from (the model or its external data): an .onnx output also writes NAME.onnx.data
+// when its tensors go to external data. same_file sees through symlinks and hard links.
+void check_distinct_files(const CompressRun& run, const std::string& what) {
+    std::vector<std::filesystem::path> inputs = {run.recipe.model};
+    for (const auto& f : external_files(run.model, run.recipe.model)) inputs.push_back(f);
+    for (size_t i = 0; i < run.outputs.size(); ++i) {
+        const auto& o = run.outputs[i];
+        for (size_t j = 0; j < i; ++j)
+            if (same_file(o, run.outputs[j]))
+                throw InputError(cat(what, ": ", o.string(), " and ", run.outputs[j].string(),
+                                     " are the same file; a recipe writes each output once"));
+        std::vector<std::filesystem::path> writes = {o};
+        if (o.extension() == ".onnx") writes.push_back(o.string() + ".data");
+        for (const auto& w : writes)
+            for (const auto& in : inputs)
+                if (same_file(w, in))
+                    throw InputError(cat(
+                        what, ": ", o.string(),
+                        w == o
+                            ? std::string(" would overwrite ")
+                            : cat(" would write its external data to ", w.string(), ", which is "),
+                        in == run.recipe.model
+                            ? std::string("the input model")
+                            : cat("the input model's external data file ", in.string()),
+                        "; choose another output path"));
     }
-    if (::access(p.c_str(), W_OK | X_OK) != 0)
-        throw InputError(cat(what, ": ", dir.string(), ": cannot write into ", p.string(), ": ",
-                             std::strerror(errno)));
 }
 
 // Every output and the report folder can be written.
 void check_writable(const CompressRun& run) {
     const std::string what =
         run.options.output ? std::string("-o") : cat(run.recipe.what, ": output");
-    for (const auto& o : run.outputs) {
-        std::error_code ec;
-        if (std::filesystem::is_directory(o, ec))
-            throw InputError(cat(what, ": ", o.string(), " is a directory"));
-        check_writable_dir(o.parent_path(), what);
-    }
+    for (const auto& o : run.outputs) check_writable_file(o, what);
+    check_distinct_files(run, what);
     if (!run.report_dir.empty()) check_writable_dir(run.report_dir, run.report_dir_what);
     if (const auto& file = run.save_calibration) {
         const std::string flag = cat("--save-calibration ", file->string());
@@ -408,6 +405,11 @@ void check_writable(const CompressRun& run) {
         for (const auto& o : run.outputs)
             if (same_file(*file, o))
                 throw InputError(cat(flag, ": is also an output of the recipe"));
+        if (!run.report_dir.empty())
+            for (const auto& r : report_files(run.report_dir))
+                if (same_file(*file, r))
+                    throw InputError(
+                        cat(flag, ": is also one of the reports (", run.report_dir_what, ")"));
         check_writable_dir(file->parent_path(), "--save-calibration");
         if (!run.manager.uses_activation_ranges())
             throw InputError(cat(flag, ": none of the recipe's passes calibrates activation ",
@@ -547,14 +549,12 @@ SaveOptions save_options(const CompressRun& run) {
     return save;
 }
 
-// One output written atomically; returns its report.json "outputs" entry.
-nlohmann::json write_output(CompressRun& run, const std::filesystem::path& output) {
+// One output written into the open OutputBatch (it appears when the batch commits).
+void write_output(CompressRun& run, const std::filesystem::path& output) {
     if (run.progress) run.err << "edgepack: writing " << output.string() << "\n" << std::flush;
     auto save_start = std::chrono::steady_clock::now();
-    auto save_file_time = std::filesystem::file_time_type::clock::now();
     std::error_code ec;
     if (output.has_parent_path()) std::filesystem::create_directories(output.parent_path(), ec);
-    run.written_files.push_back(output);  // from here on, a failure removes it
     if (run.stream) {
         StreamTimes times;
         run.records.push_back(run_stream_compress(run.model, *run.stream, output, run.save,
@@ -565,11 +565,18 @@ nlohmann::json write_output(CompressRun& run, const std::filesystem::path& outpu
         save_model(run.model, output, run.save);
         run.save_seconds += seconds_since(save_start);
     }
-    // Only a data file this run wrote (not a stale one from an earlier run).
+}
+
+// A written output's report.json "outputs" entry; its ONNX data file, when this run wrote
+// one (not a stale one from an earlier run: `since` is when the writing began), joins it
+// and the files a later failure removes.
+nlohmann::json output_json(CompressRun& run, const std::filesystem::path& output,
+                           std::filesystem::file_time_type since) {
     std::vector<std::filesystem::path> extra;
+    std::error_code ec;
     auto data = std::filesystem::path(output.string() + ".data");
     if (output.extension() == ".onnx" && std::filesystem::exists(data, ec) &&
-        std::filesystem::last_write_time(data, ec) >= save_file_time - std::chrono::seconds(2))
+        std::filesystem::last_write_time(data, ec) >= since - std::chrono::seconds(2))
         extra.push_back(data);
     run.written_files.insert(run.written_files.end(), extra.begin(), extra.end());
     nlohmann::json file = file_json(output, extra);
@@ -636,13 +643,23 @@ void write_outputs(CompressRun& run) {
     if (ranges)
         for (const auto& d : missing_dirs(run.save_calibration->parent_path()))
             run.created_dirs.push_back(d);
-    for (const auto& output : run.outputs) run.outputs_json.push_back(write_output(run, output));
+    // Every output (and the ranges file) appears together, when all are written: a run
+    // that fails or is killed before then leaves none of them, and the files an earlier
+    // run left at those paths untouched.
+    const auto since = std::filesystem::file_time_type::clock::now();
+    OutputBatch batch;
+    for (const auto& output : run.outputs) write_output(run, output);
     if (ranges) {
         std::error_code ec;
         std::filesystem::create_directories(run.save_calibration->parent_path(), ec);
-        run.written_files.push_back(*run.save_calibration);
         calib::write_range_table(*ranges, *run.save_calibration);
     }
+    batch.commit();
+    // From here on, a failure removes them (remove_written).
+    run.written_files.insert(run.written_files.end(), run.outputs.begin(), run.outputs.end());
+    if (ranges) run.written_files.push_back(*run.save_calibration);
+    for (const auto& output : run.outputs)
+        run.outputs_json.push_back(output_json(run, output, since));
     std::ostream& err = run.err;
     err << format_summary(run.records);
     if (run.options.manager.time_passes)

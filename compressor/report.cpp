@@ -16,6 +16,7 @@
 #include "formats/epk.h"
 #include "ir/encoding.h"
 #include "ir/error.h"
+#include "ir/output_batch.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
 #include "runtime-check/benchmark.h"
@@ -453,29 +454,26 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
     return m;
 }
 
+std::vector<std::filesystem::path> report_files(const std::filesystem::path& dir) {
+    return {dir / "report.json", dir / "report.md", dir / "report.html", dir / "junit.xml"};
+}
+
 std::vector<std::filesystem::path> write_reports(const json& report,
                                                  const std::filesystem::path& dir) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
         throw InputError(cat(dir.string(), ": cannot create the report directory: ", ec.message()));
-    std::vector<std::pair<std::string, std::string>> files{
-        {"report.json", report.dump(2) + "\n"},
-        {"report.md", render_report_markdown(report)},
-        {"report.html", render_report_html(report)},
-        {"junit.xml", render_junit_xml(report)}};
-    std::vector<std::filesystem::path> written;
-    try {
-        for (const auto& [name, text] : files) {
-            OutputFile out(dir / name);
-            out.write(text);
-            out.commit();
-            written.push_back(dir / name);
-        }
-    } catch (...) {  // all four or none
-        for (const auto& w : written) std::filesystem::remove(w, ec);
-        throw;
+    const std::vector<std::string> texts{report.dump(2) + "\n", render_report_markdown(report),
+                                         render_report_html(report), render_junit_xml(report)};
+    const std::vector<std::filesystem::path> written = report_files(dir);
+    OutputBatch batch;  // all four or none
+    for (size_t i = 0; i < written.size(); ++i) {
+        OutputFile out(written[i]);
+        out.write(texts[i]);
+        out.commit();
     }
+    batch.commit();
     return written;
 }
 

@@ -83,9 +83,11 @@ struct TensorEntry {
                                           const nlohmann::json& size, const nlohmann::json& latency,
                                           const nlohmann::json& memory);
 
+// The files write_reports writes into its folder, in that order.
+[[nodiscard]] std::vector<std::filesystem::path> report_files(const std::filesystem::path& dir);
+
 // Writes report.json, report.md, report.html and junit.xml into `dir` (created), each
-// atomically, all four or none (those written are removed when one fails). Returns the
-// paths written.
+// atomically, all four or none (one OutputBatch). Returns the paths written.
 std::vector<std::filesystem::path> write_reports(const nlohmann::json& report,
                                                  const std::filesystem::path& dir);
 

@@ -1,6 +1,9 @@
 #include "output_file.h"
 
+#include "output_batch.h"
+
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 
 #include "error.h"
 
@@ -68,14 +72,88 @@ void unregister_temporary(int slot) {
     if (slot >= 0) g_used[slot].store(false);
 }
 
+// The open OutputBatch's files (finished temporaries waiting for their rename).
+struct Pending {
+    std::filesystem::path temporary, destination;
+    int slot;  // the signal handler's entry, kept until the rename
+};
+std::mutex g_batch_mutex;
+bool g_batch_open = false;
+std::vector<Pending> g_pending_renames;
+
+std::string temporary_prefix(const std::filesystem::path& destination) {
+    return "." + destination.filename().string() + ".edgepack-tmp-";
+}
+
 }  // namespace
+
+void check_writable_dir(const std::filesystem::path& dir, const std::string& what) {
+    namespace fs = std::filesystem;
+    fs::path p = dir.empty() ? fs::path(".") : dir;
+    for (;;) {
+        std::error_code ec;
+        auto status = fs::status(p, ec);
+        if (fs::exists(status)) {
+            if (!fs::is_directory(status))
+                throw InputError(
+                    cat(what, ": ", dir.string(), ": ", p.string(), " is a file, not a directory"));
+            break;
+        }
+        if (!p.has_parent_path() || p.parent_path() == p) break;
+        p = p.parent_path();
+    }
+    if (::access(p.c_str(), W_OK | X_OK) != 0)
+        throw InputError(cat(what, ": ", dir.string(), ": cannot write into ", p.string(), ": ",
+                             std::strerror(errno)));
+}
+
+void check_writable_file(const std::filesystem::path& file, const std::string& what) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec))
+        throw InputError(cat(what, ": ", file.string(), " is a directory"));
+    check_writable_dir(file.parent_path(), what);
+}
+
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+    std::error_code ec;
+    if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec))
+        return std::filesystem::equivalent(a, b, ec);
+    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
+}
+
+size_t remove_stale_temporaries(const std::filesystem::path& destination) {
+    auto dir = destination.parent_path();
+    if (dir.empty()) dir = ".";
+    const std::string prefix = temporary_prefix(destination);
+    size_t removed = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        // PID-XXXXXX: a temporary of another name format is not ours to judge.
+        size_t i = prefix.size(), end = name.find('-', i);
+        if (end == std::string::npos || end == i || end - i > 9) continue;
+        pid_t pid = 0;
+        bool digits = true;
+        for (size_t k = i; k < end; ++k) {
+            digits = digits && name[k] >= '0' && name[k] <= '9';
+            pid = pid * 10 + (name[k] - '0');
+        }
+        if (!digits || pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // running (or not ours to ask)
+        if (::unlink(it->path().c_str()) == 0) ++removed;
+    }
+    return removed;
+}
 
 OutputFile::OutputFile(std::filesystem::path destination, OutputFileOptions options)
     : destination_(std::move(destination)), options_(options) {
     auto dir = destination_.parent_path();
     if (dir.empty()) dir = ".";
+    (void)remove_stale_temporaries(destination_);
     std::string pattern =
-        (dir / ("." + destination_.filename().string() + ".edgepack-tmp-XXXXXX")).string();
+        (dir / cat(temporary_prefix(destination_), ::getpid(), "-XXXXXX")).string();
     fd_ = ::mkstemp(pattern.data());
     if (fd_ < 0)
         throw InputError(
@@ -122,6 +200,7 @@ void OutputFile::write(std::span<const std::byte> bytes) {
 }
 
 void OutputFile::commit() {
+    if (committed_) throw InternalError(cat(destination_.string(), ": committed twice"));
     flush_buffer();
     if (::fsync(fd_) != 0)
         throw InternalError(cat(destination_.string(), ": fsync failed: ", std::strerror(errno)));
@@ -140,10 +219,49 @@ void OutputFile::commit() {
         committed_ = true;
         return;
     }
+    {
+        std::lock_guard lock(g_batch_mutex);
+        if (g_batch_open) {  // the batch renames it, or removes it
+            g_pending_renames.push_back({temporary_, destination_, slot_});
+            slot_ = -1;
+            committed_ = true;
+            return;
+        }
+    }
     if (::rename(temporary_.c_str(), destination_.c_str()) != 0)
         throw InternalError(cat(destination_.string(),
                                 ": cannot rename output into place: ", std::strerror(errno)));
     committed_ = true;
+}
+
+OutputBatch::OutputBatch() {
+    std::lock_guard lock(g_batch_mutex);
+    if (g_batch_open) throw InternalError("an output batch is already open");
+    g_batch_open = true;
+}
+
+OutputBatch::~OutputBatch() {
+    std::lock_guard lock(g_batch_mutex);
+    if (!g_batch_open) return;  // committed
+    for (const auto& p : g_pending_renames) {
+        ::unlink(p.temporary.c_str());
+        unregister_temporary(p.slot);
+    }
+    g_pending_renames.clear();
+    g_batch_open = false;
+}
+
+void OutputBatch::commit() {
+    std::lock_guard lock(g_batch_mutex);
+    while (!g_pending_renames.empty()) {
+        const Pending& p = g_pending_renames.front();
+        if (::rename(p.temporary.c_str(), p.destination.c_str()) != 0)
+            throw InternalError(cat(p.destination.string(),
+                                    ": cannot rename output into place: ", std::strerror(errno)));
+        unregister_temporary(p.slot);
+        g_pending_renames.erase(g_pending_renames.begin());
+    }
+    g_batch_open = false;  // later commits rename at once
 }
 
 }  // namespace ep

@@ -469,3 +469,73 @@ TEST_CASE("memory: weight bytes count the weights held by Constant nodes", "[pla
         CHECK(report["memory"]["candidate"]["weight_bytes"] == 8 * 4 * 4);
     }
 }
+
+TEST_CASE("compress plan: two outputs that are one file are refused before writing", "[plan]") {
+    // Spelled differently (through a symlink to the folder), so only the file system tells.
+    Setup s;
+    fs::create_directory_symlink(s.dir.path(), s.dir / "alias");
+    s.recipe["output"] = {(s.dir / "out.epk").string(), (s.dir / "alias" / "out.epk").string()};
+    check_refused_before_writing(s, {"r.json: output: ", "are the same file"});
+    CHECK_FALSE(fs::exists(s.dir / "out.epk"));
+}
+
+TEST_CASE("compress plan: an output over the input model or its data is refused before writing",
+          "[plan]") {
+    SECTION("a hard link to the input model") {
+        Setup s;
+        fs::create_hard_link(s.model, s.dir / "same.onnx");
+        s.recipe.erase("validate");
+        s.recipe["output"] = (s.dir / "same.onnx").string();
+        check_refused_before_writing(s, {"same.onnx would overwrite the input model"});
+    }
+    SECTION("an .onnx output whose NAME.onnx.data is the input's external data") {
+        // W's 32 floats live in w.onnx.data; writing w.onnx could put its own data there.
+        onnx::ModelProto m = matmul_model();
+        auto* w = m.mutable_graph()->mutable_initializer(0);
+        std::string bytes(w->float_data_size() * sizeof(float), '\0');
+        std::memcpy(bytes.data(), w->float_data().data(), bytes.size());
+        w->clear_float_data();
+        w->set_data_location(onnx::TensorProto::EXTERNAL);
+        auto* location = w->add_external_data();
+        location->set_key("location");
+        location->set_value("w.onnx.data");
+        Setup s(m);
+        test::write_file(s.dir / "w.onnx.data", bytes);
+        s.recipe.erase("validate");
+        s.recipe["output"] = (s.dir / "w.onnx").string();
+        check_refused_before_writing(
+            s, {cat("w.onnx would write its external data to ", (s.dir / "w.onnx.data").string(),
+                    ", which is the input model's external data file")});
+        CHECK(test::read_file(s.dir / "w.onnx.data") == bytes);
+    }
+}
+
+TEST_CASE("compress plan: --save-calibration onto a report file is refused before writing",
+          "[plan]") {
+    Setup s;
+    s.recipe["report_dir"] = (s.dir / "reports").string();
+    check_refused_before_writing(
+        s, {"--save-calibration ", "report.json: is also one of the reports (r.json: report_dir)"},
+        {"--save-calibration", (s.dir / "reports" / "report.json").string()});
+}
+
+TEST_CASE("compress plan: a quantized .onnx from a source below opset 13 is refused before writing",
+          "[plan]") {
+    // The ONNX export of encoded weights needs opset >= 13; an .onnx source is raised by the
+    // version converter, an .epk source cannot be: refused at plan time, naming both opsets.
+    onnx::ModelProto m = matmul_model();
+    m.mutable_opset_import(0)->set_version(11);
+    Setup s(m);
+    s.recipe.erase("validate");
+    s.recipe["output"] = (s.dir / "src.epk").string();
+    auto made = test::run_edgepack({"compress", s.write_recipe().string(), "--quiet"});
+    INFO(made.err);
+    REQUIRE(made.exit_code == 0);
+    s.recipe["model"] = (s.dir / "src.epk").string();
+    s.recipe["passes"] = {{{"pass", "quantize-weights"}, {"min_elements", 0}}};
+    s.recipe["output"] = {(s.dir / "out" / "m.epk").string(), (s.dir / "out" / "q.onnx").string()};
+    s.recipe["onnx"] = {{"quantized", "qdq"}};
+    s.recipe["report_dir"] = (s.dir / "reports").string();
+    check_refused_before_writing(
+        s, {"q.onnx: onnx.quantized = qdq needs a source at opset 13", "the model is at opset 11"});
+}

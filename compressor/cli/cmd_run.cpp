@@ -2,7 +2,9 @@
 //                     [--shape NAME=D0,D1,...]] [--out DIR] [--threads N]
 //                     [--int8-activations] [--verify-key KEY.pub [--signature SIG]] [--quiet]
 // Runs a model with the reference runtime and writes each output as OUTPUT_NAME.npy
-// (characters outside [A-Za-z0-9._-] become '_').
+// (characters outside [A-Za-z0-9._-] become '_'; two outputs that would share a file are
+// exit 2). A run's .npy files appear together, when all are written (OutputBatch); --out
+// is checked before the model runs.
 //   --input: one run; outputs go to OUT/.
 //   --data DIR / --samples N: one run per sample (compressor/dataset.h says what DIR may
 //   hold); sample k's outputs go to OUT/sample_K/, K zero-padded to the width of the last
@@ -12,12 +14,14 @@
 // --verify-key: MODEL's detached signature (MODEL.sig) is checked before MODEL is loaded.
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include <unistd.h>
 
 #include "compressor/cli/commands.h"
 #include "compressor/dataset.h"
 #include "formats/model_io.h"
+#include "ir/output_batch.h"
 #include "ir/progress.h"
 #include "runtime-check/executor.h"
 #include "runtime-check/npy.h"
@@ -32,15 +36,25 @@ std::string output_line(const std::string& name, const Tensor& tensor,
                path.string());
 }
 
-// Writes each output to DIR/NAME.npy; `progress` (may be null) gets one line per output.
+// Writes each output to DIR/NAME.npy, all appearing together once every one is written
+// (OutputBatch); `progress` (may be null) gets one line per output.
 void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
                    Progress* progress) {
-    std::filesystem::create_directories(dir);
+    std::map<std::string, std::string> file_of;  // file name -> the output written there
     for (const auto& [name, tensor] : outputs) {
-        auto path = dir / (safe_file_name(name) + ".npy");
-        write_npy(tensor, path);
-        if (progress) progress->log(output_line(name, tensor, path));
+        auto [it, fresh] = file_of.emplace(safe_file_name(name) + ".npy", name);
+        if (!fresh)
+            throw InputError(cat("outputs '", it->second, "' and '", name,
+                                 "' would both be written to ", (dir / it->first).string()));
     }
+    std::filesystem::create_directories(dir);
+    OutputBatch batch;
+    for (const auto& [name, tensor] : outputs)
+        write_npy(tensor, dir / (safe_file_name(name) + ".npy"));
+    batch.commit();
+    if (progress)
+        for (const auto& [name, tensor] : outputs)
+            progress->log(output_line(name, tensor, dir / (safe_file_name(name) + ".npy")));
 }
 
 }  // namespace
@@ -90,6 +104,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             rt::ExecOptions options;
             options.threads = args->threads;
             options.int8_activations = args->int8_activations;
+            check_writable_dir(args->out, "--out");  // before the model runs
             rt::Executor executor(load_model(args->model), options);
             if (args->data.empty() && args->samples == 0) {
                 rt::NamedTensors feeds;

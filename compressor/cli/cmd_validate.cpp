@@ -14,6 +14,7 @@
 #include "compressor/cli/commands.h"
 #include "compressor/recipe.h"
 #include "compressor/validate.h"
+#include "ir/output_batch.h"
 #include "ir/output_file.h"
 #include "ir/progress.h"
 
@@ -120,6 +121,13 @@ void add_validate_command(CLI::App& app, std::function<int()>& action) {
             options.per_layer = args->per_layer;
             options.threads = args->threads;
             options.candidate_int8_activations = args->int8_activations;
+            if (!args->json.empty()) {  // checked before the models run
+                check_writable_file(args->json, "--json");
+                for (const auto& in : {args->reference, args->candidate, args->labels})
+                    if (!in.empty() && same_file(args->json, in))
+                        throw InputError(cat("--json ", args->json, ": would overwrite ", in,
+                                             ", an input of the validation"));
+            }
             auto report = validate_models(options, &progress);
             if (!args->json.empty()) {
                 OutputFile out(args->json);
