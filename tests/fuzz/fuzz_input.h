@@ -4,6 +4,7 @@
 // report is a finding.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,13 @@ inline std::filesystem::path input_file(std::span<const uint8_t> bytes, const st
     }
     return path;
 }
+
+// The bytes of "weights.bin" beside fuzz_onnx's model (external data): 0, 1, ..., 63.
+inline constexpr auto kExternalWeights = [] {
+    std::array<uint8_t, 64> bytes{};
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i);
+    return bytes;
+}();
 
 // Runs the reader. InputError is a normal outcome; anything else aborts with its message,
 // so libFuzzer keeps the input as a crash.

@@ -1,9 +1,15 @@
 // libFuzzer harness: the ONNX reader (formats/onnx_io) through load_model, as `edgepack
-// inspect / run / compress` open a .onnx file.
+// inspect / run / compress` open a .onnx file. A 64-byte "weights.bin" lies beside the
+// model, so external data references can resolve.
 #include "formats/model_io.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static const bool placed = [] {
+        (void)ep::fuzz::input_file(ep::fuzz::kExternalWeights, "weights.bin");
+        return true;
+    }();
+    (void)placed;
     auto path = ep::fuzz::input_file({data, size}, "model.onnx");
     ep::fuzz::expect_ok_or_input_error([&] { (void)ep::load_model(path); });
     return 0;

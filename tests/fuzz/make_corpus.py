@@ -74,7 +74,7 @@ def onnx_seeds():
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
-        initializer=[w, b, ext, i4, strs], sparse_initializer=[sparse])
+        initializer=[w, b, i4, strs], sparse_initializer=[sparse])
     fn = helper.make_function("local", "Twice", ["a"], ["o"],
                               [helper.make_node("Add", ["a", "a"], ["o"])],
                               [helper.make_opsetid("", 17)], attributes=["k"])
@@ -83,6 +83,10 @@ def onnx_seeds():
                               functions=[fn], producer_name="fuzz-seed")
     helper.set_model_props(model, {"key": "value"})
     write("onnx", "handmade_every_kind.onnx", model.SerializeToString())
+    # External data in "weights.bin", which fuzz_onnx places beside the model (64 bytes).
+    del graph.initializer[:]
+    graph.initializer.extend([w, ext])
+    write("onnx", "external_data.onnx", model.SerializeToString())
     write("onnx", "empty.onnx", b"")
 
 
@@ -121,8 +125,11 @@ def checkpoint(path):
 
 
 def compress(edgepack, work, model, passes, output):
+    # Paths relative to the recipe, so the provenance (recipe SHA-256) is the same each run.
+    if model.parent != work:
+        shutil.copy(model, work / model.name)
     recipe = work / "recipe.json"
-    recipe.write_text(json.dumps({"model": str(model), "passes": passes, "output": str(output)}))
+    recipe.write_text(json.dumps({"model": model.name, "passes": passes, "output": output.name}))
     subprocess.run([edgepack, "compress", str(recipe), "--quiet"], check=True,
                    stdout=subprocess.DEVNULL)
     return output.read_bytes()
@@ -137,8 +144,10 @@ def packed_seeds(edgepack):
         work = Path(tmp)
         ckpt = work / "ckpt.safetensors"
         checkpoint(ckpt)
-        conv = NODE_TESTS / "test_conv_with_strides_padding" / "model.onnx"
-        ifm = NODE_TESTS / "test_if" / "model.onnx"
+        conv = work / "conv.onnx"
+        shutil.copy(NODE_TESTS / "test_conv_with_strides_padding" / "model.onnx", conv)
+        ifm = work / "if.onnx"
+        shutil.copy(NODE_TESTS / "test_if" / "model.onnx", ifm)
         for name, model, passes in (("ckpt_f32", ckpt, []), ("ckpt_int4g32", ckpt, [rtn4]),
                                     ("ckpt_int8c", ckpt, [rtn8]),
                                     ("ckpt_sparse_bitmask", ckpt, [prune]),
@@ -177,8 +186,10 @@ def npy_seeds():
                               ("deflated", zipfile.ZIP_DEFLATED)):
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression) as z:
-            z.writestr("input.npy", npy_bytes(arrays["f32"]))
-            z.writestr("label.npy", npy_bytes(np.array([3], np.int64)))
+            # A fixed date, so the archive's bytes are the same each run.
+            for member, a in (("input.npy", arrays["f32"]), ("label.npy", np.array([3]))):
+                z.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), npy_bytes(a),
+                           compression)
         write("npy", name + ".npz", buf.getvalue())
 
 
