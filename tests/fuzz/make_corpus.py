@@ -84,8 +84,8 @@ def onnx_seeds():
     helper.set_model_props(model, {"key": "value"})
     write("onnx", "handmade_every_kind.onnx", model.SerializeToString())
     # External data in "weights.bin", which fuzz_onnx places beside the model (64 bytes).
-    del graph.initializer[:]
-    graph.initializer.extend([w, ext])
+    del model.graph.initializer[:]
+    model.graph.initializer.extend([w, ext])
     write("onnx", "external_data.onnx", model.SerializeToString())
     write("onnx", "empty.onnx", b"")
 
