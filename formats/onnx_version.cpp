@@ -196,6 +196,37 @@ std::pair<std::string, std::string> failing_node(const onnx::ModelProto& proto, 
     return {};
 }
 
+// The converter's import (ONNX 1.12's graphProtoToGraph) dereferences a null value for a
+// name that nothing defines: a graph output or node input that no graph input, initializer,
+// earlier node or enclosing graph produces (found by fuzz_onnx; `edgepack compress` died
+// with SIGSEGV). ep::verify's rules, on the protobuf, before shape inference and conversion.
+void check_names_defined(const onnx::GraphProto& g, std::unordered_set<std::string> known,
+                         const std::string& where, const std::string& what, int64_t source,
+                         int64_t target) {
+    auto fail = [&](const std::string& problem) {
+        throw InputError(cat(what, ": the ONNX version converter cannot raise opset ", source,
+                             " to ", target, ": ", where, problem));
+    };
+    for (const auto& v : g.input()) known.insert(v.name());
+    for (const auto& t : g.initializer()) known.insert(t.name());
+    for (const auto& s : g.sparse_initializer()) known.insert(s.values().name());
+    for (const auto& n : g.node()) {
+        for (const auto& in : n.input())
+            if (!in.empty() && !known.count(in))
+                fail(cat(node_label(n), ": input '", in, "' is not produced before it is used"));
+        for (const auto& a : n.attribute()) {
+            std::string inner = cat(where, node_label(n), " attribute ", a.name(), ": ");
+            if (a.has_g()) check_names_defined(a.g(), known, inner, what, source, target);
+            for (const auto& sub : a.graphs())
+                check_names_defined(sub, known, inner, what, source, target);
+        }
+        for (const auto& out : n.output())
+            if (!out.empty()) known.insert(out);
+    }
+    for (const auto& v : g.output())
+        if (!known.count(v.name())) fail(cat("graph output '", v.name(), "' is never produced"));
+}
+
 }  // namespace
 
 int64_t default_opset(const onnx::ModelProto& proto) {
@@ -215,6 +246,7 @@ void raise_default_opset(onnx::ModelProto& proto, int64_t target, const std::str
             throw InputError(cat(what, ": the ONNX version converter cannot raise opset ", source,
                                  " to ", target, " at ", node_label(n), " of domain '", n.domain(),
                                  "': it converts default-domain models only"));
+    check_names_defined(g, {}, "", what, source, target);
     auto kept = stub_initializers(g);
     const auto value_info = g.value_info();
     try {
