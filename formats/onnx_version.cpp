@@ -1,5 +1,6 @@
 #include "formats/onnx_version.h"
 
+#include <onnx/defs/schema.h>
 #include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
 
@@ -196,6 +197,67 @@ std::pair<std::string, std::string> failing_node(const onnx::ModelProto& proto, 
     return {};
 }
 
+// The converter's import (ONNX 1.12's graphProtoToGraph) dereferences a null value for a
+// name that nothing defines: a graph output or node input that no graph input, initializer,
+// earlier node or enclosing graph produces (found by fuzz_onnx; `edgepack compress` died
+// with SIGSEGV). ep::verify's rules, on the protobuf, before shape inference and conversion.
+void check_names_defined(const onnx::GraphProto& g, std::unordered_set<std::string> known,
+                         const std::string& where, const std::string& what, int64_t source,
+                         int64_t target) {
+    auto fail = [&](const std::string& problem) {
+        throw InputError(cat(what, ": the ONNX version converter cannot raise opset ", source,
+                             " to ", target, ": ", where, problem));
+    };
+    for (const auto& v : g.input()) known.insert(v.name());
+    for (const auto& t : g.initializer()) known.insert(t.name());
+    for (const auto& s : g.sparse_initializer()) known.insert(s.values().name());
+    for (const auto& n : g.node()) {
+        for (const auto& in : n.input())
+            if (!in.empty() && !known.count(in))
+                fail(cat(node_label(n), ": input '", in, "' is not produced before it is used"));
+        for (const auto& a : n.attribute()) {
+            std::string inner = cat(where, node_label(n), " attribute ", a.name(), ": ");
+            if (a.has_g()) check_names_defined(a.g(), known, inner, what, source, target);
+            for (const auto& sub : a.graphs())
+                check_names_defined(sub, known, inner, what, source, target);
+        }
+        for (const auto& out : n.output())
+            if (!out.empty()) known.insert(out);
+    }
+    for (const auto& v : g.output())
+        if (!known.count(v.name())) fail(cat("graph output '", v.name(), "' is never produced"));
+}
+
+// Every default-domain node against its operator schema at the source opset (inputs,
+// outputs, required attributes and their types), as onnx.checker does: shape inference
+// reads a required attribute without looking (ONNX 1.12's Scan-9 inference dereferenced a
+// missing `body`; found by fuzz_onnx, SIGSEGV in `edgepack compress`).
+void check_schemas(const onnx::GraphProto& g, int64_t source, const std::string& where,
+                   const std::string& what, int64_t target) {
+    for (const auto& n : g.node()) {
+        if (is_default_domain(n.domain())) {
+            const auto* schema =
+                onnx::OpSchemaRegistry::Schema(n.op_type(), static_cast<int>(source), "");
+            if (!schema)
+                throw InputError(cat(what, ": the ONNX version converter cannot raise opset ",
+                                     source, " to ", target, ": ", where, node_label(n),
+                                     ": no operator ", n.op_type(), " in opset ", source));
+            try {
+                schema->Verify(n);
+            } catch (const std::exception& e) {
+                throw InputError(cat(what, ": the ONNX version converter cannot raise opset ",
+                                     source, " to ", target, ": ", where, node_label(n), ": ",
+                                     e.what()));
+            }
+        }
+        for (const auto& a : n.attribute()) {
+            std::string inner = cat(where, node_label(n), " attribute ", a.name(), ": ");
+            if (a.has_g()) check_schemas(a.g(), source, inner, what, target);
+            for (const auto& sub : a.graphs()) check_schemas(sub, source, inner, what, target);
+        }
+    }
+}
+
 }  // namespace
 
 int64_t default_opset(const onnx::ModelProto& proto) {
@@ -215,6 +277,8 @@ void raise_default_opset(onnx::ModelProto& proto, int64_t target, const std::str
             throw InputError(cat(what, ": the ONNX version converter cannot raise opset ", source,
                                  " to ", target, " at ", node_label(n), " of domain '", n.domain(),
                                  "': it converts default-domain models only"));
+    check_names_defined(g, {}, "", what, source, target);
+    check_schemas(g, source, "", what, target);
     auto kept = stub_initializers(g);
     const auto value_info = g.value_info();
     try {

@@ -13,7 +13,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 packages=(build-essential cmake ninja-build pkg-config libonnx-dev libprotobuf-dev protobuf-compiler
   libeigen3-dev nlohmann-json3-dev catch2 libcli11-dev libssl-dev libzip-dev libonnx-testdata python3-venv time
-  chromium clang-format fonts-dejavu-core libsodium-dev)
+  chromium clang-format fonts-dejavu-core libsodium-dev
+  clang-19 libfuzzer-19-dev libclang-rt-19-dev)  # the last three: scripts/fuzz.sh (docs/fuzzing.md)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

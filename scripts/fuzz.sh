@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses (tests/fuzz/, clang-19 with ASan + UBSan, in build-fuzz/)
+# and runs each reader's harness for a fixed time, all at once, then prints the execs each
+# reached and records them in docs/fuzzing.md.
+#   scripts/fuzz.sh [SECONDS] [READER...]    default 600 s each; readers: onnx safetensors epk npy recipe
+# Exit 1 when a harness found a crash: the input is in build-fuzz/crashes/READER/ (replay
+# it with build-fuzz/tests/fuzz/fuzz_READER FILE); fix the reader, then keep the input as
+# tests/fuzz/regressions/READER/NAME (the default suite replays every file there).
+# EDGEPACK_FUZZ_NO_DOC=1 leaves docs/fuzzing.md alone (short trial runs).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+seconds="${1:-600}"
+shift || true
+readers=("$@")
+[ ${#readers[@]} -gt 0 ] || readers=(onnx safetensors epk npy recipe)
+build=build-fuzz
+compiler="${EDGEPACK_FUZZ_CXX:-clang++-19}"
+command -v "$compiler" >/dev/null || { echo "fuzz.sh: $compiler not found (apt-get install clang-19 libfuzzer-19-dev)" >&2; exit 2; }
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$compiler" "${launcher[@]}" \
+  -DCMAKE_BUILD_TYPE=Debug -DEDGEPACK_FUZZ=ON -DEDGEPACK_BUILD_TESTS=OFF >/dev/null
+ninja -C "$build" "${readers[@]/#/fuzz_}"
+
+# Leaks are findings too; UBSan stops at the first report (the build has no recovery).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+pids=()
+for r in "${readers[@]}"; do
+  # libFuzzer adds what it learns to the first folder (build-fuzz/corpus/R, kept between
+  # runs); the committed seeds and regressions are read only.
+  mkdir -p "$build/corpus/$r" "$build/crashes/$r"
+  seeds=("tests/fuzz/corpus/$r")
+  [ -d "tests/fuzz/regressions/$r" ] && seeds+=("tests/fuzz/regressions/$r")
+  "$build/tests/fuzz/fuzz_$r" "$build/corpus/$r" "${seeds[@]}" \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$build/crashes/$r/" >"$build/fuzz_$r.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+
+date_utc="$(date -u '+%Y-%m-%d %H:%M UTC')"
+rows=""
+found=0
+printf '%-12s %12s %10s %8s %8s\n' reader execs exec/s seconds crashes
+for r in "${readers[@]}"; do
+  log="$build/fuzz_$r.log"
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
+  rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
+  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+  crashes="$(find "$build/crashes/$r" -type f | wc -l)"
+  if grep -q 'ERROR: libFuzzer\|ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$log"; then
+    [ "$crashes" -gt 0 ] || crashes=1
+  fi
+  [ "$crashes" -eq 0 ] || found=1
+  printf '%-12s %12s %10s %8s %8s\n' "$r" "${execs:-?}" "${rate:-?}" "$seconds" "$crashes"
+  rows+="| $r | ${execs:-?} | ${rate:-?} | ${cov:-?} | $seconds | $crashes |"$'\n'
+done
+
+if [ "${EDGEPACK_FUZZ_NO_DOC:-0}" != 1 ]; then
+  table="Last run: \`scripts/fuzz.sh $seconds ${*:-}\`, $date_utc, $(nproc) cores shared with other jobs."$'\n\n'
+  table+="| reader | execs | execs/s | coverage (edges) | seconds | crashes |"$'\n'
+  table+="|---|---:|---:|---:|---:|---:|"$'\n'"$rows"
+  python3 - "$table" <<'PY'
+import re, sys
+path = "docs/fuzzing.md"
+text = open(path).read()
+begin, end = "<!-- fuzz.sh results: begin -->", "<!-- fuzz.sh results: end -->"
+new = f"{begin}\n{sys.argv[1]}{end}"
+text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S)
+open(path, "w").write(text)
+PY
+fi
+[ "$found" -eq 0 ] || { echo "fuzz.sh: crashes found: see $build/crashes/ and $build/fuzz_*.log" >&2; exit 1; }
