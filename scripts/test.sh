@@ -20,7 +20,10 @@ fi
 sanitizer_logs=""
 if [ "${EDGEPACK_SANITIZE:-OFF}" = "ON" ]; then
   export BUILD_DIR="${BUILD_DIR:-build-asan}"
-  sanitizer_logs="$root/$BUILD_DIR/sanitizer-logs"
+  case "$BUILD_DIR" in
+    /*) sanitizer_logs="$BUILD_DIR/sanitizer-logs" ;;
+    *) sanitizer_logs="$root/$BUILD_DIR/sanitizer-logs" ;;
+  esac
   rm -rf "$sanitizer_logs"
   mkdir -p "$sanitizer_logs"
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:log_path=$sanitizer_logs/asan}"
