@@ -1,5 +1,5 @@
 // edgepack diff OLD.epk NEW.epk -o UPDATE.epkd [--dry-run] [--json] [--quiet]
-// edgepack apply OLD.epk UPDATE.epkd -o NEW.epk [--dry-run] [--json] [--quiet]
+// edgepack apply OLD.epk UPDATE.epkd -o NEW.epk [--verify-key KEY.pub] [--dry-run] [--json] [--quiet]
 // Delta updates between packs (formats/epk_delta.h, docs/epk.md "Delta updates").
 #include <unistd.h>
 
@@ -95,6 +95,7 @@ void add_apply_command(CLI::App& app, std::function<int()>& action) {
     struct Args {
         std::string base, delta, output;
         bool dry_run = false, json = false, quiet = false;
+        VerifyKeyArgs verify;
     };
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand(
@@ -108,10 +109,12 @@ void add_apply_command(CLI::App& app, std::function<int()>& action) {
     cmd->add_flag("--dry-run", args->dry_run,
                   "Check the delta and the base and rebuild in memory, write nothing");
     cmd->add_flag("--json", args->json, "Print one JSON object (edgepack.apply/1)");
+    add_verify_key_options(*cmd, args->verify, "DELTA");
     cmd->add_flag("--quiet,-q", args->quiet, "Nothing on stderr but errors");
     cmd->callback([args, &action] {
         action = [args] {
             Progress progress(progress_mode_for(STDERR_FILENO, args->quiet), std::cerr);
+            verify_if_asked(args->verify, args->delta, progress);
             auto s =
                 apply_epk_delta(args->base, args->delta, args->output, args->dry_run, &progress);
             if (args->json) {
