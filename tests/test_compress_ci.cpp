@@ -476,7 +476,8 @@ TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][
                                        "mnist-prune-structured.json",
                                        "stories260k-prune-wanda-int4.json",
                                        "stories260k-prune-sparsegpt-2of4-int4.json",
-                                       "stories260k-lora-int4.json"};
+                                       "stories260k-lora-int4.json",
+                                       "silero-vad-int8.json"};
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(test::source_dir() / "examples" / "recipes"))
         if (f.path().extension() == ".json") files.push_back(f.path().string());
