@@ -181,4 +181,13 @@ void op_swish(OpContext& c);
 // LpPool in ops_linalg.cpp
 void op_lp_pool(OpContext& c);
 
+// ops_spatial.cpp
+void op_affine_grid(OpContext& c);
+void op_col2im(OpContext& c);
+void op_deform_conv(OpContext& c);
+void op_grid_sample(OpContext& c);
+void op_max_unpool(OpContext& c);
+void op_non_max_suppression(OpContext& c);
+void op_roi_align(OpContext& c);
+
 }  // namespace ep::rt
