@@ -312,7 +312,7 @@ void check_runtime_support(const CompressRun& run) {
                            [](const auto& o) { return o.extension() == ".epk"; });
     if (!run.recipe.validate && !epk) return;
     with_context(run.recipe.model.filename().string(), [&] {
-        rt::check_supported_ops(run.model.graph);
+        rt::check_supported_ops(run.model);
         if (run.recipe.validate) rt::check_output_counts(run.model.graph);
     });
 }

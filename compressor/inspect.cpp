@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ir/sparse.h"
+#include "runtime-check/executor.h"
 
 namespace ep {
 namespace {
@@ -55,6 +56,23 @@ json values_json(const std::vector<ValueInfo>& values) {
         out.push_back({{"name", v.name}, {"dtype", dtype}, {"shape", shape_json(v)}});
     }
     return out;
+}
+
+// What edgepack's runtime (run / validate / bench, a recipe's validation) makes of the
+// graph: the same list the Executor refuses at load (rt::unsupported_ops).
+json runtime_json(const Model& model) {
+    if (model.graph.nodes.empty())
+        return {{"runnable", false},
+                {"reason", "no graph: a weights-only checkpoint"},
+                {"unsupported_ops", json::array()}};
+    json ops = json::array();
+    for (const auto& u : rt::unsupported_ops(model))
+        ops.push_back({{"op_type", u.op_type},
+                       {"domain", u.domain},
+                       {"opset", u.opset},
+                       {"count", u.nodes.size()},
+                       {"nodes", u.nodes}});
+    return {{"runnable", ops.empty()}, {"unsupported_ops", ops}};
 }
 
 std::string grouped(uint64_t n) {
@@ -269,6 +287,7 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
     r["subgraphs"] = subgraphs;
     r["functions"] = model.functions.size();
     r["op_types"] = op_types;
+    r["runtime"] = runtime_json(model);
     r["inputs"] = values_json(model.graph.inputs);
     r["outputs"] = values_json(model.graph.outputs);
 
@@ -407,6 +426,16 @@ std::string render_inspect_text(const json& r) {
                    std::to_string(o["count"].get<uint64_t>());
         }
         row("nodes", grouped(r["nodes"]) + (ops.empty() ? "" : ": " + ops));
+        const json& rt = r["runtime"];
+        std::string runtime = rt["runnable"].get<bool>() ? "runs every op" : "";
+        for (const auto& u : rt["unsupported_ops"]) {
+            std::string d = u["domain"];
+            runtime += (runtime.empty() ? "cannot run: " : ", ") + (d.empty() ? "" : d + ".") +
+                       u["op_type"].get<std::string>() + " (opset " +
+                       std::to_string(u["opset"].get<int64_t>()) + ", " + grouped(u["count"]) +
+                       (u["count"] == 1 ? " node)" : " nodes)");
+        }
+        row("runtime", runtime);
         if (r["subgraphs"].get<uint64_t>() || r["functions"].get<uint64_t>())
             row("subgraphs",
                 grouped(r["subgraphs"]) + ", local functions " + grouped(r["functions"]));

@@ -1,8 +1,10 @@
 #include "runtime-check/executor.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_set>
 
 #include "ir/sparse.h"
@@ -149,15 +151,6 @@ void topo_sort(Graph& graph, const std::string& where) {
         for (auto& attr : node.attributes)
             for (auto& sub : attr.graphs)
                 topo_sort(sub, cat(where, node.label(), ".", attr.name, ": "));
-}
-
-void find_unsupported(const Graph& graph, std::map<std::string, size_t>& unsupported) {
-    for (const auto& node : graph.nodes) {
-        if (!find_kernel(node.domain, node.op_type))
-            ++unsupported[node.domain.empty() ? node.op_type : node.domain + "." + node.op_type];
-        for (const auto& attr : node.attributes)
-            for (const auto& sub : attr.graphs) find_unsupported(sub, unsupported);
-    }
 }
 
 uint64_t tensor_bytes(const Tensor& t) {
@@ -353,17 +346,50 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
 
 }  // namespace
 
-void check_supported_ops(const Graph& graph) {
-    std::map<std::string, size_t> unsupported;
-    find_unsupported(graph, unsupported);
+std::vector<UnsupportedOp> unsupported_ops(const Model& model) {
+    std::vector<UnsupportedOp> found;
+    for_each_graph(model.graph, [&](const Graph& g) {
+        for (const auto& node : g.nodes) {
+            if (find_kernel(node.domain, node.op_type)) continue;
+            std::string domain = node.domain == "ai.onnx" ? "" : node.domain;
+            auto it = std::find_if(found.begin(), found.end(), [&](const UnsupportedOp& u) {
+                return u.domain == domain && u.op_type == node.op_type;
+            });
+            if (it == found.end()) {
+                found.push_back({domain, node.op_type, model.opset(domain), {}});
+                it = std::prev(found.end());
+            }
+            it->nodes.push_back(node.label());
+        }
+    });
+    std::sort(found.begin(), found.end(), [](const UnsupportedOp& a, const UnsupportedOp& b) {
+        return std::tie(a.domain, a.op_type) < std::tie(b.domain, b.op_type);
+    });
+    return found;
+}
+
+std::string UnsupportedOp::qualified_name() const {
+    return domain.empty() ? op_type : domain + "." + op_type;
+}
+
+void check_supported_ops(const Model& model) {
+    auto unsupported = unsupported_ops(model);
     if (unsupported.empty()) return;
     size_t kinds = unsupported.size();
-    std::string list;
-    for (const auto& [op, count] : unsupported) {
+    std::string list, where;
+    for (const auto& u : unsupported) {
+        size_t n = u.nodes.size();
         if (!list.empty()) list += ", ";
-        list += cat(op, " (", count, count == 1 ? " node)" : " nodes)");
+        list += cat(u.qualified_name(), " (", n, n == 1 ? " node)" : " nodes)");
+        if (!where.empty()) where += ", ";
+        std::string opset =
+            u.opset > 0 ? cat("opset ", u.domain.empty() ? "ai.onnx" : u.domain, " ", u.opset)
+                        : cat("domain '", u.domain, "' not imported");
+        where += cat("node '", u.nodes[0], "' (", u.qualified_name(), ", ", opset, ")");
+        if (n > 1) where += cat(" and ", n - 1, " more");
     }
-    throw InputError(cat(kinds, " unsupported op", kinds == 1 ? "" : "s", ": ", list));
+    throw InputError(
+        cat(kinds, " unsupported op", kinds == 1 ? "" : "s", ": ", list, "; first ", where));
 }
 
 Executor::~Executor() = default;
@@ -371,7 +397,7 @@ Executor::~Executor() = default;
 Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)), options_(options) {
     if (model_.graph.nodes.empty() && model_.format == SourceFormat::Safetensors)
         throw InputError("this model is a weights-only checkpoint: there is no graph to run");
-    check_supported_ops(model_.graph);
+    check_supported_ops(model_);
     check_output_counts(model_.graph);
     topo_sort(model_.graph, "");
     feeds_ = graph_feeds(model_.graph);

@@ -81,10 +81,23 @@ class Executor {
 // Graph inputs that are not initializers: what a run must feed.
 [[nodiscard]] std::vector<ValueInfo> graph_feeds(const Graph& graph);
 
-// Refuses (InputError "2 unsupported ops: LSTM (1 node), Scan (2 nodes)") a graph with a
-// node, here or in a subgraph, whose op the registry lacks: all of them at once. The
-// Executor checks this first; compress checks it before writing anything.
-void check_supported_ops(const Graph& graph);
+// An op of the model, here or in a subgraph, that the registry lacks.
+struct UnsupportedOp {
+    std::string domain;  // "" for the default ONNX domain
+    std::string op_type;
+    int64_t opset = 0;               // the model's import of `domain`; 0 when not imported
+    std::vector<std::string> nodes;  // Node::label() of each node using it, in graph order
+    [[nodiscard]] std::string qualified_name() const;  // "LSTM", "com.microsoft.Foo"
+};
+// Every unsupported op of the model, sorted by domain and op type (empty: it can run).
+[[nodiscard]] std::vector<UnsupportedOp> unsupported_ops(const Model& model);
+
+// Refuses a model with an unsupported op, all of them at once, naming each op, its first
+// node and the opset: InputError "2 unsupported ops: LSTM (2 nodes), NonMaxSuppression
+// (1 node); first node 'lstm_1' (LSTM, opset ai.onnx 17) and 1 more, node 'nms'
+// (NonMaxSuppression, opset ai.onnx 17)". The Executor checks this first; compress checks
+// it before writing anything; `inspect --json` lists the same (unsupported_ops above).
+void check_supported_ops(const Model& model);
 
 // Refuses (InputError naming the node) a node, here or in a subgraph, that names fewer
 // outputs than its kernel produces (a TopK naming only Values), and an If whose branch

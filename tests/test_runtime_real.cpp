@@ -148,7 +148,8 @@ TEST_CASE("unsupported ops are all reported at load with exit code 2", "[runtime
     Model m;
     m.opset_imports = {{"", 17}};
     m.graph.inputs.push_back({"x", std::nullopt, ""});
-    for (const char* op : {"TfIdfVectorizer", "TfIdfVectorizer", "NonMaxSuppression", "Relu"}) {
+    // Ops the runtime has no kernel for (ImageDecoder, TfIdfVectorizer), and one it has.
+    for (const char* op : {"ImageDecoder", "ImageDecoder", "TfIdfVectorizer", "Relu"}) {
         Node n;
         n.op_type = op;
         n.inputs = {"x"};
@@ -160,8 +161,11 @@ TEST_CASE("unsupported ops are all reported at load with exit code 2", "[runtime
         FAIL("expected an error");
     } catch (const Error& e) {
         CHECK(e.code() == ExitCode::BadInput);
+        // Every op, its first node and the opset, in one message.
         CHECK_THAT(e.what(),
-                   Catch::Contains(
-                       "2 unsupported ops: NonMaxSuppression (1 node), TfIdfVectorizer (2 nodes)"));
+                   Catch::Contains("2 unsupported ops: ImageDecoder (2 nodes), TfIdfVectorizer "
+                                   "(1 node); first node 'ImageDecoder(y0)' (ImageDecoder, opset "
+                                   "ai.onnx 17) and 1 more, node 'TfIdfVectorizer(y2)' "
+                                   "(TfIdfVectorizer, opset ai.onnx 17)"));
     }
 }

@@ -185,4 +185,13 @@ void op_gru(OpContext& c);
 void op_lstm(OpContext& c);
 void op_rnn(OpContext& c);
 
+// ops_spatial.cpp
+void op_affine_grid(OpContext& c);
+void op_col2im(OpContext& c);
+void op_deform_conv(OpContext& c);
+void op_grid_sample(OpContext& c);
+void op_max_unpool(OpContext& c);
+void op_non_max_suppression(OpContext& c);
+void op_roi_align(OpContext& c);
+
 }  // namespace ep::rt

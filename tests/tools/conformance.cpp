@@ -2,13 +2,16 @@
 // DIR/test_*/model.onnx with test_data_set_*/input_*.pb and output_*.pb) through the
 // reference runtime, with the ONNX backend suite's tolerances (rtol 1e-3, atol 1e-7).
 //
-//   edgepack_conformance DIR [--filter SUBSTRING] [--json FILE] [--verbose]
+//   edgepack_conformance DIR [--filter SUBSTRING] [--json FILE] [--verbose] [--threads N]
 //
 // A case is skipped when its model uses an op the runtime does not implement; every
 // other case is run and passes or fails. Prints the counts and every failure; exit 0.
+// The JSON gives each run case a "digest" of the bytes of every output of every data
+// set (FNV-1a 64), so two runs with different --threads can be compared bit for bit.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -80,16 +83,39 @@ std::string compare(const Tensor& want, const Tensor& got) {
     return "";
 }
 
+// FNV-1a 64 over an output's dtype, shape and bytes (strings: each with its length).
+void digest(uint64_t& h, const Tensor& t) {
+    auto mix = [&h](const void* p, size_t n) {
+        const auto* b = static_cast<const unsigned char*>(p);
+        for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+    };
+    int code = traits(t.dtype).onnx_code;
+    mix(&code, sizeof code);
+    for (int64_t d : t.shape) mix(&d, sizeof d);
+    if (t.dtype == DType::String) {
+        for (const auto& s : t.strings) {
+            uint64_t n = s.size();
+            mix(&n, sizeof n);
+            mix(s.data(), s.size());
+        }
+    } else if (t.data.size()) {
+        mix(t.data.bytes().data(), t.data.size());
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"Run the ONNX backend node tests through edgepack's reference runtime"};
     std::string dir, filter, json_path;
     bool verbose = false;
+    int threads = 1;
     app.add_option("DIR", dir, "Folder of test_* cases")->required();
     app.add_option("--filter", filter, "Only cases whose name contains this");
     app.add_option("--json", json_path, "Write results as JSON");
     app.add_flag("--verbose", verbose, "Print every case");
+    app.add_option("--threads", threads, "Worker threads of the runtime")
+        ->check(CLI::Range(1, 256));
     CLI11_PARSE(app, argc, argv);
 
     std::vector<fs::path> cases;
@@ -123,8 +149,9 @@ int main(int argc, char** argv) {
                 results[name] = r;
                 continue;
             }
-            rt::Executor exec(model, {1});
+            rt::Executor exec(model, {threads});
             std::string failure;
+            uint64_t hash = 14695981039346656037ull;
             for (const auto& set : fs::directory_iterator(c)) {
                 if (!set.is_directory() ||
                     set.path().filename().string().rfind("test_data_set_", 0) != 0)
@@ -145,6 +172,7 @@ int main(int argc, char** argv) {
                     feeds.emplace_back(input_name, std::move(t));
                 }
                 auto outs = exec.run(feeds);
+                for (const auto& [out_name, out] : outs) digest(hash, out);
                 if (outs.size() < out_files.size()) {
                     failure =
                         cat("produced ", outs.size(), " outputs, expected ", out_files.size());
@@ -168,6 +196,9 @@ int main(int argc, char** argv) {
                 ++failed;
                 r = {{"result", "failed"}, {"reason", failure}};
             }
+            char hex[17];
+            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+            r["digest"] = hex;
         } catch (const std::exception& e) {
             ++failed;
             r = {{"result", "failed"}, {"reason", e.what()}};
