@@ -31,6 +31,10 @@ pids=()
 for r in "${readers[@]}"; do
   # libFuzzer adds what it learns to the first folder (build-fuzz/corpus/R, kept between
   # runs); the committed seeds and regressions are read only.
+  # Crashes of an earlier run move aside (crashes/R.TIME), so this run counts its own.
+  if [ -n "$(ls -A "$build/crashes/$r" 2>/dev/null)" ]; then
+    mv "$build/crashes/$r" "$build/crashes/$r.$(date +%s)"
+  fi
   mkdir -p "$build/corpus/$r" "$build/crashes/$r"
   seeds=("tests/fuzz/corpus/$r")
   [ -d "tests/fuzz/regressions/$r" ] && seeds+=("tests/fuzz/regressions/$r")
@@ -56,20 +60,28 @@ for r in "${readers[@]}"; do
   fi
   [ "$crashes" -eq 0 ] || found=1
   printf '%-12s %12s %10s %8s %8s\n' "$r" "${execs:-?}" "${rate:-?}" "$seconds" "$crashes"
-  rows+="| $r | ${execs:-?} | ${rate:-?} | ${cov:-?} | $seconds | $crashes |"$'\n'
+  rows+="| $r | ${execs:-?} | ${rate:-?} | ${cov:-?} | $seconds | $crashes | $date_utc | \`scripts/fuzz.sh $seconds${*:+ $*}\` |"$'\n'
 done
 
+# docs/fuzzing.md keeps one row per reader: the rows of this run replace theirs.
 if [ "${EDGEPACK_FUZZ_NO_DOC:-0}" != 1 ]; then
-  table="Last run: \`scripts/fuzz.sh $seconds ${*:-}\`, $date_utc, $(nproc) cores shared with other jobs."$'\n\n'
-  table+="| reader | execs | execs/s | coverage (edges) | seconds | crashes |"$'\n'
-  table+="|---|---:|---:|---:|---:|---:|"$'\n'"$rows"
-  python3 - "$table" <<'PY'
+  python3 - "$rows" "$(nproc)" <<'PY'
 import re, sys
 path = "docs/fuzzing.md"
 text = open(path).read()
 begin, end = "<!-- fuzz.sh results: begin -->", "<!-- fuzz.sh results: end -->"
-new = f"{begin}\n{sys.argv[1]}{end}"
-text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S)
+old = text[text.index(begin) + len(begin):text.index(end)]
+rows = {}
+for line in old.splitlines() + sys.argv[1].splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == 8 and cells[0] not in ("reader", "---"):
+        rows[cells[0]] = line.strip()
+order = ["onnx", "safetensors", "epk", "npy", "recipe"]
+table = "\n".join(rows[r] for r in sorted(rows, key=lambda r: (r not in order, order.index(r) if r in order else 0, r)))
+new = (f"{begin}\n| reader | execs | execs/s | coverage (edges) | seconds | crashes | when | command |\n"
+       f"|---|---:|---:|---:|---:|---:|---|---|\n{table}\n\n"
+       f"Machine: {sys.argv[2]} cores, shared with other builds and test runs.\n{end}")
+text = text.replace(text[text.index(begin):text.index(end) + len(end)], new)
 open(path, "w").write(text)
 PY
 fi
