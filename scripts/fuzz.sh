@@ -6,7 +6,8 @@
 # Exit 1 when a harness found a crash: the input is in build-fuzz/crashes/READER/ (replay
 # it with build-fuzz/tests/fuzz/fuzz_READER FILE); fix the reader, then keep the input as
 # tests/fuzz/regressions/READER/NAME (the default suite replays every file there).
-# EDGEPACK_FUZZ_NO_DOC=1 leaves docs/fuzzing.md alone (short trial runs).
+# EDGEPACK_FUZZ_NO_DOC=1 leaves docs/fuzzing.md alone (short trial runs);
+# EDGEPACK_FUZZ_SUMMARY_ONLY=1 neither builds nor runs: it reports the last run's logs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,17 +19,19 @@ build=build-fuzz
 compiler="${EDGEPACK_FUZZ_CXX:-clang++-19}"
 command -v "$compiler" >/dev/null || { echo "fuzz.sh: $compiler not found (apt-get install clang-19 libfuzzer-19-dev)" >&2; exit 2; }
 
+summary_only="${EDGEPACK_FUZZ_SUMMARY_ONLY:-0}"
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$compiler" "${launcher[@]}" \
+[ "$summary_only" = 1 ] || cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$compiler" "${launcher[@]}" \
   -DCMAKE_BUILD_TYPE=Debug -DEDGEPACK_FUZZ=ON -DEDGEPACK_BUILD_TESTS=OFF >/dev/null
-ninja -C "$build" "${readers[@]/#/fuzz_}"
+[ "$summary_only" = 1 ] || ninja -C "$build" "${readers[@]/#/fuzz_}"
 
 # Leaks are findings too; UBSan stops at the first report (the build has no recovery).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 pids=()
 for r in "${readers[@]}"; do
+  [ "$summary_only" = 1 ] && break
   # libFuzzer adds what it learns to the first folder (build-fuzz/corpus/R, kept between
   # runs); the committed seeds and regressions are read only.
   # Crashes of an earlier run move aside (crashes/R.TIME), so this run counts its own.
@@ -51,9 +54,9 @@ found=0
 printf '%-12s %12s %10s %8s %8s\n' reader execs exec/s seconds crashes
 for r in "${readers[@]}"; do
   log="$build/fuzz_$r.log"
-  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
-  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)"
+  rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)"
+  cov="$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)"
   crashes="$(find "$build/crashes/$r" -type f | wc -l)"
   if grep -q 'ERROR: libFuzzer\|ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$log"; then
     [ "$crashes" -gt 0 ] || crashes=1
