@@ -62,13 +62,19 @@ inline constexpr auto kExternalWeights = [] {
     return bytes;
 }();
 
-// Runs the reader. InputError is a normal outcome; anything else aborts with its message,
-// so libFuzzer keeps the input as a crash.
+// Runs the reader. Bad input (an ep::Error with exit code 2: an InputError, or one that
+// with_context re-threw with the file's name) is a normal outcome; anything else aborts
+// with its message, so libFuzzer keeps the input as a crash.
 template <class Read>
 void expect_ok_or_input_error(Read&& read) {
     try {
         read();
-    } catch (const InputError&) {
+    } catch (const Error& e) {
+        if (e.code() != ExitCode::BadInput) {
+            std::fprintf(stderr, "edgepack fuzz: exit code %d, not 2: %s\n",
+                         static_cast<int>(e.code()), e.what());
+            std::abort();
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "edgepack fuzz: not an InputError: %s\n", e.what());
         std::abort();
