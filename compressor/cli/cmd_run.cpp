@@ -19,30 +19,9 @@
 #include "formats/model_io.h"
 #include "ir/progress.h"
 #include "runtime-check/executor.h"
-#include "runtime-check/npy.h"
+#include "runtime-check/run_files.h"
 
 namespace ep::cli {
-namespace {
-
-// "logits: f32 [1, 10] -> OUT/logits.npy"
-std::string output_line(const std::string& name, const Tensor& tensor,
-                        const std::filesystem::path& path) {
-    return cat(name, ": ", dtype_name(tensor.dtype), " ", shape_string(tensor.shape), " -> ",
-               path.string());
-}
-
-// Writes each output to DIR/NAME.npy; `progress` (may be null) gets one line per output.
-void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
-                   Progress* progress) {
-    std::filesystem::create_directories(dir);
-    for (const auto& [name, tensor] : outputs) {
-        auto path = dir / (safe_file_name(name) + ".npy");
-        write_npy(tensor, path);
-        if (progress) progress->log(output_line(name, tensor, path));
-    }
-}
-
-}  // namespace
 
 void add_run_command(CLI::App& app, std::function<int()>& action) {
     struct Args {
@@ -88,14 +67,8 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             options.int8_activations = args->int8_activations;
             rt::Executor executor(load_model(args->model), options);
             if (args->data.empty() && args->samples == 0) {
-                rt::NamedTensors feeds;
-                for (const auto& spec : args->inputs) {
-                    auto eq = spec.find('=');
-                    if (eq == std::string::npos || eq == 0)
-                        throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
-                    feeds.emplace_back(spec.substr(0, eq), read_npy(spec.substr(eq + 1)));
-                }
-                write_outputs(executor.run(feeds), args->out, &progress);
+                write_output_files(executor.run(read_input_files(args->inputs)), args->out,
+                                   &progress);
                 return 0;
             }
             DataSource source;
@@ -116,7 +89,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
                 rt::NamedTensors feeds = dataset.load(k);  // its errors name the file
                 auto outputs =
                     with_context(dataset.sample_name(k), [&] { return executor.run(feeds); });
-                write_outputs(outputs, dir, nullptr);
+                write_output_files(outputs, dir, nullptr);
                 if (k == 0)
                     for (const auto& [name, tensor] : outputs)
                         written.push_back(
