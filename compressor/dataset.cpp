@@ -114,15 +114,6 @@ bool holds_inputs(const fs::path& dir, const std::vector<ValueInfo>& feeds) {
 
 }  // namespace
 
-std::string safe_file_name(const std::string& name) {
-    std::string out = name;
-    for (auto& ch : out)
-        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-'))
-            ch = '_';
-    if (out.empty() || out == "." || out == "..") out = "_" + out;
-    return out;
-}
-
 rt::NamedTensors read_npz(const fs::path& path) {
     const std::string file = path.string();
     int code = 0;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "runtime-check/executor.h"
+#include "runtime-check/run_files.h"  // safe_file_name: how DIR/NAME.npy is named
 #include "runtime-check/synthetic_inputs.h"
 
 namespace ep {
@@ -81,8 +82,5 @@ class Dataset {
 // Throws InputError naming the file (and member) for a bad zip, a member that is not
 // `KEY.npy`, a duplicate key, or a malformed .npy.
 [[nodiscard]] rt::NamedTensors read_npz(const std::filesystem::path& path);
-
-// Characters outside [A-Za-z0-9._-] become '_' (how `edgepack run` names output files).
-[[nodiscard]] std::string safe_file_name(const std::string& name);
 
 }  // namespace ep

@@ -17,6 +17,19 @@ readers=("$@")
 [ ${#readers[@]} -gt 0 ] || readers=(onnx safetensors epk npy recipe)
 build=build-fuzz
 compiler="${EDGEPACK_FUZZ_CXX:-clang++-19}"
+# The project's own packages (scripts/setup.sh), then clang-19 and its libFuzzer runtime,
+# which only this script needs (kept out of the default set-up and CI).
+bash "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+fuzz_packages=(clang-19 libfuzzer-19-dev libclang-rt-19-dev)
+fuzz_missing=()
+for p in "${fuzz_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || fuzz_missing+=("$p")
+done
+if [ ${#fuzz_missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${fuzz_missing[@]}" >/dev/null
+fi
 command -v "$compiler" >/dev/null || { echo "fuzz.sh: $compiler not found (apt-get install clang-19 libfuzzer-19-dev)" >&2; exit 2; }
 
 summary_only="${EDGEPACK_FUZZ_SUMMARY_ONLY:-0}"

@@ -15,7 +15,12 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 packages=(build-essential cmake ninja-build pkg-config libonnx-dev libprotobuf-dev protobuf-compiler
   libeigen3-dev nlohmann-json3-dev catch2 libcli11-dev libssl-dev libzip-dev libonnx-testdata python3-venv time
   chromium clang-format fonts-dejavu-core libsodium-dev
-  clang-19 libfuzzer-19-dev libclang-rt-19-dev)  # the last three: scripts/fuzz.sh (docs/fuzzing.md)
+  g++-aarch64-linux-gnu qemu-user libssl-dev:arm64 libgomp1:arm64)
+# The aarch64 cross build of edgepack-run (scripts/cross_aarch64.sh) links arm64 libcrypto
+# and libgomp from Debian's multiarch packages: the arm64 architecture must be known first.
+arch_cmd=()
+[ "$(id -u)" -eq 0 ] || arch_cmd=(sudo)
+dpkg --print-foreign-architectures | grep -qx arm64 || "${arch_cmd[@]}" dpkg --add-architecture arm64
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,40 +24,9 @@
 #include "ir/output_batch.h"
 #include "ir/progress.h"
 #include "runtime-check/executor.h"
-#include "runtime-check/npy.h"
+#include "runtime-check/run_files.h"
 
 namespace ep::cli {
-namespace {
-
-// "logits: f32 [1, 10] -> OUT/logits.npy"
-std::string output_line(const std::string& name, const Tensor& tensor,
-                        const std::filesystem::path& path) {
-    return cat(name, ": ", dtype_name(tensor.dtype), " ", shape_string(tensor.shape), " -> ",
-               path.string());
-}
-
-// Writes each output to DIR/NAME.npy, all appearing together once every one is written
-// (OutputBatch); `progress` (may be null) gets one line per output.
-void write_outputs(const rt::NamedTensors& outputs, const std::filesystem::path& dir,
-                   Progress* progress) {
-    std::map<std::string, std::string> file_of;  // file name -> the output written there
-    for (const auto& [name, tensor] : outputs) {
-        auto [it, fresh] = file_of.emplace(safe_file_name(name) + ".npy", name);
-        if (!fresh)
-            throw InputError(cat("outputs '", it->second, "' and '", name,
-                                 "' would both be written to ", (dir / it->first).string()));
-    }
-    std::filesystem::create_directories(dir);
-    OutputBatch batch;
-    for (const auto& [name, tensor] : outputs)
-        write_npy(tensor, dir / (safe_file_name(name) + ".npy"));
-    batch.commit();
-    if (progress)
-        for (const auto& [name, tensor] : outputs)
-            progress->log(output_line(name, tensor, dir / (safe_file_name(name) + ".npy")));
-}
-
-}  // namespace
 
 void add_run_command(CLI::App& app, std::function<int()>& action) {
     struct Args {
@@ -107,14 +76,8 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
             check_writable_dir(args->out, "--out");  // before the model runs
             rt::Executor executor(load_model(args->model), options);
             if (args->data.empty() && args->samples == 0) {
-                rt::NamedTensors feeds;
-                for (const auto& spec : args->inputs) {
-                    auto eq = spec.find('=');
-                    if (eq == std::string::npos || eq == 0)
-                        throw InputError(cat("--input '", spec, "': expected NAME=FILE.npy"));
-                    feeds.emplace_back(spec.substr(0, eq), read_npy(spec.substr(eq + 1)));
-                }
-                write_outputs(executor.run(feeds), args->out, &progress);
+                write_output_files(executor.run(read_input_files(args->inputs)), args->out,
+                                   &progress);
                 return 0;
             }
             DataSource source;
@@ -135,7 +98,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
                 rt::NamedTensors feeds = dataset.load(k);  // its errors name the file
                 auto outputs =
                     with_context(dataset.sample_name(k), [&] { return executor.run(feeds); });
-                write_outputs(outputs, dir, nullptr);
+                write_output_files(outputs, dir, nullptr);
                 if (k == 0)
                     for (const auto& [name, tensor] : outputs)
                         written.push_back(

@@ -298,7 +298,7 @@ struct Packed {
 };
 
 Packed pack_activation(const ExecOptions& options, const IgemmWeights& w, const IgemmActivation& x,
-                       const int32_t* bias, IgemmIsa isa) {
+                       const int32_t* bias, [[maybe_unused]] IgemmIsa isa) {
     Packed pk;
     const int64_t cols = x.cols;
     const int64_t kq = w.kp / 4;

@@ -397,7 +397,7 @@ EP_QK_AVX512 void int4_rows_avx512(const QMat& q, const float* ap, int64_t padde
 }
 #endif
 
-bool use_avx2() {
+[[maybe_unused]] bool use_avx2() {
 #ifdef EP_QK_X86
     static const bool yes = std::string_view(simd_kernels().name) != "baseline" &&
                             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -408,7 +408,7 @@ bool use_avx2() {
 #endif
 }
 
-bool use_avx512() {
+[[maybe_unused]] bool use_avx512() {
 #ifdef EP_QK_X86
     static const bool yes =
         std::string_view(simd_kernels().name) == "avx512" && __builtin_cpu_supports("avx512f") &&

@@ -336,8 +336,8 @@ Isa choose_isa() {
 }
 
 template <int M>
-void tiles(Isa isa, const QPackI4& p, const QRow* xs, float* y, int64_t ldy, int64_t t0,
-           int64_t t1) {
+void tiles([[maybe_unused]] Isa isa, const QPackI4& p, const QRow* xs, float* y, int64_t ldy,
+           int64_t t0, int64_t t1) {
 #ifdef EP_Q8_X86
     if (isa == Isa::Avx512Vnni) return tiles_avx512<M>(p, xs, y, ldy, t0, t1);
     if (isa == Isa::Avx2) return tiles_avx2<M>(p, xs, y, ldy, t0, t1);

@@ -22,6 +22,8 @@ constexpr int kSpin = 2000;
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");  // the Arm spin-wait hint
 #endif
 }
 
