@@ -486,7 +486,7 @@ TEST_CASE("compress plan: an output over the input model or its data is refused 
         fs::create_hard_link(s.model, s.dir / "same.onnx");
         s.recipe.erase("validate");
         s.recipe["output"] = (s.dir / "same.onnx").string();
-        check_refused_before_writing(s, {"same.onnx would overwrite the input model"});
+        check_refused_before_writing(s, {"same.onnx: the output would overwrite the input model"});
     }
     SECTION("an .onnx output whose NAME.onnx.data is the input's external data") {
         // W's 32 floats live in w.onnx.data; writing w.onnx could put its own data there.
@@ -515,7 +515,8 @@ TEST_CASE("compress plan: --save-calibration onto a report file is refused befor
     Setup s;
     s.recipe["report_dir"] = (s.dir / "reports").string();
     check_refused_before_writing(
-        s, {"--save-calibration ", "report.json: is also one of the reports (r.json: report_dir)"},
+        s,
+        {"--save-calibration ", "report.json: is also one of the reports (", "r.json: report_dir)"},
         {"--save-calibration", (s.dir / "reports" / "report.json").string()});
 }
 
