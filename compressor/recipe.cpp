@@ -766,6 +766,10 @@ json parse_json(std::string_view text) {
         if (colon != std::string::npos) detail = detail.substr(colon + 2);
         if (detail.empty()) detail = e.what();
         throw InputError(cat("invalid JSON at line ", line, ", column ", column, ": ", detail));
+    } catch (const json::exception& e) {
+        // Not a syntax error: a number out of double's range (out_of_range.406, e.g. 1e4444),
+        // found by fuzz_recipe; it left the loader as an internal error (exit 3).
+        throw InputError(cat("invalid JSON: ", e.what()));
     }
     if (!duplicate.empty())
         throw InputError(cat("duplicate key '", duplicate, "' (JSON keeps only one of them)"));
