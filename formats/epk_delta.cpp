@@ -348,14 +348,18 @@ EpkDeltaStats diff_epk(const std::filesystem::path& base, const std::filesystem:
 
 EpkDelta read_epk_delta_header(const std::filesystem::path& delta) {
     auto file = MappedFile::open(delta);
-    return with_context(delta.string(), [&] { return parse_delta(*file); });
+    try {
+        return parse_delta(*file);
+    } catch (const InputError& e) {
+        throw InputError(cat(delta.string(), ": ", e.what()));
+    }
 }
 
 EpkApplyStats apply_epk_delta(const std::filesystem::path& base, const std::filesystem::path& delta,
                               const std::filesystem::path& output, bool dry_run,
                               Progress* progress) {
+    const EpkDelta d = read_epk_delta_header(delta);
     auto delta_file = MappedFile::open(delta);
-    const EpkDelta d = with_context(delta.string(), [&] { return parse_delta(*delta_file); });
 
     auto base_file = MappedFile::open(base);
     const std::string base_sha = sha256_file_hex(base);
