@@ -46,7 +46,8 @@ void write_output_files(const rt::NamedTensors& outputs, const std::filesystem::
     }
     std::filesystem::create_directories(dir);
     OutputBatch batch;
-    for (const auto& [name, tensor] : outputs) write_npy(tensor, dir / (safe_file_name(name) + ".npy"));
+    for (const auto& [name, tensor] : outputs)
+        write_npy(tensor, dir / (safe_file_name(name) + ".npy"));
     batch.commit();
     if (progress)
         for (const auto& [name, tensor] : outputs)

@@ -109,7 +109,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "epk delta: apply in place replaces the base; --dry-run checks everything and "
+    "epk delta: apply in place replaces the base, and --dry-run checks everything and "
     "writes nothing",
     "[epk][delta]") {
     Pair p;
@@ -365,7 +365,7 @@ json round_trip(const test::TempDir& dir, const std::filesystem::path& base,
 }  // namespace
 
 TEST_CASE(
-    "epk delta: stories260k re-quantized (int8 -> int4) round trips bit for bit; the "
+    "epk delta: stories260k re-quantized (int8 -> int4) round trips bit for bit, and the "
     "unquantized tensors come from the base",
     "[epk][delta][real]") {
     const auto model = test::shared_models() / "stories260k" / "model.onnx";
@@ -385,7 +385,7 @@ TEST_CASE(
 
 TEST_CASE(
     "epk delta: stories260k with another LoRA adapter merged (int4) round trips bit "
-    "for bit; the delta carries only the adapted projections",
+    "for bit, and the delta carries only the adapted projections",
     "[epk][delta][real][lora]") {
     const auto model = test::shared_models() / "stories260k" / "model.onnx";
     const auto data = test::source_dir() / ".cache" / "data";
@@ -409,4 +409,51 @@ TEST_CASE(
         CHECK(c["in_base"] == true);
     }
     CHECK(d["delta"]["bytes"].get<double>() < 0.5 * d["target"]["bytes"].get<double>());
+}
+
+TEST_CASE(
+    "epk delta: apply --verify-key rebuilds from a signed delta and refuses an unsigned, "
+    "another key's or a tampered one with exit 2 and no output",
+    "[epk][delta][signature]") {
+    Pair p;
+    REQUIRE(test::run_edgepack(
+                {"diff", p.base.string(), p.target.string(), "-o", p.delta.string(), "-q"})
+                .exit_code == 0);
+    const auto key = p.dir / "k", other = p.dir / "other";
+    REQUIRE(test::run_edgepack({"keygen", "-o", key.string()}).exit_code == 0);
+    REQUIRE(test::run_edgepack({"keygen", "-o", other.string()}).exit_code == 0);
+    const auto out = p.dir / "rebuilt.epk";
+    auto apply = [&] {
+        return test::run_edgepack({"apply", p.base.string(), p.delta.string(), "-o", out.string(),
+                                   "--verify-key", key.string() + ".pub", "-q"});
+    };
+    // No signature yet.
+    auto r = apply();
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("update.epkd"));
+    CHECK_FALSE(std::filesystem::exists(out));
+    // Signed by another key.
+    REQUIRE(test::run_edgepack({"sign", p.delta.string(), "--key", other.string() + ".key"})
+                .exit_code == 0);
+    r = apply();
+    CHECK(r.exit_code == 2);
+    CHECK_FALSE(std::filesystem::exists(out));
+    // Signed by the right key: rebuilt bit for bit.
+    std::filesystem::remove(p.delta.string() + ".sig");
+    REQUIRE(
+        test::run_edgepack({"sign", p.delta.string(), "--key", key.string() + ".key"}).exit_code ==
+        0);
+    r = apply();
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(test::read_file(out) == test::read_file(p.target));
+    std::filesystem::remove(out);
+    // One byte of the delta changed after signing.
+    std::string bytes = test::read_file(p.delta);
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x01);
+    test::write_file(p.delta, bytes);
+    r = apply();
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("signature"));
+    CHECK_FALSE(std::filesystem::exists(out));
 }

@@ -1,6 +1,6 @@
 // edgepack diff OLD.epk NEW.epk -o UPDATE.epkd [--dry-run] [--json] [--quiet]
-// edgepack apply OLD.epk UPDATE.epkd -o NEW.epk [--verify-key KEY.pub] [--dry-run] [--json] [--quiet]
-// Delta updates between packs (formats/epk_delta.h, docs/epk.md "Delta updates").
+// edgepack apply OLD.epk UPDATE.epkd -o NEW.epk [--verify-key KEY.pub] [--dry-run] [--json]
+// [--quiet] Delta updates between packs (formats/epk_delta.h, docs/epk.md "Delta updates").
 #include <unistd.h>
 
 #include <iomanip>

@@ -42,7 +42,7 @@ int run(const Args& args) {
     options.int8_activations = args.int8_activations;
     // The feeds first: a bad input file is named before the model is compiled.
     ep::rt::NamedTensors feeds = ep::read_input_files(args.inputs);
-    ep::check_writable_dir(args.output_dir, "--output-dir");  // before the model runs
+    ep::check_writable_dir(args.output_dir, "--output-dir");             // before the model runs
     ep::rt::Executor executor(ep::read_epk(args.model).model, options);  // errors name the file
     ep::write_output_files(executor.run(feeds), args.output_dir, &progress);
     return 0;
