@@ -34,6 +34,27 @@ inline void reseal(std::string& f) {
     std::memcpy(f.data() + f.size() - 32, d.data(), 32);
 }
 
+// One hostile file of a table test: made from a good file, and a piece of the message
+// expected when it is read.
+struct HostileCase {
+    std::string label;
+    std::function<std::string(const std::string&)> make;
+    std::string expected;
+};
+
+// An edit writing `v` as a little-endian u32 (n = 4) or u64 (n = 8) at byte `at`, resealed.
+inline std::function<std::string(const std::string&)> patched_field(size_t at, uint64_t v, int n) {
+    return [=](const std::string& f) {
+        std::string g = f;
+        if (n == 4)
+            put_u32(g, at, static_cast<uint32_t>(v));
+        else
+            put_u64(g, at, v);
+        reseal(g);
+        return g;
+    };
+}
+
 // Replaces the manifest text (header lengths updated) and reseals.
 inline std::string with_manifest(const std::string& f, const std::string& text) {
     uint64_t mo = get_u64(f, 16);

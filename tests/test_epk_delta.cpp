@@ -183,24 +183,10 @@ namespace {
 
 // Hostile deltas, resealed so the check behind the trailer is reached. Offsets: header 128,
 // records from 128 (24 bytes each: kind u32, reserved u32, source u64, length u64).
-struct DeltaCase {
-    std::string label;
-    std::function<std::string(const std::string&)> make;
-    std::string expected;
-};
+using DeltaCase = test::HostileCase;
 
 std::vector<DeltaCase> hostile_deltas() {
-    auto field = [](size_t at, uint64_t v, int n) {
-        return [=](const std::string& f) {
-            std::string g = f;
-            if (n == 4)
-                put_u32(g, at, static_cast<uint32_t>(v));
-            else
-                put_u64(g, at, v);
-            reseal(g);
-            return g;
-        };
-    };
+    auto field = test::patched_field;
     auto record = [&](size_t index, size_t offset, uint64_t v, int n) {
         return field(128 + 24 * index + offset, v, n);
     };

@@ -53,24 +53,10 @@ std::string valid_file() {
     return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-struct Case {
-    std::string label;
-    std::function<std::string(const std::string&)> make;
-    std::string expected;
-};
+using Case = test::HostileCase;
 
 std::vector<Case> hostile_cases() {
-    auto header = [](size_t at, uint64_t v, int n) {
-        return [=](const std::string& f) {
-            std::string g = f;
-            if (n == 4)
-                put_u32(g, at, static_cast<uint32_t>(v));
-            else
-                put_u64(g, at, v);
-            reseal(g);
-            return g;
-        };
-    };
+    auto header = test::patched_field;
     auto manifest = [](std::function<void(json&)> edit) {
         return [=](const std::string& f) { return edit_manifest(f, edit); };
     };

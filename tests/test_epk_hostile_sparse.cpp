@@ -124,11 +124,7 @@ std::string damage_tensor(const std::string& f, size_t index,
     return test::with_manifest(g, j.dump());
 }
 
-struct Case {
-    std::string label;
-    std::function<std::string(const std::string&)> make;
-    std::string expected;
-};
+using Case = test::HostileCase;
 
 std::vector<Case> hostile_cases() {
     auto manifest = [](std::function<void(json&)> edit) {
