@@ -1,8 +1,10 @@
 // The attention family (runtime-check/ops/ops_attention.cpp): GroupQueryAttention,
-// RotaryEmbedding (com.microsoft and opset 23), SkipSimplifiedLayerNormalization,
-// SimplifiedLayerNormalization and RMSNormalization against ONNX Runtime on the one-node
-// cases of scripts/xcheck/op_cases.py --group attention (prefill and decode shapes, with and
-// without past, head ratios 1 / 2 / 4, rotary, packed QKV, windows, softcap); a KV-cache
+// MultiHeadAttention, RotaryEmbedding (com.microsoft and opset 23), Skip(Simplified)
+// LayerNormalization, SimplifiedLayerNormalization, RMSNormalization, FastGelu, BiasGelu and
+// QuickGelu against ONNX Runtime on the one-node cases of scripts/xcheck/op_cases.py --group
+// attention (prefill and decode shapes, with and without past, head ratios 1 / 2 / 4, rotary,
+// packed QKV, windows, softcap, masks, cross attention); opset-23 Attention is checked by
+// its ONNX backend cases ([conformance]); a KV-cache
 // decode step that equals the last row of a longer prefill; bit-identical results at 1, 2
 // and 3 threads; the messages malformed nodes get.
 #include <algorithm>
@@ -86,7 +88,7 @@ Tensor& feed(OneNode& spec, const std::string& name) {
 }  // namespace
 
 TEST_CASE("the attention family matches ONNX Runtime on random shapes", "[attention][xcheck]") {
-    CHECK(test::check_op_cases("attention") >= 29);
+    CHECK(test::check_op_cases("attention") >= 45);
 }
 
 TEST_CASE("GroupQueryAttention gives the same bytes at 1, 2 and 3 threads", "[attention]") {
@@ -146,7 +148,7 @@ TEST_CASE("malformed attention nodes are refused naming what is wrong", "[attent
     OneNode past = gqa_node({1, 1, 4, 2, 16, 5}, 1);
     feed(past, "past_key") = test::random_f32({1, 4, 5, 16}, 2);
     CHECK_THAT(test::error_of(past),
-               Contains("past_key / past_value must be [1, 2, past_length, 16]"));
+               Contains("past_key / past_value must be [1, 2, past, 16 / 16]"));
 
     OneNode rope = gqa_node({1, 3, 4, 2, 16, 0}, 1);
     rope.constants[0].second = test::random_f32({2, 8}, 3);
@@ -160,4 +162,11 @@ TEST_CASE("malformed attention nodes are refused naming what is wrong", "[attent
     norm.constants = {{"gamma", test::random_f32({8}, 3)}};
     norm.inputs = {"x", "skip", "gamma"};
     CHECK_THAT(test::error_of(norm), Contains("skip must have input's shape"));
+
+    OneNode packed = gqa_node({1, 3, 4, 2, 16, 0}, 1);
+    packed.op_type = "MultiHeadAttention";
+    packed.inputs = {"q"};
+    packed.outputs = {"out"};
+    packed.attributes = {test::int_attr("num_heads", 4)};
+    CHECK_THAT(test::error_of(packed), Contains("key and value are required"));
 }

@@ -131,6 +131,19 @@ void for_each_broadcast_row(const ExecOptions& options, const Broadcast& bc, Fn&
                  });
 }
 
+// Gelu, exact (erf) and the tanh approximation (also com.microsoft FastGelu / BiasGelu).
+template <typename C>
+C gelu_exact(C x) {
+    return static_cast<C>(0.5) * x *
+           (static_cast<C>(1) + std::erf(x / std::sqrt(static_cast<C>(2))));
+}
+template <typename C>
+C gelu_tanh(C x) {
+    const C k = std::sqrt(static_cast<C>(2) / static_cast<C>(M_PI));
+    return static_cast<C>(0.5) * x *
+           (static_cast<C>(1) + std::tanh(k * (x + static_cast<C>(0.044715) * x * x * x)));
+}
+
 // Reads element i of a float-family tensor (f32/f64/f16/bf16) as float.
 inline float load_float(DType dt, const std::byte* p, int64_t i) {
     switch (dt) {

@@ -203,5 +203,11 @@ void op_rotary_embedding(OpContext& c);
 void op_rotary_embedding_ms(OpContext& c);
 void op_simplified_layer_normalization(OpContext& c);
 void op_skip_simplified_layer_normalization(OpContext& c);
+// com.microsoft SkipLayerNormalization, FastGelu, BiasGelu, QuickGelu
+void op_bias_gelu(OpContext& c);
+void op_fast_gelu(OpContext& c);
+void op_multi_head_attention(OpContext& c);
+void op_quick_gelu(OpContext& c);
+void op_skip_layer_normalization(OpContext& c);
 
 }  // namespace ep::rt

@@ -244,6 +244,46 @@ void rotary_embedding(OpContext& c, bool contrib) {
 // ---------------------------------------------------------------------------------------
 // GroupQueryAttention
 
+// past_key / past_value inputs key_input and key_input + 1, both or neither, each
+// [B, heads, past, hs / hv].
+struct PastKv {
+    const Tensor* key = nullptr;
+    const Tensor* value = nullptr;
+    int64_t length = 0;
+};
+
+PastKv read_past_kv(const OpContext& c, size_t key_input, int64_t batch, int64_t heads, int64_t hs,
+                    int64_t hv) {
+    PastKv p;
+    p.key = c.has_input(key_input) ? c.inputs[key_input] : nullptr;
+    p.value = c.has_input(key_input + 1) ? c.inputs[key_input + 1] : nullptr;
+    if (!p.key != !p.value) c.fail("past_key and past_value must be both given or both absent");
+    if (!p.key) return p;
+    p.length = p.key->shape.size() == 4 ? p.key->shape[2] : -1;
+    if (p.key->shape != std::vector<int64_t>{batch, heads, p.length, hs} ||
+        p.value->shape != std::vector<int64_t>{batch, heads, p.length, hv})
+        c.fail(cat("past_key / past_value must be [", batch, ", ", heads, ", past, ", hs, " / ", hv,
+                   "]"));
+    return p;
+}
+
+// t ([B, seq, heads * h], or [B, heads, seq, h] when bnsh) as f32 into rows
+// [seq0, seq0 + seq) of dst [B, heads, dst_seq, h], plus add[n * h + i] when given.
+void copy_to_bnsh(const OpContext& c, const Tensor& t, bool bnsh, int64_t batch, int64_t heads,
+                  int64_t seq, int64_t h, const float* add, float* dst, int64_t dst_seq,
+                  int64_t seq0) {
+    Tensor f = as_f32(c, t);
+    const float* src = f.values<float>().data();
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t n = 0; n < heads; ++n)
+            for (int64_t s = 0; s < seq; ++s) {
+                const float* from = bnsh ? src + ((b * heads + n) * seq + s) * h
+                                         : src + ((b * seq + s) * heads + n) * h;
+                float* to = dst + ((b * heads + n) * dst_seq + seq0 + s) * h;
+                for (int64_t i = 0; i < h; ++i) to[i] = from[i] + (add ? add[n * h + i] : 0.0f);
+            }
+}
+
 struct Gqa {
     int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_size = 0;
     int64_t past_len = 0, present_len = 0;  // buffer lengths
@@ -315,17 +355,8 @@ void op_group_query_attention(OpContext& c) {
                 c.fail(cat(i == 1 ? "key" : "value", " must be [", g.batch, ", ", g.seq, ", ",
                            kv_hidden, "]"));
         }
-    const Tensor* past_k = c.has_input(3) ? c.inputs[3] : nullptr;
-    const Tensor* past_v = c.has_input(4) ? c.inputs[4] : nullptr;
-    if (!past_k != !past_v) c.fail("past_key and past_value must be both given or both absent");
-    if (past_k) {
-        if (past_k->shape.size() != 4 || past_k->shape[0] != g.batch ||
-            past_k->shape[1] != g.kv_heads || past_k->shape[3] != hs ||
-            past_v->shape != past_k->shape)
-            c.fail(cat("past_key / past_value must be [", g.batch, ", ", g.kv_heads,
-                       ", past_length, ", hs, "]"));
-        g.past_len = past_k->shape[2];
-    }
+    const PastKv past = read_past_kv(c, 3, g.batch, g.kv_heads, hs, hs);
+    g.past_len = past.length;
     std::vector<int64_t> seqlens = read_ints(c, c.input(5));
     if (static_cast<int64_t>(seqlens.size()) != g.batch)
         c.fail(cat("seqlens_k has ", seqlens.size(), " elements, expected batch ", g.batch));
@@ -394,8 +425,8 @@ void op_group_query_attention(OpContext& c) {
     Tensor present_v = make_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
     float* pk = present_k.mutable_values<float>().data();
     float* pv = present_v.mutable_values<float>().data();
-    if (past_k) {
-        Tensor pkf = as_f32(c, *past_k), pvf = as_f32(c, *past_v);
+    if (past.key) {
+        Tensor pkf = as_f32(c, *past.key), pvf = as_f32(c, *past.value);
         for (int64_t b = 0; b < g.batch; ++b)
             for (int64_t h = 0; h < g.kv_heads; ++h) {
                 const int64_t src = (b * g.kv_heads + h) * g.past_len * hs;
@@ -479,6 +510,53 @@ void op_group_query_attention(OpContext& c) {
     if (c.node.outputs.size() > 2) c.outputs.push_back(from_f32(std::move(present_v), cache_dtype));
 }
 
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Q [B, Nq, S, H], K [B, Nkv, T, H], V [B, Nkv, T, Hv] (f32, contiguous); Y [B, S, Nq * Hv]
+// when out_bsnh, else [B, Nq, S, Hv].
+struct AttendShape {
+    int64_t batch, q_heads, kv_heads, q_seq, keys, head_size, v_head_size;
+    bool out_bsnh;
+};
+
+// softmax(logits(Q K^T)) V with one task per (batch, head) pair, a fixed partition, each
+// with gemm_f32 on its own thread: bit-identical for any thread count. logits(b, h, s, row)
+// turns a row of raw Q K^T into logits in place and returns false when no key may be
+// attended (that row's output is 0); probs(b, h, s, row) sees the row after the softmax.
+template <typename Logits, typename Probs>
+void attend(const ExecOptions& options, const AttendShape& d, const float* q, const float* k,
+            const float* v, float* y, Logits logits, Probs probs) {
+    const int64_t group = d.q_heads / d.kv_heads, hs = d.head_size, hv = d.v_head_size;
+    ExecOptions one = options;
+    one.threads = 1;
+    parallel_for(options, d.batch * d.q_heads, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<float> scores(static_cast<size_t>(d.q_seq * d.keys));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t b = t / d.q_heads, h = t % d.q_heads, kvh = h / group;
+            const float* kb = k + (b * d.kv_heads + kvh) * d.keys * hs;
+            const float* vb = v + (b * d.kv_heads + kvh) * d.keys * hv;
+            gemm_f32(one, {q + t * d.q_seq * hs, d.q_seq, hs, hs, false},
+                     {kb, hs, d.keys, hs, true}, scores.data(), d.keys, false);
+            for (int64_t s = 0; s < d.q_seq; ++s) {
+                float* row = scores.data() + s * d.keys;
+                if (logits(b, h, s, row))
+                    softmax_span(row, d.keys, 0, d.keys, false, 0.0f);
+                else
+                    std::fill(row, row + d.keys, 0.0f);  // no key to attend: zero output
+                probs(b, h, s, row);
+            }
+            float* out =
+                d.out_bsnh ? y + b * d.q_seq * d.q_heads * hv + h * hv : y + t * d.q_seq * hv;
+            gemm_f32(one, {scores.data(), d.q_seq, d.keys, d.keys, false},
+                     {vb, d.keys, hv, hv, false}, out, d.out_bsnh ? d.q_heads * hv : hv, false);
+        }
+    });
+}
+
+}  // namespace
+
 // Attention (opset 23 / 24): Q [B, Nq, S, H] or [B, S, Nq * H] (then q_num_heads and
 // kv_num_heads), K / V [B, Nkv, L, H / Hv], past_key / past_value [B, Nkv, P, ...] put
 // before K / V (present, T = P + L); scores = scale Q K^T (+ attn_mask: bool, false = -inf,
@@ -519,17 +597,9 @@ void op_attention(OpContext& c) {
         c.fail("K and V must agree on batch, heads and sequence length");
     if (nkv <= 0 || nq % nkv != 0)
         c.fail(cat("q heads (", nq, ") must be a multiple of kv heads (", nkv, ")"));
-    const Tensor* past_k = c.has_input(4) ? c.inputs[4] : nullptr;
-    const Tensor* past_v = c.has_input(5) ? c.inputs[5] : nullptr;
-    if (!past_k != !past_v) c.fail("past_key and past_value must be both given or both absent");
-    int64_t p_n = 0;
-    if (past_k) {
-        p_n = past_k->shape.size() == 4 ? past_k->shape[2] : -1;
-        if (past_k->shape != std::vector<int64_t>{b_n, nkv, p_n, hq} ||
-            past_v->shape != std::vector<int64_t>{b_n, nkv, p_n, hv})
-            c.fail(cat("past_key / past_value must be [", b_n, ", ", nkv, ", past, ", hq, " / ", hv,
-                       "]"));
-    }
+    const PastKv past = read_past_kv(c, 4, b_n, nkv, hq, hv);
+    const Tensor* past_k = past.key;
+    const int64_t p_n = past.length;
     const int64_t t_n = p_n + l_n;
     const bool causal = c.node.attr_int("is_causal", 0) != 0;
     const float softcap = c.node.attr_float("softcap", 0.0f);
@@ -565,31 +635,18 @@ void op_attention(OpContext& c) {
         mask_f = mask_bool ? Tensor{} : as_f32(c, *mask_t);
     }
     // Q, present K and V as f32 in BNSH.
-    auto to_bnsh = [&](const Tensor& t, bool bnsh, int64_t heads, int64_t seq, int64_t hs,
-                       float* dst, int64_t dst_seq, int64_t seq0) {
-        Tensor f = as_f32(c, t);
-        const float* src = f.values<float>().data();
-        for (int64_t b = 0; b < b_n; ++b)
-            for (int64_t h = 0; h < heads; ++h)
-                for (int64_t s = 0; s < seq; ++s) {
-                    const float* from = bnsh ? src + ((b * heads + h) * seq + s) * hs
-                                             : src + ((b * seq + s) * heads + h) * hs;
-                    std::memcpy(dst + ((b * heads + h) * dst_seq + seq0 + s) * hs, from,
-                                static_cast<size_t>(hs) * 4);
-                }
-    };
     std::vector<float> q(static_cast<size_t>(b_n * nq * s_n * hq));
-    to_bnsh(q_in, rank == 4, nq, s_n, hq, q.data(), s_n, 0);
+    copy_to_bnsh(c, q_in, rank == 4, b_n, nq, s_n, hq, nullptr, q.data(), s_n, 0);
     Tensor present_k = make_uninitialized_tensor(DType::F32, {b_n, nkv, t_n, hq});
     Tensor present_v = make_uninitialized_tensor(DType::F32, {b_n, nkv, t_n, hv});
     float* pk = present_k.mutable_values<float>().data();
     float* pv = present_v.mutable_values<float>().data();
     if (past_k) {
-        to_bnsh(*past_k, true, nkv, p_n, hq, pk, t_n, 0);
-        to_bnsh(*past_v, true, nkv, p_n, hv, pv, t_n, 0);
+        copy_to_bnsh(c, *past.key, true, b_n, nkv, p_n, hq, nullptr, pk, t_n, 0);
+        copy_to_bnsh(c, *past.value, true, b_n, nkv, p_n, hv, nullptr, pv, t_n, 0);
     }
-    to_bnsh(k_in, rank == 4, nkv, l_n, hq, pk, t_n, p_n);
-    to_bnsh(v_in, rank == 4, nkv, l_n, hv, pv, t_n, p_n);
+    copy_to_bnsh(c, k_in, rank == 4, b_n, nkv, l_n, hq, nullptr, pk, t_n, p_n);
+    copy_to_bnsh(c, v_in, rank == 4, b_n, nkv, l_n, hv, nullptr, pv, t_n, p_n);
 
     Tensor y =
         make_uninitialized_tensor(DType::F32, rank == 4 ? std::vector<int64_t>{b_n, nq, s_n, hv}
@@ -598,66 +655,172 @@ void op_attention(OpContext& c) {
     float* py = y.mutable_values<float>().data();
     float* pqk = qk.mutable_values<float>().data();
     const bool want_qk = c.node.outputs.size() > 3 && !c.node.outputs[3].empty();
-    const int64_t group = nq / nkv;
-    ExecOptions one = c.options;
-    one.threads = 1;
-    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-    parallel_for(c.options, b_n * nq, 1, [&](int64_t t0, int64_t t1) {
-        std::vector<float> scores(static_cast<size_t>(s_n * t_n));
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t b = t / nq, h = t % nq, kvh = h / group;
-            const float* kb = pk + (b * nkv + kvh) * t_n * hq;
-            const float* vb = pv + (b * nkv + kvh) * t_n * hv;
-            // Causal is bottom-right aligned: query i sees keys up to i + the keys before it.
-            const int64_t causal_offset =
-                past_k || nonpad.empty() ? p_n : nonpad[static_cast<size_t>(b)] - s_n;
-            gemm_f32(one, {q.data() + t * s_n * hq, s_n, hq, hq, false}, {kb, hq, t_n, hq, true},
-                     scores.data(), t_n, false);
-            float* qk_out = pqk + t * s_n * t_n;
-            for (int64_t s = 0; s < s_n; ++s) {
-                float* row = scores.data() + s * t_n;
-                bool any = false;
-                for (int64_t j = 0; j < t_n; ++j) {
-                    float v = row[j] * scale;
-                    if (mode == 0) qk_out[s * t_n + j] = v;
-                    float bias = 0.0f;
-                    if (mask_t) {
-                        if (j >= mask_cols) {
-                            bias = kNegInf;
-                        } else {
-                            const int64_t at = b * mask_strides[0] + h * mask_strides[1] +
-                                               s * mask_strides[2] + j * mask_strides[3];
-                            bias = mask_bool ? (mask_t->values<uint8_t>()[static_cast<size_t>(at)]
-                                                    ? 0.0f
-                                                    : kNegInf)
-                                             : mask_f.values<float>()[static_cast<size_t>(at)];
-                        }
-                    }
-                    if (causal && j > s + causal_offset) bias = kNegInf;
-                    if (!nonpad.empty() && j >= nonpad[static_cast<size_t>(b)]) bias = kNegInf;
-                    any = any || bias != kNegInf;
-                    v += bias;
-                    if (mode == 1) qk_out[s * t_n + j] = v;
-                    if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
-                    if (mode == 2) qk_out[s * t_n + j] = v;
-                    row[j] = v;
-                }
-                if (any) {
-                    softmax_span(row, t_n, 0, t_n, false, 0.0f);
+    const AttendShape shape{b_n, nq, nkv, s_n, t_n, hq, hv, rank == 3};
+    auto logits = [&](int64_t b, int64_t h, int64_t s, float* row) {
+        // Causal is bottom-right aligned: query i sees keys up to i + the keys before it.
+        const int64_t causal_offset =
+            past_k || nonpad.empty() ? p_n : nonpad[static_cast<size_t>(b)] - s_n;
+        float* qk_out = pqk + ((b * nq + h) * s_n + s) * t_n;
+        bool any = false;
+        for (int64_t j = 0; j < t_n; ++j) {
+            float v = row[j] * scale;
+            if (mode == 0) qk_out[j] = v;
+            float bias = 0.0f;
+            if (mask_t) {
+                if (j >= mask_cols) {
+                    bias = kNegInf;
                 } else {
-                    std::fill(row, row + t_n, 0.0f);  // no key to attend: zero output
+                    const int64_t at = b * mask_strides[0] + h * mask_strides[1] +
+                                       s * mask_strides[2] + j * mask_strides[3];
+                    bias =
+                        mask_bool
+                            ? (mask_t->values<uint8_t>()[static_cast<size_t>(at)] ? 0.0f : kNegInf)
+                            : mask_f.values<float>()[static_cast<size_t>(at)];
                 }
-                if (mode == 3) std::copy(row, row + t_n, qk_out + s * t_n);
             }
-            float* out = rank == 4 ? py + t * s_n * hv : py + b * s_n * nq * hv + h * hv;
-            gemm_f32(one, {scores.data(), s_n, t_n, t_n, false}, {vb, t_n, hv, hv, false}, out,
-                     rank == 4 ? hv : nq * hv, false);
+            if (causal && j > s + causal_offset) bias = kNegInf;
+            if (!nonpad.empty() && j >= nonpad[static_cast<size_t>(b)]) bias = kNegInf;
+            any = any || bias != kNegInf;
+            v += bias;
+            if (mode == 1) qk_out[j] = v;
+            if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
+            if (mode == 2) qk_out[j] = v;
+            row[j] = v;
         }
-    });
+        return any;
+    };
+    auto probs = [&](int64_t b, int64_t h, int64_t s, const float* row) {
+        if (mode == 3) std::copy(row, row + t_n, pqk + ((b * nq + h) * s_n + s) * t_n);
+    };
+    attend(c.options, shape, q.data(), pk, pv, py, logits, probs);
     c.outputs.push_back(from_f32(std::move(y), q_in.dtype));
     if (c.node.outputs.size() > 1) c.outputs.push_back(from_f32(std::move(present_k), q_in.dtype));
     if (c.node.outputs.size() > 2) c.outputs.push_back(from_f32(std::move(present_v), q_in.dtype));
     if (want_qk) c.outputs.push_back(from_f32(std::move(qk), q_in.dtype));
+}
+
+// com.microsoft MultiHeadAttention: query [B, S, D]; key / value [B, L, D / Dv] (projected
+// here by `bias` [D + D + Dv] when given) or already BNSH [B, N, L, H] (cross attention);
+// past_key / past_value [B, N, P, H] put before them (present); scores = scale Q K^T +
+// attention_bias [B or 1, N or 1, S, T] + mask_filter_value where key_padding_mask ([B] valid
+// key lengths, [B, T] or [B, S, T] with 0 = padding) says so; unidirectional: key j > i + P
+// is not attended. Refused: packed QKV / KV, past_sequence_length, cache_indirection, the qk
+// output.
+void op_multi_head_attention(OpContext& c) {
+    const Tensor& query = c.input(0);
+    const int64_t heads = c.node.attr_int("num_heads", 0);
+    if (heads <= 0) c.fail("num_heads must be positive");
+    if (query.shape.size() != 3)
+        c.fail("query must be [batch, sequence, hidden] (packed QKV is not supported)");
+    if (!c.has_input(1) || !c.has_input(2))
+        c.fail("key and value are required (packed KV is not supported)");
+    for (size_t i : {size_t{8}, size_t{9}})
+        if (c.has_input(i)) c.fail("past_sequence_length / cache_indirection are not supported");
+    if (c.node.outputs.size() > 3 && !c.node.outputs[3].empty())
+        c.fail("the qk output is not supported");
+    const Tensor& key = c.input(1);
+    const Tensor& value = c.input(2);
+    const int64_t b_n = query.shape[0], s_n = query.shape[1], d = query.shape[2];
+    if (d % heads != 0) c.fail(cat("hidden size ", d, " is not a multiple of num_heads ", heads));
+    const int64_t hs = d / heads;
+    const bool bnsh_kv = key.shape.size() == 4;
+    if (bnsh_kv ? key.shape != std::vector<int64_t>{b_n, heads, key.shape[2], hs} ||
+                      value.shape.size() != 4 || value.shape[0] != b_n || value.shape[1] != heads ||
+                      value.shape[2] != key.shape[2]
+                : key.shape.size() != 3 || key.shape[0] != b_n || key.shape[2] != d ||
+                      value.shape.size() != 3 || value.shape[0] != b_n ||
+                      value.shape[1] != key.shape[1] || value.shape[2] % heads != 0)
+        c.fail(cat("key / value must be [", b_n, ", kv_sequence, ", d, "] or [", b_n, ", ", heads,
+                   ", kv_sequence, ", hs, "]"));
+    const int64_t l_n = bnsh_kv ? key.shape[2] : key.shape[1];
+    const int64_t hv = bnsh_kv ? value.shape[3] : value.shape[2] / heads;
+    std::vector<float> bias;
+    if (c.has_input(3)) {
+        bias = as_f32(c, c.input(3)).to_floats();
+        if (static_cast<int64_t>(bias.size()) != 2 * d + heads * hv)
+            c.fail(cat("bias has ", bias.size(), " elements, expected ", 2 * d + heads * hv));
+        if (bnsh_kv) c.fail("bias with BNSH key / value is not supported");
+    }
+    const PastKv past = read_past_kv(c, 6, b_n, heads, hs, hv);
+    const int64_t p_n = past.length;
+    const int64_t t_n = p_n + l_n;
+    // Q, present K / V in BNSH, the projection bias added.
+    std::vector<float> q(static_cast<size_t>(b_n * heads * s_n * hs));
+    const float* qkv_bias = bias.empty() ? nullptr : bias.data();
+    copy_to_bnsh(c, query, false, b_n, heads, s_n, hs, qkv_bias, q.data(), s_n, 0);
+    Tensor present_k = make_uninitialized_tensor(DType::F32, {b_n, heads, t_n, hs});
+    Tensor present_v = make_uninitialized_tensor(DType::F32, {b_n, heads, t_n, hv});
+    float* pk = present_k.mutable_values<float>().data();
+    float* pv = present_v.mutable_values<float>().data();
+    if (past.key) {
+        copy_to_bnsh(c, *past.key, true, b_n, heads, p_n, hs, nullptr, pk, t_n, 0);
+        copy_to_bnsh(c, *past.value, true, b_n, heads, p_n, hv, nullptr, pv, t_n, 0);
+    }
+    copy_to_bnsh(c, key, bnsh_kv, b_n, heads, l_n, hs, qkv_bias ? qkv_bias + d : nullptr, pk, t_n,
+                 p_n);
+    copy_to_bnsh(c, value, bnsh_kv, b_n, heads, l_n, hv, qkv_bias ? qkv_bias + 2 * d : nullptr, pv,
+                 t_n, p_n);
+    // key_padding_mask: [B] valid lengths, or [B, T] / [B, S, T] with 0 = padding.
+    std::vector<int64_t> mask;
+    int64_t mask_rank = 0;
+    if (c.has_input(4)) {
+        const Tensor& m = c.input(4);
+        mask = read_ints(c, m);
+        mask_rank = static_cast<int64_t>(m.shape.size());
+        const bool ok = (mask_rank == 1 && m.shape[0] == b_n) ||
+                        (mask_rank == 2 && m.shape == std::vector<int64_t>{b_n, t_n}) ||
+                        (mask_rank == 3 && m.shape == std::vector<int64_t>{b_n, s_n, t_n});
+        if (!ok)
+            c.fail(cat("key_padding_mask must be [", b_n, "], [", b_n, ", ", t_n, "] or [", b_n,
+                       ", ", s_n, ", ", t_n, "]"));
+    }
+    const Tensor* ab_t = c.has_input(5) ? c.inputs[5] : nullptr;
+    Tensor ab;
+    int64_t ab_b = 0, ab_h = 0;
+    if (ab_t) {
+        const auto& sh = ab_t->shape;
+        if (sh.size() != 4 || (sh[0] != 1 && sh[0] != b_n) || (sh[1] != 1 && sh[1] != heads) ||
+            sh[2] != s_n || sh[3] != t_n)
+            c.fail(
+                cat("attention_bias must be [batch or 1, num_heads or 1, ", s_n, ", ", t_n, "]"));
+        ab = as_f32(c, *ab_t);
+        ab_b = sh[0] == 1 ? 0 : sh[1] * s_n * t_n;
+        ab_h = sh[1] == 1 ? 0 : s_n * t_n;
+    }
+    const bool causal = c.node.attr_int("unidirectional", 0) != 0;
+    const float filter = c.node.attr_float("mask_filter_value", -10000.0f);
+    const float scale = c.node.attr_float("scale", 0.0f) != 0.0f
+                            ? c.node.attr_float("scale", 0.0f)
+                            : 1.0f / std::sqrt(static_cast<float>(hs));
+    auto logits = [&](int64_t b, int64_t h, int64_t s, float* row) {
+        bool any = false;
+        for (int64_t j = 0; j < t_n; ++j) {
+            if (causal && j > s + p_n) {
+                row[j] = kNegInf;
+                continue;
+            }
+            any = true;
+            float v = row[j] * scale;
+            if (!mask.empty()) {
+                const bool padded = mask_rank == 1 ? j >= mask[static_cast<size_t>(b)]
+                                    : mask_rank == 2
+                                        ? mask[static_cast<size_t>(b * t_n + j)] == 0
+                                        : mask[static_cast<size_t>((b * s_n + s) * t_n + j)] == 0;
+                if (padded) v += filter;
+            }
+            if (ab_t)
+                v += ab.values<float>()[static_cast<size_t>(b * ab_b + h * ab_h + s * t_n + j)];
+            row[j] = v;
+        }
+        return any;
+    };
+    Tensor y = make_uninitialized_tensor(DType::F32, {b_n, s_n, heads * hv});
+    attend(c.options, {b_n, heads, heads, s_n, t_n, hs, hv, true}, q.data(), pk, pv,
+           y.mutable_values<float>().data(), logits,
+           [](int64_t, int64_t, int64_t, const float*) {});
+    c.outputs.push_back(from_f32(std::move(y), query.dtype));
+    if (c.node.outputs.size() > 1) c.outputs.push_back(from_f32(std::move(present_k), query.dtype));
+    if (c.node.outputs.size() > 2) c.outputs.push_back(from_f32(std::move(present_v), query.dtype));
 }
 
 void op_simplified_layer_normalization(OpContext& c) {
@@ -668,7 +831,12 @@ void op_rms_normalization(OpContext& c) {
     rms_normalization(c, false);
 }
 
-void op_skip_simplified_layer_normalization(OpContext& c) {
+namespace {
+
+// SkipLayerNormalization (simplified: SkipSimplifiedLayerNormalization, an RMS norm):
+// s = input + skip (+ bias), y = normalized s * gamma (+ beta); outputs y, mean (not for
+// the simplified form), inv_std_var, s.
+void skip_normalization(OpContext& c, bool simplified) {
     const Tensor& x = c.input(0);
     const Tensor& skip = c.input(1);
     if (x.shape.size() != 2 && x.shape.size() != 3)
@@ -681,12 +849,15 @@ void op_skip_simplified_layer_normalization(OpContext& c) {
         count % skip_count != 0 || skip.shape.size() > x.shape.size() ||
         !std::equal(skip.shape.rbegin(), skip.shape.rend(), x.shape.rbegin()))
         c.fail("skip must have input's shape or its trailing dimensions");
-    std::vector<float> bias;
-    if (c.has_input(3)) {
-        bias = as_f32(c, c.input(3)).to_floats();
-        if (static_cast<int64_t>(bias.size()) != hidden)
-            c.fail(cat("bias has ", bias.size(), " elements, expected hidden size ", hidden));
-    }
+    auto per_hidden = [&](size_t i, const char* what) {
+        if (!c.has_input(i)) return std::vector<float>();
+        std::vector<float> v = as_f32(c, c.input(i)).to_floats();
+        if (static_cast<int64_t>(v.size()) != hidden)
+            c.fail(cat(what, " has ", v.size(), " elements, expected hidden size ", hidden));
+        return v;
+    };
+    const std::vector<float> beta = simplified ? std::vector<float>() : per_hidden(3, "beta");
+    const std::vector<float> bias = per_hidden(simplified ? 3 : 4, "bias");
     Tensor xf = as_f32(c, x), sf = as_f32(c, skip);
     Tensor sum = make_uninitialized_tensor(DType::F32, x.shape);
     const float* px = xf.values<float>().data();
@@ -697,17 +868,91 @@ void op_skip_simplified_layer_normalization(OpContext& c) {
         if (!bias.empty()) v += bias[static_cast<size_t>(i % hidden)];
         pu[i] = v;
     }
-    float eps = c.node.attr_float("epsilon", 1e-5f);
+    const float eps = c.node.attr_float("epsilon", 1e-5f);
     Tensor y = make_uninitialized_tensor(DType::F32, x.shape);
+    Tensor mean = make_uninitialized_tensor(DType::F32, p.stat_shape);
     Tensor inv = make_uninitialized_tensor(DType::F32, p.stat_shape);
-    rms_rows(c.options, p, pu, eps, y.mutable_values<float>().data(),
-             inv.mutable_values<float>().data());
+    float* py = y.mutable_values<float>().data();
+    if (simplified) {
+        if (c.node.outputs.size() > 1 && !c.node.outputs[1].empty())
+            c.fail("the mean output is not defined for the simplified (RMS) normalization");
+        rms_rows(c.options, p, pu, eps, py, inv.mutable_values<float>().data());
+    } else {
+        float* pm = mean.mutable_values<float>().data();
+        float* pi = inv.mutable_values<float>().data();
+        parallel_for(c.options, p.rows, std::max<int64_t>(1, 4096 / hidden),
+                     [&](int64_t r0, int64_t r1) {
+                         for (int64_t r = r0; r < r1; ++r) {
+                             const float* sr = pu + r * hidden;
+                             double acc = 0, sq = 0;
+                             for (int64_t k = 0; k < hidden; ++k) acc += sr[k];
+                             const double m = acc / static_cast<double>(hidden);
+                             for (int64_t k = 0; k < hidden; ++k) sq += (sr[k] - m) * (sr[k] - m);
+                             const double iv = 1.0 / std::sqrt(sq / static_cast<double>(hidden) +
+                                                               static_cast<double>(eps));
+                             pm[r] = static_cast<float>(m);
+                             pi[r] = static_cast<float>(iv);
+                             for (int64_t k = 0; k < hidden; ++k) {
+                                 double v = (sr[k] - m) * iv * p.scale[static_cast<size_t>(k)];
+                                 if (!beta.empty()) v += beta[static_cast<size_t>(k)];
+                                 py[r * hidden + k] = static_cast<float>(v);
+                             }
+                         }
+                     });
+    }
     c.outputs.push_back(from_f32(std::move(y), x.dtype));
-    if (c.node.outputs.size() > 1 && !c.node.outputs[1].empty())
-        c.fail("the mean output is not defined for the simplified (RMS) normalization");
-    if (c.node.outputs.size() > 1) c.outputs.emplace_back();
+    if (c.node.outputs.size() > 1) c.outputs.push_back(std::move(mean));
     if (c.node.outputs.size() > 2) c.outputs.push_back(std::move(inv));
     if (c.node.outputs.size() > 3) c.outputs.push_back(from_f32(std::move(sum), x.dtype));
+}
+
+// y = f(x + bias) over float x, bias (optional) broadcast along the last dimension.
+template <typename F>
+void biased_unary(OpContext& c, size_t bias_input, bool bias_required, F f) {
+    const Tensor& x = c.input(0);
+    if (x.shape.empty()) c.fail("expects an input of rank >= 1");
+    const int64_t last = x.shape.back();
+    std::vector<float> bias;
+    if (bias_required || c.has_input(bias_input)) {
+        bias = as_f32(c, c.input(bias_input)).to_floats();
+        if (static_cast<int64_t>(bias.size()) != last)
+            c.fail(cat("bias has ", bias.size(), " elements, expected the last dimension ", last));
+    }
+    Tensor xf = as_f32(c, x);
+    Tensor y = make_uninitialized_tensor(DType::F32, x.shape);
+    const float* px = xf.values<float>().data();
+    float* py = y.mutable_values<float>().data();
+    parallel_for(c.options, x.element_count(), 16384, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+            py[i] = f(bias.empty() ? px[i] : px[i] + bias[static_cast<size_t>(i % last)]);
+    });
+    c.outputs.push_back(from_f32(std::move(y), x.dtype));
+}
+
+}  // namespace
+
+void op_skip_simplified_layer_normalization(OpContext& c) {
+    skip_normalization(c, true);
+}
+
+void op_skip_layer_normalization(OpContext& c) {
+    skip_normalization(c, false);
+}
+
+// com.microsoft FastGelu: the tanh Gelu of X (+ bias).
+void op_fast_gelu(OpContext& c) {
+    biased_unary(c, 1, false, [](float v) { return gelu_tanh(v); });
+}
+
+// com.microsoft BiasGelu: the exact (erf) Gelu of A + B.
+void op_bias_gelu(OpContext& c) {
+    biased_unary(c, 1, true, [](float v) { return gelu_exact(v); });
+}
+
+// com.microsoft QuickGelu: x * sigmoid(alpha x), alpha 1.702 by default.
+void op_quick_gelu(OpContext& c) {
+    const float alpha = c.node.attr_float("alpha", 1.702f);
+    biased_unary(c, 1, false, [alpha](float v) { return v / (1.0f + std::exp(-alpha * v)); });
 }
 
 void op_rotary_embedding(OpContext& c) {

@@ -302,18 +302,6 @@ void variadic(OpContext& ctx, F f, bool mean = false) {
     ctx.outputs.push_back(std::move(acc));
 }
 
-template <typename C>
-C gelu_exact(C x) {
-    return static_cast<C>(0.5) * x *
-           (static_cast<C>(1) + std::erf(x / std::sqrt(static_cast<C>(2))));
-}
-template <typename C>
-C gelu_tanh(C x) {
-    const C k = std::sqrt(static_cast<C>(2) / static_cast<C>(M_PI));
-    return static_cast<C>(0.5) * x *
-           (static_cast<C>(1) + std::tanh(k * (x + static_cast<C>(0.044715) * x * x * x)));
-}
-
 }  // namespace
 
 void op_abs(OpContext& c) {

@@ -82,6 +82,50 @@ def attention_cases(rng):
     gqa("bias_sink", 2, 3, 4, 2, 16, bias=True, sink=True)
     gqa("smooth_softmax", 1, 4, 2, 1, 16, smooth_softmax=1)
 
+    def mha(name, B, S, L, N, H, Hv=None, past=0, bias=False, mask=None, attn_bias=False,
+            bnsh_kv=False, outputs=("out",), **attrs):
+        Hv = Hv or H
+        feeds = {"q": rng.standard_normal((B, S, N * H)).astype(f32)}
+        if bnsh_kv:
+            feeds["k"] = rng.standard_normal((B, N, L, H)).astype(f32)
+            feeds["v"] = rng.standard_normal((B, N, L, Hv)).astype(f32)
+        else:
+            feeds["k"] = rng.standard_normal((B, L, N * H)).astype(f32)
+            feeds["v"] = rng.standard_normal((B, L, N * Hv)).astype(f32)
+        consts, order = {}, ["q", "k", "v"]
+        if bias:
+            consts["bias"] = rng.standard_normal(2 * N * H + N * Hv).astype(f32)
+        order.append("bias" if bias else "")
+        T = past + L
+        if mask == "lengths":
+            feeds["mask"] = np.array([T - 1 - b for b in range(B)], np.int32)
+        elif mask == "2d":
+            m = np.ones((B, T), np.int32)
+            m[:, -1] = 0
+            feeds["mask"] = m
+        order.append("mask" if mask else "")
+        if attn_bias:
+            feeds["attn_bias"] = rng.standard_normal((1, N, S, T)).astype(f32)
+        order.append("attn_bias" if attn_bias else "")
+        if past:
+            feeds["past_key"] = rng.standard_normal((B, N, past, H)).astype(f32)
+            feeds["past_value"] = rng.standard_normal((B, N, past, Hv)).astype(f32)
+            order += ["past_key", "past_value"]
+        attrs["num_heads"] = N
+        cases.append(Case("mha_" + name, "MultiHeadAttention", feeds, consts, list(outputs),
+                          attrs=attrs, domain=MS, atol=2e-5, rtol=2e-4, input_order=order))
+
+    mha("self", 2, 5, 5, 4, 16)
+    mha("cross_bias", 2, 3, 7, 2, 16, bias=True)
+    mha("v_head_size", 1, 4, 6, 2, 16, Hv=8)
+    mha("mask_lengths", 2, 4, 6, 2, 16, mask="lengths")
+    mha("mask_2d_attn_bias", 2, 4, 6, 2, 16, mask="2d", attn_bias=True)
+    mha("past_causal", 2, 3, 3, 2, 16, past=5, unidirectional=1,
+        outputs=("out", "present_key", "present_value"))
+    mha("decode_past", 2, 1, 1, 4, 16, past=6, bias=True,
+        outputs=("out", "present_key", "present_value"))
+    mha("bnsh_kv", 2, 3, 5, 2, 16, bnsh_kv=True, scale=0.2)
+
     # RMS normalizations
     x = rng.standard_normal((2, 3, 8)).astype(f32)
     cases.append(Case("simplified_ln", "SimplifiedLayerNormalization", {"x": x},
@@ -105,6 +149,32 @@ def attention_cases(rng):
                           {"x": x, "skip": rng.standard_normal((2, 3, 8)).astype(f32)}, consts,
                           outs, attrs={"epsilon": 1e-6}, domain=MS, atol=1e-5, rtol=1e-5,
                           input_order=order))
+
+    for name, extra, outs in (("skip_ln", [], ["y"]),
+                              ("skip_ln_beta_bias", ["beta", "bias"], ["y", "mean", "inv", "sum"]),
+                              ("skip_ln_bias_sum", ["", "bias"], ["y", "", "", "sum"])):
+        consts = {"gamma": rng.standard_normal(8).astype(f32)}
+        for e in extra:
+            if e:
+                consts[e] = rng.standard_normal(8).astype(f32)
+        cases.append(Case(name, "SkipLayerNormalization",
+                          {"x": x, "skip": rng.standard_normal((2, 3, 8)).astype(f32)}, consts,
+                          outs, attrs={"epsilon": 1e-5}, domain=MS, atol=1e-5, rtol=1e-5,
+                          input_order=["x", "skip", "gamma"] + extra))
+
+    # transformer activations
+    h = rng.standard_normal((2, 3, 16)).astype(f32) * 3
+    hb = rng.standard_normal(16).astype(f32)
+    cases.append(Case("fast_gelu", "FastGelu", {"x": h}, {}, ["y"], domain=MS, atol=1e-5,
+                      rtol=1e-5))
+    cases.append(Case("fast_gelu_bias", "FastGelu", {"x": h}, {"bias": hb}, ["y"], domain=MS,
+                      atol=1e-5, rtol=1e-5))
+    cases.append(Case("bias_gelu", "BiasGelu", {"x": h}, {"bias": hb}, ["y"], domain=MS,
+                      atol=1e-5, rtol=1e-5))
+    cases.append(Case("quick_gelu", "QuickGelu", {"x": h}, {}, ["y"], domain=MS, atol=1e-5,
+                      rtol=1e-5))
+    cases.append(Case("quick_gelu_alpha", "QuickGelu", {"x": h}, {}, ["y"],
+                      attrs={"alpha": 1.2}, domain=MS, atol=1e-5, rtol=1e-5))
 
     # rotary embeddings
     cos, sin = rope_cache(12, 8)
