@@ -30,6 +30,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEPACK_SHARED_MODELS", ROOT.parent / "shared" / "models"))
 CACHE = Path(os.environ.get("EDGEPACK_MODEL_CACHE", ROOT / ".cache" / "models"))
+DATA = ROOT / ".cache" / "data"
 
 
 def image(shape):
@@ -58,6 +59,10 @@ MODELS = [
     # Silero VAD v4 (LSTMs inside If): one voiced 512-sample frame of
     # scripts/make_vad_data.py's signal with the states the frames before it left.
     ("silero-vad", CACHE / "silero-vad/silero_vad.onnx", vad_frame(30)),
+    # A log-mel front end (STFT -> |X|^2 -> mel MatMul -> Log, scripts/make_logmel.py) on
+    # 1 s of the same synthesized 16 kHz signal.
+    ("logmel-1s", DATA / "logmel/logmel.onnx",
+     lambda rng: {"audio": np.load(DATA / "logmel/audio.npy")}),
 ]
 
 

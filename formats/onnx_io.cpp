@@ -305,9 +305,13 @@ TensorData Reader::typed_data(const onnx::TensorProto& p, DType dtype, uint64_t 
             check_count(p.int32_data_size(), count, "int32_data");
             return copy_field(p.int32_data());
         case DType::I4:
-        case DType::U4: {
-            // One entry per byte: two packed nibbles, the first element in the low nibble.
-            uint64_t packed = count / 2 + count % 2;
+        case DType::U4:
+        case DType::F4E2M1:
+        case DType::I2:
+        case DType::U2: {
+            // One entry per byte: two nibbles (or four 2-bit fields), the first element in the
+            // lowest bits.
+            uint64_t packed = *storage_bytes(dtype, count);
             check_count(p.int32_data_size(), packed, "int32_data");
             std::vector<std::byte> bytes(packed);
             for (uint64_t i = 0; i < packed; ++i) {

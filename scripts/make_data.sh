@@ -35,6 +35,11 @@
 #                                    noise; no speech recording is available offline) with
 #                                    the LSTM states the model carries between frames, .npz
 #                                    of input, sr, h, c (scripts/make_vad_data.py)
+# Always:
+#   logmel                           a log-mel front end (STFT -> |X|^2 -> mel MatMul -> Log)
+#                                    as logmel.onnx and 1 s of make_vad_data.py's synthesized
+#                                    signal as audio.npy [1, 16000] (scripts/make_logmel.py;
+#                                    bench/run.sh times it against ONNX Runtime)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -92,6 +97,8 @@ if [ -f "$shared/stories260k/model.onnx" ]; then
   make_set stories260k-lora-2 scripts/make_lora_adapter.py \
     "$shared/stories260k/model.safetensors" OUT --naming llama2c --rank 4 --alpha 8 --seed 2
 fi
+make_set logmel scripts/make_logmel.py OUT --seconds 1 --seed 1
+
 if [ -f .cache/models/minilm/vocab.json ]; then
   make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \
     --batch 4 --length 32 --seed 1 --text /usr/share/common-licenses/*

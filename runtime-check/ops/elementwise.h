@@ -144,8 +144,30 @@ C gelu_tanh(C x) {
            (static_cast<C>(1) + std::tanh(k * (x + static_cast<C>(0.044715) * x * x * x)));
 }
 
-// Reads element i of a float-family tensor (f32/f64/f16/bf16) as float.
+// float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz, e8m0) and float4e2m1: one byte or one nibble
+// an element, converted through ir/dtype.h.
+[[nodiscard]] inline bool is_small_float(DType dt) {
+    return dt == DType::F8E4M3FN || dt == DType::F8E4M3FNUZ || dt == DType::F8E5M2 ||
+           dt == DType::F8E5M2FNUZ || dt == DType::F8E8M0 || dt == DType::F4E2M1;
+}
+inline uint8_t load_small_float_bits(DType dt, const std::byte* p, int64_t i) {
+    if (dt == DType::F4E2M1) return (static_cast<uint8_t>(p[i >> 1]) >> ((i & 1) * 4)) & 0xF;
+    return static_cast<uint8_t>(p[i]);
+}
+// Read-modify-write of the shared byte for float4e2m1: callers write in index order.
+inline void store_small_float_bits(DType dt, std::byte* p, int64_t i, uint8_t bits) {
+    if (dt != DType::F4E2M1) {
+        p[i] = static_cast<std::byte>(bits);
+        return;
+    }
+    auto b = static_cast<uint8_t>(p[i >> 1]);
+    int shift = static_cast<int>(i & 1) * 4;
+    p[i >> 1] = static_cast<std::byte>((b & ~(0xF << shift)) | ((bits & 0xF) << shift));
+}
+
+// Reads element i of a float-family tensor (f32/f64/f16/bf16, float8, float4) as float.
 inline float load_float(DType dt, const std::byte* p, int64_t i) {
+    if (is_small_float(dt)) return small_float_to_float(dt, load_small_float_bits(dt, p, i));
     switch (dt) {
         case DType::F32: {
             float v;

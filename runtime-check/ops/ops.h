@@ -185,6 +185,14 @@ void op_gru(OpContext& c);
 void op_lstm(OpContext& c);
 void op_rnn(OpContext& c);
 
+// ops_audio.cpp
+void op_blackman_window(OpContext& c);
+void op_dft(OpContext& c);
+void op_hamming_window(OpContext& c);
+void op_hann_window(OpContext& c);
+void op_mel_weight_matrix(OpContext& c);
+void op_stft(OpContext& c);
+
 // ops_spatial.cpp
 void op_affine_grid(OpContext& c);
 void op_col2im(OpContext& c);

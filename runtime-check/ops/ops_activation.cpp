@@ -156,7 +156,7 @@ void op_cast_like(OpContext& c) {
     Node cast = c.node;
     cast.attributes = {int_attr("to", traits(like.dtype).onnx_code)};
     for (const auto& a : c.node.attributes)
-        if (a.name == "saturate") cast.attributes.push_back(a);
+        if (a.name == "saturate" || a.name == "round_mode") cast.attributes.push_back(a);
     OpContext inner{cast, {c.inputs[0]}, {}, c.options, c.opset, nullptr};
     op_cast(inner);
     c.outputs.push_back(std::move(inner.outputs[0]));

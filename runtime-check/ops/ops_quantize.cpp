@@ -8,7 +8,7 @@
 //
 // Scales and zero points are per tensor (one element), per axis (1-D along `axis`), or
 // blocked (opset 21 `block_size`: same rank as x, ceil(x.shape[axis] / block_size) along
-// axis). Element types: quant_common.h.
+// axis). Element types: quant_common.h, and float8 / float4e2m1 (ir/dtype.h conversions).
 //
 // Threads split work so that each output element is computed by one thread, in a fixed
 // order: results are bit-identical for any thread count.
@@ -113,16 +113,54 @@ void for_each_segment(const ExecOptions& options, const QuantLayout& l, int64_t 
     });
 }
 
-// Packs one int8 per element into 4-bit pairs, low nibble first.
-void pack_nibbles(const ExecOptions& options, const std::vector<int8_t>& v, std::byte* out) {
+// Packs one int8 per element into bytes of 8 / bits elements (4-bit pairs or 2-bit
+// quadruples), the first element in the lowest bits.
+void pack_sub_byte(const ExecOptions& options, const std::vector<int8_t>& v, int bits,
+                   std::byte* out) {
     const auto n = static_cast<int64_t>(v.size());
-    parallel_for(options, (n + 1) / 2, 16384, [&](int64_t b0, int64_t b1) {
+    const int per_byte = 8 / bits, mask = (1 << bits) - 1;
+    parallel_for(options, (n + per_byte - 1) / per_byte, 16384, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-            int lo = v[static_cast<size_t>(2 * b)] & 0xF;
-            int hi = 2 * b + 1 < n ? v[static_cast<size_t>(2 * b + 1)] & 0xF : 0;
-            out[b] = static_cast<std::byte>(lo | (hi << 4));
+            int byte = 0;
+            for (int k = 0; k < per_byte && b * per_byte + k < n; ++k)
+                byte |= (v[static_cast<size_t>(b * per_byte + k)] & mask) << (k * bits);
+            out[b] = static_cast<std::byte>(byte);
         }
     });
+}
+
+// QuantizeLinear to float8 / float4e2m1 as the ONNX reference: x / scale in f32, then a
+// cast (float8: `saturate`, the zero point is 0 by the spec and not added; float4e2m1:
+// the zero point added as a float, always saturating). Elements in index order per thread
+// range of whole bytes.
+void quantize_to_small_float(const OpContext& c, const Tensor& x, const QuantLayout& l,
+                             const std::vector<float>& scales, const Tensor* zp, Tensor& y) {
+    const DType out_dt = y.dtype;
+    const bool saturate = c.node.attr_int("saturate", 1) != 0;
+    std::vector<float> zps(static_cast<size_t>(l.params), 0.0f);
+    if (zp && out_dt == DType::F4E2M1) {
+        check_bytes(c, *zp, "y_zero_point");
+        for (size_t i = 0; i < zps.size(); ++i)
+            zps[i] = load_float(zp->dtype, zp->data.bytes().data(), static_cast<int64_t>(i));
+    }
+    const std::byte* in = x.data.bytes().data();
+    std::byte* out = y.data.mutable_bytes().data();
+    const int64_t count = x.element_count();
+    auto run = [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t in_i = i % l.inner, row = i / l.inner;
+            const int64_t p = l.param_index(row / l.dim, row % l.dim, in_i);
+            float v = load_float(x.dtype, in, i) / scales[static_cast<size_t>(p)];
+            if (out_dt == DType::F4E2M1) v += zps[static_cast<size_t>(p)];
+            store_small_float_bits(out_dt, out, i, float_to_small_float(out_dt, v, saturate));
+        }
+    };
+    if (out_dt == DType::F4E2M1) {  // two elements a byte: split on even indices
+        parallel_for(c.options, (count + 1) / 2, 8192,
+                     [&](int64_t b0, int64_t b1) { run(2 * b0, std::min(count, 2 * b1)); });
+    } else {
+        parallel_for(c.options, count, 16384, run);
+    }
 }
 
 DType quantize_output_dtype(const OpContext& c) {
@@ -157,6 +195,13 @@ void op_quantize_linear(OpContext& c) {
     DType out_dt = quantize_output_dtype(c);
     QuantLayout l = quant_layout(c, x, scale, zp);
     std::vector<float> scales = read_float_values(c, scale, "y_scale");
+    if (is_small_float(out_dt) && out_dt != DType::F8E8M0) {
+        if (!is_float(x.dtype)) c.fail(cat("x must be float, found ", dtype_name(x.dtype)));
+        Tensor y = make_tensor(out_dt, x.shape);
+        quantize_to_small_float(c, x, l, scales, zp, y);
+        c.outputs.push_back(std::move(y));
+        return;
+    }
     std::vector<int32_t> zps(static_cast<size_t>(l.params), 0);
     if (zp) {
         check_bytes(c, *zp, "y_zero_point");
@@ -166,12 +211,14 @@ void op_quantize_linear(OpContext& c) {
     const int64_t count = x.element_count();
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
-    std::vector<int8_t> nibbles;  // 4-bit outputs: one int8 per element, packed at the end
+    std::vector<int8_t> nibbles;  // 4- and 2-bit outputs: one int8 per element, packed at the end
+    int sub_byte_bits = 0;
     dispatch_q(c, out_dt, false, "output", [&](auto q) {
         using QT = decltype(q);
         using T = typename QT::storage;
         T* yv = nullptr;
-        if constexpr (QT::bits == 4) {
+        if constexpr (QT::bits < 8) {
+            sub_byte_bits = QT::bits;
             nibbles.resize(static_cast<size_t>(count));
             yv = nibbles.data();
         } else {
@@ -230,7 +277,7 @@ void op_quantize_linear(OpContext& c) {
             run([in, dt](int64_t i, float sv) { return load_float(dt, in, i) / sv; });
         }
     });
-    if (!nibbles.empty()) pack_nibbles(c.options, nibbles, out);
+    if (!nibbles.empty()) pack_sub_byte(c.options, nibbles, sub_byte_bits, out);
     c.outputs.push_back(std::move(y));
 }
 
@@ -247,6 +294,7 @@ void op_dequantize_linear(OpContext& c) {
     if (zp && zp->dtype != x.dtype)
         c.fail(
             cat("x_zero_point has type ", dtype_name(zp->dtype), ", x has ", dtype_name(x.dtype)));
+    const bool small_float_x = is_small_float(x.dtype) && x.dtype != DType::F8E8M0;
     DType out_dt = scale.dtype;
     if (int64_t attr = c.node.attr_int("output_dtype", 0); attr != 0) {
         auto dt = dtype_from_onnx(static_cast<int>(attr));
@@ -256,13 +304,26 @@ void op_dequantize_linear(OpContext& c) {
     QuantLayout l = quant_layout(c, x, scale, zp);
     std::vector<float> scales = read_float_values(c, scale, "x_scale");
     std::vector<int32_t> zps(static_cast<size_t>(l.params), 0);
-    if (zp) {
+    if (zp && !small_float_x) {
         check_bytes(c, *zp, "x_zero_point");
         zps = read_q_values(c, *zp, "x_zero_point");
     }
     Tensor y = make_tensor(out_dt, x.shape);
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
+    if (small_float_x) {
+        // float8 / float4e2m1 x: y = float(x) * scale, the zero point (0 by the spec for
+        // float8) not subtracted, as the ONNX reference does.
+        for_each_segment(c.options, l, x.element_count(),
+                         [&](int64_t i, int64_t len, int64_t p, int64_t stride) {
+                             for (int64_t t = 0; t < len; ++t)
+                                 store_float(out_dt, out, i + t,
+                                             load_float(x.dtype, in, i + t) *
+                                                 scales[static_cast<size_t>(p + t * stride)]);
+                         });
+        c.outputs.push_back(std::move(y));
+        return;
+    }
     float* out_f32 = out_dt == DType::F32 ? y.mutable_values<float>().data() : nullptr;
     dispatch_q(c, x.dtype, true, "x", [&](auto q) {
         using QT = decltype(q);
@@ -271,7 +332,7 @@ void op_dequantize_linear(OpContext& c) {
         auto value = [in](int64_t i, int32_t z, float sv) {
             if constexpr (QT::bits == 32)
                 return static_cast<float>(static_cast<int64_t>(QT::load(in, i)) - z) * sv;
-            else if constexpr (QT::bits == 4)
+            else if constexpr (QT::bits < 8)
                 return static_cast<float>(QT::load(in, i) - z) * sv;
             else
                 return static_cast<float>(static_cast<int32_t>(reinterpret_cast<const T*>(in)[i]) -

@@ -3,7 +3,9 @@
 // round-half-even with saturation, and reading scales and zero points.
 //
 // Quantized element types: int8, uint8, int16, uint16, int4 and uint4 (packed two a byte,
-// low nibble first); int32 for DequantizeLinear. Float8 types fail with a message.
+// low nibble first), int2 and uint2 (four a byte); int32 for DequantizeLinear. The float8 /
+// float4 outputs of QuantizeLinear and inputs of DequantizeLinear convert through
+// ir/dtype.h in ops_quantize.cpp.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +97,32 @@ struct Q<DType::I4> {
     static void store(std::byte* p, int64_t i, int32_t v) { Q<DType::U4>::store(p, i, v); }
 };
 template <>
+struct Q<DType::U2> {
+    using storage = int8_t;  // one element unpacked
+    static constexpr int bits = 2;
+    static constexpr int32_t lo = 0, hi = 3;
+    static int32_t load(const std::byte* p, int64_t i) {
+        return (static_cast<uint8_t>(p[i >> 2]) >> ((i & 3) * 2)) & 0x3;
+    }
+    // Read-modify-write of the shared byte: callers split work on multiples of 4.
+    static void store(std::byte* p, int64_t i, int32_t v) {
+        auto b = static_cast<uint8_t>(p[i >> 2]);
+        int shift = static_cast<int>(i & 3) * 2;
+        b = static_cast<uint8_t>((b & ~(0x3 << shift)) | ((v & 0x3) << shift));
+        p[i >> 2] = static_cast<std::byte>(b);
+    }
+};
+template <>
+struct Q<DType::I2> {
+    using storage = int8_t;  // one element unpacked
+    static constexpr int bits = 2;
+    static constexpr int32_t lo = -2, hi = 1;
+    static int32_t load(const std::byte* p, int64_t i) {
+        return (Q<DType::U2>::load(p, i) ^ 2) - 2;
+    }
+    static void store(std::byte* p, int64_t i, int32_t v) { Q<DType::U2>::store(p, i, v); }
+};
+template <>
 struct Q<DType::I32> {
     using storage = int32_t;  // the element
     static constexpr int bits = 32;
@@ -107,11 +135,6 @@ struct Q<DType::I32> {
     }
     static void store(std::byte* p, int64_t i, int32_t v) { std::memcpy(p + i * 4, &v, 4); }
 };
-
-inline bool is_float8(DType dt) {
-    return dt == DType::F8E4M3FN || dt == DType::F8E4M3FNUZ || dt == DType::F8E5M2 ||
-           dt == DType::F8E5M2FNUZ;
-}
 
 // Calls fn(Q<dt>{}) for a quantized integer type (int32 only when allowed).
 template <typename Fn>
@@ -129,17 +152,18 @@ void dispatch_q(const OpContext& c, DType dt, bool allow_i32, const char* what, 
             return fn(Q<DType::U4>{});
         case DType::I4:
             return fn(Q<DType::I4>{});
+        case DType::U2:
+            return fn(Q<DType::U2>{});
+        case DType::I2:
+            return fn(Q<DType::I2>{});
         case DType::I32:
             if (allow_i32) return fn(Q<DType::I32>{});
             break;
         default:
             break;
     }
-    if (is_float8(dt))
-        c.fail(cat(what, " of type ", dtype_name(dt),
-                   ": float8 quantization is not supported by this runtime"));
     c.fail(cat(what, " has type ", dtype_name(dt), "; expected one of uint8, int8, uint16, int16, ",
-               "uint4, int4", allow_i32 ? ", int32" : ""));
+               "uint4, int4, uint2, int2", allow_i32 ? ", int32" : ""));
 }
 
 // Every element of an integer (quantized) tensor as int32.

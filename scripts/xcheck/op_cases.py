@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes one-node ONNX test cases with outputs computed by ONNX Runtime (the oracle).
 
-usage: op_cases.py OUTDIR [--group quant|nbits|resize|recurrent|attention|all] [--seed S]
+usage: op_cases.py OUTDIR [--group quant|nbits|resize|recurrent|attention|audio|all] [--seed S]
 
 Each case is a directory OUTDIR/<name>/ holding
   model.onnx        the one-node model (quantized weights as initializers)
@@ -652,17 +652,87 @@ def recurrent_cases(rng):
 def attention_cases(rng):
     from attention_cases import attention_cases as cases  # GQA, RMS norms, rotary
     return cases(rng)
+def audio_cases(rng):
+    """DFT (opset 17 and 20: real / complex, forward / inverse, onesided, dft_length cut and
+    padded, power-of-two and other lengths), STFT (windowed, real and complex, even, odd
+    and power-of-two frame lengths), the three windows and MelWeightMatrix; random shapes."""
+    cases = []
+    f32, i64 = np.float32, np.int64
+
+    def dft(name, shape, opset=20, axis=None, length=None, oracle="ort", **attrs):
+        consts, order = {}, ["x"]
+        if length is not None:
+            consts["dft_length"] = np.array(length, i64)
+        order.append("dft_length" if length is not None else "")
+        if opset >= 20 and axis is not None:
+            consts["axis"] = np.array(axis, i64)
+            order.append("axis")
+        elif axis is not None:
+            attrs["axis"] = axis
+        while order[-1] == "":
+            order.pop()
+        cases.append(Case(f"dft_{name}", "DFT", {"x": rng.standard_normal(shape).astype(f32)},
+                          consts, ["y"], attrs=attrs, opset=opset, atol=2e-3, rtol=1e-4,
+                          input_order=order, oracle=oracle))
+
+    dft("real_pow2", (2, 64, 1))
+    dft("real_prime", (3, 37, 1))
+    dft("complex_axis1_padded", (2, 24, 5, 2), axis=1, length=30)
+    dft("onesided_cut", (2, 50, 1), length=40, onesided=1)
+    dft("inverse_complex", (3, 18, 2), inverse=1)
+    dft("inverse_onesided", (2, 9, 2), inverse=1, onesided=1, oracle="reference")
+    dft("opset17_axis2", (2, 3, 20, 1), opset=17, axis=2)
+    dft("large_batch", (64, 96, 2))
+
+    def stft(name, batch, length, parts, step, frame, window=None, onesided=1):
+        consts = {"frame_step": np.array(step, i64)}
+        order = ["signal", "frame_step"]
+        if window is not None:
+            consts["window"] = window.astype(f32)
+            order.append("window")
+        else:
+            order.append("")
+        consts["frame_length"] = np.array(frame, i64)
+        order.append("frame_length")
+        feeds = {"signal": rng.standard_normal((batch, length, parts)).astype(f32)}
+        cases.append(Case(f"stft_{name}", "STFT", feeds, consts, ["y"],
+                          attrs={"onesided": onesided}, opset=17, atol=2e-3, rtol=1e-4,
+                          input_order=order))
+
+    hann = lambda n: np.sin(np.arange(n) * np.pi / n) ** 2  # noqa: E731
+    stft("hann_pow2", 2, 100, 1, 4, 16, hann(16))
+    stft("hamming_odd", 1, 90, 1, 10, 25, 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(25) / 25))
+    stft("even_not_pow2", 3, 130, 1, 7, 30, hann(30))
+    stft("no_window", 2, 40, 1, 5, 12)
+    stft("complex_two_sided", 1, 64, 2, 8, 16, hann(16), onesided=0)
+    stft("real_two_sided", 2, 50, 1, 6, 20, hann(20), onesided=0)
+    stft("long", 2, 4000, 1, 160, 400, hann(400))
+
+    for op in ("HannWindow", "HammingWindow", "BlackmanWindow"):
+        for size, periodic, dtype in ((10, 1, TP.FLOAT), (33, 0, TP.FLOAT), (16, 1, TP.DOUBLE)):
+            cases.append(Case(f"{op.lower()}_{size}_{periodic}", op, {},
+                              {"size": np.array(size, i64)}, ["y"],
+                              attrs={"periodic": periodic, "output_datatype": dtype}, opset=17,
+                              atol=1e-6, rtol=1e-5))
+    for bins, n, rate, lo, hi in ((8, 64, 8000, 100.0, 4000.0), (40, 400, 16000, 20.0, 7600.0)):
+        consts = {"num_mel_bins": np.array(bins, i64), "dft_length": np.array(n, i64),
+                  "sample_rate": np.array(rate, i64), "lower_edge_hertz": np.array(lo, f32),
+                  "upper_edge_hertz": np.array(hi, f32)}
+        cases.append(Case(f"melweightmatrix_{bins}_{n}", "MelWeightMatrix", {}, consts, ["y"],
+                          opset=17, atol=1e-6, rtol=1e-5))
+    return cases
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--group", default="all", choices=["quant", "nbits", "resize", "recurrent", "attention", "all"])
+    ap.add_argument("--group", default="all",
+                    choices=["quant", "nbits", "resize", "recurrent", "attention", "audio", "all"])
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     groups = {"quant": quant_cases, "nbits": nbits_cases, "resize": resize_cases,
-              "recurrent": recurrent_cases, "attention": attention_cases}
+              "recurrent": recurrent_cases, "attention": attention_cases, "audio": audio_cases}
     names = list(groups) if a.group == "all" else [a.group]
     count = 0
     for g in names:
