@@ -195,8 +195,8 @@ constexpr RequiredOutputs kRequiredOutputs[] = {
     {"TopK", 2, "Values, Indices"},
 };
 
-// A run would otherwise reach a value nothing produced (an If branch with too few outputs)
-// or get more outputs than the node names.
+// A run would otherwise reach a value nothing produced (an If branch or a Loop / Scan body
+// with too few outputs) or get more outputs than the node names.
 void check_node_output_counts(const Node& node) {
     if (!node.domain.empty()) return;
     const size_t named = node.outputs.size();
@@ -215,6 +215,18 @@ void check_node_output_counts(const Node& node) {
                                      declared, " output", declared == 1 ? "" : "s",
                                      ", the node names ", named));
         }
+    if (node.op_type == "Loop" || node.op_type == "Scan") {
+        const Attribute* a = node.attr("body");
+        if (!a || a->graphs.empty()) return;  // the kernel names the missing body
+        const Graph& body = a->graphs[0];
+        // Loop's body also produces cond first; its other outputs are the node's.
+        const size_t extra = node.op_type == "Loop" ? 1 : 0;
+        if (body.outputs.size() != named + extra)
+            throw InputError(cat(node.op_type, " node '", node.label(), "': body declares ",
+                                 body.outputs.size(), " output",
+                                 body.outputs.size() == 1 ? "" : "s", ", the node names ", named,
+                                 extra ? " (the body's first output is cond)" : ""));
+    }
 }
 
 }  // namespace

@@ -101,7 +101,8 @@ void check_supported_ops(const Model& model);
 
 // Refuses (InputError naming the node) a node, here or in a subgraph, that names fewer
 // outputs than its kernel produces (a TopK naming only Values), and an If whose branch
-// declares other than as many outputs as the node names. The Executor checks this when it
+// declares other than as many outputs as the node names, and a Loop / Scan whose body
+// declares other than the node's outputs (Loop: plus cond). The Executor checks this when it
 // compiles the plan; compress checks it before writing anything.
 void check_output_counts(const Graph& graph);
 

@@ -44,6 +44,9 @@ void op_hard_sigmoid(OpContext& c);
 void op_hard_swish(OpContext& c);
 void op_identity(OpContext& c);
 void op_if(OpContext& c);
+// Loop, Scan: ops_control.cpp
+void op_loop(OpContext& c);
+void op_scan(OpContext& c);
 void op_layer_normalization(OpContext& c);
 void op_leaky_relu(OpContext& c);
 void op_less(OpContext& c);
