@@ -17,6 +17,7 @@ with --max-diff the script exits 1 when it is larger.
 """
 import argparse
 import sys
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -29,7 +30,8 @@ def session(path, threads):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def decode_logits(sess, tokens, prefill, steps):
+def decode_logits(sess, tokens, prefill, steps, times=None):
+    """Logits [prefill + steps, vocab]; `times`, when given, gets each run's milliseconds."""
     inputs = {i.name: i for i in sess.get_inputs()}
     past_names = [n for n in inputs if n.startswith("past_key_values.")]
     outputs = [o.name for o in sess.get_outputs()]
@@ -48,7 +50,10 @@ def decode_logits(sess, tokens, prefill, steps):
         if "position_ids" in inputs:
             feeds["position_ids"] = np.arange(position - len(ids), position, dtype=np.int64).reshape(1, -1)
         feeds.update(past)
+        t0 = time.perf_counter()
         values = dict(zip(outputs, sess.run(outputs, feeds)))
+        if times is not None:
+            times.append((time.perf_counter() - t0) * 1000.0)
         rows.append(values["logits"].reshape(len(ids), -1))
         past = {n: values[n.replace("past_key_values.", "present.")] for n in past_names}
     return np.concatenate(rows, axis=0)
