@@ -194,4 +194,14 @@ void op_max_unpool(OpContext& c);
 void op_non_max_suppression(OpContext& c);
 void op_roi_align(OpContext& c);
 
+// ops_attention.cpp
+void op_attention(OpContext& c);
+void op_group_query_attention(OpContext& c);
+void op_rms_normalization(OpContext& c);
+void op_rotary_embedding(OpContext& c);
+// com.microsoft RotaryEmbedding (position_ids required, caches indexed by position)
+void op_rotary_embedding_ms(OpContext& c);
+void op_simplified_layer_normalization(OpContext& c);
+void op_skip_simplified_layer_normalization(OpContext& c);
+
 }  // namespace ep::rt

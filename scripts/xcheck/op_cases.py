@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes one-node ONNX test cases with outputs computed by ONNX Runtime (the oracle).
 
-usage: op_cases.py OUTDIR [--group quant|nbits|resize|recurrent|all] [--seed S]
+usage: op_cases.py OUTDIR [--group quant|nbits|resize|recurrent|attention|all] [--seed S]
 
 Each case is a directory OUTDIR/<name>/ holding
   model.onnx        the one-node model (quantized weights as initializers)
@@ -649,15 +649,20 @@ def recurrent_cases(rng):
     return cases
 
 
+def attention_cases(rng):
+    from attention_cases import attention_cases as cases  # GQA, RMS norms, rotary
+    return cases(rng)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--group", default="all", choices=["quant", "nbits", "resize", "recurrent", "all"])
+    ap.add_argument("--group", default="all", choices=["quant", "nbits", "resize", "recurrent", "attention", "all"])
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     groups = {"quant": quant_cases, "nbits": nbits_cases, "resize": resize_cases,
-              "recurrent": recurrent_cases}
+              "recurrent": recurrent_cases, "attention": attention_cases}
     names = list(groups) if a.group == "all" else [a.group]
     count = 0
     for g in names:
