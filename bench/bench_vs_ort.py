@@ -10,8 +10,15 @@ table reports p50 (median) per side and the ratio edgepack / ORT.
 ONNX Runtime settings: CPUExecutionProvider, intra_op_num_threads = N,
 inter_op_num_threads = 1, sequential execution, default graph optimizations.
 
+KV-cache decoders (DECODERS: stories260k as scripts/make_decoder.py writes it, the GenAI
+builder's GroupQueryAttention graph and the plain-op one, int4 MatMulNBits) are timed as a
+decode loop on both sides: each run is one sequence, a prefill of --prefill tokens then
+--steps single-token steps wiring present.* to past_key_values.* (docs/decoder.md); the
+rows give prefill and decode tokens/s per side and the time ratio edgepack / ORT.
+
 Usage: bench/bench_vs_ort.py --edgepack BUILD/compressor/edgepack [--threads 1 2]
        [--rounds 5] [--runs 10] [--warmup 3] [--models mnist,cls,...] [--json FILE]
+       [--prefill 64] [--steps 64]
 Models whose files are missing are skipped with a note.
 """
 import argparse
@@ -66,6 +73,88 @@ MODELS = [
 ]
 
 
+# name, make_decoder.py arguments: built from stories260k's safetensors into the temp dir.
+DECODERS = [
+    ("stories260k-decoder-gqa", ["--attention", "gqa", "--weights", "int4"]),
+    ("stories260k-decoder-plain", ["--attention", "plain", "--weights", "int4"]),
+]
+
+
+def ort_decode_round(sess, tokens, prefill, steps, warmup, runs):
+    """Milliseconds of each timed sequence's prefill and of its decode steps (sum)."""
+    sys.path.insert(0, str(ROOT / "scripts" / "xcheck"))
+    from decoder_ort import decode_logits
+
+    for _ in range(warmup):
+        decode_logits(sess, tokens, prefill, steps)
+    prefill_ms, decode_ms = [], []
+    for _ in range(runs):
+        times = []
+        decode_logits(sess, tokens, prefill, steps, times)
+        prefill_ms.append(times[0])
+        decode_ms.append(sum(times[1:]))
+    return prefill_ms, decode_ms
+
+
+def edgepack_decode_round(binary, model, tokens_file, threads, prefill, steps, warmup, runs):
+    cmd = [str(binary), "bench", str(model), "--json", "--quiet", "--threads", str(threads),
+           "--warmup", str(warmup), "--runs", str(runs), "--prefill", str(prefill),
+           "--steps", str(steps), "--tokens", str(tokens_file)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
+    d = json.loads(r.stdout)["decoder"]
+    return d["prefill_runs_ms"], d["decode_runs_ms"]
+
+
+def decoder_rows(args, wanted, tmp):
+    rows = []
+    source = SHARED / "stories260k" / "model.safetensors"
+    for name, make_args in DECODERS:
+        if wanted and name not in wanted:
+            continue
+        if not source.exists():
+            print(f"skipped {name}: {source} not found", file=sys.stderr)
+            continue
+        model = Path(tmp) / f"{name}.onnx"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_decoder.py"), str(source), "-o", str(model)]
+                       + make_args, check=True, capture_output=True)
+        rng = np.random.default_rng(args.seed)
+        tokens = rng.integers(0, 512, size=args.prefill + args.steps, dtype=np.int64)
+        tokens_file = Path(tmp) / f"{name}-tokens.npy"
+        np.save(tokens_file, tokens)
+        for threads in args.threads:
+            sess = ort_session(model, threads)
+            ep_pre, ep_dec, ort_pre, ort_dec = [], [], [], []
+            try:
+                for _ in range(args.rounds):
+                    p, d = edgepack_decode_round(args.edgepack, model, tokens_file, threads, args.prefill,
+                                                 args.steps, 1, args.runs)
+                    ep_pre += p
+                    ep_dec += d
+                    p, d = ort_decode_round(sess, tokens, args.prefill, args.steps, 1, args.runs)
+                    ort_pre += p
+                    ort_dec += d
+            except RuntimeError as e:
+                print(f"skipped {name} t={threads}: {str(e).splitlines()[-1]}", file=sys.stderr)
+                continue
+            del sess
+            med = statistics.median
+            row = {"model": name, "threads": threads, "prefill": args.prefill, "steps": args.steps,
+                   "edgepack_prefill_tokens_per_s": args.prefill * 1000 / med(ep_pre),
+                   "ort_prefill_tokens_per_s": args.prefill * 1000 / med(ort_pre),
+                   "prefill_ratio": med(ep_pre) / med(ort_pre),
+                   "edgepack_decode_tokens_per_s": args.steps * 1000 / med(ep_dec),
+                   "ort_decode_tokens_per_s": args.steps * 1000 / med(ort_dec),
+                   "decode_ratio": med(ep_dec) / med(ort_dec), "runs": len(ep_pre)}
+            rows.append(row)
+            print(f"{name:26s} t={threads}  prefill {row['edgepack_prefill_tokens_per_s']:9.0f} / "
+                  f"{row['ort_prefill_tokens_per_s']:9.0f} tok/s (ratio {row['prefill_ratio']:.2f})  decode "
+                  f"{row['edgepack_decode_tokens_per_s']:8.0f} / {row['ort_decode_tokens_per_s']:8.0f} tok/s "
+                  f"(ratio {row['decode_ratio']:.2f})", file=sys.stderr, flush=True)
+    return rows
+
+
 def ort_session(path, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -107,13 +196,15 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs per round")
     ap.add_argument("--models", default="", help="comma-separated subset of: " +
-                    ", ".join(m[0] for m in MODELS))
+                    ", ".join(m[0] for m in MODELS + DECODERS))
+    ap.add_argument("--prefill", type=int, default=64, help="decoders: prompt tokens per sequence")
+    ap.add_argument("--steps", type=int, default=64, help="decoders: decode steps per sequence")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = ap.parse_args()
 
     wanted = set(filter(None, args.models.split(",")))
-    unknown = wanted - {m[0] for m in MODELS}
+    unknown = wanted - {m[0] for m in MODELS + DECODERS}
     if unknown:
         sys.exit(f"unknown model(s): {', '.join(sorted(unknown))}")
     rows = []
@@ -152,6 +243,7 @@ def main():
                       f"  (min {min(ep_ms):.3f} / {min(ort_ms):.3f} = {min(ep_ms) / min(ort_ms):.2f};"
                       f" cpu {ec:.3f} / {oc:.3f} = {ec / oc:.2f})",
                       file=sys.stderr, flush=True)
+        decoders = decoder_rows(args, wanted, tmp)
 
     print()
     # Wall-clock p50 is the headline; the CPU-time ratio (process CPU per run, p50) is
@@ -160,6 +252,16 @@ def main():
     for r in rows:
         print(f"{r['model']:18s} {r['threads']:7d} {r['edgepack_p50_ms']:16.3f} {r['ort_p50_ms']:11.3f} "
               f"{r['ratio']:7.2f} {r['edgepack_cpu_p50_ms'] / r['ort_cpu_p50_ms']:10.2f}")
+    if decoders:
+        print(f"\n{'decoder':26s} {'threads':>7s} {'prefill tok/s ep / ORT':>24s} {'ratio':>6s} "
+              f"{'decode tok/s ep / ORT':>23s} {'ratio':>6s}")
+        for r in decoders:
+            print(f"{r['model']:26s} {r['threads']:7d} {r['edgepack_prefill_tokens_per_s']:11.0f} / "
+                  f"{r['ort_prefill_tokens_per_s']:10.0f} {r['prefill_ratio']:6.2f} "
+                  f"{r['edgepack_decode_tokens_per_s']:10.0f} / {r['ort_decode_tokens_per_s']:10.0f} "
+                  f"{r['decode_ratio']:6.2f}")
+        print(f"(decoders: prefill {args.prefill} tokens + {args.steps} decode steps per sequence; "
+              "ratio = edgepack time / ORT time)")
     try:
         load = os.getloadavg()
         print(f"\n(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs; "
@@ -167,7 +269,7 @@ def main():
     except OSError:
         pass
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(rows + decoders, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,62 @@ BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const Benc
     return r;
 }
 
+DecodeBenchResult benchmark_decoder(Executor& executor, const DecoderInterface& interface,
+                                    const DecodeBenchOptions& options) {
+    if (options.runs < 1) throw InputError("--runs must be at least 1");
+    if (options.prefill < 1) throw InputError("--prefill must be at least 1");
+    if (options.steps < 1) throw InputError("--steps must be at least 1");
+    if (static_cast<int64_t>(options.tokens.size()) < options.prefill + options.steps)
+        throw InputError(cat("decoder bench: ", options.tokens.size(), " tokens given, --prefill ",
+                             options.prefill, " + --steps ", options.steps, " needs more"));
+    const int warmup = std::max(options.warmup, 0);
+    auto progress = progress_step(
+        options.progress, "benchmark",
+        static_cast<uint64_t>(warmup) + static_cast<uint64_t>(options.runs), "sequences");
+    const std::vector<int64_t> prompt(options.tokens.begin(),
+                                      options.tokens.begin() + options.prefill);
+    DecodeBenchResult r;
+    using clock = std::chrono::steady_clock;
+    auto ms = [](clock::time_point a, clock::time_point b) {
+        return std::chrono::duration<double, std::milli>(b - a).count();
+    };
+    for (int run = 0; run < warmup + options.runs; ++run) {
+        const bool timed = run >= warmup;
+        progress.set_detail(timed ? "timed" : "warm-up");
+        DecodeSession session(executor, interface);
+        double c0 = process_cpu_ms();
+        auto t0 = clock::now();
+        (void)session.step(prompt);
+        auto t1 = clock::now();
+        uint64_t arena = executor.last_stats().peak_arena_bytes;
+        double decode = 0;
+        for (int64_t s = 0; s < options.steps; ++s) {
+            auto s0 = clock::now();
+            (void)session.step({options.tokens[static_cast<size_t>(options.prefill + s)]});
+            double step = ms(s0, clock::now());
+            decode += step;
+            arena = std::max(arena, executor.last_stats().peak_arena_bytes);
+            if (timed) r.step_ms.push_back(step);
+        }
+        if (timed) {
+            r.cpu_ms.push_back(process_cpu_ms() - c0);
+            r.prefill_ms.push_back(ms(t0, t1));
+            r.decode_ms.push_back(decode);
+            r.peak_arena_bytes = std::max(r.peak_arena_bytes, arena);
+        }
+        progress.advance();
+    }
+    progress.finish();
+    r.prefill = latency_stats(r.prefill_ms);
+    r.decode = latency_stats(r.decode_ms);
+    r.step = latency_stats(r.step_ms);
+    if (r.prefill.p50 > 0)
+        r.prefill_tokens_per_s = static_cast<double>(options.prefill) * 1000.0 / r.prefill.p50;
+    if (r.decode.p50 > 0)
+        r.decode_tokens_per_s = static_cast<double>(options.steps) * 1000.0 / r.decode.p50;
+    return r;
+}
+
 uint64_t peak_resident_bytes() {
     std::ifstream status("/proc/self/status");
     std::string line;

@@ -6,6 +6,10 @@
 // (`latencies_ms`, in run order) so a driver script can pool runs across invocations, and
 // each run's process CPU time (`cpu_ms`). Progress of the runs goes to stderr (a bar on a
 // terminal, plain lines otherwise, nothing with --quiet).
+// A KV-cache decoder (past_key_values.* inputs, runtime-check/decoder.h) is timed as a
+// decode loop instead: each run is one sequence, --prefill P tokens then --steps N decode
+// steps (tokens from --tokens FILE.npy, else seeded), reported as prefill and decode
+// tokens/s (docs/decoder.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,16 +28,114 @@
 
 namespace ep::cli {
 
-void add_bench_command(CLI::App& app, std::function<int()>& action) {
-    struct Args {
-        std::string model;
-        int threads = 1, warmup = 3, runs = 20;
-        bool int8_activations = false;
-        uint64_t seed = 0;
-        std::vector<std::string> shapes, inputs;
-        bool json = false;
-        bool quiet = false;
+namespace {
+
+struct BenchArgs {
+    std::string model;
+    int threads = 1, warmup = 3, runs = 20;
+    bool int8_activations = false;
+    uint64_t seed = 0;
+    std::vector<std::string> shapes, inputs;
+    int64_t prefill = 16, steps = 16;
+    std::string tokens;
+    bool json = false;
+    bool quiet = false;
+};
+
+// The token ids a decoder run feeds: the first row of --tokens, else seeded ids below the
+// embedding table's row count (synthetic_inputs' rule for an index input).
+std::vector<int64_t> decoder_tokens(const BenchArgs& args, const rt::Executor& executor,
+                                    const rt::DecoderInterface& decoder) {
+    const int64_t need = args.prefill + args.steps;
+    std::vector<int64_t> ids;
+    if (!args.tokens.empty()) {
+        auto t = read_npy(args.tokens);
+        if (t.dtype != DType::I64 && t.dtype != DType::I32)
+            throw InputError(cat("--tokens ", args.tokens, ": expected int64 or int32 token ids"));
+        int64_t row = t.shape.empty() ? 1 : t.shape.back();
+        for (int64_t i = 0; i < std::min(row, need); ++i)
+            ids.push_back(t.dtype == DType::I64 ? t.values<int64_t>()[static_cast<size_t>(i)]
+                                                : t.values<int32_t>()[static_cast<size_t>(i)]);
+        if (static_cast<int64_t>(ids.size()) < need)
+            throw InputError(cat("--tokens ", args.tokens, ": a row of ", row,
+                                 " tokens, --prefill ", args.prefill, " + --steps ", args.steps,
+                                 " needs ", need));
+        return ids;
+    }
+    rt::ShapeOverrides overrides{{decoder.input_ids, {1, need}}};
+    for (const auto& pair : decoder.cache)
+        overrides[pair.past] = {1, pair.heads, 0, pair.head_size};
+    if (decoder.attention_mask) overrides["attention_mask"] = {1, need};
+    if (decoder.position_ids) overrides["position_ids"] = {1, need};
+    for (auto& [name, t] : rt::synthetic_inputs(executor, args.seed, overrides))
+        if (name == decoder.input_ids) {
+            auto v = t.values<int64_t>();
+            ids.assign(v.begin(), v.end());
+        }
+    return ids;
+}
+
+int bench_decoder(const BenchArgs& args, rt::Executor& executor,
+                  const rt::DecoderInterface& decoder, double load_ms) {
+    rt::DecodeBenchOptions options;
+    options.prefill = args.prefill;
+    options.steps = args.steps;
+    options.warmup = args.warmup;
+    options.runs = args.runs;
+    options.tokens = decoder_tokens(args, executor, decoder);
+    Progress progress(progress_mode_for(STDERR_FILENO, args.quiet), std::cerr);
+    options.progress = &progress;
+    auto r = rt::benchmark_decoder(executor, decoder, options);
+    uint64_t rss = rt::peak_resident_bytes();
+    auto stats = [](const rt::LatencyStats& s) {
+        return nlohmann::json{{"min", s.min}, {"p50", s.p50},   {"p95", s.p95},
+                              {"p99", s.p99}, {"mean", s.mean}, {"max", s.max}};
     };
+    if (args.json) {
+        nlohmann::json j = {{"model", args.model},
+                            {"threads", args.threads},
+                            {"int8_activations", args.int8_activations},
+                            {"warmup", args.warmup},
+                            {"runs", args.runs},
+                            {"load_ms", load_ms},
+                            {"peak_rss_bytes", rss},
+                            {"peak_arena_bytes", r.peak_arena_bytes},
+                            {"cpu_ms", r.cpu_ms},
+                            {"decoder",
+                             {{"prefill_tokens", args.prefill},
+                              {"decode_steps", args.steps},
+                              {"tokens", args.tokens.empty() ? nlohmann::json("seeded")
+                                                             : nlohmann::json(args.tokens)},
+                              {"cache_inputs", decoder.cache.size()},
+                              {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                              {"decode_tokens_per_s", r.decode_tokens_per_s},
+                              {"prefill_ms", stats(r.prefill)},
+                              {"decode_ms", stats(r.decode)},
+                              {"decode_step_ms", stats(r.step)},
+                              {"prefill_runs_ms", r.prefill_ms},
+                              {"decode_runs_ms", r.decode_ms}}}};
+        std::cout << j.dump(2) << "\n";
+    } else {
+        std::printf(
+            "model        %s (KV-cache decoder, %zu cache inputs)\nthreads      %d\n"
+            "load         %.2f ms\n",
+            args.model.c_str(), decoder.cache.size(), args.threads, load_ms);
+        std::printf("prefill      %lld tokens: p50 %.3f ms, %.1f tokens/s\n",
+                    static_cast<long long>(args.prefill), r.prefill.p50, r.prefill_tokens_per_s);
+        std::printf("decode       %lld steps: p50 %.3f ms, %.1f tokens/s (step p50 %.3f ms)\n",
+                    static_cast<long long>(args.steps), r.decode.p50, r.decode_tokens_per_s,
+                    r.step.p50);
+        std::printf("peak memory  %.1f MiB resident, %.1f MiB arena  (%d runs)\n",
+                    static_cast<double>(rss) / (1 << 20),
+                    static_cast<double>(r.peak_arena_bytes) / (1 << 20), args.runs);
+    }
+    return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, std::function<int()>& action) {
+    using Args = BenchArgs;
     auto args = std::make_shared<Args>();
     auto* cmd = app.add_subcommand(
         "bench", "Measure load time, latency and memory of a model in the reference runtime");
@@ -48,6 +150,12 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                     "NAME=D0,D1,... for inputs with symbolic dimensions (default 1)");
     cmd->add_option("--input,-i", args->inputs,
                     "NAME=FILE.npy: use these values for an input (else random)");
+    cmd->add_option("--prefill", args->prefill, "KV-cache decoder: prompt tokens of each run")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    cmd->add_option("--steps", args->steps, "KV-cache decoder: decode steps of each run")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    cmd->add_option("--tokens", args->tokens,
+                    "KV-cache decoder: token ids .npy ([T] or [S, T]: the first row), else seeded");
     cmd->add_flag("--json", args->json, "Print one JSON object");
     cmd->add_flag("--quiet,-q", args->quiet, "No progress on stderr (errors only)");
     cmd->callback([args, &action] {
@@ -60,6 +168,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
             double load_ms =
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                     .count();
+            if (auto decoder = rt::decoder_interface(executor))
+                return bench_decoder(*args, executor, *decoder, load_ms);
             rt::ShapeOverrides overrides;
             for (const auto& s : args->shapes) rt::parse_shape_override(s, overrides);
             auto inputs = rt::synthetic_inputs(executor, args->seed, overrides);
