@@ -23,6 +23,7 @@
 #include "compressor/stream_compress.h"
 #include "compressor/validate.h"
 #include "formats/epk.h"
+#include "formats/gguf_llama.h"
 #include "formats/model_io.h"
 #include "ir/error.h"
 #include "ir/output_batch.h"
@@ -546,6 +547,11 @@ SaveOptions save_options(const CompressRun& run) {
     save.epk.provenance.recipe_file = run.options.recipe.filename().string();
     save.epk.provenance.recipe_sha256 = sha256_file_hex(run.options.recipe);
     save.epk.provenance.recipe_overrides = run.options.overrides;
+    // A llama safetensors checkpoint with its config.json: a .gguf output gets llama.cpp's
+    // names and metadata (docs/gguf.md).
+    if (auto config = run.recipe.model.parent_path() / "config.json";
+        run.recipe.model.extension() == ".safetensors" && is_llama_config(config))
+        save.gguf_hf_config = config;
     return save;
 }
 

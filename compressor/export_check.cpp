@@ -57,10 +57,11 @@ std::vector<std::string> check_exports(const Model& model, int64_t source_opset,
         raised_said = true;
     }
     for (const auto& out : outputs) {
-        if (out.extension() == ".safetensors" && !model.graph.nodes.empty())
+        if ((out.extension() == ".safetensors" || out.extension() == ".gguf") &&
+            !model.graph.nodes.empty())
             throw InputError(cat(out.string(), ": a model with ", model.graph.nodes.size(),
-                                 " nodes cannot be written as safetensors (weights only); "
-                                 "write .onnx or .epk"));
+                                 " nodes cannot be written as ", out.extension().string().substr(1),
+                                 " (weights only); write .onnx or .epk"));
         if (!is_onnx(out) || !encoded) continue;
         if (recipe.onnx.quantized.empty())
             throw InputError(cat(out.string(), ": ", recipe.what,

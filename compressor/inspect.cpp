@@ -183,8 +183,63 @@ std::string human_bytes(uint64_t bytes) {
     return buf;
 }
 
+namespace {
+
+// A GGUF file's header as inspect shows it: each metadata value typed, arrays cut to their
+// first kGgufArrayShown elements (with the full count), each tensor's ggml type and bytes.
+constexpr size_t kGgufArrayShown = 8;
+
+json gguf_json(const GgufFile& f) {
+    json metadata = json::object();
+    for (const auto& [key, value] : f.metadata) {
+        json v = json::parse(gguf_value_json(value));
+        if (value.type == GgufValueType::Array) {
+            v["count"] = value.count;
+            if (value.count > kGgufArrayShown) {
+                json shown = json::array();
+                for (size_t i = 0; i < kGgufArrayShown; ++i) shown.push_back(v["value"][i]);
+                v["value"] = shown;
+                v["truncated"] = true;
+            }
+        }
+        metadata[key] = v;
+    }
+    json tensors = json::array();
+    std::map<std::string, std::array<uint64_t, 2>> by_type;  // tensors, bytes
+    for (const auto& t : f.tensors) {
+        json shape = json::array();
+        for (auto it = t.ne.rbegin(); it != t.ne.rend(); ++it) shape.push_back(*it);
+        tensors.push_back({{"name", t.name},
+                           {"ggml_type", ggml_type_name(t.type)},
+                           {"shape", shape},
+                           {"offset", t.offset},
+                           {"bytes", t.bytes}});
+        auto& e = by_type[ggml_type_name(t.type)];
+        e[0] += 1;
+        e[1] += t.bytes;
+    }
+    json types = json::array();
+    for (const auto& [name, e] : by_type)
+        types.push_back({{"ggml_type", name}, {"tensors", e[0]}, {"bytes", e[1]}});
+    return {{"version", f.version}, {"alignment", f.alignment}, {"data_offset", f.data_offset},
+            {"metadata", metadata}, {"by_ggml_type", types},    {"tensors", tensors}};
+}
+
+// One line for a typed GGUF value: the value itself, or "[32000 strings: a, b, ...]".
+std::string gguf_value_text(const json& v) {
+    auto one = [](const json& x) { return x.is_string() ? x.get<std::string>() : x.dump(); };
+    if (v["type"] != "array") return one(v["value"]);
+    std::string s = "[" + std::to_string(v["count"].get<uint64_t>()) + " " +
+                    v["element_type"].get<std::string>() + ":";
+    for (const auto& x : v["value"]) s += " " + one(x) + ",";
+    if (!v["value"].empty()) s.pop_back();
+    return s + (v.contains("truncated") ? " ...]" : "]");
+}
+
+}  // namespace
+
 json inspect_model(const Model& model, const std::filesystem::path& file,
-                   const InspectOptions& options, const EpkInfo* epk) {
+                   const InspectOptions& options, const EpkInfo* epk, const GgufFile* gguf) {
     json r;
     r["schema"] = kInspectSchema;
     r["file"] = file.string();
@@ -192,7 +247,7 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
     auto file_bytes = std::filesystem::file_size(file, ec);
     r["file_bytes"] = ec ? 0 : file_bytes;
     const char* source_format = model.format == SourceFormat::Onnx ? "onnx" : "safetensors";
-    r["format"] = epk ? "epk" : source_format;
+    r["format"] = epk ? "epk" : gguf ? "gguf" : source_format;
     if (epk) {
         const auto& p = epk->provenance;
         r["epk"] = {{"format_version", epk->format_version},
@@ -221,7 +276,12 @@ json inspect_model(const Model& model, const std::filesystem::path& file,
         r["producer"] = {{"name", model.producer_name}, {"version", model.producer_version}};
     }
     json metadata = json::object();
-    for (const auto& [k, v] : model.metadata) metadata[k] = v;
+    if (gguf) {
+        r["gguf"] = gguf_json(*gguf);
+        for (const auto& [k, v] : r["gguf"]["metadata"].items()) metadata[k] = gguf_value_text(v);
+    } else {
+        for (const auto& [k, v] : model.metadata) metadata[k] = v;
+    }
     r["metadata"] = metadata;
 
     auto tensors = collect_tensors(model);
@@ -371,6 +431,17 @@ std::string render_inspect_text(const json& r) {
         if (producer != " ") row("producer", producer);
     } else if (r["format"] == "safetensors") {
         row("format", "safetensors");
+    } else if (r["format"] == "gguf") {
+        const auto& g = r["gguf"];
+        row("format", "GGUF version " + std::to_string(g["version"].get<uint32_t>()) +
+                          ", alignment " + std::to_string(g["alignment"].get<uint64_t>()));
+        for (const auto& t : g["by_ggml_type"]) {
+            char buf[160];
+            std::snprintf(buf, sizeof buf, "  %-10s%s tensors, %s",
+                          t["ggml_type"].get<std::string>().c_str(), grouped(t["tensors"]).c_str(),
+                          human_bytes(t["bytes"]).c_str());
+            row("ggml type", buf);
+        }
     }
     for (const auto& [k, v] : r["metadata"].items())
         row("metadata", k + " = " + v.get<std::string>());

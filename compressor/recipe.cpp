@@ -960,10 +960,10 @@ void apply_override(json& doc, std::string_view assignment) {
 
 void check_output_extension(const std::filesystem::path& path, const std::string& what) {
     auto ext = path.extension().string();
-    if (ext == ".onnx" || ext == ".safetensors" || ext == ".epk") return;
+    if (ext == ".onnx" || ext == ".safetensors" || ext == ".gguf" || ext == ".epk") return;
     throw InputError(cat(what, ": unknown output format '",
                          ext.empty() ? path.filename().string() : ext,
-                         "' (expected .onnx, .safetensors or .epk): ", path.string()));
+                         "' (expected .onnx, .safetensors, .gguf or .epk): ", path.string()));
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {

@@ -132,7 +132,8 @@ struct Recipe {
 // file name) for a malformed assignment, a path outside the schema or an index out of range.
 void apply_override(nlohmann::json& document, std::string_view assignment);
 
-// Throws InputError "<what>: unknown output format '.x' (expected .onnx, .safetensors or .epk)".
+// Throws InputError "<what>: unknown output format '.x' (expected .onnx, .safetensors, .gguf or
+// .epk)".
 void check_output_extension(const std::filesystem::path& path, const std::string& what);
 
 // The JSON Schema (draft 2020-12) of recipes, built from the loader's own tables: the

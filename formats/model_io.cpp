@@ -2,6 +2,8 @@
 
 #include <fstream>
 
+#include "formats/gguf.h"
+#include "formats/gguf_llama.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_quant.h"
 #include "ir/sparse.h"
@@ -14,11 +16,13 @@ FileFormat detect_format(const std::filesystem::path& path) {
     if (ext == ".onnx") return FileFormat::Onnx;
     if (ext == ".safetensors") return FileFormat::Safetensors;
     if (ext == ".epk") return FileFormat::Epk;
+    if (ext == ".gguf") return FileFormat::Gguf;
     // Sniff: safetensors starts with a u64 length and then '{'; .epk with its magic.
     std::ifstream in(path, std::ios::binary);
     char head[9] = {};
     if (in.read(head, 9)) {
         if (head[8] == '{') return FileFormat::Safetensors;
+        if (std::string_view(head, 4) == "GGUF") return FileFormat::Gguf;
         if (has_epk_magic(std::as_bytes(std::span(head, 8)))) return FileFormat::Epk;
     }
     return FileFormat::Unknown;
@@ -45,11 +49,13 @@ Model load_model(const std::filesystem::path& path, const OnnxReadOptions& onnx,
         }
         case FileFormat::Epk:
             return read_epk(path).model;
+        case FileFormat::Gguf:
+            return read_gguf(path);
         case FileFormat::Unknown:
             break;
     }
     throw InputError(
-        cat(path.string(), ": unknown model format (expected .onnx, .safetensors or .epk)"));
+        cat(path.string(), ": unknown model format (expected .onnx, .safetensors, .gguf or .epk)"));
 }
 
 namespace {
@@ -86,8 +92,12 @@ void save_model(const Model& model, const std::filesystem::path& path, const Sav
         return write_safetensors(model, path);
     }
     if (ext == ".epk") return write_epk(model, path, options.epk);
+    if (ext == ".gguf") {
+        if (options.gguf_hf_config.empty()) return write_gguf(model, path);
+        return write_gguf(gguf_llama_from_hf(model, options.gguf_hf_config), path);
+    }
     throw InputError(cat(path.string(), ": unknown output format '", ext,
-                         "' (expected .onnx, .safetensors or .epk)"));
+                         "' (expected .onnx, .safetensors, .gguf or .epk)"));
 }
 
 }  // namespace ep

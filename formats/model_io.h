@@ -9,9 +9,9 @@
 
 namespace ep {
 
-enum class FileFormat : uint8_t { Onnx, Safetensors, Epk, Unknown };
+enum class FileFormat : uint8_t { Onnx, Safetensors, Epk, Gguf, Unknown };
 
-// By extension (.onnx, .safetensors, .epk); falls back to sniffing the first bytes.
+// By extension (.onnx, .safetensors, .epk, .gguf); falls back to sniffing the first bytes.
 [[nodiscard]] FileFormat detect_format(const std::filesystem::path& path);
 
 // Throws InputError naming the file when it is missing, unreadable or malformed.
@@ -23,6 +23,10 @@ enum class FileFormat : uint8_t { Onnx, Safetensors, Epk, Unknown };
 struct SaveOptions {
     OnnxWriteOptions onnx;
     EpkWriteOptions epk;  // provenance recorded in a .epk
+    // A .gguf output of a Hugging Face llama checkpoint: its config.json, so the file gets
+    // llama.cpp's tensor names, Q/K permutation and metadata (gguf_llama.h). Empty: the
+    // tensors keep their names.
+    std::filesystem::path gguf_hf_config;
 };
 
 // The output's format comes from its extension; throws InputError for an unknown one

@@ -60,7 +60,7 @@ TEST_CASE("hostile recipes exit 2 with a message naming the field", "[compress][
         {"bad -o extension",
          R"({"model": "m.onnx"})",
          {"-o", (dir / "out.bin").string()},
-         "-o: unknown output format '.bin' (expected .onnx, .safetensors or .epk)"},
+         "-o: unknown output format '.bin' (expected .onnx, .safetensors, .gguf or .epk)"},
         {"bad output extension in the recipe",
          R"({"model": "m.onnx", "output": "out.txt"})",
          {},

@@ -14,7 +14,8 @@ void add_inspect_command(CLI::App& app, std::function<int()>& action) {
         bool tensors = false;
     };
     auto args = std::make_shared<Args>();
-    auto* cmd = app.add_subcommand("inspect", "Describe a model file (.onnx, .safetensors, .epk)");
+    auto* cmd =
+        app.add_subcommand("inspect", "Describe a model file (.onnx, .safetensors, .gguf, .epk)");
     cmd->add_option("FILE", args->file, "Model file")->required();
     cmd->add_flag("--json", args->json, "Print one JSON object (schema: docs/inspect.md)");
     cmd->add_flag("--tensors", args->tensors,
@@ -28,6 +29,10 @@ void add_inspect_command(CLI::App& app, std::function<int()>& action) {
                 // Verified (whole file, and each tensor's checksum), with its provenance.
                 auto epk = read_epk(args->file, EpkReadOptions{.verify_tensor_checksums = true});
                 report = inspect_model(epk.model, args->file, options, &epk.info);
+            } else if (detect_format(args->file) == FileFormat::Gguf) {
+                auto gguf = read_gguf_file(args->file);
+                Model model = read_gguf(args->file);
+                report = inspect_model(model, args->file, options, nullptr, &gguf);
             } else {
                 Model model = load_model(args->file);
                 report = inspect_model(model, args->file, options);
