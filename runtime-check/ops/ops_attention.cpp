@@ -1,7 +1,8 @@
-// The attention family: what ONNX Runtime GenAI's model builder writes for a llama-style
-// decoder (com.microsoft GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization
-// and the onnx-domain contrib SimplifiedLayerNormalization) and the opset-23 RMSNormalization
-// and RotaryEmbedding.
+// The attention family: what ONNX Runtime GenAI's model builder and transformer optimizer
+// write (com.microsoft GroupQueryAttention, MultiHeadAttention, RotaryEmbedding,
+// SkipLayerNormalization, SkipSimplifiedLayerNormalization, FastGelu, BiasGelu, QuickGelu and
+// the onnx-domain contrib SimplifiedLayerNormalization) and the opset-23 Attention,
+// RMSNormalization and RotaryEmbedding (runtime-check/README.md lists what each supports).
 //
 //   RMS norm          y = x / sqrt(mean(x^2) + epsilon) * scale over the axes [axis, rank);
 //                     the mean of squares accumulated in double, the rest in float.
