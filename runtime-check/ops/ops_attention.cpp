@@ -1,7 +1,8 @@
-// The attention family: what ONNX Runtime GenAI's model builder writes for a llama-style
-// decoder (com.microsoft GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization
-// and the onnx-domain contrib SimplifiedLayerNormalization) and the opset-23 RMSNormalization
-// and RotaryEmbedding.
+// The attention family: what ONNX Runtime GenAI's model builder and transformer optimizer
+// write (com.microsoft GroupQueryAttention, MultiHeadAttention, RotaryEmbedding,
+// SkipLayerNormalization, SkipSimplifiedLayerNormalization, FastGelu, BiasGelu, QuickGelu and
+// the onnx-domain contrib SimplifiedLayerNormalization) and the opset-23 Attention,
+// RMSNormalization and RotaryEmbedding (runtime-check/README.md lists what each supports).
 //
 //   RMS norm          y = x / sqrt(mean(x^2) + epsilon) * scale over the axes [axis, rank);
 //                     the mean of squares accumulated in double, the rest in float.
@@ -421,19 +422,32 @@ void op_group_query_attention(OpContext& c) {
         vf = as_f32(c, c.input(2));
     }
     const DType cache_dtype = query.dtype;
-    Tensor present_k = make_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
-    Tensor present_v = make_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
+    // present: the valid past rows, then the new rows (written below), the rest zero.
+    Tensor present_k =
+        make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
+    Tensor present_v =
+        make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
     float* pk = present_k.mutable_values<float>().data();
     float* pv = present_v.mutable_values<float>().data();
-    if (past.key) {
-        Tensor pkf = as_f32(c, *past.key), pvf = as_f32(c, *past.value);
+    {
+        Tensor pkf, pvf;
+        if (past.key) {
+            pkf = as_f32(c, *past.key);
+            pvf = as_f32(c, *past.value);
+        }
         for (int64_t b = 0; b < g.batch; ++b)
             for (int64_t h = 0; h < g.kv_heads; ++h) {
-                const int64_t src = (b * g.kv_heads + h) * g.past_len * hs;
                 const int64_t dst = (b * g.kv_heads + h) * g.present_len * hs;
-                const auto n = static_cast<size_t>(g.past[static_cast<size_t>(b)] * hs);
-                std::memcpy(pk + dst, pkf.values<float>().data() + src, n * 4);
-                std::memcpy(pv + dst, pvf.values<float>().data() + src, n * 4);
+                const int64_t rows = g.past[static_cast<size_t>(b)];
+                const auto n = static_cast<size_t>(rows * hs);
+                if (n > 0) {
+                    const int64_t src = (b * g.kv_heads + h) * g.past_len * hs;
+                    std::memcpy(pk + dst, pkf.values<float>().data() + src, n * 4);
+                    std::memcpy(pv + dst, pvf.values<float>().data() + src, n * 4);
+                }
+                const int64_t tail = (rows + g.seq) * hs, end = g.present_len * hs;
+                std::fill(pk + dst + tail, pk + dst + end, 0.0f);
+                std::fill(pv + dst + tail, pv + dst + end, 0.0f);
             }
     }
     std::vector<float> q(static_cast<size_t>(g.batch * g.heads * g.seq * hs));
@@ -477,34 +491,40 @@ void op_group_query_attention(OpContext& c) {
     one.threads = 1;
     const float* pbias = bias_t ? bias_f.values<float>().data() : nullptr;
     // One task per (batch, head): every output element is written by one task.
-    parallel_for(c.options, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
-        std::vector<float> scores;
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t b = t / g.heads, h = t % g.heads, kvh = h / group;
-            const int64_t total = g.total[static_cast<size_t>(b)],
-                          past = g.past[static_cast<size_t>(b)];
-            scores.assign(static_cast<size_t>(g.seq * total), 0.0f);
-            const float* kb = pk + (b * g.kv_heads + kvh) * g.present_len * hs;
-            const float* vb = pv + (b * g.kv_heads + kvh) * g.present_len * hs;
-            gemm_f32(one, {q.data() + t * g.seq * hs, g.seq, hs, hs, false},
-                     {kb, hs, total, hs, true}, scores.data(), total, false);
-            for (int64_t s = 0; s < g.seq; ++s) {
-                float* row = scores.data() + s * total;
-                const int64_t end = causal ? std::min(past + s + 1, total) : total;
-                const int64_t start = causal && window > 0 && end > window ? end - window : 0;
-                for (int64_t j = start; j < end; ++j) {
-                    float v = row[j] * scale;
-                    if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
-                    if (pbias) v += pbias[b * bias_b + h * bias_h + s * bias_cols + j];
-                    row[j] = v;
-                }
-                softmax_span(row, total, start, end, smooth || !sinks.empty(),
-                             sinks.empty() ? 0.0f : sinks[static_cast<size_t>(h)]);
-            }
-            gemm_f32(one, {scores.data(), g.seq, total, total, false}, {vb, total, hs, hs, false},
-                     po + b * g.seq * g.heads * hs + h * hs, g.heads * hs, false);
-        }
-    });
+    // Tasks of about kGemmParallelWork multiply-adds at least: a decode step's few heads
+    // stay on one thread.
+    const int64_t task_work = std::max<int64_t>(1, g.seq * g.present_len * 2 * hs);
+    parallel_for(c.options, g.batch * g.heads, std::max<int64_t>(1, kGemmParallelWork / task_work),
+                 [&](int64_t t0, int64_t t1) {
+                     std::vector<float> scores;
+                     for (int64_t t = t0; t < t1; ++t) {
+                         const int64_t b = t / g.heads, h = t % g.heads, kvh = h / group;
+                         const int64_t total = g.total[static_cast<size_t>(b)],
+                                       past = g.past[static_cast<size_t>(b)];
+                         scores.assign(static_cast<size_t>(g.seq * total), 0.0f);
+                         const float* kb = pk + (b * g.kv_heads + kvh) * g.present_len * hs;
+                         const float* vb = pv + (b * g.kv_heads + kvh) * g.present_len * hs;
+                         gemm_f32(one, {q.data() + t * g.seq * hs, g.seq, hs, hs, false},
+                                  {kb, hs, total, hs, true}, scores.data(), total, false);
+                         for (int64_t s = 0; s < g.seq; ++s) {
+                             float* row = scores.data() + s * total;
+                             const int64_t end = causal ? std::min(past + s + 1, total) : total;
+                             const int64_t start =
+                                 causal && window > 0 && end > window ? end - window : 0;
+                             for (int64_t j = start; j < end; ++j) {
+                                 float v = row[j] * scale;
+                                 if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
+                                 if (pbias) v += pbias[b * bias_b + h * bias_h + s * bias_cols + j];
+                                 row[j] = v;
+                             }
+                             softmax_span(row, total, start, end, smooth || !sinks.empty(),
+                                          sinks.empty() ? 0.0f : sinks[static_cast<size_t>(h)]);
+                         }
+                         gemm_f32(one, {scores.data(), g.seq, total, total, false},
+                                  {vb, total, hs, hs, false},
+                                  po + b * g.seq * g.heads * hs + h * hs, g.heads * hs, false);
+                     }
+                 });
     c.outputs.push_back(from_f32(std::move(out), query.dtype));
     if (c.node.outputs.size() > 1) c.outputs.push_back(from_f32(std::move(present_k), cache_dtype));
     if (c.node.outputs.size() > 2) c.outputs.push_back(from_f32(std::move(present_v), cache_dtype));
