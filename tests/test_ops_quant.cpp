@@ -190,7 +190,7 @@ TEST_CASE("malformed quantized and Resize nodes fail with a message naming the n
                    {"z", rt::make_tensor(DType::F32, {})}};
     q.inputs = {"x", "s", "z"};
     q.attributes = {};
-    CHECK_THAT(error_of(q), Contains("output has type f32; expected one of uint8"));
+    CHECK_THAT(error_of(q), Contains("y_zero_point has type f32; expected one of uint8"));
 
     OneNode nb;
     nb.op_type = "MatMulNBits";

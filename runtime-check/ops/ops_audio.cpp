@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
-#include <cstring>
 #include <numbers>
 #include <vector>
 
@@ -203,32 +202,11 @@ DType output_float_dtype(const OpContext& c) {
 }
 
 // Stores v (a float or integer output type) at element i.
-void store_number(Tensor& y, int64_t i, double v) {
+void store_number(const OpContext& c, Tensor& y, int64_t i, double v) {
     if (is_float(y.dtype)) return store_double(y, i, v);
-    auto* p = y.data.mutable_bytes().data();
-    auto put = [&](auto tag) {
-        using T = decltype(tag);
-        const T x = static_cast<T>(v);
-        std::memcpy(p + static_cast<size_t>(i) * sizeof(T), &x, sizeof(T));
-    };
-    switch (y.dtype) {
-        case DType::I64:
-            return put(int64_t{});
-        case DType::I32:
-            return put(int32_t{});
-        case DType::I16:
-            return put(int16_t{});
-        case DType::I8:
-            return put(int8_t{});
-        case DType::U64:
-            return put(uint64_t{});
-        case DType::U32:
-            return put(uint32_t{});
-        case DType::U16:
-            return put(uint16_t{});
-        default:
-            return put(uint8_t{});
-    }
+    dispatch_numeric(c, y.dtype, [&](auto tag) {
+        y.mutable_values<decltype(tag)>()[static_cast<size_t>(i)] = static_cast<decltype(tag)>(v);
+    });
 }
 
 }  // namespace
@@ -367,7 +345,7 @@ void window_op(OpContext& c, Fn&& w_of) {
     const DType dt = output_float_dtype(c);
     const double big_n = static_cast<double>(periodic ? size : size - 1);
     Tensor y = make_tensor(dt, {size});
-    for (int64_t i = 0; i < size; ++i) store_number(y, i, w_of(static_cast<double>(i), big_n));
+    for (int64_t i = 0; i < size; ++i) store_number(c, y, i, w_of(static_cast<double>(i), big_n));
     c.outputs.push_back(std::move(y));
 }
 
@@ -462,7 +440,7 @@ void op_mel_weight_matrix(OpContext& c) {
     }
     Tensor y = make_tensor(output_float_dtype(c), {spectrogram_bins, mel_bins});
     for (int64_t k = 0; k < spectrogram_bins * mel_bins; ++k)
-        store_number(y, k, w[static_cast<size_t>(k)]);
+        store_number(c, y, k, w[static_cast<size_t>(k)]);
     c.outputs.push_back(std::move(y));
 }
 

@@ -277,19 +277,6 @@ void op_cast(OpContext& c) {
         return;
     }
     // Read every element as double (or int64 for integers, to keep 64-bit values exact).
-    // 4- and 2-bit integers: their values, sign-extended for int4 / int2.
-    auto packed_int = [&](DType dt, auto&& fn) {
-        switch (dt) {
-            case DType::I4:
-                return fn(Q<DType::I4>{});
-            case DType::U4:
-                return fn(Q<DType::U4>{});
-            case DType::I2:
-                return fn(Q<DType::I2>{});
-            default:
-                return fn(Q<DType::U2>{});
-        }
-    };
     auto is_packed_int = [](DType dt) {
         return dt == DType::I4 || dt == DType::U4 || dt == DType::I2 || dt == DType::U2;
     };
@@ -298,7 +285,8 @@ void op_cast(OpContext& c) {
             d = load_float(x.dtype, x.data.bytes().data(), i);
             integral = false;
         } else if (is_packed_int(x.dtype)) {
-            packed_int(x.dtype, [&](auto q) { l = q.load(x.data.bytes().data(), i); });
+            dispatch_q(c, x.dtype, false, "input",
+                       [&](auto q) { l = q.load(x.data.bytes().data(), i); });
             integral = true;
         } else if (is_float(x.dtype)) {
             d = x.dtype == DType::F64 ? x.values<double>()[static_cast<size_t>(i)]
@@ -332,7 +320,8 @@ void op_cast(OpContext& c) {
             int64_t v = l;
             if (!integral)
                 v = std::isfinite(d) && std::fabs(d) < 9.2e18 ? static_cast<int64_t>(d) : 0;
-            packed_int(*to, [&](auto q) { q.store(out, i, static_cast<int32_t>(v & 0xF)); });
+            dispatch_q(c, *to, false, "output",
+                       [&](auto q) { q.store(out, i, static_cast<int32_t>(v & 0xF)); });
         } else if (is_float(*to)) {
             double v = integral ? static_cast<double>(l) : d;
             if (*to == DType::F64)

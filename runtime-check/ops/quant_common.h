@@ -70,58 +70,36 @@ struct Q<DType::I16> {
         std::memcpy(p + i * 2, &u, 2);
     }
 };
-template <>
-struct Q<DType::U4> {
+// Sub-byte elements (4 or 2 bits), 8 / Bits a byte, the first in the lowest bits; signed
+// ones sign-extended on load.
+template <int Bits, bool Signed>
+struct PackedQ {
     using storage = int8_t;  // one element unpacked
-    static constexpr int bits = 4;
-    static constexpr int32_t lo = 0, hi = 15;
+    static constexpr int bits = Bits;
+    static constexpr int per_byte = 8 / Bits, mask = (1 << Bits) - 1, sign = 1 << (Bits - 1);
+    static constexpr int32_t lo = Signed ? -sign : 0, hi = Signed ? sign - 1 : mask;
     static int32_t load(const std::byte* p, int64_t i) {
-        return (static_cast<uint8_t>(p[i >> 1]) >> ((i & 1) * 4)) & 0xF;
+        const auto u = static_cast<uint64_t>(i);
+        const int32_t v = (static_cast<uint8_t>(p[u / per_byte]) >> ((u % per_byte) * Bits)) & mask;
+        return Signed ? (v ^ sign) - sign : v;
     }
-    // Read-modify-write of the shared byte: callers split work on even indices.
+    // Read-modify-write of the shared byte: callers split work on multiples of per_byte.
     static void store(std::byte* p, int64_t i, int32_t v) {
-        auto b = static_cast<uint8_t>(p[i >> 1]);
-        int shift = static_cast<int>(i & 1) * 4;
-        b = static_cast<uint8_t>((b & ~(0xF << shift)) | ((v & 0xF) << shift));
-        p[i >> 1] = static_cast<std::byte>(b);
+        const auto u = static_cast<uint64_t>(i);
+        auto b = static_cast<uint8_t>(p[u / per_byte]);
+        const int shift = static_cast<int>(u % per_byte) * Bits;
+        b = static_cast<uint8_t>((b & ~(mask << shift)) | ((v & mask) << shift));
+        p[u / per_byte] = static_cast<std::byte>(b);
     }
 };
 template <>
-struct Q<DType::I4> {
-    using storage = int8_t;  // one element unpacked
-    static constexpr int bits = 4;
-    static constexpr int32_t lo = -8, hi = 7;
-    static int32_t load(const std::byte* p, int64_t i) {
-        return (Q<DType::U4>::load(p, i) ^ 8) - 8;
-    }
-    static void store(std::byte* p, int64_t i, int32_t v) { Q<DType::U4>::store(p, i, v); }
-};
+struct Q<DType::U4> : PackedQ<4, false> {};
 template <>
-struct Q<DType::U2> {
-    using storage = int8_t;  // one element unpacked
-    static constexpr int bits = 2;
-    static constexpr int32_t lo = 0, hi = 3;
-    static int32_t load(const std::byte* p, int64_t i) {
-        return (static_cast<uint8_t>(p[i >> 2]) >> ((i & 3) * 2)) & 0x3;
-    }
-    // Read-modify-write of the shared byte: callers split work on multiples of 4.
-    static void store(std::byte* p, int64_t i, int32_t v) {
-        auto b = static_cast<uint8_t>(p[i >> 2]);
-        int shift = static_cast<int>(i & 3) * 2;
-        b = static_cast<uint8_t>((b & ~(0x3 << shift)) | ((v & 0x3) << shift));
-        p[i >> 2] = static_cast<std::byte>(b);
-    }
-};
+struct Q<DType::I4> : PackedQ<4, true> {};
 template <>
-struct Q<DType::I2> {
-    using storage = int8_t;  // one element unpacked
-    static constexpr int bits = 2;
-    static constexpr int32_t lo = -2, hi = 1;
-    static int32_t load(const std::byte* p, int64_t i) {
-        return (Q<DType::U2>::load(p, i) ^ 2) - 2;
-    }
-    static void store(std::byte* p, int64_t i, int32_t v) { Q<DType::U2>::store(p, i, v); }
-};
+struct Q<DType::U2> : PackedQ<2, false> {};
+template <>
+struct Q<DType::I2> : PackedQ<2, true> {};
 template <>
 struct Q<DType::I32> {
     using storage = int32_t;  // the element
