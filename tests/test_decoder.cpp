@@ -200,6 +200,17 @@ TEST_CASE("bench times a KV-cache decoder as prefill and decode tokens per secon
     CHECK(short_run.exit_code == 2);
     CHECK(short_run.err.find("ref_tokens.npy") != std::string::npos);
     CHECK(short_run.err.find("needs 70") != std::string::npos);
+
+    // Options the decode loop would ignore are refused, not dropped.
+    auto with_input = test::run_edgepack({"bench", path.string(), "--quiet", "--input",
+                                          "input_ids=" + (stories() / "ref_tokens.npy").string()});
+    CHECK(with_input.exit_code == 2);
+    CHECK(with_input.err.find("not --input or --shape") != std::string::npos);
+    auto tokens_on_plain_model =
+        test::run_edgepack({"bench", (stories() / "model.onnx").string(), "--quiet", "--tokens",
+                            (stories() / "ref_tokens.npy").string()});
+    CHECK(tokens_on_plain_model.exit_code == 2);
+    CHECK(tokens_on_plain_model.err.find("is not a KV-cache decoder") != std::string::npos);
 }
 
 }  // namespace

@@ -168,8 +168,17 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
             double load_ms =
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                     .count();
-            if (auto decoder = rt::decoder_interface(executor))
+            if (auto decoder = rt::decoder_interface(executor)) {
+                if (!args->inputs.empty() || !args->shapes.empty())
+                    throw InputError(cat(args->model,
+                                         ": a KV-cache decoder is fed by the decode loop: "
+                                         "give --tokens / --prefill / --steps, not --input or "
+                                         "--shape"));
                 return bench_decoder(*args, executor, *decoder, load_ms);
+            }
+            if (!args->tokens.empty())
+                throw InputError(cat("--tokens: ", args->model,
+                                     " is not a KV-cache decoder (no past_key_values.* input)"));
             rt::ShapeOverrides overrides;
             for (const auto& s : args->shapes) rt::parse_shape_override(s, overrides);
             auto inputs = rt::synthetic_inputs(executor, args->seed, overrides);
