@@ -11,6 +11,7 @@
 #include "calibration/hessian_factor.h"
 #include "ir/error.h"
 #include "ir/sparse.h"
+#include "runtime-check/kernels/parallel.h"
 
 namespace ep::calib {
 
@@ -183,18 +184,25 @@ std::vector<float> fake_quant_scaled(const Encoding& e, std::span<const float> w
 
 AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int64_t cols,
                      std::span<const float> x, int64_t x_rows, std::span<const double> abs_mean,
-                     int grid) {
+                     int grid, int threads) {
     if (grid < 1 || abs_mean.size() != static_cast<size_t>(cols) ||
         x.size() != static_cast<size_t>(x_rows * cols))
         throw InternalError("awq_search: sizes");
-    // The loss ||X (W - Q)^T||^2 = sum over rows r of d_r^T G d_r with G = X^T X (double),
-    // so each candidate costs rows * cols^2 instead of x_rows * rows * cols.
-    Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(cols, cols);
-    {
-        using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-        Eigen::Map<const MatF> xm(x.data(), x_rows, cols);
+    using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const MatF> xm(x.data(), x_rows, cols);
+    // The loss ||X (W - Q)^T||^2, by whichever form is cheaper for these sizes: with more
+    // rows than columns, sum over weight rows r of d_r^T G d_r with G = X^T X (double), so
+    // each candidate costs rows * cols^2; else directly, x_rows * rows * cols. The form
+    // depends on the sizes only, never on the thread count.
+    const bool use_gram = x_rows > cols;
+    Eigen::MatrixXd gram;
+    Eigen::MatrixXd xd;
+    if (use_gram) {
+        gram = Eigen::MatrixXd::Zero(cols, cols);
         gram.selfadjointView<Eigen::Lower>().rankUpdate(xm.cast<double>().transpose());
         gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+    } else {
+        xd = xm.cast<double>();
     }
     auto loss_of = [&](std::span<const float> wm, const std::vector<float>& q, int64_t rows) {
         Eigen::MatrixXd d(cols, rows);
@@ -202,7 +210,8 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
             for (int64_t c = 0; c < cols; ++c)
                 d(c, r) = static_cast<double>(wm[static_cast<size_t>(r * cols + c)]) -
                           static_cast<double>(q[static_cast<size_t>(r * cols + c)]);
-        return (d.transpose() * gram).cwiseProduct(d.transpose()).sum();
+        if (use_gram) return (d.transpose() * gram).cwiseProduct(d.transpose()).sum();
+        return (xd * d).squaredNorm();
     };
 
     // Mean normalised weight magnitude per input channel (|w| / max |w| of its group).
@@ -225,95 +234,115 @@ AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices, int
     }
     for (auto& v : w_mean) v /= static_cast<double>(std::max<int64_t>(total_rows, 1));
 
+    // Candidates: i < grid: s = x^a (a = i / grid; i = 0 is plain RTN); i >= grid: AutoAWQ's
+    // duo scaling s = x^a / w^(1-a). Each is scored by one thread on its own; the best (the
+    // first on ties) is picked afterwards in candidate order: the same for any thread count.
+    const int candidates = 2 * grid;
+    std::vector<std::vector<float>> scales(static_cast<size_t>(candidates));
+    std::vector<double> losses(static_cast<size_t>(candidates));
+    rt::ExecOptions exec;
+    exec.threads = std::max(1, threads);
+    rt::parallel_for(exec, candidates, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            const bool duo = i >= grid;
+            const double alpha = static_cast<double>(i % grid) / grid;
+            double lo = INFINITY, hi = 0.0;
+            std::vector<double> raw(static_cast<size_t>(cols));
+            for (int64_t c = 0; c < cols; ++c) {
+                double v = std::pow(std::max(abs_mean[static_cast<size_t>(c)], 1e-12), alpha);
+                if (duo) v /= std::pow(w_mean[static_cast<size_t>(c)], 1.0 - alpha) + 1e-4;
+                v = std::max(v, 1e-4);
+                raw[static_cast<size_t>(c)] = v;
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+            }
+            const double norm = std::sqrt(hi * lo);
+            auto& s = scales[static_cast<size_t>(i)];
+            s.resize(static_cast<size_t>(cols));
+            for (int64_t c = 0; c < cols; ++c)
+                s[static_cast<size_t>(c)] =
+                    static_cast<float>(std::max(raw[static_cast<size_t>(c)] / norm, 1e-4));
+            double loss = 0.0;
+            for (const auto& m : matrices)
+                loss += loss_of(m.w, fake_quant_scaled(e, m.w, m.rows, cols, s), m.rows);
+            losses[static_cast<size_t>(i)] = loss;
+        }
+    });
+
     AwqResult best;
     best.loss = INFINITY;
-    std::vector<float> s(static_cast<size_t>(cols));
-    // Candidates: i < grid: s = x^a (a = i / grid; i = 0 is plain RTN); i >= grid: AutoAWQ's
-    // duo scaling s = x^a / w^(1-a).
-    for (int i = 0; i < 2 * grid; ++i) {
-        const bool duo = i >= grid;
-        const double alpha = static_cast<double>(i % grid) / grid;
-        double lo = INFINITY, hi = 0.0;
-        std::vector<double> raw(static_cast<size_t>(cols));
-        for (int64_t c = 0; c < cols; ++c) {
-            double v = std::pow(std::max(abs_mean[static_cast<size_t>(c)], 1e-12), alpha);
-            if (duo) v /= std::pow(w_mean[static_cast<size_t>(c)], 1.0 - alpha) + 1e-4;
-            v = std::max(v, 1e-4);
-            raw[static_cast<size_t>(c)] = v;
-            lo = std::min(lo, v);
-            hi = std::max(hi, v);
+    best.rtn_loss = losses[0];
+    for (int i = 0; i < candidates; ++i)
+        if (losses[static_cast<size_t>(i)] < best.loss) {
+            best.loss = losses[static_cast<size_t>(i)];
+            best.alpha = static_cast<double>(i % grid) / grid;
+            best.duo = i >= grid;
+            best.scales = scales[static_cast<size_t>(i)];
         }
-        const double norm = std::sqrt(hi * lo);
-        for (int64_t c = 0; c < cols; ++c)
-            s[static_cast<size_t>(c)] =
-                static_cast<float>(std::max(raw[static_cast<size_t>(c)] / norm, 1e-4));
-        double loss = 0.0;
-        for (const auto& m : matrices)
-            loss += loss_of(m.w, fake_quant_scaled(e, m.w, m.rows, cols, s), m.rows);
-        if (i == 0) best.rtn_loss = loss;
-        if (loss < best.loss) {
-            best.loss = loss;
-            best.alpha = alpha;
-            best.duo = duo;
-            best.scales = s;
-        }
-    }
     return best;
 }
 
 std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
-                            std::span<const float> x, int64_t x_rows, int grid, double max_shrink) {
+                            std::span<const float> x, int64_t x_rows, int grid, double max_shrink,
+                            int threads) {
     std::vector<float> out(w.begin(), w.end());
     const auto& t = traits(e.scheme);
     const int64_t gw = t.grouped ? e.group : cols;
     const int steps = std::max(1, static_cast<int>(max_shrink * grid));
-    std::vector<float> cand(static_cast<size_t>(gw)), best_vals(static_cast<size_t>(gw));
-    std::vector<double> dot_ref(static_cast<size_t>(x_rows));
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c0 = 0; c0 < cols; c0 += gw) {
-            const int64_t n = std::min(cols, c0 + gw) - c0;
-            const float* wg = w.data() + r * cols + c0;
-            float lo = 0.0f, hi = 0.0f;
-            for (int64_t j = 0; j < n; ++j) {
-                lo = std::min(lo, wg[j]);
-                hi = std::max(hi, wg[j]);
-            }
-            float amax = std::max(-lo, hi);
-            for (int64_t i = 0; i < x_rows; ++i) {
-                double acc = 0.0;
-                for (int64_t j = 0; j < n; ++j)
-                    acc += static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) * wg[j];
-                dot_ref[static_cast<size_t>(i)] = acc;
-            }
-            double best_err = INFINITY;
-            for (int k = 0; k <= steps; ++k) {
-                const float ratio = 1.0f - static_cast<float>(k) / static_cast<float>(grid);
-                float clo = t.symmetric ? -amax * ratio : lo * ratio;
-                float chi = t.symmetric ? amax * ratio : hi * ratio;
-                for (int64_t j = 0; j < n; ++j)
-                    cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
-                std::span<const float> group(cand.data(), static_cast<size_t>(n));
-                QParams p = choose_qparams(e, group);
-                std::vector<float> deq(static_cast<size_t>(n));
-                for (int64_t j = 0; j < n; ++j)
-                    deq[static_cast<size_t>(j)] =
-                        dequantize_value(e, quantize_value(e, cand[static_cast<size_t>(j)], p), p);
-                double err = 0.0;
+    // Rows are independent: each is searched by one thread, so the result does not depend
+    // on the thread count.
+    rt::ExecOptions exec;
+    exec.threads = std::max(1, threads);
+    rt::parallel_for(exec, rows, 1, [&](int64_t row_begin, int64_t row_end) {
+        std::vector<float> cand(static_cast<size_t>(gw)), best_vals(static_cast<size_t>(gw)),
+            deq(static_cast<size_t>(gw));
+        std::vector<double> dot_ref(static_cast<size_t>(x_rows));
+        for (int64_t r = row_begin; r < row_end; ++r)
+            for (int64_t c0 = 0; c0 < cols; c0 += gw) {
+                const int64_t n = std::min(cols, c0 + gw) - c0;
+                const float* wg = w.data() + r * cols + c0;
+                float lo = 0.0f, hi = 0.0f;
+                for (int64_t j = 0; j < n; ++j) {
+                    lo = std::min(lo, wg[j]);
+                    hi = std::max(hi, wg[j]);
+                }
+                float amax = std::max(-lo, hi);
                 for (int64_t i = 0; i < x_rows; ++i) {
                     double acc = 0.0;
                     for (int64_t j = 0; j < n; ++j)
-                        acc += static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) *
-                               deq[static_cast<size_t>(j)];
-                    double d = acc - dot_ref[static_cast<size_t>(i)];
-                    err += d * d;
+                        acc +=
+                            static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) * wg[j];
+                    dot_ref[static_cast<size_t>(i)] = acc;
                 }
-                if (err < best_err) {
-                    best_err = err;
-                    std::copy_n(cand.begin(), n, best_vals.begin());
+                double best_err = INFINITY;
+                for (int k = 0; k <= steps; ++k) {
+                    const float ratio = 1.0f - static_cast<float>(k) / static_cast<float>(grid);
+                    float clo = t.symmetric ? -amax * ratio : lo * ratio;
+                    float chi = t.symmetric ? amax * ratio : hi * ratio;
+                    for (int64_t j = 0; j < n; ++j)
+                        cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
+                    std::span<const float> group(cand.data(), static_cast<size_t>(n));
+                    QParams p = choose_qparams(e, group);
+                    for (int64_t j = 0; j < n; ++j)
+                        deq[static_cast<size_t>(j)] = dequantize_value(
+                            e, quantize_value(e, cand[static_cast<size_t>(j)], p), p);
+                    double err = 0.0;
+                    for (int64_t i = 0; i < x_rows; ++i) {
+                        double acc = 0.0;
+                        for (int64_t j = 0; j < n; ++j)
+                            acc += static_cast<double>(x[static_cast<size_t>(i * cols + c0 + j)]) *
+                                   deq[static_cast<size_t>(j)];
+                        double d = acc - dot_ref[static_cast<size_t>(i)];
+                        err += d * d;
+                    }
+                    if (err < best_err) {
+                        best_err = err;
+                        std::copy_n(cand.begin(), n, best_vals.begin());
+                    }
                 }
+                std::copy_n(best_vals.begin(), n, out.begin() + r * cols + c0);
             }
-            std::copy_n(best_vals.begin(), n, out.begin() + r * cols + c0);
-        }
+    });
     return out;
 }
 
@@ -328,25 +357,43 @@ std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,
 }
 
 double hessian_error(const Encoding& e, std::span<const float> w, int64_t rows, int64_t cols,
-                     std::span<const std::byte> bytes, std::span<const double> hessian,
-                     double damp) {
+                     std::span<const std::byte> bytes, std::span<const double> hessian, double damp,
+                     std::span<const float> scales, int threads) {
     const auto n = static_cast<size_t>(cols);
     double mean_diag = 0.0;
     for (size_t c = 0; c < n; ++c) mean_diag += hessian[c * n + c];
     const double lambda = n ? damp * mean_diag / static_cast<double>(n) : 0.0;
-    Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> h(
-        hessian.data(), cols, cols);
-    std::vector<float> q(n);
-    Eigen::VectorXd err(cols);
+    using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const MatD> h(hessian.data(), cols, cols);
+    // Fixed blocks of rows (independent of the thread count), each one GEMM E_b H; the
+    // per-row terms are summed afterwards in row order.
+    constexpr int64_t kBlock = 64;
+    const int64_t blocks = (rows + kBlock - 1) / kBlock;
+    std::vector<double> per_row(static_cast<size_t>(rows));
+    rt::ExecOptions exec;
+    exec.threads = std::max(1, threads);
+    rt::parallel_for(exec, blocks, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<float> q(n);
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t r0 = b * kBlock, count = std::min(kBlock, rows - r0);
+            MatD err(count, cols);
+            for (int64_t r = 0; r < count; ++r) {
+                dequantize_row(e, bytes, rows, cols, r0 + r, q.data());
+                for (size_t c = 0; c < n; ++c) {
+                    double v = q[c];
+                    if (!scales.empty()) v /= static_cast<double>(scales[c]);
+                    err(r, static_cast<Eigen::Index>(c)) =
+                        static_cast<double>(w[static_cast<size_t>(r0 + r) * n + c]) - v;
+                }
+            }
+            MatD he = err * h;
+            for (int64_t r = 0; r < count; ++r)
+                per_row[static_cast<size_t>(r0 + r)] =
+                    err.row(r).dot(he.row(r)) + lambda * err.row(r).squaredNorm();
+        }
+    });
     double total = 0.0;
-    for (int64_t r = 0; r < rows; ++r) {
-        dequantize_row(e, bytes, rows, cols, r, q.data());
-        for (size_t c = 0; c < n; ++c)
-            err[static_cast<Eigen::Index>(c)] =
-                static_cast<double>(w[static_cast<size_t>(r) * n + c]) - q[c];
-        Eigen::VectorXd he = h * err;  // GEMV: one thread, fixed order
-        total += err.dot(he) + lambda * err.squaredNorm();
-    }
+    for (double v : per_row) total += v;
     return total;
 }
 

@@ -113,18 +113,21 @@ struct AwqResult {
 
 // Searches alpha for the matrices that read the same activation (cols = its channels).
 // `x` holds `x_rows` kept rows of cols values; `abs_mean` the per-channel mean |x|.
+// The 2 * grid candidates are scored in parallel over `threads` threads, each by one
+// thread: the result is the same for any thread count.
 [[nodiscard]] AwqResult awq_search(const Encoding& e, std::span<const AwqMatrix> matrices,
                                    int64_t cols, std::span<const float> x, int64_t x_rows,
-                                   std::span<const double> abs_mean, int grid);
+                                   std::span<const double> abs_mean, int grid, int threads = 1);
 
 // AutoAWQ's clip search: for each row and group of `w` (already scaled, rows x cols),
 // the clipping range max|w| * (1 - k / grid), k = 0..max_shrink * grid (asymmetric: the
 // [min, max] range shrunk alike), that minimises sum over the rows of `x` (the activation
 // with 1/s applied) of (x_g . (w_g - Q(clip(w_g))))^2; returns the clipped weights (k = 0
 // keeps the group as it is, so clipping never loses on these rows).
+// Rows are searched in parallel over `threads` threads, each row by one thread.
 [[nodiscard]] std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t rows,
                                           int64_t cols, std::span<const float> x, int64_t x_rows,
-                                          int grid, double max_shrink);
+                                          int grid, double max_shrink, int threads = 1);
 
 // Round-to-nearest of W diag(s) (rows x cols): the bytes AWQ stores.
 [[nodiscard]] std::vector<std::byte> awq_quantize(const Encoding& e, std::span<const float> w,
@@ -134,15 +137,19 @@ struct AwqResult {
 // The per-tensor check that a solver is never silently worse than round-to-nearest: the
 // objective each solver minimises, evaluated for any encoded matrix `bytes` (rows x cols,
 // stored orientation) of the float weight `w`.
-//   hessian_error: tr(E (H + lambda I) E^T), E = W - deq(bytes), lambda = damp * mean(diag H)
-//                  (GPTQ's layer-output error on the calibration rows, with the damping its
-//                  solve used, so weights of columns the calibration never excited count)
+//   hessian_error: tr(E (H + lambda I) E^T), E = W - deq(bytes) diag(1/s) (s: `scales` as
+//                  applied, empty for none), lambda = damp * mean(diag H) (GPTQ's layer-output
+//                  error on all calibration rows, with the damping its solve used, so weights
+//                  of columns the calibration never excited count; AWQ's final check against
+//                  no scale); fixed blocks of 64 rows in parallel over `threads`, the per-row
+//                  terms summed in row order, so the same for any thread count
 //   output_error:  sum over the rows x of `x` of ||x (W - deq(bytes) diag(1/s))^T||^2 (AWQ:
 //                  `scales` s as applied, empty for none)
-// Both in double, one thread, in a fixed order.
+// Both in double, in a fixed order.
 [[nodiscard]] double hessian_error(const Encoding& e, std::span<const float> w, int64_t rows,
                                    int64_t cols, std::span<const std::byte> bytes,
-                                   std::span<const double> hessian, double damp);
+                                   std::span<const double> hessian, double damp,
+                                   std::span<const float> scales = {}, int threads = 1);
 [[nodiscard]] double output_error(const Encoding& e, std::span<const float> w, int64_t rows,
                                   int64_t cols, std::span<const std::byte> bytes,
                                   std::span<const float> scales, std::span<const float> x,

@@ -130,6 +130,7 @@ nlohmann::json validation_section(const nlohmann::json& v, int threads) {
             {"outputs", v["outputs"]},
             {"accuracy", accuracy},
             {"ctc", ctc},
+            {"perplexity", v["perplexity"]},
             {"not_compared", v["not_compared"]},
             {"per_layer", layers}};
 }
@@ -348,6 +349,18 @@ void check_validation_inputs(const CompressRun& run) {
     }
     with_context(recipe.what,
                  [&] { check_output_specs(vc.outputs, run.model, vc.labels, "validate.labels"); });
+    // A perplexity gate needs a decoder: token ids in, logits out (docs/validate.md).
+    auto reads_perplexity = [](const Limit& l) {
+        return l.name == "max_ppl_ratio" || l.name == "ppl_ratio";
+    };
+    for (const auto* limits : {&recipe.gates, &recipe.baseline})
+        for (const auto& l : *limits)
+            if (reads_perplexity(l) && token_input(run.model).empty())
+                throw InputError(cat(recipe.what, ": ",
+                                     limits == &recipe.gates ? "gates." : "baseline.", l.name,
+                                     ": perplexity needs a decoder taking token ids, but the "
+                                     "model has no integer input (or several, none indexing an "
+                                     "embedding table)"));
     if (!vc.labels.empty() && vc.labels.extension() != ".txt")
         with_context(cat(recipe.what, ": validate.labels"), [&] { (void)read_labels(vc.labels); });
 }
@@ -898,6 +911,9 @@ void print_validation(const CompressRun& run) {
     item("top-1 agreement", m["top1_agreement"], "%");
     item("line agreement", m["line_agreement"], "%");
     item("SQNR", m["sqnr_db"], " dB");
+    if (!m["ppl_ratio"].is_null())
+        err << ", perplexity " << show(m["perplexity_reference"], "") << " -> "
+            << show(m["perplexity_candidate"], "") << " (x" << show(m["ppl_ratio"], "") << ")";
     if (!m["accuracy_drop"].is_null())
         err << ", accuracy " << show(m["accuracy_reference"], "%") << " -> "
             << show(m["accuracy_candidate"], "%");
@@ -945,8 +961,8 @@ void print_summary(const CompressRun& run) {
         const auto& m = other["metrics"];
         err << "edgepack: also validated " << other["candidate"].get<std::string>() << ":";
         const char* sep = " ";
-        for (const char* key :
-             {"kl_mean", "top1_agreement", "line_agreement", "accuracy_candidate", "sqnr_db"}) {
+        for (const char* key : {"kl_mean", "top1_agreement", "line_agreement", "accuracy_candidate",
+                                "ppl_ratio", "sqnr_db"}) {
             if (m[key].is_null()) continue;
             err << sep << key << " " << m[key].dump();
             sep = ", ";

@@ -246,6 +246,9 @@ std::string format_time_table(const std::vector<PassRecord>& records,
         rows.push_back({cat(r.path, " ", r.name), fixed(r.seconds * 1e3, 2),
                         std::to_string(r.result.rewrites)});
         total += r.seconds;
+        // The pass's own steps (per calibrated layer), part of its time above.
+        for (const auto& [step, seconds] : r.result.step_seconds)
+            rows.push_back({cat("  ", step), fixed(seconds * 1e3, 2), ""});
     }
     for (const auto& [what, seconds] : extra) {
         rows.push_back({what, fixed(seconds * 1e3, 2), "-"});

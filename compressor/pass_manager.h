@@ -102,7 +102,9 @@ class PassManager {
 // `op_type(name): in1, in2 -> out1`; subgraphs indented below their node.
 [[nodiscard]] std::string dump_graph(const Model& model);
 
-// Table of pass, wall time and rewrites, with a total row; `extra` adds rows such as
+// Table of pass, wall time and rewrites, with a total row; each pass's own steps
+// (PassResult::step_seconds: quantize-weights' calibration capture and every GPTQ tensor or
+// AWQ activation group) are indented under it; `extra` adds rows such as
 // ("load model", seconds) below the passes.
 [[nodiscard]] std::string format_time_table(
     const std::vector<PassRecord>& records,

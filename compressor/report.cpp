@@ -396,6 +396,9 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
               {"line_agreement", nullptr},
               {"cer_reference", nullptr},
               {"cer_candidate", nullptr},
+              {"perplexity_reference", nullptr},
+              {"perplexity_candidate", nullptr},
+              {"ppl_ratio", nullptr},
               {"sqnr_db", nullptr},
               {"cosine_similarity", nullptr},
               {"max_abs_error", nullptr},
@@ -435,6 +438,11 @@ json flat_metrics(const json& validation, const json& size, const json& latency,
             m["accuracy_reference"] = validation["accuracy"]["reference"];
             m["accuracy_candidate"] = validation["accuracy"]["candidate"];
             m["accuracy_drop"] = validation["accuracy"]["drop"];
+        }
+        if (const auto p = validation.find("perplexity"); p != validation.end() && p->is_object()) {
+            m["perplexity_reference"] = p->at("reference").at("perplexity");
+            m["perplexity_candidate"] = p->at("candidate").at("perplexity");
+            m["ppl_ratio"] = p->at("ratio");
         }
         if (const auto ctc = validation.find("ctc"); ctc != validation.end() && ctc->is_object()) {
             m["line_agreement"] = ctc->at("line_agreement");

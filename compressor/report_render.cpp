@@ -1141,6 +1141,12 @@ Doc build_doc(const json& report, bool charts) {
                               {fmt_percent(at(metrics, "cer_reference"))},
                               {fmt_percent(cer_cand)},
                               {""}});
+        const json& ppl_cand = at(metrics, "perplexity_candidate");
+        if (!ppl_cand.is_null())
+            t.rows.push_back({{"perplexity (decoder tokens)"},
+                              {fmt_value(at(metrics, "perplexity_reference"))},
+                              {fmt_value(ppl_cand)},
+                              {"ratio " + fmt_value(at(metrics, "ppl_ratio"))}});
         auto row = [&](const char* label, const std::string& value) {
             t.rows.push_back({{label}, {""}, {value}, {""}});
         };

@@ -20,6 +20,7 @@
 #include "runtime-check/executor.h"
 #include "runtime-check/metrics.h"
 #include "runtime-check/npy.h"
+#include "runtime-check/synthetic_inputs.h"
 
 namespace ep {
 namespace fs = std::filesystem;
@@ -182,6 +183,57 @@ struct LayerState {
     std::string error;  // set when a sample could not be compared; the layer is then skipped
 };
 
+// A decoder's perplexity (rt::PerplexityScorer): the output it is read from, the token input
+// it scores, one scorer per model.
+struct PerplexityState {
+    std::string output, input;
+    rt::PerplexityScorer reference, candidate;
+};
+
+// The decoder's (output, token input) pair, from the first sample: the first output compared
+// as `sequence` whose logits are [..., T, V] over one integer input of shape [..., T]; when
+// several inputs fit (input_ids and attention_mask), the one indexing an embedding table (a
+// Gather on an initializer). Nullopt when no output and input fit so.
+std::optional<std::pair<std::string, std::string>> find_decoder(
+    const std::vector<OutputState>& outputs, const rt::NamedTensors& feeds,
+    const std::unordered_map<std::string, const Tensor*>& values, const Model& model) {
+    for (const auto& o : outputs) {
+        const auto& spec = o.comparator.spec();
+        if (!spec || spec->kind != rt::OutputKind::Sequence) continue;
+        const Tensor& logits = *values.at(o.comparator.name());
+        if (logits.shape.size() < 2 || traits(logits.dtype).kind != DTypeKind::Float) continue;
+        const std::vector<int64_t> positions(logits.shape.begin(), logits.shape.end() - 1);
+        std::vector<std::string> fits, tables;
+        for (const auto& [name, t] : feeds)
+            if ((t.dtype == DType::I64 || t.dtype == DType::I32) && t.shape == positions) {
+                fits.push_back(name);
+                if (rt::embedding_rows(model, name) > 0) tables.push_back(name);
+            }
+        if (fits.size() == 1) return std::make_pair(o.comparator.name(), fits[0]);
+        if (tables.size() == 1) return std::make_pair(o.comparator.name(), tables[0]);
+    }
+    return std::nullopt;
+}
+
+json perplexity_json(const PerplexityState& p) {
+    auto side = [](const rt::PerplexityStats& s) {
+        return json{{"perplexity", number(s.perplexity)},
+                    {"uncertainty", number(s.perplexity_uncertainty)},
+                    {"nll_mean", number(s.nll_mean)}};
+    };
+    const rt::PerplexityStats r = p.reference.finish(), c = p.candidate.finish();
+    const int64_t first = r.context / 2;
+    return {{"output", p.output},
+            {"input", p.input},
+            {"context", r.context == 0 ? json(nullptr) : json(r.context)},
+            {"first", r.context == 0 ? json(nullptr) : json(first)},
+            {"windows", r.windows},
+            {"tokens", r.tokens},
+            {"reference", side(r)},
+            {"candidate", side(c)},
+            {"ratio", number(r.tokens == 0 ? NAN : c.perplexity / r.perplexity)}};
+}
+
 }  // namespace
 
 std::vector<int64_t> read_labels(const fs::path& path) {
@@ -235,6 +287,17 @@ void check_output_specs(const OutputSpecs& specs, const Model& model, const fs::
                              "(--ctc-alphabet NAME=FILE, or in a recipe validate.outputs.NAME: "
                              "{\"decode\": \"ctc\", \"alphabet\": FILE}); class labels are "
                              "an int32/int64 .npy"));
+}
+
+std::string token_input(const Model& model) {
+    std::vector<std::string> integers, tables;
+    for (const auto& v : rt::graph_feeds(model.graph)) {
+        if (!v.type || (v.type->elem != DType::I64 && v.type->elem != DType::I32)) continue;
+        integers.push_back(v.name);
+        if (rt::embedding_rows(model, v.name) > 0) tables.push_back(v.name);
+    }
+    if (integers.size() == 1) return integers[0];
+    return tables.size() == 1 ? tables[0] : std::string();
 }
 
 json validate_models(const ValidateOptions& options, Progress* progress) {
@@ -319,6 +382,7 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
             }
     }
 
+    std::optional<PerplexityState> perplexity;
     auto step = progress_step(progress, "validation", dataset.size(), "samples");
     for (size_t k = 0; k < dataset.size(); ++k) {
         step.set_detail(dataset.sample_name(k));
@@ -340,6 +404,22 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
             with_context(sample, [&] {
                 o.comparator.add(a, b);
                 if (o.ctc) o.ctc->add(a, b);
+            });
+        }
+        if (k == 0) {
+            if (auto decoder = find_decoder(outputs, feeds, rv, reference.model()))
+                perplexity.emplace(PerplexityState{
+                    decoder->first, decoder->second,
+                    rt::PerplexityScorer(cat("'", decoder->first, "' of the reference")),
+                    rt::PerplexityScorer(cat("'", decoder->first, "' of the candidate"))});
+        }
+        if (perplexity) {
+            const Tensor* tokens = nullptr;
+            for (const auto& f : feeds)
+                if (f.first == perplexity->input) tokens = &f.second;
+            with_context(sample, [&] {
+                perplexity->reference.add(*rv.at(perplexity->output), *tokens);
+                perplexity->candidate.add(*cv.at(perplexity->output), *tokens);
             });
         }
         for (size_t i = 0; i < layers.size(); ++i) {
@@ -428,6 +508,7 @@ json validate_models(rt::Executor& reference, rt::Executor& candidate,
         report["accuracy_drop"] = labelled->classes->accuracy_drop;
     }
     report["not_compared"] = not_compared;
+    report["perplexity"] = perplexity ? perplexity_json(*perplexity) : json(nullptr);
 
     if (options.per_layer) {
         std::vector<std::pair<rt::TensorMetrics, size_t>> done;
@@ -577,6 +658,19 @@ std::string render_validate_text(const json& report, size_t per_layer_rows) {
             out += "candidate : " + fmt("%7.3f", a["candidate"].get<double>()) + " %\n";
             out += "drop      : " + fmt("%7.3f", a["drop"].get<double>()) + " pp\n";
         }
+    }
+    if (const auto& p = report.value("perplexity", json()); p.is_object()) {
+        out += cat("\n====== Perplexity: '", p["output"].get<std::string>(), "' over '",
+                   p["input"].get<std::string>(), "', ", p["windows"].get<uint64_t>(), " windows");
+        if (p["context"].is_number())
+            out += cat(" of ", p["context"].get<int64_t>(), " tokens, scored from position ",
+                       p["first"].get<int64_t>());
+        out += cat(" (", p["tokens"].get<uint64_t>(), " tokens) ======\n");
+        for (const char* side : {"reference", "candidate"})
+            out += cat(side, std::string(10 - std::string_view(side).size(), ' '),
+                       ": PPL = ", fmt("%.4f", read_number(p[side]["perplexity"])), " +/- ",
+                       fmt("%.5f", read_number(p[side]["uncertainty"])), "\n");
+        out += "ratio     : " + fmt("%.4f", read_number(p["ratio"])) + " (candidate / reference)\n";
     }
     for (const auto& n : report["not_compared"])
         out += cat("\nnot compared: '", n["name"].get<std::string>(), "' (",

@@ -63,6 +63,11 @@ struct ValidateOptions {
 void check_output_specs(const OutputSpecs& specs, const Model& model,
                         const std::filesystem::path& labels, const std::string& labels_field);
 
+// The token input a perplexity would score, judged from the graph before anything runs: the
+// one integer model input, else the one integer input indexing an embedding table (a Gather
+// on an initializer); empty when there is none. compress checks it for a perplexity gate.
+[[nodiscard]] std::string token_input(const Model& model);
+
 [[nodiscard]] std::string render_validate_text(const nlohmann::json& report,
                                                size_t per_layer_rows = 10);
 

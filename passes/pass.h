@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -149,6 +150,10 @@ struct [[nodiscard]] PassResult {
     // Things the user should know (printed on stderr as "warning: ..." and kept in the
     // report): a calibration set too small for a layer, ...
     std::vector<std::string> warnings;
+    // Wall time of the pass's own steps, in order (quantize-weights: the calibration
+    // capture, then every GPTQ tensor or AWQ activation group): `--time-passes` lists them
+    // under the pass.
+    std::vector<std::pair<std::string, double>> step_seconds;
     // The activation ranges an activation-quantizing pass used (captured, or read from
     // calibration.ranges): what `compress --save-calibration FILE` writes.
     std::shared_ptr<const calib::RangeTable> ranges;

@@ -29,10 +29,15 @@
 // model as it is before this pass (not sequentially through already quantized layers),
 // for MatMul / Gemm (transA = 0) weights with a single use in the main graph; Conv and
 // Gather tables, and weights read inside a subgraph, are quantized with rtn (the plan says
-// so per tensor). Each solved tensor is compared with its rtn encoding on the solver's
-// objective (calib::hessian_error for GPTQ; calib::output_error over an activation's
-// matrices for AWQ) and the rtn bytes are kept where they score lower, counted in the
-// summary and CalibrationRecord::rtn_fallback. A layer with fewer calibration rows than
+// so per tensor). Each solved tensor is compared with its rtn encoding on the calibration
+// objective over every captured row, tr(E (H + damp mean(diag H) I) E^T) with H from all
+// calibration rows (calib::hessian_error; for AWQ over an activation's matrices with 1/s
+// applied, so a scale searched on the row subsample is never kept where it does worse than
+// no scale on the whole calibration set), and the rtn bytes are kept where they score
+// lower, counted in the summary and CalibrationRecord::rtn_fallback. AWQ's ratio search,
+// clip search and these checks run on every thread (PassContext::threads), each candidate
+// or row by one thread, so the bytes are the same for any thread count; --time-passes shows
+// each calibrated layer's time (PassResult::step_seconds). A layer with fewer calibration rows than
 // input columns is a warning naming it. Statistics are captured in batches of
 // at most 1 GiB (the calibration set is re-run per batch), so memory stays bounded.
 // GPTQ: a Cholesky failure after the damping retries is an error naming the tensor, never
@@ -54,6 +59,7 @@
 // leaves the model as it was.
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -796,7 +802,8 @@ class QuantizeWeights final : public Pass {
             calib::CaptureRequest r;
             r.activation = c.activation;
             r.k = c.k;
-            r.hessian = method_ == Method::Gptq;
+            // AWQ too: its final check against no scale reads H over every calibration row.
+            r.hessian = true;
             r.abs_mean = method_ == Method::Awq;
             r.keep_rows = method_ == Method::Awq ? awq_rows_ : 0;
             request_of[c.activation] = requests.size();
@@ -808,6 +815,11 @@ class QuantizeWeights final : public Pass {
                                      "' also feeds a weight with another reduction length"));
 
         std::vector<calib::ActivationStats> stats(requests.size());
+        using Clock = std::chrono::steady_clock;
+        auto seconds_since = [](Clock::time_point t0) {
+            return std::chrono::duration<double>(Clock::now() - t0).count();
+        };
+        const auto capture_start = Clock::now();
         if (!requests.empty()) {
             rt::ExecOptions eo;
             eo.threads = std::max(1, context.threads);
@@ -850,6 +862,7 @@ class QuantizeWeights final : public Pass {
                 auto got = calib::capture_activations(exec, *samples, batch, &step);
                 for (size_t j = 0; j < got.size(); ++j) stats[batches[b][j]] = std::move(got[j]);
             }
+            result.step_seconds.emplace_back("calibration capture", seconds_since(capture_start));
         }
 
         // A calibration set with fewer rows than a layer has input columns gives a
@@ -890,9 +903,11 @@ class QuantizeWeights final : public Pass {
             for (const auto& [act, members] : groups) tensors += members.size();
             auto step = progress_step(context.progress, "awq", tensors, "tensors");
             for (const auto& [act, members] : groups) {
-                step.set_detail(members.size() == 1
-                                    ? members[0]->name
-                                    : cat(members[0]->name, " +", members.size() - 1));
+                const auto layer_start = Clock::now();
+                const std::string label = members.size() == 1
+                                              ? members[0]->name
+                                              : cat(members[0]->name, " +", members.size() - 1);
+                step.set_detail(label);
                 const auto& st = stats[request_of[act]];
                 std::vector<std::vector<float>> ws;
                 std::vector<calib::AwqMatrix> mats;
@@ -901,9 +916,9 @@ class QuantizeWeights final : public Pass {
                         stored_floats(*model.graph.find_initializer(c->name), c->encoding));
                 for (size_t m = 0; m < members.size(); ++m)
                     mats.push_back({ws[m], members[m]->rows});
-                auto found =
-                    calib::awq_search(members[0]->encoding, mats, members[0]->k, st.kept,
-                                      static_cast<int64_t>(st.kept_rows), st.abs_mean, grid_);
+                auto found = calib::awq_search(members[0]->encoding, mats, members[0]->k, st.kept,
+                                               static_cast<int64_t>(st.kept_rows), st.abs_mean,
+                                               grid_, context.threads);
                 solved += members.size();
                 if (found.alpha > 0.0 || found.duo) ++better;
                 char buf[64];
@@ -917,7 +932,7 @@ class QuantizeWeights final : public Pass {
                     for (int64_t c = 0; c < k; ++c)
                         xs[static_cast<size_t>(i * k + c)] /= found.scales[static_cast<size_t>(c)];
                 // One scale vector per activation: AWQ or RTN for the whole group, whichever
-                // has the lower output error on the kept rows.
+                // has the lower error on every calibration row (not only the kept sample).
                 double awq_error = 0.0, rtn_error = 0.0;
                 std::vector<std::vector<std::byte>> awq_bytes, rtn_bytes;
                 for (size_t m = 0; m < members.size(); ++m) {
@@ -930,14 +945,15 @@ class QuantizeWeights final : public Pass {
                                 ws[m][static_cast<size_t>(r * k + c)] *
                                 found.scales[static_cast<size_t>(c)];
                     if (clip_)
-                        scaled = calib::awq_clip(e, scaled, rows, k, xs, clip_rows, grid_, 0.5);
+                        scaled = calib::awq_clip(e, scaled, rows, k, xs, clip_rows, grid_, 0.5,
+                                                 context.threads);
                     awq_bytes.push_back(quantize_rtn(e, scaled, rows, k));
                     rtn_bytes.push_back(quantize_rtn(e, ws[m], rows, k));
-                    const auto x_rows = static_cast<int64_t>(st.kept_rows);
-                    awq_error += calib::output_error(e, ws[m], rows, k, awq_bytes.back(),
-                                                     found.scales, st.kept, x_rows);
-                    rtn_error += calib::output_error(e, ws[m], rows, k, rtn_bytes.back(), {},
-                                                     st.kept, x_rows);
+                    awq_error +=
+                        calib::hessian_error(e, ws[m], rows, k, awq_bytes.back(), st.hessian,
+                                             gptq_.damp, found.scales, context.threads);
+                    rtn_error += calib::hessian_error(e, ws[m], rows, k, rtn_bytes.back(),
+                                                      st.hessian, gptq_.damp, {}, context.threads);
                 }
                 const bool keep_rtn = rtn_error < awq_error;
                 for (size_t m = 0; m < members.size(); ++m) {
@@ -952,6 +968,7 @@ class QuantizeWeights final : public Pass {
                     if (keep_rtn) fallback.push_back(members[m]->name);
                 }
                 if (!keep_rtn) awq_scales[act] = std::move(found.scales);
+                result.step_seconds.emplace_back(cat("awq ", label), seconds_since(layer_start));
                 step.advance(members.size());
             }
             step.finish();
@@ -968,6 +985,7 @@ class QuantizeWeights final : public Pass {
             for (const auto& c : a.candidates) {
                 if (!c.calibrated) continue;
                 step.set_detail(c.name);
+                const auto layer_start = Clock::now();
                 const Tensor* t = model.graph.find_initializer(c.name);
                 const auto& st = stats[request_of[c.activation]];
                 auto w = stored_floats(*t, c.encoding);
@@ -982,8 +1000,10 @@ class QuantizeWeights final : public Pass {
                 // Never silently worse than rtn on GPTQ's own objective.
                 auto rtn = quantize_rtn(c.encoding, w, c.rows, c.k);
                 const bool keep_rtn =
-                    calib::hessian_error(c.encoding, w, c.rows, c.k, rtn, st.hessian, r.damp) <
-                    calib::hessian_error(c.encoding, w, c.rows, c.k, r.bytes, st.hessian, r.damp);
+                    calib::hessian_error(c.encoding, w, c.rows, c.k, rtn, st.hessian, r.damp, {},
+                                         context.threads) <
+                    calib::hessian_error(c.encoding, w, c.rows, c.k, r.bytes, st.hessian, r.damp,
+                                         {}, context.threads);
                 replaced.emplace_back(
                     &c, stored_as_planned(
                             *t, c,
@@ -991,6 +1011,7 @@ class QuantizeWeights final : public Pass {
                                                 keep_rtn ? std::move(rtn) : std::move(r.bytes))));
                 methods[index_of(&c)] = keep_rtn ? "rtn" : "gptq";
                 if (keep_rtn) fallback.push_back(c.name);
+                result.step_seconds.emplace_back(cat("gptq ", c.name), seconds_since(layer_start));
                 step.advance();
             }
             step.finish();

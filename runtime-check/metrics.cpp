@@ -563,4 +563,62 @@ TensorMetrics TensorComparator::finish() const {
     return m;
 }
 
+void PerplexityScorer::add(const Tensor& logits, const Tensor& tokens) {
+    const std::string what = cat(what_, " (sample ", samples_++, ")");
+    if (logits.shape.size() < 2 || tokens.shape.size() + 1 != logits.shape.size() ||
+        !std::equal(tokens.shape.begin(), tokens.shape.end(), logits.shape.begin()))
+        throw InputError(cat(what,
+                             ": perplexity needs logits [..., T, V] for tokens [..., T], "
+                             "found logits ",
+                             shape_string(logits.shape), " for tokens ",
+                             shape_string(tokens.shape)));
+    if (tokens.dtype != DType::I64 && tokens.dtype != DType::I32)
+        throw InputError(
+            cat(what, ": tokens must be int32 or int64, found ", dtype_name(tokens.dtype)));
+    const std::vector<double> values = tensor_as_doubles(logits, what);
+    const std::vector<double> ids = tensor_as_doubles(tokens, cat(what, ": tokens"));
+    const auto vocab = static_cast<size_t>(logits.shape.back());
+    const auto window = static_cast<size_t>(tokens.shape.back());
+    const bool probabilities = rows_are_probabilities(values, logits.shape.back());
+    for (size_t w = 0; window > 0 && w < ids.size() / window; ++w) {
+        const size_t first = window / 2;
+        for (size_t j = first; j + 1 < window; ++j) {
+            const double id = ids[w * window + j + 1];
+            if (!(id >= 0 && id < static_cast<double>(vocab)))
+                throw InputError(cat(what, ": token ", static_cast<int64_t>(id), " at window ", w,
+                                     ", position ", j + 1, " is outside the ", vocab,
+                                     " logits of a row"));
+            auto row = std::span<const double>(values).subspan((w * window + j) * vocab, vocab);
+            const auto token = static_cast<size_t>(id);
+            double nll = kInf;
+            if (probabilities) {
+                nll = -std::log(std::max(row[token], kProbabilityEpsilon));
+            } else if (auto lse = log_sum_exp(row); lse && std::isfinite(row[token])) {
+                nll = *lse - row[token];
+            }
+            nll_ += nll;
+            nll2_ += nll * nll;
+            ++tokens_;
+        }
+        ++windows_;
+        const auto t = static_cast<int64_t>(window);
+        context_ = context_ == -1 || context_ == t ? t : 0;
+    }
+}
+
+PerplexityStats PerplexityScorer::finish() const {
+    PerplexityStats s;
+    s.windows = windows_;
+    s.tokens = tokens_;
+    s.context = std::max<int64_t>(context_, 0);
+    if (tokens_ == 0) return s;
+    const double n = static_cast<double>(tokens_);
+    s.nll_mean = nll_ / n;
+    s.perplexity = std::exp(s.nll_mean);
+    const double variance = nll2_ / n - s.nll_mean * s.nll_mean;
+    if (tokens_ > 1 && variance > 0 && std::isfinite(s.perplexity))
+        s.perplexity_uncertainty = s.perplexity * std::sqrt(variance / (n - 1));
+    return s;
+}
+
 }  // namespace ep::rt

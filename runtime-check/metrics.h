@@ -210,6 +210,46 @@ class TensorComparator {
     std::vector<double> row_cosines_;
 };
 
+// Perplexity of a causal language model over token windows (docs/validate.md
+// "Perplexity"), llama.cpp's `llama-perplexity` rule: every row of the token tensor
+// [..., T] is one window of n_ctx = T tokens (llama-perplexity cuts one token stream into
+// such chunks; here the data is already cut: one row, one chunk), and the logits [..., T, V]
+// at position j predict token j + 1. Only the second half of a window is scored, so every
+// scored token has at least T/2 tokens of context:
+//   first = T / 2, positions j = first .. T - 2   (T - 1 - T/2 tokens per window)
+//   nll_j = -log softmax(logits_j)[token_{j+1}]   (log-softmax in double; rows that are
+//            already probabilities give -log max(p, kProbabilityEpsilon))
+//   perplexity = exp(mean nll) +/- perplexity * sqrt((mean nll^2 - (mean nll)^2) / (n - 1))
+// The window's first token is fed as the data has it (llama-perplexity puts BOS there: the
+// token sets edgepack makes start with BOS). A NaN or infinite logit row gives an infinite
+// nll, so the perplexity is infinite. Sums run in one fixed order (windows in order).
+struct PerplexityStats {
+    uint64_t windows = 0;
+    uint64_t tokens = 0;  // scored
+    int64_t context = 0;  // T of every window; 0 when windows had different lengths
+    double nll_mean = 0;
+    double perplexity = 0;
+    double perplexity_uncertainty = 0;
+};
+
+class PerplexityScorer {
+  public:
+    // `what` names the scored output in messages ("'logits' of the candidate").
+    explicit PerplexityScorer(std::string what) : what_(std::move(what)) {}
+
+    // One sample: logits [..., T, V] (float) and the tokens [..., T] (int32 / int64) fed to
+    // the model. InputError naming the output when the shapes do not line up or a token is
+    // outside [0, V).
+    void add(const Tensor& logits, const Tensor& tokens);
+    [[nodiscard]] PerplexityStats finish() const;
+
+  private:
+    std::string what_;
+    uint64_t samples_ = 0, windows_ = 0, tokens_ = 0;
+    int64_t context_ = -1;  // -1: no window yet; 0: windows differed
+    double nll_ = 0, nll2_ = 0;
+};
+
 // Helpers, exposed for tests and for other reports.
 // Elements of a numeric tensor as doubles (floats, integers, bool); InputError otherwise.
 [[nodiscard]] std::vector<double> tensor_as_doubles(const Tensor& t, const std::string& what);

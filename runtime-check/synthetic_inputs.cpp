@@ -31,10 +31,7 @@ void parse_shape_override(const std::string& spec, ShapeOverrides& overrides) {
     overrides[spec.substr(0, eq)] = dims;
 }
 
-namespace {
-
-// Rows of the initializer a Gather indexes with `input` (the vocabulary size), or 0.
-int64_t index_range(const Model& model, const std::string& input) {
+int64_t embedding_rows(const Model& model, const std::string& input) {
     for (const auto& n : model.graph.nodes)
         if (n.op_type == "Gather" && n.inputs.size() >= 2 && n.inputs[1] == input)
             if (const Tensor* table = model.graph.find_initializer(n.inputs[0]);
@@ -43,6 +40,8 @@ int64_t index_range(const Model& model, const std::string& input) {
                     n.attr_int("axis", 0) < 0 ? 0 : n.attr_int("axis", 0))];
     return 0;
 }
+
+namespace {
 
 // The shape a random input gets: its --shape override, else its declared shape with
 // symbolic or unknown dimensions 1.
@@ -127,7 +126,7 @@ NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed,
             for (auto& v : t.mutable_values<uint8_t>()) v = rng() & 1;
         } else if (traits(dt).kind == DTypeKind::SignedInt ||
                    traits(dt).kind == DTypeKind::UnsignedInt) {
-            int64_t range = index_range(executor.model(), info.name);
+            int64_t range = embedding_rows(executor.model(), info.name);
             if (range <= 0) range = 100;
             size_t width = static_cast<size_t>(traits(dt).bits / 8);
             auto bytes = t.data.mutable_bytes();

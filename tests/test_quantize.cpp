@@ -362,6 +362,48 @@ TEST_CASE("awq search never loses to RTN on its rows and scales outlier channels
     CHECK(clipped.size() == w.size());
 }
 
+TEST_CASE("awq search, clip search and the final check give the same result on any thread count",
+          "[quantize][awq]") {
+    // Both loss forms: fewer kept rows than channels (direct) and more (through X^T X).
+    for (const int64_t n : {48, 160}) {
+        INFO("kept rows " << n);
+        const int64_t rows = 37, cols = 96;
+        Encoding e{QScheme::Int4Sym, 32, DType::F16, 1};
+        auto w = normal_values(static_cast<size_t>(rows * cols), 31);
+        auto x = normal_values(static_cast<size_t>(n * cols), 32);
+        std::vector<double> mean(static_cast<size_t>(cols), 0.0);
+        for (int64_t s = 0; s < n; ++s)
+            for (int64_t c = 0; c < cols; ++c) {
+                if (c % 5 == 0) x[static_cast<size_t>(s * cols + c)] *= 12.0f;
+                mean[static_cast<size_t>(c)] += std::fabs(x[static_cast<size_t>(s * cols + c)]) / n;
+            }
+        std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
+        for (int64_t s = 0; s < n; ++s)
+            for (int64_t a = 0; a < cols; ++a)
+                for (int64_t b = 0; b < cols; ++b)
+                    h[static_cast<size_t>(a * cols + b)] += 2.0 / n *
+                                                            x[static_cast<size_t>(s * cols + a)] *
+                                                            x[static_cast<size_t>(s * cols + b)];
+        calib::AwqMatrix m{w, rows};
+        const auto one = calib::awq_search(e, std::span(&m, 1), cols, x, n, mean, 10, 1);
+        CHECK(one.loss < one.rtn_loss);  // the outlier channels make a scale worth it
+        const auto clip_one = calib::awq_clip(e, w, rows, cols, x, n, 10, 0.5, 1);
+        const auto bytes = quantize_rtn(e, clip_one, rows, cols);
+        const double check_one =
+            calib::hessian_error(e, w, rows, cols, bytes, h, 0.01, one.scales, 1);
+        for (int threads : {2, 3}) {
+            INFO(threads << " threads");
+            const auto r = calib::awq_search(e, std::span(&m, 1), cols, x, n, mean, 10, threads);
+            CHECK(r.scales == one.scales);
+            CHECK(r.loss == one.loss);
+            CHECK(r.alpha == one.alpha);
+            CHECK(calib::awq_clip(e, w, rows, cols, x, n, 10, 0.5, threads) == clip_one);
+            CHECK(calib::hessian_error(e, w, rows, cols, bytes, h, 0.01, one.scales, threads) ==
+                  check_one);
+        }
+    }
+}
+
 TEST_CASE("quantize-weights on a safetensors checkpoint: every 2-D tensor with axis 1 and rtn only",
           "[quantize][real]") {
     auto path = test::shared_models() / "stories260k" / "model.safetensors";

@@ -271,6 +271,77 @@ TEST_CASE("validate on stories260k with seeded random token ids", "[validate][re
     CHECK(b["inputs"]["shapes"]["input_ids"] == std::vector<int64_t>{1, 8});
 }
 
+TEST_CASE("validate reports a decoder's perplexity on real tokens as numpy does from ORT",
+          "[validate][real][perplexity]") {
+    auto model_path = test::shared_models() / "stories260k/model.onnx";
+    EP_REQUIRE_FILE_OR_SKIP(model_path);
+    const auto tokens = test::source_dir() / ".cache" / "data" / "stories260k-eval.npy";
+    EP_REQUIRE_FILE_OR_SKIP(tokens);
+    test::TempDir dir;
+    // The candidate: the first layer's FFN down projection scaled by 0.8.
+    Model model = load_model(model_path);
+    Tensor* w = nullptr;
+    for (auto& t : model.graph.initializers)
+        if (t.name.find("w2") != std::string::npos && t.name.find("layers.0.") != std::string::npos)
+            w = &t;
+    REQUIRE(w);
+    for (float& v : w->mutable_values<float>()) v *= 0.8f;
+    save_model(model, dir / "perturbed.onnx");
+
+    auto oracle = [&](const std::filesystem::path& m) {
+        auto r = test::run_oracle("perplexity_oracle.py", {m.string(), tokens.string()});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        return json::parse(r.out);
+    };
+    const json ref = oracle(model_path), cand = oracle(dir / "perturbed.onnx");
+    for (const char* threads : {"1", "2"}) {
+        const auto report = dir / (std::string("report-") + threads + ".json");
+        auto r = test::run_edgepack({"validate", "--reference", model_path.string(), "--candidate",
+                                     (dir / "perturbed.onnx").string(), "--data", tokens.string(),
+                                     "--threads", threads, "--json", report.string()});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        const json p = read_json(report)["perplexity"];
+        INFO(p.dump(1));
+        REQUIRE(p.is_object());
+        CHECK(p["output"] == "logits");
+        CHECK(p["input"] == "input_ids");
+        CHECK(p["context"] == 64);
+        CHECK(p["first"] == 32);
+        CHECK(p["windows"] == 64);
+        CHECK(p["tokens"] == 64 * 31);  // T - 1 - T/2 tokens per window
+        CHECK(p["tokens"] == ref["tokens"]);
+        // Our runtime and ONNX Runtime agree to ~1e-6, so the perplexities agree closely.
+        CHECK(num(p["reference"]["perplexity"]) ==
+              Approx(ref["perplexity"].get<double>()).epsilon(1e-5));
+        CHECK(num(p["reference"]["uncertainty"]) ==
+              Approx(ref["uncertainty"].get<double>()).epsilon(1e-4));
+        CHECK(num(p["candidate"]["perplexity"]) ==
+              Approx(cand["perplexity"].get<double>()).epsilon(1e-5));
+        CHECK(num(p["ratio"]) ==
+              Approx(cand["perplexity"].get<double>() / ref["perplexity"].get<double>())
+                  .epsilon(1e-5));
+        CHECK(num(p["ratio"]) > 1.0);  // the perturbation makes the model worse
+        CHECK_THAT(r.out, Catch::Contains("====== Perplexity: 'logits' over 'input_ids', 64 "
+                                          "windows of 64 tokens, scored from position 32"));
+        CHECK_THAT(r.out, Catch::Contains("ratio     : "));
+    }
+    // Any thread count: the same report, byte for byte.
+    CHECK(read_json(dir / "report-1.json")["perplexity"] ==
+          read_json(dir / "report-2.json")["perplexity"]);
+
+    // A model that is no decoder (MNIST) has no perplexity.
+    auto mnist = mnist_dir() / "mnist-cnn.onnx";
+    if (std::filesystem::exists(mnist)) {
+        auto m = test::run_edgepack({"validate", "--reference", mnist.string(), "--candidate",
+                                     mnist.string(), "--samples", "1", "--json",
+                                     (dir / "mnist.json").string()});
+        REQUIRE(m.exit_code == 0);
+        CHECK(read_json(dir / "mnist.json")["perplexity"].is_null());
+    }
+}
+
 TEST_CASE("run --data accepts .npz files, .npy and ONNX test-data folders, and sample folders",
           "[validate][dataset]") {
     test::TempDir dir;

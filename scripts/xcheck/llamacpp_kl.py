@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""llama.cpp against edgepack's runtime on the same weights: KL of the next-token
+distributions, position by position.
+
+usage: llamacpp_kl.py --gguf MODEL.gguf --edgepack-model MODEL.onnx|.epk --tokens T.npy
+                      [--edgepack BIN] [--windows N] [--threads 1]
+T.npy is int64 [S, T]: S windows of T token ids (the first is BOS), each run from an empty
+context by both: llama.cpp (llama-cpp-python, logits_all: the logits of every position)
+evaluates the ids directly (no tokenizer, no BOS added), edgepack runs the model
+(`edgepack run MODEL --data T.npy`, logits [1, T, V] per window). Per position
+KL(P_edgepack || Q_llama.cpp) = sum P (log P - log Q) with log-softmax in float64, as
+`edgepack validate` computes it (docs/validate.md). Prints one JSON object:
+{"positions", "windows", "kl_mean", "kl_mean_uncertainty", "kl_max", "same_top1",
+ "ppl_edgepack", "ppl_llamacpp"} (perplexities by llama-perplexity's rule: the second half
+of every window). llama.cpp rounds activations to 8 bits in its quantized dot products, so
+on a Q4 file the KL to an exact evaluation of the same weights is about 0.007, not 0.
+Needs llama-cpp-python (scripts/requirements-xcheck.txt).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+
+
+def edgepack_logits(binary: str, model: str, tokens: np.ndarray, threads: int) -> list:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "tokens.npy")
+        np.save(data, tokens)
+        out = os.path.join(tmp, "out")
+        r = subprocess.run([binary, "run", model, "--data", data, "--out", out, "--threads",
+                            str(threads), "--quiet"], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"llamacpp_kl: edgepack run failed ({r.returncode}): {r.stderr}")
+        folders = sorted(d for d in os.listdir(out) if d.startswith("sample_"))
+        return [np.load(os.path.join(out, d, "logits.npy"))[0] for d in folders]
+
+
+def llamacpp_logits(gguf: str, tokens: np.ndarray, threads: int) -> list:
+    from llama_cpp import Llama
+
+    t = tokens.shape[1]
+    llm = Llama(model_path=gguf, n_ctx=t, n_batch=t, n_ubatch=t, logits_all=True,
+                n_threads=threads, n_threads_batch=threads, verbose=False)
+    out = []
+    for row in tokens:
+        llm.reset()
+        llm.eval([int(v) for v in row])
+        out.append(np.array(llm.scores[:t], dtype=np.float32))
+    return out
+
+
+def perplexity(logits: list, tokens: np.ndarray) -> float:
+    nll = []
+    for x, row in zip(logits, tokens):
+        lp = log_softmax(x)
+        t = len(row)
+        nll += [-lp[j, row[j + 1]] for j in range(t // 2, t - 1)]
+    return math.exp(float(np.mean(nll)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--edgepack-model", required=True)
+    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--edgepack", default="build/compressor/edgepack")
+    ap.add_argument("--windows", type=int, default=0, help="first N windows only (0: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    tokens = np.load(a.tokens).astype(np.int64)
+    if tokens.ndim != 2:
+        sys.exit(f"llamacpp_kl: {a.tokens}: expected [windows, tokens], found {tokens.shape}")
+    if a.windows:
+        tokens = tokens[: a.windows]
+    ours = edgepack_logits(a.edgepack, a.edgepack_model, tokens, a.threads)
+    theirs = llamacpp_logits(a.gguf, tokens, a.threads)
+    kl, same = [], 0
+    for p, q in zip(ours, theirs):
+        if p.shape != q.shape:
+            sys.exit(f"llamacpp_kl: edgepack logits {p.shape}, llama.cpp {q.shape}")
+        lp, lq = log_softmax(p), log_softmax(q)
+        kl += list((np.exp(lp) * (lp - lq)).sum(axis=-1))
+        same += int((p.argmax(axis=-1) == q.argmax(axis=-1)).sum())
+    kl = np.array(kl)
+    n = len(kl)
+    mean = float(kl.mean())
+    print(json.dumps({
+        "positions": n, "windows": len(tokens), "kl_mean": mean,
+        "kl_mean_uncertainty": float(math.sqrt(((kl - mean) ** 2).mean() / (n - 1))) if n > 1 else 0.0,
+        "kl_max": float(kl.max()), "same_top1": 100.0 * same / n,
+        "ppl_edgepack": perplexity(ours, tokens), "ppl_llamacpp": perplexity(theirs, tokens)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
