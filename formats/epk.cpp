@@ -745,7 +745,9 @@ Tensor parse_tensor(const json& j, size_t index, const std::shared_ptr<const Map
         if (!enc || enc->is_none())
             e.fail("unknown encoding '", name, "' (expected e.g. int8c, int4g32, int8g64a)");
         auto axis = e.u64("axis");
-        if (axis > 1) e.fail("axis ", axis, " (expected 0 or 1)");
+        // Bounded here so the cast keeps it; check_encoding (expected_bytes, below) says
+        // which axes an encoding may name.
+        if (axis > std::numeric_limits<uint8_t>::max()) e.fail("axis ", axis, " is out of range");
         enc->axis = static_cast<uint8_t>(axis);
         if (enc->is_sparse()) enc->sparse.kept = e.u64("kept");
         e.done();

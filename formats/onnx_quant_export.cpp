@@ -148,8 +148,8 @@ void add_dequantize(const Tensor& t, bool opaque, Names& names, std::vector<Tens
     std::vector<int64_t> x_shape, s_shape;
     std::vector<float> scales;
     std::vector<int> zps;
-    if (!s.tr->grouped) {  // int8c: per channel, on the logical shape
-        x_shape = t.shape;
+    if (!s.tr->grouped) {  // int8c: per channel, on the logical shape ([rows, cols] past axis 1)
+        x_shape = s.e.axis > 1 ? std::vector<int64_t>{rows, cols} : t.shape;
         s_shape = {rows};
         for (int64_t r = 0; r < rows; ++r) scales.push_back(s.params(r, 0).scale);
         attrs.push_back(int_attr("axis", axis0 ? 1 : 0));
@@ -183,7 +183,8 @@ void add_dequantize(const Tensor& t, bool opaque, Names& names, std::vector<Tens
         inits.push_back(bytes_tensor(xz, dt, s_shape, pack_codes(zps, dt)));
         dq_in.push_back(xz);
     }
-    const bool reshape = opaque || (s.tr->grouped && !axis0 && t.shape.size() != 2);
+    const bool reshape =
+        opaque || ((s.tr->grouped || s.e.axis > 1) && !axis0 && t.shape.size() != 2);
     const std::string dq_out = reshape ? names.fresh(t.name + "_dequantized") : t.name;
     nodes.push_back(make_node(names.fresh(t.name + "_DequantizeLinear"), "DequantizeLinear", dq_in,
                               {dq_out}, attrs));

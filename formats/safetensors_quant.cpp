@@ -84,7 +84,9 @@ void decode_safetensors_encodings(Model& model) {
             throw InputError(
                 cat(what, ": unknown encoding '", j["encoding"].get<std::string>(), "'"));
         auto axis = j["axis"].get<uint64_t>();
-        if (axis > 1) throw InputError(cat(what, ": axis ", axis, " (expected 0 or 1)"));
+        // check_encoding (expected_bytes) says which axes an encoding may name.
+        if (axis > std::numeric_limits<uint8_t>::max())
+            throw InputError(cat(what, ": axis ", axis, " is out of range"));
         enc->axis = static_cast<uint8_t>(axis);
         std::vector<int64_t> shape;
         for (const json& d : j["shape"]) {

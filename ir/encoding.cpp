@@ -137,6 +137,12 @@ std::optional<Encoding> encoding_from_name(std::string_view name) {
     return e;
 }
 
+namespace {
+// The largest reduction axis an encoding names: rows are the dimensions before it, so any
+// axis >= 1 is the same row-major layout; 7 bounds what a file may claim.
+constexpr uint8_t kMaxEncodingAxis = 7;
+}  // namespace
+
 void check_encoding(const Encoding& e, const std::string& what) {
     auto i = static_cast<size_t>(e.scheme);
     if (i >= kSchemes.size()) throw InputError(cat(what, ": unknown quantization scheme ", i));
@@ -145,8 +151,9 @@ void check_encoding(const Encoding& e, const std::string& what) {
             throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 or 1)"));
         return;
     }
-    if (e.axis > 1)
-        throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 or 1)"));
+    if (e.axis > kMaxEncodingAxis)
+        throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 to ",
+                             int(kMaxEncodingAxis), ")"));
     if (traits(e.scheme).grouped) {
         if (!valid_group(e.group))
             throw InputError(cat(what, ": group size ", e.group, " (expected 32, 64 or 128)"));
@@ -207,9 +214,13 @@ EncodedDims encoded_dims(const Encoding& e, std::span<const int64_t> shape,
                 cat(what, ": encoding axis 0 needs a 2-D tensor, found ", shape_string(shape)));
         return {shape[1], shape[0]};
     }
-    auto rest = checked_element_count(shape.subspan(1));
-    if (!rest) throw InputError(cat(what, ": shape ", shape_string(shape), " overflows"));
-    return {shape[0], static_cast<int64_t>(*rest)};
+    if (e.axis >= shape.size())
+        throw InputError(cat(what, ": encoding axis ", int(e.axis), " needs a tensor of rank ",
+                             int(e.axis) + 1, " or more, found ", shape_string(shape)));
+    auto rows = checked_element_count(shape.first(e.axis));
+    auto rest = checked_element_count(shape.subspan(e.axis));
+    if (!rows || !rest) throw InputError(cat(what, ": shape ", shape_string(shape), " overflows"));
+    return {static_cast<int64_t>(*rows), static_cast<int64_t>(*rest)};
 }
 
 float round_scale(const Encoding& e, float scale) {

@@ -5,8 +5,8 @@
 // shape; `Tensor::encoding` says how its bytes are stored. The logical tensor is viewed as
 // a matrix of `rows` x `cols` where `cols` runs along the reduction axis (the axis groups
 // are taken along):
-//   axis 1 (default): rows = shape[0], cols = product of shape[1..]   (Gemm transB=1 [N,K],
-//                     Gather tables [V,D], Conv weights [O,I,kh,kw])
+//   axis k >= 1 (default 1): rows = product of shape[..k-1], cols = product of shape[k..]
+//     (1: Gemm transB=1 [N,K], Gather [V,D], Conv [O,I,kh,kw]; 2: LSTM/GRU/RNN W, R [D,G*H,I])
 //   axis 0 (2-D only): rows = shape[1], cols = shape[0]: stored row r is logical column r
 //                     (MatMul / Gemm transB=0 weights [K,N]: one row per output channel)
 // Rows are stored one after another; within a row the reduction axis is contiguous, so a
@@ -78,7 +78,7 @@ struct Encoding {
     QScheme scheme = QScheme::None;
     uint16_t group = 0;              // elements per block (grouped schemes): 32, 64 or 128
     DType scale_dtype = DType::F16;  // grouped: F16 or BF16; int8c: F32
-    uint8_t axis = 1;                // the reduction axis (see above): 0 or 1
+    uint8_t axis = 1;                // the reduction axis (see above): 0 to 7, below the rank
     // Stored sparse (sparse.h) over the dense form this encoding describes without it. A
     // sparse tensor of scheme None holds plain float values (its dtype's) and is encoded.
     Sparsity sparse;

@@ -9,6 +9,11 @@
 //   Conv input W [O, I, k...]          int8 per output channel (int8c), with "conv": true;
 //                                      conv_group_size 32/64/128: int8 symmetric in groups
 //                                      along the flattened [I x k...] axis (int8g32 ...)
+//   LSTM / GRU / RNN inputs W [D, G*H, I] and R [D, G*H, H]
+//                                      axis 2, with "recurrent": true (the recipe's
+//                                      encoding): every row of every gate of every
+//                                      direction its own scales (int8c: one per row;
+//                                      grouped: groups along I / H within the row)
 // The nodes of every graph count: If / Loop / Scan bodies too, a name resolved in the
 // innermost graph that defines it (a body's own initializer, or one of a graph around it).
 // A candidate must be an F32 initializer (not also an input or output of a graph),
@@ -101,7 +106,7 @@ std::string lower_dtype(DType t) {
     return s;
 }
 
-enum class Role : uint8_t { MatMulB, GemmB, GatherTable, ConvW };
+enum class Role : uint8_t { MatMulB, GemmB, GatherTable, ConvW, LstmW, GruW, RnnW };
 
 struct Candidate {
     std::string name;
@@ -186,6 +191,12 @@ class QuantizeWeights final : public Pass {
              0,
              128},
             {"embeddings", OptionType::Bool, false, "also Gather tables (embeddings)", {}},
+            {"recurrent",
+             OptionType::Bool,
+             false,
+             "also LSTM / GRU / RNN weights W and R (the recipe's encoding, each gate row its "
+             "own scales)",
+             {}},
             {"damp",
              OptionType::Number,
              0.01,
@@ -267,6 +278,7 @@ class QuantizeWeights final : public Pass {
                                                     1,
                                                     {}};
         embeddings_ = o.value("embeddings", false);
+        recurrent_ = o.value("recurrent", false);
         gptq_.damp = o.value("damp", 0.01);
         gptq_.block_size = o.value("block_size", int64_t{128});
         gptq_.act_order = o.value("act_order", false);
@@ -433,6 +445,12 @@ class QuantizeWeights final : public Pass {
                 return "Gather";
             case Role::ConvW:
                 return "Conv";
+            case Role::LstmW:
+                return "LSTM";
+            case Role::GruW:
+                return "GRU";
+            case Role::RnnW:
+                return "RNN";
         }
         return "?";
     }
@@ -569,12 +587,22 @@ class QuantizeWeights final : public Pass {
         std::vector<Operand> operands;
     };
 
-    // The weight operand of `n` under this configuration, if it has one: its input index.
-    std::optional<size_t> weight_input(const Node& n) const {
-        if ((is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm")) && n.inputs.size() >= 2) return 1;
-        if (conv_ && is_onnx_op(n, "Conv") && n.inputs.size() >= 2) return 1;
-        if (embeddings_ && is_onnx_op(n, "Gather") && !n.inputs.empty()) return 0;
+    // The recurrent role of `n` (LSTM, GRU, RNN), if it is one.
+    static std::optional<Role> recurrent_role(const Node& n) {
+        if (is_onnx_op(n, "LSTM")) return Role::LstmW;
+        if (is_onnx_op(n, "GRU")) return Role::GruW;
+        if (is_onnx_op(n, "RNN")) return Role::RnnW;
         return std::nullopt;
+    }
+
+    // Whether input `k` of `n` is a weight operand under this configuration: B of MatMul /
+    // Gemm, W of Conv, the table of Gather, W and R of LSTM / GRU / RNN.
+    bool is_weight_input(const Node& n, size_t k) const {
+        if (is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm")) return k == 1;
+        if (conv_ && is_onnx_op(n, "Conv")) return k == 1;
+        if (embeddings_ && is_onnx_op(n, "Gather")) return k == 0;
+        if (recurrent_ && recurrent_role(n)) return k == 1 || k == 2;
+        return false;
     }
 
     Reads collect_reads(const Model& model) const {
@@ -625,13 +653,12 @@ class QuantizeWeights final : public Pass {
                 if (const Tensor* t = g.find_initializer(v.name))
                     r.entries[r.of.at(t)].graph_input = true;
             for (const auto& n : g.nodes) {
-                const auto weight = weight_input(n);
                 for (size_t k = 0; k < n.inputs.size(); ++k) {
                     if (n.inputs[k].empty()) continue;
                     std::string from;
                     auto e = resolve(n.inputs[k], from);
                     if (e) r.entries[*e].uses.push_back({&g, &n, k, depth});
-                    if (weight != k) continue;
+                    if (!is_weight_input(n, k)) continue;
                     // Gather index lookups into computed tensors are not tables.
                     if (!e && is_onnx_op(n, "Gather")) continue;
                     if (e ? seen_entries.insert(*e).second : seen_names.insert(n.inputs[k]).second)
@@ -665,6 +692,9 @@ class QuantizeWeights final : public Pass {
             return "Conv weight; Conv weights stay float unless \"conv\": true";
         if (is_onnx_op(n, "Gather") && u.input == 0)
             return "Gather table; Gather tables stay float unless \"embeddings\": true";
+        if (recurrent_role(n) && (u.input == 1 || u.input == 2))
+            return cat(op, " weight; recurrent weights stay float unless \"recurrent\": true");
+        if (recurrent_role(n) && u.input == 3) return cat("bias of a ", op, " (biases stay float)");
         if (is_onnx_op(n, "MatMul") || is_onnx_op(n, "Gemm") || is_onnx_op(n, "Conv") ||
             is_onnx_op(n, "Gather"))
             return cat("input ", u.input, " of a ", op, ", which is not its weight operand");
@@ -714,6 +744,9 @@ class QuantizeWeights final : public Pass {
                 } else if (conv_ && is_onnx_op(n, "Conv") && u.input == 1) {
                     ax = 1;
                     r = Role::ConvW;
+                } else if (recurrent_ && recurrent_role(n) && (u.input == 1 || u.input == 2)) {
+                    ax = 2;  // [D, G*H, I or H]: rows D*G*H, the reduction axis last
+                    r = *recurrent_role(n);
                 }
                 if (!ax) {
                     why = cat("shared with ", n.op_type, " '", n.label(), "' (input ", u.input,
@@ -737,6 +770,10 @@ class QuantizeWeights final : public Pass {
                           " operand (only 2-D weights are quantized)");
             if (why.empty() && role == Role::ConvW && t->shape.size() < 3)
                 why = cat("rank ", t->shape.size(), " Conv weight");
+            const bool recurrent = role == Role::LstmW || role == Role::GruW || role == Role::RnnW;
+            if (why.empty() && recurrent && t->shape.size() != 3)
+                why = cat("rank ", t->shape.size(), " ", role_name(role),
+                          " weight (expected [num_directions, gates x hidden, columns])");
             if (!why.empty()) {
                 a.skipped.push_back({name, why});
                 continue;
@@ -1138,6 +1175,7 @@ class QuantizeWeights final : public Pass {
     Method method_ = Method::Rtn;
     int64_t min_elements_ = 1024;
     bool conv_ = false;
+    bool recurrent_ = false;  // LSTM / GRU / RNN W and R (axis 2)
     Encoding conv_encoding_{QScheme::Int8Channel, 0, DType::F32, 1, {}};  // conv_group_size
     bool embeddings_ = false;
     calib::GptqOptions gptq_;
