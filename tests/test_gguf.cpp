@@ -137,8 +137,10 @@ TEST_CASE("compress writes int8g32 as Q8_0 and int4g32 as Q4_0 without re-quanti
         INFO("bits " << bits);
         json recipe{
             {"model", (dir / "model.safetensors").string()},
-            {"passes",
-             json::array({{{"pass", "quantize-weights"}, {"bits", bits}, {"group_size", 32}}})},
+            {"passes", json::array({{{"pass", "quantize-weights"},
+                                     {"bits", bits},
+                                     {"group_size", 32},
+                                     {"exclude", json::array({"*down_proj*"})}}})},
             {"output", json::array({(dir / "q.gguf").string(), (dir / "q.safetensors").string()})}};
         test::write_file(dir / "r.json", recipe.dump());
         auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
@@ -176,11 +178,11 @@ TEST_CASE("a llama checkpoint with its config.json gets llama.cpp's names and me
           "[gguf][compress]") {
     EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
     test::TempDir dir;
-    json recipe{
-        {"model", stories_safetensors().string()},
-        {"passes",
-         json::array({{{"pass", "quantize-weights"}, {"bits", 4}, {"exclude", {"*down_proj*"}}}})},
-        {"output", (dir / "q.gguf").string()}};
+    json recipe{{"model", stories_safetensors().string()},
+                {"passes", json::array({{{"pass", "quantize-weights"},
+                                         {"bits", 4},
+                                         {"exclude", json::array({"*down_proj*"})}}})},
+                {"output", (dir / "q.gguf").string()}};
     test::write_file(dir / "r.json", recipe.dump());
     auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
     INFO(r.out << r.err);
