@@ -15,9 +15,20 @@ constexpr int64_t kBlock = 512;
 // (a wake-up and join cost a few microseconds; a step-element is well under a nanosecond).
 constexpr int64_t kParallelWork = int64_t{1} << 16;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// The block loop is compiled for AVX-512, AVX2 and baseline x86-64, the widest the CPU has
+// chosen once at start-up (an ifunc): every step is one IEEE operation per element, so the
+// vector width changes no bit (and -ffp-contract=off keeps a multiply and an add apart).
+#define EP_CHAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EP_CHAIN_CLONES
+#endif
+
 // out[i] = f(cur[i], other[i]) or f(other[i], cur[i]), other a scalar or an array.
+// Always inlined, so that each clone of run_block vectorizes it for its instruction set.
 template <typename F>
-void binary_step(const ChainStep& s, const float* other, float* cur, int64_t len, F f) {
+__attribute__((always_inline)) inline void binary_step(const ChainStep& s, const float* other,
+                                                       float* cur, int64_t len, F f) {
     if (s.other == ChainOperand::Scalar) {
         const float v = s.scalar;
         if (s.other_first)
@@ -32,7 +43,8 @@ void binary_step(const ChainStep& s, const float* other, float* cur, int64_t len
 }
 
 // The steps run in place over the block of y (it stays in L1 until the next block).
-void run_block(std::span<const ChainStep> steps, const float* x, float* cur, int64_t len) {
+EP_CHAIN_CLONES void run_block(std::span<const ChainStep> steps, const float* x, float* cur,
+                               int64_t len) {
     alignas(64) float kept[kChainMaxKept][kBlock];
     int slot_of[64];  // step -> kept slot
     std::memcpy(cur, x, static_cast<size_t>(len) * sizeof(float));
