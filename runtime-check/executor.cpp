@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "ir/sparse.h"
+#include "runtime-check/elementwise_fusion.h"
 #include "runtime-check/kernels/igemm.h"
 #include "runtime-check/kernels/qgemm.h"
 #include "runtime-check/op_registry.h"
@@ -420,6 +421,14 @@ Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)),
             fused_graph_ = std::make_unique<Graph>(model_.graph);
             fused_graph_->nodes = std::move(f.nodes);
             fused_away_ = std::move(f.removed_values);
+        }
+        // Then chains of float elementwise nodes (elementwise_fusion.h: the same bits).
+        const Graph& source = fused_graph_ ? *fused_graph_ : model_.graph;
+        ElementwiseFusion e = fuse_elementwise_chains(source, source.nodes, model_.opset(""));
+        if (e.chains > 0) {
+            if (!fused_graph_) fused_graph_ = std::make_unique<Graph>(model_.graph);
+            fused_graph_->nodes = std::move(e.nodes);
+            fused_away_.insert(e.removed_values.begin(), e.removed_values.end());
         }
     }
     plan_ = compile(model_, fused_graph_ ? *fused_graph_ : model_.graph, nullptr);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "runtime-check/elementwise_fusion.h"
 #include "runtime-check/ops/ops.h"
 
 namespace ep::rt {
@@ -347,6 +348,7 @@ QdqFusion fuse_qdq(const Graph& graph) {
 KernelFn fused_kernel(const Node& node) {
     if (node.domain != kFusedDomain) return nullptr;
     if (node.op_type == "QdqBinary") return op_qdq_binary;
+    if (node.op_type == "ElementwiseChain") return op_elementwise_chain;
     return nullptr;
 }
 

@@ -16,6 +16,26 @@ int64_t ceil_div(int64_t a, int64_t b) {
     return (a + b - 1) / b;
 }
 
+// Scratch up to this many floats per thread is kept between calls.
+constexpr int64_t kKeptScratchFloats = int64_t{1} << 20;  // 4 MiB
+
+// `floats` floats of scratch, 64-byte aligned, for the calling thread: a buffer kept
+// between calls when small (a pool thread's malloc arena would otherwise hand a freed block
+// back to the OS and fault it in again on every run), else `big`, freed by the caller.
+float* scratch(int64_t floats, std::unique_ptr<float[]>& big) {
+    thread_local std::vector<float> kept;
+    const auto want = static_cast<size_t>(floats + 16);
+    float* p = nullptr;
+    if (floats + 16 <= kKeptScratchFloats) {
+        if (kept.size() < want) kept.resize(want);
+        p = kept.data();
+    } else {
+        big.reset(new float[want]);
+        p = big.get();
+    }
+    return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / sizeof(float);
+}
+
 // Portable depthwise plane (same contract as SimdKernels::depthwise_plane): row-wise
 // updates the compiler vectorizes, each element summed in tap order.
 void depthwise_plane_portable(const DepthwisePlane& p) {
@@ -82,22 +102,22 @@ void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x,
     const auto plane_fn =
         simd_kernels().depthwise_plane ? simd_kernels().depthwise_plane : depthwise_plane_portable;
     const int64_t work = std::max<int64_t>(1, out_plane * ntaps);
-    parallel_for(
-        options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work),
-        [&](int64_t p0, int64_t p1) {
-            // Fully written by fill() before use: no need to zero it here.
-            std::unique_ptr<float[]> padded(new float[static_cast<size_t>(layout.floats())]);
-            for (int64_t p = p0; p < p1; ++p) {
-                const int64_t b = p / s.group, ci = p % s.group;
-                layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded.get());
-                for (int64_t mi = 0; mi < mult; ++mi) {
-                    const int64_t co = ci * mult + mi;
-                    plane_fn({padded.get(), g.sh * layout.stride, taps.data(), ntaps,
-                              w + co * ntaps, bias ? bias[co] : 0.0f,
-                              y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
-                }
-            }
-        });
+    parallel_for(options, s.n * s.group, std::max<int64_t>(1, kGemmParallelWork / work),
+                 [&](int64_t p0, int64_t p1) {
+                     // Fully written by fill() before use: no need to zero it here.
+                     std::unique_ptr<float[]> big;
+                     float* padded = scratch(layout.floats(), big);
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const int64_t b = p / s.group, ci = p % s.group;
+                         layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded);
+                         for (int64_t mi = 0; mi < mult; ++mi) {
+                             const int64_t co = ci * mult + mi;
+                             plane_fn({padded, g.sh * layout.stride, taps.data(), ntaps,
+                                       w + co * ntaps, bias ? bias[co] : 0.0f,
+                                       y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
+                         }
+                     }
+                 });
 }
 
 // col[(c * kh + ky) * kw + kx][oy * ow + ox] = X[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw].
@@ -174,27 +194,47 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
     // the GEMM's 16-float B loads never straddle cache lines); im2col writes every
     // element the GEMM reads, so no zeroing.
     const int64_t ld = pointwise ? out_plane : ceil_div(out_plane, 16) * 16;
-    std::unique_ptr<float[]> col_block(pointwise ? nullptr
-                                                 : new float[static_cast<size_t>(k * ld + 16)]);
-    float* col = col_block.get();
-    if (col) col += (64 - reinterpret_cast<uintptr_t>(col) % 64) % 64 / sizeof(float);
-    for (int64_t b = 0; b < s.n; ++b)
-        for (int64_t gi = 0; gi < s.group; ++gi) {
-            const float* xin = x + (b * s.c_in + gi * cin_g) * in_plane;
-            float* out = y + (b * s.c_out + gi * cout_g) * out_plane;
-            if (bias)
-                for (int64_t o = 0; o < cout_g; ++o)
-                    std::fill(out + o * out_plane, out + (o + 1) * out_plane,
-                              bias[gi * cout_g + o]);
-            const float* cols = xin;
-            if (!pointwise) {
-                im2col(options, g, cin_g, xin, col, ld);
-                cols = col;
-            }
-            MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
-            MatrixView cv{cols, k, out_plane, ld, false};
-            gemm_f32(options, wv, cv, out, out_plane, bias != nullptr);
+    auto patch_buffer = [&](std::unique_ptr<float[]>& big) -> float* {
+        return pointwise ? nullptr : scratch(k * ld, big);
+    };
+    // One product: image b, group gi (bias, im2col, GEMM), with `opt`'s threads.
+    auto product = [&](const ExecOptions& opt, int64_t b, int64_t gi, float* col) {
+        const float* xin = x + (b * s.c_in + gi * cin_g) * in_plane;
+        float* out = y + (b * s.c_out + gi * cout_g) * out_plane;
+        if (bias)
+            for (int64_t o = 0; o < cout_g; ++o)
+                std::fill(out + o * out_plane, out + (o + 1) * out_plane, bias[gi * cout_g + o]);
+        const float* cols = xin;
+        if (!pointwise) {
+            im2col(opt, g, cin_g, xin, col, ld);
+            cols = col;
         }
+        MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
+        MatrixView cv{cols, k, out_plane, ld, false};
+        gemm_f32(opt, wv, cv, out, out_plane, bias != nullptr);
+    };
+    const int64_t products = s.n * s.group;
+    const int64_t threads = std::max(1, options.threads);
+    if (threads > 1 && products >= threads) {
+        // Whole products per thread (a batch, or groups): one fork and join for the op
+        // instead of two per product, and each product computed as on one thread (the
+        // GEMM gives the same bits however it is cut).
+        ExecOptions one = options;
+        one.threads = 1;
+        parallel_for(
+            options, products,
+            std::max<int64_t>(1, kGemmParallelWork / std::max<int64_t>(1, cout_g * k * out_plane)),
+            [&](int64_t p0, int64_t p1) {
+                std::unique_ptr<float[]> block;
+                float* col = patch_buffer(block);
+                for (int64_t p = p0; p < p1; ++p) product(one, p / s.group, p % s.group, col);
+            });
+        return;
+    }
+    std::unique_ptr<float[]> block;
+    float* col = patch_buffer(block);
+    for (int64_t b = 0; b < s.n; ++b)
+        for (int64_t gi = 0; gi < s.group; ++gi) product(options, b, gi, col);
 }
 
 void pool2d_f32(const ExecOptions& options, int64_t planes, const Window2D& g, bool is_max,

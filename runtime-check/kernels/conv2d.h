@@ -9,8 +9,9 @@
 // zero-padded copy of each input plane; 1x1 convolutions without stride or padding are one GEMM per
 // group on X itself; everything else is im2col (one row per (channel, ky, kx), filled with memcpy
 // when sw = 1) followed by a GEMM. The bias is the starting value of every sum. Work is split over
-// planes or GEMM tiles; every output element is computed by the same operations in the same order
-// for any thread count.
+// planes, over whole (image, group) products when there are at least as many as threads (one
+// fork and join per op), or else over GEMM tiles; every output element is computed by the same
+// operations in the same order for any thread count.
 #pragma once
 
 #include <cstdint>

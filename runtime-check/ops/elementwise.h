@@ -12,6 +12,12 @@
 
 namespace ep::rt {
 
+// Elements of a cheap elementwise op (a few instructions each) below which a chunk is not
+// worth another thread: waking a pool thread and joining it costs a few microseconds,
+// about what 64 Ki such elements take on one core (ONNX Runtime runs ops this small
+// serially too).
+inline constexpr int64_t kElementwiseChunk = 65536;
+
 // Calls fn(T{}) with the C++ type that stores `dtype` (f16/bf16 as uint16_t: use the
 // float-compute helpers below for those).
 template <typename Fn>
@@ -95,7 +101,8 @@ void for_each_broadcast(const ExecOptions& options, const Broadcast& bc, Fn&& fn
     const size_t rank = bc.dims.size();
     const int64_t inner = rank ? bc.dims[rank - 1] : 1;
     const int64_t outer = inner ? bc.count / inner : 0;
-    parallel_for(options, outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
+    parallel_for(options, outer,
+                 std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
                      std::array<int64_t, N> step{};
                      for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
@@ -123,7 +130,8 @@ void for_each_broadcast_row(const ExecOptions& options, const Broadcast& bc, Fn&
     const int64_t outer = inner ? bc.count / inner : 0;
     std::array<int64_t, N> step{};
     for (size_t k = 0; k < N; ++k) step[k] = rank ? bc.strides[k][rank - 1] : 0;
-    parallel_for(options, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
+    parallel_for(options, outer,
+                 std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(inner, 1)),
                  [&](int64_t begin, int64_t end) {
                      BroadcastRows<N> rows(bc, begin);
                      for (int64_t row = begin; row < end; ++row, rows.next())

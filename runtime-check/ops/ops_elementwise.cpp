@@ -49,7 +49,7 @@ void unary_float(OpContext& ctx, F f) {
     int64_t n = x.element_count();
     const std::byte* in = x.data.bytes().data();
     std::byte* out = y.data.mutable_bytes().data();
-    parallel_for(ctx.options, n, 16384, [&](int64_t b, int64_t e) {
+    parallel_for(ctx.options, n, kElementwiseChunk, [&](int64_t b, int64_t e) {
         if (x.dtype == DType::F32) {
             auto* xi = reinterpret_cast<const float*>(in);
             auto* yo = reinterpret_cast<float*>(out);
@@ -105,17 +105,18 @@ void binary_arith(OpContext& ctx, F f) {
             const float* xa = a.values<float>().data();
             const float* xb = b.values<float>().data();
             float* yo = y.mutable_values<float>().data();
-            parallel_for(ctx.options, y.element_count(), 32768, [&](int64_t i0, int64_t i1) {
-                if (same) {
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], xb[i]);
-                } else if (b_scalar) {
-                    const float vb = xb[0];
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], vb);
-                } else {
-                    const float va = xa[0];
-                    for (int64_t i = i0; i < i1; ++i) yo[i] = f(va, xb[i]);
-                }
-            });
+            parallel_for(ctx.options, y.element_count(), kElementwiseChunk,
+                         [&](int64_t i0, int64_t i1) {
+                             if (same) {
+                                 for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], xb[i]);
+                             } else if (b_scalar) {
+                                 const float vb = xb[0];
+                                 for (int64_t i = i0; i < i1; ++i) yo[i] = f(xa[i], vb);
+                             } else {
+                                 const float va = xa[0];
+                                 for (int64_t i = i0; i < i1; ++i) yo[i] = f(va, xb[i]);
+                             }
+                         });
             ctx.outputs.push_back(std::move(y));
             return;
         }
@@ -367,7 +368,7 @@ void op_relu(OpContext& c) {
     unary_numeric(c, [](auto x) { return x > 0 ? x : static_cast<decltype(x)>(0); });
 }
 void relu_f32_in_place(const ExecOptions& options, float* x, int64_t n) {
-    parallel_for(options, n, 16384, [&](int64_t b, int64_t e) {
+    parallel_for(options, n, kElementwiseChunk, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) x[i] = x[i] > 0 ? x[i] : 0.0f;
     });
 }

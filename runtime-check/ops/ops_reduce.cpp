@@ -485,25 +485,26 @@ void op_batch_normalization(OpContext& c) {
         return;
     }
     const bool f32 = x.dtype == DType::F32;
-    parallel_for(c.options, n * ch, std::max<int64_t>(1, 16384 / std::max<int64_t>(pixels, 1)),
-                 [&](int64_t p0, int64_t p1) {
-                     for (int64_t p = p0; p < p1; ++p) {
-                         size_t k = static_cast<size_t>(p % ch);
-                         float s = static_cast<float>(scale[k] /
-                                                      std::sqrt(static_cast<double>(var[k]) + eps));
-                         float b = bias[k] - mean[k] * s;
-                         if (f32) {
-                             const float* src = reinterpret_cast<const float*>(in) + p * pixels;
-                             float* dst = reinterpret_cast<float*>(out) + p * pixels;
-                             for (int64_t i = 0; i < pixels; ++i) dst[i] = src[i] * s + b;
-                             continue;
-                         }
-                         for (int64_t i = 0; i < pixels; ++i) {
-                             int64_t idx = p * pixels + i;
-                             store_float(x.dtype, out, idx, load_float(x.dtype, in, idx) * s + b);
-                         }
-                     }
-                 });
+    parallel_for(
+        c.options, n * ch, std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(pixels, 1)),
+        [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p) {
+                size_t k = static_cast<size_t>(p % ch);
+                float s =
+                    static_cast<float>(scale[k] / std::sqrt(static_cast<double>(var[k]) + eps));
+                float b = bias[k] - mean[k] * s;
+                if (f32) {
+                    const float* src = reinterpret_cast<const float*>(in) + p * pixels;
+                    float* dst = reinterpret_cast<float*>(out) + p * pixels;
+                    for (int64_t i = 0; i < pixels; ++i) dst[i] = src[i] * s + b;
+                    continue;
+                }
+                for (int64_t i = 0; i < pixels; ++i) {
+                    int64_t idx = p * pixels + i;
+                    store_float(x.dtype, out, idx, load_float(x.dtype, in, idx) * s + b);
+                }
+            }
+        });
     c.outputs.push_back(std::move(y));
 }
 

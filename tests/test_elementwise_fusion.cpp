@@ -1,0 +1,199 @@
+// Fused elementwise chains (runtime-check/elementwise_fusion.h, kernels/elementwise_chain.h):
+// the fused kernel gives the bytes of the unfused nodes (ExecOptions::fuse_qdq off runs
+// every node as written) for every step kind, on block-size edges, with special values,
+// at 1, 2 and 3 threads; a chain whose values the kernel does not handle runs its body as
+// written; and real models (PP-OCR rec / cls, stories260k, MNIST on their real data) give
+// the same bytes fused and unfused.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "compressor/dataset.h"
+#include "formats/model_io.h"
+#include "pass_model.h"
+#include "runtime-check/elementwise_fusion.h"
+#include "runtime-check/executor.h"
+#include "runtime-check/npy.h"
+#include "support.h"
+
+using namespace ep;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+    auto x = a.data.bytes(), y = b.data.bytes();
+    return a.dtype == b.dtype && a.shape == b.shape && x.size() == y.size() &&
+           std::memcmp(x.data(), y.data(), x.size()) == 0;
+}
+
+void require_same_outputs(const rt::NamedTensors& a, const rt::NamedTensors& b) {
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        INFO("output " << a[i].first);
+        CHECK(same_bytes(a[i].second, b[i].second));
+    }
+}
+
+rt::ExecOptions unfused_options(int threads) {
+    rt::ExecOptions o{threads};
+    o.fuse_qdq = false;  // every node as written
+    return o;
+}
+
+// Every step kind in one chain over x [n]:
+//   m1 = x * s; a1 = b + m1; a2 = a1 + 3; c = Clip(a2, 0, 6); m2 = a1 * c; d = m2 / 6;
+//   sg = Sigmoid(d); sb = x - sg; rl = Relu(sb); hs = HardSigmoid(rl, -0.3, 0.4); y = 6 / hs
+// (a saved operand, the chain's input on the left, a scalar on the left, 6 / 0 = inf).
+Model chain_model(int64_t n, std::vector<int64_t> s_shape = {}) {
+    Model m;
+    m.opset_imports = {{"", 17}};
+    Graph& g = m.graph;
+    g.inputs = {test::f32_value("x", {n})};
+    g.outputs = {test::value("y")};
+    auto scalar = [&](const std::string& name, float v, std::vector<int64_t> shape = {}) {
+        g.initializers.push_back(make_f32_tensor(name, std::move(shape), std::vector<float>{v}));
+    };
+    scalar("s", 2.5f, std::move(s_shape));
+    scalar("b", -0.75f, {1});
+    scalar("three", 3.0f);
+    scalar("zero", 0.0f);
+    scalar("six", 6.0f);
+    using test::make_node;
+    g.nodes = {
+        make_node("Mul", "m1", {"x", "s"}, {"m1"}),
+        make_node("Add", "a1", {"b", "m1"}, {"a1"}),
+        make_node("Add", "a2", {"a1", "three"}, {"a2"}),
+        make_node("Clip", "c", {"a2", "zero", "six"}, {"c"}),
+        make_node("Mul", "m2", {"a1", "c"}, {"m2"}),
+        make_node("Div", "d", {"m2", "six"}, {"d"}),
+        make_node("Sigmoid", "sg", {"d"}, {"sg"}),
+        make_node("Sub", "sb", {"x", "sg"}, {"sb"}),
+        make_node("Relu", "rl", {"sb"}, {"rl"}),
+        make_node("HardSigmoid", "hs", {"rl"}, {"hs"},
+                  {float_attr("alpha", -0.3f), float_attr("beta", 0.4f)}),
+        make_node("Div", "y", {"six", "hs"}, {"y"}),
+    };
+    return m;
+}
+
+// Special values first (signed zeros, infinities, NaN, a subnormal, Clip's and
+// HardSigmoid's corners), then a deterministic ramp over [-12, 12].
+Tensor chain_input(int64_t n) {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> special{0.0f,  -0.0f, inf,   -inf, std::nanf(""), 1e-40f, -1.2f, 0.3f,
+                               -0.3f, 1.2f,  -2.4f, 3.0f, -1.0f,         6.0f,   1e30f, -1e30f};
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+        v[static_cast<size_t>(i)] = i < static_cast<int64_t>(special.size())
+                                        ? special[static_cast<size_t>(i)]
+                                        : 12.0f * std::sin(0.37f * static_cast<float>(i));
+    return make_f32_tensor("x", {n}, v);
+}
+
+}  // namespace
+
+TEST_CASE("a fused elementwise chain gives the unfused nodes' bytes at any size and thread count",
+          "[runtime][fusion]") {
+    const int64_t n = GENERATE(1, 3, 16, 511, 512, 513, 4099, 70001);
+    INFO("n = " << n);
+    Model m = chain_model(n);
+    auto fusion = rt::fuse_elementwise_chains(m.graph, m.graph.nodes, 17);
+    CHECK(fusion.chains == 1);
+    CHECK(fusion.fused_nodes == 11);
+    REQUIRE(fusion.nodes.size() == 1);
+    CHECK(fusion.nodes[0].op_type == "ElementwiseChain");
+
+    rt::NamedTensors feeds{{"x", chain_input(n)}};
+    rt::Executor unfused(m, unfused_options(1));
+    const auto want = unfused.run(feeds);
+    // Not a vacuous comparison: x = +inf reaches HardSigmoid's 0 and gives 6 / 0 = inf.
+    auto y = want.at(0).second.to_floats();
+    if (n > 2) CHECK(std::isinf(y.at(2)));
+    for (int threads : {1, 2, 3}) {
+        INFO("threads " << threads);
+        rt::Executor fused(m, {threads});
+        require_same_outputs(fused.run(feeds), want);
+    }
+}
+
+TEST_CASE("a fused chain runs its nodes as written when a constant would broadcast the output",
+          "[runtime][fusion]") {
+    // s of shape [1, 1] makes x * s two-dimensional: the kernel cannot keep x's shape.
+    Model m = chain_model(37, {1, 1});
+    REQUIRE(rt::fuse_elementwise_chains(m.graph, m.graph.nodes, 17).chains == 1);
+    rt::NamedTensors feeds{{"x", chain_input(37)}};
+    rt::Executor fused(m, {2}), unfused(m, unfused_options(2));
+    const auto got = fused.run(feeds);
+    CHECK(got.at(0).second.shape == std::vector<int64_t>{1, 37});
+    require_same_outputs(got, unfused.run(feeds));
+}
+
+TEST_CASE("a chain stops where an intermediate value is read elsewhere", "[runtime][fusion]") {
+    Model m = chain_model(8);
+    m.graph.outputs.push_back(test::value("c"));  // Clip's output is now a graph output
+    auto fusion = rt::fuse_elementwise_chains(m.graph, m.graph.nodes, 17);
+    // m1 -> a1 -> a2 -> c (c may end a chain), then d -> ... -> y (m2 reads a1 from outside).
+    CHECK(fusion.removed_values.count("c") == 0);
+    CHECK(fusion.removed_values.count("a1") == 0);
+    rt::NamedTensors feeds{{"x", chain_input(8)}};
+    rt::Executor fused(m, {1}), unfused(m, unfused_options(1));
+    require_same_outputs(fused.run(feeds), unfused.run(feeds));
+    // Fetching a fused-away value runs the unfused plan and still finds it.
+    CHECK(fusion.removed_values.count("d") == 1);
+    auto with_fetch = fused.run(feeds, {"d"});
+    REQUIRE(with_fetch.size() == 3);
+    CHECK(with_fetch[2].first == "d");
+}
+
+TEST_CASE("real models give the same bytes with fused elementwise chains on real data",
+          "[runtime][fusion][real]") {
+    struct RealCase {
+        const char* label;
+        fs::path model, data;
+        size_t min_chains;
+    };
+    const fs::path data = test::source_dir() / ".cache" / "data";
+    const fs::path ppocr = test::model_cache() / "ppocr";
+    const std::vector<RealCase> cases{
+        {"ppocr-rec", ppocr / "ch_PP-OCRv4_rec_infer.onnx", data / "ppocr-rec-eval" / "00000.npz",
+         30},
+        {"ppocr-cls", ppocr / "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+         data / "ppocr-cls-eval" / "00000.npz", 5},
+        {"stories260k", test::shared_models() / "stories260k" / "model.onnx",
+         data / "stories260k-eval.npy", 5},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.label) {
+            EP_REQUIRE_FILE_OR_CONTINUE(c.model);
+            EP_REQUIRE_FILE_OR_CONTINUE(c.data);
+            Model m = load_model(c.model);
+            const auto fusion = rt::fuse_elementwise_chains(m.graph, m.graph.nodes, m.opset(""));
+            INFO(fusion.chains << " chains of " << fusion.fused_nodes << " nodes");
+            CHECK(fusion.chains >= c.min_chains);
+            rt::NamedTensors feeds;
+            if (c.data.extension() == ".npz") {
+                feeds = read_npz(c.data);
+            } else {
+                // Token ids [64, 64]: the first 32 of the first sequence.
+                Tensor all = read_npy(c.data);
+                REQUIRE(all.dtype == DType::I64);
+                REQUIRE(all.element_count() >= 32);
+                Tensor ids;
+                ids.dtype = DType::I64;
+                ids.shape = {1, 32};
+                auto bytes = all.data.bytes();
+                ids.data = TensorData::owned(
+                    std::vector<std::byte>(bytes.begin(), bytes.begin() + 32 * 8));
+                feeds = {{"input_ids", ids}};
+            }
+            rt::Executor unfused(m, unfused_options(1));
+            const auto want = unfused.run(feeds);
+            for (int threads : {1, 2}) {
+                INFO("threads " << threads);
+                rt::Executor fused(m, {threads});
+                require_same_outputs(fused.run(feeds), want);
+            }
+        }
+    }
+}
