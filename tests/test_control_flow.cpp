@@ -136,8 +136,9 @@ TEST_CASE("a Loop with neither M nor cond is refused naming the node", "[control
     spec.inputs = {"", "", "x"};
     try {
         (void)test::run_node(spec, 1);
-        FAIL("expected an InputError");
-    } catch (const InputError& e) {
+        FAIL("expected a bad-input error");
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::BadInput);
         CHECK_THAT(e.what(),
                    Contains("node Loop") && Contains("has neither a trip count M nor a condition"));
     }
@@ -171,8 +172,9 @@ TEST_CASE("a Scan whose inputs differ in length is refused naming both", "[contr
     spec.attributes = {graph_attr("body", std::move(body)), test::int_attr("num_scan_inputs", 2)};
     try {
         (void)test::run_node(spec, 1);
-        FAIL("expected an InputError");
-    } catch (const InputError& e) {
+        FAIL("expected a bad-input error");
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::BadInput);
         CHECK_THAT(e.what(), Contains("scan input 'B' has length 3 along axis 0, the first scan "
                                       "input 4"));
     }
@@ -194,8 +196,9 @@ TEST_CASE("a Loop scan output that changes shape between iterations is refused",
     spec.attributes = {graph_attr("body", std::move(body))};
     try {
         (void)test::run_node(spec, 1);
-        FAIL("expected an InputError");
-    } catch (const InputError& e) {
+        FAIL("expected a bad-input error");
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::BadInput);
         CHECK_THAT(e.what(), Contains("scan output 'y' is f32 [2, 3] in iteration 0 but f32 "
                                       "[3, 3] in iteration 1"));
     }

@@ -43,7 +43,7 @@ const Graph& body_graph(const OpContext& c) {
 size_t whole_bytes(const OpContext& c, const Tensor& t, const char* what) {
     const int bits = traits(t.dtype).bits;
     if (bits < 8 || t.dtype == DType::String)
-        c.fail(cat(what, " '", t.name, "' of type ", dtype_name(t.dtype),
+        c.fail(cat(what, " of type ", dtype_name(t.dtype),
                    ": Loop and Scan slice and stack fixed-size types of whole bytes only"));
     return static_cast<size_t>(bits / 8);
 }
@@ -194,18 +194,20 @@ void scan_opset8(OpContext& c, const Graph& body, size_t m) {
     const std::vector<int64_t> directions = per_value_attr(c, "directions", m);
     std::vector<const Tensor*> scans;
     for (size_t j = 0; j < m; ++j) scans.push_back(&c.input(1 + n + j));
-    if (m == 0) c.fail("has no scan input");
+    const std::string& first = c.node.inputs[1 + n];
     if (scans[0]->shape.size() < 2)
-        c.fail(cat("scan input '", scans[0]->name, "' has shape ", shape_string(scans[0]->shape),
+        c.fail(cat("scan input '", first, "' has shape ", shape_string(scans[0]->shape),
                    ", expected [batch, sequence, ...]"));
     const int64_t batch = scans[0]->shape[0], length = scans[0]->shape[1];
-    for (const Tensor* s : scans)
-        if (s->shape.size() < 2 || s->shape[0] != batch || s->shape[1] != length)
-            c.fail(cat("scan input '", s->name, "' has shape ", shape_string(s->shape),
-                       ", expected [", batch, ", ", length, ", ...] like '", scans[0]->name, "'"));
+    for (size_t j = 0; j < m; ++j)
+        if (scans[j]->shape.size() < 2 || scans[j]->shape[0] != batch ||
+            scans[j]->shape[1] != length)
+            c.fail(cat("scan input '", c.node.inputs[1 + n + j], "' has shape ",
+                       shape_string(scans[j]->shape), ", expected [", batch, ", ", length,
+                       ", ...] like '", first, "'"));
     for (size_t i = 0; i < n; ++i)
         if (c.input(1 + i).shape.empty() || c.input(1 + i).shape[0] != batch)
-            c.fail(cat("initial state '", c.input(1 + i).name, "' has shape ",
+            c.fail(cat("initial state '", c.node.inputs[1 + i], "' has shape ",
                        shape_string(c.input(1 + i).shape), ", expected batch ", batch, " first"));
     std::vector<int64_t> lengths(static_cast<size_t>(batch), length);
     if (c.has_input(0)) {
@@ -325,8 +327,8 @@ void op_scan(OpContext& c) {
             normalized_axis(c, in_axes[j], static_cast<int64_t>(s.shape.size()), "scan input");
         const int64_t len = s.shape[static_cast<size_t>(in_axes[j])];
         if (length >= 0 && len != length)
-            c.fail(cat("scan input '", s.name, "' has length ", len, " along axis ", in_axes[j],
-                       ", the first scan input ", length));
+            c.fail(cat("scan input '", c.node.inputs[n + j], "' has length ", len, " along axis ",
+                       in_axes[j], ", the first scan input ", length));
         length = len;
         scans.push_back(&s);
     }
