@@ -167,7 +167,7 @@ TEST_CASE("recipe error: missing model, missing model file, missing output exten
           "recipe.json: model: file not found: " + missing);
     CHECK_THAT(d.error(R"({"model": "m.onnx", "output": "out.bin"})"),
                Catch::StartsWith("recipe.json: output: unknown output format '.bin' (expected "
-                                 ".onnx, .safetensors or .epk)"));
+                                 ".onnx, .safetensors, .gguf or .epk)"));
 }
 
 TEST_CASE("recipe error: invalid JSON reports line and column, empty and duplicate keys",
