@@ -93,7 +93,8 @@ TEST_CASE("a DFT of a unit impulse is flat and its inverse gives the impulse bac
     }
     dft.feeds = {{"x", y}};
     dft.attributes = {test::int_attr("inverse", 1)};
-    auto back = test::run_node(dft, 1)[0].values<float>();
+    Tensor inverse = test::run_node(dft, 1)[0];  // owns the bytes `back` views
+    auto back = inverse.values<float>();
     for (size_t i = 0; i < x.size(); ++i) CHECK(std::abs(back[i] - x[i]) < 1e-6);
 }
 
@@ -168,7 +169,8 @@ TEST_CASE("QuantizeLinear to float8 and DequantizeLinear back", "[cast][quant]")
     dq.feeds = {{"x", y}};
     dq.constants = {{"s", make_f32_tensor("s", {}, std::vector<float>{0.5f})}};
     dq.inputs = {"x", "s"};
-    auto back = test::run_node(dq, 1)[0].values<float>();
+    Tensor dequantized = test::run_node(dq, 1)[0];  // owns the bytes `back` views
+    auto back = dequantized.values<float>();
     CHECK(std::vector<float>(back.begin(), back.end()) ==
           std::vector<float>{0.0f, 1.0f, 2.0f, 224.0f, -3.25f});
 }

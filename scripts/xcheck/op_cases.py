@@ -663,6 +663,8 @@ def recurrent_cases(rng):
 def attention_cases(rng):
     from attention_cases import attention_cases as cases  # GQA, RMS norms, rotary
     return cases(rng)
+
+
 def audio_cases(rng):
     """DFT (opset 17 and 20: real / complex, forward / inverse, onesided, dft_length cut and
     padded, power-of-two and other lengths), STFT (windowed, real and complex, even, odd
@@ -731,6 +733,9 @@ def audio_cases(rng):
                   "upper_edge_hertz": np.array(hi, f32)}
         cases.append(Case(f"melweightmatrix_{bins}_{n}", "MelWeightMatrix", {}, consts, ["y"],
                           opset=17, atol=1e-6, rtol=1e-5))
+    return cases
+
+
 def control_cases(rng):
     """Loop and Scan: the body a subgraph reading outer-scope initializers and feeds; Loop
     with M and / or cond, early exit, zero trips, carried values that grow each iteration,
