@@ -8,6 +8,7 @@
 
 #include "formats/gguf.h"
 #include "formats/model_io.h"
+#include "hostile_file.h"
 #include "ir/error.h"
 #include "support.h"
 
@@ -67,21 +68,7 @@ std::string valid_file() {
 
 void expect_rejected(const std::string& name, const std::string& bytes,
                      const std::string& message) {
-    test::TempDir dir;
-    auto file = dir / (name + ".gguf");
-    test::write_file(file, bytes);
-    INFO("file " << file.filename().string() << ", expecting: " << message);
-    try {
-        (void)load_model(file);
-        FAIL("load_model accepted the file");
-    } catch (const Error& e) {
-        CHECK(e.code() == ExitCode::BadInput);
-        CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains(message));
-    }
-    auto r = test::run_edgepack({"inspect", file.string()});
-    INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    CHECK(r.exit_code == 2);
-    CHECK_THAT(r.err, Catch::Contains(file.filename().string()) && Catch::Contains(message));
+    test::expect_file_rejected(name, ".gguf", bytes, message);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "formats/model_io.h"
 #include "formats/safetensors.h"
+#include "hostile_file.h"
 #include "ir/error.h"
 #include "support.h"
 
@@ -33,21 +34,7 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
 
 void expect_rejected(const std::string& name, const std::string& bytes,
                      const std::string& message) {
-    test::TempDir dir;
-    auto file = dir / (name + ".safetensors");
-    test::write_file(file, bytes);
-    INFO("file " << file.filename().string() << ", expecting: " << message);
-    try {
-        (void)load_model(file);
-        FAIL("load_model accepted the file");
-    } catch (const Error& e) {
-        CHECK(e.code() == ExitCode::BadInput);
-        CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains(message));
-    }
-    auto r = test::run_edgepack({"inspect", file.string()});
-    INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    CHECK(r.exit_code == 2);
-    CHECK_THAT(r.err, Catch::Contains(file.filename().string()) && Catch::Contains(message));
+    test::expect_file_rejected(name, ".safetensors", bytes, message);
 }
 
 // A field of /proc/self/status in kB (VmRSS, VmHWM), or -1.
