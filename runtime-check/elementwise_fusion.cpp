@@ -6,11 +6,11 @@
 #include <unordered_map>
 
 #include "runtime-check/kernels/elementwise_chain.h"
+#include "runtime-check/qdq_fusion.h"
 
 namespace ep::rt {
 namespace {
 
-constexpr const char* kFusedDomain = "ai.edgepack.fused";
 constexpr size_t kMaxSteps = 64;
 
 bool default_domain(const Node& n) {

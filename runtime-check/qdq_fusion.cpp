@@ -176,8 +176,6 @@ void push_params(Node& n, const QParams& p) {
     n.inputs.push_back(p.zero_point);
 }
 
-constexpr const char* kFusedDomain = "ai.edgepack.fused";
-
 // Add / Sub / Mul / Div with 8-bit (DQ) or float-initializer operands, one at least 8-bit.
 std::optional<std::pair<Node, size_t>> fuse_binary(const Matcher& m, const Node& op) {
     if (op.inputs.size() != 2 || op.outputs.size() != 1 || op.outputs[0].empty()) return {};

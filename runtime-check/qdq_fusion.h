@@ -52,6 +52,9 @@ struct QdqFusion {
 // changed. Node names of fused ops are the float op's.
 [[nodiscard]] QdqFusion fuse_qdq(const Graph& graph);
 
+// The domain of the nodes only the fusions make (QDQ here, elementwise_fusion.h's chains).
+inline constexpr const char* kFusedDomain = "ai.edgepack.fused";
+
 // The kernel of a node only the fusion makes (domain ai.edgepack.fused), else null.
 [[nodiscard]] KernelFn fused_kernel(const Node& node);
 
