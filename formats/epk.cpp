@@ -1083,12 +1083,7 @@ void write_epk(const Model& model, ByteSink& sink, const EpkWriteOptions& option
         if (streamed[i]) {
             write_streamed(*streamed[i], tensor_out);
         } else {
-            auto bytes = t.data.bytes();
-            for (size_t done = 0; done < bytes.size(); done += kChunk) {
-                size_t n = std::min(kChunk, bytes.size() - done);
-                tensor_out.write(bytes.subspan(done, n));
-                if (t.data.is_view()) t.data.file()->release(t.data.file_offset() + done, n);
-            }
+            write_tensor_bytes(tensor_out, t.data);
         }
         manifest["tensors"][i]["sha256"] = hex(tensor_out.finish());
         written = offsets[i] + tensor_out.count();

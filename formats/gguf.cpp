@@ -31,7 +31,6 @@ constexpr uint32_t kMaxDims = 4;      // GGML_MAX_DIMS
 constexpr size_t kMaxWriteName = 63;  // llama.cpp refuses names of GGML_MAX_NAME (64) bytes
 constexpr size_t kQK = 32;            // block size of Q4_0 .. Q8_0
 constexpr size_t kQK_K = 256;         // block size of the K-quants
-constexpr size_t kCopyChunk = size_t{16} << 20;
 
 float f16(const std::byte* p) {
     uint16_t h;
@@ -828,12 +827,7 @@ void write_file(const Model& model, const std::filesystem::path& path) {
             block->to_ggml(t.data.bytes().data(), o.bytes, converted.data());
             out.write(std::span<const std::byte>(converted));
         } else {
-            auto bytes = t.data.bytes();
-            for (size_t done = 0; done < bytes.size(); done += kCopyChunk) {
-                size_t n = std::min(kCopyChunk, bytes.size() - done);
-                out.write(bytes.subspan(done, n));
-                if (t.data.is_view()) t.data.file()->release(t.data.file_offset() + done, n);
-            }
+            write_tensor_bytes(out, t.data);
         }
         out.write_zeros(static_cast<size_t>(align_up(o.bytes, alignment) - o.bytes));
     }

@@ -37,7 +37,6 @@ using nlohmann::json;
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the Rust crate's MAX_HEADER_SIZE
 constexpr size_t kMaxJsonDepth = 3;                // header object > entry > shape array
 constexpr size_t kMaxArrayLength = 1024;           // a shape's rank (numpy allows 64)
-constexpr size_t kCopyChunk = size_t{16} << 20;    // bytes written per chunk of a tensor
 
 // The Rust crate's `Dtype` enum, in declaration order ("increasing alignment"). The
 // writer sorts by descending position in this list, as `prepare` does.
@@ -311,17 +310,6 @@ void write_le64(ByteSink& sink, uint64_t v) {
     std::array<std::byte, 8> b;
     for (size_t i = 0; i < 8; ++i) b[i] = static_cast<std::byte>((v >> (8 * i)) & 0xFF);
     sink.write(std::span<const std::byte>(b));
-}
-
-// Copies a tensor's bytes in chunks; pages of a mapped view are released once written,
-// so writing a model larger than memory keeps resident memory bounded.
-void write_tensor_bytes(ByteSink& sink, const TensorData& data) {
-    auto bytes = data.bytes();
-    for (size_t done = 0; done < bytes.size(); done += kCopyChunk) {
-        size_t n = std::min(kCopyChunk, bytes.size() - done);
-        sink.write(bytes.subspan(done, n));
-        if (data.is_view()) data.file()->release(data.file_offset() + done, n);
-    }
 }
 
 // A tensor to write: as the header describes it (the model's tensor, or a streamed

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "error.h"
+#include "tensor.h"
 
 namespace ep {
 
@@ -25,6 +26,16 @@ void ByteSink::write_zeros(size_t n) {
         size_t k = std::min(n, zeros.size());
         write(std::span<const std::byte>(zeros.data(), k));
         n -= k;
+    }
+}
+
+void write_tensor_bytes(ByteSink& sink, const TensorData& data) {
+    constexpr size_t kChunk = size_t{16} << 20;
+    auto bytes = data.bytes();
+    for (size_t done = 0; done < bytes.size(); done += kChunk) {
+        size_t n = std::min(kChunk, bytes.size() - done);
+        sink.write(bytes.subspan(done, n));
+        if (data.is_view()) data.file()->release(data.file_offset() + done, n);
     }
 }
 

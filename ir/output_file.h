@@ -16,6 +16,8 @@
 
 namespace ep {
 
+class TensorData;
+
 class ByteSink {
   public:
     virtual ~ByteSink() = default;
@@ -24,6 +26,11 @@ class ByteSink {
     void write(std::string_view s) { write(std::as_bytes(std::span(s.data(), s.size()))); }
     void write_zeros(size_t n);
 };
+
+// Writes a tensor's bytes to `sink` in 16 MiB chunks; the pages of a memory-mapped view are
+// released once written, so writing a model larger than memory keeps resident memory
+// bounded. The writers of safetensors, GGUF and .epk share it.
+void write_tensor_bytes(ByteSink& sink, const TensorData& data);
 
 class BufferSink final : public ByteSink {
   public:
