@@ -341,6 +341,9 @@ Model export_quantized_onnx(const Model& model, const std::string& mode) {
     Names names = collect_names(m);
     bool need_dq = false, used_nbits = false;
     for_each_graph(m.graph, [&](Graph& g) {
+        if (std::none_of(g.initializers.begin(), g.initializers.end(),
+                         [](const Tensor& t) { return t.is_encoded(); }))
+            return;  // before anything is moved out of g.initializers
         std::unordered_map<std::string, Tensor> encoded;
         std::vector<Tensor> kept;
         std::vector<std::string> order;  // encoded names in file order
@@ -352,7 +355,6 @@ Model export_quantized_onnx(const Model& model, const std::string& mode) {
                 kept.push_back(std::move(t));
             }
         }
-        if (encoded.empty()) return;
         std::vector<Tensor> inits;
         std::vector<Node> nodes;
         std::unordered_map<std::string, NBitsWeight> nbits;

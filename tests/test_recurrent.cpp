@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <span>
 
 #include "formats/model_io.h"
 #include "op_cases.h"
@@ -120,6 +121,47 @@ TEST_CASE("malformed LSTM / GRU / RNN nodes are refused naming what is wrong", "
                Contains("initial_h has shape [1, 2, 5], expected [2, 2, 5]"));
 }
 
+namespace {
+
+// Streams the Silero VAD over `frames` [F, 1, 512] at 16 kHz from zero states, carrying the
+// model's own states from frame to frame: the speech probability of every frame and the
+// last h state.
+struct VadStream {
+    std::vector<float> prob;
+    Tensor h;
+};
+VadStream stream_vad(const Model& model, int threads, const Tensor& frames) {
+    rt::Executor exec(model, rt::ExecOptions{threads});
+    Tensor h = rt::make_tensor(DType::F32, {2, 1, 64}), c = h;
+    Tensor sr;
+    sr.dtype = DType::I64;
+    sr.data = TensorData::owned(std::vector<std::byte>(8));
+    const int64_t v = 16000;
+    std::memcpy(sr.data.mutable_bytes().data(), &v, 8);
+    VadStream s;
+    auto all = frames.values<float>();
+    for (int64_t i = 0; i < frames.shape[0]; ++i) {
+        Tensor frame = make_f32_tensor(
+            "", {1, 512}, std::vector<float>(all.begin() + i * 512, all.begin() + (i + 1) * 512));
+        auto out = exec.run({{"input", frame}, {"sr", sr}, {"h", h}, {"c", c}});
+        s.prob.push_back(out[0].second.values<float>()[0]);
+        h = out[1].second;
+        c = out[2].second;
+    }
+    s.h = h;
+    return s;
+}
+
+double worst_diff(const std::vector<float>& got, std::span<const float> want) {
+    REQUIRE(got.size() == want.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+        worst = std::max(worst, std::abs(double{got[i]} - want[i]));
+    return worst;
+}
+
+}  // namespace
+
 TEST_CASE("the Silero VAD (LSTM inside If) streams at parity with ONNX Runtime",
           "[recurrent][xcheck][real]") {
     // 48 frames of scripts/make_vad_data.py's synthesized signal, each run with the states
@@ -133,44 +175,54 @@ TEST_CASE("the Silero VAD (LSTM inside If) streams at parity with ONNX Runtime",
                               {model_path.string(), data.string(), dir.path().string()});
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
-    Tensor frames = read_npy(dir / "frames.npy");
+    const Tensor frames = read_npy(dir / "frames.npy");
     const Tensor prob = read_npy(dir / "prob.npy");
-    auto want = prob.values<float>();
-    Model model = load_model(model_path);
+    const Model model = load_model(model_path);
     for (int threads : {1, 2}) {
         INFO(threads << " threads");
-        rt::Executor exec(model, rt::ExecOptions{threads});
-        Tensor h = rt::make_tensor(DType::F32, {2, 1, 64}), c = h;
-        Tensor sr;
-        sr.dtype = DType::I64;
-        sr.data = TensorData::owned(std::vector<std::byte>(8));
-        const int64_t v = 16000;
-        std::memcpy(sr.data.mutable_bytes().data(), &v, 8);
-        const int64_t count = frames.shape[0];
-        REQUIRE(static_cast<int64_t>(want.size()) == count);
-        double worst = 0;
-        int speech = 0;
-        for (int64_t i = 0; i < count; ++i) {
-            Tensor frame =
-                make_f32_tensor("", {1, 512},
-                                std::vector<float>(frames.values<float>().begin() + i * 512,
-                                                   frames.values<float>().begin() + (i + 1) * 512));
-            auto out = exec.run({{"input", frame}, {"sr", sr}, {"h", h}, {"c", c}});
-            const float p = out[0].second.values<float>()[0];
-            worst = std::max(worst, std::abs(double{p} - want[static_cast<size_t>(i)]));
-            speech += want[static_cast<size_t>(i)] > 0.5f;
-            h = out[1].second;
-            c = out[2].second;
-        }
+        const VadStream s = stream_vad(model, threads, frames);
         // Measured 9.5e-7 (probability) and 2.5e-6 (states) over the 48 frames.
-        CHECK(worst < 1e-4);
-        CHECK(speech >= 10);
-        const Tensor hn_ort = read_npy(dir / "hn.npy");
-        auto hn = hn_ort.values<float>();
-        double worst_state = 0;
-        for (size_t k = 0; k < hn.size(); ++k)
-            worst_state = std::max(worst_state, std::abs(double{h.values<float>()[k]} - hn[k]));
-        CHECK(worst_state < 1e-4);
+        CHECK(worst_diff(s.prob, prob.values<float>()) < 1e-4);
+        CHECK(std::count_if(s.prob.begin(), s.prob.end(), [](float p) { return p > 0.5f; }) >= 10);
+        CHECK(worst_diff(std::vector<float>(s.h.values<float>().begin(), s.h.values<float>().end()),
+                         read_npy(dir / "hn.npy").values<float>()) < 1e-4);
+    }
+}
+
+TEST_CASE("the int8 Silero VAD exports as QDQ and MatMulNBits ONNX that ORT streams like the .epk",
+          "[recurrent][quant-export][xcheck][real]") {
+    // Regression: the export emptied the initializers of If branches holding no encoded
+    // tensor ("tensor '': i64 [] needs 8 bytes, found 64"). The recipe is
+    // examples/recipes/silero-vad-int8.json's pass (Conv per channel, LSTM W/R per gate row).
+    const auto model_path = test::source_dir() / ".cache/models/silero-vad/silero_vad.onnx";
+    const auto data = test::source_dir() / ".cache/data/silero-vad-eval";
+    EP_REQUIRE_FILE_OR_SKIP(model_path);
+    EP_REQUIRE_FILE_OR_SKIP(data);
+    test::TempDir dir;
+    const auto recipe = dir / "vad.json";
+    test::write_file(recipe, "{\"model\": \"" + model_path.string() +
+                                 "\", \"passes\": [{\"pass\": \"quantize-weights\", \"bits\": 8, "
+                                 "\"group_size\": 0, \"conv\": true, \"recurrent\": true, "
+                                 "\"min_elements\": 0}], \"output\": \"" +
+                                 (dir / "vad.epk").string() + "\"}");
+    auto r = test::run_edgepack({"compress", recipe.string()});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    for (const char* mode : {"qdq", "matmulnbits"}) {
+        CAPTURE(mode);
+        const auto onnx = dir / (std::string("vad_") + mode + ".onnx");
+        r = test::run_edgepack({"compress", recipe.string(), "-o", onnx.string(), "--set",
+                                std::string("onnx.quantized=") + mode});
+        INFO(r.out << r.err);
+        REQUIRE(r.exit_code == 0);
+        const auto out = dir / mode;
+        auto o =
+            test::run_oracle("vad_stream_ort.py", {onnx.string(), data.string(), out.string()});
+        INFO(o.out << o.err);
+        REQUIRE(o.exit_code == 0);
+        const VadStream epk =
+            stream_vad(load_model(dir / "vad.epk"), 1, read_npy(out / "frames.npy"));
+        CHECK(worst_diff(epk.prob, read_npy(out / "prob.npy").values<float>()) < 1e-4);
     }
 }
 
