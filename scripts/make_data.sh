@@ -29,12 +29,13 @@
 #                                    BERT-uncased WordPiece ids: 16 .npz of input_ids and
 #                                    attention_mask [4, 32] + sentences.txt
 #                                    (scripts/tokenize_text.py)
-# With the Silero VAD fetched (scripts/fetch_models.sh):
-#   silero-vad-eval, silero-vad-calib  48 / 16 consecutive 512-sample frames of a synthesized
-#                                    16 kHz signal (voiced harmonic stretches and background
-#                                    noise; no speech recording is available offline) with
-#                                    the LSTM states the model carries between frames, .npz
-#                                    of input, sr, h, c (scripts/make_vad_data.py)
+# With the Silero VAD and the speech sample fetched (scripts/fetch_models.sh):
+#   silero-vad-eval, silero-vad-calib  96 / 32 consecutive 512-sample frames of recorded
+#                                    speech (pyannote.audio's sample.wav, from 6.0 s: silence
+#                                    then two speakers / from 18.0 s) with the LSTM states the
+#                                    model carries between frames, .npz of input, sr, h, c;
+#                                    the eval set also has labels.npy, each frame's speech /
+#                                    silence from sample.rttm (scripts/make_vad_data.py)
 # Always:
 #   logmel                           a log-mel front end (STFT -> |X|^2 -> mel MatMul -> Log)
 #                                    as logmel.onnx and 1 s of make_vad_data.py's synthesized
@@ -103,9 +104,10 @@ if [ -f .cache/models/minilm/vocab.json ]; then
   make_set minilm-eval scripts/tokenize_text.py .cache/models/minilm/vocab.json OUT --count 64 \
     --batch 4 --length 32 --seed 1 --text /usr/share/common-licenses/*
 fi
-if [ -f .cache/models/silero-vad/silero_vad.onnx ]; then
+speech=.cache/models/speech-sample
+if [ -f .cache/models/silero-vad/silero_vad.onnx ] && [ -f "$speech/sample.wav" ]; then
   make_set silero-vad-eval scripts/make_vad_data.py .cache/models/silero-vad/silero_vad.onnx OUT \
-    --frames 48 --seed 1
+    --frames 96 --wav "$speech/sample.wav" --start 6.0 --rttm "$speech/sample.rttm"
   make_set silero-vad-calib scripts/make_vad_data.py .cache/models/silero-vad/silero_vad.onnx \
-    OUT --frames 16 --seed 2
+    OUT --frames 32 --wav "$speech/sample.wav" --start 18.0
 fi

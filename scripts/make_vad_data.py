@@ -2,10 +2,15 @@
 """Writes inputs for the Silero VAD v4 model (silero_vad.onnx): consecutive 512-sample
 frames of a 16 kHz signal with the LSTM states the model itself carries from frame to frame.
 
-    make_vad_data.py MODEL OUT [--frames 48] [--seed 1]
+    make_vad_data.py MODEL OUT [--frames 48] [--wav FILE [--start SECONDS] [--rttm FILE]]
+                               [--seed 1]
 
-The signal is synthesized, not recorded speech (no speech recording is available offline):
-voiced stretches of 0.3 to 0.7 s (a glottal-like harmonic series on a gliding pitch of 90 to
+With --wav the signal is that recording (16 kHz mono 16-bit PCM, e.g. the recorded speech
+scripts/fetch_models.sh puts in .cache/models/speech-sample/), from --start on; with --rttm
+(its speaker turns) OUT/labels.npy [F] int64 says which frames are speech (1: the frame's
+centre lies in a turn), and the script prints how often the model's decision (probability
+> 0.5) agrees with it. Without --wav the signal is synthesized, not recorded: voiced
+stretches of 0.3 to 0.7 s (a glottal-like harmonic series on a gliding pitch of 90 to
 240 Hz, shaped by two vowel-like formant peaks, with a syllable-rate envelope) alternate with
 stretches of low background noise, all seeded. Each frame is OUT/frame_NNN.npz with
   input [1, 512] float32, sr int64 scalar (16000), h, c [2, 1, 64] float32
@@ -15,6 +20,7 @@ probability per frame.
 """
 import argparse
 import os
+import wave
 
 import numpy as np
 import onnxruntime as ort
@@ -49,15 +55,44 @@ def signal(rng, samples):
     return np.concatenate(parts)[:samples].astype(np.float32)
 
 
+def recording(path, start, samples):
+    with wave.open(path, "rb") as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (RATE, 1, 2):
+            raise SystemExit(f"{path}: expected 16 kHz mono 16-bit PCM")
+        first = int(round(start * RATE))
+        if first + samples > w.getnframes():
+            raise SystemExit(f"{path}: {w.getnframes() / RATE:.2f} s, needs "
+                             f"{(first + samples) / RATE:.2f} s")
+        w.setpos(first)
+        pcm = np.frombuffer(w.readframes(samples), "<i2")
+    return (pcm.astype(np.float32) / 32768.0)
+
+
+def speech_labels(rttm, start, frames):
+    turns = []
+    with open(rttm) as f:
+        for line in f:
+            p = line.split()
+            if p and p[0] == "SPEAKER":
+                turns.append((float(p[3]), float(p[3]) + float(p[4])))
+    centre = start + (np.arange(frames) + 0.5) * FRAME / RATE
+    return np.array([any(a <= t < b for a, b in turns) for t in centre], np.int64)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--wav")
+    ap.add_argument("--start", type=float, default=0.0)
+    ap.add_argument("--rttm")
     a = ap.parse_args()
-    rng = np.random.default_rng(a.seed)
-    x = signal(rng, a.frames * FRAME)
+    if a.wav:
+        x = recording(a.wav, a.start, a.frames * FRAME)
+    else:
+        x = signal(np.random.default_rng(a.seed), a.frames * FRAME)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
@@ -65,11 +100,20 @@ def main():
     h = np.zeros((2, 1, 64), np.float32)
     c = np.zeros((2, 1, 64), np.float32)
     sr = np.array(RATE, np.int64)
+    labels = speech_labels(a.rttm, a.start, a.frames) if a.rttm else None
+    agree = 0
     for i in range(a.frames):
         frame = x[i * FRAME:(i + 1) * FRAME].reshape(1, FRAME)
         np.savez(os.path.join(a.out, f"frame_{i:03d}.npz"), input=frame, sr=sr, h=h, c=c)
         prob, h, c = sess.run(None, {"input": frame, "sr": sr, "h": h, "c": c})
-        print(f"frame {i}: speech probability {float(prob.reshape(-1)[0]):.3f}")
+        p = float(prob.reshape(-1)[0])
+        print(f"frame {i}: speech probability {p:.3f}" +
+              ("" if labels is None else f" (labelled {'speech' if labels[i] else 'silence'})"))
+        agree += labels is not None and (p > 0.5) == bool(labels[i])
+    if labels is not None:
+        np.save(os.path.join(a.out, "labels.npy"), labels)
+        print(f"agreement with {a.rttm}: {agree} / {a.frames} frames "
+              f"({100.0 * agree / a.frames:.1f} %), {int(labels.sum())} labelled speech")
 
 
 if __name__ == "__main__":

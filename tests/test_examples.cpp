@@ -172,9 +172,10 @@ TEST_CASE("examples: minilm-dynamic-int8.json runs on tokenized license-text sen
                  test::model_cache() / "minilm" / "paraphrase-MiniLM-L3-v2.onnx", 4});
 }
 
-TEST_CASE("examples: silero-vad-int8.json runs on streamed frames of a synthesized signal",
+TEST_CASE("examples: silero-vad-int8.json runs on streamed frames of recorded speech",
           "[examples][real][recurrent]") {
-    // 16 frames (.npz of input, sr, h, c); the model comes from scripts/fetch_models.sh.
+    // All 96 frames (.npz of input, sr, h, c: silence, then speech); the model and the
+    // recording come from scripts/fetch_models.sh.
     run_example(
-        {"silero-vad-int8.json", test::model_cache() / "silero-vad" / "silero_vad.onnx", 16});
+        {"silero-vad-int8.json", test::model_cache() / "silero-vad" / "silero_vad.onnx", 96});
 }

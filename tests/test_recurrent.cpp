@@ -164,8 +164,9 @@ double worst_diff(const std::vector<float>& got, std::span<const float> want) {
 
 TEST_CASE("the Silero VAD (LSTM inside If) streams at parity with ONNX Runtime",
           "[recurrent][xcheck][real]") {
-    // 48 frames of scripts/make_vad_data.py's synthesized signal, each run with the states
-    // the previous frame returned, in ONNX Runtime and in our runtime, at 1 and 2 threads.
+    // The 96 frames of recorded speech scripts/make_data.sh writes (scripts/make_vad_data.py),
+    // each run with the states the previous frame returned, in ONNX Runtime and in our
+    // runtime, at 1 and 2 threads.
     const auto model_path = test::source_dir() / ".cache/models/silero-vad/silero_vad.onnx";
     const auto data = test::source_dir() / ".cache/data/silero-vad-eval";
     EP_REQUIRE_FILE_OR_SKIP(model_path);
@@ -181,7 +182,7 @@ TEST_CASE("the Silero VAD (LSTM inside If) streams at parity with ONNX Runtime",
     for (int threads : {1, 2}) {
         INFO(threads << " threads");
         const VadStream s = stream_vad(model, threads, frames);
-        // Measured 9.5e-7 (probability) and 2.5e-6 (states) over the 48 frames.
+        // Measured 9.5e-7 (probability) and 2.5e-6 (states) over 48 synthesized frames.
         CHECK(worst_diff(s.prob, prob.values<float>()) < 1e-4);
         CHECK(std::count_if(s.prob.begin(), s.prob.end(), [](float p) { return p > 0.5f; }) >= 10);
         CHECK(worst_diff(std::vector<float>(s.h.values<float>().begin(), s.h.values<float>().end()),
