@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include "runtime-check/qdq_fusion.h"
 
@@ -16,124 +16,124 @@ constexpr double kTranscendentalCycles = 10;
 constexpr double kMovementCycles = 1;
 constexpr double kMacCycles = 1.0 / 8;
 
-const std::unordered_map<std::string_view, CostFormula>& default_domain_formulas() {
-    using F = CostFormula;
-    static const std::unordered_map<std::string_view, CostFormula> table = {
-        // Elementwise arithmetic, comparisons, casts, quantization.
-        {"Abs", F::Cheap},
-        {"Add", F::Cheap},
-        {"And", F::Cheap},
-        {"BatchNormalization", F::Cheap},
-        {"Cast", F::Cheap},
-        {"CastLike", F::Cheap},
-        {"Ceil", F::Cheap},
-        {"Clip", F::Cheap},
-        {"DequantizeLinear", F::Cheap},
-        {"Div", F::Cheap},
-        {"Equal", F::Cheap},
-        {"Floor", F::Cheap},
-        {"Greater", F::Cheap},
-        {"GreaterOrEqual", F::Cheap},
-        {"HardSigmoid", F::Cheap},
-        {"HardSwish", F::Cheap},
-        {"LeakyRelu", F::Cheap},
-        {"Less", F::Cheap},
-        {"LessOrEqual", F::Cheap},
-        {"Max", F::Cheap},
-        {"Mean", F::Cheap},
-        {"Min", F::Cheap},
-        {"Mul", F::Cheap},
-        {"Neg", F::Cheap},
-        {"Not", F::Cheap},
-        {"Or", F::Cheap},
-        {"PRelu", F::Cheap},
-        {"QuantizeLinear", F::Cheap},
-        {"Reciprocal", F::Cheap},
-        {"Relu", F::Cheap},
-        {"Round", F::Cheap},
-        {"Sign", F::Cheap},
-        {"Sqrt", F::Cheap},
-        {"Sub", F::Cheap},
-        {"Sum", F::Cheap},
-        {"Where", F::Cheap},
-        {"Xor", F::Cheap},
-        // Transcendental functions and the row-wise ops built on them.
-        {"Cos", F::Transcendental},
-        {"Elu", F::Transcendental},
-        {"Erf", F::Transcendental},
-        {"Exp", F::Transcendental},
-        {"Gelu", F::Transcendental},
-        {"GroupNormalization", F::Transcendental},
-        {"InstanceNormalization", F::Transcendental},
-        {"LayerNormalization", F::Transcendental},
-        {"Log", F::Transcendental},
-        {"LogSoftmax", F::Transcendental},
-        {"LpNormalization", F::Transcendental},
-        {"Mish", F::Transcendental},
-        {"Pow", F::Transcendental},
-        {"RMSNormalization", F::Transcendental},
-        {"Selu", F::Transcendental},
-        {"Sigmoid", F::Transcendental},
-        {"Sin", F::Transcendental},
-        {"Softmax", F::Transcendental},
-        {"Softplus", F::Transcendental},
-        {"Softsign", F::Transcendental},
-        {"Swish", F::Transcendental},
-        {"Tanh", F::Transcendental},
-        // Data movement and reductions: about one cycle per input element.
-        {"ArgMax", F::Movement},
-        {"ArgMin", F::Movement},
-        {"Concat", F::Movement},
-        {"DepthToSpace", F::Movement},
-        {"Flatten", F::Movement},
-        {"GlobalAveragePool", F::Movement},
-        {"GlobalMaxPool", F::Movement},
-        {"Identity", F::Movement},
-        {"Pad", F::Movement},
-        {"ReduceL1", F::Movement},
-        {"ReduceL2", F::Movement},
-        {"ReduceLogSumExp", F::Movement},
-        {"ReduceMax", F::Movement},
-        {"ReduceMean", F::Movement},
-        {"ReduceMin", F::Movement},
-        {"ReduceProd", F::Movement},
-        {"ReduceSum", F::Movement},
-        {"ReduceSumSquare", F::Movement},
-        {"Reshape", F::Movement},
-        {"Slice", F::Movement},
-        {"SpaceToDepth", F::Movement},
-        {"Split", F::Movement},
-        {"Squeeze", F::Movement},
-        {"Transpose", F::Movement},
-        {"Unsqueeze", F::Movement},
-        // Windows and products.
-        {"AveragePool", F::Pool},
-        {"MaxPool", F::Pool},
-        {"LpPool", F::Pool},
-        {"MatMul", F::MatMul},
-        {"MatMulInteger", F::MatMul},
-        {"QLinearMatMul", F::MatMul},
-        {"Gemm", F::Gemm},
-        {"Conv", F::Conv},
-        {"ConvInteger", F::Conv},
-        {"QLinearConv", F::Conv},
-        {"ConvTranspose", F::ConvTranspose},
-    };
-    return table;
-}
+struct FormulaEntry {
+    std::string_view domain, op_type;
+    CostFormula formula;
+};
 
-const std::unordered_map<std::string_view, CostFormula>& microsoft_formulas() {
+// The one list of ops with a formula, by domain and op type.
+const std::vector<FormulaEntry>& formula_table() {
     using F = CostFormula;
-    static const std::unordered_map<std::string_view, CostFormula> table = {
-        {"BiasGelu", F::Transcendental},
-        {"FastGelu", F::Transcendental},
-        {"QuickGelu", F::Transcendental},
-        {"SimplifiedLayerNormalization", F::Transcendental},
-        {"SkipLayerNormalization", F::Transcendental},
-        {"SkipSimplifiedLayerNormalization", F::Transcendental},
-        {"FusedMatMul", F::MatMul},
-        {"QGemm", F::Gemm},
-        {"MatMulNBits", F::MatMulNBits},
+    static const std::vector<FormulaEntry> table = {
+        // Elementwise arithmetic, comparisons, casts, quantization.
+        {"", "Abs", F::Cheap},
+        {"", "Add", F::Cheap},
+        {"", "And", F::Cheap},
+        {"", "BatchNormalization", F::Cheap},
+        {"", "Cast", F::Cheap},
+        {"", "CastLike", F::Cheap},
+        {"", "Ceil", F::Cheap},
+        {"", "Clip", F::Cheap},
+        {"", "DequantizeLinear", F::Cheap},
+        {"", "Div", F::Cheap},
+        {"", "Equal", F::Cheap},
+        {"", "Floor", F::Cheap},
+        {"", "Greater", F::Cheap},
+        {"", "GreaterOrEqual", F::Cheap},
+        {"", "HardSigmoid", F::Cheap},
+        {"", "HardSwish", F::Cheap},
+        {"", "LeakyRelu", F::Cheap},
+        {"", "Less", F::Cheap},
+        {"", "LessOrEqual", F::Cheap},
+        {"", "Max", F::Cheap},
+        {"", "Mean", F::Cheap},
+        {"", "Min", F::Cheap},
+        {"", "Mul", F::Cheap},
+        {"", "Neg", F::Cheap},
+        {"", "Not", F::Cheap},
+        {"", "Or", F::Cheap},
+        {"", "PRelu", F::Cheap},
+        {"", "QuantizeLinear", F::Cheap},
+        {"", "Reciprocal", F::Cheap},
+        {"", "Relu", F::Cheap},
+        {"", "Round", F::Cheap},
+        {"", "Sign", F::Cheap},
+        {"", "Sqrt", F::Cheap},
+        {"", "Sub", F::Cheap},
+        {"", "Sum", F::Cheap},
+        {"", "Where", F::Cheap},
+        {"", "Xor", F::Cheap},
+        // Transcendental functions and the row-wise ops built on them.
+        {"", "Cos", F::Transcendental},
+        {"", "Elu", F::Transcendental},
+        {"", "Erf", F::Transcendental},
+        {"", "Exp", F::Transcendental},
+        {"", "Gelu", F::Transcendental},
+        {"", "GroupNormalization", F::Transcendental},
+        {"", "InstanceNormalization", F::Transcendental},
+        {"", "LayerNormalization", F::Transcendental},
+        {"", "Log", F::Transcendental},
+        {"", "LogSoftmax", F::Transcendental},
+        {"", "LpNormalization", F::Transcendental},
+        {"", "Mish", F::Transcendental},
+        {"", "Pow", F::Transcendental},
+        {"", "RMSNormalization", F::Transcendental},
+        {"", "Selu", F::Transcendental},
+        {"", "Sigmoid", F::Transcendental},
+        {"", "Sin", F::Transcendental},
+        {"", "Softmax", F::Transcendental},
+        {"", "Softplus", F::Transcendental},
+        {"", "Softsign", F::Transcendental},
+        {"", "Swish", F::Transcendental},
+        {"", "Tanh", F::Transcendental},
+        // Data movement and reductions: about one cycle per input element.
+        {"", "ArgMax", F::Movement},
+        {"", "ArgMin", F::Movement},
+        {"", "Concat", F::Movement},
+        {"", "DepthToSpace", F::Movement},
+        {"", "Flatten", F::Movement},
+        {"", "GlobalAveragePool", F::Movement},
+        {"", "GlobalMaxPool", F::Movement},
+        {"", "Identity", F::Movement},
+        {"", "Pad", F::Movement},
+        {"", "ReduceL1", F::Movement},
+        {"", "ReduceL2", F::Movement},
+        {"", "ReduceLogSumExp", F::Movement},
+        {"", "ReduceMax", F::Movement},
+        {"", "ReduceMean", F::Movement},
+        {"", "ReduceMin", F::Movement},
+        {"", "ReduceProd", F::Movement},
+        {"", "ReduceSum", F::Movement},
+        {"", "ReduceSumSquare", F::Movement},
+        {"", "Reshape", F::Movement},
+        {"", "Slice", F::Movement},
+        {"", "SpaceToDepth", F::Movement},
+        {"", "Split", F::Movement},
+        {"", "Squeeze", F::Movement},
+        {"", "Transpose", F::Movement},
+        {"", "Unsqueeze", F::Movement},
+        // Windows and products.
+        {"", "AveragePool", F::Pool},
+        {"", "MaxPool", F::Pool},
+        {"", "LpPool", F::Pool},
+        {"", "MatMul", F::MatMul},
+        {"", "MatMulInteger", F::MatMul},
+        {"", "QLinearMatMul", F::MatMul},
+        {"", "Gemm", F::Gemm},
+        {"", "Conv", F::Conv},
+        {"", "ConvInteger", F::Conv},
+        {"", "QLinearConv", F::Conv},
+        {"", "ConvTranspose", F::ConvTranspose},
+        // com.microsoft: the GenAI builder's and the transformer optimizer's ops.
+        {"com.microsoft", "BiasGelu", F::Transcendental},
+        {"com.microsoft", "FastGelu", F::Transcendental},
+        {"com.microsoft", "QuickGelu", F::Transcendental},
+        {"com.microsoft", "SimplifiedLayerNormalization", F::Transcendental},
+        {"com.microsoft", "SkipLayerNormalization", F::Transcendental},
+        {"com.microsoft", "SkipSimplifiedLayerNormalization", F::Transcendental},
+        {"com.microsoft", "FusedMatMul", F::MatMul},
+        {"com.microsoft", "QGemm", F::Gemm},
+        {"com.microsoft", "MatMulNBits", F::MatMulNBits},
     };
     return table;
 }
@@ -181,15 +181,13 @@ double stride_product(const Node& node, size_t spatial) {
 }  // namespace
 
 CostFormula node_cost_formula(const Node& node) {
-    const auto* table = node.domain.empty() || node.domain == "ai.onnx" ? &default_domain_formulas()
-                        : node.domain == "com.microsoft"                ? &microsoft_formulas()
-                                                                        : nullptr;
     if (node.domain == kFusedDomain)  // QdqBinary, ElementwiseChain: a few cheap steps each
         return node.op_type == "ElementwiseChain" ? CostFormula::Transcendental
                                                   : CostFormula::Cheap;
-    if (!table) return CostFormula::None;
-    auto it = table->find(node.op_type);
-    return it == table->end() ? CostFormula::None : it->second;
+    const std::string_view domain = node.domain == "ai.onnx" ? "" : node.domain;
+    for (const FormulaEntry& e : formula_table())
+        if (e.domain == domain && e.op_type == node.op_type) return e.formula;
+    return CostFormula::None;
 }
 
 double node_cycles(CostFormula formula, const Node& node, std::span<const Tensor* const> inputs) {

@@ -19,42 +19,26 @@ Tensor shaped(std::vector<int64_t> shape) {
     return make_f32_tensor("x", shape, std::vector<float>(static_cast<size_t>(n), 0.0f));
 }
 
-Attribute ints_attribute(std::string name, std::vector<int64_t> values) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Ints;
-    a.ints = std::move(values);
-    return a;
-}
-
-Attribute int_attribute(std::string name, int64_t value) {
-    Attribute a;
-    a.name = std::move(name);
-    a.type = AttrType::Int;
-    a.i = value;
-    return a;
-}
-
 }  // namespace
 
 TEST_CASE("the cost model counts a product's multiply-adds and an elementwise op's elements",
           "[runtime][threads]") {
     Node conv;
     conv.op_type = "Conv";
-    conv.attributes.push_back(ints_attribute("pads", {2, 2, 2, 2}));
+    conv.attributes.push_back(ints_attr("pads", {2, 2, 2, 2}));
     const Tensor x = shaped({1, 8, 14, 14}), w = shaped({16, 8, 5, 5});
     const Tensor* conv_in[] = {&x, &w};
     // 14 x 14 outputs x 16 channels x 8 x 25 taps = 627,200 multiply-adds, 8 per cycle.
     CHECK(rt::node_cycles(rt::node_cost_formula(conv), conv, conv_in) == 627200.0 / 8);
     CHECK_FALSE(rt::runs_serially(rt::node_cost_formula(conv), conv, conv_in));
 
-    conv.attributes.push_back(ints_attribute("strides", {2, 2}));  // a quarter of it
+    conv.attributes.push_back(ints_attr("strides", {2, 2}));  // a quarter of it
     CHECK(rt::node_cycles(rt::node_cost_formula(conv), conv, conv_in) == 627200.0 / 32);
     CHECK(rt::runs_serially(rt::node_cost_formula(conv), conv, conv_in));
 
     Node gemm;
     gemm.op_type = "Gemm";
-    gemm.attributes.push_back(int_attribute("transB", 1));
+    gemm.attributes.push_back(int_attr("transB", 1));
     const Tensor a = shaped({64, 256}), b = shaped({10, 256});
     const Tensor* gemm_in[] = {&a, &b};
     CHECK(rt::node_cycles(rt::node_cost_formula(gemm), gemm, gemm_in) == 64.0 * 256 * 10 / 8);
