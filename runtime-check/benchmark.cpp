@@ -57,6 +57,8 @@ BenchResult benchmark(Executor& executor, const NamedTensors& inputs, const Benc
         r.cpu_ms.push_back(process_cpu_ms() - c0);
         r.latencies_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         r.peak_arena_bytes = std::max(r.peak_arena_bytes, executor.last_stats().peak_arena_bytes);
+        r.nodes_run = executor.last_stats().nodes_run;
+        r.serial_nodes = executor.last_stats().serial_nodes;
         step.advance();
     }
     step.finish();

@@ -30,6 +30,9 @@ struct BenchResult {
     LatencyStats latency;
     double throughput_per_s = 0;  // runs per second (1000 / mean)
     uint64_t peak_arena_bytes = 0;
+    // Nodes of one run, and how many of them ran on one thread because the cost model
+    // (node_cost.h) found too little work to split.
+    uint64_t nodes_run = 0, serial_nodes = 0;
 };
 
 [[nodiscard]] LatencyStats latency_stats(std::vector<double> samples_ms);

@@ -11,6 +11,7 @@
 #include "runtime-check/elementwise_fusion.h"
 #include "runtime-check/kernels/igemm.h"
 #include "runtime-check/kernels/qgemm.h"
+#include "runtime-check/node_cost.h"
 #include "runtime-check/op_registry.h"
 #include "runtime-check/ops/ops.h"
 #include "runtime-check/ops/quant_matmul.h"
@@ -35,7 +36,8 @@ struct Executor::Plan {
         // A Relu whose input (a local slot) is last read here: runs in place on that
         // value when the run does not keep it.
         int32_t in_place_slot = -1;
-        uint64_t constant_inputs = 0;  // bit k: input k is an initializer of this plan
+        uint64_t constant_inputs = 0;          // bit k: input k is an initializer of this plan
+        CostFormula cost = CostFormula::None;  // node_cost.h: one thread below a threshold
     };
     const Graph* graph = nullptr;
     const Plan* parent = nullptr;
@@ -297,6 +299,7 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
         if (!step.kernel)
             throw InternalError(cat("node ", node.label(), ": no kernel for ", node.op_type));
         step.opset = model.opset(node.domain);
+        step.cost = node_cost_formula(node);
         for (const auto& in : node.inputs) {
             if (in.empty()) {
                 step.inputs.push_back({0, -1});
@@ -408,6 +411,8 @@ void check_supported_ops(const Model& model) {
 Executor::~Executor() = default;
 
 Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)), options_(options) {
+    serial_options_ = options_;
+    serial_options_.threads = 1;
     if (model_.graph.nodes.empty() && model_.format == SourceFormat::Safetensors)
         throw InputError("this model is a weights-only checkpoint: there is no graph to run");
     check_supported_ops(model_);
@@ -508,8 +513,12 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
                 !v.data.is_view()) {
                 // The input dies here: Relu over its bytes (copied first only if shared).
                 auto bytes = v.data.mutable_bytes();
-                relu_f32_in_place(options_, reinterpret_cast<float*>(bytes.data()),
+                const Tensor* const in[] = {&v};
+                const bool serial = options_.threads > 1 && runs_serially(step.cost, node, in);
+                relu_f32_in_place(serial ? serial_options_ : options_,
+                                  reinterpret_cast<float*>(bytes.data()),
                                   static_cast<int64_t>(bytes.size() / sizeof(float)));
+                stats_.serial_nodes += serial ? 1 : 0;
                 auto out = static_cast<size_t>(step.outputs[0]);
                 frame.values[out] = std::move(v);
                 frame.ptr[out] = &frame.values[out];
@@ -519,21 +528,27 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
                 continue;
             }
         }
-        OpContext ctx{node, {}, {}, options_, step.opset, &runner, qpacks_.get()};
-        ctx.igemm_cache = igemm_cache_.get();
-        ctx.constant_inputs = step.constant_inputs;
-        ctx.inputs.reserve(step.inputs.size());
+        std::vector<const Tensor*> inputs;
+        inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {
             if (step.inputs[k].slot < 0) {
-                ctx.inputs.push_back(nullptr);
+                inputs.push_back(nullptr);
                 continue;
             }
             const Tensor* t = frame.get(step.inputs[k]);
             if (!t)
                 throw InternalError(
                     cat("node ", node.label(), ": input '", node.inputs[k], "' has no value"));
-            ctx.inputs.push_back(t);
+            inputs.push_back(t);
         }
+        // Small nodes run on this thread alone (node_cost.h), decided from shapes only.
+        const bool serial = options_.threads > 1 && runs_serially(step.cost, node, inputs);
+        stats_.serial_nodes += serial ? 1 : 0;
+        OpContext ctx{
+            node,       std::move(inputs), {},           serial ? serial_options_ : options_,
+            step.opset, &runner,           qpacks_.get()};
+        ctx.igemm_cache = igemm_cache_.get();
+        ctx.constant_inputs = step.constant_inputs;
         try {
             step.kernel(ctx);
         } catch (const Error& e) {

@@ -30,6 +30,8 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 struct RunStats {
     uint64_t peak_arena_bytes = 0;  // peak bytes of live intermediate values
     uint64_t nodes_run = 0;
+    // Nodes run on one thread although the run has more (node_cost.h: too little work).
+    uint64_t serial_nodes = 0;
 };
 
 class Executor {
@@ -69,6 +71,7 @@ class Executor {
     std::unordered_set<std::string> fused_away_;
     std::unique_ptr<Plan> unfused_plan_;
     ExecOptions options_;
+    ExecOptions serial_options_;  // options_ with one thread, for the nodes too small to split
     std::vector<ValueInfo> feeds_;
     std::unique_ptr<Plan> plan_;               // the main graph's; subgraph plans hang off it
     std::unique_ptr<QPackCache> qpacks_;       // int8_activations: packed int4 weights (qgemm.h)

@@ -1,6 +1,9 @@
 // parallel_for and its thread pool (runtime-check/kernels/thread_pool.h): every index exactly
-// once for any thread count, nested and concurrent calls, exceptions reach the caller.
+// once for any thread count, nested and concurrent calls, exceptions reach the caller, an
+// idle pool sleeps.
 #include <atomic>
+#include <chrono>
+#include <ctime>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -73,4 +76,21 @@ TEST_CASE("an exception in one chunk reaches the caller after the others finish"
     }
     // The pool still works afterwards.
     for (int v : visit_counts(3, 5000, 1)) REQUIRE(v == 1);
+}
+
+TEST_CASE("an idle pool leaves no busy CPU behind", "[runtime][threads]") {
+    // Workers poll for the next job for about 0.2 ms after their last one, then sleep:
+    // the process uses (almost) no CPU while the pool is idle.
+    auto process_cpu_ms = [] {
+        timespec t{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+        return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
+    };
+    for (int v : visit_counts(3, 100003, 1)) REQUIRE(v == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the polling time
+    const double before = process_cpu_ms();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const double idle_ms = process_cpu_ms() - before;
+    INFO("CPU time used by the idle pool over 200 ms: " << idle_ms << " ms");
+    CHECK(idle_ms < 10.0);  // two polling workers would use about 400 ms
 }

@@ -218,6 +218,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& action) {
                                     {"throughput_per_s", r.throughput_per_s},
                                     {"peak_rss_bytes", rss},
                                     {"peak_arena_bytes", r.peak_arena_bytes},
+                                    {"nodes_run", r.nodes_run},
+                                    {"serial_nodes", r.serial_nodes},
                                     {"latencies_ms", r.latencies_ms},
                                     {"cpu_ms", r.cpu_ms}};
                 std::cout << j.dump(2) << "\n";

@@ -1,6 +1,7 @@
 #include "runtime-check/kernels/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -15,16 +16,37 @@
 namespace ep::rt {
 namespace {
 
-// Spin iterations a worker polls for the next job before it sleeps: back-to-back
-// kernels then start without a wake-up, and an idle pool costs no CPU.
-constexpr int kSpin = 2000;
-
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     _mm_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");  // the Arm spin-wait hint
 #endif
+}
+
+using Clock = std::chrono::steady_clock;
+
+// How long a worker polls for the next job after its last one before it sleeps on the
+// condition variable (ONNX Runtime's spin-then-block): the parallel ops of one run follow
+// each other within microseconds, so they start without a wake-up (a futex wake plus a
+// reschedule costs tens of microseconds, more in a VM), and a pool left idle costs no CPU
+// after this long. Measured in time, not iterations: PAUSE takes 10 to 200 ns depending
+// on the CPU and the hypervisor.
+constexpr auto kWorkerSpin = std::chrono::microseconds(200);
+// How long the caller polls for the chunks helpers are still running before it sleeps:
+// chunks are sized to take about that long (parallel.h), so the join rarely sleeps.
+constexpr auto kJoinSpin = std::chrono::microseconds(100);
+
+// Polls done() with the spin-wait hint until it is true or `limit` has passed; the clock
+// is read every 64 polls only.
+template <typename Done>
+bool spin_until(Done done, std::chrono::microseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    for (int i = 1;; ++i) {
+        if (done()) return true;
+        cpu_relax();
+        if (i % 64 == 0 && Clock::now() >= deadline) return done();
+    }
 }
 
 thread_local bool t_in_job = false;  // inside a chunk (or a pool thread): nested calls run inline
@@ -82,8 +104,8 @@ struct ThreadPool::State {
         t_in_job = true;
         uint64_t seen = 0;
         for (;;) {
-            for (int i = 0; i < kSpin && generation.load(std::memory_order_acquire) == seen; ++i)
-                cpu_relax();
+            spin_until([&] { return generation.load(std::memory_order_acquire) != seen; },
+                       kWorkerSpin);
             std::unique_lock<std::mutex> lock(m);
             wake.wait(lock,
                       [&] { return stop || generation.load(std::memory_order_relaxed) != seen; });
@@ -147,12 +169,18 @@ void ThreadPool::run(int64_t chunks, int helpers, const std::function<void(int64
     t_in_job = true;
     s.work(*job);
     t_in_job = false;
-    std::exception_ptr error;
+    // Wait only for chunks that helpers have claimed and are still running: first by
+    // polling, then asleep.
     {
-        // Wait only for chunks that helpers have claimed and are still running.
+        std::lock_guard<std::mutex> lock(s.m);
+        s.job.reset();  // no helper joins from here on
+    }
+    auto all_done = [&] { return job->finished.load(std::memory_order_acquire) == chunks; };
+    std::exception_ptr error;
+    const bool joined = spin_until(all_done, kJoinSpin);
+    {
         std::unique_lock<std::mutex> lock(s.m);
-        s.job.reset();
-        s.done.wait(lock, [&] { return job->finished.load(std::memory_order_acquire) == chunks; });
+        if (!joined) s.done.wait(lock, all_done);
         error = job->error;
     }
     if (error) std::rethrow_exception(error);

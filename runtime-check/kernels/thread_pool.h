@@ -11,8 +11,10 @@
 // Calls from inside a chunk, or while another caller's job is running, run inline on the
 // calling thread. The first exception thrown by a chunk is rethrown to the caller after
 // all claimed chunks have finished (unclaimed ones are then skipped).
-// Threads are created on first use, up to the most helpers ever asked for, and sleep on a
-// condition variable (after a short spin) between jobs.
+// Threads are created on first use, up to the most helpers ever asked for. Between jobs a
+// worker polls for the next one for a short time (kWorkerSpin, ~0.2 ms) and then sleeps on
+// a condition variable, so the ops of one run fork without a wake-up and an idle pool uses
+// no CPU; the caller likewise polls for the helpers' last chunks before it sleeps.
 #pragma once
 
 #include <cstdint>
