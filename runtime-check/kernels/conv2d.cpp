@@ -87,7 +87,9 @@ struct PhasePlanes {
 };
 
 void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-               const float* bias, float* y) {
+               const float* bias, float* y, std::span<const ChainStep> epilogue) {
+    ExecOptions one = options;
+    one.threads = 1;
     const Window2D& g = s.win;
     const int64_t mult = s.c_out / s.group;  // output channels per input channel
     const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, ntaps = g.kh * g.kw;
@@ -112,9 +114,11 @@ void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x,
                          layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded);
                          for (int64_t mi = 0; mi < mult; ++mi) {
                              const int64_t co = ci * mult + mi;
+                             float* out = y + (b * s.c_out + co) * out_plane;
                              plane_fn({padded, g.sh * layout.stride, taps.data(), ntaps,
-                                       w + co * ntaps, bias ? bias[co] : 0.0f,
-                                       y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
+                                       w + co * ntaps, bias ? bias[co] : 0.0f, out, g.oh, g.ow});
+                             if (!epilogue.empty())
+                                 run_elementwise_chain(one, epilogue, out, out, out_plane);
                          }
                      }
                  });
@@ -182,11 +186,12 @@ void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, con
 }  // namespace
 
 void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-                const float* bias, float* y) {
+                const float* bias, float* y, std::span<const ChainStep> epilogue) {
     const Window2D& g = s.win;
     const int64_t cin_g = s.c_in / s.group, cout_g = s.c_out / s.group;
     const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
-    if (cin_g == 1 && cout_g == 1 && taps > 1) return depthwise(options, s, x, w, bias, y);
+    if (cin_g == 1 && cout_g == 1 && taps > 1)
+        return depthwise(options, s, x, w, bias, y, epilogue);
     const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
                            g.oh == g.ih && g.ow == g.iw;
     const int64_t k = cin_g * taps;
@@ -212,6 +217,7 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
         MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
         MatrixView cv{cols, k, out_plane, ld, false};
         gemm_f32(opt, wv, cv, out, out_plane, bias != nullptr);
+        if (!epilogue.empty()) run_elementwise_chain(opt, epilogue, out, out, cout_g * out_plane);
     };
     const int64_t products = s.n * s.group;
     const int64_t threads = std::max(1, options.threads);

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
+#include "runtime-check/kernels/elementwise_chain.h"
 #include "runtime-check/kernels/parallel.h"
 
 namespace ep::rt {
@@ -36,9 +38,12 @@ struct Conv2DShape {
 };
 
 // X [N, C_in, ih, iw], W [C_out, C_in / group, kh, kw], bias [C_out] or null,
-// Y [N, C_out, oh, ow] (fully written).
+// Y [N, C_out, oh, ow] (fully written). `epilogue`: an elementwise chain (a fused
+// activation such as LeakyRelu, Relu, Clip or Mul + Max; elementwise_chain.h) applied to
+// each (image, group) block of Y right after it is computed, while it is still in cache:
+// the bits of the Conv followed by the chain's nodes.
 void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-                const float* bias, float* y);
+                const float* bias, float* y, std::span<const ChainStep> epilogue = {});
 
 // Max or average pooling of `planes` planes (N * C) without an index output.
 // Average divides by the count of window positions inside the input, or inside the

@@ -134,6 +134,10 @@ void op_gemm(OpContext& c) {
 }
 
 void op_conv(OpContext& c) {
+    conv_with_epilogue(c, {});
+}
+
+void conv_with_epilogue(OpContext& c, std::span<const ChainStep> epilogue) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
     ConvShape g = conv_shape(c, x.shape, w.shape);
@@ -168,7 +172,7 @@ void op_conv(OpContext& c) {
                    ") or padded plane is too large"));
     if (s <= 2) {
         conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, win}, px, pw,
-                   c.has_input(2) ? bias.values<float>().data() : nullptr, py);
+                   c.has_input(2) ? bias.values<float>().data() : nullptr, py, epilogue);
         c.outputs.push_back(from_f32(std::move(y), x0.dtype));
         return;
     }
@@ -233,6 +237,7 @@ void op_conv(OpContext& c) {
                 for (int64_t p = 0; p < out_pixels; ++p) row[p] += pb[static_cast<size_t>(o)];
             }
     }
+    if (!epilogue.empty()) run_elementwise_chain(c.options, epilogue, py, py, y.element_count());
     c.outputs.push_back(from_f32(std::move(y), x0.dtype));
 }
 
