@@ -8,6 +8,7 @@
 #include "ir/checked.h"
 #include "runtime-check/kernels/conv2d.h"
 #include "runtime-check/kernels/gemm.h"
+#include "runtime-check/kernels/igemm.h"
 #include "runtime-check/ops/conv_shape.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
@@ -171,8 +172,17 @@ void conv_with_epilogue(OpContext& c, std::span<const ChainStep> epilogue) {
         c.fail(cat("the patch matrix (", col_rows, " x ", out_pixels,
                    ") or padded plane is too large"));
     if (s <= 2) {
-        conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, win}, px, pw,
-                   c.has_input(2) ? bias.values<float>().data() : nullptr, py, epilogue);
+        const Conv2DShape shape{g.n, g.c_in, g.c_out, g.group, win};
+        // A float32 initializer weight: its per-group transpose made once per executor
+        // (IgemmCache) when the transposed GEMM is the cheaper orientation (same bits).
+        const float* w_t = nullptr;
+        const Tensor& w0 = c.input(1);
+        if (c.igemm_cache && (c.constant_inputs & 2) && w0.dtype == DType::F32 &&
+            !w0.is_encoded() && conv2d_prefers_transposed(shape))
+            w_t =
+                c.igemm_cache->transposed_f32(w0.values<float>().data(), g.group, cout_g, col_rows);
+        conv2d_f32(c.options, shape, px, pw, c.has_input(2) ? bias.values<float>().data() : nullptr,
+                   py, epilogue, w_t);
         c.outputs.push_back(from_f32(std::move(y), x0.dtype));
         return;
     }
