@@ -40,12 +40,23 @@ CACHE = Path(os.environ.get("EDGEPACK_MODEL_CACHE", ROOT / ".cache" / "models"))
 DATA = ROOT / ".cache" / "data"
 
 
-def image(shape):
-    return lambda rng: {"x": rng.random(shape, dtype=np.float32)}
+def image(shape, name="x"):
+    return lambda rng: {name: rng.random(shape, dtype=np.float32)}
 
 
 def tokens(t):
     return lambda rng: {"input_ids": rng.integers(0, 512, size=(1, t), dtype=np.int64)}
+
+
+def made_by(script, *script_args):
+    """A model a script writes (into the bench's temp folder): a callable tmp -> path."""
+    def make(tmp):
+        out = Path(tmp) / (Path(script).stem + ".onnx")
+        if not out.exists():
+            subprocess.run([sys.executable, str(ROOT / script), str(out), *script_args], check=True,
+                           capture_output=True)
+        return out
+    return make
 
 
 def vad_frame(index):
@@ -53,7 +64,8 @@ def vad_frame(index):
     return lambda rng: dict(np.load(path))
 
 
-# name, path, input generator (seeded numpy Generator -> {input name: array})
+# name, path (or a callable tmp -> path for a generated model), input generator (seeded
+# numpy Generator -> {input name: array})
 MODELS = [
     ("mnist-b1", SHARED / "mnist/mnist-cnn.onnx",
      lambda rng: {"input": rng.random((1, 1, 28, 28), dtype=np.float32)}),
@@ -70,6 +82,9 @@ MODELS = [
     # 1 s of the same synthesized 16 kHz signal.
     ("logmel-1s", DATA / "logmel/logmel.onnx",
      lambda rng: {"audio": np.load(DATA / "logmel/audio.npy")}),
+    # A small CNN as tf2onnx exports a TF detector (scripts/make_tf_cnn.py: NHWC Transposes
+    # around Conv / LeakyRelu / Mul + Max / MaxPool blocks; seeded weights, speed only).
+    ("tf-cnn", made_by("scripts/make_tf_cnn.py", "--size", "96"), image((1, 96, 96, 3), "image")),
 ]
 
 
@@ -212,6 +227,8 @@ def main():
         for name, path, make in MODELS:
             if wanted and name not in wanted:
                 continue
+            if callable(path):
+                path = path(tmp)
             if not path.exists():
                 print(f"skipped {name}: {path} not found", file=sys.stderr)
                 continue

@@ -13,7 +13,14 @@
 // at least two steps. The fused node keeps the original nodes as its `body` subgraph: when a run
 // finds other than float32 values, or a constant whose rank would change the output's shape, it
 // runs the body as written. Otherwise it computes each step's float operation in order, so its
-// bytes are the unfused nodes' bytes.
+// bytes are the unfused nodes' bytes. Steps may also be LeakyRelu and two-input Max / Min.
+//
+// A chain whose input is the output of a float Conv that nothing else reads becomes that
+// Conv's epilogue (one step is then enough), e.g. TF's leaky ReLU:
+//   Conv(X, W, B) -> c; Mul(c, 0.1) -> s; Max(c, s) -> y
+//   =>  ai.edgepack.fused.ConvActivation(X, W, B, 0.1) { Conv's attributes; body: the three nodes }
+// The kernel runs the chain over each block of the Conv's output as it is produced
+// (kernels/conv2d.h): the same bytes as the nodes as written.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +37,7 @@ struct ElementwiseFusion {
     std::vector<Node> nodes;  // the graph's nodes, fused chains replaced, in order
     std::unordered_set<std::string> removed_values;  // intermediates no node produces now
     size_t chains = 0, fused_nodes = 0;
+    size_t conv_activations = 0;  // chains that became a Conv's epilogue
 };
 
 // Rewrites `nodes` (the main graph's, in topological order; subgraphs are left as they
@@ -39,5 +47,7 @@ struct ElementwiseFusion {
 
 // The kernel of ai.edgepack.fused.ElementwiseChain.
 void op_elementwise_chain(OpContext& c);
+// The kernel of ai.edgepack.fused.ConvActivation.
+void op_conv_activation(OpContext& c);
 
 }  // namespace ep::rt

@@ -347,6 +347,7 @@ KernelFn fused_kernel(const Node& node) {
     if (node.domain != kFusedDomain) return nullptr;
     if (node.op_type == "QdqBinary") return op_qdq_binary;
     if (node.op_type == "ElementwiseChain") return op_elementwise_chain;
+    if (node.op_type == "ConvActivation") return op_conv_activation;
     return nullptr;
 }
 

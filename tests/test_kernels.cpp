@@ -14,11 +14,17 @@
 //    <= 1e-6 * |ref| + 1e-7 * max(1, |x|) (a few float ulps; the absolute part covers
 //    results that cancel to near 0, such as Gelu of a negative x);
 //  - Softmax, LayerNormalization, BatchNormalization: 1e-5 relative + 1e-6 absolute.
-// Every kernel is called through a one-node model and rt::Executor, as a model would.
+// Every kernel is called through a one-node model and rt::Executor, as a model would (the
+// transposed Conv GEMM, chosen only for initializer weights, also directly: conv2d.h).
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "op_model.h"
+#include "runtime-check/kernels/conv2d.h"
+#include "runtime-check/kernels/igemm.h"
+#include "runtime-check/kernels/simd.h"
 #include "support.h"
 #include "tests/support/reference.h"
 
@@ -419,5 +425,58 @@ TEST_CASE("unary math matches libm in double within a few ulps", "[kernels][elem
             INFO("x = " << xv[i] << ": got " << g[i] << ", reference " << r[i]);
             REQUIRE(std::abs(static_cast<double>(g[i]) - r[i]) <= tol);
         }
+    }
+}
+
+TEST_CASE("Conv over few positions and many channels: the transposed GEMM gives the same bits",
+          "[kernels][conv]") {
+    // conv2d_f32 with a transposed weight (what op_conv passes for an initializer weight when
+    // conv2d_prefers_transposed) against the same call without it, bit for bit: both are one
+    // FMA chain over k in order per output element.
+    struct Case {
+        int64_t n, c_in, hw, c_out, kernel, group;
+        bool bias;
+    };
+    const auto cc = GENERATE(values<Case>({
+        {1, 64, 3, 256, 3, 1, true},   // 9 positions x 256 channels
+        {2, 32, 6, 256, 3, 1, true},   // 36 positions, a batch
+        {1, 48, 3, 130, 3, 2, false},  // groups, no bias, 65 channels per group
+        {1, 96, 2, 200, 1, 1, true},   // pointwise: the input itself is the patch matrix
+    }));
+    INFO("X [" << cc.n << ", " << cc.c_in << ", " << cc.hw << ", " << cc.hw << "] C_out "
+               << cc.c_out << " kernel " << cc.kernel << " group " << cc.group);
+    const int64_t pad = cc.kernel / 2, cin_g = cc.c_in / cc.group, cout_g = cc.c_out / cc.group;
+    const int64_t k = cin_g * cc.kernel * cc.kernel, plane = cc.hw * cc.hw;
+    rt::Conv2DShape s{
+        cc.n,
+        cc.c_in,
+        cc.c_out,
+        cc.group,
+        {cc.hw, cc.hw, cc.kernel, cc.kernel, cc.hw, cc.hw, 1, 1, 1, 1, pad, pad, pad, pad}};
+    if (!rt::simd_kernels().gemm_tile) {
+        CHECK_FALSE(rt::conv2d_prefers_transposed(s));
+        return;
+    }
+    REQUIRE(rt::conv2d_prefers_transposed(s));
+    Tensor x = test::random_f32({cc.n, cc.c_in, cc.hw, cc.hw}, 71);
+    Tensor w = test::random_f32({cc.c_out, cin_g, cc.kernel, cc.kernel}, 72);
+    Tensor b = test::random_f32({cc.c_out}, 73);
+    const float* pw = w.values<float>().data();
+    std::vector<float> w_t(static_cast<size_t>(cc.c_out * k));
+    for (int64_t g = 0; g < cc.group; ++g)
+        for (int64_t r = 0; r < cout_g; ++r)
+            for (int64_t kk = 0; kk < k; ++kk)
+                w_t[static_cast<size_t>((g * k + kk) * cout_g + r)] = pw[(g * cout_g + r) * k + kk];
+    rt::IgemmCache cache;
+    CHECK(std::equal(w_t.begin(), w_t.end(), cache.transposed_f32(pw, cc.group, cout_g, k)));
+    const size_t out = static_cast<size_t>(cc.n * cc.c_out * plane);
+    std::vector<float> want(out), got(out);
+    const float* pb = cc.bias ? b.values<float>().data() : nullptr;
+    rt::conv2d_f32({1}, s, x.values<float>().data(), pw, pb, want.data());
+    for (int threads : {1, 2, 3}) {
+        INFO("threads " << threads);
+        std::fill(got.begin(), got.end(), std::nanf(""));
+        rt::conv2d_f32({threads}, s, x.values<float>().data(), pw, pb, got.data(), {}, w_t.data());
+        CHECK(std::memcmp(got.data(), want.data(), out * sizeof(float)) == 0);
     }
 }

@@ -22,6 +22,8 @@ constexpr int64_t kKeptScratchFloats = int64_t{1} << 20;  // 4 MiB
 // `floats` floats of scratch, 64-byte aligned, for the calling thread: a buffer kept
 // between calls when small (a pool thread's malloc arena would otherwise hand a freed block
 // back to the OS and fault it in again on every run), else `big`, freed by the caller.
+// Each Slot is its own buffer.
+template <int Slot = 0>
 float* scratch(int64_t floats, std::unique_ptr<float[]>& big) {
     thread_local std::vector<float> kept;
     const auto want = static_cast<size_t>(floats + 16);
@@ -87,7 +89,9 @@ struct PhasePlanes {
 };
 
 void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-               const float* bias, float* y) {
+               const float* bias, float* y, std::span<const ChainStep> epilogue) {
+    ExecOptions one = options;
+    one.threads = 1;
     const Window2D& g = s.win;
     const int64_t mult = s.c_out / s.group;  // output channels per input channel
     const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, ntaps = g.kh * g.kw;
@@ -112,9 +116,11 @@ void depthwise(const ExecOptions& options, const Conv2DShape& s, const float* x,
                          layout.fill(x + (b * s.c_in + ci) * in_plane, g, padded);
                          for (int64_t mi = 0; mi < mult; ++mi) {
                              const int64_t co = ci * mult + mi;
+                             float* out = y + (b * s.c_out + co) * out_plane;
                              plane_fn({padded, g.sh * layout.stride, taps.data(), ntaps,
-                                       w + co * ntaps, bias ? bias[co] : 0.0f,
-                                       y + (b * s.c_out + co) * out_plane, g.oh, g.ow});
+                                       w + co * ntaps, bias ? bias[co] : 0.0f, out, g.oh, g.ow});
+                             if (!epilogue.empty())
+                                 run_elementwise_chain(one, epilogue, out, out, out_plane);
                          }
                      }
                  });
@@ -181,12 +187,38 @@ void im2col(const ExecOptions& options, const Window2D& g, int64_t channels, con
 
 }  // namespace
 
+namespace {
+
+// Cost of a GEMM of M rows by N columns per k, in FMA instructions of the AVX-512 kernels'
+// register tiles (simd_avx2.cpp), in units of 6: rows in tiles of 6; columns in pairs of
+// 16-float panels (6 x 32, 12 zmm FMAs: 2 units), then a last panel of 16 or of 9..15
+// columns (6 x 16 in ymm: 12 FMAs, 2 units) and one of at most 8 (6 x 8: 1 unit).
+int64_t tile_cost(int64_t m, int64_t n) {
+    const int64_t r = n % 32;
+    const int64_t units = 2 * (n / 32) + (r == 0 ? 0 : r <= 8 ? 1 : r <= 16 ? 2 : r <= 24 ? 3 : 4);
+    return ceil_div(m, 6) * units;
+}
+
+}  // namespace
+
+bool conv2d_prefers_transposed(const Conv2DShape& s) {
+    const Window2D& g = s.win;
+    const int64_t cin_g = s.c_in / s.group, cout_g = s.c_out / s.group;
+    const int64_t out_plane = g.oh * g.ow;
+    if (!simd_kernels().gemm_tile || (cin_g == 1 && cout_g == 1 && g.kh * g.kw > 1)) return false;
+    // At most 4 MiB of transposed output per product; at least a fifth cheaper.
+    return out_plane * cout_g <= (int64_t{1} << 20) &&
+           5 * tile_cost(out_plane, cout_g) < 4 * tile_cost(cout_g, out_plane);
+}
+
 void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-                const float* bias, float* y) {
+                const float* bias, float* y, std::span<const ChainStep> epilogue,
+                const float* w_t) {
     const Window2D& g = s.win;
     const int64_t cin_g = s.c_in / s.group, cout_g = s.c_out / s.group;
     const int64_t in_plane = g.ih * g.iw, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
-    if (cin_g == 1 && cout_g == 1 && taps > 1) return depthwise(options, s, x, w, bias, y);
+    if (cin_g == 1 && cout_g == 1 && taps > 1)
+        return depthwise(options, s, x, w, bias, y, epilogue);
     const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
                            g.oh == g.ih && g.ow == g.iw;
     const int64_t k = cin_g * taps;
@@ -197,21 +229,38 @@ void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x
     auto patch_buffer = [&](std::unique_ptr<float[]>& big) -> float* {
         return pointwise ? nullptr : scratch(k * ld, big);
     };
+    const bool transposed = w_t && conv2d_prefers_transposed(s);
     // One product: image b, group gi (bias, im2col, GEMM), with `opt`'s threads.
     auto product = [&](const ExecOptions& opt, int64_t b, int64_t gi, float* col) {
         const float* xin = x + (b * s.c_in + gi * cin_g) * in_plane;
         float* out = y + (b * s.c_out + gi * cout_g) * out_plane;
-        if (bias)
-            for (int64_t o = 0; o < cout_g; ++o)
-                std::fill(out + o * out_plane, out + (o + 1) * out_plane, bias[gi * cout_g + o]);
         const float* cols = xin;
         if (!pointwise) {
             im2col(opt, g, cin_g, xin, col, ld);
             cols = col;
         }
-        MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
-        MatrixView cv{cols, k, out_plane, ld, false};
-        gemm_f32(opt, wv, cv, out, out_plane, bias != nullptr);
+        if (transposed) {
+            // Y^T [out_plane, cout_g] = patches^T * W^T, from the bias, then transposed.
+            std::unique_ptr<float[]> big;
+            float* yt = scratch<1>(out_plane * cout_g, big);
+            if (bias)
+                for (int64_t j = 0; j < out_plane; ++j)
+                    std::copy(bias + gi * cout_g, bias + (gi + 1) * cout_g, yt + j * cout_g);
+            MatrixView pv{cols, out_plane, k, ld, true};
+            MatrixView wv{w_t + gi * k * cout_g, k, cout_g, cout_g, false};
+            gemm_f32(opt, pv, wv, yt, cout_g, bias != nullptr);
+            for (int64_t o = 0; o < cout_g; ++o)
+                for (int64_t j = 0; j < out_plane; ++j) out[o * out_plane + j] = yt[j * cout_g + o];
+        } else {
+            if (bias)
+                for (int64_t o = 0; o < cout_g; ++o)
+                    std::fill(out + o * out_plane, out + (o + 1) * out_plane,
+                              bias[gi * cout_g + o]);
+            MatrixView wv{w + gi * cout_g * k, cout_g, k, k, false};
+            MatrixView cv{cols, k, out_plane, ld, false};
+            gemm_f32(opt, wv, cv, out, out_plane, bias != nullptr);
+        }
+        if (!epilogue.empty()) run_elementwise_chain(opt, epilogue, out, out, cout_g * out_plane);
     };
     const int64_t products = s.n * s.group;
     const int64_t threads = std::max(1, options.threads);

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
+#include "runtime-check/kernels/elementwise_chain.h"
 #include "runtime-check/kernels/parallel.h"
 
 namespace ep::rt {
@@ -36,9 +38,23 @@ struct Conv2DShape {
 };
 
 // X [N, C_in, ih, iw], W [C_out, C_in / group, kh, kw], bias [C_out] or null,
-// Y [N, C_out, oh, ow] (fully written).
+// Y [N, C_out, oh, ow] (fully written). `epilogue`: an elementwise chain (a fused
+// activation such as LeakyRelu, Relu, Clip or Mul + Max; elementwise_chain.h) applied to
+// each (image, group) block of Y right after it is computed, while it is still in cache:
+// the bits of the Conv followed by the chain's nodes.
+//
+// `w_t` (optional): W transposed per group ([group][C_in / group * kh * kw][C_out / group]),
+// for shapes where conv2d_prefers_transposed: each (image, group) product is then computed
+// as Y^T = patches^T * W^T (many output channels over few output positions fill the GEMM's
+// 6 x 32 register tiles better than few positions over many channels). Every element is the
+// same fused multiply-add chain over the same k in order, so the bits do not change.
 void conv2d_f32(const ExecOptions& options, const Conv2DShape& s, const float* x, const float* w,
-                const float* bias, float* y);
+                const float* bias, float* y, std::span<const ChainStep> epilogue = {},
+                const float* w_t = nullptr);
+
+// Whether conv2d_f32 would use a transposed weight for this shape (the SIMD GEMM's tile
+// cost of both orientations; never on the portable path, whose blocking is Eigen's).
+[[nodiscard]] bool conv2d_prefers_transposed(const Conv2DShape& s);
 
 // Max or average pooling of `planes` planes (N * C) without an index output.
 // Average divides by the count of window positions inside the input, or inside the

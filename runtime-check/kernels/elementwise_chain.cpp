@@ -1,7 +1,9 @@
 #include "runtime-check/kernels/elementwise_chain.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "runtime-check/kernels/vec_math.h"
 
@@ -42,12 +44,30 @@ __attribute__((always_inline)) inline void binary_step(const ChainStep& s, const
     }
 }
 
-// The steps run in place over the block of y (it stays in L1 until the next block).
+// op_max / op_min on floats: a NaN on either side gives NaN, else std::max / std::min with
+// the operands in the node's order (which decides between -0 and +0).
+__attribute__((always_inline)) inline float max_step(float a, float b) {
+    return a != a || b != b ? std::numeric_limits<float>::quiet_NaN() : std::max(a, b);
+}
+__attribute__((always_inline)) inline float min_step(float a, float b) {
+    return a != a || b != b ? std::numeric_limits<float>::quiet_NaN() : std::min(a, b);
+}
+
+// The steps run in place over the block of y (it stays in L1 until the next block). When
+// x is the block itself (an in-place epilogue), a copy of it serves the steps that read
+// the chain's input.
 EP_CHAIN_CLONES void run_block(std::span<const ChainStep> steps, const float* x, float* cur,
                                int64_t len) {
     alignas(64) float kept[kChainMaxKept][kBlock];
+    alignas(64) float input[kBlock];
     int slot_of[64];  // step -> kept slot
-    std::memcpy(cur, x, static_cast<size_t>(len) * sizeof(float));
+    if (x != cur) {
+        std::memcpy(cur, x, static_cast<size_t>(len) * sizeof(float));
+    } else if (std::any_of(steps.begin(), steps.end(),
+                           [](const ChainStep& s) { return s.other == ChainOperand::Input; })) {
+        std::memcpy(input, x, static_cast<size_t>(len) * sizeof(float));
+        x = input;
+    }
     int slots = 0;
     for (size_t k = 0; k < steps.size(); ++k) {
         const ChainStep& s = steps[k];
@@ -92,6 +112,22 @@ EP_CHAIN_CLONES void run_block(std::span<const ChainStep> steps, const float* x,
             }
             case ChainOp::Sigmoid:
                 sigmoid_f32(cur, cur, len);
+                break;
+            case ChainOp::LeakyRelu: {
+                // Both sides computed, then a select: vectorizes (a multiply only on the
+                // negative lanes would not, under -ftrapping-math).
+                const float alpha = s.a;
+                for (int64_t i = 0; i < len; ++i) {
+                    const float v = cur[i], scaled = alpha * v;
+                    cur[i] = v >= 0 ? v : scaled;
+                }
+                break;
+            }
+            case ChainOp::Max:
+                binary_step(s, other, cur, len, max_step);
+                break;
+            case ChainOp::Min:
+                binary_step(s, other, cur, len, min_step);
                 break;
         }
         if (s.keep) {

@@ -27,6 +27,9 @@ enum class ChainOp : uint8_t {
     Clip,         // min(max(cur, lo), hi): NaN passes through (op_clip)
     HardSigmoid,  // max(0, min(1, alpha * cur + beta))
     Sigmoid,      // sigmoid_f32 (vec_math.h)
+    LeakyRelu,    // cur >= 0 ? cur : alpha * cur (alpha in `a`)
+    Max,          // NaN when either side is NaN, else std::max(first, second) (op_max)
+    Min,          // NaN when either side is NaN, else std::min(first, second) (op_min)
 };
 
 enum class ChainOperand : uint8_t {
@@ -50,7 +53,8 @@ struct ChainStep {
 // At most this many steps may be kept for later steps (`keep`).
 inline constexpr int kChainMaxKept = 4;
 
-// y[i] = the chain applied to x[i], for i in [0, n). y must not overlap x.
+// y[i] = the chain applied to x[i], for i in [0, n). y is either x itself (in place: a
+// fused producer's epilogue, e.g. Conv's) or does not overlap x.
 void run_elementwise_chain(const ExecOptions& options, std::span<const ChainStep> steps,
                            const float* x, float* y, int64_t n);
 

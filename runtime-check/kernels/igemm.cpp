@@ -285,6 +285,21 @@ const IgemmWeights& IgemmCache::get(const uint8_t* src, bool is_signed, int64_t 
     return entries_.back()->weights;
 }
 
+const float* IgemmCache::transposed_f32(const float* src, int64_t groups, int64_t rows, int64_t k) {
+    for (const auto& e : float_entries_)
+        if (e->src == src && e->groups == groups && e->rows == rows && e->k == k)
+            return e->transposed.data();
+    auto e = std::make_unique<FloatEntry>(FloatEntry{src, groups, rows, k, {}});
+    e->transposed.resize(static_cast<size_t>(groups * rows * k));
+    for (int64_t g = 0; g < groups; ++g)
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t kk = 0; kk < k; ++kk)
+                e->transposed[static_cast<size_t>((g * k + kk) * rows + r)] =
+                    src[(g * rows + r) * k + kk];
+    float_entries_.push_back(std::move(e));
+    return float_entries_.back()->transposed.data();
+}
+
 namespace {
 
 // The activation packed into panels (the layout above), the column sums of the packed

@@ -58,8 +58,19 @@ class IgemmCache {
     [[nodiscard]] const IgemmWeights& get(const uint8_t* src, bool is_signed, int64_t rows,
                                           int64_t k, int64_t row_stride, int64_t k_stride,
                                           const std::vector<int32_t>& zp);
+    // Float weights too: `groups` blocks of W [rows, k] (row-major, one after the other)
+    // transposed block by block into [k, rows] (a Conv's weights for conv2d.h's transposed
+    // GEMM). Keyed by address and shape.
+    [[nodiscard]] const float* transposed_f32(const float* src, int64_t groups, int64_t rows,
+                                              int64_t k);
 
   private:
+    struct FloatEntry {
+        const float* src;
+        int64_t groups, rows, k;
+        std::vector<float> transposed;
+    };
+    std::vector<std::unique_ptr<FloatEntry>> float_entries_;
     struct Entry {
         const uint8_t* src;
         bool is_signed;

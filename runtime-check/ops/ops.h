@@ -2,9 +2,13 @@
 // (op_registry.cpp) maps ONNX op types to them. Each is a plain reference implementation.
 #pragma once
 
+#include <span>
+
 #include "runtime-check/ops/op_context.h"
 
 namespace ep::rt {
+
+struct ChainStep;
 
 void op_abs(OpContext& c);
 void op_add(OpContext& c);
@@ -20,6 +24,9 @@ void op_concat(OpContext& c);
 void op_constant(OpContext& c);
 void op_constant_of_shape(OpContext& c);
 void op_conv(OpContext& c);
+// Conv on float32 with an elementwise chain applied to its output as it is produced
+// (elementwise_fusion.h's fused Conv + activation); an empty chain is op_conv.
+void conv_with_epilogue(OpContext& c, std::span<const ChainStep> epilogue);
 void op_conv_integer(OpContext& c);
 void op_conv_transpose(OpContext& c);
 void op_cos(OpContext& c);

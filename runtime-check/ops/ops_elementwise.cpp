@@ -374,7 +374,12 @@ void relu_f32_in_place(const ExecOptions& options, float* x, int64_t n) {
 }
 void op_leaky_relu(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 0.01f);
-    unary_float(c, [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * x; });
+    // Both sides, then a select: vectorizes (a multiply on the negative elements only would
+    // not, under -ftrapping-math); the same bits.
+    unary_float(c, [alpha](auto x) {
+        const auto scaled = static_cast<decltype(x)>(alpha) * x;
+        return x >= 0 ? x : scaled;
+    });
 }
 void op_elu(OpContext& c) {
     float alpha = c.node.attr_float("alpha", 1.0f);

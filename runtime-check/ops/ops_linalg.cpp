@@ -8,6 +8,7 @@
 #include "ir/checked.h"
 #include "runtime-check/kernels/conv2d.h"
 #include "runtime-check/kernels/gemm.h"
+#include "runtime-check/kernels/igemm.h"
 #include "runtime-check/ops/conv_shape.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
@@ -134,6 +135,10 @@ void op_gemm(OpContext& c) {
 }
 
 void op_conv(OpContext& c) {
+    conv_with_epilogue(c, {});
+}
+
+void conv_with_epilogue(OpContext& c, std::span<const ChainStep> epilogue) {
     const Tensor& x0 = c.input(0);
     Tensor x = as_f32(c, x0), w = as_f32(c, c.input(1));
     ConvShape g = conv_shape(c, x.shape, w.shape);
@@ -167,8 +172,17 @@ void op_conv(OpContext& c) {
         c.fail(cat("the patch matrix (", col_rows, " x ", out_pixels,
                    ") or padded plane is too large"));
     if (s <= 2) {
-        conv2d_f32(c.options, {g.n, g.c_in, g.c_out, g.group, win}, px, pw,
-                   c.has_input(2) ? bias.values<float>().data() : nullptr, py);
+        const Conv2DShape shape{g.n, g.c_in, g.c_out, g.group, win};
+        // A float32 initializer weight: its per-group transpose made once per executor
+        // (IgemmCache) when the transposed GEMM is the cheaper orientation (same bits).
+        const float* w_t = nullptr;
+        const Tensor& w0 = c.input(1);
+        if (c.igemm_cache && (c.constant_inputs & 2) && w0.dtype == DType::F32 &&
+            !w0.is_encoded() && conv2d_prefers_transposed(shape))
+            w_t =
+                c.igemm_cache->transposed_f32(w0.values<float>().data(), g.group, cout_g, col_rows);
+        conv2d_f32(c.options, shape, px, pw, c.has_input(2) ? bias.values<float>().data() : nullptr,
+                   py, epilogue, w_t);
         c.outputs.push_back(from_f32(std::move(y), x0.dtype));
         return;
     }
@@ -233,6 +247,7 @@ void op_conv(OpContext& c) {
                 for (int64_t p = 0; p < out_pixels; ++p) row[p] += pb[static_cast<size_t>(o)];
             }
     }
+    if (!epilogue.empty()) run_elementwise_chain(c.options, epilogue, py, py, y.element_count());
     c.outputs.push_back(from_f32(std::move(y), x0.dtype));
 }
 
