@@ -9,8 +9,9 @@
 //   1. Sensitivity, per tensor t and candidate c: the error of the model with only t
 //      quantized with c (round to nearest), everything else float:
 //        kl       mean over calibration positions of KL(softmax(float logits) ||
-//                 softmax(logits)), through the runtime, on the graph's float outputs (each
-//                 output's last axis is its class axis); needs a graph and calibration data
+//                 softmax(logits)), through the runtime, on the outputs validate infers as
+//                 class scores along the last axis (rt::infer_output_kind: a classifier's or
+//                 a decoder's logits, not a KV cache); needs a graph and calibration data
 //        hessian  tr(E H E^T) with H = 2/n X^T X of the tensor's activation from the
 //                 calibration capture (GPTQ's layer-output error; calib::hessian_error):
 //                 one capture instead of a model run per tensor and candidate; tensors

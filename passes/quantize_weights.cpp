@@ -117,6 +117,7 @@ struct Candidate {
     bool calibrated = false;  // gptq / awq applies (else rtn)
     std::string rtn_why;      // why rtn when the method calibrates: "Conv", "in a subgraph"
     std::string activation;   // the A input (calibrated only)
+    std::string input;        // the A input of a MatMul / Gemm weight with one row-activation use
     int64_t k = 0;            // reduction length
     int64_t rows = 0;         // output channels (stored rows)
     uint64_t old_bytes = 0, new_bytes = 0;
@@ -128,6 +129,7 @@ struct Candidate {
 struct Analysis {
     std::vector<Candidate> candidates;
     std::vector<Skipped> skipped;
+    std::string mixed_line;  // a measured budget: what the plan cannot choose yet
 };
 
 // How the weights are rounded: rtn (round to nearest), or with calibration data GPTQ / AWQ.
@@ -344,6 +346,7 @@ class QuantizeWeights final : public Pass {
             methods.emplace_back(c.calibrated ? method_name(method_) : "rtn");
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
+        if (!a.mixed_line.empty()) lines.push_back(a.mixed_line);
         for (const auto& g : groups(model, a, methods)) lines.push_back(quantized_group_line(g));
         lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize: ", mib(before), " -> ",
                             mib(after), "; ", a.skipped.size(), " skipped"));
@@ -582,7 +585,7 @@ class QuantizeWeights final : public Pass {
             item.weights = static_cast<uint64_t>(t.element_count());
             item.rows = c.rows;
             item.cols = c.k;
-            item.activation = c.calibrated ? c.activation : std::string();
+            item.activation = c.input;
             const auto options =
                 c.role == Role::ConvW ? std::vector<Encoding>{c.encoding} : mixed_.candidates;
             for (Encoding e : options) {
@@ -634,13 +637,21 @@ class QuantizeWeights final : public Pass {
             return;
         }
         std::string names;
+        uint64_t weights = 0, smallest = 0, largest = 0;
         for (const auto& e : mixed_.candidates)
             names += cat(names.empty() ? "" : " / ", encoding_name(e));
+        for (const auto& item : items) {
+            weights += item.weights;
+            smallest += *std::min_element(item.bytes.begin(), item.bytes.end());
+            largest += *std::max_element(item.bytes.begin(), item.bytes.end());
+        }
         for (auto& c : a.candidates)
-            if (c.role != Role::ConvW)
-                c.mixed_why = cat("budget ", budget, " bytes: one of ", names, " by ",
-                                  mixed_.sensitivity == mixed::Sensitivity::Kl ? "kl" : "hessian",
-                                  " sensitivity, measured when the pass runs");
+            if (c.role != Role::ConvW) c.mixed_why = cat("budget: ", names);
+        a.mixed_line = cat("mixed precision: budget ", mixed_.budget->describe(), " = ", budget,
+                           " bytes for ", weights, " weights (the candidates give ", smallest,
+                           " to ", largest, " bytes); each tensor's encoding is chosen by ",
+                           mixed_.sensitivity == mixed::Sensitivity::Kl ? "kl" : "hessian",
+                           " sensitivity on the calibration data when the pass runs");
     }
 
     Analysis analyze_checkpoint(const Model& model) const {
@@ -919,6 +930,11 @@ class QuantizeWeights final : public Pass {
             c.new_bytes = encoded_bytes(c.encoding, dims.rows, dims.cols).value_or(0);
             plan_sparse_output(*t, c);
             if (method_ != Method::Rtn) c.rtn_why = std::string(role_name(role));
+            // The activation a Hessian-proxy budget captures, whatever the method.
+            if ((role == Role::MatMulB || role == Role::GemmB) && us.size() == 1 && !in_subgraph &&
+                !activation.empty() &&
+                !(role == Role::GemmB && us.front().node->attr_int("transA", 0) != 0))
+                c.input = activation;
             if (method_ != Method::Rtn && (role == Role::MatMulB || role == Role::GemmB)) {
                 const Node& n = *us.front().node;
                 if (us.size() != 1) {
