@@ -327,6 +327,25 @@ void check_option(const OptionSpec& spec, json& v, const std::string& path) {
                     fail(cat(path, "[", i, "]"), cat("expected a string, found ", type_name(v[i])));
             return;
         }
+        case OptionType::NamedNumber: {
+            if (!v.is_object() || v.size() != 1) {
+                std::string forms;
+                for (const auto& c : spec.choices)
+                    forms += cat(forms.empty() ? "" : " or ", "{\"", c, "\": number}");
+                fail(path, cat("expected one entry, ", forms, ", found ",
+                               v.is_object() ? v.dump() : type_name(v)));
+            }
+            const std::string key = v.begin().key();
+            json& item = v.begin().value();
+            if (std::find(spec.choices.begin(), spec.choices.end(), key) == spec.choices.end())
+                fail(cat(path, ".", key),
+                     cat("unknown entry (expected one of ", quoted_list(spec.choices), ")",
+                         did_you_mean(key, spec.choices)));
+            OptionSpec number = spec;
+            number.type = OptionType::Number;
+            check_option(number, item, cat(path, ".", key));
+            return;
+        }
         case OptionType::NumberList: {
             if (!v.is_array()) expect("a list of numbers");
             for (size_t i = 0; i < v.size(); ++i)
@@ -1090,6 +1109,20 @@ json option_schema(const OptionSpec& spec) {
             j["type"] = "array";
             j["items"] = {{"type", "number"}};
             break;
+        case OptionType::NamedNumber: {
+            json number = {{"type", "number"}};
+            std::swap(j, number);
+            bounds(false);
+            std::swap(j, number);
+            json properties = json::object();
+            for (const auto& c : spec.choices) properties[c] = number;
+            j["type"] = "object";
+            j["properties"] = properties;
+            j["minProperties"] = 1;
+            j["maxProperties"] = 1;
+            j["additionalProperties"] = false;
+            break;
+        }
     }
     if (!spec.default_value.is_null()) j["default"] = spec.default_value;
     j["description"] = spec.help;

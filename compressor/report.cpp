@@ -273,6 +273,8 @@ json passes_json(const std::vector<PassRecord>& records) {
                        {"calibration", std::move(calibration)},
                        {"warnings", r.result.warnings},
                        {"seconds", r.seconds}});
+        if (!r.result.mixed_precision.is_null())
+            out.back()["mixed_precision"] = r.result.mixed_precision;
     }
     return out;
 }

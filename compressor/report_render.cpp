@@ -835,6 +835,29 @@ std::string short_hash(const json& j) {
     return u(h.substr(0, std::min<size_t>(12, h.size())));
 }
 
+// A mixed-precision budget's size/KL curve (report.json passes[].mixed_precision.curve):
+// each plan measured through the runtime, the chosen one marked.
+void mixed_curve_table(Doc& doc, const json& mixed) {
+    const auto& rows = items(at(mixed, "curve"));
+    if (rows.empty()) return;
+    Table t{{"plan bytes", "bits per weight", "predicted", "KL mean", "KL max", ""},
+            {true, true, true, true, true, false},
+            {}};
+    auto g = [](const json& v) {
+        auto n = number(v);
+        return n ? printf_double("%.4g", *n) : std::string("not measured");
+    };
+    for (const auto& r : rows)
+        t.rows.push_back(
+            {{fmt_bytes(at(r, "bytes"))},
+             {g(at(r, "bits_per_weight"))},
+             {g(at(r, "predicted"))},
+             {g(at(r, "kl_mean"))},
+             {g(at(r, "kl_max"))},
+             {at(r, "chosen").is_boolean() && at(r, "chosen").get<bool>() ? "chosen" : ""}});
+    doc.table(std::move(t));
+}
+
 // A pruning pass's weights, one row each (report.json passes[].pruned), at most
 // kPrunedRows of them, then one row of totals over all.
 void pruned_table(Doc& doc, const json& pruned) {
@@ -1033,6 +1056,7 @@ Doc build_doc(const json& report, bool charts) {
             for (const auto& line : items(at(p, "summary"))) doc.para(u(line));
             for (const auto& w : items(at(p, "warnings"))) doc.para("Warning: " + u(w));
             pruned_table(doc, at(p, "pruned"));
+            mixed_curve_table(doc, at(p, "mixed_precision"));
         }
     }
 

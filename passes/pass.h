@@ -73,8 +73,18 @@ enum PassNeed : uint32_t {
 
 // NumberOrMap: a number, or an object mapping tensor-name globs to numbers (a per-layer
 // value, e.g. prune's {"sparsity": {"*": 0.5, "layers.0.*": 0.3}}); min / max bound every
-// number. NumberList: an array of numbers.
-enum class OptionType : uint8_t { Bool, Int, Number, String, StringList, NumberOrMap, NumberList };
+// number. NumberList: an array of numbers. NamedNumber: an object of exactly one entry, a
+// name from `choices` and its number (quantize-weights' {"budget": {"bits_per_weight": 4.5}}).
+enum class OptionType : uint8_t {
+    Bool,
+    Int,
+    Number,
+    String,
+    StringList,
+    NumberOrMap,
+    NumberList,
+    NamedNumber
+};
 
 struct OptionSpec {
     std::string name;
@@ -163,6 +173,10 @@ struct [[nodiscard]] PassResult {
     std::vector<std::string> quantized_nodes;
     // What a pruning pass pruned, one entry per weight (structured: per weight it shrank).
     std::vector<PrunedTensor> pruned;
+    // quantize-weights with a budget or a named plan (passes/mixed_precision.h): the budget,
+    // the encoding per tensor and the measured size/KL curve (report.json
+    // passes[].mixed_precision); null otherwise.
+    nlohmann::json mixed_precision;
 };
 
 // One tensor of a StreamingPlan: what the pass writes in place of `source`.

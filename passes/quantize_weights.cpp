@@ -80,6 +80,7 @@
 #include "ir/ir.h"
 #include "ir/progress.h"
 #include "ir/sparse.h"
+#include "passes/mixed_precision.h"
 #include "passes/pass.h"
 #include "passes/quantize_weights.h"
 #include "passes/selector.h"
@@ -116,16 +117,19 @@ struct Candidate {
     bool calibrated = false;  // gptq / awq applies (else rtn)
     std::string rtn_why;      // why rtn when the method calibrates: "Conv", "in a subgraph"
     std::string activation;   // the A input (calibrated only)
+    std::string input;        // the A input of a MatMul / Gemm weight with one row-activation use
     int64_t k = 0;            // reduction length
     int64_t rows = 0;         // output channels (stored rows)
     uint64_t old_bytes = 0, new_bytes = 0;
     Sparsity sparse;        // the output stored sparse (a sparse source's layout), else none
     std::string dense_why;  // a sparse source stored dense: why
+    std::string mixed_why;  // budget / plan (mixed_precision.h): how its encoding is chosen
 };
 
 struct Analysis {
     std::vector<Candidate> candidates;
     std::vector<Skipped> skipped;
+    std::string mixed_line;  // a measured budget: what the plan cannot choose yet
 };
 
 // How the weights are rounded: rtn (round to nearest), or with calibration data GPTQ / AWQ.
@@ -160,7 +164,9 @@ class QuantizeWeights final : public Pass {
                "with rtn, gptq or awq";
     }
     uint32_t needs() const override {
-        return method_ == Method::Rtn ? kNeedsNothing : (kNeedsCalibrationData | kNeedsGraph);
+        const bool measured = mixed_.budget && mixed_.sensitivity != mixed::Sensitivity::Weight;
+        return method_ == Method::Rtn && !measured ? kNeedsNothing
+                                                   : (kNeedsCalibrationData | kNeedsGraph);
     }
     std::vector<OptionSpec> option_specs() const override {
         return {
@@ -229,6 +235,44 @@ class QuantizeWeights final : public Pass {
              {},
              1,
              1 << 20},
+            {"budget",
+             OptionType::NamedNumber,
+             nullptr,
+             "mixed precision: {\"bits_per_weight\": N} or {\"max_bytes\": N} over the "
+             "quantized tensors; each tensor gets one of `candidates` (docs/mixed-precision.md)",
+             {"bits_per_weight", "max_bytes"},
+             0,
+             9e18},
+            {"candidates",
+             OptionType::StringList,
+             nlohmann::json::array(),
+             "mixed precision: the encodings a budget or plan chooses from (int4g32, int8g32, ...)",
+             {}},
+            {"plan",
+             OptionType::String,
+             "",
+             "mixed precision by a named rule instead of a budget: q4_k_m (llama.cpp's)",
+             {"", "q4_k_m"}},
+            {"sensitivity",
+             OptionType::String,
+             "kl",
+             "budget: per-tensor error measured as output KL through the runtime, a Hessian "
+             "proxy from the calibration capture, or the weight error (data-free)",
+             {"kl", "hessian", "weight"}},
+            {"sensitivity_samples",
+             OptionType::Int,
+             8,
+             "budget with kl: calibration samples each measurement runs (0: all)",
+             {},
+             0,
+             1e9},
+            {"curve_points",
+             OptionType::Int,
+             6,
+             "budget: plans quantized and measured for the report's size/KL curve",
+             {},
+             1,
+             64},
         };
     }
 
@@ -285,6 +329,7 @@ class QuantizeWeights final : public Pass {
         grid_ = o.value("grid", 20);
         awq_rows_ = o.value("awq_rows", uint64_t{1024});
         clip_ = o.value("clip", true);
+        mixed_ = mixed::parse_options(o);
     }
 
     std::vector<std::string> plan(const Model& model) const override {
@@ -301,6 +346,7 @@ class QuantizeWeights final : public Pass {
             methods.emplace_back(c.calibrated ? method_name(method_) : "rtn");
         }
         for (const auto& s : a.skipped) lines.push_back(cat("skip ", s.name, ": ", s.reason));
+        if (!a.mixed_line.empty()) lines.push_back(a.mixed_line);
         for (const auto& g : groups(model, a, methods)) lines.push_back(quantized_group_line(g));
         lines.push_back(cat(n, " tensor", n == 1 ? "" : "s", " to quantize: ", mib(before), " -> ",
                             mib(after), "; ", a.skipped.size(), " skipped"));
@@ -350,6 +396,15 @@ class QuantizeWeights final : public Pass {
         Analysis a = analyze(model);
         PassResult result;
         result.skipped = a.skipped;
+        if (mixed_.active()) {
+            // The measured budget's choice, on the model as it is before this pass.
+            const auto items = mixed_items(model, a);
+            auto choice = mixed::choose(model, items, mixed_, context);
+            if (mixed_.budget && mixed_.sensitivity != mixed::Sensitivity::Weight)
+                apply_choice(model, a, items, choice.option, "budget");
+            result.summary = std::move(choice.lines);
+            result.mixed_precision = std::move(choice.report);
+        }
         uint64_t before = 0, after = 0;
         for (const auto& c : a.candidates) {
             before += c.old_bytes;
@@ -432,7 +487,8 @@ class QuantizeWeights final : public Pass {
         return cat("[", i + 1, "/", a.candidates.size(), "] ", c.name, " ", shape_string(t->shape),
                    " ", lower_dtype(t->dtype), " -> ", encoding_name(output_encoding(c)), ", ",
                    mib(c.old_bytes), " -> ", mib(c.new_bytes), how,
-                   c.dense_why.empty() ? "" : cat(" (stored dense: ", c.dense_why, ")"));
+                   c.dense_why.empty() ? "" : cat(" (stored dense: ", c.dense_why, ")"),
+                   c.mixed_why.empty() ? "" : cat(" (", c.mixed_why, ")"));
     }
 
     static std::string_view role_name(Role r) {
@@ -512,7 +568,90 @@ class QuantizeWeights final : public Pass {
     static uint64_t float_bytes(const Tensor& t) { return t.data.size(); }
 
     Analysis analyze(const Model& model) const {
-        return model.graph.nodes.empty() ? analyze_checkpoint(model) : analyze_graph(model);
+        Analysis a = model.graph.nodes.empty() ? analyze_checkpoint(model) : analyze_graph(model);
+        if (mixed_.active()) plan_mixed(model, a);
+        return a;
+    }
+
+    // Mixed precision (mixed_precision.h): the candidates as items, each with the encodings
+    // it may take and their bytes (a Conv weight keeps its one encoding).
+    std::vector<mixed::Item> mixed_items(const Model& model, const Analysis& a) const {
+        std::vector<mixed::Item> items;
+        for (const auto& c : a.candidates) {
+            const Tensor& t = *find_tensor(model, c);
+            mixed::Item item;
+            item.name = c.name;
+            item.graph = c.graph;
+            item.weights = static_cast<uint64_t>(t.element_count());
+            item.rows = c.rows;
+            item.cols = c.k;
+            item.activation = c.input;
+            const auto options =
+                c.role == Role::ConvW ? std::vector<Encoding>{c.encoding} : mixed_.candidates;
+            for (Encoding e : options) {
+                const Candidate as = with_encoding(t, c, e);
+                item.options.push_back(as.encoding);
+                item.bytes.push_back(as.new_bytes);
+            }
+            items.push_back(std::move(item));
+        }
+        return items;
+    }
+
+    // c with encoding e (on c's axis), its bytes and sparse storage planned again.
+    static Candidate with_encoding(const Tensor& t, Candidate c, Encoding e) {
+        e.axis = c.encoding.axis;
+        e.sparse = {};
+        c.encoding = e;
+        c.sparse = {};
+        c.dense_why.clear();
+        c.new_bytes = encoded_bytes(e, c.rows, c.k).value_or(0);
+        plan_sparse_output(t, c);
+        return c;
+    }
+
+    // Sets every candidate's encoding from a choice (options per item, mixed_items' order).
+    static void apply_choice(const Model& model, Analysis& a, const std::vector<mixed::Item>& items,
+                             const std::vector<size_t>& option, const std::string& why) {
+        for (size_t i = 0; i < a.candidates.size(); ++i) {
+            auto& c = a.candidates[i];
+            c = with_encoding(*find_tensor(model, c), c, items[i].options[option[i]]);
+            c.mixed_why = why;
+        }
+    }
+
+    // A named plan or a data-free budget is chosen here, so the plan shows it per tensor; a
+    // measured budget is checked here (it fits the candidates) and chosen in run().
+    void plan_mixed(const Model& model, Analysis& a) const {
+        const auto items = mixed_items(model, a);
+        if (!mixed_.plan.empty()) {
+            apply_choice(model, a, items, mixed::named_plan(mixed_, items),
+                         cat("plan ", mixed_.plan));
+            return;
+        }
+        const uint64_t budget = mixed::budget_bytes(mixed_, items);
+        if (mixed_.sensitivity == mixed::Sensitivity::Weight) {
+            PassContext none;
+            auto choice = mixed::choose(model, items, mixed_, none);
+            apply_choice(model, a, items, choice.option, "budget, weight error");
+            return;
+        }
+        std::string names;
+        uint64_t weights = 0, smallest = 0, largest = 0;
+        for (const auto& e : mixed_.candidates)
+            names += cat(names.empty() ? "" : " / ", encoding_name(e));
+        for (const auto& item : items) {
+            weights += item.weights;
+            smallest += *std::min_element(item.bytes.begin(), item.bytes.end());
+            largest += *std::max_element(item.bytes.begin(), item.bytes.end());
+        }
+        for (auto& c : a.candidates)
+            if (c.role != Role::ConvW) c.mixed_why = cat("budget: ", names);
+        a.mixed_line = cat("mixed precision: budget ", mixed_.budget->describe(), " = ", budget,
+                           " bytes for ", weights, " weights (the candidates give ", smallest,
+                           " to ", largest, " bytes); each tensor's encoding is chosen by ",
+                           mixed_.sensitivity == mixed::Sensitivity::Kl ? "kl" : "hessian",
+                           " sensitivity on the calibration data when the pass runs");
     }
 
     Analysis analyze_checkpoint(const Model& model) const {
@@ -791,6 +930,11 @@ class QuantizeWeights final : public Pass {
             c.new_bytes = encoded_bytes(c.encoding, dims.rows, dims.cols).value_or(0);
             plan_sparse_output(*t, c);
             if (method_ != Method::Rtn) c.rtn_why = std::string(role_name(role));
+            // The activation a Hessian-proxy budget captures, whatever the method.
+            if ((role == Role::MatMulB || role == Role::GemmB) && us.size() == 1 && !in_subgraph &&
+                !activation.empty() &&
+                !(role == Role::GemmB && us.front().node->attr_int("transA", 0) != 0))
+                c.input = activation;
             if (method_ != Method::Rtn && (role == Role::MatMulB || role == Role::GemmB)) {
                 const Node& n = *us.front().node;
                 if (us.size() != 1) {
@@ -1182,6 +1326,7 @@ class QuantizeWeights final : public Pass {
     int grid_ = 20;
     uint64_t awq_rows_ = 1024;
     bool clip_ = true;
+    mixed::Options mixed_;  // budget / candidates / plan (mixed_precision.h)
 };
 
 }  // namespace

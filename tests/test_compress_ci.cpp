@@ -528,6 +528,7 @@ TEST_CASE("compress CI: every example recipe is valid and run by a test", "[ci][
                                        "stories260k-prune-wanda-int4.json",
                                        "stories260k-prune-sparsegpt-2of4-int4.json",
                                        "stories260k-lora-int4.json",
+                                       "stories260k-mixed-5bpw.json",
                                        "silero-vad-int8.json"};
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(test::source_dir() / "examples" / "recipes"))

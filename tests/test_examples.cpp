@@ -158,7 +158,8 @@ TEST_CASE("examples: the stories260k recipes run on its token sequences", "[exam
          {"cleanup-stories260k.json", "stories260k-int8.json", "stories260k-int4-rtn.json",
           "stories260k-int4-gptq.json", "stories260k-int4-awq.json",
           "stories260k-dynamic-int8.json", "stories260k-prune-wanda-int4.json",
-          "stories260k-prune-sparsegpt-2of4-int4.json", "stories260k-lora-int4.json"}) {
+          "stories260k-prune-sparsegpt-2of4-int4.json", "stories260k-lora-int4.json",
+          "stories260k-mixed-5bpw.json"}) {
         DYNAMIC_SECTION(recipe) {
             run_example({recipe, model, 64});
         }
