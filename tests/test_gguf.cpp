@@ -129,6 +129,39 @@ TEST_CASE("inspect shows a GGUF's metadata and ggml types", "[gguf][xcheck][insp
                              Catch::Contains("test.strings = [5 string: <unk>, <s>"));
 }
 
+TEST_CASE("a GGUF source is called a GGUF file when a pass or validate needs a graph",
+          "[gguf][compress]") {
+    EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
+    test::TempDir dir;
+    make_gguf_files(dir.path());
+    json recipe{{"model", (dir / "types.gguf").string()},
+                {"passes", json::array({{{"pass", "quantize-weights"}, {"method", "gptq"}}})},
+                {"calibration", {{"data", (dir / "F32.npy").string()}}},
+                {"output", (dir / "out.gguf").string()}};
+    test::write_file(dir / "r.json", recipe.dump());
+    for (bool dry : {true, false}) {
+        std::vector<std::string> args{"compress", (dir / "r.json").string(), "--quiet"};
+        if (dry) args.push_back("--dry-run");
+        auto r = test::run_edgepack(args);
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err,
+                   Catch::Contains("passes[0] (quantize-weights): needs a graph of nodes, "
+                                   "but types.gguf is a GGUF file (weights only, no graph)"));
+        CHECK_THAT(r.err, Catch::Contains("scripts/make_decoder.py"));
+        CHECK_FALSE(std::filesystem::exists(dir / "out.gguf"));
+    }
+    recipe["passes"][0]["method"] = "rtn";
+    recipe.erase("calibration");
+    recipe["validate"] = {{"data", (dir / "F32.npy").string()}};
+    recipe["output"] = (dir / "out.epk").string();
+    test::write_file(dir / "r.json", recipe.dump());
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet", "--dry-run"});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("validate: types.gguf is a GGUF file (weights only, no "
+                                      "graph to run)"));
+}
+
 TEST_CASE("compress writes int8g32 as Q8_0 and int4g32 as Q4_0 without re-quantizing",
           "[gguf][compress]") {
     EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
