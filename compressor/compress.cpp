@@ -480,8 +480,12 @@ bool load_and_plan(CompressRun& run) {
         for (const auto& line : run.export_plan) run.err << "edgepack: " << line << "\n";
     if (recipe.validate && run.model.graph.nodes.empty())
         throw InputError(cat(recipe.what, ": validate: ", recipe.model.filename().string(),
-                             " is a weights-only checkpoint (no graph to run); validation "
-                             "needs an ONNX model"));
+                             recipe.model.extension() == ".gguf"
+                                 ? " is a GGUF file (weights only, no graph to run); validation "
+                                   "needs an ONNX model (scripts/make_decoder.py builds one "
+                                   "from it, docs/decoder.md)"
+                                 : " is a weights-only checkpoint (no graph to run); validation "
+                                   "needs an ONNX model"));
     check_before_writing(run);
     run.manager_options = run.options.manager;
     run.manager_options.progress = run.progress;

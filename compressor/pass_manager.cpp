@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <new>
 #include <ostream>
@@ -60,11 +61,17 @@ void PassManager::check_needs(const Model& model, const std::string& what,
         uint32_t needs = e.pass->needs();
         std::string who = cat(e.path, " (", e.pass->name(), ")");
         if ((needs & kNeedsGraph) && model.graph.nodes.empty()) {
-            std::string kind = model.format == SourceFormat::Safetensors
+            // A GGUF is read as a weights-only checkpoint too (SourceFormat::Safetensors);
+            // its name says which file it was.
+            const bool gguf = std::filesystem::path(what).extension() == ".gguf";
+            std::string kind = gguf ? "a GGUF file (weights only, no graph)"
+                               : model.format == SourceFormat::Safetensors
                                    ? "a safetensors checkpoint (weights only, no graph)"
                                    : "a model without nodes";
             throw InputError(cat(who, ": needs a graph of nodes, but ", what, " is ", kind,
-                                 "; use the ONNX model"));
+                                 gguf ? "; build the decoder graph from it with "
+                                        "scripts/make_decoder.py (docs/decoder.md) and use that"
+                                      : "; use the ONNX model"));
         }
         // calibration.ranges alone stands in for samples when the pass only needs ranges.
         if ((needs & kNeedsCalibrationData) && (needs & kUsesActivationRanges) &&

@@ -3,8 +3,10 @@
 #include "formats/gguf_llama.h"
 
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -141,6 +143,206 @@ std::string typed(std::string_view type, const json& value) {
     return json{{"type", type}, {"value", value}}.dump();
 }
 
+std::string typed_array(std::string_view element_type, const json& values) {
+    return json{{"type", "array"}, {"element_type", element_type}, {"value", values}}.dump();
+}
+
+json read_json_file(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    if (!in) throw InputError(cat(path.string(), ": cannot be read"));
+    try {
+        return json::parse(in);
+    } catch (const json::exception& e) {
+        throw InputError(cat(path.string(), ": not valid JSON: ", e.what()));
+    }
+}
+
+// llama.cpp's token types (gguf-py's TokenType).
+enum TokenType : int32_t { kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+
+// convert_hf_to_gguf.py's does_token_look_special: added tokens that act as control tokens
+// even when tokenizer.json does not mark them special.
+bool looks_special(std::string_view t) {
+    auto wrapped = [&](std::string_view open, std::string_view close) {
+        return t.size() >= open.size() + close.size() && t.substr(0, open.size()) == open &&
+               t.substr(t.size() - close.size()) == close;
+    };
+    return t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]" ||
+           wrapped("<|", "|>") || wrapped("<\xef\xbd\x9c", "\xef\xbd\x9c>") ||
+           wrapped("<unused", ">");
+}
+
+bool is_byte_token(std::string_view t) {
+    return t.size() == 6 && t.substr(0, 3) == "<0x" && t[5] == '>' &&
+           std::isxdigit(static_cast<unsigned char>(t[3])) &&
+           std::isxdigit(static_cast<unsigned char>(t[4]));
+}
+
+// The text of a tokenizer_config.json special-token entry: "<s>" or {"content": "<s>", ...}.
+std::optional<std::string> special_content(const json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object() && v.contains("content") && v["content"].is_string())
+        return v["content"].get<std::string>();
+    return std::nullopt;
+}
+
+// tokenizer.* keys from the Hugging Face tokenizer files in `dir`, as convert_hf_to_gguf.py
+// writes them (contract in gguf_llama.h).
+std::vector<std::pair<std::string, std::string>> tokenizer_metadata(
+    const std::filesystem::path& dir, const json& config, uint32_t vocab_size) {
+    const auto path = dir / "tokenizer.json";
+    json tj = read_json_file(path);
+    auto fail = [&](const std::string& field, const std::string& what) -> void {
+        throw InputError(cat(path.string(), ": ", field, ": ", what));
+    };
+    if (!tj.is_object() || !tj.contains("model") || !tj["model"].is_object())
+        fail("model", "missing (not a Hugging Face tokenizers file)");
+    const json& model = tj["model"];
+    std::string type = model.value("type", "");
+    if (type != "BPE")
+        fail("model.type", cat("\"", type, "\": only BPE tokenizers (gpt2 byte-level, or ",
+                               "llama's byte_fallback BPE) are converted"));
+    const bool llama = model.value("byte_fallback", false);
+    if (!model.contains("vocab") || !model["vocab"].is_object())
+        fail("model.vocab", "missing or not an object");
+
+    // id -> text over the model's vocabulary and the added tokens (tokenizer.vocab in
+    // transformers); added tokens carry their special flag.
+    std::vector<std::optional<std::string>> text(vocab_size);
+    std::vector<int> added(vocab_size, 0);  // 0: not added, 1: added, 2: added and special
+    auto place = [&](const std::string& token, const json& id, const std::string& where) {
+        if (!id.is_number_unsigned() || id.get<uint64_t>() >= vocab_size)
+            fail(where, cat("token id ", id.dump(), " of ", json(token).dump(),
+                            " is not below the vocabulary size ", vocab_size,
+                            " (config.json vocab_size)"));
+        text[id.get<size_t>()] = token;
+    };
+    for (const auto& [token, id] : model["vocab"].items()) place(token, id, "model.vocab");
+    if (tj.contains("added_tokens")) {
+        if (!tj["added_tokens"].is_array()) fail("added_tokens", "not a list");
+        for (const json& a : tj["added_tokens"]) {
+            if (!a.is_object() || !a.contains("content") || !a["content"].is_string() ||
+                !a.contains("id"))
+                fail("added_tokens", cat(a.dump(), " has no content and id"));
+            place(a["content"].get<std::string>(), a["id"], "added_tokens");
+            added[a["id"].get<size_t>()] = a.value("special", false) ? 2 : 1;
+        }
+    }
+
+    json tokens = json::array(), types = json::array(), scores = json::array();
+    for (uint32_t i = 0; i < vocab_size; ++i) {
+        if (!text[i]) {  // a hole in the vocabulary
+            tokens.push_back(cat("[PAD", i, "]"));
+            types.push_back(llama ? kUserDefined : kUnused);
+            scores.push_back(-1000.0);
+            continue;
+        }
+        std::string t = *text[i];
+        int32_t tt = kNormal;
+        if (added[i] != 0) {
+            if (added[i] == 2 || looks_special(t)) {
+                tt = kControl;
+            } else {
+                tt = kUserDefined;
+                // user-defined spaces pre-normalized, as the converter does
+                constexpr std::string_view kSpace = "\xe2\x96\x81";  // U+2581
+                std::string spaced;
+                for (size_t p = 0; p < t.size();) {
+                    bool space = std::string_view(t).substr(p, kSpace.size()) == kSpace;
+                    spaced += space ? ' ' : t[p];
+                    p += space ? kSpace.size() : 1;
+                }
+                t = std::move(spaced);
+            }
+        } else if (llama && is_byte_token(t)) {
+            tt = kByte;
+        }
+        tokens.push_back(t);
+        types.push_back(tt);
+        scores.push_back(-1000.0);
+    }
+
+    std::vector<std::pair<std::string, std::string>> kv = {
+        {"tokenizer.ggml.model", typed("string", llama ? "llama" : "gpt2")},
+        {"tokenizer.ggml.tokens", typed_array("string", tokens)}};
+    if (llama) kv.emplace_back("tokenizer.ggml.scores", typed_array("float32", scores));
+    kv.emplace_back("tokenizer.ggml.token_type", typed_array("int32", types));
+    if (!llama) {
+        json merges = json::array();
+        if (model.contains("merges")) {
+            if (!model["merges"].is_array()) fail("model.merges", "not a list");
+            for (const json& m : model["merges"]) {
+                if (m.is_string()) {
+                    merges.push_back(m);
+                } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+                    merges.push_back(cat(m[0].get<std::string>(), " ", m[1].get<std::string>()));
+                } else {
+                    fail("model.merges", cat(m.dump(), " is neither \"a b\" nor [\"a\", \"b\"]"));
+                }
+            }
+        }
+        kv.emplace_back("tokenizer.ggml.merges", typed_array("string", merges));
+    }
+
+    // Special token ids: tokenizer_config.json's NAME_token found among the added tokens,
+    // else config.json's NAME_token_id (gguf-py's SpecialVocab).
+    json tc = json::object();
+    if (std::filesystem::exists(dir / "tokenizer_config.json"))
+        tc = read_json_file(dir / "tokenizer_config.json");
+    if (!tc.is_object()) tc = json::object();
+    std::optional<uint32_t> bos_id, eos_id;
+    for (const auto& [name, key] : std::vector<std::pair<std::string, std::string>>{
+             {"bos", "bos_token_id"},
+             {"eos", "eos_token_id"},
+             {"unk", "unknown_token_id"},
+             {"sep", "seperator_token_id"},  // llama.cpp's spelling
+             {"pad", "padding_token_id"}}) {
+        std::optional<uint32_t> id;
+        if (auto content = tc.contains(name + "_token") ? special_content(tc[name + "_token"])
+                                                        : std::nullopt) {
+            for (const json& a : tj.value("added_tokens", json::array()))
+                if (a.value("content", "") == *content) id = a["id"].get<uint32_t>();
+        }
+        if (!id && config.contains(name + "_token_id") &&
+            config[name + "_token_id"].is_number_unsigned() &&
+            config[name + "_token_id"].get<uint64_t>() < vocab_size)
+            id = config[name + "_token_id"].get<uint32_t>();
+        if (!id) continue;
+        if (name == "bos") bos_id = id;
+        if (name == "eos") eos_id = id;
+        kv.emplace_back(cat("tokenizer.ggml.", key), typed("uint32", *id));
+    }
+
+    // add_bos / add_eos: tokenizer_config.json says so, else the post-processor's template
+    // for one sequence starts with bos / ends with eos.
+    auto template_adds = [&](bool first, std::optional<uint32_t> id) {
+        const json& pp = tj.value("post_processor", json());
+        if (!id || !pp.is_object() || pp.value("type", "") != "TemplateProcessing" ||
+            !pp.contains("single") || !pp["single"].is_array() || pp["single"].empty())
+            return false;
+        const json& item = first ? pp["single"].front() : pp["single"].back();
+        if (!item.contains("SpecialToken")) return false;
+        std::string t = item["SpecialToken"].value("id", "");
+        return text[*id] && *text[*id] == t;
+    };
+    for (const auto& [name, first, id] :
+         std::vector<std::tuple<std::string, bool, std::optional<uint32_t>>>{
+             {"bos", true, bos_id}, {"eos", false, eos_id}}) {
+        const std::string key = cat("add_", name, "_token");
+        if (tc.contains(key) && tc[key].is_boolean())
+            kv.emplace_back(cat("tokenizer.ggml.", key), typed("bool", tc[key]));
+        else
+            kv.emplace_back(cat("tokenizer.ggml.", key), typed("bool", template_adds(first, id)));
+    }
+    if (tc.contains("chat_template") && tc["chat_template"].is_string()) {
+        kv.emplace_back("tokenizer.chat_template", typed("string", tc["chat_template"]));
+    } else if (std::ifstream in(dir / "chat_template.jinja"); in) {
+        std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        kv.emplace_back("tokenizer.chat_template", typed("string", t));
+    }
+    return kv;
+}
+
 }  // namespace
 
 bool is_llama_config(const std::filesystem::path& config_json) {
@@ -180,6 +382,11 @@ Model gguf_llama_from_hf(const Model& checkpoint, const std::filesystem::path& c
         {"llama.attention.layer_norm_rms_epsilon", typed("float32", c.rms_eps)},
         {"llama.rope.freq_base", typed("float32", c.rope_theta)},
     };
+    // The tokenizer, when its Hugging Face files sit beside config.json (llama.cpp needs it
+    // to load the model).
+    if (auto dir = config_json.parent_path(); std::filesystem::exists(dir / "tokenizer.json"))
+        for (auto& kv : tokenizer_metadata(dir, read_json_file(config_json), c.vocab))
+            metadata.push_back(std::move(kv));
     for (const auto& kv : checkpoint.metadata) {
         bool taken = false;
         for (const auto& m : metadata) taken = taken || m.first == kv.first;

@@ -26,10 +26,22 @@ namespace ep {
 // num_key_value_heads, intermediate_size, rms_norm_eps, rope_theta,
 // max_position_embeddings, vocab_size). Returns the model renamed and permuted, with the
 // GGUF metadata (general.architecture and llama.*, typed as gguf_value_json writes them) in
-// front of the checkpoint's own. Throws InputError naming config.json and the field, or the
-// tensor without a llama.cpp name; nothing is returned half-converted.
-// True when `config_json` exists and says model_type "llama" (anything unreadable: false;
-// gguf_llama_from_hf then names the problem).
+// front of the checkpoint's own. When tokenizer.json sits beside config.json, the
+// tokenizer.* keys llama.cpp loads follow, as convert_hf_to_gguf.py writes them
+// (docs/gguf.md, "The tokenizer"): a byte-level BPE (`model.type` "BPE") is
+// tokenizer.ggml.model "gpt2" with tokens, token_type and merges; a BPE with
+// `byte_fallback` is "llama" (LlamaHfVocab: tokens, scores -1000, token_type, <0xNN> as
+// BYTE); ids up to config.json vocab_size, holes as "[PADi]"; added tokens marked special
+// (or looking special, "<|...|>") are CONTROL, other added tokens USER_DEFINED; bos / eos /
+// unk / sep / pad ids from tokenizer_config.json's NAME_token (else config.json's
+// NAME_token_id), add_bos_token / add_eos_token from tokenizer_config.json (else the
+// post-processor's template), the chat template from tokenizer_config.json or
+// chat_template.jinja. tokenizer.ggml.pre is not written: the converter derives it from a
+// hash of the tokenizer's output, which needs the tokenizer library (llama.cpp then uses
+// its default pre-tokenizer and says so). Throws InputError naming config.json and the field, or
+// the tensor without a llama.cpp name; nothing is returned half-converted. True when `config_json`
+// exists and says model_type "llama" (anything unreadable: false; gguf_llama_from_hf then names the
+// problem).
 [[nodiscard]] bool is_llama_config(const std::filesystem::path& config_json);
 
 [[nodiscard]] Model gguf_llama_from_hf(const Model& checkpoint,

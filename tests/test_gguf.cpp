@@ -2,7 +2,9 @@
 // back value for value (our decoders against gguf.quants.dequantize, bit for bit, on every
 // type), files edgepack writes read back and write again byte for byte, `inspect` shows a
 // GGUF's types, and `compress` writes quantize-weights' codes as ggml blocks.
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
@@ -127,6 +129,39 @@ TEST_CASE("inspect shows a GGUF's metadata and ggml types", "[gguf][xcheck][insp
                              Catch::Contains("test.strings = [5 string: <unk>, <s>"));
 }
 
+TEST_CASE("a GGUF source is called a GGUF file when a pass or validate needs a graph",
+          "[gguf][compress]") {
+    EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
+    test::TempDir dir;
+    make_gguf_files(dir.path());
+    json recipe{{"model", (dir / "types.gguf").string()},
+                {"passes", json::array({{{"pass", "quantize-weights"}, {"method", "gptq"}}})},
+                {"calibration", {{"data", (dir / "F32.npy").string()}}},
+                {"output", (dir / "out.gguf").string()}};
+    test::write_file(dir / "r.json", recipe.dump());
+    for (bool dry : {true, false}) {
+        std::vector<std::string> args{"compress", (dir / "r.json").string(), "--quiet"};
+        if (dry) args.push_back("--dry-run");
+        auto r = test::run_edgepack(args);
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK_THAT(r.err,
+                   Catch::Contains("passes[0] (quantize-weights): needs a graph of nodes, "
+                                   "but types.gguf is a GGUF file (weights only, no graph)"));
+        CHECK_THAT(r.err, Catch::Contains("scripts/make_decoder.py"));
+        CHECK_FALSE(std::filesystem::exists(dir / "out.gguf"));
+    }
+    recipe["passes"][0]["method"] = "rtn";
+    recipe.erase("calibration");
+    recipe["validate"] = {{"data", (dir / "F32.npy").string()}};
+    recipe["output"] = (dir / "out.epk").string();
+    test::write_file(dir / "r.json", recipe.dump());
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet", "--dry-run"});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("validate: types.gguf is a GGUF file (weights only, no "
+                                      "graph to run)"));
+}
+
 TEST_CASE("compress writes int8g32 as Q8_0 and int4g32 as Q4_0 without re-quantizing",
           "[gguf][compress]") {
     EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
@@ -239,6 +274,131 @@ TEST_CASE("a llama checkpoint with its config.json gets llama.cpp's names and me
                     CHECK(std::memcmp(&got[to * cols], &want[from * cols], cols * 4) == 0);
                 }
     }
+}
+
+TEST_CASE(
+    "a safetensors checkpoint's tokenizer.json gives the tokenizer keys llama.cpp's converter "
+    "wrote",
+    "[gguf][compress][xcheck]") {
+    // SmolLM2's GGUF was made by convert_hf_to_gguf.py from the model's tokenizer.json;
+    // transformers rebuilds that tokenizer.json from the GGUF, and our writer must turn it
+    // back into the same keys.
+    const auto smol = test::model_cache() / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+    EP_REQUIRE_FILE_OR_SKIP(smol);
+    test::TempDir dir;
+    auto made = test::run_oracle("hf_tokenizer_from_gguf.py", {smol.string(), dir.path().string()});
+    INFO(made.err);
+    REQUIRE(made.exit_code == 0);
+    json recipe{{"model", (dir / "model.safetensors").string()},
+                {"passes", json::array({{{"pass", "quantize-weights"}, {"bits", 8}}})},
+                {"output", (dir / "out.gguf").string()}};
+    test::write_file(dir / "r.json", recipe.dump());
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto values = [](const GgufFile& f) {
+        std::map<std::string, std::string> m;
+        for (const auto& [k, v] : f.metadata) m[k] = gguf_value_json(v);
+        return m;
+    };
+    auto theirs = values(read_gguf_file(smol));
+    auto ours = values(read_gguf_file(dir / "out.gguf"));
+    for (const char* key :
+         {"tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+          "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+          "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+          "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"}) {
+        INFO(key);
+        REQUIRE(theirs.count(key) == 1);
+        REQUIRE(ours.count(key) == 1);
+        CHECK(ours[key] == theirs[key]);
+    }
+    CHECK(json::parse(ours["tokenizer.ggml.tokens"])["value"].size() == 49152);
+    CHECK(json::parse(ours["tokenizer.ggml.merges"])["value"].size() == 48900);
+    // The pre-tokenizer name needs the tokenizer library's hash: left to llama.cpp's default.
+    CHECK(ours.count("tokenizer.ggml.pre") == 0);
+}
+
+TEST_CASE("a byte_fallback BPE tokenizer.json is written as llama.cpp's llama tokenizer",
+          "[gguf][compress]") {
+    EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
+    test::TempDir dir;
+    std::filesystem::copy_file(stories_safetensors(), dir / "model.safetensors");
+    std::filesystem::copy_file(stories_safetensors().parent_path() / "config.json",
+                               dir / "config.json");
+    // 512 ids: <unk> <s> </s>, 256 byte tokens, words; id 511 left out (a hole); one added
+    // user token with a U+2581 space.
+    json vocab = json::object();
+    vocab["<unk>"] = 0;
+    vocab["<s>"] = 1;
+    vocab["</s>"] = 2;
+    for (int b = 0; b < 256; ++b) {
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        vocab[name] = 3 + b;
+    }
+    for (int i = 259; i < 510; ++i) vocab[cat("w", i)] = i;
+    json added = json::array();
+    for (auto [id, text, special] :
+         std::vector<std::tuple<int, std::string, bool>>{{0, "<unk>", true},
+                                                         {1, "<s>", true},
+                                                         {2, "</s>", true},
+                                                         {510, "my\xe2\x96\x81tok", false}})
+        added.push_back({{"id", id}, {"content", text}, {"special", special}});
+    json tokenizer{{"model",
+                    {{"type", "BPE"},
+                     {"byte_fallback", true},
+                     {"vocab", vocab},
+                     {"merges", json::array({"w 2"})}}},
+                   {"added_tokens", added},
+                   {"decoder", {{"type", "Sequence"}}}};
+    test::write_file(dir / "tokenizer.json", tokenizer.dump());
+    test::write_file(dir / "tokenizer_config.json", json{{"bos_token", "<s>"},
+                                                         {"eos_token", {{"content", "</s>"}}},
+                                                         {"unk_token", "<unk>"},
+                                                         {"add_bos_token", true}}
+                                                        .dump());
+    json recipe{{"model", (dir / "model.safetensors").string()},
+                {"passes", json::array({{{"pass", "quantize-weights"},
+                                         {"bits", 8},
+                                         {"exclude", json::array({"*down_proj*"})}}})},
+                {"output", (dir / "out.gguf").string()}};
+    test::write_file(dir / "r.json", recipe.dump());
+    auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    std::map<std::string, json> kv;
+    for (const auto& [k, v] : read_gguf_file(dir / "out.gguf").metadata)
+        kv[k] = json::parse(gguf_value_json(v))["value"];
+    CHECK(kv["tokenizer.ggml.model"] == "llama");
+    const json& tokens = kv["tokenizer.ggml.tokens"];
+    const json& types = kv["tokenizer.ggml.token_type"];
+    REQUIRE(tokens.size() == 512);
+    REQUIRE(types.size() == 512);
+    CHECK(kv["tokenizer.ggml.scores"].size() == 512);
+    CHECK(tokens[1] == "<s>");
+    CHECK(types[1] == 3);  // CONTROL
+    CHECK(tokens[3 + 0x41] == "<0x41>");
+    CHECK(types[3 + 0x41] == 6);  // BYTE
+    CHECK(types[300] == 1);       // NORMAL
+    CHECK(tokens[510] == "my tok");
+    CHECK(types[510] == 4);  // USER_DEFINED, its space pre-normalized
+    CHECK(tokens[511] == "[PAD511]");
+    CHECK(kv.count("tokenizer.ggml.merges") == 0);
+    CHECK(kv["tokenizer.ggml.bos_token_id"] == 1);
+    CHECK(kv["tokenizer.ggml.eos_token_id"] == 2);
+    CHECK(kv["tokenizer.ggml.unknown_token_id"] == 0);
+    CHECK(kv["tokenizer.ggml.add_bos_token"] == true);
+
+    // A tokenizer it cannot convert is refused, naming the file and the field, nothing written.
+    tokenizer["model"]["type"] = "WordPiece";
+    test::write_file(dir / "tokenizer.json", tokenizer.dump());
+    recipe["output"] = (dir / "bad.gguf").string();
+    test::write_file(dir / "r.json", recipe.dump());
+    r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("tokenizer.json: model.type: \"WordPiece\""));
+    CHECK_FALSE(std::filesystem::exists(dir / "bad.gguf"));
 }
 
 TEST_CASE("a GGUF output refuses encodings ggml has no block for, naming the tensor",
