@@ -292,6 +292,8 @@ bool contains(std::string_view s, std::string_view part) {
 
 LlamaRole llama_role(std::string_view name) {
     if (name.starts_with("model.")) name.remove_prefix(6);
+    // A fused q/k/v matrix (attn_qkv, ORT GenAI's qkv_proj) is none of the roles below.
+    if (contains(name, "qkv")) return LlamaRole::Other;
     if (contains(name, "attn_v.") || contains(name, "v_proj") || contains(name, "attention.wv"))
         return LlamaRole::AttnV;
     if (contains(name, "ffn_down") || contains(name, "down_proj") ||

@@ -139,6 +139,10 @@ TEST_CASE(
         const json report = json::parse(test::read_file(rep / "report.json"));
         REQUIRE(report["passes"][0].contains("mixed_precision"));
         reports[threads - 1] = report["passes"][0]["mixed_precision"];
+        // report.md shows the curve as a table, the chosen row marked.
+        const std::string md = test::read_file(rep / "report.md");
+        CHECK_THAT(md, Catch::Contains("| plan bytes | bits per weight | predicted | KL mean |"));
+        CHECK_THAT(md, Catch::Contains("| chosen |"));
         packs[threads - 1] = test::read_file(out);
     }
     const json& m = reports[0];
