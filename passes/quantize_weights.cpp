@@ -259,10 +259,15 @@ class QuantizeWeights final : public Pass {
                                  " is not supported (expected 0, 32, 64 "
                                  "or 128)"));
         if (const std::string name = o.value("encoding", std::string()); !name.empty()) {
-            for (const char* key : {"bits", "group_size", "symmetric", "scale_dtype"})
-                if (o.contains(key))
-                    throw InputError(cat("encoding: ", name, " replaces bits, group_size, ",
-                                         "symmetric and scale_dtype; remove ", key));
+            // The loader fills in defaults, so a value other than the default is a conflict.
+            const char* set = bits != 4      ? "bits"
+                              : group != 32  ? "group_size"
+                              : !sym         ? "symmetric"
+                              : sdt != "f16" ? "scale_dtype"
+                                             : nullptr;
+            if (set)
+                throw InputError(cat("encoding: ", name, " replaces bits, group_size, ",
+                                     "symmetric and scale_dtype; remove ", set));
             auto e = encoding_from_name(name);
             if (!e || e->scheme == QScheme::None || e->is_sparse())
                 throw InputError(cat("encoding: '", name,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
@@ -40,18 +41,18 @@ void compress(const fs::path& dir, const json& recipe) {
     REQUIRE(r.exit_code == 0);
 }
 
-// SmolLM2 requantized: `encoding` on the tensors `include` names, the rest kept as read.
-json requantize_recipe(const std::string& encoding, const json& include, const fs::path& out) {
-    return json{{"model", smollm2().string()},
-                {"passes", json::array({{{"pass", "quantize-weights"},
-                                         {"encoding", encoding},
-                                         {"allow_requantize", true},
-                                         {"include", include}}})},
-                {"output", out.string()}};
+// A quantize-weights pass requantizing SmolLM2's tensors `include` names to `encoding`.
+json requantize_pass(const std::string& encoding, const json& include) {
+    return json{{"pass", "quantize-weights"},
+                {"encoding", encoding},
+                {"allow_requantize", true},
+                {"include", include}};
 }
 
-json run_ggml_quantize(const fs::path& ours, bool require_llama_cpp) {
-    std::vector<std::string> args{smollm2().string(), ours.string()};
+// Checks the tensors of `ours` that `only` names against the quantizers.
+json run_ggml_quantize(const fs::path& ours, const json& only, bool require_llama_cpp) {
+    std::vector<std::string> args{smollm2().string(), ours.string(), "--only"};
+    for (const auto& g : only) args.push_back(g.get<std::string>());
     if (require_llama_cpp) args.push_back("--require-llama-cpp");
     auto r = test::run_oracle("ggml_quantize.py", args);
     INFO(r.out << r.err);
@@ -77,50 +78,51 @@ TEST_CASE("a Q4_1 GGUF reads as int4g32m and writes back byte for byte", "[gguf]
 TEST_CASE("quantize-weights int4g32m writes the gguf package's Q4_1 bytes", "[gguf][kquant]") {
     EP_REQUIRE_FILE_OR_SKIP(smollm2());
     test::TempDir dir;
-    compress(dir.path(),
-             requantize_recipe("int4g32m", json::array({"blk.0.*", "blk.29.ffn_down.weight"}),
-                               dir / "q4_1.gguf"));
-    json j = run_ggml_quantize(dir / "q4_1.gguf", false);
+    const json include = json::array({"blk.0.*", "blk.29.ffn_down.weight"});
+    compress(dir.path(), json{{"model", smollm2().string()},
+                              {"passes", json::array({requantize_pass("int4g32m", include)})},
+                              {"output", (dir / "q4_1.gguf").string()}});
+    json j = run_ggml_quantize(dir / "q4_1.gguf", include, false);
     size_t checked = 0;
     for (const auto& t : j["tensors"]) {
         INFO(t.dump());
-        if (t["type"] != "Q4_1") continue;
+        CHECK(t["type"] == "Q4_1");
         CHECK(t["gguf_package"] == true);
         if (!j["llama_cpp"].is_null()) CHECK(t["llama_cpp"] == true);
         ++checked;
     }
-    // Every tensor of the file is Q4_1 (the requantized 8 and the 264 kept ones).
-    CHECK(checked >= 200);
+    CHECK(checked == 8);  // blk.0's 7 matrices (its norms are F32) and blk.29's ffn_down
 }
 
 TEST_CASE("quantize-weights q4_k and q6_k write llama.cpp's own Q4_K and Q6_K bytes",
           "[gguf][kquant][llamacpp]") {
     EP_REQUIRE_FILE_OR_SKIP(smollm2());
     test::TempDir dir;
-    // ffn_down is [576, 1536]: rows of 1536 = 6 super-blocks (the other matrices have rows
-    // of 576, which Q4_K cannot tile).
-    const json down =
-        json::array({"blk.0.ffn_down.weight", "blk.7.ffn_down.weight", "blk.29.ffn_down.weight"});
-    for (const std::string type : {"Q4_K", "Q6_K"}) {
-        std::string encoding = type == "Q4_K" ? "q4_k" : "q6_k";
-        INFO(encoding);
-        compress(dir.path(), requantize_recipe(encoding, down, dir / (encoding + ".gguf")));
-        GgufFile f = read_gguf_file(dir / (encoding + ".gguf"));
-        size_t written = 0;
-        for (const auto& t : f.tensors) written += ggml_type_name(t.type) == type ? 1 : 0;
-        CHECK(written == 3);
-        json j = run_ggml_quantize(dir / (encoding + ".gguf"), true);
-        if (j.is_null())
-            EP_SKIP("llama-cpp-python is not installed (scripts/requirements-xcheck.txt)");
-        size_t checked = 0;
-        for (const auto& t : j["tensors"]) {
-            if (t["type"] != type) continue;
-            INFO(t.dump());
-            CHECK(t["llama_cpp"] == true);
-            ++checked;
-        }
-        CHECK(checked == 3);
+    // A Q4_K_M-style mix in one file. ffn_down is [576, 1536]: rows of 1536 = 6 super-blocks
+    // (SmolLM2's other matrices have rows of 576, which no K-quant block tiles).
+    const json q4k = json::array({"blk.0.ffn_down.weight", "blk.7.ffn_down.weight"});
+    const json q6k = json::array({"blk.29.ffn_down.weight"});
+    compress(
+        dir.path(),
+        json{{"model", smollm2().string()},
+             {"passes", json::array({requantize_pass("q4_k", q4k), requantize_pass("q6_k", q6k)})},
+             {"output", (dir / "k.gguf").string()}});
+    GgufFile f = read_gguf_file(dir / "k.gguf");
+    std::map<std::string, std::string> types;
+    for (const auto& t : f.tensors) types[t.name] = ggml_type_name(t.type);
+    CHECK(types["blk.0.ffn_down.weight"] == "Q4_K");
+    CHECK(types["blk.7.ffn_down.weight"] == "Q4_K");
+    CHECK(types["blk.29.ffn_down.weight"] == "Q6_K");
+    CHECK(types["blk.1.ffn_down.weight"] == "Q4_1");  // kept as read
+    json j = run_ggml_quantize(dir / "k.gguf", json::array({"blk.*.ffn_down.weight"}), true);
+    if (j.is_null()) EP_SKIP("llama-cpp-python is not installed (scripts/requirements-xcheck.txt)");
+    size_t checked = 0;
+    for (const auto& t : j["tensors"]) {
+        INFO(t.dump());
+        CHECK(t["llama_cpp"] == true);  // the 27 kept Q4_1 tensors too
+        checked += t["type"] == "Q4_1" ? 0 : 1;
     }
+    CHECK(checked == 3);
 }
 
 TEST_CASE("GPTQ on the q4_k grid keeps RTN's super-block scales and lowers KL", "[kquant]") {
@@ -174,4 +176,52 @@ TEST_CASE("GPTQ on the q4_k grid keeps RTN's super-block scales and lowers KL", 
     }
     CHECK(q4k >= 30);
     CHECK(solved >= q4k / 2);
+}
+
+TEST_CASE("the ggml block encodings: names, sizes, and codes rewritten in place", "[kquant]") {
+    for (auto [name, bits] : std::vector<std::pair<std::string, double>>{
+             {"int4g32m", 5.0}, {"q4_k", 4.5}, {"q6_k", 6.5625}, {"q5_k", 5.5}, {"q2_k", 2.625}}) {
+        INFO(name);
+        auto e = encoding_from_name(name);
+        REQUIRE(e);
+        CHECK(encoding_name(*e) == name);
+        CHECK(bits_per_weight(*e, 4, 512) == bits);
+    }
+    CHECK_FALSE(encoding_from_name("int8g32m"));
+    // Codes GPTQ chooses on the RTN grid go back into the block without touching the
+    // scales: rewriting the RTN codes gives the RTN bytes, and another code changes only
+    // the code bytes. Real values: stories260k's first 512 embedding weights.
+    EP_REQUIRE_FILE_OR_SKIP(test::shared_models() / "stories260k" / "model.safetensors");
+    Model m = load_model(test::shared_models() / "stories260k" / "model.safetensors");
+    const Tensor* embed = m.graph.find_initializer("model.embed_tokens.weight");
+    REQUIRE(embed);
+    const std::vector<float> all = embed->to_floats();
+    const std::vector<float> w(all.begin(), all.begin() + 512);
+    for (const std::string name : {"q4_k", "q6_k", "int4g32m"}) {
+        INFO(name);
+        const Encoding e = *encoding_from_name(name);
+        std::vector<std::byte> bytes = quantize_rtn(e, w, 1, 512);
+        std::vector<int> codes(512);
+        for (int64_t c = 0; c < 512; ++c)
+            codes[static_cast<size_t>(c)] = row_code(e, bytes, 1, 512, 0, c);
+        std::vector<std::byte> again = bytes;
+        set_row_codes(e, codes, again);
+        CHECK(again == bytes);
+        codes[300] = codes[300] == traits(e.scheme).qmax ? traits(e.scheme).qmin : codes[300] + 1;
+        set_row_codes(e, codes, again);
+        CHECK(row_code(e, again, 1, 512, 0, 300) == codes[300]);
+        size_t changed = 0;
+        for (size_t i = 0; i < bytes.size(); ++i) changed += again[i] != bytes[i] ? 1 : 0;
+        CHECK(changed >= 1);
+        CHECK(changed <= 2);  // q6_k: a code's low nibble and its high 2 bits
+        // dequantize_value over row_qparams is what dequantize_row gives.
+        std::vector<float> deq(512);
+        dequantize_row(e, bytes, 1, 512, 0, deq.data());
+        const int64_t width = param_width(e);
+        for (int64_t c = 0; c < 512; c += 37) {
+            const QParams p = row_qparams(e, bytes, 1, 512, 0, c / width);
+            CHECK(dequantize_value(e, row_code(e, bytes, 1, 512, 0, c), p) ==
+                  deq[static_cast<size_t>(c)]);
+        }
+    }
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Our GGUF's quantized tensors against the quantizers that define their bytes.
 
-    ggml_quantize.py SOURCE.gguf OURS.gguf [--lib libggml-base.so] [--require-llama-cpp]
+    ggml_quantize.py SOURCE.gguf OURS.gguf [--only GLOB ...] [--lib libggml-base.so]
+                     [--require-llama-cpp]
 
 For every tensor of OURS (a file `edgepack compress` wrote with quantize-weights' rtn)
-whose ggml type is Q4_0, Q4_1, Q8_0, Q4_K or Q6_K, takes the same tensor of SOURCE as
+whose ggml type is Q4_0, Q4_1, Q8_0, Q4_K or Q6_K (and whose name matches a --only glob,
+when given), takes the same tensor of SOURCE as
 floats (gguf.quants.dequantize: what edgepack reads) and quantizes them again:
   - with the `gguf` package's gguf.quants.quantize (Q4_0, Q4_1, Q8_0: it has no K-quant
     quantizer);
@@ -18,6 +20,7 @@ true means byte for byte equal. Exits 1 when any comparison differs, 77 when
 """
 import argparse
 import ctypes
+import fnmatch
 import glob
 import json
 import os
@@ -48,6 +51,7 @@ def main():
     ap.add_argument("source")
     ap.add_argument("ours")
     ap.add_argument("--lib")
+    ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--require-llama-cpp", action="store_true")
     args = ap.parse_args()
     lib_path = find_lib(args.lib)
@@ -66,6 +70,8 @@ def main():
     results, ok = [], True
     for t in GGUFReader(args.ours).tensors:
         if t.tensor_type not in CHECKED:
+            continue
+        if args.only and not any(fnmatch.fnmatchcase(t.name, g) for g in args.only):
             continue
         src = source[t.name]
         x = np.ascontiguousarray(dequantize(src.data, src.tensor_type), dtype=np.float32)
