@@ -597,8 +597,7 @@ class QuantizeWeights final : public Pass {
     std::string common_problem(const Tensor& t) const {
         if (!selector_.selects(t.name)) return "not selected by include/exclude";
         if (t.encoding.is_quantized() && !allow_requantize_)
-            return cat("already encoded (", encoding_name(t.encoding),
-                       "; allow_requantize: true quantizes its values again)");
+            return cat("already encoded (", encoding_name(t.encoding), ")");
         if (t.element_count() == 0) return "empty tensor";
         if (t.element_count() < min_elements_)
             return cat(t.element_count(), " elements, below min_elements ", min_elements_);
