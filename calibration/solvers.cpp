@@ -19,13 +19,14 @@ namespace {
 
 using detail::MatrixD;
 
-// Parameters per stored row and block: params[r * nb + b] (int8c: nb = 1).
+// Parameters per stored row and block: params[r * nb + b] (int8c: nb = 1; K-quants: one
+// per sub-block).
 int64_t groups_per_row(const Encoding& e, int64_t cols) {
-    return traits(e.scheme).grouped ? blocks_per_row(e, cols) : 1;
+    return params_per_row(e, cols);
 }
 
 int64_t group_width(const Encoding& e, int64_t cols) {
-    return traits(e.scheme).grouped ? e.group : cols;
+    return traits(e.scheme).grouped ? param_width(e) : cols;
 }
 
 // The encoded bytes of rows x cols codes with their parameters (both layouts of encoding.h).
@@ -114,8 +115,22 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
     auto pruned = [&](int64_t r, int64_t c) {
         return !options.mask.empty() && !mask_bit(options.mask, words, r, c);
     };
-    const bool static_groups = options.act_order || !traits(e.scheme).grouped;
-    if (static_groups)
+    // The K-quants' grid is fixed by each super-block's scales: taken from the RTN pass over
+    // the weights (dead columns and pruned weights zeroed), then GPTQ rounds to that grid.
+    const bool fixed_grid = is_kquant(e);
+    const bool static_groups = options.act_order || !traits(e.scheme).grouped || fixed_grid;
+    std::vector<std::byte> grid_bytes;
+    if (fixed_grid) {
+        std::vector<float> w0(w.begin(), w.end());
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c)
+                if (diag(c) == 0.0 || pruned(r, c)) w0[static_cast<size_t>(r * cols + c)] = 0.0f;
+        grid_bytes = quantize_rtn(e, w0, rows, cols);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t b = 0; b < nb; ++b)
+                params[static_cast<size_t>(r * nb + b)] =
+                    row_qparams(e, grid_bytes, rows, cols, r, b);
+    } else if (static_groups) {
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t b = 0; b < nb; ++b)
                 set_params(r, b, [&](int64_t c) {
@@ -123,6 +138,7 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
                     return diag(c) == 0.0 || pruned(r, c) ? 0.0f
                                                           : w[static_cast<size_t>(r * cols + c)];
                 });
+    }
     // Position of each original column in the permuted order (dynamic groups only use
     // the identity permutation).
     const int64_t bs = options.block_size;
@@ -155,6 +171,17 @@ GptqResult gptq_quantize(const Encoding& e, std::span<const float> w, int64_t ro
                     err.col(j - i1) * u.block(j, j + 1, 1, i2 - j - 1);
         }
         if (i2 < cols) wd.rightCols(cols - i2).noalias() -= err * u.block(i1, i2, count, cols - i2);
+    }
+    if (fixed_grid) {
+        const uint64_t rb = row_bytes(e, cols);
+        for (int64_t r = 0; r < rows; ++r)
+            set_row_codes(
+                e,
+                std::span(codes).subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)),
+                std::span(grid_bytes)
+                    .subspan(static_cast<size_t>(r) * rb, static_cast<size_t>(rb)));
+        result.bytes = std::move(grid_bytes);
+        return result;
     }
     result.bytes = pack_matrix(e, rows, cols, codes, params);
     return result;
@@ -288,6 +315,7 @@ std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t
     std::vector<float> out(w.begin(), w.end());
     const auto& t = traits(e.scheme);
     const int64_t gw = t.grouped ? e.group : cols;
+    const bool ggml_rtn = e.scheme == QScheme::Int4Min || is_kquant(e);
     const int steps = std::max(1, static_cast<int>(max_shrink * grid));
     // Rows are independent: each is searched by one thread, so the result does not depend
     // on the thread count.
@@ -322,10 +350,16 @@ std::vector<float> awq_clip(const Encoding& e, std::span<const float> w, int64_t
                     for (int64_t j = 0; j < n; ++j)
                         cand[static_cast<size_t>(j)] = std::clamp(wg[j], clo, chi);
                     std::span<const float> group(cand.data(), static_cast<size_t>(n));
-                    QParams p = choose_qparams(e, group);
-                    for (int64_t j = 0; j < n; ++j)
-                        deq[static_cast<size_t>(j)] = dequantize_value(
-                            e, quantize_value(e, cand[static_cast<size_t>(j)], p), p);
+                    if (ggml_rtn) {
+                        // ggml's RTN (int4gGm, K-quants): the group as AWQ will store it.
+                        const auto bytes = quantize_rtn(e, group, 1, n);
+                        dequantize_row(e, bytes, 1, n, 0, deq.data());
+                    } else {
+                        QParams p = choose_qparams(e, group);
+                        for (int64_t j = 0; j < n; ++j)
+                            deq[static_cast<size_t>(j)] = dequantize_value(
+                                e, quantize_value(e, cand[static_cast<size_t>(j)], p), p);
+                    }
                     double err = 0.0;
                     for (int64_t i = 0; i < x_rows; ++i) {
                         double acc = 0.0;

@@ -23,6 +23,7 @@
 #include "compressor/stream_compress.h"
 #include "compressor/validate.h"
 #include "formats/epk.h"
+#include "formats/gguf.h"
 #include "formats/gguf_llama.h"
 #include "formats/model_io.h"
 #include "ir/error.h"
@@ -444,10 +445,49 @@ void read_calibration_ranges(CompressRun& run) {
                              "reads activation ranges (quantize-static does); remove it"));
 }
 
+// A .gguf output holds only encodings with a ggml block (formats/gguf.h gguf_type_for),
+// an .onnx output none of llama.cpp's block forms (int4gGm, K-quants): each initializer's
+// encoding as the passes plan it (the last pass that plans one wins; else the source's),
+// checked without running them.
+void check_output_encodings(CompressRun& run) {
+    const auto onnx = std::find_if(run.outputs.begin(), run.outputs.end(),
+                                   [](const auto& o) { return o.extension() == ".onnx"; });
+    const auto gguf = std::find_if(run.outputs.begin(), run.outputs.end(),
+                                   [](const auto& o) { return o.extension() == ".gguf"; });
+    const bool check_gguf = gguf != run.outputs.end() && run.model.graph.nodes.empty();
+    if (!check_gguf && onnx == run.outputs.end()) return;
+    std::map<std::string, Encoding> planned;
+    for (size_t i = 0; i < run.manager.size(); ++i)
+        for (auto& [name, e] :
+             with_context(cat(run.manager.path(i), " (", run.manager.pass(i).name(), ")"),
+                          [&] { return run.manager.pass(i).planned_encodings(run.model); }))
+            planned[name] = e;
+    for (const Tensor& t : run.model.graph.initializers) {
+        auto it = planned.find(t.name);
+        if (it == planned.end() && !t.is_encoded()) continue;
+        Tensor stub;
+        stub.name = t.name;
+        stub.shape = t.shape;
+        stub.dtype = it == planned.end() ? t.dtype : DType::F32;
+        stub.encoding = it == planned.end() ? t.encoding : it->second;
+        std::string why;
+        if (check_gguf && !gguf_type_for(stub, &why))
+            throw InputError(cat(gguf->string(), ": tensor '", t.name, "': ", why));
+        const QScheme scheme = stub.encoding.scheme;
+        if (onnx != run.outputs.end() &&
+            (scheme == QScheme::Int4Min || traits(scheme).super_block != 0))
+            throw InputError(cat(onnx->string(), ": tensor '", t.name, "': encoding ",
+                                 encoding_name(stub.encoding),
+                                 " (llama.cpp's block form) has no ONNX form; write .epk or "
+                                 ".gguf, or quantize with int4g32 / int8g32"));
+    }
+}
+
 // Everything that could fail once writing has begun, checked before the first byte (and
 // by --dry-run, which is this run minus the writing).
 void check_before_writing(CompressRun& run) {
     check_baseline_model(run);
+    check_output_encodings(run);
     check_runtime_support(run);
     check_validation_inputs(run);
     check_calibration_inputs(run);

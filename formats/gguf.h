@@ -137,7 +137,8 @@ struct GgufFile {
 
 // A GGUF file as a weights-only checkpoint (as a safetensors one: initializers only):
 // F32 / F16 / BF16 / I8..I64 / F64 tensors as views of the mapping; Q8_0 as an int8g32
-// encoded tensor and Q4_0 as int4g32 (f16 scales: the same values, no re-quantizing); every
+// encoded tensor, Q4_0 as int4g32, Q4_1 as int4g32m, Q4_K as q4_k and Q6_K as q6_k (the same
+// values, no re-quantizing: the kEncodingBlocks table of gguf.cpp); every
 // other type decoded to F32 by the reference decoders. The IR shape is ne reversed. Each
 // metadata KV becomes one Model::metadata entry: key -> gguf_value_json(value).
 [[nodiscard]] Model read_gguf(const std::filesystem::path& path);
@@ -154,7 +155,8 @@ struct GgufFile {
 
 // The ggml type a tensor is written as: F32 / F16 / BF16 (and the integer dtypes) as
 // themselves; encoded tensors through the encoding -> ggml block table (int8g32 with f16
-// scales -> Q8_0, int4g32 -> Q4_0); nullopt with `why` set when it has no ggml form.
+// scales -> Q8_0, int4g32 -> Q4_0, int4g32m -> Q4_1, q4_k -> Q4_K, q6_k -> Q6_K); nullopt
+// with `why` set when it has no ggml form.
 [[nodiscard]] std::optional<GgmlType> gguf_type_for(const Tensor& t, std::string* why);
 
 // Writes model.graph.initializers (in order) and model.metadata: entries in the

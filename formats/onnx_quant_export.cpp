@@ -93,6 +93,10 @@ struct Stored {
 Stored stored_of(const Tensor& t) {
     const std::string what = cat("tensor '", t.name, "'");
     check_encoding(t.encoding, what);
+    if (t.encoding.scheme == QScheme::Int4Min || traits(t.encoding.scheme).super_block != 0)
+        throw InputError(cat(what, ": encoding ", encoding_name(t.encoding),
+                             " (llama.cpp's block form) has no ONNX form: MatMulNBits and "
+                             "DequantizeLinear take integer zero points; write .epk or .gguf"));
     t.check_consistent();
     auto dims = encoded_dims(t.encoding, t.shape, what);
     Stored s;

@@ -11,8 +11,10 @@
 #include <cstring>
 
 #include "checked.h"
+#include "encoding_ggml.h"
 #include "encoding_simd.h"
 #include "error.h"
+#include "ggml_blocks.h"
 #include "sparse.h"
 #include "tensor.h"
 
@@ -20,12 +22,20 @@ namespace ep {
 namespace {
 
 constexpr std::array<QSchemeTraits, static_cast<size_t>(QScheme::Count_)> kSchemes{{
-    {QScheme::None, "none", 32, true, false, 0, 0},
-    {QScheme::Int8Channel, "int8", 8, true, false, -127, 127},
-    {QScheme::Int8Sym, "int8", 8, true, true, -127, 127},
-    {QScheme::Int8Asym, "int8", 8, false, true, 0, 255},
-    {QScheme::Int4Sym, "int4", 4, true, true, -8, 7},
-    {QScheme::Int4Asym, "int4", 4, false, true, 0, 15},
+    {QScheme::None, "none", 32, true, false, 0, 0, 0, 0, true},
+    {QScheme::Int8Channel, "int8", 8, true, false, -127, 127, 0, 0, true},
+    {QScheme::Int8Sym, "int8", 8, true, true, -127, 127, 0, 0, true},
+    {QScheme::Int8Asym, "int8", 8, false, true, 0, 255, 0, 0, true},
+    {QScheme::Int4Sym, "int4", 4, true, true, -8, 7, 0, 0, true},
+    {QScheme::Int4Asym, "int4", 4, false, true, 0, 15, 0, 0, true},
+    {QScheme::Int4Min, "int4", 4, false, true, 0, 15, 0, 0, true},
+    {QScheme::Q4K, "q4_k", 4, false, true, 0, 15, 256, 32, true},
+    {QScheme::Q6K, "q6_k", 6, true, true, -32, 31, 256, 16, true},
+    {QScheme::Q5_0, "q5_0", 5, true, true, -16, 15, 32, 0, false},
+    {QScheme::Q5_1, "q5_1", 5, false, true, 0, 31, 32, 0, false},
+    {QScheme::Q2K, "q2_k", 2, false, true, 0, 3, 256, 16, false},
+    {QScheme::Q3K, "q3_k", 3, true, true, -4, 3, 256, 16, false},
+    {QScheme::Q5K, "q5_k", 5, false, true, 0, 31, 256, 32, false},
 }};
 static_assert([] {
     for (size_t i = 0; i < kSchemes.size(); ++i)
@@ -90,7 +100,9 @@ std::string encoding_name(const Encoding& e) {
     const auto& t = traits(e.scheme);
     if (e.scheme == QScheme::None) return "none";
     if (!t.grouped) return "int8c";
-    std::string s = cat(t.name, "g", e.group, t.symmetric ? "" : "a");
+    if (t.super_block != 0) return std::string(t.name);
+    std::string s =
+        cat(t.name, "g", e.group, e.scheme == QScheme::Int4Min ? "m" : (t.symmetric ? "" : "a"));
     if (e.scale_dtype == DType::BF16) s += "-bf16";
     return s;
 }
@@ -110,11 +122,16 @@ std::optional<Encoding> encoding_from_name(std::string_view name) {
         return e;
     }
     if (name == "int8c") return Encoding{QScheme::Int8Channel, 0, DType::F32, 1, {}};
+    for (const auto& t : kSchemes)
+        if (t.super_block != 0 && name == t.name)
+            return Encoding{t.scheme, static_cast<uint16_t>(t.super_block), DType::F16, 1, {}};
     Encoding e;
     if (name.ends_with("-bf16")) {
         e.scale_dtype = DType::BF16;
         name.remove_suffix(5);
     }
+    bool with_min = name.starts_with("int4g") && name.ends_with("m");
+    if (with_min) name.remove_suffix(1);
     bool asym = name.ends_with("a");
     if (asym) name.remove_suffix(1);
     int bits = 0;
@@ -132,7 +149,9 @@ std::optional<Encoding> encoding_from_name(std::string_view name) {
     }
     if (!valid_group(g)) return std::nullopt;
     e.group = static_cast<uint16_t>(g);
-    e.scheme = bits == 4 ? (asym ? QScheme::Int4Asym : QScheme::Int4Sym)
+    e.scheme = bits == 4 ? (with_min ? QScheme::Int4Min
+                            : asym   ? QScheme::Int4Asym
+                                     : QScheme::Int4Sym)
                          : (asym ? QScheme::Int8Asym : QScheme::Int8Sym);
     return e;
 }
@@ -154,7 +173,15 @@ void check_encoding(const Encoding& e, const std::string& what) {
     if (e.axis > kMaxEncodingAxis)
         throw InputError(cat(what, ": encoding axis ", int(e.axis), " (expected 0 to ",
                              int(kMaxEncodingAxis), ")"));
-    if (traits(e.scheme).grouped) {
+    if (e.is_sparse() && (e.scheme == QScheme::Int4Min || traits(e.scheme).super_block != 0))
+        throw InputError(cat(what, ": ", encoding_name(e.dense()),
+                             " cannot be stored sparse (its grid need not hold 0.0)"));
+    if (traits(e.scheme).super_block != 0) {
+        if (e.group != traits(e.scheme).super_block || e.scale_dtype != DType::F16)
+            throw InputError(cat(what, ": ", traits(e.scheme).name, " has super-blocks of ",
+                                 traits(e.scheme).super_block, " with f16 scales, found group ",
+                                 e.group, " and ", dtype_name(e.scale_dtype), " scales"));
+    } else if (traits(e.scheme).grouped) {
         if (!valid_group(e.group))
             throw InputError(cat(what, ": group size ", e.group, " (expected 32, 64 or 128)"));
         if (e.scale_dtype != DType::F16 && e.scale_dtype != DType::BF16)
@@ -166,8 +193,71 @@ void check_encoding(const Encoding& e, const std::string& what) {
 }
 
 size_t block_bytes(const Encoding& e) {
+    switch (e.scheme) {
+        case QScheme::Q4K:
+            return sizeof(BlockQ4K);
+        case QScheme::Q6K:
+            return sizeof(BlockQ6K);
+        case QScheme::Q5_0:
+            return 22;
+        case QScheme::Q5_1:
+            return 24;
+        case QScheme::Q2K:
+            return 84;
+        case QScheme::Q3K:
+            return 110;
+        case QScheme::Q5K:
+            return 176;
+        default:
+            break;
+    }
     const auto& t = traits(e.scheme);
     return codes_offset(e) + static_cast<size_t>(e.group) * t.bits / 8;
+}
+
+bool is_kquant(const Encoding& e) {
+    return e.scheme == QScheme::Q4K || e.scheme == QScheme::Q6K;
+}
+
+namespace {
+// The ggml decoder of an encoding that is a ggml block type byte for byte; null otherwise.
+void (*ggml_decoder(const Encoding& e))(const std::byte*, size_t, float*) {
+    switch (e.scheme) {
+        case QScheme::Q4K:
+            return ggml::decode_q4_k;
+        case QScheme::Q6K:
+            return ggml::decode_q6_k;
+        case QScheme::Q5_0:
+            return ggml::decode_q5_0;
+        case QScheme::Q5_1:
+            return ggml::decode_q5_1;
+        case QScheme::Q2K:
+            return ggml::decode_q2_k;
+        case QScheme::Q3K:
+            return ggml::decode_q3_k;
+        case QScheme::Q5K:
+            return ggml::decode_q5_k;
+        default:
+            return nullptr;
+    }
+}
+
+void check_quantizable(const Encoding& e) {
+    if (!traits(e.scheme).quantizable)
+        throw InputError(cat("encoding ", encoding_name(e),
+                             " is kept from a GGUF source only: edgepack has no quantizer for "
+                             "it (quantize with int4g32, int4g32m, q4_k, q6_k or int8g32)"));
+}
+}  // namespace
+
+int64_t param_width(const Encoding& e) {
+    const auto& t = traits(e.scheme);
+    return t.sub_block != 0 ? t.sub_block : e.group;
+}
+
+int64_t params_per_row(const Encoding& e, int64_t cols) {
+    if (!traits(e.scheme).grouped) return 1;
+    return blocks_per_row(e, cols) * (e.group / param_width(e));
 }
 
 int64_t blocks_per_row(const Encoding& e, int64_t cols) {
@@ -231,6 +321,19 @@ float round_scale(const Encoding& e, float scale) {
 QParams choose_qparams(const Encoding& e, std::span<const float> values) {
     const auto& t = traits(e.scheme);
     QParams p;
+    if (t.super_block != 0)
+        throw InternalError(cat(t.name, ": parameters come from a super-block (quantize_rtn)"));
+    if (e.scheme == QScheme::Int4Min) {
+        // ggml's quantize_row_q4_1_ref: the group's own range (not widened to 0).
+        float lo = values.empty() ? 0.0f : values[0], hi = lo;
+        for (float v : values) {
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        p.scale = round_scale(e, (hi - lo) / 15.0f);
+        p.min = round_scale(e, lo);
+        return p;
+    }
     if (t.symmetric) {
         float m = 0.0f;  // the value of largest magnitude (first on ties)
         for (float v : values)
@@ -255,6 +358,18 @@ QParams choose_qparams(const Encoding& e, std::span<const float> values) {
 
 int quantize_value(const Encoding& e, float x, const QParams& p) {
     const auto& t = traits(e.scheme);
+    if (!t.quantizable) check_quantizable(e);
+    if (e.scheme == QScheme::Int4Min || is_kquant(e)) {
+        // Nearest point of the grid d * q + m (int4gGm), d * q - min (q4_k), d * q (q6_k).
+        const float v = e.scheme == QScheme::Int4Min ? (x - p.min) / p.scale
+                        : e.scheme == QScheme::Q4K   ? (x + p.min) / p.scale
+                                                     : x / p.scale;
+        if (p.scale == 0.0f || !std::isfinite(v)) return 0;
+        const float bounded = std::clamp(v, -1.0e6f, 1.0e6f);
+        const int q = e.scheme == QScheme::Int4Min ? static_cast<int>(std::round(bounded))
+                                                   : detail::ggml_nearest_int(bounded);
+        return std::clamp(q, t.qmin, t.qmax);
+    }
     if (p.scale == 0.0f || !std::isfinite(x / p.scale)) return t.symmetric ? 0 : p.zero;
     float q = std::round(x / p.scale) + static_cast<float>(p.zero);
     return static_cast<int>(std::clamp(q, static_cast<float>(t.qmin), static_cast<float>(t.qmax)));
@@ -264,6 +379,8 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
               std::span<std::byte> out) {
     const auto& t = traits(e.scheme);
     auto cols = static_cast<int64_t>(codes.size());
+    if (t.super_block != 0)
+        throw InternalError("pack_row: K-quant rows are written by set_row_codes");
     if (!t.grouped) {
         // int8c: the row's codes only; the caller places the scale.
         if (out.size() != codes.size()) throw InternalError("pack_row: int8c size");
@@ -281,12 +398,19 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
         const QParams& p = params[static_cast<size_t>(b)];
         uint16_t d = scale_bits(e, p.scale);
         std::memcpy(block, &d, 2);
-        if (!t.symmetric) block[2] = static_cast<uint8_t>(p.zero);
+        if (e.scheme == QScheme::Int4Min) {
+            uint16_t m = scale_bits(e, p.min);
+            std::memcpy(block + 2, &m, 2);
+        } else if (!t.symmetric) {
+            block[2] = static_cast<uint8_t>(p.zero);
+        }
         uint8_t* qs = block + off;
+        const int pad =
+            e.scheme == QScheme::Int4Min ? quantize_value(e, 0.0f, p) : (t.symmetric ? 0 : p.zero);
         for (int64_t i = 0; i < e.group; ++i) {
             int64_t c = b * e.group + i;
             // Padding past the row's end stores the code of 0.0.
-            int q = c < cols ? codes[static_cast<size_t>(c)] : (t.symmetric ? 0 : p.zero);
+            int q = c < cols ? codes[static_cast<size_t>(c)] : pad;
             if (t.bits == 8) {
                 qs[i] = static_cast<uint8_t>(t.symmetric ? static_cast<uint8_t>(int8_t(q))
                                                          : static_cast<uint8_t>(q));
@@ -300,6 +424,7 @@ void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QPa
 
 std::vector<std::byte> quantize_rtn_reference(const Encoding& e, std::span<const float> w,
                                               int64_t rows, int64_t cols) {
+    check_quantizable(e);
     const auto& t = traits(e.scheme);
     auto total = encoded_bytes(e, rows, cols);
     if (!total || w.size() != static_cast<size_t>(rows * cols))
@@ -322,6 +447,12 @@ std::vector<std::byte> quantize_rtn_reference(const Encoding& e, std::span<const
     }
     int64_t nb = blocks_per_row(e, cols);
     uint64_t rb = row_bytes(e, cols);
+    if (detail::has_ggml_rtn(e)) {
+        for (int64_t r = 0; r < rows; ++r)
+            detail::ggml_rtn_blocks(e, w.data() + r * cols, cols, nb,
+                                    reinterpret_cast<uint8_t*>(out.data()) + r * rb);
+        return out;
+    }
     std::vector<QParams> params(static_cast<size_t>(nb));
     for (int64_t r = 0; r < rows; ++r) {
         auto row = w.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
@@ -345,6 +476,7 @@ namespace {
 // The reference, block by block: exactly what quantize_rtn_reference does for each group.
 void blocks_reference(const Encoding& e, const float* x, int64_t len, int64_t nblocks,
                       uint8_t* out) {
+    if (has_ggml_rtn(e)) return ggml_rtn_blocks(e, x, len, nblocks, out);
     const size_t bb = block_bytes(e);
     std::vector<int> codes(e.group);
     for (int64_t b = 0; b < nblocks; ++b) {
@@ -469,6 +601,7 @@ std::string_view quantize_rtn_isa(const Encoding& e) {
 
 std::vector<std::byte> quantize_rtn(const Encoding& e, std::span<const float> w, int64_t rows,
                                     int64_t cols) {
+    check_quantizable(e);
     const detail::RtnKernels k = rtn_kernels(e);
     if (std::strcmp(k.isa, "scalar") == 0) return quantize_rtn_reference(e, w, rows, cols);
     const auto total = encoded_bytes(e, rows, cols);
@@ -500,13 +633,24 @@ QParams row_qparams(const Encoding& e, std::span<const std::byte> data, int64_t 
         std::memcpy(&p.scale, data.data() + at, 4);
         return p;
     }
+    const int64_t per_block = e.group / param_width(e);
     const auto* block =
         reinterpret_cast<const uint8_t*>(data.data() + static_cast<size_t>(r) * row_bytes(e, cols) +
-                                         static_cast<size_t>(b) * block_bytes(e));
+                                         static_cast<size_t>(b / per_block) * block_bytes(e));
+    if (t.super_block != 0) {
+        if (!is_kquant(e))
+            throw InternalError(cat("row_qparams: ", encoding_name(e), " has no QParams"));
+        return detail::kquant_params(e, block, b % per_block);
+    }
     uint16_t d;
     std::memcpy(&d, block, 2);
     p.scale = scale_value(e, d);
-    if (!t.symmetric) p.zero = block[2];
+    if (e.scheme == QScheme::Int4Min) {
+        std::memcpy(&d, block + 2, 2);
+        p.min = scale_value(e, d);
+    } else if (!t.symmetric) {
+        p.zero = block[2];
+    }
     return p;
 }
 
@@ -516,6 +660,14 @@ int row_code(const Encoding& e, std::span<const std::byte> data, int64_t rows, i
     const auto& t = traits(e.scheme);
     if (!t.grouped) return static_cast<int8_t>(data[static_cast<size_t>(r * cols + c)]);
     int64_t b = c / e.group, i = c % e.group;
+    if (t.super_block != 0 && !is_kquant(e))
+        throw InternalError(cat("row_code: ", encoding_name(e), " has no codes"));
+    if (t.super_block != 0)
+        return detail::kquant_code(e,
+                                   reinterpret_cast<const uint8_t*>(
+                                       data.data() + static_cast<size_t>(r) * row_bytes(e, cols) +
+                                       static_cast<size_t>(b) * block_bytes(e)),
+                                   i);
     const auto* qs =
         reinterpret_cast<const uint8_t*>(data.data() + static_cast<size_t>(r) * row_bytes(e, cols) +
                                          static_cast<size_t>(b) * block_bytes(e) + codes_offset(e));
@@ -533,13 +685,57 @@ void dequantize_row(const Encoding& e, std::span<const std::byte> data, int64_t 
             out[c] = dequantize_value(e, row_code(e, data, rows, cols, r, c), p);
         return;
     }
-    int64_t nb = blocks_per_row(e, cols);
-    for (int64_t b = 0; b < nb; ++b) {
+    if (const auto decode = ggml_decoder(e)) {
+        // ggml's block types: the reference decoder, one block at a time.
+        const int64_t nb = blocks_per_row(e, cols);
+        const auto* in = data.data() + static_cast<size_t>(r) * row_bytes(e, cols);
+        std::vector<float> block(static_cast<size_t>(e.group));
+        for (int64_t b = 0; b < nb; ++b) {
+            decode(in + static_cast<size_t>(b) * block_bytes(e), 1, block.data());
+            const int64_t n = std::min<int64_t>(e.group, cols - b * e.group);
+            std::copy_n(block.begin(), n, out + b * e.group);
+        }
+        return;
+    }
+    const int64_t np = params_per_row(e, cols), w = param_width(e);
+    for (int64_t b = 0; b < np; ++b) {
         QParams p = row_qparams(e, data, rows, cols, r, b);
-        int64_t c1 = std::min<int64_t>(cols, (b + 1) * e.group);
-        for (int64_t c = b * e.group; c < c1; ++c)
+        int64_t c1 = std::min<int64_t>(cols, (b + 1) * w);
+        for (int64_t c = b * w; c < c1; ++c)
             out[c] = dequantize_value(e, row_code(e, data, rows, cols, r, c), p);
     }
+}
+
+void set_row_codes(const Encoding& e, std::span<const int> codes, std::span<std::byte> row) {
+    const auto& t = traits(e.scheme);
+    const auto cols = static_cast<int64_t>(codes.size());
+    if (!t.grouped) {
+        if (row.size() != codes.size()) throw InternalError("set_row_codes: int8c size");
+        for (size_t i = 0; i < codes.size(); ++i)
+            row[i] = static_cast<std::byte>(static_cast<int8_t>(codes[i]));
+        return;
+    }
+    if (row.size() != row_bytes(e, cols)) throw InternalError("set_row_codes: size");
+    check_quantizable(e);
+    const int64_t nb = blocks_per_row(e, cols);
+    if (t.super_block != 0) {
+        std::vector<int> block(static_cast<size_t>(e.group));
+        for (int64_t b = 0; b < nb; ++b) {
+            auto* out = reinterpret_cast<uint8_t*>(row.data()) + b * block_bytes(e);
+            for (int64_t i = 0; i < e.group; ++i) {
+                const int64_t c = b * e.group + i;
+                // Past the row's end: the code the RTN pass gave the zero padding.
+                block[static_cast<size_t>(i)] =
+                    c < cols ? codes[static_cast<size_t>(c)] : detail::kquant_code(e, out, i);
+            }
+            detail::kquant_set_codes(e, block.data(), out);
+        }
+        return;
+    }
+    std::vector<QParams> params(static_cast<size_t>(nb));
+    for (int64_t b = 0; b < nb; ++b)
+        params[static_cast<size_t>(b)] = row_qparams(e, row, 1, cols, 0, b);
+    pack_row(e, codes, params, row);
 }
 
 std::vector<float> dequantize_tensor(const Tensor& t) {
@@ -591,6 +787,7 @@ Tensor make_encoded_tensor(const Tensor& t, const Encoding& e, std::vector<std::
 
 Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
     check_encoding(e, cat("tensor '", t.name, "'"));
+    check_quantizable(e);
     auto dims = encoded_dims(e, t.shape, cat("tensor '", t.name, "'"));
     // An f32 tensor is read in place; other float dtypes are converted once.
     std::vector<float> converted;
@@ -601,6 +798,11 @@ Tensor quantize_tensor_rtn(const Tensor& t, const Encoding& e) {
     } else {
         converted = t.to_floats();
         w = converted;
+    }
+    if (e.axis == 0 && e.group > 128) {
+        // Super-blocks wider than the transposing tiles: transpose the whole tensor.
+        const std::vector<float> stored = stored_floats(t, e);
+        return make_encoded_tensor(t, e, quantize_rtn(e, stored, dims.rows, dims.cols));
     }
     if (e.axis == 0)
         return make_encoded_tensor(t, e, quantize_rtn_transposed(e, w, dims.rows, dims.cols));

@@ -30,9 +30,31 @@
 //             point 8). Bits: 4 + 16 / G.
 //   int4gGa   int4 group-wise asymmetric: BlockInt4Asym<G>; as int8gGa with 0..15.
 //             Bits: 4 + 32 / G.
+//   int4gGm   int4 group-wise with a float minimum (llama.cpp's Q4_1 at G = 32):
+//             BlockInt4Min<G>; x' = d * q + m with q in 0..15 and f16 d, m (no integer zero
+//             point). RTN is ggml's quantize_row_q4_1_ref: lo = min(x), hi = max(x),
+//             d = (hi - lo) / 15, q = min(15, trunc((x - lo) * (1 / d) + 0.5)) with the
+//             unrounded d and lo; d and m = lo are then stored rounded. Bits: 4 + 32 / G.
+//   q4_k      llama.cpp's Q4_K: super-blocks of 256 (BlockQ4K, ggml's block_q4_K byte for
+//             byte) of 8 sub-blocks of 32, each with a 6-bit scale sc and a 6-bit minimum mn
+//             under the super-block's f16 d and dmin: x' = (d * sc) * q - dmin * mn, q in
+//             0..15. RTN is ggml's quantize_row_q4_K_ref (make_qkx2_quants per sub-block).
+//             Bits: 4.5.
+//   q6_k      llama.cpp's Q6_K: super-blocks of 256 (BlockQ6K, ggml's block_q6_K) of 16
+//             sub-blocks of 16 with an int8 scale sc under an f16 d: x' = (d * sc) * q, q in
+//             -32..31. RTN is ggml's quantize_row_q6_K_ref (make_qx_quants). Bits: 6.5625.
+//   q5_0 q5_1 q2_k q3_k q5_k   ggml's blocks as a GGUF source holds them, so a tensor no
+//             pass changes is written back byte for byte; dequantized as gguf's
+//             dequantize does; no quantizer (quantize-weights skips them as already
+//             encoded; their QParams / codes are not exposed: dequantize_row only).
+// The K-quants have one group size (256) and f16 scales; their "parameter groups" (QParams,
+// row_qparams) are the sub-blocks, whose scale and minimum are fixed by the super-block's
+// bytes, so solvers that choose codes (GPTQ) take them from the RTN pass (set_row_codes).
 // A scale of 0 (an all-zero group) stores q = 0 (symmetric) or q = z = 0 (asymmetric).
 // Group scales are f16 (default) or bf16 (`Encoding::scale_dtype`). A row whose length is
-// not a multiple of G ends in a block padded with the code of 0.0 (x' = 0 there).
+// not a multiple of G ends in a block padded with the code of 0.0 (x' = 0 there); for
+// int4gGm and the K-quants, whose grids need not hold 0.0, the last block is quantized as
+// if the row went on with zeros.
 #pragma once
 
 #include <cstddef>
@@ -49,15 +71,35 @@ namespace ep {
 
 struct Tensor;
 
-enum class QScheme : uint8_t { None, Int8Channel, Int8Sym, Int8Asym, Int4Sym, Int4Asym, Count_ };
+enum class QScheme : uint8_t {
+    None,
+    Int8Channel,
+    Int8Sym,
+    Int8Asym,
+    Int4Sym,
+    Int4Asym,
+    Int4Min,  // Q4_1's form: x' = d * q + m
+    Q4K,
+    Q6K,
+    // ggml block types kept as read from a GGUF file (no quantizer: `quantizable` false)
+    Q5_0,
+    Q5_1,
+    Q2K,
+    Q3K,
+    Q5K,
+    Count_
+};
 
 struct QSchemeTraits {
     QScheme scheme;
     std::string_view name;  // "int4": the start of an encoding's name
     int bits;               // bits per code
     bool symmetric;
-    bool grouped;    // false: one f32 scale per row (int8c)
-    int qmin, qmax;  // code range: the signed range for symmetric schemes
+    bool grouped;      // false: one f32 scale per row (int8c)
+    int qmin, qmax;    // code range: the signed range for symmetric schemes
+    int super_block;   // ggml block types: the one group size (32, 256); 0: 32, 64 or 128
+    int sub_block;     // K-quants: elements per sub-block scale; 0: the group
+    bool quantizable;  // false: kept from a GGUF source (q5_0, q5_1, q2_k, q3_k, q5_k)
 };
 
 [[nodiscard]] const QSchemeTraits& traits(QScheme scheme);
@@ -97,6 +139,26 @@ struct Encoding {
 };
 
 // Block layouts. `d` holds the scale's f16 or bf16 bits.
+template <int G>
+struct BlockInt4Min {
+    uint16_t d;
+    uint16_t m;         // the float minimum, in the scale dtype
+    uint8_t qs[G / 2];  // as BlockInt4Sym (element 2i low nibble; GGUF's Q4_1 differs)
+};
+// ggml's block_q4_K (ggml-common.h): 144 bytes per 256 weights.
+struct BlockQ4K {
+    uint16_t d, dmin;    // f16 super-block scales of the sub-block scales and minimums
+    uint8_t scales[12];  // 8 x (6-bit scale, 6-bit minimum), packed as get_scale_min_k4
+    uint8_t qs[128];     // sub-block 2c + h element k: nibble h of qs[32c + k]
+};
+// ggml's block_q6_K: 210 bytes per 256 weights.
+struct BlockQ6K {
+    uint8_t ql[128];    // low 4 bits
+    uint8_t qh[64];     // high 2 bits
+    int8_t scales[16];  // per 16 weights
+    uint16_t d;         // f16
+};
+static_assert(sizeof(BlockInt4Min<32>) == 20 && sizeof(BlockQ4K) == 144 && sizeof(BlockQ6K) == 210);
 template <int G>
 struct BlockInt4Sym {
     uint16_t d;
@@ -139,6 +201,13 @@ static_assert(sizeof(BlockInt8Asym<32>) == 36 && sizeof(BlockInt8Asym<64>) == 68
 // Throws InputError naming `what` when the encoding is not one of the schemes above.
 void check_encoding(const Encoding& e, const std::string& what);
 
+// Elements per set of quantization parameters (QParams) within a row: the group, or a
+// K-quant's sub-block; and how many such sets one row of cols elements has.
+[[nodiscard]] int64_t param_width(const Encoding& e);
+[[nodiscard]] int64_t params_per_row(const Encoding& e, int64_t cols);
+// True for the K-quants: parameters fixed by super-block bytes, not chosen per group.
+[[nodiscard]] bool is_kquant(const Encoding& e);
+
 // Bytes of one block (grouped schemes).
 [[nodiscard]] size_t block_bytes(const Encoding& e);
 // Blocks per row (grouped schemes): ceil(cols / group).
@@ -165,15 +234,20 @@ struct EncodedDims {
 // One group's quantization parameters. `scale` is already rounded to the scale dtype.
 struct QParams {
     float scale = 0.0f;
-    int zero = 0;  // asymmetric schemes only
+    int zero = 0;      // asymmetric schemes only
+    float min = 0.0f;  // int4gGm: m, added; q4_k: dmin * mn, subtracted
 };
-// Chooses the parameters for one group (or one int8c row) of values, as described above.
+// Chooses the parameters for one group (or one int8c row) of values, as described above
+// (int4gGm: the stored, rounded d and m). Not for the K-quants (InternalError): their
+// parameters come from a whole super-block (quantize_rtn, then row_qparams).
 [[nodiscard]] QParams choose_qparams(const Encoding& e, std::span<const float> values);
-// The code of x under p: signed for symmetric schemes (-8..7, -127..127), 0..qmax for
-// asymmetric ones.
+// The code of x under p: signed for symmetric schemes (-8..7, -127..127, q6_k -32..31),
+// 0..qmax for asymmetric ones (int4gGm: round((x - m) / d); q4_k: ggml's
+// nearest_int((x + min) / scale), the last step of its reference quantizer).
 [[nodiscard]] int quantize_value(const Encoding& e, float x, const QParams& p);
 [[nodiscard]] inline float dequantize_value(const Encoding& e, int q, const QParams& p) {
-    (void)e;
+    if (e.scheme == QScheme::Int4Min) return p.scale * static_cast<float>(q) + p.min;
+    if (e.scheme == QScheme::Q4K) return p.scale * static_cast<float>(q) - p.min;
     return p.scale * static_cast<float>(q - p.zero);
 }
 // Rounds a scale to the encoding's scale dtype (f16 / bf16 / f32).
@@ -185,6 +259,11 @@ struct QParams {
 // choose their own parameters.
 void pack_row(const Encoding& e, std::span<const int> codes, std::span<const QParams> params,
               std::span<std::byte> out);
+
+// Replaces the codes of one encoded row (row_bytes; codes as quantize_value returns them,
+// cols of them) and keeps its scales: how GPTQ writes K-quant rows, whose sub-block scales
+// come from the RTN pass.
+void set_row_codes(const Encoding& e, std::span<const int> codes, std::span<std::byte> row);
 
 // Quantizes a rows x cols row-major float matrix (already in stored orientation: each row
 // one output channel, the reduction axis contiguous) with round-to-nearest. Writes exactly

@@ -252,6 +252,15 @@ class Pass {
     [[nodiscard]] virtual bool writes_encoded_weights() const {
         return kind() == PassKind::Quantization;
     }
+    // The encoding each initializer of the main graph will be stored with, planned without
+    // running (tensor name -> encoding): compress checks before the first byte, and on
+    // --dry-run, that every output format can hold them (a .gguf takes only encodings with a
+    // ggml block). Default: none.
+    [[nodiscard]] virtual std::vector<std::pair<std::string, Encoding>> planned_encodings(
+        const Model& model) const {
+        (void)model;
+        return {};
+    }
     // The default-domain opset the pass needs in the model it rewrites (0: any); compress
     // raises an .onnx source below it with the ONNX version converter when it reads it.
     [[nodiscard]] virtual int64_t min_opset() const { return 0; }

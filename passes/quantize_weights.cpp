@@ -181,6 +181,13 @@ class QuantizeWeights final : public Pass {
              128},
             {"symmetric", OptionType::Bool, true, "symmetric codes (false: with a zero point)", {}},
             {"scale_dtype", OptionType::String, "f16", "group scale dtype", {"f16", "bf16"}},
+            {"encoding",
+             OptionType::String,
+             "",
+             "an encoding by name instead of bits / group_size / symmetric / scale_dtype: "
+             "int4g32 (GGUF Q4_0), int8g32 (Q8_0), int4g32m (Q4_1: f16 scale and float "
+             "minimum), q4_k, q6_k (llama.cpp's K-quants), int8c, int4g64a, ...",
+             {}},
             {"method",
              OptionType::String,
              "rtn",
@@ -197,6 +204,13 @@ class QuantizeWeights final : public Pass {
              0,
              128},
             {"embeddings", OptionType::Bool, false, "also Gather tables (embeddings)", {}},
+            {"allow_requantize",
+             OptionType::Bool,
+             false,
+             "also quantize tensors the source already holds encoded (a GGUF's Q4_1 / Q8_0 "
+             "/ K-quant tensors), from their dequantized values (as llama-quantize's "
+             "--allow-requantize)",
+             {}},
             {"recurrent",
              OptionType::Bool,
              false,
@@ -288,7 +302,23 @@ class QuantizeWeights final : public Pass {
             throw InputError(cat("group_size: ", group,
                                  " is not supported (expected 0, 32, 64 "
                                  "or 128)"));
-        if (group == 0) {
+        if (const std::string name = o.value("encoding", std::string()); !name.empty()) {
+            // The loader fills in defaults, so a value other than the default is a conflict.
+            const char* set = bits != 4      ? "bits"
+                              : group != 32  ? "group_size"
+                              : !sym         ? "symmetric"
+                              : sdt != "f16" ? "scale_dtype"
+                                             : nullptr;
+            if (set)
+                throw InputError(cat("encoding: ", name, " replaces bits, group_size, ",
+                                     "symmetric and scale_dtype; remove ", set));
+            auto e = encoding_from_name(name);
+            if (!e || e->scheme == QScheme::None || e->is_sparse())
+                throw InputError(cat("encoding: '", name,
+                                     "' is not a quantized encoding (expected e.g. int4g32, "
+                                     "int8g32, int4g32m, q4_k, q6_k, int8c, int4g64a)"));
+            encoding_ = *e;
+        } else if (group == 0) {
             if (bits != 8)
                 throw InputError(
                     "group_size: 0 (one scale per output channel) is int8 only; "
@@ -322,6 +352,7 @@ class QuantizeWeights final : public Pass {
                                                     1,
                                                     {}};
         embeddings_ = o.value("embeddings", false);
+        allow_requantize_ = o.value("allow_requantize", false);
         recurrent_ = o.value("recurrent", false);
         gptq_.damp = o.value("damp", 0.01);
         gptq_.block_size = o.value("block_size", int64_t{128});
@@ -330,6 +361,14 @@ class QuantizeWeights final : public Pass {
         awq_rows_ = o.value("awq_rows", uint64_t{1024});
         clip_ = o.value("clip", true);
         mixed_ = mixed::parse_options(o);
+    }
+
+    std::vector<std::pair<std::string, Encoding>> planned_encodings(
+        const Model& model) const override {
+        std::vector<std::pair<std::string, Encoding>> out;
+        for (const auto& c : analyze(model).candidates)
+            if (c.graph == &model.graph) out.emplace_back(c.name, output_encoding(c));
+        return out;
     }
 
     std::vector<std::string> plan(const Model& model) const override {
@@ -358,9 +397,10 @@ class QuantizeWeights final : public Pass {
     std::optional<StreamingPlan> plan_streaming(const Model& model) const override {
         if (method_ != Method::Rtn || !model.graph.nodes.empty()) return std::nullopt;
         Analysis a = analyze(model);
-        // Sparse sources (a prune pass before this one) are encoded in memory.
+        // Sparse sources (a prune pass before this one) and encoded ones (allow_requantize)
+        // are encoded in memory.
         for (const auto& c : a.candidates)
-            if (model.graph.find_initializer(c.name)->encoding.is_sparse()) return std::nullopt;
+            if (model.graph.find_initializer(c.name)->is_encoded()) return std::nullopt;
         StreamingPlan p;
         p.action = "quantize";
         uint64_t before = 0, after = 0;
@@ -523,6 +563,11 @@ class QuantizeWeights final : public Pass {
     static void plan_sparse_output(const Tensor& t, Candidate& c) {
         const Sparsity& src = t.encoding.sparse;
         if (src.is_none()) return;
+        if (c.encoding.scheme == QScheme::Int4Min || is_kquant(c.encoding)) {
+            c.dense_why = cat(encoding_name(c.encoding),
+                              " cannot be stored sparse (its grid need not hold 0.0)");
+            return;
+        }
         if (t.encoding.axis != c.encoding.axis) {
             c.dense_why = cat("pruned along axis ", int{t.encoding.axis}, ", quantized along ",
                               int{c.encoding.axis});
@@ -548,6 +593,9 @@ class QuantizeWeights final : public Pass {
     // The pruned-weight mask of a source in c's stored orientation: a sparse source's own
     // mask, else its exact zeros; empty when nothing is pruned (GptqOptions::mask).
     static std::vector<uint64_t> pruned_mask(const Tensor& t, const Candidate& c) {
+        // A quantized source (allow_requantize) has exact zeros where its grid holds 0.0:
+        // values, not pruned weights.
+        if (t.encoding.is_quantized()) return {};
         std::vector<uint64_t> mask = t.encoding.is_sparse() && t.encoding.axis == c.encoding.axis
                                          ? tensor_mask(t)
                                          : nonzero_mask(densify_tensor(t), c.encoding);
@@ -687,7 +735,7 @@ class QuantizeWeights final : public Pass {
     // Problems shared by both modes; "" when none.
     std::string common_problem(const Tensor& t) const {
         if (!selector_.selects(t.name)) return "not selected by include/exclude";
-        if (t.encoding.is_quantized())
+        if (t.encoding.is_quantized() && !allow_requantize_)
             return cat("already encoded (", encoding_name(t.encoding), ")");
         if (t.element_count() == 0) return "empty tensor";
         if (t.element_count() < min_elements_)
@@ -1316,6 +1364,7 @@ class QuantizeWeights final : public Pass {
 
     Selector selector_;
     Encoding encoding_{QScheme::Int4Sym, 32, DType::F16, 1, {}};
+    bool allow_requantize_ = false;
     Method method_ = Method::Rtn;
     int64_t min_elements_ = 1024;
     bool conv_ = false;

@@ -59,12 +59,19 @@ TEST_CASE("GGUF decoders equal the gguf package's dequantize on every type", "[g
         REQUIRE(want.shape == std::vector<int64_t>{64, 256});
         auto expected = want.values<float>();
         CHECK(same_bits(gguf_decode(info, f.tensor_bytes(info)), expected));
-        // As the model's weight: Q8_0 / Q4_0 as int8g32 / int4g32, the rest F32 or plain.
+        // As the model's weight: every quantized type as the encoding of the same values
+        // (Q8_0 int8g32, Q4_0 int4g32, Q4_1 int4g32m, the K-quants and Q5_x as themselves).
         const Tensor& t = m.graph.initializers[i];
         CHECK(t.shape == want.shape);
         CHECK(same_bits(t.to_floats(), expected));
-        if (info.name == "Q8_0") CHECK(encoding_name(t.encoding) == "int8g32");
-        if (info.name == "Q4_0") CHECK(encoding_name(t.encoding) == "int4g32");
+        const std::map<std::string, std::string> encodings = {
+            {"Q8_0", "int8g32"}, {"Q4_0", "int4g32"}, {"Q4_1", "int4g32m"}, {"Q5_0", "q5_0"},
+            {"Q5_1", "q5_1"},    {"Q2_K", "q2_k"},    {"Q3_K", "q3_k"},     {"Q4_K", "q4_k"},
+            {"Q5_K", "q5_k"},    {"Q6_K", "q6_k"}};
+        if (auto it = encodings.find(info.name); it != encodings.end())
+            CHECK(encoding_name(t.encoding) == it->second);
+        else
+            CHECK_FALSE(t.is_encoded());
         if (info.name == "BF16") CHECK(t.dtype == DType::BF16);
     }
     // Metadata keeps its GGUF types.
@@ -80,12 +87,12 @@ TEST_CASE("edgepack rewrites a GGUF byte for byte", "[gguf][xcheck]") {
     EP_REQUIRE_FILE_OR_SKIP(stories_safetensors());
     test::TempDir dir;
     make_gguf_files(dir.path());
-    SECTION("a file the gguf package wrote, with every type edgepack writes") {
+    SECTION("a file the gguf package wrote, with every type (F32 .. Q6_K)") {
         Model m = load_model(dir / "blocks.gguf");
         save_model(m, dir / "again.gguf");
         CHECK(test::read_file(dir / "again.gguf") == test::read_file(dir / "blocks.gguf"));
     }
-    SECTION("every metadata type, and decoded types written as F32, twice") {
+    SECTION("every metadata type, and every tensor in its source type, twice") {
         save_model(load_model(dir / "types.gguf"), dir / "once.gguf");
         Model once = load_model(dir / "once.gguf");
         save_model(once, dir / "twice.gguf");
@@ -97,10 +104,7 @@ TEST_CASE("edgepack rewrites a GGUF byte for byte", "[gguf][xcheck]") {
             INFO(f.tensors[i].name);
             CHECK(same_bits(once.graph.initializers[i].to_floats(),
                             source.graph.initializers[i].to_floats()));
-            std::string name = f.tensors[i].name, type = ggml_type_name(f.tensors[i].type);
-            bool kept = name == "F32" || name == "F16" || name == "BF16" || name == "Q8_0" ||
-                        name == "Q4_0";
-            CHECK(type == (kept ? name : "F32"));
+            CHECK(ggml_type_name(f.tensors[i].type) == f.tensors[i].name);
         }
     }
 }
@@ -412,17 +416,28 @@ TEST_CASE("a GGUF output refuses encodings ggml has no block for, naming the ten
              {{{"bits", 8}, {"group_size", 32}, {"scale_dtype", "bf16"}},
               "encoding int8g32-bf16 has no ggml block form"},
              {{{"bits", 4}, {"group_size", 32}},
-              "the last dimension 172 is not a multiple of 32, so Q4_0 blocks cannot tile it"}}) {
-        INFO(message);
+              "the last dimension 172 is not a multiple of 32, so Q4_0 blocks cannot tile it"},
+             {{{"encoding", "q4_k"}},
+              "the last dimension 64 is not a multiple of 256, so Q4_K blocks cannot tile it"}}) {
         json pass = options;
         pass["pass"] = "quantize-weights";
         json recipe{{"model", stories_safetensors().string()},
                     {"passes", json::array({pass})},
                     {"output", (dir / "q.gguf").string()}};
         test::write_file(dir / "r.json", recipe.dump());
-        auto r = test::run_edgepack({"compress", (dir / "r.json").string(), "--quiet"});
-        CHECK(r.exit_code == 2);
-        CHECK_THAT(r.err, Catch::Contains("q.gguf: tensor '") && Catch::Contains(message));
-        CHECK_FALSE(std::filesystem::exists(dir / "q.gguf"));
+        // --dry-run refuses it too: the check runs on the plan, before any byte.
+        for (bool dry : {false, true}) {
+            INFO(message << (dry ? " (--dry-run)" : ""));
+            std::vector<std::string> args{"compress", (dir / "r.json").string(), "--quiet"};
+            if (dry) args.push_back("--dry-run");
+            auto r = test::run_edgepack(args);
+            CHECK(r.exit_code == 2);
+            CHECK_THAT(r.err, Catch::Contains("q.gguf: tensor '") && Catch::Contains(message));
+            if (message.find("no ggml block form") != std::string::npos)
+                CHECK_THAT(r.err, Catch::Contains("GGUF output takes int8g32 (Q8_0), int4g32 "
+                                                  "(Q4_0), int4g32m (Q4_1), q4_k (Q4_K), q6_k "
+                                                  "(Q6_K)"));
+            CHECK_FALSE(std::filesystem::exists(dir / "q.gguf"));
+        }
     }
 }

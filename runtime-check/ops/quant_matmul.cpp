@@ -18,10 +18,15 @@ bool kernel_reads_encoding(const Node& node, size_t input, const Tensor& weight)
     if (weight.encoding.is_sparse() &&
         (node.op_type == "Gather" || !sparse_kernel_reads(weight.encoding, weight.dtype)))
         return false;
-    if (node.op_type == "MatMul") return input == 1 && rank == 2 && weight.encoding.axis == 0;
+    // int4gGm and the K-quants (ggml's block forms) have no qgemm kernel: dequantized at
+    // load for MatMul / Gemm; Gather reads any encoding row by row.
+    const bool qgemm_scheme =
+        weight.encoding.scheme != QScheme::Int4Min && !is_kquant(weight.encoding);
+    if (node.op_type == "MatMul")
+        return qgemm_scheme && input == 1 && rank == 2 && weight.encoding.axis == 0;
     if (node.op_type == "Gemm") {
         const int64_t tb = node.attr_int("transB", 0) != 0 ? 1 : 0;
-        return input == 1 && rank == 2 && weight.encoding.axis == tb;
+        return qgemm_scheme && input == 1 && rank == 2 && weight.encoding.axis == tb;
     }
     if (node.op_type == "Gather") {
         const int64_t axis = node.attr_int("axis", 0);

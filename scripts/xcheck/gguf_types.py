@@ -11,8 +11,8 @@ OUT_DIR/metadata.json = {key: value} of its general.* and llama.* scalars.
 Writes, with gguf.GGUFWriter:
   OUT_DIR/types.gguf   one tensor per ggml type edgepack decodes (named by the type:
                        "Q4_K", ...), 64 x 256 each, and a KV of every GGUF value type
-  OUT_DIR/blocks.gguf  only the types edgepack writes back as they are (F32, F16, BF16,
-                       Q8_0, Q4_0), for the byte-exact rewrite check
+  OUT_DIR/blocks.gguf  every type again (edgepack writes each back as it is), for the
+                       byte-exact rewrite check
   OUT_DIR/TYPE.npy     gguf.quants.dequantize of each tensor of types.gguf (float32)
 
 The values are real: the first 16,384 weights of stories260k's token embedding
@@ -37,7 +37,7 @@ QUANTIZABLE = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1]
 # K-quants: (type, block bytes, offsets of the f16 scale fields in a block)
 K_QUANTS = [(T.Q2_K, 84, [80, 82]), (T.Q3_K, 110, [108]), (T.Q4_K, 144, [0, 2]),
             (T.Q5_K, 176, [0, 2]), (T.Q6_K, 210, [208])]
-WRITABLE = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0]
+WRITABLE = QUANTIZABLE + [qt for qt, _, _ in K_QUANTS]
 
 
 def add_every_value_type(w):
