@@ -463,6 +463,17 @@ class Builder:
         )
 
 
+def replace_graph(model, nodes, inits):
+    """The model with these nodes and initializers, and the com.microsoft opset."""
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits.values())
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_operatorsetid("com.microsoft", 1))
+    return model
+
+
 def to_int4(model, block_size, accuracy_level):
     """Every MatMul with a constant B becomes com.microsoft MatMulNBits (bits 4, symmetric),
     with the bytes, names and shapes ONNX Runtime's MatMulNBitsQuantizer writes (the builder's
@@ -496,13 +507,7 @@ def to_int4(model, block_size, accuracy_level):
                 name=node.name + "_Q4", domain="com.microsoft", **attrs,
             )
         )
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits.values())
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_operatorsetid("com.microsoft", 1))
-    return model
+    return replace_graph(model, nodes, inits)
 
 
 def to_nbits_from_gguf(model, sources, blocks):
@@ -536,13 +541,7 @@ def to_nbits_from_gguf(model, sources, blocks):
             )
         )
         kept["nbits"] += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits.values())
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_operatorsetid("com.microsoft", 1))
-    return model, kept
+    return replace_graph(model, nodes, inits), kept
 
 
 def main():
