@@ -153,6 +153,8 @@ def load_gguf(path, keep_blocks=False):
     blocks = {}
     if keep_blocks:
         blocks["lm_head.weight"] = raw.get("output.weight", raw.get("token_embd.weight"))
+        # Tied embeddings: lm_head is the embedding array itself, found under either name.
+        blocks["model.embed_tokens.weight"] = raw.get("token_embd.weight")
     names = {
         "attn_norm": "input_layernorm",
         "ffn_norm": "post_attention_layernorm",
