@@ -89,7 +89,7 @@ DecodeBenchResult benchmark_decoder(Executor& executor, const DecoderInterface& 
     for (int run = 0; run < warmup + options.runs; ++run) {
         const bool timed = run >= warmup;
         progress.set_detail(timed ? "timed" : "warm-up");
-        DecodeSession session(executor, interface);
+        DecodeSession session(executor, interface, options.prefill + options.steps);
         double c0 = process_cpu_ms();
         auto t0 = clock::now();
         (void)session.step(prompt);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ir/checked.h"
 #include "ir/error.h"
 
 namespace ep::rt {
@@ -33,6 +34,35 @@ int64_t fixed_dim(const ValueInfo& info, size_t axis, const char* what) {
         throw InputError(cat("decoder input '", info.name, "': ", what, " (dimension ", axis,
                              ") must be a fixed number to start an empty cache"));
     return *d.value;
+}
+
+// Whether every cache input is read once, as past_key (input 3) / past_value (4) of a
+// com.microsoft GroupQueryAttention whose present_key (output 1) / present_value (2) is
+// the matching present.* output, which nothing reads: then that node sees the past buffer
+// and nothing else does, so it may be a max-length buffer written in place.
+bool attention_owns_cache(const Graph& graph, const std::vector<KvCachePair>& cache) {
+    for (const auto& pair : cache) {
+        const Node* reader = nullptr;
+        size_t index = 0, reads = 0;
+        bool present_read = false;
+        for_each_graph(graph, [&](const Graph& g) {
+            for (const auto& node : g.nodes)
+                for (size_t k = 0; k < node.inputs.size(); ++k) {
+                    if (node.inputs[k] == pair.past) {
+                        ++reads;
+                        reader = &node;
+                        index = k;
+                    }
+                    present_read = present_read || node.inputs[k] == pair.present;
+                }
+        });
+        if (reads != 1 || present_read || reader->op_type != "GroupQueryAttention" ||
+            reader->domain != "com.microsoft" || (index != 3 && index != 4))
+            return false;
+        const size_t out = index - 2;  // past_key -> present_key, past_value -> present_value
+        if (reader->outputs.size() <= out || reader->outputs[out] != pair.present) return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -77,11 +107,12 @@ std::optional<DecoderInterface> decoder_interface(const Executor& executor) {
     if (std::none_of(outs.begin(), outs.end(),
                      [](const ValueInfo& o) { return o.name == "logits"; }))
         throw InputError("decoder: the model has past_key_values.* inputs but no 'logits' output");
+    di.shared_buffer = attention_owns_cache(executor.model().graph, di.cache);
     return di;
 }
 
-DecodeSession::DecodeSession(Executor& executor, DecoderInterface interface)
-    : executor_(executor), interface_(std::move(interface)) {
+DecodeSession::DecodeSession(Executor& executor, DecoderInterface interface, int64_t max_length)
+    : executor_(executor), interface_(std::move(interface)), max_length_(max_length) {
     for (const auto& pair : interface_.cache) {
         Tensor t;
         t.name = pair.past;
@@ -90,6 +121,36 @@ DecodeSession::DecodeSession(Executor& executor, DecoderInterface interface)
         t.data = TensorData::owned({});
         past_.push_back(std::move(t));
     }
+}
+
+void DecodeSession::reserve(int64_t needed) {
+    if (needed <= capacity_) return;
+    const int64_t capacity = std::max({needed, 2 * capacity_, max_length_});
+    for (size_t i = 0; i < past_.size(); ++i) {
+        const auto& pair = interface_.cache[i];
+        auto bytes =
+            checked_mul(static_cast<uint64_t>(pair.heads), static_cast<uint64_t>(capacity));
+        if (bytes) bytes = checked_mul(*bytes, static_cast<uint64_t>(pair.head_size));
+        if (bytes) bytes = checked_mul(*bytes, sizeof(float));
+        if (!bytes || *bytes > (uint64_t{1} << 40))
+            throw InputError(cat("decoder input '", pair.past, "': a cache of ", capacity,
+                                 " positions is too large"));
+        Tensor t;
+        t.name = pair.past;
+        t.dtype = DType::F32;
+        t.shape = {1, pair.heads, capacity, pair.head_size};
+        t.data = TensorData::uninitialized(static_cast<size_t>(*bytes));
+        auto* dst = reinterpret_cast<float*>(t.data.mutable_bytes().data());
+        std::fill(dst, dst + *bytes / 4, 0.0f);
+        // The rows held so far, head by head (each head's rows are contiguous).
+        const auto* src = reinterpret_cast<const float*>(past_[i].data.bytes().data());
+        const int64_t row = pair.head_size, held = capacity_ > 0 ? position_ : 0;
+        for (int64_t h = 0; h < pair.heads; ++h)
+            std::copy(src + h * capacity_ * row, src + (h * capacity_ + held) * row,
+                      dst + h * capacity * row);
+        past_[i] = std::move(t);
+    }
+    capacity_ = capacity;
 }
 
 Tensor DecodeSession::step(const std::vector<int64_t>& tokens) {
@@ -107,9 +168,12 @@ Tensor DecodeSession::step(const std::vector<int64_t>& tokens) {
         for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = position_ + i;
         feeds.emplace_back("position_ids", i64_tensor("position_ids", {1, n}, pos));
     }
+    if (interface_.shared_buffer) reserve(position_ + n);
+    // Moved in: with the shared buffer nothing else holds the cache's bytes, so the
+    // attention writes the new rows into them without a copy.
     for (size_t i = 0; i < past_.size(); ++i)
         feeds.emplace_back(interface_.cache[i].past, std::move(past_[i]));
-    auto outputs = executor_.run(feeds);
+    auto outputs = executor_.run(std::move(feeds), {}, interface_.shared_buffer);
     Tensor logits;
     for (auto& [name, t] : outputs) {
         if (name == "logits") {
@@ -122,10 +186,13 @@ Tensor DecodeSession::step(const std::vector<int64_t>& tokens) {
     for (size_t i = 0; i < past_.size(); ++i) {
         auto& p = past_[i];
         p.name = interface_.cache[i].past;
-        if (p.shape.size() != 4 || p.shape[2] != position_ + n)
+        const int64_t length = interface_.shared_buffer ? capacity_ : position_ + n;
+        if (p.shape != std::vector<int64_t>{1, interface_.cache[i].heads, length,
+                                            interface_.cache[i].head_size} ||
+            p.dtype != DType::F32)
             throw InputError(cat("decoder output '", interface_.cache[i].present, "' has shape ",
-                                 shape_string(p.shape), ", expected [1, ",
-                                 interface_.cache[i].heads, ", ", position_ + n, ", ",
+                                 shape_string(p.shape), ", expected f32 [1, ",
+                                 interface_.cache[i].heads, ", ", length, ", ",
                                  interface_.cache[i].head_size, "]"));
     }
     position_ += n;
@@ -141,7 +208,7 @@ Tensor decode_logits(Executor& executor, const DecoderInterface& interface,
     if (prefill < 1 || steps < 0 || static_cast<int64_t>(tokens.size()) < prefill + steps)
         throw InputError(cat("decoder: ", tokens.size(), " tokens given, prefill ", prefill, " + ",
                              steps, " steps needs more"));
-    DecodeSession session(executor, interface);
+    DecodeSession session(executor, interface, prefill + steps);
     std::vector<float> rows;
     int64_t vocab = 0;
     for (int64_t s = 0; s <= steps; ++s) {

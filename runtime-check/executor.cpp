@@ -38,6 +38,11 @@ struct Executor::Plan {
         int32_t in_place_slot = -1;
         uint64_t constant_inputs = 0;          // bit k: input k is an initializer of this plan
         CostFormula cost = CostFormula::None;  // node_cost.h: one thread below a threshold
+        // bit k: input k (a local slot) is last read here, by a kernel that may write into
+        // it (OpContext::take_input) in a run with shared_kv_buffer: GroupQueryAttention's
+        // past_key / past_value, so that present is written in place into the past buffer
+        // (decoder.h).
+        uint64_t donated_inputs = 0;
     };
     const Graph* graph = nullptr;
     const Plan* parent = nullptr;
@@ -357,6 +362,21 @@ std::unique_ptr<Plan> compile(const Model& model, const Graph& graph, const Plan
         if (std::find(step.free_after.begin(), step.free_after.end(), in) != step.free_after.end())
             step.in_place_slot = in;
     }
+    for (auto& step : plan->steps) {
+        if (step.kernel != &op_group_query_attention) continue;
+        for (size_t k = 3; k < 5 && k < step.inputs.size() && k < 64; ++k) {
+            const Ref r = step.inputs[k];
+            if (r.depth != 0 || r.slot < 0 ||
+                std::find(step.free_after.begin(), step.free_after.end(), r.slot) ==
+                    step.free_after.end())
+                continue;
+            // Read once by this step: another input naming the same value must not see it
+            // change.
+            if (std::count_if(step.inputs.begin(), step.inputs.end(),
+                              [&](const Ref& o) { return o.depth == 0 && o.slot == r.slot; }) == 1)
+                step.donated_inputs |= uint64_t{1} << k;
+        }
+    }
     return plan;
 }
 
@@ -441,8 +461,10 @@ Executor::Executor(Model model, ExecOptions options) : model_(std::move(model)),
     igemm_cache_ = std::make_unique<IgemmCache>();
 }
 
-NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::string>& fetch) {
+NamedTensors Executor::run(NamedTensors inputs, const std::vector<std::string>& fetch,
+                           bool shared_kv_buffer) {
     stats_ = {};
+    shared_kv_buffer_ = shared_kv_buffer;
     live_bytes_ = 0;
     bool unfused = false;
     for (const auto& name : fetch) unfused = unfused || fused_away_.count(name) > 0;
@@ -452,7 +474,7 @@ NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::st
     frame.values.resize(plan.slot_names.size());
     frame.ptr.assign(plan.slot_names.size(), nullptr);
     for (const auto& [slot, t] : plan.initializers) frame.ptr[static_cast<size_t>(slot)] = t;
-    for (const auto& [name, tensor] : inputs) {
+    for (auto& [name, tensor] : inputs) {
         auto it = std::find_if(feeds_.begin(), feeds_.end(),
                                [&](const ValueInfo& v) { return v.name == name; });
         if (it == feeds_.end()) {
@@ -464,7 +486,7 @@ NamedTensors Executor::run(const NamedTensors& inputs, const std::vector<std::st
         std::string why;
         if (!declared_matches(*it, tensor, why)) throw InputError(cat("input '", name, "': ", why));
         auto slot = static_cast<size_t>(plan.slot_of.at(name));
-        frame.values[slot] = tensor;
+        frame.values[slot] = std::move(tensor);  // a moved-in feed is the frame's alone
         frame.ptr[slot] = &frame.values[slot];
     }
     for (const auto& v : feeds_)
@@ -549,6 +571,15 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
             step.opset, &runner,           qpacks_.get()};
         ctx.igemm_cache = igemm_cache_.get();
         ctx.constant_inputs = step.constant_inputs;
+        if (step.donated_inputs != 0 && shared_kv_buffer_) {
+            ctx.donated.assign(step.inputs.size(), nullptr);
+            for (size_t k = 0; k < step.inputs.size(); ++k) {
+                if (!(step.donated_inputs >> k & 1)) continue;
+                auto s = static_cast<size_t>(step.inputs[k].slot);
+                if (frame.ptr[s] == &frame.values[s] && !(keep && (*keep)[s]))
+                    ctx.donated[k] = &frame.values[s];
+            }
+        }
         try {
             step.kernel(ctx);
         } catch (const Error& e) {

@@ -45,9 +45,13 @@ class Executor {
 
     // Runs the graph; `fetch` names extra intermediate values to return besides the
     // graph outputs (for per-layer comparisons). Throws InputError on a missing or
-    // mistyped input.
-    [[nodiscard]] NamedTensors run(const NamedTensors& inputs,
-                                   const std::vector<std::string>& fetch = {});
+    // mistyped input. With `shared_kv_buffer` (the decode loop's opt-in, ONNX Runtime
+    // GenAI's past_present_share_buffer, decoder.h) a GroupQueryAttention whose past input
+    // dies there and already has present's length writes present in place into it; pass
+    // the inputs as rvalues so that no one else holds their bytes (else they are copied
+    // first).
+    [[nodiscard]] NamedTensors run(NamedTensors inputs, const std::vector<std::string>& fetch = {},
+                                   bool shared_kv_buffer = false);
     [[nodiscard]] const RunStats& last_stats() const { return stats_; }
     // QDQ patterns fused into integer ops when the plan was compiled (0 with
     // ExecOptions::fuse_qdq off).
@@ -77,6 +81,7 @@ class Executor {
     std::unique_ptr<QPackCache> qpacks_;       // int8_activations: packed int4 weights (qgemm.h)
     std::unique_ptr<IgemmCache> igemm_cache_;  // int8 weights of the QDQ kernels (igemm.h)
     RunStats stats_;
+    bool shared_kv_buffer_ = false;  // the current run's (run())
     uint64_t live_bytes_ = 0;
     size_t fused_ops_ = 0;
 };

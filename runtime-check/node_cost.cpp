@@ -181,9 +181,12 @@ double stride_product(const Node& node, size_t spatial) {
 }  // namespace
 
 CostFormula node_cost_formula(const Node& node) {
-    if (node.domain == kFusedDomain)  // QdqBinary, ElementwiseChain: a few cheap steps each
+    if (node.domain == kFusedDomain) {  // ConvActivation: a Conv (X, W inputs) and its chain
+        if (node.op_type == "ConvActivation") return CostFormula::Conv;
+        // QdqBinary, ElementwiseChain: a few cheap steps each
         return node.op_type == "ElementwiseChain" ? CostFormula::Transcendental
                                                   : CostFormula::Cheap;
+    }
     const std::string_view domain = node.domain == "ai.onnx" ? "" : node.domain;
     for (const FormulaEntry& e : formula_table())
         if (e.domain == domain && e.op_type == node.op_type) return e.formula;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds a llama-family decoder ONNX graph with a KV cache from a checkpoint.
 
-usage: make_decoder.py CHECKPOINT -o MODEL.onnx [--attention gqa|plain] [--weights int4|fp32]
+usage: make_decoder.py CHECKPOINT -o MODEL.onnx [--attention gqa|plain] [--weights int4|fp32|gguf]
                        [--block-size 32] [--accuracy-level N] [--context N]
 
 CHECKPOINT is a Hugging Face `model.safetensors` with its `config.json` next to it
@@ -30,6 +30,13 @@ src/python/py/models/builder.py, CPU, fp32 I/O) writes for a llama decoder:
   --weights int4 (default, the builder's `-p int4`): every MatMul becomes com.microsoft
   MatMulNBits by ONNX Runtime's MatMulNBitsQuantizer (symmetric, block_size 32), as the
   builder's to_int4 does; accuracy_level is left out (0: fp32 activations) unless given.
+  --weights gguf (a .gguf checkpoint): every projection stored as Q4_0 or Q8_0 keeps its
+  codes and scales as MatMulNBits (bits 4 / 8, block_size 32, no zero points: ggml's
+  implied 8 / 128): Q4_0's nibbles reordered (ggml: byte j holds elements j and j + 16 of a
+  block; MatMulNBits: elements 2j and 2j + 1), the f16 scale widened to f32 exactly, Q8_0's
+  int8 codes offset by 128. The weights are then exactly the file's, so llama.cpp and our
+  runtime multiply by the same numbers (bench/bench_vs_llamacpp.py). Projections of other
+  types stay float MatMuls of their dequantized values; the embedding Gather is float.
 
   --attention plain: the same inputs, outputs, weights and names, attention and the norms
   made of standard ONNX ops (MatMul / Softmax / Concat past / Expand for the KV-head groups,
@@ -75,7 +82,33 @@ def unpermute_gguf_rows(w, n_head):
     return w.reshape(n_head, rows // n_head // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def load_gguf(path):
+# ggml types --weights gguf keeps as MatMulNBits codes (gguf.GGMLQuantizationType values).
+NBITS_TYPES = (2, 8)  # Q4_0, Q8_0
+
+
+def gguf_blocks_to_nbits(ggml_type, data, rows, cols):
+    """Q4_0 / Q8_0 blocks of a [rows, cols] weight as MatMulNBits (codes [rows, cols/32,
+    blob] uint8, scales [rows * cols/32] f32, bits), or None for other types."""
+    import gguf
+
+    if ggml_type not in NBITS_TYPES:
+        return None
+    blocks = np.asarray(data, dtype=np.uint8).reshape(rows, cols // 32, -1)
+    scales = blocks[:, :, :2].copy().view(np.float16).astype(np.float32).reshape(-1)
+    if ggml_type == gguf.GGMLQuantizationType.Q4_0:
+        qs = blocks[:, :, 2:18]
+        codes = np.concatenate([qs & 0x0F, qs >> 4], axis=2)  # elements 0..15, 16..31
+        packed = (codes[:, :, 0::2] | (codes[:, :, 1::2] << 4)).astype(np.uint8)
+        return packed, scales, 4
+    if ggml_type == gguf.GGMLQuantizationType.Q8_0:
+        q = blocks[:, :, 2:34].view(np.int8).astype(np.int16) + 128
+        return q.astype(np.uint8), scales, 8
+    return None
+
+
+def load_gguf(path, keep_blocks=False):
+    """(config, weights); with keep_blocks also {weight name: (ggml type, raw block rows)}
+    for the projections (q / k rows permuted back like the floats)."""
     import gguf
 
     reader = gguf.GGUFReader(path)
@@ -92,11 +125,13 @@ def load_gguf(path):
         sys.exit(f"make_decoder.py: {path}: general.architecture '{arch}' is not llama")
     n_head = int(field("llama.attention.head_count"))
     n_kv = int(field("llama.attention.head_count_kv", n_head))
-    tensors = {}
+    tensors, raw = {}, {}
     for t in reader.tensors:
         shape = [int(d) for d in reversed(list(t.shape))]
         values = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
         tensors[t.name] = values
+        if keep_blocks and len(shape) == 2 and t.tensor_type in NBITS_TYPES:
+            raw[t.name] = (t.tensor_type, np.asarray(t.data, dtype=np.uint8).reshape(shape[0], -1))
     embed = tensors["token_embd.weight"]
     config = {
         "hidden_size": int(field("llama.embedding_length")),
@@ -115,6 +150,11 @@ def load_gguf(path):
         "model.norm.weight": tensors["output_norm.weight"],
         "lm_head.weight": tensors.get("output.weight", embed),
     }
+    blocks = {}
+    if keep_blocks:
+        blocks["lm_head.weight"] = raw.get("output.weight", raw.get("token_embd.weight"))
+        # Tied embeddings: lm_head is the embedding array itself, found under either name.
+        blocks["model.embed_tokens.weight"] = raw.get("token_embd.weight")
     names = {
         "attn_norm": "input_layernorm",
         "ffn_norm": "post_attention_layernorm",
@@ -129,11 +169,16 @@ def load_gguf(path):
     for i in range(config["num_hidden_layers"]):
         for g, h in names.items():
             w = tensors[f"blk.{i}.{g}.weight"]
-            if g == "attn_q":
-                w = unpermute_gguf_rows(w, n_head)
-            elif g == "attn_k":
-                w = unpermute_gguf_rows(w, n_kv)
+            r = raw.get(f"blk.{i}.{g}.weight")
+            if g in ("attn_q", "attn_k"):
+                heads = n_head if g == "attn_q" else n_kv
+                w = unpermute_gguf_rows(w, heads)
+                r = (r[0], unpermute_gguf_rows(r[1], heads)) if r else None
             weights[f"model.layers.{i}.{h}.weight"] = w
+            if keep_blocks:
+                blocks[f"model.layers.{i}.{h}.weight"] = r
+    if keep_blocks:
+        return config, weights, blocks
     return config, weights
 
 
@@ -153,6 +198,8 @@ class Builder:
         self.context = context or config.get("max_position_embeddings", 2048)
         self.theta = float(config.get("rope_theta", 10000.0))
         self.nodes, self.initializers, self.constants = [], [], set()
+        self.sources = {}  # MatMul B initializer -> the checkpoint weights it holds (rows out)
+        self.source_of = {}  # id(weight array) -> its checkpoint name
         # ONNX Runtime's CPU GroupQueryAttention refuses do_rotary unless head_size % 16 == 0
         # ("head_size shall be a multiple of 16"): below that, rotary runs as its own op.
         if rotary == "auto":
@@ -191,9 +238,10 @@ class Builder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         return name
 
-    def matmul(self, basename, root, w_rows_out, output=None):
+    def matmul(self, basename, root, w_rows_out, output=None, sources=None):
         # nn.Linear weight [out, in] -> MatMul B [in, out]
         weight = self.weight(basename[1:].replace("/", ".") + ".weight", w_rows_out.T)
+        self.sources[weight] = sources or [self.source_of.get(id(w_rows_out))]
         return self.node("MatMul", basename, [root, weight], outputs=[output] if output else None)
 
     # --- the norms -------------------------------------------------------------------
@@ -306,7 +354,8 @@ class Builder:
         base = f"/model/layers.{i}/attn"
         weights = [w[f"model.layers.{i}.self_attn.{p}_proj.weight"] for p in ("q", "k", "v")]
         if self.rotary == "fused":
-            qkv = self.matmul(f"{base}/qkv_proj/MatMul", root, np.concatenate(weights, axis=0))
+            qkv = self.matmul(f"{base}/qkv_proj/MatMul", root, np.concatenate(weights, axis=0),
+                              sources=[f"model.layers.{i}.self_attn.{p}_proj.weight" for p in "qkv"])
             q, k, v, caches = qkv, "", "", ["cos_cache", "sin_cache"]
         else:
             # The builder's layout when rotary is not inside attention: q/k/v MatMuls, each of
@@ -369,6 +418,7 @@ class Builder:
         return self.matmul(f"{base}/down_proj/MatMul", prod, w[f"model.layers.{i}.mlp.down_proj.weight"])
 
     def build(self, w):
+        self.source_of = {id(v): k for k, v in reversed(list(w.items()))}
         masks = self.mask_inputs_gqa() if self.attention == "gqa" else self.mask_inputs_plain()
         if self.attention == "gqa":
             self.rotary_caches()
@@ -415,6 +465,17 @@ class Builder:
         )
 
 
+def replace_graph(model, nodes, inits):
+    """The model with these nodes and initializers, and the com.microsoft opset."""
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits.values())
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_operatorsetid("com.microsoft", 1))
+    return model
+
+
 def to_int4(model, block_size, accuracy_level):
     """Every MatMul with a constant B becomes com.microsoft MatMulNBits (bits 4, symmetric),
     with the bytes, names and shapes ONNX Runtime's MatMulNBitsQuantizer writes (the builder's
@@ -448,13 +509,41 @@ def to_int4(model, block_size, accuracy_level):
                 name=node.name + "_Q4", domain="com.microsoft", **attrs,
             )
         )
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits.values())
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_operatorsetid("com.microsoft", 1))
-    return model
+    return replace_graph(model, nodes, inits)
+
+
+def to_nbits_from_gguf(model, sources, blocks):
+    """Every MatMul whose B holds Q4_0 / Q8_0 checkpoint weights (all of one type) becomes
+    MatMulNBits with the file's codes and scales (--weights gguf); the rest stay MatMul."""
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes, kept = [], {"float": 0, "nbits": 0}
+    for node in model.graph.node:
+        names = sources.get(node.input[1]) if node.op_type == "MatMul" else None
+        parts = [blocks.get(n) for n in names] if names and None not in names else None
+        if not parts or None in parts or len({p[0] for p in parts}) != 1:
+            if node.op_type == "MatMul" and node.input[1] in inits:
+                kept["float"] += 1
+            nodes.append(node)
+            continue
+        b = inits[node.input[1]]
+        cols, rows = b.dims[1], b.dims[0]  # B [K, N]: N output rows of K
+        converted = gguf_blocks_to_nbits(parts[0][0], np.concatenate([p[1] for p in parts], axis=0), cols, rows)
+        if converted is None:
+            kept["float"] += 1
+            nodes.append(node)
+            continue
+        packed, scales, bits = converted
+        inits.pop(node.input[1])
+        inits[b.name + "_Q"] = numpy_helper.from_array(packed, b.name + "_Q")
+        inits[b.name + "_scales"] = numpy_helper.from_array(scales, b.name + "_scales")
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits", [node.input[0], b.name + "_Q", b.name + "_scales"], list(node.output),
+                name=node.name + "_Q", domain="com.microsoft", K=rows, N=cols, bits=bits, block_size=32,
+            )
+        )
+        kept["nbits"] += 1
+    return replace_graph(model, nodes, inits), kept
 
 
 def main():
@@ -462,7 +551,8 @@ def main():
     ap.add_argument("checkpoint", help="model.safetensors (config.json next to it) or model.gguf")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--attention", choices=["gqa", "plain"], default="gqa")
-    ap.add_argument("--weights", choices=["int4", "fp32"], default="int4")
+    ap.add_argument("--weights", choices=["int4", "fp32", "gguf"], default="int4",
+                    help="gguf: a .gguf's Q4_0 / Q8_0 projections keep their codes (MatMulNBits)")
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--accuracy-level", type=int, default=None)
     ap.add_argument("--rotary", choices=["auto", "fused", "separate"], default="auto",
@@ -470,8 +560,13 @@ def main():
                     "(auto: fused when head_size %% 16 == 0, what ONNX Runtime's CPU kernel needs)")
     ap.add_argument("--context", type=int, default=None, help="rotary cache length (default max_position_embeddings)")
     a = ap.parse_args()
+    blocks = None
+    if a.weights == "gguf" and not a.checkpoint.endswith(".gguf"):
+        sys.exit("make_decoder.py: --weights gguf needs a .gguf checkpoint")
     if a.checkpoint.endswith(".gguf"):
-        config, weights = load_gguf(a.checkpoint)
+        loaded = load_gguf(a.checkpoint, keep_blocks=a.weights == "gguf")
+        config, weights = loaded[0], loaded[1]
+        blocks = loaded[2] if a.weights == "gguf" else None
     else:
         config, weights = load_safetensors(a.checkpoint)
     b = Builder(config, a.attention, a.context, a.rotary)
@@ -479,6 +574,9 @@ def main():
     model = b.model()
     if a.weights == "int4":
         model = to_int4(model, a.block_size, a.accuracy_level)
+    elif a.weights == "gguf":
+        model, kept = to_nbits_from_gguf(model, b.sources, blocks)
+        print(f"{a.output}: {kept['nbits']} projections keep the GGUF's codes, {kept['float']} stay float")
     if a.attention == "plain":
         onnx.checker.check_model(model)  # the contrib ops of the gqa graph have no onnx schema
     onnx.save(model, a.output)

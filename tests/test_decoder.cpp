@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/model_io.h"
+#include "op_model.h"
 #include "pass_model.h"
 #include "runtime-check/decoder.h"
 #include "runtime-check/executor.h"
@@ -148,6 +149,47 @@ TEST_CASE("a decoder made from a GGUF runs as the one made from its safetensors"
     auto from_st = dir / "from-safetensors.onnx";
     REQUIRE(make_decoder(from_st, "plain", "fp32").exit_code == 0);
     CHECK(run_decoder(load_model(from_gguf), 1) == run_decoder(load_model(from_st), 1));
+}
+
+TEST_CASE("the GQA decoder's cache is one buffer written in place, same logits as a copied one",
+          "[decoder]") {
+    // GroupQueryAttention reads every past: the session keeps ONNX Runtime GenAI's shared
+    // past / present buffer (decoder.h). The logits must be the growing, copied cache's bit
+    // for bit, and the buffer must stay the same allocation for the whole sequence (no
+    // per-step allocation or copy of the past). The plain graph Concats its past: copied.
+    EP_REQUIRE_FILE_OR_SKIP(stories() / "model.safetensors");
+    test::TempDir dir;
+    auto gqa = dir / "gqa.onnx";
+    REQUIRE(make_decoder(gqa, "gqa", "int4").exit_code == 0);
+    auto plain = dir / "plain.onnx";
+    REQUIRE(make_decoder(plain, "plain", "fp32").exit_code == 0);
+    {
+        rt::Executor exec(load_model(plain), rt::ExecOptions{1});
+        CHECK_FALSE(rt::decoder_interface(exec)->shared_buffer);
+    }
+    const auto tokens = ref_tokens();
+    for (int threads : {1, 2}) {
+        INFO(threads << " threads");
+        rt::Executor exec(load_model(gqa), rt::ExecOptions{threads});
+        auto shared = *rt::decoder_interface(exec);
+        REQUIRE(shared.shared_buffer);
+        auto copied = shared;
+        copied.shared_buffer = false;
+        rt::DecodeSession in_place(exec, shared, kPrefill + kSteps);
+        rt::DecodeSession growing(exec, copied);
+        const std::byte* buffer = nullptr;
+        for (int64_t s = 0; s <= kSteps; ++s) {
+            auto first = tokens.begin() + (s == 0 ? 0 : kPrefill + s - 1);
+            std::vector<int64_t> step(first, tokens.begin() + kPrefill + s);
+            auto a = in_place.step(step);
+            auto b = growing.step(step);
+            CHECK(test::same_bytes(a, b));
+            CHECK(in_place.cache(0).shape[2] == kPrefill + kSteps);
+            CHECK(growing.cache(0).shape[2] == in_place.position());
+            if (s == 0) buffer = in_place.cache(0).data.bytes().data();
+            CHECK(in_place.cache(0).data.bytes().data() == buffer);
+        }
+    }
 }
 
 TEST_CASE("a past input without its present output is refused naming both", "[decoder]") {

@@ -327,3 +327,45 @@ TEST_CASE("MatMulNBits with g_idx takes each k's scale and zero point from block
     node.inputs = {"a", "b", "s", "z"};
     CHECK(test::same_bytes(with_identity, test::run_node(node, 1).at(0)));
 }
+
+TEST_CASE("MatMulNBits 4-bit with few rows gives the portable loop's bits on every size",
+          "[runtime][quant]") {
+    // The decode path (M <= 4, 4-bit, no g_idx, whole blocks of a multiple of 32) runs the
+    // AVX2 kernel where the CPU has it; an identity g_idx (k / block_size) always runs the
+    // portable loop. Both must round every dequantized weight and product the same way and
+    // add in the same order: equal bytes, not just close values.
+    const int64_t bs = GENERATE(32, 64, 128);
+    const int64_t blocks = GENERATE(1, 3);
+    const int64_t n = GENERATE(1, 3, 4, 5, 17, 33);
+    const int64_t m = GENERATE(1, 2, 3, 4);
+    const int zero_kind = GENERATE(0, 1, 2);  // none (8), packed uint8, float
+    const int64_t k = bs * blocks, kb = blocks, blob = bs / 2;
+    INFO("block " << bs << " K " << k << " N " << n << " M " << m << " zero points " << zero_kind);
+    Tensor b = filled(DType::U8, {n, kb, blob}, static_cast<uint32_t>(k * 131 + n));
+    Tensor scales = test::random_f32({n, kb}, static_cast<uint32_t>(n + 7), 0.01f, 0.1f);
+    Tensor a = test::random_f32({m, k}, static_cast<uint32_t>(m * 17 + k));
+    Tensor bias = test::random_f32({n}, 9);
+    OneNode node;
+    node.op_type = "MatMulNBits";
+    node.domain = "com.microsoft";
+    node.feeds = {{"a", a}};
+    node.constants = {{"b", b}, {"s", scales}, {"bias", bias}};
+    node.inputs = {"a", "b", "s", "", "", "bias"};
+    if (zero_kind == 1) {
+        node.constants.push_back({"z", filled(DType::U8, {n, (kb + 1) / 2}, 11)});
+        node.inputs[3] = "z";
+    } else if (zero_kind == 2) {
+        node.constants.push_back({"z", test::random_f32({n, kb}, 12, 6.5f, 9.5f)});
+        node.inputs[3] = "z";
+    }
+    node.attributes = {test::int_attr("K", k), test::int_attr("N", n), test::int_attr("bits", 4),
+                       test::int_attr("block_size", bs)};
+    Tensor fast = test::run_node(node, 1).at(0);
+    std::vector<int64_t> g(static_cast<size_t>(k));
+    for (int64_t kk = 0; kk < k; ++kk) g[static_cast<size_t>(kk)] = kk / bs;
+    node.constants.push_back({"g", i64_tensor({k}, g)});
+    node.inputs[4] = "g";
+    Tensor portable = test::run_node(node, 1).at(0);
+    CHECK(test::same_bytes(fast, portable));
+    CHECK(test::same_bytes(fast, test::run_node(node, 2).at(0)));
+}

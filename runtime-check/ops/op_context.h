@@ -38,11 +38,19 @@ struct OpContext {
     QPackCache* qpacks = nullptr;       // the executor's, when int8_activations is on
     IgemmCache* igemm_cache = nullptr;  // the executor's
     uint64_t constant_inputs = 0;       // bit i: input i is an initializer (same bytes each run)
+    // Per input (or empty): the executor's value when input i is last read by this node and
+    // the run keeps it for nothing else, so the kernel may write into it (take_input).
+    std::vector<Tensor*> donated;
 
     [[nodiscard]] size_t input_count() const { return inputs.size(); }
     [[nodiscard]] bool has_input(size_t i) const { return i < inputs.size() && inputs[i]; }
     // The i-th input; fails naming the node when it is missing.
     [[nodiscard]] const Tensor& input(size_t i) const;
+    // Input i as a value the kernel may change in place (its bytes are copied first only if
+    // something else shares them), or null when the input must stay as it is.
+    [[nodiscard]] Tensor* take_input(size_t i) const {
+        return i < donated.size() ? donated[i] : nullptr;
+    }
     [[noreturn]] void fail(const std::string& what) const;
 };
 

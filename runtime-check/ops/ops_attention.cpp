@@ -16,7 +16,11 @@
 //                     [B, Nkv, P, H] (BNSH), seqlens_k [B] = total length - 1 per batch entry,
 //                     total_sequence_length. First prompt (S == total_sequence_length): past
 //                     length 0; else past_b = seqlens_k[b] + 1 - S. present = past[0, past_b) then
-//                     the S new rows, length max(P, total_sequence_length), the rest zero.
+//                     the S new rows, length max(P, total_sequence_length), the rest zero;
+//                     except in a run sharing the past / present buffer (the decode loop's
+//                     opt-in, ONNX Runtime GenAI's past_present_share_buffer) where past has
+//                     that length: present is past with the new rows written in place, the
+//                     rest as past had it.
 //                     Query s of head h attends keys [0, past_b + s] of KV head h / (N / Nkv)
 //                     (causal; with local_window_size W the last W of them, as ONNX Runtime
 //                     1.31 does): softmax(softcap(scale Q K^T) + attention_bias) V, scale
@@ -231,14 +235,19 @@ void rotary_embedding(OpContext& c, bool contrib) {
     float* py = y.mutable_values<float>().data();
     const float* pc = cache.cos.values<float>().data();
     const float* ps = cache.sin.values<float>().data();
-    parallel_for(c.options, l.batch * l.seq, 16, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t b = t / l.seq, s = t % l.seq, row = rows[static_cast<size_t>(t)];
-            for (int64_t n = 0; n < l.heads; ++n)
-                rotate_head(py + l.offset(b, n, s), pc + row * cache.half, ps + row * cache.half,
-                            rotary_dim, interleaved);
-        }
-    });
+    // Tokens per chunk: about 64 Ki rotated elements, so a prompt of a small model stays on
+    // one thread (a fork costs more than the work).
+    const int64_t token_work = std::max<int64_t>(1, l.heads * rotary_dim);
+    parallel_for(c.options, l.batch * l.seq, std::max<int64_t>(16, 65536 / token_work),
+                 [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                         const int64_t b = t / l.seq, s = t % l.seq,
+                                       row = rows[static_cast<size_t>(t)];
+                         for (int64_t n = 0; n < l.heads; ++n)
+                             rotate_head(py + l.offset(b, n, s), pc + row * cache.half,
+                                         ps + row * cache.half, rotary_dim, interleaved);
+                     }
+                 });
     c.outputs.push_back(from_f32(std::move(y), x.dtype));
 }
 
@@ -422,14 +431,29 @@ void op_group_query_attention(OpContext& c) {
         vf = as_f32(c, c.input(2));
     }
     const DType cache_dtype = query.dtype;
-    // present: the valid past rows, then the new rows (written below), the rest zero.
-    Tensor present_k =
-        make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
-    Tensor present_v =
-        make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
+    // present: the valid past rows, then the new rows (written below), the rest zero. When
+    // the run shares the past / present buffer (Executor::run's shared_kv_buffer: ONNX
+    // Runtime GenAI's past_present_share_buffer, the decode loop's opt-in, decoder.h), the
+    // past already has present's length and the executor hands it over (take_input:
+    // nothing else reads it), present IS that buffer, as in ONNX Runtime when past and
+    // present share memory: only the new rows are written, the rows after them keep the
+    // buffer's values (zero in the decode loop's buffer, which only appends).
+    Tensor present_k, present_v;
+    Tensor* own_k = c.take_input(3);
+    Tensor* own_v = c.take_input(4);
+    const bool in_place = own_k && own_v && g.past_len == g.present_len &&
+                          own_k->dtype == DType::F32 && own_v->dtype == DType::F32 &&
+                          cache_dtype == DType::F32 && !own_k->is_encoded() && !own_v->is_encoded();
+    if (in_place) {
+        present_k = std::move(*own_k);
+        present_v = std::move(*own_v);
+    } else {
+        present_k = make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
+        present_v = make_uninitialized_tensor(DType::F32, {g.batch, g.kv_heads, g.present_len, hs});
+    }
     float* pk = present_k.mutable_values<float>().data();
     float* pv = present_v.mutable_values<float>().data();
-    {
+    if (!in_place) {
         Tensor pkf, pvf;
         if (past.key) {
             pkf = as_f32(c, *past.key);

@@ -9,17 +9,34 @@
 //
 // Threads split work so that each output element is computed by one thread, in a fixed
 // order: results are bit-identical for any thread count.
+//
+// Few rows of A (decode: one) take the fused dequantize + dot path. Its arithmetic is
+// fixed: w = (float(code) - zero) * scale rounded to float, then per output element 8 lane
+// sums (lane = k mod 8, k ascending, each product rounded before it is added: no fused
+// multiply-add), combined as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). The AVX2
+// kernel for 4-bit codes (nbits4_small_m_avx2: 32 codes unpacked per step, four output
+// columns at a time so four sum chains overlap) performs exactly these operations, so it
+// gives the portable loop's bits (tests/test_decoder.cpp checks it).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <utility>
 
 #include "ir/checked.h"
 #include "runtime-check/kernels/gemm.h"
+#include "runtime-check/kernels/simd.h"
 #include "runtime-check/ops/elementwise.h"
 #include "runtime-check/ops/ops.h"
 #include "runtime-check/ops/quant_common.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+// AVX2 without FMA: the kernel must round each product before adding it, as the portable
+// loop does on x86-64's baseline.
+#define EP_NBITS_AVX2 __attribute__((target("avx2")))
+#endif
 
 namespace ep::rt {
 namespace {
@@ -77,11 +94,17 @@ void dequant_block(const NBits& p, int64_t col, int64_t kb, int64_t len, float* 
     }
 }
 
+// Output columns per parallel_for chunk on the small-M path: at least about
+// kGemmParallelWork multiply-adds, so a small projection stays on one thread.
+int64_t small_m_grain(const NBits& p) {
+    return std::max<int64_t>(16, kGemmParallelWork / std::max<int64_t>(1, p.k * p.m));
+}
+
 // Few rows of A: each output column dequantizes its weights a block at a time and takes
 // dot products with 8 interleaved partial sums (combined in a fixed order).
 template <int BITS>
 void nbits_small_m(const ExecOptions& options, const NBits& p) {
-    parallel_for(options, p.n, 16, [&](int64_t n0, int64_t n1) {
+    parallel_for(options, p.n, small_m_grain(p), [&](int64_t n0, int64_t n1) {
         std::vector<float> w(static_cast<size_t>(p.block));
         for (int64_t col = n0; col < n1; ++col) {
             float acc[kNBitsSmallM][8] = {};
@@ -108,6 +131,92 @@ void nbits_small_m(const ExecOptions& options, const NBits& p) {
             }
         }
     });
+}
+
+#ifdef EP_NBITS_AVX2
+// Columns [n0, n1) of 4-bit B for M rows of A, with the portable small-M arithmetic (see
+// the file comment): C columns at a time, each column's lanes one __m256 per row of A.
+// Needs no g_idx, a block that is a multiple of 32 and K a multiple of the block.
+template <int M, int C>
+EP_NBITS_AVX2 void nbits4_columns_avx2(const NBits& p, int64_t col0) {
+    __m256 acc[M][C];
+    for (auto& row : acc)
+        for (auto& v : row) v = _mm256_setzero_ps();
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    for (int64_t kb = 0; kb < p.k_blocks; ++kb) {
+        const int64_t k0 = kb * p.block;
+        for (int c = 0; c < C; ++c) {
+            const int64_t col = col0 + c;
+            const size_t at = static_cast<size_t>(col * p.k_blocks + kb);
+            const __m256 s = _mm256_set1_ps(p.scales[at]);
+            const __m256 z = _mm256_set1_ps(p.zp ? p.zp[at] : p.default_zp);
+            const uint8_t* blk = p.b + (col * p.k_blocks + kb) * p.blob;
+            for (int64_t j = 0; j < p.block; j += 32) {
+                // 16 bytes hold codes j..j+31, low nibble first: element 2i is byte i's
+                // low nibble, 2i + 1 its high one.
+                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + j / 2));
+                const __m128i lo = _mm_and_si128(v, low4);
+                const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+                const __m128i c0 = _mm_unpacklo_epi8(lo, hi), c1 = _mm_unpackhi_epi8(lo, hi);
+                const __m128i parts[4] = {c0, _mm_srli_si128(c0, 8), c1, _mm_srli_si128(c1, 8)};
+                for (int t = 0; t < 4; ++t) {
+                    const __m256 code = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[t]));
+                    const __m256 w = _mm256_mul_ps(_mm256_sub_ps(code, z), s);
+                    for (int i = 0; i < M; ++i) {
+                        const __m256 a = _mm256_loadu_ps(p.a + i * p.k + k0 + j + 8 * t);
+                        acc[i][c] = _mm256_add_ps(acc[i][c], _mm256_mul_ps(a, w));
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < M; ++i)
+        for (int c = 0; c < C; ++c) {
+            alignas(32) float l[8];
+            _mm256_store_ps(l, acc[i][c]);
+            const float v = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            const int64_t col = col0 + c;
+            p.y[i * p.n + col] = p.bias ? v + p.bias[col] : v;
+        }
+}
+
+template <int M>
+EP_NBITS_AVX2 void nbits4_small_m_avx2(const NBits& p, int64_t n0, int64_t n1) {
+    int64_t col = n0;
+    for (; col + 4 <= n1; col += 4) nbits4_columns_avx2<M, 4>(p, col);
+    for (; col < n1; ++col) nbits4_columns_avx2<M, 1>(p, col);
+}
+
+bool nbits_use_avx2() {
+    static const bool yes =
+        std::string_view(simd_kernels().name) != "baseline" && __builtin_cpu_supports("avx2");
+    return yes;
+}
+#endif
+
+// The AVX2 small-M kernel when it applies (4-bit, no g_idx, whole blocks of a multiple of
+// 32 codes); false: the caller runs the portable loop.
+bool nbits4_small_m_fast(const ExecOptions& options, const NBits& p) {
+#ifdef EP_NBITS_AVX2
+    if (!nbits_use_avx2() || p.g_idx || p.block % 32 != 0 || p.k % p.block != 0) return false;
+    parallel_for(options, p.n, small_m_grain(p), [&](int64_t n0, int64_t n1) {
+        switch (p.m) {
+            case 1:
+                return nbits4_small_m_avx2<1>(p, n0, n1);
+            case 2:
+                return nbits4_small_m_avx2<2>(p, n0, n1);
+            case 3:
+                return nbits4_small_m_avx2<3>(p, n0, n1);
+            default:
+                return nbits4_small_m_avx2<4>(p, n0, n1);
+        }
+    });
+    return true;
+#else
+    (void)options;
+    (void)p;
+    return false;
+#endif
 }
 
 // More rows: fixed tiles of output columns; each tile dequantizes its rows of B into a
@@ -139,9 +248,11 @@ void nbits_tiled(const ExecOptions& options, const NBits& p) {
 
 template <int BITS>
 void nbits_run(const ExecOptions& options, const NBits& p) {
-    if (p.m <= kNBitsSmallM)
+    if (p.m <= kNBitsSmallM) {
+        if constexpr (BITS == 4)
+            if (nbits4_small_m_fast(options, p)) return;
         nbits_small_m<BITS>(options, p);
-    else
+    } else
         nbits_tiled<BITS>(options, p);
 }
 
@@ -174,7 +285,9 @@ void op_matmul_nbits(OpContext& c) {
     if (static_cast<uint64_t>(scales.element_count()) != *b_count)
         c.fail(cat("scales must have N x k_blocks = ", *b_count, " elements, found ",
                    shape_string(scales.shape)));
-    std::vector<float> sc = read_float_values(c, scales, "scales");
+    // f32 scales are read in place (no per-run copy); other float types converted.
+    std::vector<float> sc;
+    if (scales.dtype != DType::F32) sc = read_float_values(c, scales, "scales");
     // Zero points: packed uint8 [N, ceil(k_blocks * bits / 8)], or float [N, k_blocks];
     // absent means 2^(bits - 1).
     std::vector<float> zp;
@@ -233,14 +346,14 @@ void op_matmul_nbits(OpContext& c) {
         p.a = a_f32.data();
     }
     p.b = b.values<uint8_t>().data();
-    p.scales = sc.data();
+    p.scales = scales.dtype == DType::F32 ? scales.values<float>().data() : sc.data();
     p.zp = zp.empty() ? nullptr : zp.data();
     p.default_zp = static_cast<float>(1 << (bits - 1));
     p.g_idx = g_idx.empty() ? nullptr : g_idx.data();
     p.bias = bias.empty() ? nullptr : bias.data();
     std::vector<int64_t> out_shape = a0.shape;
     out_shape.back() = n;
-    Tensor y32 = make_tensor(DType::F32, out_shape);
+    Tensor y32 = make_uninitialized_tensor(DType::F32, out_shape);  // every element is written
     p.y = y32.mutable_values<float>().data();
     if (p.m > 0) {
         if (bits == 2)
