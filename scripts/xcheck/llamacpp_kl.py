@@ -7,7 +7,8 @@ usage: llamacpp_kl.py --gguf MODEL.gguf --edgepack-model MODEL.onnx|.epk --token
 T.npy is int64 [S, T]: S windows of T token ids (the first is BOS), each run from an empty
 context by both: llama.cpp (llama-cpp-python, logits_all: the logits of every position)
 evaluates the ids directly (no tokenizer, no BOS added), edgepack runs the model
-(`edgepack run MODEL --data T.npy`, logits [1, T, V] per window). Per position
+(`edgepack run MODEL --data T.npy`, logits [1, T, V] per window; a KV-cache decoder from
+scripts/make_decoder.py gets one .npz per window from an empty context instead). Per position
 KL(P_edgepack || Q_llama.cpp) = sum P (log P - log Q) with log-softmax in float64, as
 `edgepack validate` computes it (docs/validate.md). Prints one JSON object:
 {"positions", "windows", "kl_mean", "kl_mean_uncertainty", "kl_max", "same_top1",
@@ -33,10 +34,34 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
 
 
+def kv_cache_feeds(model: str, window: np.ndarray):
+    """The feeds of a KV-cache decoder (scripts/make_decoder.py's inputs) running `window`
+    from an empty context, or None when `model` has no past_key_values inputs."""
+    if not model.endswith(".onnx"):
+        return None
+    import onnx
+
+    graph = onnx.load(model, load_external_data=False).graph
+    past = [i for i in graph.input if i.name.startswith("past_key_values.")]
+    if not past:
+        return None
+    feeds = {"input_ids": window[None, :].astype(np.int64),
+             "attention_mask": np.ones((1, len(window)), dtype=np.int64)}
+    for i in past:
+        dims = [d.dim_value for d in i.type.tensor_type.shape.dim]
+        feeds[i.name] = np.zeros((1, dims[1], 0, dims[3]), dtype=np.float32)
+    return feeds
+
+
 def edgepack_logits(binary: str, model: str, tokens: np.ndarray, threads: int) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "tokens.npy")
         np.save(data, tokens)
+        if kv_cache_feeds(model, tokens[0]) is not None:  # one .npz per window
+            data = os.path.join(tmp, "windows")
+            os.makedirs(data)
+            for n, row in enumerate(tokens):
+                np.savez(os.path.join(data, f"window_{n:04d}.npz"), **kv_cache_feeds(model, row))
         out = os.path.join(tmp, "out")
         r = subprocess.run([binary, "run", model, "--data", data, "--out", out, "--threads",
                             str(threads), "--quiet"], capture_output=True, text=True)
@@ -47,7 +72,20 @@ def edgepack_logits(binary: str, model: str, tokens: np.ndarray, threads: int) -
 
 
 def llamacpp_logits(gguf: str, tokens: np.ndarray, threads: int) -> list:
+    import llama_cpp.llama_cpp as api
     from llama_cpp import Llama
+
+    # No extra buffer types (weight repacking, AMX): ggml's AMX kernels crash with SIGSEGV
+    # on this machine's CPU (Sapphire Rapids-class, AMX tiles not granted to the process),
+    # in llama_decode on every model. The plain CPU kernels compute the same blocks.
+    default_params = api.llama_model_default_params
+
+    def model_params():
+        p = default_params()
+        p.use_extra_bufts = False
+        return p
+
+    api.llama_model_default_params = model_params
 
     t = tokens.shape[1]
     llm = Llama(model_path=gguf, n_ctx=t, n_batch=t, n_ubatch=t, logits_all=True,
