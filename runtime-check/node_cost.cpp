@@ -181,9 +181,11 @@ double stride_product(const Node& node, size_t spatial) {
 }  // namespace
 
 CostFormula node_cost_formula(const Node& node) {
-    if (node.domain == kFusedDomain)  // QdqBinary, ElementwiseChain: a few cheap steps each
-        return node.op_type == "ElementwiseChain" ? CostFormula::Transcendental
-                                                  : CostFormula::Cheap;
+    if (node.domain == kFusedDomain) {  // the plan's own fused nodes (qdq_fusion.h, ...)
+        if (node.op_type == "QdqBinary") return CostFormula::Cheap;
+        if (node.op_type == "ElementwiseChain") return CostFormula::Transcendental;
+        return CostFormula::None;  // a fused node without a formula: its kernels decide
+    }
     const std::string_view domain = node.domain == "ai.onnx" ? "" : node.domain;
     for (const FormulaEntry& e : formula_table())
         if (e.domain == domain && e.op_type == node.op_type) return e.formula;
