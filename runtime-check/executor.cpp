@@ -507,6 +507,23 @@ NamedTensors Executor::run(NamedTensors inputs, const std::vector<std::string>& 
     return result;
 }
 
+namespace {
+
+// `all`, or `one` (the same options with one thread) for a node whose estimated work is
+// too small to split (node_cost.h); the estimate reads only the shapes of its inputs.
+const ExecOptions& node_options(const Plan::Step& step, const Executor::Frame& frame,
+                                const ExecOptions& all, const ExecOptions& one, RunStats& stats) {
+    if (all.threads <= 1 || step.cost == CostFormula::None) return all;
+    std::vector<const Tensor*> inputs;
+    inputs.reserve(step.inputs.size());
+    for (const Ref& r : step.inputs) inputs.push_back(r.slot < 0 ? nullptr : frame.get(r));
+    if (!runs_serially(step.cost, *step.node, inputs)) return all;
+    ++stats.serial_nodes;
+    return one;
+}
+
+}  // namespace
+
 std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
                                        const std::vector<bool>* keep) {
     SubgraphRunner runner = [this, &plan, &frame](const Graph& sub, std::span<const Tensor> args) {
@@ -535,12 +552,9 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
                 !v.data.is_view()) {
                 // The input dies here: Relu over its bytes (copied first only if shared).
                 auto bytes = v.data.mutable_bytes();
-                const Tensor* const in[] = {&v};
-                const bool serial = options_.threads > 1 && runs_serially(step.cost, node, in);
-                relu_f32_in_place(serial ? serial_options_ : options_,
+                relu_f32_in_place(node_options(step, frame, options_, serial_options_, stats_),
                                   reinterpret_cast<float*>(bytes.data()),
                                   static_cast<int64_t>(bytes.size() / sizeof(float)));
-                stats_.serial_nodes += serial ? 1 : 0;
                 auto out = static_cast<size_t>(step.outputs[0]);
                 frame.values[out] = std::move(v);
                 frame.ptr[out] = &frame.values[out];
@@ -550,27 +564,22 @@ std::vector<Tensor> Executor::run_plan(const Plan& plan, Frame& frame,
                 continue;
             }
         }
-        std::vector<const Tensor*> inputs;
-        inputs.reserve(step.inputs.size());
+        const ExecOptions& node_opts = node_options(step, frame, options_, serial_options_, stats_);
+        OpContext ctx{node, {}, {}, node_opts, step.opset, &runner, qpacks_.get()};
+        ctx.igemm_cache = igemm_cache_.get();
+        ctx.constant_inputs = step.constant_inputs;
+        ctx.inputs.reserve(step.inputs.size());
         for (size_t k = 0; k < step.inputs.size(); ++k) {
             if (step.inputs[k].slot < 0) {
-                inputs.push_back(nullptr);
+                ctx.inputs.push_back(nullptr);
                 continue;
             }
             const Tensor* t = frame.get(step.inputs[k]);
             if (!t)
                 throw InternalError(
                     cat("node ", node.label(), ": input '", node.inputs[k], "' has no value"));
-            inputs.push_back(t);
+            ctx.inputs.push_back(t);
         }
-        // Small nodes run on this thread alone (node_cost.h), decided from shapes only.
-        const bool serial = options_.threads > 1 && runs_serially(step.cost, node, inputs);
-        stats_.serial_nodes += serial ? 1 : 0;
-        OpContext ctx{
-            node,       std::move(inputs), {},           serial ? serial_options_ : options_,
-            step.opset, &runner,           qpacks_.get()};
-        ctx.igemm_cache = igemm_cache_.get();
-        ctx.constant_inputs = step.constant_inputs;
         if (step.donated_inputs != 0 && shared_kv_buffer_) {
             ctx.donated.assign(step.inputs.size(), nullptr);
             for (size_t k = 0; k < step.inputs.size(); ++k) {

@@ -124,6 +124,11 @@ const std::vector<FormulaEntry>& formula_table() {
         {"", "ConvInteger", F::Conv},
         {"", "QLinearConv", F::Conv},
         {"", "ConvTranspose", F::ConvTranspose},
+        // The plan's own fused nodes (qdq_fusion.h, elementwise_fusion.h): 8-bit elementwise
+        // rows, chains of a few float elementwise steps, a Conv with its activation chain.
+        {kFusedDomain, "QdqBinary", F::Cheap},
+        {kFusedDomain, "ElementwiseChain", F::Transcendental},
+        {kFusedDomain, "ConvActivation", F::Conv},
         // com.microsoft: the GenAI builder's and the transformer optimizer's ops.
         {"com.microsoft", "BiasGelu", F::Transcendental},
         {"com.microsoft", "FastGelu", F::Transcendental},
@@ -181,13 +186,8 @@ double stride_product(const Node& node, size_t spatial) {
 }  // namespace
 
 CostFormula node_cost_formula(const Node& node) {
-    if (node.domain == kFusedDomain) {  // ConvActivation: a Conv (X, W inputs) and its chain
-        if (node.op_type == "ConvActivation") return CostFormula::Conv;
-        // QdqBinary, ElementwiseChain: a few cheap steps each
-        return node.op_type == "ElementwiseChain" ? CostFormula::Transcendental
-                                                  : CostFormula::Cheap;
-    }
-    const std::string_view domain = node.domain == "ai.onnx" ? "" : node.domain;
+    std::string_view domain = node.domain;
+    if (domain == "ai.onnx") domain = "";
     for (const FormulaEntry& e : formula_table())
         if (e.domain == domain && e.op_type == node.op_type) return e.formula;
     return CostFormula::None;

@@ -52,6 +52,11 @@ TEST_CASE("the cost model counts a product's multiply-adds and an elementwise op
     CHECK_FALSE(rt::runs_serially(rt::node_cost_formula(relu), relu, big_in));
     CHECK(rt::runs_serially(rt::node_cost_formula(relu), relu, small_in));
 
+    Node fused;  // the plan's fused Conv + activation counts as its Conv
+    fused.domain = "ai.edgepack.fused";
+    fused.op_type = "ConvActivation";
+    CHECK(rt::node_cost_formula(fused) == rt::CostFormula::Conv);
+
     Node loop;  // no formula: never forced onto one thread
     loop.op_type = "Loop";
     CHECK(rt::node_cost_formula(loop) == rt::CostFormula::None);
