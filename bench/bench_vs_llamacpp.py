@@ -48,6 +48,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_ort import edgepack_decode_round  # noqa: E402  (one `edgepack bench` decoder round)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "xcheck"))
+from llamacpp_kl import load_llama  # noqa: E402  (llama.cpp without its extra buffer types)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGEPACK_SHARED_MODELS", ROOT.parent / "shared" / "models"))
 CACHE = Path(os.environ.get("EDGEPACK_MODEL_CACHE", ROOT / ".cache" / "models"))
@@ -93,29 +96,6 @@ def tokens_for(model, gguf_path, need, tmp):
     if len(t) < need:
         raise RuntimeError(f"{model}: {len(t)} tokens, need {need}")
     return t[:need].astype(np.int64)
-
-
-def load_llama(path, n_ctx, n_batch, threads):
-    """llama.cpp on the CPU without its extra buffer types (use_extra_bufts = False: no
-    repacked Q4_0 / AMX weights): with them, llama-cpp-python 0.3.36's build crashed
-    (SIGSEGV in llama_decode) on every quantized file on this machine's CPU (AVX-512 +
-    AMX), F32 files ran. Llama() takes no such argument, so its default params are wrapped."""
-    import llama_cpp.llama_cpp as lib
-    from llama_cpp import Llama
-
-    default = lib.llama_model_default_params
-
-    def without_extra_bufts():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    lib.llama_model_default_params = without_extra_bufts
-    try:
-        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-                     n_threads=threads, n_threads_batch=threads, verbose=False)
-    finally:
-        lib.llama_model_default_params = default
 
 
 def llamacpp_round(llm, tokens, prefill, steps, warmup, runs):

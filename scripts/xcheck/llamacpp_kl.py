@@ -71,25 +71,34 @@ def edgepack_logits(binary: str, model: str, tokens: np.ndarray, threads: int) -
         return [np.load(os.path.join(out, d, "logits.npy"))[0] for d in folders]
 
 
-def llamacpp_logits(gguf: str, tokens: np.ndarray, threads: int) -> list:
-    import llama_cpp.llama_cpp as api
+def load_llama(path, n_ctx, n_batch, threads, **kwargs):
+    """llama.cpp on the CPU without its extra buffer types (use_extra_bufts = False: no
+    repacked Q4_0 / AMX weights): with them, llama-cpp-python 0.3.36's build crashed
+    (SIGSEGV in llama_decode, in ggml_backend_amx_mul_mat) on every quantized file on this
+    machine's CPU (AVX-512 + AMX); the plain CPU kernels compute the same blocks. Llama()
+    takes no such argument, so its default params are wrapped while it loads. Also used by
+    bench/bench_vs_llamacpp.py."""
+    import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
 
-    # No extra buffer types (weight repacking, AMX): ggml's AMX kernels crash with SIGSEGV
-    # on this machine's CPU (Sapphire Rapids-class, AMX tiles not granted to the process),
-    # in llama_decode on every model. The plain CPU kernels compute the same blocks.
-    default_params = api.llama_model_default_params
+    default = lib.llama_model_default_params
 
-    def model_params():
-        p = default_params()
+    def without_extra_bufts():
+        p = default()
         p.use_extra_bufts = False
         return p
 
-    api.llama_model_default_params = model_params
+    lib.llama_model_default_params = without_extra_bufts
+    try:
+        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                     n_threads=threads, n_threads_batch=threads, verbose=False, **kwargs)
+    finally:
+        lib.llama_model_default_params = default
 
+
+def llamacpp_logits(gguf: str, tokens: np.ndarray, threads: int) -> list:
     t = tokens.shape[1]
-    llm = Llama(model_path=gguf, n_ctx=t, n_batch=t, n_ubatch=t, logits_all=True,
-                n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = load_llama(gguf, t, t, threads, logits_all=True)
     out = []
     for row in tokens:
         llm.reset()
