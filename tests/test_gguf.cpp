@@ -292,6 +292,7 @@ TEST_CASE(
     test::TempDir dir;
     auto made = test::run_oracle("hf_tokenizer_from_gguf.py", {smol.string(), dir.path().string()});
     INFO(made.err);
+    if (made.exit_code == 77) EP_SKIP(made.err);  // transformers' GGUF reader needs torch
     REQUIRE(made.exit_code == 0);
     json recipe{{"model", (dir / "model.safetensors").string()},
                 {"passes", json::array({{{"pass", "quantize-weights"}, {"bits", 8}}})},
